@@ -1,0 +1,23 @@
+package deps
+import (
+ _ "go.etcd.io/bbolt"
+ _ "github.com/emersion/go-smtp"
+ _ "github.com/emersion/go-message"
+ _ "github.com/emersion/go-sasl"
+ _ "golang.org/x/oauth2"
+ _ "golang.org/x/oauth2/jwt"
+ _ "github.com/cenkalti/backoff/v4"
+ _ "github.com/lmittmann/tint"
+ _ "github.com/fsnotify/fsnotify"
+ _ "github.com/spf13/cobra"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "github.com/prometheus/client_golang/prometheus/promhttp"
+ _ "github.com/prometheus/client_golang/prometheus/testutil"
+ _ "golang.org/x/time/rate"
+ _ "github.com/goccy/go-yaml"
+ _ "golang.org/x/crypto/bcrypt"
+ _ "golang.org/x/term"
+ _ "golang.org/x/sys/unix"
+ _ "pgregory.net/rapid"
+ _ "github.com/golang-jwt/jwt/v5"
+)
