@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"golang.org/x/term"
+)
+
+// newLogger builds the daemon's logger: tint (colour, human) when w is a
+// terminal, JSON otherwise, so journald/ELK get structured lines and an admin
+// at a console gets readable ones. format "text" or "json" forces one.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lv := new(slog.LevelVar)
+	if err := setLevel(lv, level); err != nil {
+		return nil, nil, err
+	}
+	isTTY := false
+	if f, ok := w.(*os.File); ok {
+		isTTY = term.IsTerminal(int(f.Fd()))
+	}
+	switch strings.ToLower(format) {
+	case "", "auto":
+		if isTTY {
+			return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime})), lv, nil
+		}
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), lv, nil
+	case "text":
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTTY})), lv, nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), lv, nil
+	default:
+		return nil, nil, fmt.Errorf("log format %q: want auto, text or json", format)
+	}
+}
+
+func setLevel(lv *slog.LevelVar, level string) error {
+	if level == "" {
+		level = "info"
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	lv.Set(l)
+	return nil
+}
