@@ -1,14 +1,18 @@
 package spool
 
-// API SKELETON: the signatures below are the contract other packages code
-// against. The bodies are being implemented; do not change signatures.
-
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Options configures Open. Zero values take the defaults noted.
@@ -25,156 +29,303 @@ type Options struct {
 	ReadOnly           bool                     // open read-only (spoolctl --spool); every write returns ErrReadOnly
 }
 
+func (o *Options) setDefaults() {
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 2 * time.Second
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 5 * time.Minute
+	}
+	if o.DeliveredRetention <= 0 {
+		o.DeliveredRetention = 24 * time.Hour
+	}
+	if o.RescueInterval == 0 {
+		o.RescueInterval = 30 * time.Second
+	}
+	if o.HistoryLimit <= 0 {
+		o.HistoryLimit = 20
+	}
+}
+
+// DBFile and MessagesDir are the names of the database and body directory in
+// the spool directory.
+const (
+	DBFile      = "spool.db"
+	MessagesDir = "messages"
+)
+
 // Spool is the durable queue. Safe for concurrent use.
-type Spool struct{}
+type Spool struct {
+	dir    string
+	msgDir string
+	dbPath string
+	opts   Options
+	log    *slog.Logger
+	db     *bolt.DB
+	fs     fsys
+	ids    *idGen
+
+	// mu is held shared by every operation and exclusively by Close, so
+	// Close waits for in-flight work and later calls see closed.
+	mu     sync.RWMutex
+	closed bool
+
+	notify chan struct{}
+
+	commitCh   chan *commitReq
+	commitStop chan struct{}
+	commitDone chan struct{}
+
+	// beforeCommit, when set by tests, runs inside the group-commit
+	// transaction; an error aborts it as a failed bbolt commit would.
+	beforeCommit func() error
+
+	stopRescue sync.Once
+	rescueStop chan struct{}
+	rescueDone chan struct{}
+}
+
+// inUseError is the lock-timeout error; its text is what an admin needs to read.
+type inUseError struct{ path string }
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("spool %s is in use by another process", e.path)
+}
+func (e *inUseError) Unwrap() error { return ErrInUse }
 
 // Open opens (creating if needed, dirs 0700, db 0600) the spool in dir:
 // dir/spool.db and dir/messages/. It runs recovery (orphan bodies removed,
 // missing bodies dead-lettered, expired leases requeued) and starts the rescuer.
 // A second process gets ErrInUse ("spool <path> is in use by another process");
 // a corrupt database gets ErrCorrupt and is left untouched.
-func Open(dir string, opts Options) (*Spool, error) { panic("unimplemented") }
+func Open(dir string, opts Options) (*Spool, error) { return open(dir, opts, osFS{}) }
+
+func open(dir string, opts Options, fs fsys) (*Spool, error) {
+	opts.setDefaults()
+	if dir == "" {
+		return nil, fmt.Errorf("spool: open: %w: empty directory", ErrInvalid)
+	}
+	s := &Spool{
+		dir:    dir,
+		msgDir: filepath.Join(dir, MessagesDir),
+		dbPath: filepath.Join(dir, DBFile),
+		opts:   opts,
+		log:    opts.Logger,
+		fs:     fs,
+		ids:    newIDGen(opts.Rand),
+		notify: make(chan struct{}, 1),
+	}
+	if !opts.ReadOnly {
+		for _, d := range []string{dir, s.msgDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, fmt.Errorf("spool: creating %s: %w", d, err)
+			}
+		}
+	} else if _, err := os.Stat(s.dbPath); err != nil {
+		return nil, fmt.Errorf("spool: opening %s read-only: %w", s.dbPath, err)
+	}
+	db, err := openBolt(s.dbPath, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !opts.ReadOnly {
+		s.commitCh = make(chan *commitReq, 256)
+		s.commitStop = make(chan struct{})
+		s.commitDone = make(chan struct{})
+		go s.commitLoop()
+		if opts.RescueInterval > 0 {
+			s.rescueStop = make(chan struct{})
+			s.rescueDone = make(chan struct{})
+			go s.rescueLoop()
+		}
+	}
+	return s, nil
+}
+
+// openBolt opens the database, turning lock timeouts into ErrInUse and
+// corruption (errors or panics inside bbolt) into ErrCorrupt.
+func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db = nil
+			err = fmt.Errorf("spool: opening %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		FreelistType: bolt.FreelistMapType,
+		Timeout:      opts.LockTimeout,
+		ReadOnly:     opts.ReadOnly,
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, &inUseError{path: path}
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		return nil, fmt.Errorf("spool: opening %s: %w: %w", path, ErrCorrupt, err)
+	default:
+		return nil, fmt.Errorf("spool: opening %s: %w", path, err)
+	}
+}
+
+// init creates the buckets, checks the schema and runs recovery. A panic here
+// means bbolt hit a corrupt page.
+func (s *Spool) init() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("spool: opening %s: %w: %v", s.dbPath, ErrCorrupt, r)
+		}
+	}()
+	if s.opts.ReadOnly {
+		return s.db.View(func(tx *bolt.Tx) error {
+			for _, b := range allBuckets {
+				if tx.Bucket(b) == nil {
+					return fmt.Errorf("spool: opening %s: %w: bucket %s missing", s.dbPath, ErrCorrupt, b)
+				}
+			}
+			return checkSchema(tx)
+		})
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("spool: creating bucket %s: %w", b, err)
+			}
+		}
+		meta := tx.Bucket(bktMeta)
+		if meta.Get([]byte("schema")) == nil {
+			return meta.Put([]byte("schema"), []byte{schemaVersion})
+		}
+		return checkSchema(tx)
+	})
+	if err != nil {
+		return err
+	}
+	return s.reconcile()
+}
+
+func checkSchema(tx *bolt.Tx) error {
+	v := tx.Bucket(bktMeta).Get([]byte("schema"))
+	if len(v) != 1 || v[0] != schemaVersion {
+		return fmt.Errorf("spool: %w: unsupported schema version %v", ErrCorrupt, v)
+	}
+	return nil
+}
 
 // Close stops the rescuer, waits for in-flight commits and closes the database.
-func (s *Spool) Close() error { panic("unimplemented") }
+func (s *Spool) Close() error {
+	// Stop the rescuer before taking the exclusive lock: it takes the
+	// shared lock itself.
+	s.stopRescue.Do(func() {
+		if s.rescueStop != nil {
+			close(s.rescueStop)
+			<-s.rescueDone
+		}
+	})
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if s.commitStop != nil {
+		close(s.commitStop)
+		<-s.commitDone
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("spool: closing %s: %w", s.dbPath, err)
+	}
+	return nil
+}
 
 // Dir returns the spool directory.
-func (s *Spool) Dir() string { panic("unimplemented") }
+func (s *Spool) Dir() string { return s.dir }
 
 // Check runs bbolt's consistency check (tx.Check) and returns the first problem.
-func (s *Spool) Check() error { panic("unimplemented") }
-
-// Enqueue streams body into a new message and returns its ID once body and
-// metadata are durable (temp file, fsync, rename, fsync dir, group-committed
-// bbolt transaction). Memory use is constant in the body size. If body returns
-// an error, nothing is stored and the error is returned wrapped (errors.Is
-// works). Disk full returns an error matching ErrNoSpace. With an
-// IdempotencyKey already committed, it returns the existing ID and writes nothing.
-func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader) (string, error) {
-	panic("unimplemented")
+func (s *Spool) Check() error {
+	if err := s.begin(context.Background(), false); err != nil {
+		return err
+	}
+	defer s.end()
+	return s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("spool: check %s: %w: %w", s.dbPath, ErrCorrupt, err)
+		}
+		return nil
+	})
 }
 
-// LookupKey returns the message ID committed with an idempotency key.
-func (s *Spool) LookupKey(ctx context.Context, key string) (id string, found bool, err error) {
-	panic("unimplemented")
+// begin takes the shared lock for one operation; end releases it.
+func (s *Spool) begin(ctx context.Context, write bool) error {
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	if write && s.opts.ReadOnly {
+		s.mu.RUnlock()
+		return ErrReadOnly
+	}
+	return nil
 }
+
+func (s *Spool) end() { s.mu.RUnlock() }
 
 // Notify returns a channel that receives (non-blocking, capacity 1) after a
 // commit that may make a message due now: Enqueue, Release, Requeue, Flush,
 // lease rescue.
-func (s *Spool) Notify() <-chan struct{} { panic("unimplemented") }
+func (s *Spool) Notify() <-chan struct{} { return s.notify }
+
+func (s *Spool) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Spool) bodyPath(id string) string { return filepath.Join(s.msgDir, id+".eml") }
 
 // OpenBody opens a message's body for reading.
-func (s *Spool) OpenBody(id string) (*os.File, error) { panic("unimplemented") }
-
-// Claim leases up to limit due messages (queued/deferred with NextAttempt <= now)
-// in due-time order, read from the due index, and moves them to StateActive
-// with LeaseOwner = owner and LeaseUntil = now + LeaseDuration.
-func (s *Spool) Claim(ctx context.Context, now time.Time, limit int, owner string) ([]*Message, error) {
-	panic("unimplemented")
+func (s *Spool) OpenBody(id string) (*os.File, error) {
+	if err := s.begin(context.Background(), false); err != nil {
+		return nil, fmt.Errorf("spool: open body %s: %w", id, err)
+	}
+	defer s.end()
+	if !validID(id) {
+		return nil, fmt.Errorf("spool: open body %q: %w: bad id", id, ErrInvalid)
+	}
+	f, err := os.Open(s.bodyPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("spool: open body %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: open body %s: %w", id, err)
+	}
+	return f, nil
 }
 
-// ClaimAccount is Claim restricted to one account (per-account due index).
-func (s *Spool) ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*Message, error) {
-	panic("unimplemented")
-}
-
-// NextDue returns the earliest due time among queued and deferred messages
-// (optionally of one account; "" = all). ok is false when none wait.
-func (s *Spool) NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error) {
-	panic("unimplemented")
-}
-
-// DueAccounts returns the accounts that have at least one message due at now.
-func (s *Spool) DueAccounts(ctx context.Context, now time.Time) ([]string, error) {
-	panic("unimplemented")
-}
-
-// RenewLease extends an active message's lease.
-func (s *Spool) RenewLease(ctx context.Context, id, owner string, until time.Time) error {
-	panic("unimplemented")
-}
-
-// StartAttempt counts an attempt and commits its start and the next attempt
-// time to use if the worker crashes (ifCrash) before dialing.
-func (s *Spool) StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error {
-	panic("unimplemented")
-}
-
-// Delivered completes an attempt. Recipients not named in r.Recipients that are
-// pending become delivered. If any recipient ends failed the message goes to
-// StateDead (reason names the failed recipients) with the body kept; otherwise
-// to StateDelivered and the body file is removed.
-func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error {
-	panic("unimplemented")
-}
-
-// Defer completes an attempt with a transient failure: StateDeferred until next.
-func (s *Spool) Defer(ctx context.Context, id, owner string, next time.Time, r Result) error {
-	panic("unimplemented")
-}
-
-// Dead completes an attempt with a permanent failure: StateDead with r.Reason.
-func (s *Spool) Dead(ctx context.Context, id, owner string, r Result) error {
-	panic("unimplemented")
-}
-
-// Postpone returns an active message to StateDeferred until next without using
-// an attempt (an open attempt started by StartAttempt is uncounted and removed
-// from the history): for messages whose account waits (needs_reauth,
-// misconfigured, token endpoint down) or on shutdown (next = now).
-func (s *Spool) Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error {
-	panic("unimplemented")
-}
-
-// Hold moves a queued, deferred or dead message to StateHeld.
-func (s *Spool) Hold(ctx context.Context, id, reason string) error { panic("unimplemented") }
-
-// Release moves a held message to StateQueued, due now.
-func (s *Spool) Release(ctx context.Context, id string) error { panic("unimplemented") }
-
-// Requeue moves a dead or held message to StateQueued, due now, with attempts
-// reset and failed recipients made pending again.
-func (s *Spool) Requeue(ctx context.Context, id string) error { panic("unimplemented") }
-
-// Flush makes a queued or deferred message due now.
-func (s *Spool) Flush(ctx context.Context, id string) error { panic("unimplemented") }
-
-// FlushAll makes every queued/deferred message (of one account; "" = all) due
-// now and returns how many it changed.
-func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) { panic("unimplemented") }
-
-// Delete removes a message in any state but active, with its body.
-func (s *Spool) Delete(ctx context.Context, id string) error { panic("unimplemented") }
-
-// Purge deletes messages in state (dead or delivered) last updated before olderThan.
-func (s *Spool) Purge(ctx context.Context, state State, olderThan time.Time) (int, error) {
-	panic("unimplemented")
-}
-
-// Get returns one message.
-func (s *Spool) Get(ctx context.Context, id string) (*Message, error) { panic("unimplemented") }
-
-// List returns up to limit messages matching f in ID order, starting after
-// cursor ("" = from the start).
-func (s *Spool) List(ctx context.Context, f Filter, cursor string, limit int) (Page, error) {
-	panic("unimplemented")
-}
-
-// Stats returns the count of messages per state, kept in the database.
-func (s *Spool) Stats(ctx context.Context) (map[State]int, error) { panic("unimplemented") }
-
-// AccountGet reads a per-account record (auth tokens, health). ok is false if absent.
-func (s *Spool) AccountGet(ctx context.Context, account, key string) (value []byte, ok bool, err error) {
-	panic("unimplemented")
-}
-
-// AccountPut durably writes a per-account record (committed and fsync'd on return).
-func (s *Spool) AccountPut(ctx context.Context, account, key string, value []byte) error {
-	panic("unimplemented")
-}
-
-// AccountDelete removes a per-account record.
-func (s *Spool) AccountDelete(ctx context.Context, account, key string) error {
-	panic("unimplemented")
+// removeBody deletes a body file after its metadata no longer needs it.
+// Failure only leaves an orphan that the next Open removes, so it is logged.
+func (s *Spool) removeBody(id string) {
+	if err := s.fs.Remove(s.bodyPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("spool: removing body file", "msg_id", id, "err", err)
+	}
 }

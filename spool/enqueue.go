@@ -1,0 +1,312 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// copyBufs pools the copy buffers so concurrent enqueues of large scans keep
+// memory constant.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// commitReq is one renamed body waiting for the group commit.
+type commitReq struct {
+	msg  *Message
+	done chan commitRes
+}
+
+type commitRes struct {
+	id       string // the committed ID, or the existing ID for a duplicate key
+	existing bool
+	err      error
+}
+
+func validateEnqueue(req EnqueueRequest) error {
+	if req.Account == "" {
+		return fmt.Errorf("spool: enqueue: %w: account is required", ErrInvalid)
+	}
+	if strings.ContainsAny(req.Account, "\x00\r\n") || len(req.Account) > 256 {
+		return fmt.Errorf("spool: enqueue: %w: bad account name %q", ErrInvalid, req.Account)
+	}
+	if strings.ContainsAny(req.From, "\x00\r\n") {
+		return fmt.Errorf("spool: enqueue: %w: sender contains CR, LF or NUL", ErrInvalid)
+	}
+	if len(req.To) == 0 {
+		return fmt.Errorf("spool: enqueue: %w: no recipients", ErrInvalid)
+	}
+	for i, to := range req.To {
+		if to == "" {
+			return fmt.Errorf("spool: enqueue: %w: recipient %d is empty", ErrInvalid, i+1)
+		}
+		if strings.ContainsAny(to, "\x00\r\n") {
+			return fmt.Errorf("spool: enqueue: %w: recipient %d contains CR, LF or NUL", ErrInvalid, i+1)
+		}
+	}
+	if len(req.IdempotencyKey) > 512 {
+		return fmt.Errorf("spool: enqueue: %w: idempotency key longer than 512 bytes", ErrInvalid)
+	}
+	return nil
+}
+
+// Enqueue streams body into a new message and returns its ID once body and
+// metadata are durable (temp file, fsync, rename, fsync dir, group-committed
+// bbolt transaction). Memory use is constant in the body size. If body returns
+// an error, nothing is stored and the error is returned wrapped (errors.Is
+// works). Disk full returns an error matching ErrNoSpace. With an
+// IdempotencyKey already committed, it returns the existing ID and writes nothing.
+func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader) (string, error) {
+	if err := validateEnqueue(req); err != nil {
+		return "", err
+	}
+	if body == nil {
+		return "", fmt.Errorf("spool: enqueue: %w: nil body", ErrInvalid)
+	}
+	if err := s.begin(ctx, true); err != nil {
+		return "", fmt.Errorf("spool: enqueue: %w", err)
+	}
+	defer s.end()
+
+	if req.IdempotencyKey != "" {
+		id, found, err := s.lookupKey(req.IdempotencyKey)
+		if err != nil {
+			return "", fmt.Errorf("spool: enqueue: %w", err)
+		}
+		if found {
+			return id, nil
+		}
+	}
+
+	now := s.opts.Clock()
+	id, err := s.newID(now)
+	if err != nil {
+		return "", err
+	}
+	size, err := s.writeBody(id, body)
+	if err != nil {
+		return "", err
+	}
+
+	m := &Message{
+		ID:              id,
+		State:           StateQueued,
+		From:            req.From,
+		Account:         req.Account,
+		Source:          req.Source,
+		Size:            size,
+		Created:         now,
+		Updated:         now,
+		NextAttempt:     now,
+		IdempotencyKey:  req.IdempotencyKey,
+		NotifyOnFailure: req.NotifyOnFailure,
+	}
+	m.Recipients = make([]Recipient, len(req.To))
+	for i, to := range req.To {
+		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
+	}
+	r := &commitReq{msg: m, done: make(chan commitRes, 1)}
+	// The commit loop outlives every operation (Close waits for us), so
+	// this send and receive cannot block forever.
+	s.commitCh <- r
+	res := <-r.done
+	if res.err != nil {
+		s.removeBody(id)
+		return "", res.err
+	}
+	if res.existing {
+		s.removeBody(id)
+		return res.id, nil
+	}
+	s.log.Debug("spool: enqueued", "msg_id", id, "account", m.Account, "size", size)
+	return id, nil
+}
+
+func (s *Spool) newID(now time.Time) (string, error) {
+	var id string
+	if s.opts.NewID != nil {
+		id = s.opts.NewID(now)
+	} else {
+		var err error
+		id, err = s.ids.next(now)
+		if err != nil {
+			return "", err
+		}
+	}
+	if !validID(id) {
+		return "", fmt.Errorf("spool: enqueue: %w: generated id %q is not usable", ErrInvalid, id)
+	}
+	return id, nil
+}
+
+// writeBody streams body to a temp file, fsyncs it and renames it into
+// messages/. On any failure the temp file is removed.
+func (s *Spool) writeBody(id string, body io.Reader) (size int64, err error) {
+	f, err := s.fs.CreateTemp(s.msgDir, id+".*.tmp")
+	if err != nil {
+		return 0, wrapIO("creating temp file", err)
+	}
+	tmp := f.Name()
+	closed := false
+	defer func() {
+		if err != nil {
+			if !closed {
+				f.Close()
+			}
+			s.fs.Remove(tmp)
+		}
+	}()
+	bp := copyBufs.Get().(*[]byte)
+	size, err = io.CopyBuffer(writerOnly{f}, readerOnly{body}, *bp)
+	copyBufs.Put(bp)
+	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return 0, wrapIO("writing body", we.err)
+		}
+		return 0, fmt.Errorf("spool: enqueue: reading body: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return 0, wrapIO("fsync body", err)
+	}
+	closed = true
+	if err = f.Close(); err != nil {
+		return 0, wrapIO("closing body", err)
+	}
+	if err = s.fs.Rename(tmp, s.bodyPath(id)); err != nil {
+		return 0, wrapIO("renaming body", err)
+	}
+	return size, nil
+}
+
+// writeError marks errors from the destination so they are told apart from
+// errors of the caller's reader.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// writerOnly hides ReadFrom so CopyBuffer uses our pooled buffer and we can
+// tag write errors.
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
+}
+
+// readerOnly hides WriteTo for the same reason.
+type readerOnly struct{ r io.Reader }
+
+func (r readerOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+// commitLoop is the group committer: it takes every request queued while the
+// previous commit ran, fsyncs the messages directory once for all their
+// renames, and commits them in one bbolt transaction.
+func (s *Spool) commitLoop() {
+	defer close(s.commitDone)
+	for {
+		var batch []*commitReq
+		select {
+		case r := <-s.commitCh:
+			batch = append(batch, r)
+		case <-s.commitStop:
+			return
+		}
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case r := <-s.commitCh:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+func (s *Spool) commitBatch(batch []*commitReq) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- commitRes{err: err}
+		}
+	}
+	if err := s.fs.SyncDir(s.msgDir); err != nil {
+		fail(wrapIO("fsync messages directory", err))
+		return
+	}
+	results := make([]commitRes, len(batch))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		keys := tx.Bucket(bktKeys)
+		msgs := tx.Bucket(bktMessages)
+		for i, r := range batch {
+			m := r.msg
+			results[i] = commitRes{id: m.ID}
+			if m.IdempotencyKey != "" {
+				if v := keys.Get([]byte(m.IdempotencyKey)); v != nil {
+					results[i] = commitRes{id: string(v), existing: true}
+					continue
+				}
+			}
+			if msgs.Get([]byte(m.ID)) != nil {
+				results[i] = commitRes{err: fmt.Errorf("spool: enqueue: %w: id %s already exists", ErrInvalid, m.ID)}
+				continue
+			}
+			if err := writeMsg(tx, nil, m); err != nil {
+				return err
+			}
+			if m.IdempotencyKey != "" {
+				if err := keys.Put([]byte(m.IdempotencyKey), []byte(m.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		if s.beforeCommit != nil {
+			return s.beforeCommit()
+		}
+		return nil
+	})
+	if err != nil {
+		fail(wrapIO("committing metadata", err))
+		return
+	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+	s.signal()
+}
+
+// LookupKey returns the message ID committed with an idempotency key.
+func (s *Spool) LookupKey(ctx context.Context, key string) (id string, found bool, err error) {
+	if err := s.begin(ctx, false); err != nil {
+		return "", false, fmt.Errorf("spool: lookup key: %w", err)
+	}
+	defer s.end()
+	id, found, err = s.lookupKey(key)
+	if err != nil {
+		return "", false, fmt.Errorf("spool: lookup key: %w", err)
+	}
+	return id, found, nil
+}
+
+func (s *Spool) lookupKey(key string) (id string, found bool, err error) {
+	if key == "" {
+		return "", false, nil
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bktKeys).Get([]byte(key)); v != nil {
+			id, found = string(v), true
+		}
+		return nil
+	})
+	return id, found, err
+}

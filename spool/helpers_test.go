@@ -1,0 +1,129 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock shared by a test and the spool.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// testOpts returns options with a fake clock, no background rescuer and a
+// silent logger.
+func testOpts(c *fakeClock) Options {
+	return Options{Clock: c.Now, RescueInterval: -1, Logger: quietLogger(), LockTimeout: 200 * time.Millisecond}
+}
+
+// openTest opens a spool in dir and registers Check and Close in cleanup.
+func openTest(t testing.TB, dir string, opts Options) *Spool {
+	t.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	registerCheck(t, s)
+	return s
+}
+
+func registerCheck(t testing.TB, s *Spool) {
+	t.Cleanup(func() {
+		if err := s.Check(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("cleanup Check: %v", err)
+		}
+		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("cleanup Close: %v", err)
+		}
+	})
+}
+
+func req(account string, to ...string) EnqueueRequest {
+	if len(to) == 0 {
+		to = []string{"bob@example.com"}
+	}
+	return EnqueueRequest{From: "scanner@example.com", To: to, Account: account, Source: Source{Kind: SourceSMTP, PeerIP: "127.0.0.1"}}
+}
+
+func mustEnqueue(t testing.TB, s *Spool, r EnqueueRequest, body string) string {
+	t.Helper()
+	id, err := s.Enqueue(context.Background(), r, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	return id
+}
+
+func mustGet(t testing.TB, s *Spool, id string) *Message {
+	t.Helper()
+	m, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", id, err)
+	}
+	return m
+}
+
+func readBody(t testing.TB, s *Spool, id string) string {
+	t.Helper()
+	f, err := s.OpenBody(id)
+	if err != nil {
+		t.Fatalf("OpenBody(%s): %v", id, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("reading body %s: %v", id, err)
+	}
+	return string(b)
+}
+
+func bodyFileExists(s *Spool, id string) bool {
+	_, err := os.Stat(s.bodyPath(id))
+	return err == nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func describe(m *Message) string {
+	return fmt.Sprintf("%s state=%s attempts=%d next=%v lease=%s/%v", m.ID, m.State, m.Attempts, m.NextAttempt, m.LeaseOwner, m.LeaseUntil)
+}

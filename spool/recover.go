@@ -1,0 +1,209 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bodyMissing is the dead-letter reason recovery gives metadata without a body.
+const bodyMissing = "body missing"
+
+// reconcile reconciles bodies and metadata after a crash. It runs at Open while
+// the exclusive file lock guarantees no enqueue is between rename and commit.
+func (s *Spool) reconcile() error {
+	entries, err := os.ReadDir(s.msgDir)
+	if err != nil {
+		return fmt.Errorf("spool: recovery: reading %s: %w", s.msgDir, err)
+	}
+	bodies := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			// Never renamed, so never acknowledged.
+			s.removeFile(name, "temp file")
+		case strings.HasSuffix(name, ".eml") && e.Type().IsRegular():
+			bodies[strings.TrimSuffix(name, ".eml")] = true
+		default:
+			s.log.Warn("spool: recovery: unexpected file in messages directory left alone", "file", name)
+		}
+	}
+
+	now := s.opts.Clock()
+	var deadened, stale []string
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		deadened, stale = deadened[:0], stale[:0]
+		known := make(map[string]bool, len(bodies))
+		var fix []*Message
+		err := tx.Bucket(bktMessages).ForEach(func(k, v []byte) error {
+			id := string(k)
+			m, err := getMsg(tx, id)
+			if err != nil {
+				return err
+			}
+			known[id] = true
+			if m.State == StateDelivered {
+				if bodies[id] {
+					stale = append(stale, id) // crashed between commit and remove
+				}
+				return nil
+			}
+			if bodies[id] || (m.State == StateDead && strings.HasPrefix(m.Reason, bodyMissing)) {
+				return nil
+			}
+			fix = append(fix, m)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, old := range fix {
+			m, _ := getMsg(tx, old.ID)
+			if i := openAttempt(m, m.LeaseOwner); i >= 0 && m.State == StateActive {
+				m.History[i].End = now
+				m.History[i].Result = "interrupted"
+			}
+			if m.State == StateDead && m.Reason != "" {
+				m.Reason = bodyMissing + " (was dead: " + m.Reason + ")"
+			} else {
+				m.Reason = bodyMissing
+			}
+			m.State = StateDead
+			m.LeaseOwner, m.LeaseUntil = "", time.Time{}
+			m.Updated = now
+			if err := writeMsg(tx, old, m); err != nil {
+				return err
+			}
+			deadened = append(deadened, m.ID)
+		}
+		for id := range bodies {
+			if !known[id] {
+				stale = append(stale, id) // renamed but never committed
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("spool: recovery: %w", err)
+	}
+	for _, id := range deadened {
+		s.log.Error("spool: recovery: body file missing, message dead-lettered", "msg_id", id)
+	}
+	for _, id := range stale {
+		s.log.Info("spool: recovery: removing orphan body", "msg_id", id)
+		s.removeBody(id)
+	}
+	if _, err := s.rescue(now); err != nil {
+		return fmt.Errorf("spool: recovery: %w", err)
+	}
+	if _, err := s.purge(StateDelivered, now.Add(-s.opts.DeliveredRetention)); err != nil {
+		return fmt.Errorf("spool: recovery: purging delivered: %w", err)
+	}
+	return nil
+}
+
+func (s *Spool) removeFile(name, what string) {
+	if err := s.fs.Remove(filepath.Join(s.msgDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("spool: recovery: removing "+what, "file", name, "err", err)
+	}
+}
+
+// rescue requeues active messages whose lease ended before now: their worker
+// died (at-least-once delivery). They are due at max(NextAttempt, now) so a
+// crash after StartAttempt still waits for the backoff it recorded.
+func (s *Spool) rescue(now time.Time) (int, error) {
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ids = ids[:0]
+		limit := encTime(now)
+		var keys [][]byte
+		c := tx.Bucket(bktLeases).Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit) < 0; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			id := string(k[8:])
+			old, err := getMsg(tx, id)
+			if errors.Is(err, ErrNotFound) || (err == nil && old.State != StateActive) {
+				s.log.Error("spool: removing stale lease-index entry", "msg_id", id)
+				if err := tx.Bucket(bktLeases).Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			m, _ := getMsg(tx, id)
+			if i := openAttempt(m, m.LeaseOwner); i >= 0 {
+				m.History[i].End = now
+				m.History[i].Result = "interrupted"
+			}
+			m.State = StateQueued
+			m.LeaseOwner, m.LeaseUntil = "", time.Time{}
+			if m.NextAttempt.Before(now) {
+				m.NextAttempt = now
+			}
+			m.Updated = now
+			if err := writeMsg(tx, old, m); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("rescuing expired leases: %w", err)
+	}
+	for _, id := range ids {
+		s.log.Warn("spool: lease expired, message requeued", "msg_id", id)
+	}
+	if len(ids) > 0 {
+		s.signal()
+	}
+	return len(ids), nil
+}
+
+// Rescue runs one rescuer pass now: expired leases are requeued and delivered
+// records past DeliveredRetention purged. It returns how many were requeued.
+// The rescuer goroutine calls it every RescueInterval; tests and admin tools
+// may call it directly.
+func (s *Spool) Rescue() (int, error) {
+	if err := s.begin(context.Background(), true); err != nil {
+		return 0, fmt.Errorf("spool: rescue: %w", err)
+	}
+	defer s.end()
+	now := s.opts.Clock()
+	n, err := s.rescue(now)
+	if err != nil {
+		return 0, fmt.Errorf("spool: rescue: %w", err)
+	}
+	if _, err := s.purge(StateDelivered, now.Add(-s.opts.DeliveredRetention)); err != nil {
+		return n, fmt.Errorf("spool: rescue: purging delivered: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Spool) rescueLoop() {
+	defer close(s.rescueDone)
+	t := time.NewTicker(s.opts.RescueInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.rescueStop:
+			return
+		case <-t.C:
+			if _, err := s.Rescue(); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("spool: rescuer", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,674 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// mutate loads message id, lets fn change it and writes it back with all
+// indexes in one transaction, so every state check and its write are atomic.
+// It returns the message as committed.
+func (s *Spool) mutate(ctx context.Context, op, id string, fn func(m *Message) error) (*Message, error) {
+	if err := s.begin(ctx, true); err != nil {
+		return nil, fmt.Errorf("spool: %s %s: %w", op, id, err)
+	}
+	defer s.end()
+	var out *Message
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		old, err := getMsg(tx, id)
+		if err != nil {
+			return err
+		}
+		m, _ := getMsg(tx, id) // a private copy to change
+		if err := fn(m); err != nil {
+			return err
+		}
+		out = m
+		return writeMsg(tx, old, m)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s %s: %w", op, id, err)
+	}
+	if isDueState(out.State) && !out.NextAttempt.After(s.opts.Clock()) {
+		s.signal()
+	}
+	return out, nil
+}
+
+// checkLease is the guard of every transition out of StateActive: the caller
+// must still own the lease. A lease that expired but was not yet rescued is
+// still the owner's.
+func checkLease(m *Message, owner string) error {
+	if m.State != StateActive {
+		return fmt.Errorf("%w: message is %s: %w", ErrLeaseLost, m.State, ErrWrongState)
+	}
+	if m.LeaseOwner != owner {
+		return fmt.Errorf("%w: leased by another worker", ErrLeaseLost)
+	}
+	return nil
+}
+
+func wrongState(m *Message, want string) error {
+	return fmt.Errorf("%w: message is %s, need %s", ErrWrongState, m.State, want)
+}
+
+func (s *Spool) nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.opts.Clock()
+	}
+	return t
+}
+
+// trimHistory keeps the last HistoryLimit attempts.
+func (s *Spool) trimHistory(m *Message) {
+	if n := len(m.History) - s.opts.HistoryLimit; n > 0 {
+		m.History = append([]Attempt(nil), m.History[n:]...)
+	}
+}
+
+// openAttempt returns the index of owner's open attempt, or -1.
+func openAttempt(m *Message, owner string) int {
+	for i := len(m.History) - 1; i >= 0; i-- {
+		if m.History[i].End.IsZero() && m.History[i].Owner == owner {
+			return i
+		}
+	}
+	return -1
+}
+
+// closeAttempt ends owner's open attempt with result. Without one (the worker
+// skipped StartAttempt) the attempt is counted and recorded here.
+func (s *Spool) closeAttempt(m *Message, owner string, now time.Time, result string, e *ErrorRecord) {
+	if i := openAttempt(m, owner); i >= 0 {
+		m.History[i].End = now
+		m.History[i].Result = result
+		m.History[i].Error = e
+		return
+	}
+	m.Attempts++
+	m.History = append(m.History, Attempt{Start: now, End: now, Owner: owner, Result: result, Error: e})
+	s.trimHistory(m)
+}
+
+func leaveActive(m *Message, state State, now time.Time) {
+	m.State = state
+	m.LeaseOwner = ""
+	m.LeaseUntil = time.Time{}
+	m.Updated = now
+}
+
+// applyRecipients records per-recipient outcomes by address.
+func applyRecipients(m *Message, rr []RecipientResult, now time.Time) error {
+	for _, r := range rr {
+		switch r.State {
+		case RcptDelivered, RcptFailed, RcptPending:
+		default:
+			return fmt.Errorf("%w: recipient %q: unknown state %q", ErrInvalid, r.Addr, r.State)
+		}
+		found := false
+		for i := range m.Recipients {
+			rc := &m.Recipients[i]
+			if rc.Addr != r.Addr {
+				continue
+			}
+			found = true
+			if rc.State == RcptDelivered {
+				continue // a later failure cannot undo a delivery
+			}
+			rc.State = r.State
+			rc.Error = r.Error
+			if r.State == RcptDelivered {
+				rc.DeliveredAt = now
+				rc.Error = nil
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: %q is not a recipient of this message", ErrInvalid, r.Addr)
+		}
+	}
+	return nil
+}
+
+func failedRecipients(m *Message) []string {
+	var out []string
+	for _, r := range m.Recipients {
+		if r.State == RcptFailed {
+			out = append(out, r.Addr)
+		}
+	}
+	return out
+}
+
+// RenewLease extends an active message's lease.
+func (s *Spool) RenewLease(ctx context.Context, id, owner string, until time.Time) error {
+	_, err := s.mutate(ctx, "renew lease", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		m.LeaseUntil = until
+		return nil
+	})
+	return err
+}
+
+// StartAttempt counts an attempt and commits its start and the next attempt
+// time to use if the worker crashes (ifCrash) before dialing.
+func (s *Spool) StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error {
+	now = s.nowOr(now)
+	_, err := s.mutate(ctx, "start attempt", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		if i := openAttempt(m, owner); i >= 0 {
+			m.History[i].End = now
+			m.History[i].Result = "interrupted"
+		}
+		m.Attempts++
+		m.History = append(m.History, Attempt{Start: now, Owner: owner})
+		s.trimHistory(m)
+		m.NextAttempt = ifCrash
+		m.Updated = now
+		return nil
+	})
+	return err
+}
+
+// Delivered completes an attempt. Recipients not named in r.Recipients that are
+// pending become delivered. If any recipient ends failed the message goes to
+// StateDead (reason names the failed recipients) with the body kept; otherwise
+// to StateDelivered and the body file is removed. A recipient reported as
+// RcptPending is an error wrapping ErrInvalid: use Defer for partial deliveries.
+func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error {
+	now := s.nowOr(r.Now)
+	m, err := s.mutate(ctx, "delivered", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		for _, rr := range r.Recipients {
+			if rr.State == RcptPending {
+				return fmt.Errorf("%w: recipient %q still pending (use Defer)", ErrInvalid, rr.Addr)
+			}
+		}
+		if err := applyRecipients(m, r.Recipients, now); err != nil {
+			return err
+		}
+		for i := range m.Recipients {
+			if m.Recipients[i].State == RcptPending {
+				m.Recipients[i].State = RcptDelivered
+				m.Recipients[i].DeliveredAt = now
+			}
+		}
+		if failed := failedRecipients(m); len(failed) > 0 {
+			reason := "recipients refused: " + strings.Join(failed, ", ")
+			if r.Reason != "" {
+				reason = r.Reason + "; " + reason
+			}
+			errRec := r.Error
+			if errRec == nil {
+				for _, rc := range m.Recipients {
+					if rc.State == RcptFailed && rc.Error != nil {
+						errRec = rc.Error
+						break
+					}
+				}
+			}
+			s.closeAttempt(m, owner, now, "dead", errRec)
+			leaveActive(m, StateDead, now)
+			m.Reason = reason
+			if errRec != nil {
+				m.LastError = errRec
+			}
+			return nil
+		}
+		s.closeAttempt(m, owner, now, "delivered", nil)
+		leaveActive(m, StateDelivered, now)
+		m.DeliveredAt = now
+		m.Reason = ""
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if m.State == StateDelivered {
+		s.removeBody(id)
+		s.log.Info("spool: delivered", "msg_id", id, "account", m.Account)
+	} else {
+		s.log.Warn("spool: dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
+	}
+	return nil
+}
+
+// Defer completes an attempt with a transient failure: StateDeferred until next.
+func (s *Spool) Defer(ctx context.Context, id, owner string, next time.Time, r Result) error {
+	now := s.nowOr(r.Now)
+	if next.IsZero() {
+		next = now
+	}
+	_, err := s.mutate(ctx, "defer", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		if err := applyRecipients(m, r.Recipients, now); err != nil {
+			return err
+		}
+		s.closeAttempt(m, owner, now, "deferred", r.Error)
+		leaveActive(m, StateDeferred, now)
+		m.NextAttempt = next
+		if r.Error != nil {
+			m.LastError = r.Error
+		}
+		m.Reason = r.Reason
+		return nil
+	})
+	return err
+}
+
+// Dead completes an attempt with a permanent failure: StateDead with r.Reason.
+func (s *Spool) Dead(ctx context.Context, id, owner string, r Result) error {
+	now := s.nowOr(r.Now)
+	m, err := s.mutate(ctx, "dead", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		if err := applyRecipients(m, r.Recipients, now); err != nil {
+			return err
+		}
+		s.closeAttempt(m, owner, now, "dead", r.Error)
+		leaveActive(m, StateDead, now)
+		m.Reason = r.Reason
+		if m.Reason == "" && r.Error != nil {
+			m.Reason = r.Error.Text
+		}
+		if m.Reason == "" {
+			m.Reason = "permanent failure"
+		}
+		if r.Error != nil {
+			m.LastError = r.Error
+		}
+		return nil
+	})
+	if err == nil {
+		s.log.Warn("spool: dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
+	}
+	return err
+}
+
+// Postpone returns an active message to StateDeferred until next without using
+// an attempt (an open attempt started by StartAttempt is uncounted and removed
+// from the history): for messages whose account waits (needs_reauth,
+// misconfigured, token endpoint down) or on shutdown (next = now).
+func (s *Spool) Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error {
+	now := s.opts.Clock()
+	if next.IsZero() {
+		next = now
+	}
+	_, err := s.mutate(ctx, "postpone", id, func(m *Message) error {
+		if err := checkLease(m, owner); err != nil {
+			return err
+		}
+		if i := openAttempt(m, owner); i >= 0 {
+			m.History = append(m.History[:i:i], m.History[i+1:]...)
+			if m.Attempts > 0 {
+				m.Attempts--
+			}
+		}
+		leaveActive(m, StateDeferred, now)
+		m.NextAttempt = next
+		m.Reason = reason
+		return nil
+	})
+	return err
+}
+
+// bodyExists reports whether the body file of id is present.
+func (s *Spool) bodyExists(id string) bool {
+	_, err := os.Stat(s.bodyPath(id))
+	return err == nil
+}
+
+// Hold moves a queued, deferred or dead message to StateHeld.
+func (s *Spool) Hold(ctx context.Context, id, reason string) error {
+	_, err := s.mutate(ctx, "hold", id, func(m *Message) error {
+		switch m.State {
+		case StateQueued, StateDeferred, StateDead:
+		default:
+			return wrongState(m, "queued, deferred or dead")
+		}
+		m.State = StateHeld
+		m.Reason = reason
+		m.Updated = s.opts.Clock()
+		return nil
+	})
+	return err
+}
+
+// Release moves a held message to StateQueued, due now.
+func (s *Spool) Release(ctx context.Context, id string) error {
+	_, err := s.mutate(ctx, "release", id, func(m *Message) error {
+		if m.State != StateHeld {
+			return wrongState(m, "held")
+		}
+		if !s.bodyExists(id) {
+			return fmt.Errorf("%w: body file missing", ErrNotFound)
+		}
+		now := s.opts.Clock()
+		m.State = StateQueued
+		m.NextAttempt = now
+		m.Reason = ""
+		m.Updated = now
+		return nil
+	})
+	return err
+}
+
+// Requeue moves a dead or held message to StateQueued, due now, with attempts
+// reset and failed recipients made pending again.
+func (s *Spool) Requeue(ctx context.Context, id string) error {
+	_, err := s.mutate(ctx, "requeue", id, func(m *Message) error {
+		if m.State != StateDead && m.State != StateHeld {
+			return wrongState(m, "dead or held")
+		}
+		if !s.bodyExists(id) {
+			return fmt.Errorf("%w: body file missing", ErrNotFound)
+		}
+		now := s.opts.Clock()
+		for i := range m.Recipients {
+			if m.Recipients[i].State == RcptFailed {
+				m.Recipients[i].State = RcptPending
+				m.Recipients[i].Error = nil
+			}
+		}
+		m.State = StateQueued
+		m.Attempts = 0
+		m.NextAttempt = now
+		m.Reason = ""
+		m.Updated = now
+		return nil
+	})
+	return err
+}
+
+// Flush makes a queued or deferred message due now.
+func (s *Spool) Flush(ctx context.Context, id string) error {
+	_, err := s.mutate(ctx, "flush", id, func(m *Message) error {
+		if !isDueState(m.State) {
+			return wrongState(m, "queued or deferred")
+		}
+		now := s.opts.Clock()
+		if m.NextAttempt.After(now) {
+			m.NextAttempt = now
+			m.Updated = now
+		}
+		return nil
+	})
+	return err
+}
+
+// FlushAll makes every queued/deferred message (of one account; "" = all) due
+// now and returns how many it changed.
+func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
+	if err := s.begin(ctx, true); err != nil {
+		return 0, fmt.Errorf("spool: flush all: %w", err)
+	}
+	defer s.end()
+	now := s.opts.Clock()
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var ids []string
+		if account == "" {
+			c := tx.Bucket(bktDue).Cursor()
+			for k, _ := c.Seek(encTime(now.Add(time.Nanosecond))); k != nil; k, _ = c.Next() {
+				ids = append(ids, string(k[8:]))
+			}
+		} else {
+			p := acctPrefix(account)
+			c := tx.Bucket(bktAcctDue).Cursor()
+			for k, _ := c.Seek(append(p, encTime(now.Add(time.Nanosecond))...)); k != nil && hasPrefix(k, p); k, _ = c.Next() {
+				ids = append(ids, string(k[len(p)+8:]))
+			}
+		}
+		for _, id := range ids {
+			old, err := getMsg(tx, id)
+			if err != nil {
+				return fmt.Errorf("%w: due index names %s: %w", ErrCorrupt, id, err)
+			}
+			m, _ := getMsg(tx, id)
+			if !m.NextAttempt.After(now) {
+				continue
+			}
+			m.NextAttempt = now
+			m.Updated = now
+			if err := writeMsg(tx, old, m); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool: flush all: %w", err)
+	}
+	if n > 0 {
+		s.signal()
+	}
+	return n, nil
+}
+
+// Delete removes a message in any state but active, with its body.
+func (s *Spool) Delete(ctx context.Context, id string) error {
+	if err := s.begin(ctx, true); err != nil {
+		return fmt.Errorf("spool: delete %s: %w", id, err)
+	}
+	defer s.end()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, err := getMsg(tx, id)
+		if err != nil {
+			return err
+		}
+		if m.State == StateActive {
+			return wrongState(m, "not active")
+		}
+		return writeMsg(tx, m, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("spool: delete %s: %w", id, err)
+	}
+	s.removeBody(id)
+	s.log.Info("spool: deleted", "msg_id", id)
+	return nil
+}
+
+// Purge deletes messages in state (dead or delivered) last updated before olderThan.
+func (s *Spool) Purge(ctx context.Context, state State, olderThan time.Time) (int, error) {
+	if state != StateDead && state != StateDelivered {
+		return 0, fmt.Errorf("spool: purge: %w: state must be dead or delivered, not %q", ErrInvalid, state)
+	}
+	if err := s.begin(ctx, true); err != nil {
+		return 0, fmt.Errorf("spool: purge: %w", err)
+	}
+	defer s.end()
+	ids, err := s.purge(state, olderThan)
+	if err != nil {
+		return 0, fmt.Errorf("spool: purge %s: %w", state, err)
+	}
+	return len(ids), nil
+}
+
+// purge is Purge without the lock; the rescuer uses it for retention.
+func (s *Spool) purge(state State, olderThan time.Time) ([]string, error) {
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ids = ids[:0]
+		p := statePrefix(state)
+		var victims []*Message
+		c := tx.Bucket(bktState).Cursor()
+		for k, _ := c.Seek(p); k != nil && hasPrefix(k, p); k, _ = c.Next() {
+			m, err := getMsg(tx, string(k[len(p):]))
+			if err != nil {
+				return fmt.Errorf("%w: state index names %s: %w", ErrCorrupt, k[len(p):], err)
+			}
+			if m.Updated.Before(olderThan) {
+				victims = append(victims, m)
+			}
+		}
+		for _, m := range victims {
+			if err := writeMsg(tx, m, nil); err != nil {
+				return err
+			}
+			ids = append(ids, m.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		s.removeBody(id)
+		s.log.Info("spool: purged", "msg_id", id, "state", string(state))
+	}
+	return ids, nil
+}
+
+// Claim leases up to limit due messages (queued/deferred with NextAttempt <= now)
+// in due-time order, read from the due index, and moves them to StateActive
+// with LeaseOwner = owner and LeaseUntil = now + LeaseDuration.
+func (s *Spool) Claim(ctx context.Context, now time.Time, limit int, owner string) ([]*Message, error) {
+	return s.claim(ctx, "", now, limit, owner)
+}
+
+// ClaimAccount is Claim restricted to one account (per-account due index).
+func (s *Spool) ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*Message, error) {
+	if account == "" {
+		return nil, fmt.Errorf("spool: claim: %w: empty account", ErrInvalid)
+	}
+	return s.claim(ctx, account, now, limit, owner)
+}
+
+func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*Message, error) {
+	if owner == "" {
+		return nil, fmt.Errorf("spool: claim: %w: empty owner", ErrInvalid)
+	}
+	if err := s.begin(ctx, true); err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	}
+	defer s.end()
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []*Message
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		type entry struct {
+			bucket []byte
+			key    []byte
+			id     string
+		}
+		var entries []entry
+		limitKey := encTime(now.Add(time.Nanosecond))
+		if account == "" {
+			c := tx.Bucket(bktDue).Cursor()
+			for k, _ := c.First(); k != nil && len(entries) < limit && bytes.Compare(k[:8], limitKey) < 0; k, _ = c.Next() {
+				entries = append(entries, entry{bktDue, bytes.Clone(k), string(k[8:])})
+			}
+		} else {
+			p := acctPrefix(account)
+			c := tx.Bucket(bktAcctDue).Cursor()
+			for k, _ := c.Seek(p); k != nil && hasPrefix(k, p) && len(entries) < limit && bytes.Compare(k[len(p):len(p)+8], limitKey) < 0; k, _ = c.Next() {
+				entries = append(entries, entry{bktAcctDue, bytes.Clone(k), string(k[len(p)+8:])})
+			}
+		}
+		for _, e := range entries {
+			old, err := getMsg(tx, e.id)
+			if errors.Is(err, ErrNotFound) || (err == nil && !isDueState(old.State)) {
+				// The index is kept in the same transactions as the
+				// messages, so this is damage; repair it loudly.
+				s.log.Error("spool: removing stale due-index entry", "msg_id", e.id)
+				if err := tx.Bucket(e.bucket).Delete(e.key); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			m, _ := getMsg(tx, e.id)
+			m.State = StateActive
+			m.LeaseOwner = owner
+			m.LeaseUntil = now.Add(s.opts.LeaseDuration)
+			m.Updated = now
+			if err := writeMsg(tx, old, m); err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest due time among queued and deferred messages
+// (optionally of one account; "" = all). ok is false when none wait.
+func (s *Spool) NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error) {
+	if err := s.begin(ctx, false); err != nil {
+		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
+	}
+	defer s.end()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if account == "" {
+			if k, _ := tx.Bucket(bktDue).Cursor().First(); k != nil {
+				due, ok = decTime(k[:8]), true
+			}
+			return nil
+		}
+		p := acctPrefix(account)
+		if k, _ := tx.Bucket(bktAcctDue).Cursor().Seek(p); k != nil && hasPrefix(k, p) {
+			due, ok = decTime(k[len(p):len(p)+8]), true
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
+	}
+	return due, ok, nil
+}
+
+// DueAccounts returns the accounts that have at least one message due at now.
+func (s *Spool) DueAccounts(ctx context.Context, now time.Time) ([]string, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return nil, fmt.Errorf("spool: due accounts: %w", err)
+	}
+	defer s.end()
+	var out []string
+	limitKey := encTime(now.Add(time.Nanosecond))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bktAcctDue).Cursor()
+		// Visit only each account's earliest entry, then jump past the
+		// account: cost is per account, not per message.
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) < i+9 {
+				return fmt.Errorf("%w: bad account due-index key %q", ErrCorrupt, k)
+			}
+			acct := string(k[:i])
+			if bytes.Compare(k[i+1:i+9], limitKey) < 0 {
+				out = append(out, acct)
+			}
+			k, _ = c.Seek(append([]byte(acct), 1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: due accounts: %w", err)
+	}
+	return out, nil
+}
