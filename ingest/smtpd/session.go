@@ -1,0 +1,372 @@
+package smtpd
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/spoold/spoold/spool"
+)
+
+func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+var (
+	errAuthRequired    = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	errEncryptRequired = smtpErr(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
+	errAuthFailed      = smtpErr(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
+	errNestedMail      = smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Sender already specified")
+	errSpoolUnavail    = smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+	errShuttingDown    = smtpErr(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
+	errSizeAtMail      = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")
+)
+
+// session is one SMTP session; go-smtp calls it from the connection's
+// goroutine only.
+type session struct {
+	ls        *listenerState
+	conn      *smtp.Conn
+	tc        *trackedConn
+	ip        netip.Addr
+	inNetwork bool
+	isTLS     bool
+	helo      string
+	log       *slog.Logger
+
+	authUser    string
+	userAccount string
+
+	// Current transaction.
+	hasMail bool
+	from    string
+	to      []string
+	account string
+	maxSize int64
+
+	goodbyeAfterReply bool
+}
+
+func (ls *listenerState) newSession(c *smtp.Conn) (smtp.Session, error) {
+	tc := unwrapTracked(c.Conn())
+	if tc != nil {
+		tc.setTop(c.Conn())
+	}
+	ip := remoteIP(c.Conn().RemoteAddr())
+	_, isTLS := c.TLSConnectionState()
+	return &session{
+		ls:        ls,
+		conn:      c,
+		tc:        tc,
+		ip:        ip,
+		inNetwork: ls.inNetworks(ip),
+		isTLS:     isTLS,
+		helo:      c.Hostname(),
+		log:       ls.log.With("peer", ip.String()),
+	}, nil
+}
+
+// reject counts a refusal and returns its reply.
+func (s *session) reject(reason string, e *smtp.SMTPError) error {
+	s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, reason).Inc()
+	s.log.Info("smtp refused", "reason", reason, "code", e.Code, "reply", e.Message)
+	return e
+}
+
+func (s *session) Reset() {
+	s.hasMail, s.from, s.to, s.account, s.maxSize = false, "", nil, "", 0
+	if s.goodbyeAfterReply && s.tc != nil {
+		// Shutdown began during DATA; the DATA reply is out, now say 421.
+		s.tc.mu.Lock()
+		s.tc.sayGoodbyeLocked(replyShutdown)
+		s.tc.mu.Unlock()
+	}
+}
+
+func (s *session) Logout() error { return nil }
+
+// authOffered: AUTH needs users, and TLS unless the listener is legacy and
+// the client is in an allowed network (plain-text passwords stay on the LAN).
+func (s *session) authOffered() bool {
+	if len(s.ls.users.Load().byName) == 0 {
+		return false
+	}
+	return s.isTLS || (s.ls.cfg.Legacy && s.inNetwork)
+}
+
+func (s *session) AuthMechanisms() []string {
+	if !s.authOffered() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if len(s.ls.users.Load().byName) == 0 {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if !s.authOffered() {
+		return nil, s.reject("auth_needs_tls", errEncryptRequired)
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return s.authFailed(username)
+			}
+			return s.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: s.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authenticate checks a password. Neither the password nor the SASL payload
+// is ever logged; the user name is.
+func (s *session) authenticate(username, password string) error {
+	u, ok := s.ls.users.Load().check(username, password)
+	if !ok {
+		return s.authFailed(username)
+	}
+	s.authUser, s.userAccount = u.Name, u.Account
+	s.log.Info("smtp auth succeeded", "user", u.Name)
+	return nil
+}
+
+func (s *session) authFailed(username string) error {
+	n := s.ls.throttle.fail(s.ip, s.ls.srv.clock())
+	s.log.Warn("smtp auth failed", "user", username, "failures_in_window", n)
+	if n >= s.ls.cfg.AuthFailureLimit {
+		s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, "auth_throttled").Inc()
+		if s.tc != nil {
+			s.tc.mu.Lock()
+			s.tc.sayGoodbyeLocked("421 4.7.0 too many authentication failures, try again later")
+			s.tc.mu.Unlock()
+		}
+		return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "too many authentication failures, try again later")
+	}
+	if d := s.ls.srv.authDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ls.srv.baseCtx.Done():
+			t.Stop()
+		}
+	}
+	return s.reject("auth_failed", errAuthFailed)
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	cfg := &s.ls.cfg
+	if s.hasMail {
+		return errNestedMail
+	}
+	if s.authUser == "" && (!s.inNetwork || cfg.RequireAuth) {
+		return s.reject("auth_required", errAuthRequired)
+	}
+	if from != "" {
+		if err := checkAddress(from); err != nil {
+			return s.reject("bad_address", smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: "+err.Error()))
+		}
+	}
+	if !domainAllowedSender(cfg.AllowedSenderDomains, from) {
+		return s.reject("sender_domain", smtpErr(553, smtp.EnhancedCode{5, 7, 1}, "Sender domain not allowed on this listener"))
+	}
+	account := s.route(from)
+	if account == "" {
+		return s.reject("unroutable", smtpErr(451, smtp.EnhancedCode{4, 3, 0},
+			"No upstream account is configured for this sender; ask the administrator to add a route"))
+	}
+	maxSize := cfg.MaxMessageSize
+	if m := s.ls.srv.routes.Load().AccountMaxSize[account]; m > 0 && m < maxSize {
+		maxSize = m
+	}
+	if opts != nil && opts.Size > maxSize {
+		return s.reject("size", smtpErr(errSizeAtMail.Code, errSizeAtMail.EnhancedCode,
+			fmt.Sprintf("Message size exceeds fixed maximum message size (%d bytes)", maxSize)))
+	}
+	s.hasMail, s.from, s.account, s.maxSize = true, from, account, maxSize
+	return nil
+}
+
+func domainAllowedSender(list []string, from string) bool {
+	if len(list) == 0 {
+		return true
+	}
+	return from != "" && domainAllowed(list, from)
+}
+
+// route picks the account: user route > sender-domain route > listener
+// account > default.
+func (s *session) route(from string) string {
+	r := s.ls.srv.routes.Load()
+	if s.authUser != "" {
+		if s.userAccount != "" {
+			return s.userAccount
+		}
+		if a := r.ByUser[s.authUser]; a != "" {
+			return a
+		}
+	}
+	if d := domainOf(from); d != "" {
+		if a := r.BySenderDomain[d]; a != "" {
+			return a
+		}
+	}
+	if s.ls.cfg.Account != "" {
+		return s.ls.cfg.Account
+	}
+	return r.Default
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := checkAddress(to); err != nil {
+		return s.reject("bad_address", smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
+	}
+	if !domainAllowed(s.ls.cfg.AllowedRecipientDomains, to) {
+		return s.reject("recipient_domain", smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Recipient domain not allowed on this listener"))
+	}
+	for _, t := range s.to {
+		if strings.EqualFold(t, to) {
+			return nil // a duplicate is accepted once
+		}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if s.tc != nil {
+		s.tc.mu.Lock()
+		s.tc.inData = true
+		s.tc.mu.Unlock()
+		defer func() {
+			s.tc.mu.Lock()
+			s.tc.inData = false
+			s.goodbyeAfterReply = s.tc.closeAfterData
+			s.tc.mu.Unlock()
+		}()
+	}
+	cfg := &s.ls.cfg
+	srv := s.ls.srv
+	lim := &sizeLimiter{r: &deadlineReader{r: r, conn: s.conn.Conn(), timeout: cfg.ReadTimeout}, max: s.maxSize}
+	body := &errTracker{r: newHeaderFixer(newLineEndings(lim, cfg.BareLF == BareLFNormalize),
+		s.receivedHeader(), s.missingHeaders)}
+	req := spool.EnqueueRequest{
+		From:    s.from,
+		To:      append([]string(nil), s.to...),
+		Account: s.account,
+		Source: spool.Source{
+			Kind:     spool.SourceSMTP,
+			Listener: cfg.Name,
+			PeerIP:   s.ip.String(),
+			AuthUser: s.authUser,
+			HELO:     s.helo,
+		},
+	}
+	start := time.Now()
+	id, err := srv.enq.Enqueue(srv.baseCtx, req, body)
+	if err != nil {
+		if body.err != nil {
+			reply, reason := bodyReply(body.err, cfg.MaxLineLength)
+			return s.reject(reason, reply)
+		}
+		if srv.baseCtx.Err() != nil {
+			s.log.Warn("smtp message not accepted: shutdown", "account", s.account, "err", err)
+			return s.reject("shutdown", errShuttingDown)
+		}
+		kind := "storage error"
+		switch {
+		case errors.Is(err, spool.ErrNoSpace):
+			kind = "spool full"
+		case errors.Is(err, spool.ErrClosed):
+			kind = "spool closed"
+		}
+		s.log.Error("smtp message not accepted: "+kind, "account", s.account, "err", err)
+		return s.reject("spool_unavailable", errSpoolUnavail)
+	}
+	srv.metrics.enqueued.WithLabelValues(string(spool.SourceSMTP)).Inc()
+	s.log.Info("smtp message accepted", "msg_id", id, "account", s.account, "from", s.from,
+		"recipients", len(req.To), "size", lim.n, "auth_user", s.authUser, "took", time.Since(start).Round(time.Millisecond))
+	// go-smtp sends the code of a returned SMTPError as is, so 250 carries the ID.
+	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+id)
+}
+
+// receivedHeader is the trace header prepended to every message.
+func (s *session) receivedHeader() []byte {
+	proto := "ESMTP"
+	if s.isTLS {
+		proto += "S"
+	}
+	if s.authUser != "" {
+		proto += "A"
+	}
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(sanitizeHELO(s.helo))
+	b.WriteString(" ([")
+	b.WriteString(s.ip.String())
+	b.WriteString("])\r\n\tby ")
+	b.WriteString(s.ls.cfg.Hostname)
+	b.WriteString(" (spoold) with ")
+	b.WriteString(proto)
+	if st, ok := s.conn.TLSConnectionState(); ok {
+		fmt.Fprintf(&b, "\r\n\t(version=%s cipher=%s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+	}
+	if len(s.to) == 1 {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(s.to[0])
+		b.WriteString(">")
+	}
+	b.WriteString("; ")
+	b.WriteString(s.ls.srv.clock().Format(time.RFC1123Z))
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// missingHeaders returns the Message-ID and Date header lines to add.
+func (s *session) missingHeaders(hasMsgID, hasDate bool) []byte {
+	var b []byte
+	now := s.ls.srv.clock()
+	if !hasMsgID {
+		var rnd [8]byte
+		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
+		b = fmt.Appendf(b, "Message-ID: <%s.%s@%s>\r\n",
+			strconv.FormatInt(now.UnixNano(), 36), hex.EncodeToString(rnd[:]), s.ls.cfg.Hostname)
+	}
+	if !hasDate {
+		b = fmt.Appendf(b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	}
+	return b
+}
+
+// sanitizeHELO keeps the client's HELO name safe to put in a header.
+func sanitizeHELO(h string) string {
+	if len(h) > 255 {
+		h = h[:255]
+	}
+	b := []byte(h)
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == ';' || c == '\\' {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "unknown"
+	}
+	return string(b)
+}
+
+var _ smtp.AuthSession = (*session)(nil)
