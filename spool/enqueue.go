@@ -279,10 +279,12 @@ func (s *Spool) commitBatch(batch []*commitReq) {
 		fail(wrapIO("committing metadata", err))
 		return
 	}
+	// Signal before answering so a caller that sees its ID also finds
+	// the notification.
+	s.signal()
 	for i, r := range batch {
 		r.done <- results[i]
 	}
-	s.signal()
 }
 
 // LookupKey returns the message ID committed with an idempotency key.

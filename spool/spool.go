@@ -260,12 +260,28 @@ func (s *Spool) Check() error {
 		return err
 	}
 	defer s.end()
-	return s.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return fmt.Errorf("spool: check %s: %w: %w", s.dbPath, ErrCorrupt, err)
+	// A read-only Check races with concurrent commits on the freelist, so
+	// check inside a writable transaction (serialised with writers) and
+	// roll it back.
+	var tx *bolt.Tx
+	var err error
+	if s.opts.ReadOnly {
+		tx, err = s.db.Begin(false)
+	} else {
+		tx, err = s.db.Begin(true)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: check %s: %w", s.dbPath, err)
+	}
+	defer tx.Rollback()
+	// Drain the channel: the checker goroutine uses tx until it closes it.
+	var first error
+	for err := range tx.Check() {
+		if first == nil {
+			first = fmt.Errorf("spool: check %s: %w: %w", s.dbPath, ErrCorrupt, err)
 		}
-		return nil
-	})
+	}
+	return first
 }
 
 // begin takes the shared lock for one operation; end releases it.

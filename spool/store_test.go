@@ -1,0 +1,591 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestIdempotencyKey(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
+	ctx := context.Background()
+	r := req("acct")
+	r.IdempotencyKey = "scan:alice/doc.pdf:sha256:abc"
+	id1 := mustEnqueue(t, s, r, "first")
+	id2 := mustEnqueue(t, s, r, "second")
+	if id1 != id2 {
+		t.Fatalf("second enqueue got %s, want %s", id2, id1)
+	}
+	if n := countFiles(t, s.msgDir); n != 1 {
+		t.Fatalf("%d body files, want 1", n)
+	}
+	if got := readBody(t, s, id1); got != "first" {
+		t.Fatalf("body = %q", got)
+	}
+	if id, ok, err := s.LookupKey(ctx, r.IdempotencyKey); err != nil || !ok || id != id1 {
+		t.Fatalf("LookupKey = %s %v %v", id, ok, err)
+	}
+	if _, ok, _ := s.LookupKey(ctx, "other"); ok {
+		t.Fatal("LookupKey(other) found")
+	}
+	// Concurrent enqueues with one key race into the same group commit:
+	// still exactly one message and one body file.
+	r.IdempotencyKey = "race"
+	var wg sync.WaitGroup
+	got := make([]string, 16)
+	for i := range got {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id, err := s.Enqueue(ctx, r, strings.NewReader("race body"))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = id
+		}(i)
+	}
+	wg.Wait()
+	for _, id := range got {
+		if id != got[0] {
+			t.Fatalf("racing enqueues returned different IDs: %v", got)
+		}
+	}
+	if n := countFiles(t, s.msgDir); n != 2 {
+		t.Fatalf("%d body files after key race, want 2", n)
+	}
+	st, _ := s.Stats(ctx)
+	if st[StateQueued] != 2 {
+		t.Fatalf("queued = %d, want 2", st[StateQueued])
+	}
+	// Deleting the message frees its key.
+	if err := s.Delete(ctx, id1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.LookupKey(ctx, "scan:alice/doc.pdf:sha256:abc"); ok {
+		t.Fatal("key survives Delete")
+	}
+}
+
+type errReader struct{ n int }
+
+var errBoom = errors.New("client went away")
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, errBoom
+	}
+	n := min(len(p), r.n)
+	r.n -= n
+	return n, nil
+}
+
+func TestEnqueueBodyErrorStoresNothing(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
+	_, err := s.Enqueue(context.Background(), req("a"), &errReader{n: 100000})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("err = %v, want wrapped errBoom", err)
+	}
+	if n := countFiles(t, s.msgDir); n != 0 {
+		t.Fatalf("%d files left", n)
+	}
+	if st, _ := s.Stats(context.Background()); st[StateQueued] != 0 {
+		t.Fatalf("stats %v", st)
+	}
+}
+
+func TestEnqueueLargeBodyStreams(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
+	const size = 8 << 20
+	id, err := s.Enqueue(context.Background(), req("a"), io.LimitReader(zeroReader{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mustGet(t, s, id); m.Size != size {
+		t.Fatalf("size %d", m.Size)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func TestContextAndClosed(t *testing.T) {
+	clk := newFakeClock()
+	s, err := Open(t.TempDir(), testOpts(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Enqueue(ctx, req("a"), strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enqueue with cancelled ctx: %v", err)
+	}
+	if _, err := s.Claim(ctx, clk.Now(), 1, "w"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Claim with cancelled ctx: %v", err)
+	}
+	id := mustEnqueue(t, s, req("a"), "x")
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	checks := map[string]error{
+		"Close":     s.Close(),
+		"Check":     s.Check(),
+		"Hold":      s.Hold(bg, id, ""),
+		"AcctPut":   s.AccountPut(bg, "a", "k", nil),
+		"OpenBody":  func() error { _, err := s.OpenBody(id); return err }(),
+		"Get":       func() error { _, err := s.Get(bg, id); return err }(),
+		"Enqueue":   func() error { _, err := s.Enqueue(bg, req("a"), strings.NewReader("x")); return err }(),
+		"Stats":     func() error { _, err := s.Stats(bg); return err }(),
+		"List":      func() error { _, err := s.List(bg, Filter{}, "", 0); return err }(),
+		"Rescue":    func() error { _, err := s.Rescue(); return err }(),
+		"NextDue":   func() error { _, _, err := s.NextDue(bg, ""); return err }(),
+		"LookupKey": func() error { _, _, err := s.LookupKey(bg, "k"); return err }(),
+	}
+	for name, err := range checks {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+func TestCloseWaitsForInFlightEnqueues(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Logger: quietLogger(), RescueInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := s.Dir()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var acked []string
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				id, err := s.Enqueue(context.Background(), req("a"), strings.NewReader("x"))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor(t, "some enqueues", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 5 })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s2 := openTest(t, dir, Options{Logger: quietLogger(), RescueInterval: -1})
+	for _, id := range acked {
+		mustGet(t, s2, id)
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, t.TempDir(), testOpts(clk))
+	ctx := context.Background()
+	var all, heldA []string
+	for i := 0; i < 25; i++ {
+		acct := "a"
+		if i%3 == 0 {
+			acct = "b"
+		}
+		id := mustEnqueue(t, s, req(acct), fmt.Sprint(i))
+		all = append(all, id)
+		if i%2 == 0 {
+			if err := s.Hold(ctx, id, ""); err != nil {
+				t.Fatal(err)
+			}
+			if acct == "a" {
+				heldA = append(heldA, id)
+			}
+		}
+		clk.Add(time.Millisecond)
+	}
+	collect := func(f Filter, limit int) []string {
+		var out []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 100 {
+				t.Fatal("pagination does not terminate")
+			}
+			p, err := s.List(ctx, f, cursor, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Messages) > limit {
+				t.Fatalf("page of %d > limit %d", len(p.Messages), limit)
+			}
+			for _, m := range p.Messages {
+				out = append(out, m.ID)
+			}
+			if p.Next == "" {
+				return out
+			}
+			cursor = p.Next
+		}
+	}
+	if got := collect(Filter{}, 7); fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Fatalf("List all = %v\nwant %v", got, all)
+	}
+	if got := collect(Filter{State: StateHeld, Account: "a"}, 2); fmt.Sprint(got) != fmt.Sprint(heldA) {
+		t.Fatalf("List held/a = %v\nwant %v", got, heldA)
+	}
+	if got := collect(Filter{CreatedBefore: mustGet(t, s, all[10]).Created}, 4); fmt.Sprint(got) != fmt.Sprint(all[:10]) {
+		t.Fatalf("List created-before = %v\nwant %v", got, all[:10])
+	}
+	// A page exactly full with nothing after it has no Next.
+	p, err := s.List(ctx, Filter{}, all[19], 5)
+	if err != nil || len(p.Messages) != 5 || p.Next != "" {
+		t.Fatalf("last page: %d msgs next=%q err=%v", len(p.Messages), p.Next, err)
+	}
+	if _, err := s.List(ctx, Filter{State: "bogus"}, "", 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bogus state: %v", err)
+	}
+}
+
+func TestAccountStore(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOpts(newFakeClock()))
+	ctx := context.Background()
+	if _, ok, err := s.AccountGet(ctx, "m365", "token"); ok || err != nil {
+		t.Fatalf("empty get: %v %v", ok, err)
+	}
+	if err := s.AccountPut(ctx, "m365", "token", []byte(`{"refresh":"r"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AccountPut(ctx, "m365", "health", []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AccountPut(ctx, "", "k", nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty account: %v", err)
+	}
+	s.Close()
+	s = openTest(t, dir, testOpts(newFakeClock()))
+	v, ok, err := s.AccountGet(ctx, "m365", "token")
+	if err != nil || !ok || string(v) != `{"refresh":"r"}` {
+		t.Fatalf("after reopen: %q %v %v", v, ok, err)
+	}
+	if err := s.AccountDelete(ctx, "m365", "token"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.AccountGet(ctx, "m365", "token"); ok {
+		t.Fatal("deleted key still present")
+	}
+	if v, ok, _ := s.AccountGet(ctx, "m365", "health"); !ok || string(v) != "ok" {
+		t.Fatal("sibling key lost")
+	}
+	if err := s.AccountDelete(ctx, "nobody", "k"); err != nil {
+		t.Fatalf("delete of absent record: %v", err)
+	}
+}
+
+func TestRecoveryOnOpen(t *testing.T) {
+	clk := newFakeClock()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOpts(clk))
+	ctx := context.Background()
+	gone := mustEnqueue(t, s, req("a"), "will lose body")
+	deadGone := makeInState(t, s, clk, StateDead)
+	kept := mustEnqueue(t, s, req("a"), "kept")
+	leased := makeInState(t, s, clk, StateActive)
+	deliveredID := makeInState(t, s, clk, StateDelivered)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgDir := filepath.Join(dir, MessagesDir)
+	for _, id := range []string{gone, deadGone} {
+		if err := os.Remove(filepath.Join(msgDir, id+".eml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphan := filepath.Join(msgDir, "01ORPHAN000000000000000000.eml")
+	tmp := filepath.Join(msgDir, "01TMP0000000000000000000000.eml.1234.tmp")
+	staleDelivered := filepath.Join(msgDir, deliveredID+".eml")
+	for _, p := range []string{orphan, tmp, staleDelivered} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(6 * time.Minute) // past the lease
+	s = openTest(t, dir, testOpts(clk))
+	for _, p := range []string{orphan, tmp, staleDelivered} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s not removed by recovery: %v", filepath.Base(p), err)
+		}
+	}
+	if m := mustGet(t, s, gone); m.State != StateDead || m.Reason != "body missing" {
+		t.Errorf("missing body: %s reason %q", describe(m), m.Reason)
+	}
+	if m := mustGet(t, s, deadGone); m.State != StateDead || !strings.HasPrefix(m.Reason, "body missing") {
+		t.Errorf("dead missing body: reason %q", m.Reason)
+	}
+	if m := mustGet(t, s, kept); m.State != StateQueued || readBody(t, s, kept) != "kept" {
+		t.Errorf("intact message changed: %s", describe(m))
+	}
+	if m := mustGet(t, s, leased); m.State != StateQueued || m.LeaseOwner != "" {
+		t.Errorf("expired lease not requeued: %s", describe(m))
+	}
+	if m := mustGet(t, s, deliveredID); m.State != StateDelivered {
+		t.Errorf("delivered record: %s", describe(m))
+	}
+	if err := s.Requeue(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Requeue of body-missing message: %v, want ErrNotFound", err)
+	}
+	// Recovery is idempotent: reopening changes nothing more.
+	s.Close()
+	s = openTest(t, dir, testOpts(clk))
+	if m := mustGet(t, s, deadGone); strings.Count(m.Reason, "body missing") != 1 {
+		t.Errorf("reason grows on reopen: %q", m.Reason)
+	}
+}
+
+func TestCorruptDatabase(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOpts(newFakeClock()))
+	mustEnqueue(t, s, req("a"), "x")
+	s.Close()
+	path := filepath.Join(dir, DBFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scribble over both meta pages (pages 0 and 1).
+	pageSize := os.Getpagesize()
+	for _, off := range []int{16, pageSize + 16} {
+		copy(data[off:], bytes.Repeat([]byte{0xAB}, 64))
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, testOpts(newFakeClock()))
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of corrupt db: %v, want ErrCorrupt", err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(after, data) {
+		t.Fatal("corrupt database file was modified")
+	}
+	// Garbage that is not a database at all.
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a db "), 2000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if _, err := Open(dir, testOpts(newFakeClock())); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of garbage: %v, want ErrCorrupt", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+		t.Fatal("garbage database file was modified")
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	clk := newFakeClock()
+	s := openTest(t, dir, testOpts(clk))
+	id := mustEnqueue(t, s, req("a"), "x")
+	s.Close()
+	opts := testOpts(clk)
+	opts.ReadOnly = true
+	ro := openTest(t, dir, opts)
+	ctx := context.Background()
+	if m := mustGet(t, ro, id); m.State != StateQueued {
+		t.Fatal(describe(m))
+	}
+	if got := readBody(t, ro, id); got != "x" {
+		t.Fatalf("body %q", got)
+	}
+	if _, err := ro.Enqueue(ctx, req("a"), strings.NewReader("x")); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if err := ro.Hold(ctx, id, ""); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Hold: %v", err)
+	}
+	if _, err := ro.Claim(ctx, clk.Now(), 1, "w"); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Claim: %v", err)
+	}
+	if err := ro.AccountPut(ctx, "a", "k", nil); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("AccountPut: %v", err)
+	}
+	if _, err := Open(t.TempDir(), opts); err == nil {
+		t.Fatal("read-only open of an empty dir succeeded")
+	}
+}
+
+func TestLockInProcess(t *testing.T) {
+	dir := t.TempDir()
+	openTest(t, dir, testOpts(newFakeClock()))
+	opts := testOpts(newFakeClock())
+	opts.LockTimeout = 100 * time.Millisecond
+	_, err := Open(dir, opts)
+	if !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open: %v, want ErrInUse", err)
+	}
+	want := "spool " + filepath.Join(dir, DBFile) + " is in use by another process"
+	if err.Error() != want {
+		t.Fatalf("error text %q, want %q", err, want)
+	}
+}
+
+// faultFS injects an error at one named step of the Enqueue path.
+type faultFS struct {
+	osFS
+	failAt string // "create", "write", "sync", "close", "rename", "syncdir"
+	err    error
+}
+
+type faultFile struct {
+	*os.File
+	fs *faultFS
+}
+
+func (f faultFile) Write(p []byte) (int, error) {
+	if f.fs.failAt == "write" {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: f.fs.err}
+	}
+	return f.File.Write(p)
+}
+
+func (f faultFile) Sync() error {
+	if f.fs.failAt == "sync" {
+		return &os.PathError{Op: "sync", Path: f.Name(), Err: f.fs.err}
+	}
+	return f.File.Sync()
+}
+
+func (f faultFile) Close() error {
+	if f.fs.failAt == "close" {
+		f.File.Close()
+		return &os.PathError{Op: "close", Path: f.Name(), Err: f.fs.err}
+	}
+	return f.File.Close()
+}
+
+func (f *faultFS) CreateTemp(dir, pattern string) (tempFile, error) {
+	if f.failAt == "create" {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: f.err}
+	}
+	file, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return faultFile{file, f}, nil
+}
+
+func (f *faultFS) Rename(o, n string) error {
+	if f.failAt == "rename" {
+		return &os.LinkError{Op: "rename", Old: o, New: n, Err: f.err}
+	}
+	return os.Rename(o, n)
+}
+
+func (f *faultFS) SyncDir(dir string) error {
+	if f.failAt == "syncdir" {
+		return &os.PathError{Op: "sync", Path: dir, Err: f.err}
+	}
+	return osFS{}.SyncDir(dir)
+}
+
+func TestEnqueueNoSpaceAtEveryStep(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
+		for _, step := range []string{"create", "write", "sync", "close", "rename", "syncdir", "commit"} {
+			t.Run(errno.Error()+"/"+step, func(t *testing.T) {
+				ffs := &faultFS{err: errno}
+				s, err := open(t.TempDir(), testOpts(newFakeClock()), ffs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				registerCheck(t, s)
+				ok := mustEnqueue(t, s, req("a"), "before the disk filled")
+				ffs.failAt = step
+				if step == "commit" {
+					s.beforeCommit = func() error { return &os.PathError{Op: "write", Path: s.dbPath, Err: errno} }
+				}
+				_, err = s.Enqueue(context.Background(), req("a"), strings.NewReader(strings.Repeat("x", 100000)))
+				if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
+					t.Fatalf("err = %v, want ErrNoSpace wrapping %v", err, errno)
+				}
+				if n := countFiles(t, s.msgDir); n != 1 {
+					t.Fatalf("%d files in messages/, want only the earlier message", n)
+				}
+				st, _ := s.Stats(context.Background())
+				if st[StateQueued] != 1 {
+					t.Fatalf("queued = %d, want 1", st[StateQueued])
+				}
+				if readBody(t, s, ok) != "before the disk filled" {
+					t.Fatal("earlier message damaged")
+				}
+				// Space comes back: enqueue works again.
+				ffs.failAt, s.beforeCommit = "", nil
+				mustEnqueue(t, s, req("a"), "after")
+			})
+		}
+	}
+}
+
+// TestEnqueueNoSpaceTmpfs fills a real, tiny tmpfs. It needs root and mount.
+func TestEnqueueNoSpaceTmpfs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=2m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): real-filesystem ENOSPC test skipped; injected ENOSPC tests still run", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	dir := filepath.Join(mnt, "spool")
+	s := openTest(t, dir, testOpts(newFakeClock()))
+	ctx := context.Background()
+	var acked []string
+	var err error
+	for i := 0; i < 1000; i++ {
+		var id string
+		id, err = s.Enqueue(ctx, req("a"), io.LimitReader(zeroReader{}, 64<<10))
+		if err != nil {
+			break
+		}
+		acked = append(acked, id)
+	}
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("filling a 2 MB tmpfs: err = %v after %d messages, want ErrNoSpace", err, len(acked))
+	}
+	if n := countFiles(t, s.msgDir); n != len(acked) {
+		t.Fatalf("%d files for %d acknowledged messages", n, len(acked))
+	}
+	for _, id := range acked {
+		if m := mustGet(t, s, id); m.Size != 64<<10 {
+			t.Fatalf("%s size %d", id, m.Size)
+		}
+	}
+	// Freeing space makes the spool usable again.
+	if err := s.Delete(ctx, acked[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enqueue(ctx, req("a"), strings.NewReader("small")); err != nil {
+		t.Fatalf("enqueue after freeing space: %v", err)
+	}
+}
