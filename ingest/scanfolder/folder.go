@@ -1,0 +1,462 @@
+package scanfolder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// pendingFile is a file seen in the folder and not finished yet.
+type pendingFile struct {
+	size      int64
+	mtime     time.Time
+	since     time.Time // when size/mtime were last seen to change (or the file was first seen)
+	notBefore time.Time // retry delay after an unreadable file or a spool error
+	queued    bool      // found stable, waiting for a worker
+	inFlight  bool      // a worker has it
+	stableAt  time.Time // when it was found stable (latency metric)
+	readFails int
+}
+
+// folder runs one watched folder: a loop goroutine that tracks files and a
+// small pool of workers that process the stable ones.
+type folder struct {
+	w   *Watcher
+	cfg FolderConfig
+	log *slog.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	rescanReq chan struct{} // cap 1
+	kick      chan struct{} // cap 1: a worker finished; dispatch more
+	work      chan string
+
+	checks atomic.Int64 // readiness passes, for tests
+
+	mu       sync.Mutex
+	root     *os.Root
+	fsw      *fsnotify.Watcher // nil in poll mode
+	pending  map[string]*pendingFile
+	ready    []string
+	inFlight int
+	watched  map[string]bool // relative dirs with an fsnotify watch ("." = root)
+	lastScan time.Time
+	lastErr  string
+}
+
+// startFolder starts a folder's goroutines. The returned folder is valid even
+// with an error (the folder could not be opened yet; the loop retries at
+// every rescan).
+func (w *Watcher) startFolder(cfg FolderConfig) (*folder, error) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	f := &folder{
+		w:         w,
+		cfg:       cfg,
+		log:       w.log.With("folder", cfg.Name),
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		rescanReq: make(chan struct{}, 1),
+		kick:      make(chan struct{}, 1),
+		work:      make(chan string, w.workers),
+		pending:   map[string]*pendingFile{},
+		watched:   map[string]bool{},
+	}
+	err := f.openRoot()
+	go f.run(ctx)
+	return f, err
+}
+
+func (f *folder) openRoot() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.root != nil {
+		return nil
+	}
+	// The configured path itself may be a symlink (admin's choice); below
+	// it, os.Root refuses anything that resolves outside.
+	r, err := os.OpenRoot(f.cfg.Path)
+	if err != nil {
+		err = fmt.Errorf("scanfolder: opening folder %q (%s): %w", f.cfg.Name, f.cfg.Path, err)
+		f.lastErr = err.Error()
+		return err
+	}
+	f.root = r
+	return nil
+}
+
+func (f *folder) getRoot() *os.Root {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.root
+}
+
+// stop cancels the loop and waits for it and the in-flight files.
+func (f *folder) stop() {
+	f.cancel()
+	<-f.done
+}
+
+func (f *folder) status() FolderStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FolderStatus{
+		Name: f.cfg.Name, Path: f.cfg.Path, Mode: f.cfg.Mode,
+		Pending: len(f.pending), LastScan: f.lastScan, LastError: f.lastErr,
+	}
+}
+
+func (f *folder) setErr(err error) {
+	f.mu.Lock()
+	f.lastErr = err.Error()
+	f.mu.Unlock()
+}
+
+func (f *folder) requestRescan() {
+	select {
+	case f.rescanReq <- struct{}{}:
+	default:
+	}
+}
+
+// checkInterval is how often pending files are looked at: a fraction of the
+// quiet period so a stable file is taken soon after it becomes stable.
+func (f *folder) checkInterval() time.Duration {
+	return min(max(f.cfg.QuietPeriod/4, 20*time.Millisecond), 250*time.Millisecond)
+}
+
+func (f *folder) run(ctx context.Context) {
+	defer close(f.done)
+	var wg sync.WaitGroup
+	workCtx := f.w.ctx // in-flight files finish on Close; cancelling Start's ctx aborts them
+	for range f.w.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rel := range f.work {
+				f.handle(workCtx, rel)
+			}
+		}()
+	}
+	defer func() {
+		close(f.work)
+		wg.Wait()
+		f.mu.Lock()
+		if f.root != nil {
+			f.root.Close()
+			f.root = nil
+		}
+		f.mu.Unlock()
+	}()
+
+	var events chan fsnotify.Event
+	var errs chan error
+	if f.cfg.Mode == ModeWatch && !f.w.noFsnotify {
+		fw, err := fsnotify.NewWatcher()
+		if err != nil {
+			f.log.Error("scan folder: fsnotify unavailable; rescans only", "err", err)
+			f.setErr(fmt.Errorf("scanfolder: fsnotify: %w", err))
+		} else {
+			defer fw.Close()
+			f.mu.Lock()
+			f.fsw = fw
+			f.mu.Unlock()
+			events, errs = fw.Events, fw.Errors
+		}
+	}
+
+	f.rescan()
+	rescan := time.NewTicker(f.cfg.RescanInterval)
+	defer rescan.Stop()
+	check := time.NewTicker(f.checkInterval())
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rescan.C:
+			f.rescan()
+		case <-f.rescanReq:
+			f.rescan()
+		case <-check.C:
+			f.checkPending()
+		case <-f.kick:
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			f.event(ev)
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				f.log.Warn("scan folder: fsnotify event queue overflowed; rescanning")
+			} else {
+				f.log.Error("scan folder: fsnotify error; rescanning", "err", err)
+				f.setErr(fmt.Errorf("scanfolder: fsnotify: %w", err))
+			}
+			f.rescan()
+		}
+		f.dispatch()
+	}
+}
+
+// rescan walks the folder (never following symlinks), adds watches for
+// directories in watch mode and starts tracking files it does not know yet.
+func (f *folder) rescan() {
+	if err := f.openRoot(); err != nil {
+		f.log.Error("scan folder: cannot open", "err", err)
+		return
+	}
+	root := f.getRoot()
+	now := f.w.clock()
+	seenDirs := map[string]bool{}
+	walkErr := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "." {
+				return err
+			}
+			f.log.Warn("scan folder: cannot read", "path", p, "err", err)
+			return nil
+		}
+		if p != "." && ignoredPath(p) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			seenDirs[p] = true
+			f.watchDir(p)
+			return nil
+		}
+		if ignoredName(path.Base(p)) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // vanished
+		}
+		f.track(p, info, now)
+		return nil
+	})
+	f.mu.Lock()
+	for d := range f.watched {
+		if !seenDirs[d] {
+			delete(f.watched, d)
+			if f.fsw != nil {
+				_ = f.fsw.Remove(filepath.Join(f.cfg.Path, filepath.FromSlash(d)))
+			}
+		}
+	}
+	f.lastScan = f.w.clock()
+	if walkErr != nil {
+		f.lastErr = fmt.Sprintf("scanfolder: scanning %s: %v", f.cfg.Path, walkErr)
+	}
+	f.mu.Unlock()
+	if walkErr != nil {
+		f.log.Error("scan folder: rescan failed", "err", walkErr)
+	}
+}
+
+func (f *folder) watchDir(rel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fsw == nil || f.watched[rel] {
+		return
+	}
+	if err := f.fsw.Add(filepath.Join(f.cfg.Path, filepath.FromSlash(rel))); err != nil {
+		f.log.Warn("scan folder: cannot watch directory", "path", rel, "err", err)
+		return
+	}
+	f.watched[rel] = true
+}
+
+// track starts tracking a file (or refreshes nothing if known: the
+// readiness check notices changes itself).
+func (f *folder) track(rel string, info fs.FileInfo, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.pending[rel]; ok {
+		return
+	}
+	f.pending[rel] = &pendingFile{size: info.Size(), mtime: info.ModTime(), since: now}
+}
+
+// touch restarts a known file's quiet period (a write event).
+func (f *folder) touch(rel string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pending[rel]
+	if ok && !p.queued && !p.inFlight {
+		p.since = now
+	}
+	return ok
+}
+
+func (f *folder) event(ev fsnotify.Event) {
+	rel, err := filepath.Rel(f.cfg.Path, ev.Name)
+	if err != nil || !filepath.IsLocal(rel) {
+		return
+	}
+	rel = filepath.ToSlash(rel)
+	if ignoredPath(rel) {
+		return
+	}
+	now := f.w.clock()
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		f.mu.Lock()
+		isDir := f.watched[rel]
+		f.mu.Unlock()
+		if isDir {
+			// A watched directory went away or moved: its files may now be
+			// elsewhere in the tree. A rescan sorts it out.
+			f.requestRescan()
+		}
+		return
+	}
+	if f.touch(rel, now) {
+		return
+	}
+	if !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
+		return
+	}
+	root := f.getRoot()
+	if root == nil {
+		return
+	}
+	info, err := root.Lstat(rel)
+	if err != nil {
+		return
+	}
+	if info.IsDir() {
+		// Files created before the watch was added are found by this walk.
+		f.requestRescan()
+		return
+	}
+	if ignoredName(path.Base(rel)) {
+		return
+	}
+	f.track(rel, info, now)
+}
+
+// checkPending looks at files whose quiet period may be over: unchanged size
+// and mtime since the last look means stable, so the file is queued for a
+// worker; a change restarts the quiet period; a vanished file is dropped.
+func (f *folder) checkPending() {
+	f.checks.Add(1)
+	root := f.getRoot()
+	if root == nil {
+		return
+	}
+	now := f.w.clock()
+	type cand struct {
+		rel         string
+		size        int64
+		mtime, from time.Time
+	}
+	var cands []cand
+	f.mu.Lock()
+	for rel, p := range f.pending {
+		if p.queued || p.inFlight || now.Before(p.notBefore) || now.Sub(p.since) < f.cfg.QuietPeriod {
+			continue
+		}
+		cands = append(cands, cand{rel, p.size, p.mtime, p.since})
+	}
+	f.mu.Unlock()
+	for _, c := range cands {
+		info, err := root.Lstat(c.rel)
+		f.mu.Lock()
+		p, ok := f.pending[c.rel]
+		switch {
+		case !ok || p.queued || p.inFlight || !p.since.Equal(c.from):
+			// Changed by an event meanwhile; look again next time.
+		case err != nil:
+			delete(f.pending, c.rel)
+		case info.Size() != c.size || !info.ModTime().Equal(c.mtime):
+			p.size, p.mtime, p.since = info.Size(), info.ModTime(), now
+		default:
+			p.queued, p.stableAt = true, now
+			f.ready = append(f.ready, c.rel)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// dispatch hands queued files to idle workers; the work channel has room for
+// one file per worker, so this never blocks.
+func (f *folder) dispatch() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.ready) > 0 && f.inFlight < f.w.workers {
+		rel := f.ready[0]
+		f.ready = f.ready[1:]
+		p, ok := f.pending[rel]
+		if !ok {
+			continue
+		}
+		p.queued, p.inFlight = false, true
+		f.inFlight++
+		f.work <- rel
+	}
+}
+
+// outcome is what a worker decided about a file.
+type outcome int
+
+const (
+	outDone     outcome = iota // finished (sent, moved to failed/, or gone): forget it
+	outChanged                 // changed while being read: restart its quiet period
+	outRetry                   // spool error or move failure: try again after RetryDelay
+	outReadFail                // could not be read: counts towards MaxReadRetries
+)
+
+func (f *folder) handle(ctx context.Context, rel string) {
+	f.mu.Lock()
+	p := f.pending[rel]
+	var stableAt time.Time
+	var readFails int
+	if p != nil {
+		stableAt, readFails = p.stableAt, p.readFails
+	}
+	f.mu.Unlock()
+
+	out := f.process(ctx, rel, stableAt, readFails)
+
+	now := f.w.clock()
+	f.mu.Lock()
+	f.inFlight--
+	if p := f.pending[rel]; p != nil {
+		p.inFlight = false
+		switch out {
+		case outDone:
+			delete(f.pending, rel)
+		case outChanged:
+			p.since = now
+			p.size = -1 // force a fresh look
+		case outRetry:
+			p.since, p.notBefore, p.size = now, now.Add(f.cfg.RetryDelay), -1
+		case outReadFail:
+			p.readFails++
+			p.since, p.notBefore, p.size = now, now.Add(f.cfg.RetryDelay), -1
+		}
+	}
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,211 @@
+package scanfolder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+)
+
+// headerOverhead is the allowance for the top-level header, MIME boundaries
+// and part headers in the size estimate.
+const headerOverhead = 4 << 10
+
+// extType covers scanner formats that mime.TypeByExtension may not know
+// (its built-in table has no TIFF, and /etc/mime.types differs by host).
+func extType(ext string) string {
+	switch ext {
+	case ".pdf":
+		return "application/pdf"
+	case ".tif", ".tiff":
+		return "image/tiff"
+	case ".jpg", ".jpeg":
+		return "image/jpeg"
+	case ".png":
+		return "image/png"
+	case ".gif":
+		return "image/gif"
+	case ".bmp":
+		return "image/bmp"
+	case ".webp":
+		return "image/webp"
+	case ".xps":
+		return "application/vnd.ms-xpsdocument"
+	case ".oxps":
+		return "application/oxps"
+	case ".txt":
+		return "text/plain"
+	case ".csv":
+		return "text/csv"
+	case ".zip":
+		return "application/zip"
+	case ".docx":
+		return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+	case ".xlsx":
+		return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+	}
+	return ""
+}
+
+// contentType picks the attachment's media type: by extension, else by
+// sniffing the first bytes (http.DetectContentType).
+func contentType(name string, head []byte) string {
+	ext := strings.ToLower(path.Ext(name))
+	if t := extType(ext); t != "" {
+		return t
+	}
+	if ext != "" {
+		if t := mime.TypeByExtension(ext); t != "" {
+			if mt, _, err := mime.ParseMediaType(t); err == nil {
+				return mt
+			}
+		}
+	}
+	mt, _, err := mime.ParseMediaType(http.DetectContentType(head))
+	if err != nil {
+		return "application/octet-stream"
+	}
+	return mt
+}
+
+// encodedSize estimates the size of the whole message: base64 of the file
+// (4/3, 76-character lines with CRLF), the text part (quoted-printable worst
+// case 3x) and a header allowance.
+func encodedSize(fileSize int64, textLen int) int64 {
+	b64 := (fileSize + 2) / 3 * 4
+	lines := (b64 + 75) / 76
+	return b64 + 2*lines + 3*int64(textLen) + headerOverhead
+}
+
+// sizeText formats bytes for humans (decimal units, as mail clients show them).
+func sizeText(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// messageID derives a stable Message-ID from the idempotency key, so the same
+// scan always gets the same ID (and no randomness is needed).
+func messageID(kind, key, hostname string) string {
+	sum := sha256.Sum256([]byte(key))
+	return kind + "." + hex.EncodeToString(sum[:12]) + "@" + hostname
+}
+
+// msgHeader holds the top-level header values of a scan or notice message.
+// Every value has been validated (no control characters); go-message encodes
+// non-ASCII text (RFC 2047) and refuses CR/LF as a last line of defence.
+type msgHeader struct {
+	from      mail.Address
+	replyTo   *mail.Address
+	to, cc    []string
+	subject   string
+	date      time.Time
+	messageID string
+	auto      bool // Auto-Submitted: auto-generated (failure notices)
+}
+
+func (m msgHeader) build() mail.Header {
+	var h mail.Header
+	h.SetDate(m.date)
+	h.SetAddressList("From", []*mail.Address{&m.from})
+	if m.replyTo != nil {
+		h.SetAddressList("Reply-To", []*mail.Address{m.replyTo})
+	}
+	h.SetAddressList("To", addrList(m.to))
+	if len(m.cc) > 0 {
+		h.SetAddressList("Cc", addrList(m.cc))
+	}
+	h.SetSubject(m.subject)
+	h.SetMessageID(m.messageID)
+	if m.auto {
+		h.Set("Auto-Submitted", "auto-generated")
+	}
+	return h
+}
+
+func addrList(l []string) []*mail.Address {
+	out := make([]*mail.Address, len(l))
+	for i, a := range l {
+		out[i] = &mail.Address{Address: a}
+	}
+	return out
+}
+
+// writeScanMessage writes the multipart/mixed message: the text part, then
+// the attachment streamed from file (base64). It never holds the file in memory.
+func writeScanMessage(w io.Writer, h msgHeader, text, fileName, ctype string, file io.Reader) error {
+	mw, err := mail.CreateWriter(w, h.build())
+	if err != nil {
+		return fmt.Errorf("writing header: %w", err)
+	}
+	var th mail.InlineHeader
+	th.Set("Content-Type", "text/plain; charset=utf-8")
+	tw, err := mw.CreateSingleInline(th)
+	if err != nil {
+		return fmt.Errorf("writing text part: %w", err)
+	}
+	if _, err := io.WriteString(tw, text); err != nil {
+		return fmt.Errorf("writing text part: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("writing text part: %w", err)
+	}
+	var ah mail.AttachmentHeader
+	// mime.FormatMediaType writes RFC 2231 (name*=utf-8''...) for non-ASCII
+	// names and quotes ASCII ones; the name was checked for control characters.
+	ct := mime.FormatMediaType(ctype, map[string]string{"name": fileName})
+	if ct == "" {
+		ct = ctype
+	}
+	ah.Set("Content-Type", ct)
+	cd := mime.FormatMediaType("attachment", map[string]string{"filename": fileName})
+	if cd == "" {
+		cd = "attachment"
+	}
+	ah.Set("Content-Disposition", cd)
+	ah.Set("Content-Transfer-Encoding", "base64")
+	aw, err := mw.CreateAttachment(ah)
+	if err != nil {
+		return fmt.Errorf("writing attachment: %w", err)
+	}
+	if _, err := io.Copy(aw, file); err != nil {
+		return fmt.Errorf("writing attachment: %w", err)
+	}
+	if err := aw.Close(); err != nil {
+		return fmt.Errorf("writing attachment: %w", err)
+	}
+	if err := mw.Close(); err != nil {
+		return fmt.Errorf("closing message: %w", err)
+	}
+	return nil
+}
+
+// writeNotice writes a single-part text/plain message.
+func writeNotice(w io.Writer, h msgHeader, text string) error {
+	mh := h.build()
+	mh.Set("Content-Type", "text/plain; charset=utf-8")
+	tw, err := mail.CreateSingleInlineWriter(w, mh)
+	if err != nil {
+		return fmt.Errorf("writing notice: %w", err)
+	}
+	if _, err := io.WriteString(tw, text); err != nil {
+		return fmt.Errorf("writing notice: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("writing notice: %w", err)
+	}
+	return nil
+}

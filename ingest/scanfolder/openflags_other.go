@@ -1,0 +1,5 @@
+//go:build !unix
+
+package scanfolder
+
+const openFlags = 0

@@ -1,0 +1,587 @@
+package scanfolder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+
+	"github.com/spoold/spoold/spool"
+)
+
+// errorSuffix names the reason file next to a file in failed/.
+const errorSuffix = ".error.txt"
+
+// errFileChanged means the file changed between the hashing pass and the
+// build pass; nothing was stored and the file gets a new quiet period.
+var errFileChanged = errors.New("scanfolder: file changed while being read")
+
+// readError wraps an error reading the scan itself (not the spool's).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "reading file: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// IdempotencyKey is the key committed with a scan's message: folder name,
+// relative path, size, mtime and content hash, hashed to a fixed length.
+func IdempotencyKey(folder, rel string, size int64, mtime time.Time, sha string) string {
+	h := sha256.New()
+	for _, s := range []string{folder, rel, strconv.FormatInt(size, 10), strconv.FormatInt(mtime.UnixNano(), 10), sha} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "scan:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// process handles one stable file from start to finish.
+func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, readFails int) outcome {
+	root := f.getRoot()
+	if root == nil {
+		return outRetry
+	}
+	log := f.log.With("path", rel, "account", f.cfg.Account)
+	user := userFor(rel, f.cfg.Users) // safe: only validated names and addresses
+
+	info, err := root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return outDone
+	}
+	if err != nil {
+		return f.readFailed(ctx, root, rel, user, info, readFails, err)
+	}
+	if err := checkName(rel); err != nil {
+		return f.fail(ctx, root, rel, user, info, "refused: "+err.Error())
+	}
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		return f.fail(ctx, root, rel, user, info, "refused: symbolic link (links are never followed)")
+	case !info.Mode().IsRegular():
+		return f.fail(ctx, root, rel, user, info, "refused: not a regular file")
+	case info.Size() == 0:
+		return f.fail(ctx, root, rel, user, info, "empty file (0 bytes)")
+	}
+
+	sc, wait, err := f.readSidecar(root, rel)
+	if wait {
+		return outChanged
+	}
+	if err != nil {
+		return f.fail(ctx, root, rel, user, info, err.Error())
+	}
+	rt, err := resolveRoute(rel, f.cfg.Users, sc)
+	if err != nil {
+		return f.fail(ctx, root, rel, user, info, err.Error())
+	}
+	if lim := f.cfg.MaxMessageSize; lim > 0 {
+		if est := encodedSize(info.Size(), max(len(rt.body), 1024)); est > lim {
+			return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
+				"too big: the file is %s, about %s as an e-mail, over the account's limit of %s",
+				mb(info.Size()), mb(est), mb(lim)))
+		}
+	}
+
+	if f.w.openHook != nil {
+		if err := f.w.openHook(rel); err != nil {
+			return f.readFailed(ctx, root, rel, user, info, readFails, err)
+		}
+	}
+	file, err := root.OpenFile(rel, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		return f.readFailed(ctx, root, rel, user, info, readFails, err)
+	}
+	defer file.Close()
+	if fi, err := file.Stat(); err != nil || !os.SameFile(fi, info) || !fi.Mode().IsRegular() {
+		return outChanged // swapped between Lstat and open
+	}
+
+	// Pass 1: hash, sniff, count pages.
+	sum, head, pages, err := scanPass(file, info.Size())
+	if err != nil {
+		if errors.Is(err, errFileChanged) {
+			return outChanged
+		}
+		return f.readFailed(ctx, root, rel, user, info, readFails, err)
+	}
+	if again, err := root.Lstat(rel); err != nil || again.Size() != info.Size() || !again.ModTime().Equal(info.ModTime()) {
+		return outChanged
+	}
+	key := IdempotencyKey(f.cfg.Name, rel, info.Size(), info.ModTime(), sum)
+
+	if id, found, err := f.w.enq.LookupKey(ctx, key); err != nil {
+		log.Error("scan folder: spool lookup failed; will retry", "err", err)
+		f.setErr(fmt.Errorf("scanfolder: spool lookup: %w", err))
+		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
+		return outRetry
+	} else if found {
+		// Committed before, not moved (crash between commit and move): only move.
+		log.Info("scan folder: file was already enqueued; finishing the move", "msg_id", id)
+		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultDuplicate).Inc()
+		return f.finish(root, rel, id, log)
+	}
+
+	base := path.Base(rel)
+	ctype := contentType(base, head)
+	data := TemplateData{
+		File: base, Path: rel, Folder: f.cfg.Name, Size: info.Size(), SizeText: sizeText(info.Size()),
+		Pages: pages, ContentType: ctype, Time: info.ModTime(),
+	}
+	if user != nil {
+		data.UserName, data.UserAddress = user.Name, user.Address
+	}
+	subject := rt.subject
+	if subject == "" {
+		if subject, err = render("subject", f.cfg.SubjectTemplate, data); err != nil {
+			return f.fail(ctx, root, rel, user, info, err.Error())
+		}
+		subject = oneLine(subject)
+	}
+	body := rt.body
+	if body == "" {
+		if body, err = render("body", f.cfg.BodyTemplate, data); err != nil {
+			return f.fail(ctx, root, rel, user, info, err.Error())
+		}
+	}
+	from := f.fallbackSender()
+	var replyTo *mail.Address
+	if user != nil {
+		from = mail.Address{Name: user.Name, Address: user.Address}
+		replyTo = &from
+	}
+	hdr := msgHeader{
+		from: from, replyTo: replyTo, to: rt.to, cc: rt.cc, subject: subject,
+		date: f.w.clock(), messageID: messageID("scan", key, f.w.hostname),
+	}
+	req := spool.EnqueueRequest{
+		From:            from.Address,
+		To:              append(append([]string{}, rt.to...), rt.cc...),
+		Account:         f.cfg.Account,
+		Source:          spool.Source{Kind: spool.SourceScan, Folder: f.cfg.Name, Path: rel, SHA256: sum},
+		IdempotencyKey:  key,
+		NotifyOnFailure: true,
+	}
+
+	// Pass 2: stream the message into the spool; the bytes are hashed again
+	// and must match pass 1, so the committed message is exactly the file
+	// the key names.
+	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum)
+	if err != nil {
+		var re *readError
+		switch {
+		case errors.Is(err, errFileChanged):
+			log.Info("scan folder: file changed while being sent; waiting again")
+			return outChanged
+		case errors.As(err, &re):
+			return f.readFailed(ctx, root, rel, user, info, readFails, re.err)
+		}
+		if errors.Is(err, spool.ErrNoSpace) {
+			log.Error("scan folder: spool is out of space; file left in place, will retry", "err", err)
+		} else {
+			log.Error("scan folder: enqueue failed; file left in place, will retry", "err", err)
+		}
+		f.setErr(fmt.Errorf("scanfolder: %s: enqueue: %w", rel, err))
+		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
+		return outRetry
+	}
+	f.w.metrics.files.WithLabelValues(f.cfg.Name, resultEnqueued).Inc()
+	if !stableAt.IsZero() {
+		f.w.metrics.latency.WithLabelValues(f.cfg.Name).Observe(f.w.clock().Sub(stableAt).Seconds())
+	}
+	log.Info("scan folder: enqueued", "msg_id", id, "to", req.To, "size", info.Size(), "type", ctype)
+	if f.w.afterCommitHook != nil {
+		if err := f.w.afterCommitHook(rel); err != nil {
+			return outRetry
+		}
+	}
+	return f.finish(root, rel, id, log)
+}
+
+// stream builds the message in a goroutine writing into a pipe that Enqueue
+// reads; memory use does not depend on the file size.
+func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHeader, body, base, ctype string,
+	file *os.File, size int64, sum string) (string, error) {
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return "", &readError{err}
+	}
+	pr, pw := io.Pipe()
+	writeErr := make(chan error, 1)
+	go func() {
+		h := sha256.New()
+		src := &verifyReader{r: io.TeeReader(io.LimitReader(file, size+1), h), h: h, want: sum, size: size}
+		err := writeScanMessage(pw, hdr, body, base, ctype, src)
+		if src.err != nil {
+			err = src.err // the file's error, not the writer's wrapping of it
+		}
+		pw.CloseWithError(err)
+		writeErr <- err
+	}()
+	id, err := f.w.enq.Enqueue(ctx, req, pr)
+	pr.CloseWithError(errors.New("scanfolder: enqueue returned")) // unblock the writer if Enqueue stopped early
+	werr := <-writeErr
+	if werr != nil && (errors.Is(werr, errFileChanged) || isReadError(werr)) {
+		if err == nil {
+			// The spool must not have stored a body whose reader failed;
+			// if it claims it did, treat the result as untrustworthy.
+			return "", fmt.Errorf("scanfolder: spool accepted a failed body: %w", werr)
+		}
+		return "", werr
+	}
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func isReadError(err error) bool {
+	var re *readError
+	return errors.As(err, &re)
+}
+
+// verifyReader passes the file through and, at EOF, checks that exactly size
+// bytes with the expected SHA-256 were read.
+type verifyReader struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	size int64
+	n    int64
+	err  error
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	v.n += int64(n)
+	if v.n > v.size {
+		v.err = errFileChanged
+		return 0, v.err
+	}
+	if errors.Is(err, io.EOF) {
+		if v.n != v.size || hex.EncodeToString(v.h.Sum(nil)) != v.want {
+			v.err = errFileChanged
+			return 0, v.err
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		v.err = &readError{err}
+		return n, v.err
+	}
+	return n, nil
+}
+
+// scanPass reads the whole file once: SHA-256, the first 512 bytes for
+// content sniffing and a best-effort PDF page count.
+func scanPass(r io.Reader, size int64) (sum string, head []byte, pages int, err error) {
+	h := sha256.New()
+	pc := &pageCounter{}
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			if n > size {
+				return "", nil, 0, errFileChanged
+			}
+			h.Write(buf[:k])
+			if len(head) < 512 {
+				head = append(head, buf[:min(k, 512-len(head))]...)
+			}
+			if bytes.HasPrefix(head, []byte("%PDF-")) {
+				pc.Write(buf[:k])
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return "", nil, 0, rerr
+		}
+	}
+	if n != size {
+		return "", nil, 0, errFileChanged
+	}
+	if !bytes.HasPrefix(head, []byte("%PDF-")) {
+		pc.n = 0
+	}
+	return hex.EncodeToString(h.Sum(nil)), head, pc.n, nil
+}
+
+// pageCounter counts "/Type /Page" objects (not "/Pages") across chunk
+// boundaries. PDFs with compressed object streams hide them; then it says 0.
+type pageCounter struct {
+	carry []byte
+	n     int
+}
+
+const pageCarry = 32 // longer than any match
+
+func (c *pageCounter) Write(p []byte) {
+	buf := append(c.carry, p...)
+	from := len(c.carry)
+	i := 0
+	for {
+		j := bytes.Index(buf[i:], []byte("/Type"))
+		if j < 0 {
+			break
+		}
+		j += i
+		k := j + len("/Type")
+		for sp := 0; k < len(buf) && sp < 8 && isPDFSpace(buf[k]); sp++ {
+			k++
+		}
+		if bytes.HasPrefix(buf[k:], []byte("/Page")) && k+len("/Page") < len(buf) {
+			end := k + len("/Page")
+			next := buf[end]
+			if end+1 > from && !isPDFNameChar(next) {
+				c.n++
+			}
+		}
+		i = j + 1
+	}
+	keep := min(len(buf), pageCarry)
+	c.carry = append(c.carry[:0:0], buf[len(buf)-keep:]...)
+}
+
+func isPDFSpace(b byte) bool {
+	return b == ' ' || b == '\n' || b == '\r' || b == '\t' || b == '\f' || b == 0
+}
+
+func isPDFNameChar(b byte) bool {
+	return b > ' ' && b < 0x7f && !strings.ContainsRune("/<>[]()%{}", rune(b))
+}
+
+func render(name, text string, data TemplateData) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s template: %w", name, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("%s template: %w", name, err)
+	}
+	return b.String(), nil
+}
+
+// oneLine makes a rendered subject a single header-safe line.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if len(s) > maxSubjectLen {
+		s = s[:maxSubjectLen]
+		for len(s) > 0 && !utf8RuneStart(s[len(s)-1]) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func (f *folder) fallbackSender() mail.Address {
+	return mail.Address{Name: "Scan folder " + f.cfg.Name, Address: "scanner@" + f.w.hostname}
+}
+
+func mb(n int64) string {
+	prec := 1
+	if n < 10e6 {
+		prec = 2
+	}
+	return strconv.FormatFloat(float64(n)/1e6, 'f', prec, 64) + " MB"
+}
+
+// readSidecar reads <rel>.json if present. wait is true when the sidecar
+// changed too recently (it may still be being written).
+func (f *folder) readSidecar(root *os.Root, rel string) (sc *Sidecar, wait bool, err error) {
+	name := rel + SidecarSuffix
+	info, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sidecar %s: %w", path.Base(name), err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("sidecar %s: refused: not a regular file (links are never followed)", path.Base(name))
+	}
+	if f.w.clock().Sub(info.ModTime()) < f.cfg.QuietPeriod {
+		return nil, true, nil
+	}
+	file, err := root.OpenFile(name, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("sidecar %s: %w", path.Base(name), err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxSidecarSize+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("sidecar %s: %w", path.Base(name), err)
+	}
+	sc, err = ParseSidecar(data)
+	if err != nil {
+		return nil, false, fmt.Errorf("sidecar %s: %w", path.Base(name), err)
+	}
+	return sc, false, nil
+}
+
+// readFailed counts an unreadable file; after MaxReadRetries it goes to failed/.
+func (f *folder) readFailed(ctx context.Context, root *os.Root, rel string, user *User, info fs.FileInfo, fails int, err error) outcome {
+	if fails+1 >= f.cfg.MaxReadRetries {
+		return f.fail(ctx, root, rel, user, info, fmt.Sprintf("unreadable after %d attempts: %v", fails+1, err))
+	}
+	f.log.Warn("scan folder: cannot read file; will retry", "path", rel, "attempt", fails+1, "err", err)
+	f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
+	return outReadFail
+}
+
+// finish moves a committed file to processed/ or deletes it, with its sidecar.
+func (f *folder) finish(root *os.Root, rel, id string, log interface {
+	Error(string, ...any)
+}) outcome {
+	if f.cfg.AfterSuccess == AfterDelete {
+		if err := root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Error("scan folder: cannot delete sent file; will retry", "msg_id", id, "err", err)
+			f.setErr(fmt.Errorf("scanfolder: deleting %s: %w", rel, err))
+			return outRetry
+		}
+		if err := root.Remove(rel + SidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Error("scan folder: cannot delete sidecar", "msg_id", id, "err", err)
+		}
+		return outDone
+	}
+	if _, err := f.moveAside(root, ProcessedDir, rel, nil); err != nil {
+		log.Error("scan folder: cannot move sent file to processed/; will retry", "msg_id", id, "err", err)
+		f.setErr(fmt.Errorf("scanfolder: moving %s: %w", rel, err))
+		return outRetry
+	}
+	return outDone
+}
+
+// moveAside moves rel (and its sidecar) to dir/rel, mirroring subfolders,
+// with a unique name when one exists. before, if set, runs with the
+// destination just before the rename. It returns the new relative path.
+func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst string) error) (string, error) {
+	dst, err := uniqueName(root, path.Join(dir, rel))
+	if err != nil {
+		return "", err
+	}
+	if err := root.MkdirAll(path.Dir(dst), 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", path.Dir(dst), err)
+	}
+	if before != nil {
+		if err := before(dst); err != nil {
+			return "", fmt.Errorf("preparing %s: %w", dst, err)
+		}
+	}
+	if err := root.Rename(rel, dst); err != nil {
+		if before != nil {
+			_ = root.Remove(dst + errorSuffix)
+		}
+		return "", fmt.Errorf("moving to %s: %w", dst, err)
+	}
+	if err := root.Rename(rel+SidecarSuffix, dst+SidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		f.log.Warn("scan folder: cannot move sidecar", "path", rel, "err", err)
+	}
+	return dst, nil
+}
+
+// uniqueName returns name, or name with "-N" before the extension, such that
+// neither it nor its .error.txt/.json companions exist.
+func uniqueName(root *os.Root, name string) (string, error) {
+	ext := path.Ext(name)
+	stem := strings.TrimSuffix(name, ext)
+	for i := 0; i < 10000; i++ {
+		cand := name
+		if i > 0 {
+			cand = stem + "-" + strconv.Itoa(i) + ext
+		}
+		free := true
+		for _, c := range []string{cand, cand + errorSuffix, cand + SidecarSuffix} {
+			if _, err := root.Lstat(c); !errors.Is(err, fs.ErrNotExist) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("no free name for %s", name)
+}
+
+// fail moves a file to failed/ with a reason file and tells the scanning
+// user. If the file cannot be moved it is left alone and retried later.
+func (f *folder) fail(ctx context.Context, root *os.Root, rel string, user *User, info fs.FileInfo, reason string) outcome {
+	log := f.log.With("path", rel, "account", f.cfg.Account)
+	log.Warn("scan folder: file failed", "reason", reason)
+	f.setErr(fmt.Errorf("scanfolder: %s: %s", rel, reason))
+	if user != nil && *f.cfg.FailureNotice {
+		if id, err := f.notify(ctx, rel, user, info, reason); err != nil {
+			log.Error("scan folder: failure notice not enqueued", "err", err)
+		} else {
+			log.Info("scan folder: failure notice enqueued", "msg_id", id, "to", user.Address)
+		}
+	}
+	text := fmt.Sprintf("spoold could not send this scan.\n\nFile:   %s\nFolder: %s\nTime:   %s\nReason: %s\n",
+		rel, f.cfg.Name, f.w.clock().Format(time.RFC3339), reason)
+	// The reason file is written before the move so that whoever sees the
+	// file in failed/ also finds the complete reason.
+	if _, err := f.moveAside(root, FailedDir, rel, func(dst string) error {
+		return root.WriteFile(dst+errorSuffix, []byte(text), 0o644)
+	}); err != nil {
+		log.Error("scan folder: cannot move failed file to failed/; will retry", "err", err)
+		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
+		return outRetry
+	}
+	f.w.metrics.files.WithLabelValues(f.cfg.Name, resultFailed).Inc()
+	return outDone
+}
+
+// notify enqueues a short failure notice to the scanning user through the
+// folder's account. Its idempotency key makes a retry after a crash harmless.
+func (f *folder) notify(ctx context.Context, rel string, user *User, info fs.FileInfo, reason string) (string, error) {
+	var size int64
+	var mtime time.Time
+	if info != nil {
+		size, mtime = info.Size(), info.ModTime()
+	}
+	key := "notice:" + strings.TrimPrefix(IdempotencyKey(f.cfg.Name, rel, size, mtime, reason), "scan:")
+	from := mail.Address{Name: "spoold scan folder", Address: "postmaster@" + f.w.hostname}
+	hdr := msgHeader{
+		from: from, to: []string{user.Address}, subject: oneLine("Scan failed: " + path.Base(rel)),
+		date: f.w.clock(), messageID: messageID("notice", key, f.w.hostname), auto: true,
+	}
+	text := fmt.Sprintf("Your scan %q could not be sent.\n\nReason: %s\n\nThe file was moved to the %s/ folder of the scan folder %q.\n",
+		path.Base(rel), reason, FailedDir, f.cfg.Name)
+	var b bytes.Buffer
+	if err := writeNotice(&b, hdr, text); err != nil {
+		return "", err
+	}
+	req := spool.EnqueueRequest{
+		From:           from.Address,
+		To:             []string{user.Address},
+		Account:        f.cfg.Account,
+		Source:         spool.Source{Kind: spool.SourceNotice, Folder: f.cfg.Name, Path: rel},
+		IdempotencyKey: key,
+	}
+	return f.w.enq.Enqueue(ctx, req, &b)
+}

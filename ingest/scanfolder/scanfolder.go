@@ -1,0 +1,444 @@
+// Package scanfolder owns the scan hot folder: it watches one or more
+// directories (fsnotify plus periodic rescans, or rescans only in poll mode),
+// waits until each dropped file is stable, routes it to a user, builds a
+// multipart e-mail with the file attached and streams it into the spool. After
+// the spool commits, the file moves to processed/ (or is deleted); files that
+// cannot be sent move to failed/ with a <file>.error.txt saying why.
+//
+// The package talks to the spool only through the Enqueuer interface. An
+// idempotency key (relative path + size + mtime + SHA-256) is committed with
+// each message and looked up before a file is sent, so a crash between the
+// commit and the move never sends a scan twice and never loses it.
+package scanfolder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spoold/spoold/spool"
+)
+
+// Enqueuer is the part of the spool the watcher uses. *spool.Spool satisfies it.
+type Enqueuer interface {
+	// Enqueue streams body into a new message and returns its ID once durable.
+	// With an IdempotencyKey already committed it returns the first ID and
+	// writes nothing.
+	Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error)
+	// LookupKey returns the message ID committed with an idempotency key.
+	LookupKey(ctx context.Context, key string) (id string, found bool, err error)
+}
+
+// User is a scanning user: the display name and address a subfolder maps to.
+type User struct {
+	Name    string
+	Address string
+}
+
+// Folder modes.
+const (
+	ModeWatch = "watch" // fsnotify events plus periodic rescans (default)
+	ModePoll  = "poll"  // periodic rescans only (SMB/NFS mounts, where inotify sees nothing)
+)
+
+// After-success actions.
+const (
+	AfterMove   = "move"   // move to processed/, mirroring subfolders (default)
+	AfterDelete = "delete" // delete the file (and its sidecar)
+)
+
+// Names of the folder's own trees; they are never scanned.
+const (
+	ProcessedDir = "processed"
+	FailedDir    = "failed"
+)
+
+// Defaults applied by New to zero FolderConfig fields.
+const (
+	DefaultRescanInterval = 30 * time.Second
+	DefaultQuietPeriod    = 3 * time.Second
+	DefaultRetryDelay     = 10 * time.Second
+	DefaultMaxReadRetries = 5
+	DefaultWorkers        = 4
+)
+
+// DefaultSubjectTemplate and DefaultBodyTemplate are used when a folder
+// configures none. The template data is TemplateData.
+const (
+	DefaultSubjectTemplate = `Scan: {{.File}}`
+	DefaultBodyTemplate    = `Your scan {{.File}} is attached.
+
+File:    {{.File}}
+Size:    {{.SizeText}}{{if .Pages}}
+Pages:   {{.Pages}}{{end}}
+Scanned: {{.Time.Format "2006-01-02 15:04:05 MST"}}
+Folder:  {{.Folder}}
+`
+)
+
+// TemplateData is what SubjectTemplate and BodyTemplate are executed with.
+type TemplateData struct {
+	File        string    // base name of the scanned file
+	Path        string    // path relative to the folder, slash-separated
+	Folder      string    // folder name from the config
+	Size        int64     // bytes
+	SizeText    string    // human-readable size, e.g. "1.2 MB"
+	Pages       int       // PDF page count when it can be seen cheaply; 0 = unknown
+	ContentType string    // attachment media type
+	Time        time.Time // file modification time
+	UserName    string    // scanning user's display name ("" if unknown)
+	UserAddress string    // scanning user's address ("" if unknown)
+}
+
+// FolderConfig configures one watched folder.
+type FolderConfig struct {
+	Name string // unique; used in logs, metrics and the message source
+	Path string // directory to watch
+
+	Mode           string        // ModeWatch (default) or ModePoll
+	RescanInterval time.Duration // full rescan period; default 30s
+	QuietPeriod    time.Duration // size and mtime must be unchanged this long; default 3s
+	AfterSuccess   string        // AfterMove (default) or AfterDelete
+
+	Account        string // routed upstream account (required)
+	MaxMessageSize int64  // upstream limit for the encoded message in bytes; 0 = no limit
+
+	// Users maps subfolder names to scanning users. A subfolder named as an
+	// e-mail address routes to that address without an entry here.
+	Users map[string]User
+
+	SubjectTemplate string // text/template; default DefaultSubjectTemplate
+	BodyTemplate    string // text/template; default DefaultBodyTemplate
+
+	// FailureNotice tells the scanning user (if known) when a scan fails.
+	// Nil means the default, on.
+	FailureNotice *bool
+
+	MaxReadRetries int           // unreadable files: attempts before failed/; default 5
+	RetryDelay     time.Duration // wait before retrying unreadable files and spool errors; default 10s
+}
+
+// Options configures the Watcher. Zero values take the defaults noted.
+type Options struct {
+	Logger     *slog.Logger          // default slog.Default()
+	Clock      func() time.Time      // default time.Now
+	Hostname   string                // Message-ID domain; default os.Hostname(), else "localhost"
+	Registerer prometheus.Registerer // metrics are registered here when non-nil
+	Workers    int                   // files processed concurrently per folder; default 4
+}
+
+// FolderStatus is one folder's state for `spoolctl status`.
+type FolderStatus struct {
+	Name      string
+	Path      string
+	Mode      string
+	Pending   int       // files seen and not yet finished
+	LastScan  time.Time // end of the last full rescan
+	LastError string    // last folder-level or file error; "" if none
+}
+
+// Watcher watches the configured folders. Safe for concurrent use.
+type Watcher struct {
+	enq      Enqueuer
+	log      *slog.Logger
+	clock    func() time.Time
+	hostname string
+	workers  int
+	metrics  *metrics
+
+	// Test hooks; nil in production.
+	openHook        func(rel string) error // fails the open of a file
+	afterCommitHook func(rel string) error // runs after Enqueue returned; an error abandons the file
+	noFsnotify      bool                   // forces poll behaviour even in watch mode
+
+	mu       sync.Mutex
+	configs  []FolderConfig
+	folders  map[string]*folder
+	ctx      context.Context
+	started  bool
+	closed   bool
+	stopRoot context.CancelFunc
+}
+
+// New validates folders and returns a Watcher that does nothing until Start.
+func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
+	if enq == nil {
+		return nil, errors.New("scanfolder: nil Enqueuer")
+	}
+	cfgs, err := normalizeAll(folders)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		enq:      enq,
+		log:      opts.Logger,
+		clock:    opts.Clock,
+		hostname: opts.Hostname,
+		workers:  opts.Workers,
+		configs:  cfgs,
+		folders:  map[string]*folder{},
+	}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if w.clock == nil {
+		w.clock = time.Now
+	}
+	if w.hostname == "" {
+		if h, err := os.Hostname(); err == nil {
+			w.hostname = h
+		}
+	}
+	if !validHostname(w.hostname) {
+		w.hostname = "localhost"
+	}
+	if w.workers <= 0 {
+		w.workers = DefaultWorkers
+	}
+	w.metrics, err = newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func normalizeAll(folders []FolderConfig) ([]FolderConfig, error) {
+	var errs []error
+	seen := map[string]bool{}
+	out := make([]FolderConfig, 0, len(folders))
+	for i, f := range folders {
+		n, err := normalize(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scanfolder: folder %d (%q): %w", i, f.Name, err))
+			continue
+		}
+		if seen[n.Name] {
+			errs = append(errs, fmt.Errorf("scanfolder: folder %q: duplicate name", n.Name))
+			continue
+		}
+		seen[n.Name] = true
+		out = append(out, n)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// normalize applies defaults and validates one folder config.
+func normalize(f FolderConfig) (FolderConfig, error) {
+	if f.Name == "" {
+		return f, errors.New("name is required")
+	}
+	if hasCtl(f.Name) {
+		return f, errors.New("name contains control characters")
+	}
+	if f.Path == "" {
+		return f, errors.New("path is required")
+	}
+	abs, err := filepath.Abs(f.Path)
+	if err != nil {
+		return f, fmt.Errorf("path %q: %w", f.Path, err)
+	}
+	f.Path = abs
+	if f.Account == "" {
+		return f, errors.New("account is required")
+	}
+	switch f.Mode {
+	case "":
+		f.Mode = ModeWatch
+	case ModeWatch, ModePoll:
+	default:
+		return f, fmt.Errorf("mode %q: want %q or %q", f.Mode, ModeWatch, ModePoll)
+	}
+	switch f.AfterSuccess {
+	case "":
+		f.AfterSuccess = AfterMove
+	case AfterMove, AfterDelete:
+	default:
+		return f, fmt.Errorf("after_success %q: want %q or %q", f.AfterSuccess, AfterMove, AfterDelete)
+	}
+	if f.RescanInterval < 0 || f.QuietPeriod < 0 || f.RetryDelay < 0 || f.MaxReadRetries < 0 || f.MaxMessageSize < 0 {
+		return f, errors.New("durations, sizes and retry counts must not be negative")
+	}
+	if f.RescanInterval == 0 {
+		f.RescanInterval = DefaultRescanInterval
+	}
+	if f.QuietPeriod == 0 {
+		f.QuietPeriod = DefaultQuietPeriod
+	}
+	if f.RetryDelay == 0 {
+		f.RetryDelay = DefaultRetryDelay
+	}
+	if f.MaxReadRetries == 0 {
+		f.MaxReadRetries = DefaultMaxReadRetries
+	}
+	if f.SubjectTemplate == "" {
+		f.SubjectTemplate = DefaultSubjectTemplate
+	}
+	if f.BodyTemplate == "" {
+		f.BodyTemplate = DefaultBodyTemplate
+	}
+	if _, err := template.New("subject").Option("missingkey=error").Parse(f.SubjectTemplate); err != nil {
+		return f, fmt.Errorf("subject template: %w", err)
+	}
+	if _, err := template.New("body").Option("missingkey=error").Parse(f.BodyTemplate); err != nil {
+		return f, fmt.Errorf("body template: %w", err)
+	}
+	if f.FailureNotice == nil {
+		on := true
+		f.FailureNotice = &on
+	}
+	users := make(map[string]User, len(f.Users))
+	for name, u := range f.Users {
+		if name == "" || strings.ContainsAny(name, `/\`) || hasCtl(name) {
+			return f, fmt.Errorf("users: bad subfolder name %q", name)
+		}
+		addr, err := checkAddress(u.Address)
+		if err != nil {
+			return f, fmt.Errorf("users: %q: %w", name, err)
+		}
+		if hasCtl(u.Name) || len(u.Name) > maxNameLen {
+			return f, fmt.Errorf("users: %q: bad display name", name)
+		}
+		users[name] = User{Name: u.Name, Address: addr}
+	}
+	f.Users = users
+	return f, nil
+}
+
+// Start runs the initial rescan and starts watching every folder. It returns
+// at once; folders that cannot be opened are reported in the returned error
+// (joined) and in Folders, and the others run. Cancelling ctx stops the
+// watcher like Close does, but Close must still be called to wait.
+func (w *Watcher) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errors.New("scanfolder: watcher is closed")
+	}
+	if w.started {
+		return errors.New("scanfolder: already started")
+	}
+	w.started = true
+	w.ctx, w.stopRoot = context.WithCancel(ctx)
+	var errs []error
+	for _, cfg := range w.configs {
+		f, err := w.startFolder(cfg)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		w.folders[cfg.Name] = f
+	}
+	return errors.Join(errs...)
+}
+
+// Reload replaces the folder configuration (SIGHUP). Folders whose config is
+// unchanged keep running; changed ones are restarted (after their in-flight
+// files finish); removed ones stop. On a validation error nothing changes.
+func (w *Watcher) Reload(folders []FolderConfig) error {
+	cfgs, err := normalizeAll(folders)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errors.New("scanfolder: watcher is closed")
+	}
+	w.configs = cfgs
+	if !w.started {
+		return nil
+	}
+	want := map[string]FolderConfig{}
+	for _, c := range cfgs {
+		want[c.Name] = c
+	}
+	for name, f := range w.folders {
+		if c, ok := want[name]; ok && sameConfig(c, f.cfg) {
+			continue
+		}
+		f.stop()
+		delete(w.folders, name)
+	}
+	var errs []error
+	for _, c := range cfgs {
+		if _, ok := w.folders[c.Name]; ok {
+			continue
+		}
+		f, err := w.startFolder(c)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		w.folders[c.Name] = f
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops watching and waits for files in flight. It is idempotent.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	for _, f := range w.folders {
+		f.stop()
+	}
+	if w.stopRoot != nil {
+		w.stopRoot()
+	}
+	return nil
+}
+
+// Folders reports each folder's state, in config order.
+func (w *Watcher) Folders() []FolderStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]FolderStatus, 0, len(w.configs))
+	for _, c := range w.configs {
+		st := FolderStatus{Name: c.Name, Path: c.Path, Mode: c.Mode}
+		if f := w.folders[c.Name]; f != nil {
+			st = f.status()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func sameConfig(a, b FolderConfig) bool {
+	if a.Name != b.Name || a.Path != b.Path || a.Mode != b.Mode || a.RescanInterval != b.RescanInterval ||
+		a.QuietPeriod != b.QuietPeriod || a.AfterSuccess != b.AfterSuccess || a.Account != b.Account ||
+		a.MaxMessageSize != b.MaxMessageSize || a.SubjectTemplate != b.SubjectTemplate ||
+		a.BodyTemplate != b.BodyTemplate || *a.FailureNotice != *b.FailureNotice ||
+		a.MaxReadRetries != b.MaxReadRetries || a.RetryDelay != b.RetryDelay || len(a.Users) != len(b.Users) {
+		return false
+	}
+	for k, v := range a.Users {
+		if bv, ok := b.Users[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	return !slices.ContainsFunc([]byte(h), func(c byte) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.')
+	})
+}
