@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -251,22 +250,6 @@ func fieldName(line []byte) ([]byte, bool) {
 		}
 	}
 	return name, true
-}
-
-// deadlineReader renews the connection's read deadline before each read, so
-// ReadTimeout bounds the silence between reads and not the whole transfer
-// (go-smtp sets the deadline once per command line only).
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	if d.conn != nil && d.timeout > 0 {
-		_ = d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	}
-	return d.r.Read(p)
 }
 
 // errTracker remembers the first read error other than EOF, so the session

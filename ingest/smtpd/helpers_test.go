@@ -2,10 +2,10 @@ package smtpd
 
 import (
 	"bufio"
-	"encoding/base64"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -291,4 +291,34 @@ func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 // plainIR is the AUTH PLAIN initial response for user and password.
 func plainIR(user, pw string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pw))
+}
+
+func newTextConn(c net.Conn) *textproto.Conn { return textproto.NewConn(c) }
+
+// logBuf collects log output; safe for concurrent use by the server.
+type logBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuf) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+func slogTo(b *logBuf) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

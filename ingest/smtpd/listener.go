@@ -83,11 +83,24 @@ type trackedConn struct {
 	release func()
 	once    sync.Once
 
+	// dataTimeout, while non-zero (during DATA), renews the read deadline
+	// before every read: go-smtp sets it once per command, which would
+	// bound the whole transfer of a large scan instead of the silence
+	// between reads. Only the session goroutine touches it.
+	dataTimeout time.Duration
+
 	mu             sync.Mutex
 	top            net.Conn // what the session talks through (the TLS conn once TLS is up)
 	inData         bool
 	closeAfterData bool // shutdown began during DATA: close once the reply is out
 	closed         bool
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if c.dataTimeout > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout))
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *trackedConn) Close() error {

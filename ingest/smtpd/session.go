@@ -252,7 +252,9 @@ func (s *session) Data(r io.Reader) error {
 		s.tc.mu.Lock()
 		s.tc.inData = true
 		s.tc.mu.Unlock()
+		s.tc.dataTimeout = s.ls.cfg.ReadTimeout
 		defer func() {
+			s.tc.dataTimeout = 0
 			s.tc.mu.Lock()
 			s.tc.inData = false
 			s.goodbyeAfterReply = s.tc.closeAfterData
@@ -261,7 +263,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	cfg := &s.ls.cfg
 	srv := s.ls.srv
-	lim := &sizeLimiter{r: &deadlineReader{r: r, conn: s.conn.Conn(), timeout: cfg.ReadTimeout}, max: s.maxSize}
+	lim := &sizeLimiter{r: r, max: s.maxSize}
 	body := &errTracker{r: newHeaderFixer(newLineEndings(lim, cfg.BareLF == BareLFNormalize),
 		s.receivedHeader(), s.missingHeaders)}
 	req := spool.EnqueueRequest{
