@@ -36,6 +36,9 @@ func (v *validator) problem(key, format string, args ...any) {
 }
 
 func (v *validator) validate(c *Config) {
+	if v.d.bad[""] {
+		return // the document is not a mapping: nothing to check
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		v.problem("data_dir", "must not be empty")
 	}
@@ -254,6 +257,13 @@ func (v *validator) account(a *Account, key string) {
 		v.problem(key+".max_message_size", "must not be negative")
 	}
 	v.retry(&a.Retry, key+".retry")
+	// These keys decide which checks apply; if one did not decode, the
+	// checks would judge a default rather than what was written.
+	for _, k := range []string{"transport", "provider", "flow", "auth", "tls"} {
+		if v.d.bad[key+"."+k] {
+			return
+		}
+	}
 
 	if a.Transport == TransportFile {
 		if strings.TrimSpace(a.Dir) == "" {
