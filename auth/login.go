@@ -1,0 +1,584 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// ErrIdentityMismatch: the user signed in as someone other than the
+// configured mailbox. The grant is not stored.
+var ErrIdentityMismatch = errors.New("auth: signed-in identity does not match the mailbox")
+
+// LoginMode selects how a delegated login's user step happens.
+type LoginMode string
+
+const (
+	LoginBrowser LoginMode = "browser" // open AuthURL; the daemon's /oauth2/callback completes it
+	LoginPaste   LoginMode = "paste"   // open AuthURL elsewhere; paste the redirected URL back (headless hosts)
+	LoginDevice  LoginMode = "device"  // enter UserCode at VerificationURL
+)
+
+// LoginStart tells the admin what to do next.
+type LoginStart struct {
+	ID              string        `json:"id"`
+	Account         string        `json:"account"`
+	Mode            LoginMode     `json:"mode,omitempty"`
+	AuthURL         string        `json:"auth_url,omitempty"`     // browser, paste
+	RedirectURL     string        `json:"redirect_url,omitempty"` // browser, paste
+	UserCode        string        `json:"user_code,omitempty"`    // device
+	VerificationURL string        `json:"verification_url,omitempty"`
+	ExpiresAt       time.Time     `json:"expires_at"`
+	Interval        time.Duration `json:"interval,omitempty"` // device polling interval
+	// Done is true when no user step is needed (client_credentials,
+	// service_account): Health is the result of obtaining a token.
+	Done   bool    `json:"done,omitempty"`
+	Health *Health `json:"health,omitempty"`
+}
+
+// LoginAPI is what `spoolctl auth login` reaches through the admin socket.
+// Manager implements it.
+type LoginAPI interface {
+	StartLogin(ctx context.Context, account string, mode LoginMode) (LoginStart, error)
+	CompletePaste(ctx context.Context, loginID, redirectedURL string) (Health, error)
+	WaitLogin(ctx context.Context, loginID string) (Health, error)
+	Logout(ctx context.Context, account string) error
+}
+
+var _ LoginAPI = (*Manager)(nil)
+
+// pendingLogin is a started login waiting for its user step.
+type pendingLogin struct {
+	id, account string
+	mode        LoginMode
+	state       string
+	verifier    Secret
+	redirectURL string
+	expires     time.Time
+
+	mu      sync.Mutex
+	claimed bool // a code is being exchanged: one completion only
+	once    sync.Once
+	done    chan struct{}
+	health  Health
+	err     error
+}
+
+func (p *pendingLogin) finish(h Health, err error) {
+	p.once.Do(func() {
+		p.health, p.err = h, err
+		close(p.done)
+	})
+}
+
+func (p *pendingLogin) claim() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.claimed {
+		return false
+	}
+	p.claimed = true
+	return true
+}
+
+// StartLogin begins a login. Mode "" picks the account's flow: device for
+// device, browser otherwise. For client_credentials and service_account it
+// obtains a token at once (clearing needs_reauth/misconfigured on success)
+// and returns Done with the Health.
+func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (LoginStart, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return LoginStart{}, err
+	}
+	a.mu.Lock()
+	r := a.r
+	a.mu.Unlock()
+	id, err := m.randomString(16)
+	if err != nil {
+		return LoginStart{}, err
+	}
+	now := m.now()
+	m.pruneLogins(now)
+	p := &pendingLogin{id: id, account: name, mode: mode, done: make(chan struct{}), expires: now.Add(m.opts.LoginTTL)}
+
+	if !r.flow.Delegated() {
+		_, _, terr := m.token(ctx, name, true, true)
+		h, herr := m.Health(ctx, name)
+		if terr == nil && herr != nil {
+			terr = herr
+		}
+		p.finish(h, terr)
+		m.addLogin(p)
+		if terr != nil {
+			return LoginStart{}, terr
+		}
+		return LoginStart{ID: id, Account: name, Done: true, Health: &h, ExpiresAt: p.expires}, nil
+	}
+
+	if mode == "" {
+		mode = LoginBrowser
+		if r.flow == FlowDevice {
+			mode = LoginDevice
+		}
+	}
+	p.mode = mode
+	scopes := loginScopes(r)
+	switch mode {
+	case LoginBrowser, LoginPaste:
+		if r.authURL == "" {
+			return LoginStart{}, fmt.Errorf("auth: account %s: no auth_url for a browser login: %w", name, ErrMisconfigured)
+		}
+		state, err := m.randomString(24)
+		if err != nil {
+			return LoginStart{}, err
+		}
+		p.state, p.verifier, p.redirectURL = state, Secret(oauth2.GenerateVerifier()), r.cfg.RedirectURL
+		conf := oauth2.Config{ClientID: r.cfg.ClientID, Endpoint: oauth2.Endpoint{AuthURL: r.authURL}, RedirectURL: r.cfg.RedirectURL, Scopes: scopes}
+		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(p.verifier.Reveal()), oauth2.SetAuthURLParam("login_hint", r.cfg.Mailbox)}
+		if r.provider == ProviderGoogle {
+			// Google returns a refresh token only with offline access, and a
+			// new one on re-login only with prompt=consent.
+			opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
+		} else if r.provider != ProviderGeneric {
+			opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
+		}
+		authURL := conf.AuthCodeURL(state, opts...)
+		m.addLogin(p)
+		m.log.Info("login started", "account", name, "mode", mode, "login_id", id)
+		return LoginStart{ID: id, Account: name, Mode: mode, AuthURL: authURL, RedirectURL: r.cfg.RedirectURL, ExpiresAt: p.expires}, nil
+	case LoginDevice:
+		if r.devURL == "" {
+			return LoginStart{}, fmt.Errorf("auth: account %s: no device_auth_url for a device login: %w", name, ErrMisconfigured)
+		}
+		form := url.Values{"client_id": {r.cfg.ClientID}, "scope": {strings.Join(scopes, " ")}}
+		da, err := requestDeviceAuth(ctx, m.hc, r.devURL, form, r.cfg.HTTPTimeout)
+		if err != nil {
+			err = m.scrubErr(err, r, nil)
+			return LoginStart{}, fmt.Errorf("auth: account %s: starting device login: %w", name, err)
+		}
+		p.expires = now.Add(da.ExpiresIn)
+		if !m.goSafe() {
+			return LoginStart{}, fmt.Errorf("auth: account %s: manager is closed", name)
+		}
+		m.addLogin(p)
+		go m.pollDevice(p, r, da)
+		m.log.Info("device login started", "account", name, "login_id", id, "verification_url", da.VerificationURL)
+		return LoginStart{ID: id, Account: name, Mode: mode, UserCode: da.UserCode, VerificationURL: da.VerificationURL,
+			ExpiresAt: p.expires, Interval: da.Interval * m.opts.PollUnit}, nil
+	default:
+		return LoginStart{}, fmt.Errorf("auth: account %s: unknown login mode %q (want browser, paste or device)", name, mode)
+	}
+}
+
+// loginScopes adds the identity scopes (ID token) to a delegated login.
+func loginScopes(r *resolved) []string {
+	s := append([]string(nil), r.scopes...)
+	for _, id := range r.idScopes {
+		found := false
+		for _, have := range s {
+			if have == id {
+				found = true
+			}
+		}
+		if !found {
+			s = append(s, id)
+		}
+	}
+	return s
+}
+
+func (m *Manager) addLogin(p *pendingLogin) {
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
+	m.logins[p.id] = p
+	if p.state != "" {
+		m.byState[p.state] = p
+	}
+}
+
+// pruneLogins forgets logins well past their expiry (WaitLogin callers have
+// had time to read the result).
+func (m *Manager) pruneLogins(now time.Time) {
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
+	for id, p := range m.logins {
+		if now.After(p.expires) {
+			p.finish(Health{}, fmt.Errorf("auth: account %s: login expired: start it again", p.account))
+		}
+		if now.After(p.expires.Add(m.opts.LoginTTL)) {
+			delete(m.logins, id)
+			delete(m.byState, p.state)
+		}
+	}
+}
+
+func (m *Manager) findLogin(id string) (*pendingLogin, error) {
+	m.lmu.Lock()
+	p, ok := m.logins[id]
+	m.lmu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("auth: login %q is unknown or expired: start it again", sanitize(id, 64))
+	}
+	if m.now().After(p.expires) {
+		p.finish(Health{}, fmt.Errorf("auth: account %s: login expired: start it again", p.account))
+	}
+	return p, nil
+}
+
+// WaitLogin waits until the login completes (callback, paste or device code)
+// and returns the account's health, or the reason it failed.
+func (m *Manager) WaitLogin(ctx context.Context, loginID string) (Health, error) {
+	p, err := m.findLogin(loginID)
+	if err != nil {
+		return Health{}, err
+	}
+	select {
+	case <-p.done:
+		return p.health, p.err
+	case <-ctx.Done():
+		return Health{}, fmt.Errorf("auth: waiting for login of %s: %w", p.account, ctx.Err())
+	}
+}
+
+// CompletePaste completes a browser/paste login with the URL the browser was
+// redirected to (or just its query string).
+func (m *Manager) CompletePaste(ctx context.Context, loginID, redirectedURL string) (Health, error) {
+	p, err := m.findLogin(loginID)
+	if err != nil {
+		return Health{}, err
+	}
+	if p.state == "" {
+		return Health{}, fmt.Errorf("auth: login %s is a %s login, not a browser/paste one", loginID, p.mode)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			return p.health, p.err
+		}
+		return p.health, nil
+	default:
+	}
+	q, err := callbackQuery(redirectedURL)
+	if err != nil {
+		return Health{}, err
+	}
+	return m.completeCallback(ctx, p, q)
+}
+
+// callbackQuery extracts the query from a pasted redirect URL.
+func callbackQuery(s string) (url.Values, error) {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		s = s[i+1:]
+	}
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		s = s[:i]
+	}
+	q, err := url.ParseQuery(s)
+	if err != nil {
+		return nil, fmt.Errorf("auth: the pasted URL is not a redirect URL with code and state: %w", err)
+	}
+	if q.Get("state") == "" || (q.Get("code") == "" && q.Get("error") == "") {
+		return nil, errors.New("auth: the pasted URL has no code and state: paste the whole address the browser ended on")
+	}
+	return q, nil
+}
+
+// completeCallback checks state and exchanges the code; one completion per login.
+func (m *Manager) completeCallback(ctx context.Context, p *pendingLogin, q url.Values) (Health, error) {
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(p.state)) != 1 {
+		return Health{}, fmt.Errorf("auth: account %s: the redirect's state does not match this login (an old or foreign URL?)", p.account)
+	}
+	if !p.claim() {
+		<-p.done
+		return p.health, p.err
+	}
+	if e := q.Get("error"); e != "" {
+		err := fmt.Errorf("auth: account %s: sign-in refused: %s: %s", p.account, sanitize(e, 64), sanitize(q.Get("error_description"), 400))
+		p.finish(Health{}, err)
+		return Health{}, err
+	}
+	h, err := m.exchangeCode(ctx, p, q.Get("code"))
+	p.finish(h, err)
+	return h, err
+}
+
+func (m *Manager) exchangeCode(ctx context.Context, p *pendingLogin, code string) (Health, error) {
+	a, err := m.lookup(p.account)
+	if err != nil {
+		return Health{}, err
+	}
+	a.mu.Lock()
+	r := a.r
+	a.mu.Unlock()
+	form := url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {p.redirectURL},
+		"client_id":     {r.cfg.ClientID},
+		"code_verifier": {p.verifier.Reveal()},
+	}
+	if r.cfg.ClientSecret != "" {
+		form.Set("client_secret", r.cfg.ClientSecret.Reveal())
+	}
+	// One attempt only: a code is single-use, so a retry after a lost answer
+	// would fail anyway.
+	resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.HTTPTimeout)
+	if err != nil {
+		err = m.scrubErr(err, r, nil)
+		return Health{}, fmt.Errorf("auth: account %s: exchanging the authorization code: %w", p.account, err)
+	}
+	return m.acceptGrant(ctx, p.account, resp)
+}
+
+// acceptGrant checks the signed-in identity and stores a new delegated grant.
+func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenResponse) (Health, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return Health{}, err
+	}
+	a.mu.Lock()
+	r := a.r
+	a.mu.Unlock()
+	if resp.RefreshToken == "" {
+		hint := "request offline access"
+		if r.provider == ProviderMicrosoft || r.provider == ProviderMicrosoftUSGov {
+			hint = "add the offline_access scope"
+		}
+		return Health{}, fmt.Errorf("auth: account %s: the token endpoint returned no refresh token (%s): %w", name, hint, ErrMisconfigured)
+	}
+	identity, err := checkIdentity(resp.IDToken, r)
+	if err != nil {
+		m.log.Warn("login refused", "account", name, "error", err)
+		return Health{}, fmt.Errorf("auth: account %s: %w", name, err)
+	}
+	now := m.now()
+	rec := &tokenRecord{RefreshToken: Secret(resp.RefreshToken), AccessToken: Secret(resp.AccessToken), TokenType: resp.TokenType,
+		Expiry: now.Add(resp.ExpiresIn), GrantedAt: now, Identity: identity, Flow: r.flow, ClientID: r.cfg.ClientID}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		return Health{}, err
+	}
+	a.gen++
+	if err := m.putToken(ctx, name, rec); err != nil {
+		a.tok, a.dirty = rec, true
+		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
+		return m.healthLocked(a), fmt.Errorf("auth: account %s: saving the new grant: %w: %w", name, ErrTransient, err)
+	}
+	prev := a.hr.Status
+	a.tok, a.dirty = rec, false
+	a.hr.LastRefresh, a.hr.Failures = now, 0
+	m.setStatusLocked(a, StatusOK, "")
+	m.saveHealthLocked(ctx, a)
+	m.log.Info("signed in", "account", name, "identity", identity)
+	if prev != StatusOK {
+		m.signalRecovered(name)
+	}
+	return m.healthLocked(a), nil
+}
+
+// checkIdentity reads the ID token's claims and requires one of
+// preferred_username, upn, email to equal the mailbox (case-insensitively).
+// The signature is not verified: the ID token came straight from the token
+// endpoint over TLS in answer to our own code exchange (OIDC Core 3.1.3.7
+// allows skipping it then), so nobody else could have inserted it.
+func checkIdentity(idToken string, r *resolved) (string, error) {
+	if idToken == "" {
+		if r.provider == ProviderGeneric {
+			return "", nil // the Health shows "identity not verified"
+		}
+		return "", fmt.Errorf("the token endpoint returned no ID token, so the signed-in user cannot be checked against %s: keep the openid scope", r.cfg.Mailbox)
+	}
+	claims, err := idTokenClaims(idToken)
+	if err != nil {
+		return "", err
+	}
+	var seen []string
+	for _, c := range []string{claims.PreferredUsername, claims.UPN, claims.Email} {
+		if c == "" {
+			continue
+		}
+		if strings.EqualFold(strings.TrimSpace(c), r.cfg.Mailbox) {
+			return c, nil
+		}
+		seen = append(seen, c)
+	}
+	if len(seen) == 0 {
+		return "", fmt.Errorf("the ID token names no user (no preferred_username, upn or email): add the email/profile scopes")
+	}
+	return "", fmt.Errorf("%w: signed in as %s but the configured mailbox is %s: sign in as %s (a private browser window helps) or change mailbox",
+		ErrIdentityMismatch, sanitize(seen[0], 320), r.cfg.Mailbox, r.cfg.Mailbox)
+}
+
+type idClaims struct {
+	PreferredUsername string `json:"preferred_username"`
+	UPN               string `json:"upn"`
+	Email             string `json:"email"`
+}
+
+// idTokenClaims decodes a JWT's payload without verifying it (see checkIdentity).
+func idTokenClaims(tok string) (idClaims, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return idClaims{}, errors.New("the ID token is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return idClaims{}, errors.New("the ID token's payload is not base64url")
+	}
+	var c idClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return idClaims{}, errors.New("the ID token's payload is not JSON")
+	}
+	return c, nil
+}
+
+// pollDevice polls the token endpoint for a device login (RFC 8628 3.4-3.5).
+func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
+	defer m.wg.Done()
+	// Real time bounds the poll: the code's lifetime is the server's.
+	ctx, cancel := context.WithTimeout(m.base, da.ExpiresIn)
+	defer cancel()
+	interval := da.Interval
+	form := url.Values{
+		"grant_type":  {"urn:ietf:params:oauth:grant-type:device_code"},
+		"device_code": {da.DeviceCode},
+		"client_id":   {r.cfg.ClientID},
+	}
+	if r.cfg.ClientSecret != "" {
+		form.Set("client_secret", r.cfg.ClientSecret.Reveal())
+	}
+	timer := time.NewTimer(interval * m.opts.PollUnit)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if m.base.Err() != nil {
+				p.finish(Health{}, errors.New("auth: login aborted: the daemon is shutting down"))
+			} else {
+				p.finish(Health{}, fmt.Errorf("auth: account %s: the device code expired before sign-in finished: start the login again", p.account))
+			}
+			return
+		case <-p.done:
+			return
+		case <-timer.C:
+		}
+		resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.HTTPTimeout)
+		if err == nil {
+			h, err := m.acceptGrant(ctx, p.account, resp)
+			p.finish(h, err)
+			return
+		}
+		var ee *EndpointError
+		if errors.As(err, &ee) {
+			switch ee.Code {
+			case "authorization_pending":
+			case "slow_down":
+				interval += 5 // RFC 8628 3.5: for this and all later requests
+				m.log.Debug("device login: slowing down", "account", p.account, "interval", interval*m.opts.PollUnit)
+			case "expired_token":
+				p.finish(Health{}, fmt.Errorf("auth: account %s: the device code expired before sign-in finished: start the login again", p.account))
+				return
+			case "access_denied":
+				p.finish(Health{}, fmt.Errorf("auth: account %s: sign-in was declined", p.account))
+				return
+			default:
+				if classify(err) != kindTransient {
+					err = m.scrubErr(err, r, nil)
+					p.finish(Health{}, fmt.Errorf("auth: account %s: device login failed: %w", p.account, err))
+					return
+				}
+				m.log.Warn("device login: token endpoint failing; still polling", "account", p.account, "error", err)
+			}
+		} else {
+			m.log.Warn("device login: token endpoint unreachable; still polling", "account", p.account, "error", err)
+		}
+		timer.Reset(interval * m.opts.PollUnit)
+	}
+}
+
+// Logout forgets the account's tokens (an explicit admin action) and puts a
+// delegated account in needs_reauth.
+func (m *Manager) Logout(ctx context.Context, name string) error {
+	a, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		return err
+	}
+	if err := m.store.AccountDelete(ctx, name, TokenKey); err != nil {
+		return fmt.Errorf("auth: account %s: deleting the grant: %w", name, err)
+	}
+	a.gen++
+	a.tok, a.dirty = nil, false
+	if a.r.flow.Delegated() {
+		m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.Mailbox))
+	}
+	m.saveHealthLocked(ctx, a)
+	m.log.Info("logged out", "account", name)
+	return nil
+}
+
+var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>spoold sign-in</title></head>
+<body style="font-family:sans-serif;max-width:40em;margin:3em auto">
+<h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
+`))
+
+// CallbackHandler serves the OAuth2 redirect (/oauth2/callback): it checks
+// state, exchanges the code (with the PKCE verifier), checks the identity,
+// completes the pending login and shows a short page.
+func (m *Manager) CallbackHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		page := func(status int, title, text string) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			w.WriteHeader(status)
+			_ = callbackPage.Execute(w, struct{ Title, Text string }{title, text})
+		}
+		if req.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			page(http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback only accepts GET.")
+			return
+		}
+		q := req.URL.Query()
+		state := q.Get("state")
+		m.lmu.Lock()
+		p := m.byState[state]
+		m.lmu.Unlock()
+		if state == "" || p == nil || m.now().After(p.expires) {
+			page(http.StatusBadRequest, "Unknown or expired sign-in", "This sign-in link is unknown or has expired. Run spoolctl auth login again.")
+			return
+		}
+		// Detached: the browser going away must not abort storing the grant.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), 2*time.Minute)
+		defer cancel()
+		h, err := m.completeCallback(ctx, p, q)
+		if err != nil {
+			page(http.StatusBadRequest, "Sign-in failed", err.Error())
+			return
+		}
+		who := h.Identity
+		if who == "" {
+			who = h.Mailbox
+		}
+		page(http.StatusOK, "Signed in", fmt.Sprintf("spoold account %s is authorized as %s. You can close this window.", h.Account, who))
+	})
+}

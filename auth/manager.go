@@ -1,0 +1,683 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+)
+
+// Options are a Manager's injected dependencies and tunables. Zero values
+// give production defaults.
+type Options struct {
+	Clock      func() time.Time // default time.Now
+	HTTPClient *http.Client     // default a plain client; every call also carries a context timeout
+	Logger     *slog.Logger     // default slog.Default()
+	// Registerer, when set, gets spoold_token_refreshes_total{account,result}
+	// and spoold_account_health{account,status} (1 for the current status).
+	Registerer prometheus.Registerer
+	// KeepAliveCheck is how often the keep-alive loop looks for idle grants (default 1m).
+	KeepAliveCheck time.Duration
+	// RefreshAttempts bounds the tries of one refresh (default 4); RetryInitial
+	// and RetryMax shape the backoff between them (default 1s, 15s).
+	RefreshAttempts int
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	// PollUnit is the device-code polling interval unit (default 1s, as RFC
+	// 8628 specifies seconds); tests shrink it.
+	PollUnit time.Duration
+	// LoginTTL is how long a started browser/paste login stays valid (default 15m).
+	LoginTTL time.Duration
+	// Rand provides login IDs, state and JWT IDs (default crypto/rand).
+	Rand io.Reader
+}
+
+// Manager owns the configured accounts' grants: it hands out access tokens,
+// refreshes and persists them, tracks health and runs logins. It is safe
+// for concurrent use.
+type Manager struct {
+	store     Store
+	now       func() time.Time
+	hc        *http.Client
+	log       *slog.Logger
+	opts      Options
+	met       *metrics
+	recovered chan string
+
+	base      context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	startOnce sync.Once
+	lifeMu    sync.Mutex // guards closed with wg.Add
+	closed    bool
+
+	mu       sync.RWMutex
+	accounts map[string]*account
+
+	lmu     sync.Mutex
+	logins  map[string]*pendingLogin
+	byState map[string]*pendingLogin
+}
+
+// account is one configured account's live state.
+type account struct {
+	name string
+
+	mu     sync.Mutex
+	r      *resolved
+	loaded bool
+	tok    *tokenRecord // nil: no grant stored
+	dirty  bool         // tok holds a token not yet saved (the store failed)
+	hr     healthRecord
+	gen    uint64 // bumped by login/logout so a refresh started before is discarded
+	flight *flight
+}
+
+// flight is one refresh in progress; concurrent callers wait on done.
+type flight struct {
+	done chan struct{}
+	tok  Secret
+	exp  time.Time
+	err  error
+}
+
+// NewManager validates the accounts and returns a Manager storing grants in
+// store. Call Start for keep-alive refreshes and Close when done.
+func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, error) {
+	if store == nil {
+		return nil, errors.New("auth: NewManager: store is nil")
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.KeepAliveCheck <= 0 {
+		opts.KeepAliveCheck = time.Minute
+	}
+	if opts.RefreshAttempts <= 0 {
+		opts.RefreshAttempts = 4
+	}
+	if opts.RetryInitial <= 0 {
+		opts.RetryInitial = time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 15 * time.Second
+	}
+	if opts.PollUnit <= 0 {
+		opts.PollUnit = time.Second
+	}
+	if opts.LoginTTL <= 0 {
+		opts.LoginTTL = 15 * time.Minute
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	rs, err := resolveAll(accounts)
+	if err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		store: store, now: opts.Clock, hc: opts.HTTPClient, log: opts.Logger.With("component", "auth"), opts: opts, met: met,
+		recovered: make(chan string, 64),
+		accounts:  make(map[string]*account, len(rs)),
+		logins:    make(map[string]*pendingLogin), byState: make(map[string]*pendingLogin),
+	}
+	m.base, m.cancel = context.WithCancel(context.Background())
+	for _, r := range rs {
+		m.accounts[r.cfg.Name] = &account{name: r.cfg.Name, r: r}
+	}
+	return m, nil
+}
+
+func resolveAll(accounts []AccountConfig) ([]*resolved, error) {
+	var errs []error
+	seen := map[string]bool{}
+	var rs []*resolved
+	for _, c := range accounts {
+		if seen[c.Name] {
+			errs = append(errs, fmt.Errorf("auth: account %s is configured twice", c.Name))
+			continue
+		}
+		seen[c.Name] = true
+		r, err := resolve(c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rs = append(rs, r)
+	}
+	return rs, errors.Join(errs...)
+}
+
+// Start starts the keep-alive loop: idle delegated grants are refreshed every
+// KeepAlive (Microsoft refresh tokens die after 90 days unused) and failing
+// ones are retried. It returns at once; the loop ends with ctx or Close.
+func (m *Manager) Start(ctx context.Context) {
+	m.startOnce.Do(func() {
+		if !m.goSafe() {
+			return
+		}
+		go m.keepAlive(ctx)
+	})
+}
+
+// goSafe reserves a background goroutine slot; false after Close.
+func (m *Manager) goSafe() bool {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// Close stops background work (keep-alive, device polling, refreshes in
+// flight) and waits for it. Pending logins fail.
+func (m *Manager) Close() error {
+	m.lifeMu.Lock()
+	if m.closed {
+		m.lifeMu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.lifeMu.Unlock()
+	m.cancel()
+	m.lmu.Lock()
+	for _, p := range m.logins {
+		p.finish(Health{}, errors.New("auth: login aborted: the daemon is shutting down"))
+	}
+	m.lmu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// Reload replaces the account set (SIGHUP): new accounts are added, missing
+// ones removed, changed ones updated in place keeping their grants. It is
+// all or nothing: an invalid config changes nothing.
+func (m *Manager) Reload(accounts []AccountConfig) error {
+	rs, err := resolveAll(accounts)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keep := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		name := r.cfg.Name
+		keep[name] = true
+		a, ok := m.accounts[name]
+		if !ok {
+			m.accounts[name] = &account{name: name, r: r}
+			m.log.Info("account added", "account", name, "provider", r.provider, "flow", r.flow)
+			continue
+		}
+		a.mu.Lock()
+		old := a.r
+		a.r = r
+		if !reflect.DeepEqual(old.cfg, r.cfg) {
+			m.log.Info("account updated", "account", name)
+			// A changed config is the fix for most misconfigurations: let the
+			// next token call decide again.
+			if a.hr.Status == StatusMisconfigured {
+				a.hr.Status, a.hr.Reason = StatusOK, ""
+				m.met.setHealth(name, StatusOK)
+			}
+			if r.flow.Delegated() && a.tok != nil && a.tok.RefreshToken != "" {
+				switch {
+				case a.tok.ClientID != "" && a.tok.ClientID != r.cfg.ClientID:
+					m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", name))
+				case a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
+					m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("mailbox changed to %s but the grant is for %s: run `spoolctl auth login %s` and sign in as %s", r.cfg.Mailbox, a.tok.Identity, name, r.cfg.Mailbox))
+				}
+			}
+			if old.flow != r.flow || old.cfg.ClientID != r.cfg.ClientID || !slices.Equal(old.scopes, r.scopes) || old.tokenURL != r.tokenURL {
+				// The cached access token was issued for the old settings.
+				if a.tok != nil {
+					a.tok.Expiry = time.Time{}
+				}
+			}
+		}
+		a.mu.Unlock()
+	}
+	for name := range m.accounts {
+		if !keep[name] {
+			delete(m.accounts, name)
+			m.met.forget(name)
+			m.log.Info("account removed (its stored grant is kept)", "account", name)
+		}
+	}
+	return nil
+}
+
+// HasAccount reports whether name is configured.
+func (m *Manager) HasAccount(name string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.accounts[name]
+	return ok
+}
+
+// Accounts lists the configured account names, sorted.
+func (m *Manager) Accounts() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	names := make([]string, 0, len(m.accounts))
+	for n := range m.accounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Mailbox returns the account's mailbox (the XOAUTH2 user), "" if unknown.
+func (m *Manager) Mailbox(name string) string {
+	a, err := m.lookup(name)
+	if err != nil {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.r.cfg.Mailbox
+}
+
+// SMTPAddr returns the provider preset's SMTP host:port ("" for generic).
+func (m *Manager) SMTPAddr(name string) string {
+	a, err := m.lookup(name)
+	if err != nil {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.r.smtpAddr
+}
+
+// Recovered delivers names of accounts that went back to "ok" (after a login,
+// a successful refresh after failures): delivery drains their queues at once.
+// Sends never block; a slow reader may miss names when 64 are pending.
+func (m *Manager) Recovered() <-chan string { return m.recovered }
+
+func (m *Manager) signalRecovered(name string) {
+	select {
+	case m.recovered <- name:
+	default:
+		m.log.Warn("recovered-account signal dropped: nobody is reading", "account", name)
+	}
+}
+
+func (m *Manager) lookup(name string) (*account, error) {
+	m.mu.RLock()
+	a, ok := m.accounts[name]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("auth: account %q: %w", name, ErrUnknownAccount)
+	}
+	return a, nil
+}
+
+// AccessToken returns a valid access token, refreshing it when it expires
+// within RefreshBefore. Concurrent callers share one refresh. Errors wrap
+// ErrNeedsReauth, ErrMisconfigured, ErrTransient or ErrUnknownAccount.
+func (m *Manager) AccessToken(ctx context.Context, account string) (string, error) {
+	t, _, err := m.token(ctx, account, false, false)
+	return t.Reveal(), err
+}
+
+// ForceRefresh gets a new access token even if the current one looks valid
+// (after the upstream refused it with 535).
+func (m *Manager) ForceRefresh(ctx context.Context, account string) (string, error) {
+	t, _, err := m.token(ctx, account, true, false)
+	return t.Reveal(), err
+}
+
+// TokenSource returns a persisted, refreshing oauth2.TokenSource for the
+// account. Each Token call is bounded by the account's HTTP timeout times
+// the refresh attempts.
+func (m *Manager) TokenSource(account string) oauth2.TokenSource {
+	return tokenSource{m: m, account: account}
+}
+
+type tokenSource struct {
+	m       *Manager
+	account string
+}
+
+func (ts tokenSource) Token() (*oauth2.Token, error) {
+	t, exp, err := ts.m.token(context.Background(), ts.account, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: t.Reveal(), TokenType: "Bearer", Expiry: exp}, nil
+}
+
+// token is the core of AccessToken/ForceRefresh/verification logins.
+// ignoreBlock lets an admin's login retry an account in needs_reauth or
+// misconfigured (client credentials and service accounts).
+func (m *Manager) token(ctx context.Context, name string, force, ignoreBlock bool) (Secret, time.Time, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	a.mu.Lock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		a.mu.Unlock()
+		return "", time.Time{}, err
+	}
+	fl := a.flight
+	if fl == nil {
+		if !ignoreBlock {
+			if err := blockedErr(a); err != nil {
+				a.mu.Unlock()
+				return "", time.Time{}, err
+			}
+		}
+		now := m.now()
+		if !force && !a.dirty && fresh(a.tok, now, a.r.cfg.RefreshBefore) {
+			t, exp := a.tok.AccessToken, a.tok.Expiry
+			a.mu.Unlock()
+			return t, exp, nil
+		}
+		if !m.goSafe() {
+			a.mu.Unlock()
+			return "", time.Time{}, fmt.Errorf("auth: account %s: manager is closed: %w", name, ErrTransient)
+		}
+		fl = &flight{done: make(chan struct{})}
+		a.flight = fl
+		// The refresh runs detached from this caller's ctx: others share it,
+		// and it is bounded by per-request timeouts and a retry limit.
+		go m.runFlight(a, fl, force)
+	}
+	a.mu.Unlock()
+	select {
+	case <-fl.done:
+		return fl.tok, fl.exp, fl.err
+	case <-ctx.Done():
+		return "", time.Time{}, fmt.Errorf("auth: account %s: waiting for a token: %w: %w", name, ErrTransient, ctx.Err())
+	}
+}
+
+func fresh(t *tokenRecord, now time.Time, before time.Duration) bool {
+	return t != nil && t.AccessToken != "" && now.Before(t.Expiry.Add(-before))
+}
+
+func blockedErr(a *account) error {
+	switch a.hr.Status {
+	case StatusNeedsReauth:
+		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrNeedsReauth, a.hr.Reason)
+	case StatusMisconfigured:
+		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrMisconfigured, a.hr.Reason)
+	}
+	return nil
+}
+
+func (m *Manager) runFlight(a *account, fl *flight, force bool) {
+	defer m.wg.Done()
+	tok, exp, err := m.refresh(m.base, a, force)
+	a.mu.Lock()
+	fl.tok, fl.exp, fl.err = tok, exp, err
+	a.flight = nil
+	a.mu.Unlock()
+	close(fl.done)
+}
+
+// loadLocked reads the account's records from the store once.
+func (m *Manager) loadLocked(ctx context.Context, a *account) error {
+	if a.loaded {
+		return nil
+	}
+	b, ok, err := m.store.AccountGet(ctx, a.name, TokenKey)
+	if err != nil {
+		return fmt.Errorf("auth: account %s: reading stored token: %w: %w", a.name, ErrTransient, err)
+	}
+	var tokErr error
+	a.tok = nil
+	if ok {
+		if a.tok, tokErr = unmarshalToken(b); tokErr != nil {
+			m.log.Error("stored token is unreadable; sign in again", "account", a.name, "error", tokErr)
+		}
+	}
+	hb, hok, herr := m.store.AccountGet(ctx, a.name, HealthKey)
+	if herr != nil {
+		return fmt.Errorf("auth: account %s: reading stored health: %w: %w", a.name, ErrTransient, herr)
+	}
+	a.hr = healthRecord{V: 1, Status: StatusOK}
+	if hok {
+		var hr healthRecord
+		if err := jsonUnmarshal(hb, &hr); err != nil {
+			m.log.Warn("stored health is unreadable; starting fresh", "account", a.name, "error", err)
+		} else if slices.Contains(Statuses, hr.Status) {
+			a.hr = hr
+		}
+	}
+	r := a.r
+	switch {
+	case tokErr != nil:
+		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is unreadable (%v): run `spoolctl auth login %s`", tokErr, a.name)
+	case r.flow.Delegated() && (a.tok == nil || a.tok.RefreshToken == ""):
+		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", a.name, r.cfg.Mailbox)
+	case r.flow.Delegated() && a.tok.ClientID != "" && a.tok.ClientID != r.cfg.ClientID:
+		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", a.name)
+	case r.flow.Delegated() && a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
+		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is for %s but the mailbox is %s: run `spoolctl auth login %s`", a.tok.Identity, r.cfg.Mailbox, a.name)
+	case a.hr.Status == StatusMisconfigured && a.hr.Provider != "" && a.hr.Flow != string(r.flow):
+		a.hr.Status, a.hr.Reason = StatusOK, "" // config changed since; try again
+	}
+	a.loaded = true
+	m.met.setHealth(a.name, a.hr.Status)
+	return nil
+}
+
+// setStatusLocked changes the in-memory status and metrics; the caller persists.
+func (m *Manager) setStatusLocked(a *account, st Status, reason string) {
+	if a.hr.Status != st || a.hr.Reason != reason {
+		lvl := slog.LevelWarn
+		if st == StatusOK {
+			lvl = slog.LevelInfo
+		}
+		m.log.Log(context.Background(), lvl, "account health changed", "account", a.name, "status", st, "previous", a.hr.Status, "reason", reason)
+	}
+	a.hr.Status, a.hr.Reason = st, reason
+	m.met.setHealth(a.name, st)
+}
+
+// saveHealthLocked persists the health record; failures are logged only
+// (health is advisory, the token record is what matters).
+func (m *Manager) saveHealthLocked(ctx context.Context, a *account) {
+	r := a.r
+	a.hr.V = 1
+	a.hr.Provider, a.hr.Flow, a.hr.Mailbox = string(r.provider), string(r.flow), r.cfg.Mailbox
+	if a.tok != nil {
+		a.hr.Identity, a.hr.Expiry, a.hr.GrantedAt = a.tok.Identity, a.tok.Expiry, a.tok.GrantedAt
+	} else {
+		a.hr.Identity, a.hr.Expiry, a.hr.GrantedAt = "", time.Time{}, time.Time{}
+	}
+	a.hr.Updated = m.now()
+	b, err := jsonMarshal(a.hr)
+	if err == nil {
+		err = m.store.AccountPut(ctx, a.name, HealthKey, b)
+	}
+	if err != nil {
+		m.log.Error("saving account health failed", "account", a.name, "error", err)
+	}
+}
+
+// MarkNeedsReauth puts the account in needs_reauth (delivery saw the grant
+// refused, e.g. 535 after a forced refresh). No refresh happens until a login.
+func (m *Manager) MarkNeedsReauth(ctx context.Context, account, reason string) error {
+	if !strings.Contains(reason, "spoolctl auth login") {
+		reason = strings.TrimSpace(reason + fmt.Sprintf(": run `spoolctl auth login %s`", account))
+	}
+	return m.mark(ctx, account, StatusNeedsReauth, reason)
+}
+
+// MarkMisconfigured puts the account in misconfigured with reason (what to
+// fix, e.g. "SMTP AUTH is disabled for the tenant: enable it"). A config
+// reload or a login clears it.
+func (m *Manager) MarkMisconfigured(ctx context.Context, account, reason string) error {
+	return m.mark(ctx, account, StatusMisconfigured, reason)
+}
+
+func (m *Manager) mark(ctx context.Context, name string, st Status, reason string) error {
+	a, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		return err
+	}
+	m.setStatusLocked(a, st, sanitize(reason, 600))
+	m.saveHealthLocked(ctx, a)
+	return nil
+}
+
+// Health returns the account's current health.
+func (m *Manager) Health(ctx context.Context, name string) (Health, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return Health{}, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		return Health{}, err
+	}
+	return m.healthLocked(a), nil
+}
+
+// AllHealth returns every account's health, sorted by name. An account whose
+// records cannot be read shows refresh_failing with the reason.
+func (m *Manager) AllHealth(ctx context.Context) []Health {
+	var out []Health
+	for _, name := range m.Accounts() {
+		h, err := m.Health(ctx, name)
+		if errors.Is(err, ErrUnknownAccount) {
+			continue // removed by a reload meanwhile
+		}
+		if err != nil {
+			h = Health{Account: name, Status: StatusRefreshFailing, Reason: err.Error()}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func (m *Manager) healthLocked(a *account) Health {
+	r, now := a.r, m.now()
+	h := Health{Account: a.name, Provider: string(r.provider), Flow: string(r.flow), Mailbox: r.cfg.Mailbox,
+		Status: a.hr.Status, Reason: a.hr.Reason, LastRefresh: a.hr.LastRefresh, ClientSecretExpires: r.cfg.ClientSecretExpires}
+	if a.tok != nil {
+		h.Identity, h.AccessTokenExpiry, h.GrantedAt = a.tok.Identity, a.tok.Expiry, a.tok.GrantedAt
+		if !a.tok.GrantedAt.IsZero() {
+			h.GrantAge = now.Sub(a.tok.GrantedAt)
+		}
+	}
+	if exp := r.cfg.ClientSecretExpires; !exp.IsZero() {
+		switch left := exp.Sub(now); {
+		case left <= 0:
+			h.Warnings = append(h.Warnings, fmt.Sprintf("client secret expired on %s: create a new one in the app registration and update client_secret", exp.Format(time.DateOnly)))
+		case left <= SecretExpiryWarning:
+			h.Warnings = append(h.Warnings, fmt.Sprintf("client secret expires in %d days (%s): create a new one and update client_secret", int(left.Hours()/24)+1, exp.Format(time.DateOnly)))
+		}
+	}
+	if r.provider == ProviderGoogle && r.flow.Delegated() && h.GrantAge >= GoogleTestingGrantWarning {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("Google grant is %d days old: if the OAuth app is in \"testing\" publishing status its refresh token dies after 7 days; publish the app or sign in again", int(h.GrantAge.Hours()/24)))
+	}
+	if a.dirty {
+		h.Warnings = append(h.Warnings, "a new token could not be saved to the spool yet; it is retried before the next refresh")
+	}
+	if r.flow.Delegated() && a.tok != nil && a.tok.RefreshToken != "" && a.tok.Identity == "" {
+		h.Warnings = append(h.Warnings, "the signed-in identity was not verified (no ID token)")
+	}
+	return h
+}
+
+// keepAlive refreshes idle grants and retries failing ones.
+func (m *Manager) keepAlive(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTicker(m.opts.KeepAliveCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.base.Done():
+			return
+		case <-t.C:
+		}
+		for _, name := range m.Accounts() {
+			if ctx.Err() != nil || m.base.Err() != nil {
+				return
+			}
+			if m.keepAliveDue(ctx, name) {
+				if _, _, err := m.token(ctx, name, true, false); err != nil {
+					m.log.Warn("keep-alive refresh failed", "account", name, "error", err)
+				} else {
+					m.log.Debug("keep-alive refresh done", "account", name)
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) keepAliveDue(ctx context.Context, name string) bool {
+	a, err := m.lookup(name)
+	if err != nil {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		return false
+	}
+	if a.flight != nil {
+		return false
+	}
+	switch a.hr.Status {
+	case StatusRefreshFailing:
+		return true
+	case StatusOK:
+	default:
+		return false
+	}
+	if !a.r.flow.Delegated() || a.tok == nil || a.tok.RefreshToken == "" {
+		return false
+	}
+	last := a.hr.LastRefresh
+	if last.IsZero() {
+		last = a.tok.GrantedAt
+	}
+	return !m.now().Before(last.Add(a.r.cfg.KeepAlive))
+}
+
+// randomString returns n random bytes hex-encoded.
+func (m *Manager) randomString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(m.opts.Rand, b); err != nil {
+		return "", fmt.Errorf("auth: reading randomness: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

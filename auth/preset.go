@@ -1,0 +1,108 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Provider names an OAuth2 identity provider preset.
+type Provider string
+
+// Providers with presets.
+const (
+	ProviderMicrosoft      Provider = "microsoft"       // Entra ID global cloud
+	ProviderMicrosoftUSGov Provider = "microsoft-usgov" // GCC High / DoD
+	ProviderGoogle         Provider = "google"
+	ProviderGeneric        Provider = "generic" // every URL and scope from config
+)
+
+// Flow names how an account obtains its tokens.
+type Flow string
+
+// Flows.
+const (
+	// FlowAuthCode: delegated, authorization code with PKCE through the callback (default).
+	FlowAuthCode Flow = "authcode"
+	// FlowDevice: delegated, device code login (user code + verification URL).
+	FlowDevice Flow = "device"
+	// FlowClientCredentials: app-only with a client secret or certificate.
+	FlowClientCredentials Flow = "client_credentials"
+	// FlowServiceAccount: Google service account with domain-wide delegation.
+	FlowServiceAccount Flow = "service_account"
+)
+
+// Delegated reports whether the flow holds a user's refresh token.
+func (f Flow) Delegated() bool { return f == FlowAuthCode || f == FlowDevice }
+
+// PresetInfo is a provider's endpoints, scopes and SMTP submission address.
+type PresetInfo struct {
+	Provider      Provider
+	AuthURL       string
+	TokenURL      string
+	DeviceAuthURL string
+	// Scopes are the delegated scopes (authcode and device flows).
+	Scopes []string
+	// AppScopes are the app-only scopes (client_credentials, service_account).
+	AppScopes []string
+	// IdentityScopes are added to delegated logins so the token endpoint
+	// returns an ID token naming the signed-in user.
+	IdentityScopes []string
+	SMTPHost       string
+	SMTPPort       int
+}
+
+// SMTPAddr is host:port, or "" when the preset has no SMTP host.
+func (p PresetInfo) SMTPAddr() string {
+	if p.SMTPHost == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", p.SMTPHost, p.SMTPPort)
+}
+
+// Preset returns a provider's endpoints, default scopes and SMTP host:port
+// with the tenant substituted. For Microsoft an empty tenant means
+// "organizations" (any work account). Generic returns an empty preset: every
+// value comes from the config.
+func Preset(provider Provider, tenant string) (PresetInfo, error) {
+	switch provider {
+	case ProviderMicrosoft, ProviderMicrosoftUSGov:
+		if tenant == "" {
+			tenant = "organizations"
+		}
+		if strings.ContainsAny(tenant, "/?#% \t\r\n") {
+			return PresetInfo{}, fmt.Errorf("auth: preset %s: tenant %q contains characters not allowed in a tenant ID or domain", provider, tenant)
+		}
+		host, smtpHost, resource, appResource := "login.microsoftonline.com", "smtp.office365.com", "https://outlook.office.com", "https://outlook.office365.com"
+		if provider == ProviderMicrosoftUSGov {
+			host, smtpHost, resource, appResource = "login.microsoftonline.us", "smtp.office365.us", "https://outlook.office365.us", "https://outlook.office365.us"
+		}
+		base := "https://" + host + "/" + tenant + "/oauth2/v2.0/"
+		return PresetInfo{
+			Provider:       provider,
+			AuthURL:        base + "authorize",
+			TokenURL:       base + "token",
+			DeviceAuthURL:  base + "devicecode",
+			Scopes:         []string{resource + "/SMTP.Send", "offline_access"},
+			AppScopes:      []string{appResource + "/.default"},
+			IdentityScopes: []string{"openid", "profile", "email"},
+			SMTPHost:       smtpHost,
+			SMTPPort:       587,
+		}, nil
+	case ProviderGoogle:
+		return PresetInfo{
+			Provider:       provider,
+			AuthURL:        "https://accounts.google.com/o/oauth2/v2/auth",
+			TokenURL:       "https://oauth2.googleapis.com/token",
+			DeviceAuthURL:  "https://oauth2.googleapis.com/device/code",
+			Scopes:         []string{"https://mail.google.com/"},
+			AppScopes:      []string{"https://mail.google.com/"},
+			IdentityScopes: []string{"openid", "email"},
+			SMTPHost:       "smtp.gmail.com",
+			SMTPPort:       587,
+		}, nil
+	case ProviderGeneric:
+		return PresetInfo{Provider: provider}, nil
+	default:
+		return PresetInfo{}, fmt.Errorf("auth: unknown provider %q (want microsoft, microsoft-usgov, google or generic)", provider)
+	}
+}

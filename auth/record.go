@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Store is what auth needs from the spool's account store (spool.Spool
+// satisfies it). AccountPut must be durable when it returns.
+type Store interface {
+	AccountGet(ctx context.Context, account, key string) (value []byte, ok bool, err error)
+	AccountPut(ctx context.Context, account, key string, value []byte) error
+	AccountDelete(ctx context.Context, account, key string) error
+}
+
+// Keys of the per-account records auth keeps in the Store.
+const (
+	TokenKey  = "auth.token"  // the grant: one record per account
+	HealthKey = "auth.health" // the last known health, for offline status and restarts
+)
+
+// Status is an account's health.
+type Status string
+
+const (
+	// StatusOK: tokens can be obtained.
+	StatusOK Status = "ok"
+	// StatusNeedsReauth: the grant is gone or never existed; run `spoolctl auth login`.
+	StatusNeedsReauth Status = "needs_reauth"
+	// StatusMisconfigured: the app registration, secret or tenant is wrong; Reason says what to fix.
+	StatusMisconfigured Status = "misconfigured"
+	// StatusRefreshFailing: the token endpoint keeps failing transiently; retried with backoff.
+	StatusRefreshFailing Status = "refresh_failing"
+)
+
+// Statuses lists every status (metrics export one gauge per status).
+var Statuses = []Status{StatusOK, StatusNeedsReauth, StatusMisconfigured, StatusRefreshFailing}
+
+// Health is an account's state for status, metrics and the admin API.
+type Health struct {
+	Account  string `json:"account"`
+	Provider string `json:"provider"`
+	Flow     string `json:"flow"`
+	Mailbox  string `json:"mailbox"`
+	Status   Status `json:"status"`
+	// Reason says what broke and how to fix it (empty when ok).
+	Reason              string        `json:"reason,omitempty"`
+	Identity            string        `json:"identity,omitempty"` // who signed in (from the ID token)
+	LastRefresh         time.Time     `json:"last_refresh,omitzero"`
+	AccessTokenExpiry   time.Time     `json:"access_token_expiry,omitzero"`
+	GrantedAt           time.Time     `json:"granted_at,omitzero"`
+	GrantAge            time.Duration `json:"grant_age,omitempty"`
+	ClientSecretExpires time.Time     `json:"client_secret_expires,omitzero"`
+	Warnings            []string      `json:"warnings,omitempty"`
+}
+
+// tokenRecord is the persisted grant. Token fields are Secrets so the record
+// can be logged or printed safely; storedToken is the on-disk form.
+type tokenRecord struct {
+	RefreshToken Secret
+	AccessToken  Secret
+	TokenType    string
+	Expiry       time.Time
+	GrantedAt    time.Time
+	Identity     string
+	Flow         Flow
+	ClientID     string
+	Rotations    int
+}
+
+func (t *tokenRecord) LogValue() slog.Value {
+	return slog.GroupValue(slog.Time("expiry", t.Expiry), slog.Time("granted_at", t.GrantedAt),
+		slog.String("identity", t.Identity), slog.Bool("has_refresh_token", t.RefreshToken != ""))
+}
+
+type storedToken struct {
+	V            int       `json:"v"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	AccessToken  string    `json:"access_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	GrantedAt    time.Time `json:"granted_at,omitzero"`
+	Identity     string    `json:"identity,omitempty"`
+	Flow         Flow      `json:"flow,omitempty"`
+	ClientID     string    `json:"client_id,omitempty"`
+	Rotations    int       `json:"rotations,omitempty"`
+}
+
+func (t *tokenRecord) marshal() ([]byte, error) {
+	return json.Marshal(storedToken{V: 1, RefreshToken: t.RefreshToken.Reveal(), AccessToken: t.AccessToken.Reveal(),
+		TokenType: t.TokenType, Expiry: t.Expiry, GrantedAt: t.GrantedAt, Identity: t.Identity, Flow: t.Flow,
+		ClientID: t.ClientID, Rotations: t.Rotations})
+}
+
+func unmarshalToken(b []byte) (*tokenRecord, error) {
+	var s storedToken
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("token record is corrupt (%d bytes)", len(b)) // never echo it
+	}
+	if s.V != 1 {
+		return nil, fmt.Errorf("token record has unknown version %d", s.V)
+	}
+	return &tokenRecord{RefreshToken: Secret(s.RefreshToken), AccessToken: Secret(s.AccessToken), TokenType: s.TokenType,
+		Expiry: s.Expiry, GrantedAt: s.GrantedAt, Identity: s.Identity, Flow: s.Flow, ClientID: s.ClientID, Rotations: s.Rotations}, nil
+}
+
+// healthRecord is the persisted health (also what offline readers see).
+type healthRecord struct {
+	V           int       `json:"v"`
+	Status      Status    `json:"status"`
+	Reason      string    `json:"reason,omitempty"`
+	LastRefresh time.Time `json:"last_refresh,omitzero"`
+	LastError   time.Time `json:"last_error,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+	// Copies for offline readers (spoolctl --spool without the config).
+	Provider  string    `json:"provider,omitempty"`
+	Flow      string    `json:"flow,omitempty"`
+	Mailbox   string    `json:"mailbox,omitempty"`
+	Identity  string    `json:"identity,omitempty"`
+	Expiry    time.Time `json:"access_token_expiry,omitzero"`
+	GrantedAt time.Time `json:"granted_at,omitzero"`
+	Updated   time.Time `json:"updated,omitzero"`
+}
+
+// ReadHealth reads an account's last stored health without a Manager (for
+// `spoolctl --spool` offline and tools). ok is false if nothing is stored.
+func ReadHealth(ctx context.Context, store Store, account string, now time.Time) (h Health, ok bool, err error) {
+	b, ok, err := store.AccountGet(ctx, account, HealthKey)
+	if err != nil || !ok {
+		if err != nil {
+			err = fmt.Errorf("auth: reading health of %s: %w", account, err)
+		}
+		return Health{}, false, err
+	}
+	var r healthRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Health{}, false, fmt.Errorf("auth: health record of %s is corrupt: %w", account, err)
+	}
+	h = Health{Account: account, Provider: r.Provider, Flow: r.Flow, Mailbox: r.Mailbox, Status: r.Status, Reason: r.Reason,
+		Identity: r.Identity, LastRefresh: r.LastRefresh, AccessTokenExpiry: r.Expiry, GrantedAt: r.GrantedAt}
+	if !r.GrantedAt.IsZero() {
+		h.GrantAge = now.Sub(r.GrantedAt)
+	}
+	return h, true, nil
+}
