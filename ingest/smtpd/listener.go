@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -86,8 +87,8 @@ type trackedConn struct {
 	// dataTimeout, while non-zero (during DATA), renews the read deadline
 	// before every read: go-smtp sets it once per command, which would
 	// bound the whole transfer of a large scan instead of the silence
-	// between reads. Only the session goroutine touches it.
-	dataTimeout time.Duration
+	// between reads. Atomic: with BDAT, go-smtp calls Data on its own goroutine.
+	dataTimeout atomic.Int64
 
 	mu             sync.Mutex
 	top            net.Conn // what the session talks through (the TLS conn once TLS is up)
@@ -97,8 +98,8 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	if c.dataTimeout > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.dataTimeout))
+	if d := time.Duration(c.dataTimeout.Load()); d > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
 	}
 	return c.Conn.Read(p)
 }

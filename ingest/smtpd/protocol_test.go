@@ -653,3 +653,36 @@ func TestMetricsSharedRegistry(t *testing.T) {
 		t.Errorf("gathered %d series (%v), want 2", n, err)
 	}
 }
+
+func TestBDAT(t *testing.T) {
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	part1, part2 := "Subject: chunked\r\n\r\n", "one\r\n.two\r\n"
+	c.raw(fmt.Sprintf("BDAT %d\r\n%s", len(part1), part1))
+	if code, msg := c.reply(); code != 250 {
+		t.Fatalf("first chunk: %d %s", code, msg)
+	}
+	c.raw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2))
+	if code, msg := c.reply(); code != 250 || !strings.Contains(msg, "queued as") {
+		t.Fatalf("last chunk: %d %s", code, msg)
+	}
+	if body := string(fs.all()[0].Body); !strings.HasSuffix(body, "\r\n\r\none\r\n.two\r\n") {
+		t.Fatalf("BDAT body:\n%q", body)
+	}
+	// Bare LF is refused in BDAT too.
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	bad := "Subject: x\n\nbody\n"
+	c.raw(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bad), bad))
+	if code, msg := c.reply(); code != 550 {
+		t.Fatalf("bare LF in BDAT: %d %s", code, msg)
+	}
+	if len(fs.all()) != 1 {
+		t.Fatal("bare-LF BDAT message stored")
+	}
+}

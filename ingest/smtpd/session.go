@@ -252,9 +252,9 @@ func (s *session) Data(r io.Reader) error {
 		s.tc.mu.Lock()
 		s.tc.inData = true
 		s.tc.mu.Unlock()
-		s.tc.dataTimeout = s.ls.cfg.ReadTimeout
+		s.tc.dataTimeout.Store(int64(s.ls.cfg.ReadTimeout))
 		defer func() {
-			s.tc.dataTimeout = 0
+			s.tc.dataTimeout.Store(0)
 			s.tc.mu.Lock()
 			s.tc.inData = false
 			s.goodbyeAfterReply = s.tc.closeAfterData
