@@ -1,0 +1,117 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShippedExamplesValidate parses every YAML file in this directory with
+// fake environment variables and fake secret files (the /etc/spoold/ paths
+// are redirected to a temp dir holding private files).
+func TestShippedExamplesValidate(t *testing.T) {
+	secrets := t.TempDir()
+	files := map[string]string{
+		"m365.secret":        "app-secret\n",
+		"google-sa.json":     `{"type":"service_account"}`,
+		"mfd-2nd-floor.hash": hash + "\n",
+		"relay.password":     "relay-pw\n",
+		"m365.crt":           "cert",
+		"m365.key":           "key",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := func(name string) (string, bool) {
+		switch name {
+		case "M365_CLIENT_SECRET", "GOOGLE_CLIENT_SECRET":
+			return "from-env-" + name, true
+		}
+		return "", false
+	}
+	paths, err := filepath.Glob("*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"default.yaml", "gmail.yaml", "m365-app-only.yaml", "m365-delegated.yaml", "m365-usgov.yaml", "relay-password.yaml", "spoold.example.yaml"}
+	if strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Fatalf("example files = %v, want %v", paths, want)
+	}
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
+			c, err := parse(path, data, env, fixedHost)
+			if err != nil {
+				t.Fatalf("shipped example does not validate:\n%v", err)
+			}
+			if len(c.Accounts) == 0 || c.Routes.Default == "" {
+				t.Errorf("example has no accounts or default route: %+v", c)
+			}
+		})
+	}
+}
+
+// TestExampleDefaultsResolved checks what the examples rely on: secrets read
+// from env and files, and provider presets filled in.
+func TestExampleDefaultsResolved(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "m365.secret")
+	if err := os.WriteFile(secretFile, []byte("  s3cr3t-from-file \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("m365-app-only.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/m365.secret", secretFile))
+	c, err := parse("m365-app-only.yaml", data, noEnv, fixedHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Account("m365")
+	if a.ClientSecret.Reveal() != "s3cr3t-from-file" {
+		t.Errorf("client secret from file = %q, want trimmed content", a.ClientSecret.Reveal())
+	}
+	if a.Host != "smtp.office365.com" || a.Port != 587 || a.TLS != UpstreamStartTLS || a.Auth != AuthXOAuth2 {
+		t.Errorf("Microsoft preset not applied: %s:%d tls=%s auth=%s", a.Host, a.Port, a.TLS, a.Auth)
+	}
+	if a.TokenURL != "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token" {
+		t.Errorf("token URL = %q", a.TokenURL)
+	}
+	if strings.Join(a.Scopes, " ") != "https://outlook.office365.com/.default" {
+		t.Errorf("app-only scopes = %v", a.Scopes)
+	}
+	if a.MaxConnections != 3 || a.RatePerMinute != 30 || a.MaxMessageSize != 35*MB || a.SenderRule != SenderRewrite {
+		t.Errorf("Microsoft limits not applied: %+v", a)
+	}
+	if !a.ClientSecretExpires.Equal(time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("client_secret_expires = %v", a.ClientSecretExpires)
+	}
+
+	data, err = os.ReadFile("m365-delegated.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = parse("m365-delegated.yaml", data, func(n string) (string, bool) { return "env-" + n, true }, fixedHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ = c.Account("m365")
+	if a.ClientSecret.Reveal() != "env-M365_CLIENT_SECRET" {
+		t.Errorf("client secret from env = %q", a.ClientSecret.Reveal())
+	}
+	if a.Flow != FlowAuthCode || a.RedirectURL != "http://localhost:9191/oauth2/callback" {
+		t.Errorf("flow %q redirect %q", a.Flow, a.RedirectURL)
+	}
+	if strings.Join(a.Scopes, " ") != "https://outlook.office.com/SMTP.Send offline_access" {
+		t.Errorf("delegated scopes = %v", a.Scopes)
+	}
+}
