@@ -1,0 +1,622 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/mail"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/spool"
+)
+
+// tokenError: the token source could not give a token (wraps auth.Err*).
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return "delivery: getting access token: " + e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// holdError: the account must wait (needs_reauth or misconfigured).
+type holdError struct {
+	reason string
+	rec    *SMTPError
+}
+
+func (e *holdError) Error() string { return "delivery: account on hold: " + e.reason }
+
+// deliverSafe runs one delivery; a panic is recovered and counted as an
+// attempt (deferred with "internal error"), and the engine goes on.
+func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session) {
+	log := e.log.With("msg_id", m.ID, "account", a.cfg.Name)
+	e.mu.Lock()
+	a.inflight++
+	e.mu.Unlock()
+	e.m.inflight.Inc()
+	started := false
+	defer func() {
+		e.mu.Lock()
+		a.inflight--
+		e.mu.Unlock()
+		e.m.inflight.Dec()
+		r := recover()
+		if r == nil {
+			return
+		}
+		log.Error("delivery: internal error while sending", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		if *sessp != nil {
+			(*sessp).close()
+			*sessp = nil
+		}
+		bg := context.WithoutCancel(e.hard)
+		if !started {
+			now := e.opts.Clock()
+			if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, now.Add(a.cfg.Retry.First)); err != nil {
+				log.Error("delivery: recording attempt after internal error", "err", err)
+				return
+			}
+		}
+		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "internal error"}, log)
+	}()
+	e.deliver(a, m, sessp, log, &started)
+}
+
+func pendingRcpts(m *spool.Message) []string {
+	var out []string
+	for _, r := range m.Recipients {
+		if r.State == spool.RcptPending || r.State == "" {
+			out = append(out, r.Addr)
+		}
+	}
+	return out
+}
+
+func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog.Logger, started *bool) {
+	ctx := e.hard
+	bg := context.WithoutCancel(ctx) // state commits happen even while shutting down
+	now := e.opts.Clock()
+	ifCrash, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
+	if expired {
+		ifCrash = now.Add(a.cfg.Retry.First)
+	}
+	// Attempts and the next time are durable before we dial: a crash mid-send
+	// cannot cause a hot loop.
+	if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, ifCrash); err != nil {
+		log.Warn("delivery: starting attempt", "err", err)
+		return
+	}
+	*started = true
+	stop := e.renewLease(m.ID, log)
+	defer stop()
+
+	if a.cfg.MaxMessageSize > 0 && m.Size > a.cfg.MaxMessageSize {
+		se := &SMTPError{Code: 552, Enhanced: "5.3.4", Class: ClassPermanent,
+			Text: fmt.Sprintf("message of %d bytes exceeds the account limit of %d bytes", m.Size, a.cfg.MaxMessageSize)}
+		e.dead(bg, a, m, "message too big: "+se.Text, se, nil, log)
+		return
+	}
+	pending := pendingRcpts(m)
+	if len(pending) == 0 {
+		e.finish(bg, a, m, nil, log)
+		return
+	}
+	body, err := e.sp.OpenBody(m.ID)
+	if err != nil {
+		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "opening the spooled body: " + err.Error(), Err: err}, log)
+		return
+	}
+	defer body.Close()
+	p, err := prepare(body, a.cfg.SenderRule, a.cfg.Mailbox)
+	if err != nil {
+		var ce *ContentError
+		if errors.As(err, &ce) {
+			e.dead(bg, a, m, "cannot send as stored: "+ce.Reason, &SMTPError{Class: ClassPermanent, Text: ce.Reason}, nil, log)
+			return
+		}
+		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}, log)
+		return
+	}
+	env := envelope{ID: m.ID, From: m.From, To: pending}
+	if a.cfg.SenderRule == "rewrite" {
+		env.From = a.cfg.Mailbox
+	}
+	for try := 0; try < 2; try++ {
+		if *sessp == nil {
+			s, err := e.connect(ctx, a, log)
+			if err != nil {
+				e.connectFailed(bg, a, m, err, log)
+				return
+			}
+			*sessp = s
+		}
+		res, err := (*sessp).send(ctx, env, p, m.Size)
+		if errors.Is(err, errStale) {
+			(*sessp).close()
+			*sessp = nil
+			continue
+		}
+		e.outcome(bg, a, m, res, err, log)
+		return
+	}
+	e.transient(bg, a, m, &SMTPError{Class: ClassTransient, Text: "connection lost before sending"}, log)
+}
+
+// renewLease keeps the lease of a long send alive.
+func (e *Engine) renewLease(id string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(e.opts.LeaseDuration / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.sp.RenewLease(ctx, id, e.opts.Owner, e.opts.Clock().Add(e.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
+					log.Warn("delivery: renewing lease", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// connect opens a session, handling tokens: a refused token gets one forced
+// refresh; refused again, the account needs re-authorization.
+func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (session, error) {
+	name := a.cfg.Name
+	oauth := a.cfg.Transport == "smtp" && a.cfg.Auth == "xoauth2"
+	token := ""
+	if oauth {
+		t, err := e.tokens.AccessToken(ctx, name)
+		if err != nil {
+			return nil, &tokenError{err}
+		}
+		token = t
+	}
+	s, err := a.tr.open(ctx, token)
+	if err == nil || !oauth {
+		return s, err
+	}
+	se := asSMTPError(err)
+	if se == nil || se.Command != "AUTH" || !isAuthRejected(se) {
+		return nil, err
+	}
+	log.Warn("delivery: upstream refused the access token; forcing a refresh", "err", se.Error())
+	t, rerr := e.tokens.ForceRefresh(ctx, name)
+	if rerr != nil {
+		return nil, &tokenError{rerr}
+	}
+	s, err = a.tr.open(ctx, t)
+	if err == nil {
+		return s, nil
+	}
+	if se2 := asSMTPError(err); se2 != nil && se2.Command == "AUTH" && isAuthRejected(se2) {
+		reason := "upstream refused a freshly refreshed token (" + se2.Error() + "): run spoolctl auth login " + name
+		if merr := e.tokens.MarkNeedsReauth(ctx, name, reason); merr != nil {
+			log.Error("delivery: marking account needs_reauth", "err", merr)
+		}
+		return nil, &holdError{reason: reason, rec: se2}
+	}
+	return nil, err
+}
+
+// connectFailed decides what a failed connection means for message m.
+func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message, err error, log *slog.Logger) {
+	if e.hard.Err() != nil {
+		e.postpone(bg, a, m, e.opts.Clock(), "interrupted by shutdown", log)
+		return
+	}
+	var te *tokenError
+	var he *holdError
+	switch {
+	case errors.As(err, &te):
+		switch {
+		case errors.Is(err, auth.ErrNeedsReauth):
+			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account needs re-authorization: run spoolctl auth login "+a.cfg.Name, nil, log)
+		case errors.Is(err, auth.ErrMisconfigured):
+			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account is misconfigured: "+te.err.Error(), nil, log)
+		default:
+			// Token endpoint down: the auth manager retries with backoff; messages wait without attempts.
+			e.holdAndPostpone(bg, a, m, e.opts.TokenRetry, "token endpoint unavailable: "+te.err.Error(), nil, log)
+		}
+		return
+	case errors.As(err, &he):
+		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, he.reason, he.rec, log)
+		return
+	}
+	se := asSMTPError(err)
+	if se == nil {
+		se = &SMTPError{Class: ClassTransient, Text: err.Error(), Err: err}
+	}
+	switch {
+	case se.Class == ClassConfig:
+		reason := fmt.Sprintf("SMTP AUTH is disabled (%s): %s", se.Error(), fixSMTPAuthDisabled)
+		if a.cfg.Auth == "xoauth2" {
+			if merr := e.tokens.MarkMisconfigured(bg, a.cfg.Name, reason); merr != nil {
+				log.Error("delivery: marking account misconfigured", "err", merr)
+			}
+		}
+		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, reason, se, log)
+	case se.Class == ClassAuth:
+		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "upstream refused the account's credentials: "+se.Error(), se, log)
+	default:
+		// Connection-level answers are about the server, not this message:
+		// even a 5xx greeting is retried rather than dead-lettering the queue.
+		if se.Class == ClassPermanent {
+			c := *se
+			c.Class = ClassTransient
+			se = &c
+		}
+		e.transient(bg, a, m, se, log)
+	}
+}
+
+func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Message, d time.Duration, reason string, se *SMTPError, log *slog.Logger) {
+	now := e.opts.Clock()
+	until := now.Add(d)
+	e.mu.Lock()
+	a.holdUntil, a.holdReason = until, reason
+	if se != nil {
+		a.lastErr = se.Record(now)
+	}
+	e.mu.Unlock()
+	log.Warn("delivery: account on hold; its messages wait without using attempts", "until", until, "reason", reason)
+	e.postpone(bg, a, m, until, reason, log)
+}
+
+func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, until time.Time, reason string, log *slog.Logger) {
+	if err := e.sp.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
+		log.Error("delivery: postponing", "err", err)
+		return
+	}
+	e.m.attempt(a.cfg.Name, "postponed", "")
+}
+
+// outcome records what the upstream said about a sent message.
+func (e *Engine) outcome(bg context.Context, a *account, m *spool.Message, res sendResult, err error, log *slog.Logger) {
+	now := e.opts.Clock()
+	if err != nil {
+		se := asSMTPError(err)
+		if se == nil {
+			se = &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}
+		}
+		if se.Class == ClassUnknown {
+			log.Warn("delivery: no reply after the final dot; the upstream may have the message: retrying (possible duplicate)", "err", se.Error())
+		}
+		switch {
+		case e.hard.Err() != nil && se.Code == 0:
+			e.postpone(bg, a, m, now, "interrupted by shutdown", log)
+		case isSendAsDenied(se):
+			se.Class = ClassPermanent
+			e.dead(bg, a, m, ReasonSendAsDenied, se, nil, log)
+		case se.Class == ClassPermanent:
+			e.dead(bg, a, m, "upstream refused the message: "+se.Error(), se, nil, log)
+		default:
+			e.transient(bg, a, m, se, log)
+		}
+		return
+	}
+	var (
+		results          []spool.RecipientResult
+		tempErr, permErr *SMTPError
+		delivered        int
+	)
+	for _, r := range res.Rcpts {
+		switch {
+		case r.Err == nil:
+			delivered++
+			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptDelivered})
+		case r.Err.Temporary():
+			if tempErr == nil {
+				tempErr = r.Err
+			}
+			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptPending, Error: r.Err.Record(now)})
+		default:
+			if permErr == nil {
+				permErr = r.Err
+			}
+			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptFailed, Error: r.Err.Record(now)})
+		}
+	}
+	if delivered > 0 {
+		e.succeeded(a, now)
+	}
+	switch {
+	case tempErr != nil:
+		if tempErr.Class == ClassThrottled {
+			e.throttle(a, log)
+		}
+		next, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
+		if expired {
+			for i := range results {
+				if results[i].State == spool.RcptPending {
+					results[i].State = spool.RcptFailed
+				}
+			}
+			e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, tempErr.Error()), tempErr, results, log)
+			return
+		}
+		if err := e.sp.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: tempErr.Record(now), Recipients: results}); err != nil {
+			log.Error("delivery: deferring", "err", err)
+			return
+		}
+		e.noteErr(a, tempErr, now)
+		e.m.attempt(a.cfg.Name, "deferred", tempErr.Class)
+		log.Info("delivery: some recipients deferred", "delivered", delivered, "next_attempt", next, "err", tempErr.Error())
+	case delivered == 0 && permErr != nil:
+		e.dead(bg, a, m, "upstream refused every recipient: "+permErr.Error(), permErr, results, log)
+	default:
+		e.finish(bg, a, m, results, log)
+		if permErr != nil {
+			e.notice(bg, a, m, "upstream refused some recipients: "+permErr.Error(), results, log)
+		}
+	}
+}
+
+// finish commits a delivery (failed recipients make the spool dead-letter them).
+func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, results []spool.RecipientResult, log *slog.Logger) {
+	now := e.opts.Clock()
+	r := spool.Result{Now: now, Recipients: results}
+	result := "delivered"
+	for _, rr := range results {
+		if rr.State == spool.RcptFailed {
+			result = "partial"
+			r.Error = rr.Error
+			r.Reason = "recipient " + rr.Addr + " refused: " + rr.Error.Text
+		}
+	}
+	if err := e.sp.Delivered(bg, m.ID, e.opts.Owner, r); err != nil {
+		log.Error("delivery: recording delivery", "err", err)
+		return
+	}
+	class := ""
+	if r.Error != nil {
+		class = r.Error.Class
+	}
+	e.m.attempt(a.cfg.Name, result, class)
+	e.m.duration.WithLabelValues(a.cfg.Name).Observe(now.Sub(m.Created).Seconds())
+	log.Info("delivery: delivered", "result", result, "attempts", m.Attempts+1)
+}
+
+func (e *Engine) succeeded(a *account, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a.lastDelivery = now
+	// Step back up after a quiet period following a throttle.
+	if !a.throttledAt.IsZero() && now.Sub(a.throttledAt) >= e.opts.ThrottleRecover {
+		if a.connLimit < a.cfg.MaxConnections {
+			a.connLimit++
+		}
+		if a.limiter != nil {
+			full := rate.Limit(a.cfg.RatePerMinute / 60)
+			if l := a.limiter.Limit() * 2; l < full {
+				a.limiter.SetLimit(l)
+			} else {
+				a.limiter.SetLimit(full)
+			}
+		}
+		a.throttledAt = now
+		if a.connLimit == a.cfg.MaxConnections && (a.limiter == nil || a.limiter.Limit() == full(a)) {
+			a.throttledAt = time.Time{}
+		}
+	}
+}
+
+func full(a *account) rate.Limit { return rate.Limit(a.cfg.RatePerMinute / 60) }
+
+// throttle slows the whole account down: half the connections and rate, and
+// a pause before the next connection.
+func (e *Engine) throttle(a *account, log *slog.Logger) {
+	now := e.opts.Clock()
+	e.mu.Lock()
+	if a.connLimit > 1 {
+		a.connLimit /= 2
+	}
+	if a.limiter != nil {
+		a.limiter.SetLimit(a.limiter.Limit() / 2)
+	}
+	a.throttledUntil = now.Add(e.opts.ThrottlePause)
+	a.throttledAt = now
+	limit := a.connLimit
+	e.mu.Unlock()
+	log.Warn("delivery: upstream is throttling the account: slowing down", "until", a.throttledUntil, "max_connections", limit)
+}
+
+func (e *Engine) noteErr(a *account, se *SMTPError, now time.Time) {
+	e.mu.Lock()
+	a.lastErr = se.Record(now)
+	e.mu.Unlock()
+}
+
+// transient defers m with the retry schedule, or dead-letters it when its
+// lifetime is over.
+func (e *Engine) transient(bg context.Context, a *account, m *spool.Message, se *SMTPError, log *slog.Logger) {
+	now := e.opts.Clock()
+	if se.Class == ClassThrottled {
+		e.throttle(a, log)
+	}
+	next, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
+	if expired {
+		e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, se.Error()), se, nil, log)
+		return
+	}
+	if err := e.sp.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: se.Record(now)}); err != nil {
+		log.Error("delivery: deferring", "err", err)
+		return
+	}
+	e.noteErr(a, se, now)
+	e.m.attempt(a.cfg.Name, "deferred", se.Class)
+	log.Info("delivery: deferred", "next_attempt", next, "attempts", m.Attempts+1, "class", se.Class, "err", se.Error())
+}
+
+// dead dead-letters m and sends a failure notice when configured.
+func (e *Engine) dead(bg context.Context, a *account, m *spool.Message, reason string, se *SMTPError, results []spool.RecipientResult, log *slog.Logger) {
+	now := e.opts.Clock()
+	r := spool.Result{Now: now, Reason: reason, Recipients: results}
+	class := ClassPermanent
+	if se != nil {
+		r.Error = se.Record(now)
+		class = se.Class
+	}
+	if err := e.sp.Dead(bg, m.ID, e.opts.Owner, r); err != nil {
+		log.Error("delivery: dead-lettering", "err", err)
+		return
+	}
+	if se != nil {
+		e.noteErr(a, se, now)
+	}
+	e.m.attempt(a.cfg.Name, "dead", class)
+	log.Warn("delivery: dead-lettered", "reason", reason)
+	e.notice(bg, a, m, reason, results, log)
+}
+
+// notice queues a failure notice to the original sender through the same
+// account: never about a notice, never to the null sender.
+func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason string, results []spool.RecipientResult, log *slog.Logger) {
+	wants := m.NotifyOnFailure
+	for _, k := range e.opts.NoticeForSources {
+		if k == m.Source.Kind {
+			wants = true
+		}
+	}
+	if !wants || m.Source.Kind == spool.SourceNotice || m.From == "" {
+		return
+	}
+	to, subject := "", ""
+	if body, err := e.sp.OpenBody(m.ID); err == nil {
+		if p, err := prepare(body, "keep", ""); err == nil {
+			subject = p.subject
+			switch {
+			case len(p.replyTo) > 0:
+				to = p.replyTo[0].Address
+			case len(p.from) > 0:
+				to = p.from[0].Address
+			}
+		}
+		body.Close()
+	}
+	if to == "" {
+		to = m.From
+	}
+	if addr, err := mail.ParseAddress(to); err != nil || addr.Address != to || strings.ContainsAny(to, "<>\r\n ") {
+		log.Warn("delivery: no usable address for a failure notice", "sender", to)
+		return
+	}
+	failed := []string{}
+	for _, r := range results {
+		if r.State == spool.RcptFailed {
+			failed = append(failed, r.Addr)
+		}
+	}
+	if len(failed) == 0 {
+		failed = pendingRcpts(m)
+	}
+	body := e.buildNotice(a, m, to, subject, reason, failed)
+	id, err := e.sp.Enqueue(bg, spool.EnqueueRequest{
+		To: []string{to}, Account: m.Account,
+		Source:         spool.Source{Kind: spool.SourceNotice, NoticeFor: m.ID},
+		IdempotencyKey: "notice:" + m.ID,
+	}, bytes.NewReader(body))
+	if err != nil {
+		log.Error("delivery: queueing failure notice", "err", err)
+		return
+	}
+	log.Info("delivery: failure notice queued", "notice_id", id, "to", to)
+}
+
+func (e *Engine) buildNotice(a *account, m *spool.Message, to, subject, reason string, failed []string) []byte {
+	now := e.opts.Clock().UTC()
+	from := a.cfg.Mailbox
+	if from == "" {
+		from = "postmaster@" + e.opts.Hostname
+	}
+	if dec, err := (&mime.WordDecoder{}).DecodeHeader(subject); err == nil {
+		subject = dec
+	}
+	subject = cleanDisplay(subject)
+	var b bytes.Buffer
+	fromAddr := &mail.Address{Name: "Mail Delivery System", Address: from}
+	writeFolded(&b, "From: "+fromAddr.String())
+	writeFolded(&b, "To: "+(&mail.Address{Address: to}).String())
+	writeFolded(&b, "Subject: "+mime.QEncoding.Encode("utf-8", "Undeliverable: "+subject))
+	b.WriteString("Date: " + now.Format(time.RFC1123Z) + "\r\n")
+	b.WriteString("Message-ID: <notice." + m.ID + "@" + e.opts.Hostname + ">\r\n")
+	b.WriteString("Auto-Submitted: auto-replied\r\n")
+	b.WriteString("MIME-Version: 1.0\r\n")
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
+	fmt.Fprintf(&b, "Your message could not be delivered.\r\n\r\n")
+	if subject != "" {
+		fmt.Fprintf(&b, "Subject:    %s\r\n", subject)
+	}
+	fmt.Fprintf(&b, "Created:    %s\r\n", m.Created.UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Failed at:  %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Recipients: %s\r\n", strings.Join(failed, ", "))
+	fmt.Fprintf(&b, "Reason:     %s\r\n", strings.NewReplacer("\r", " ", "\n", " ").Replace(reason))
+	fmt.Fprintf(&b, "Queue ID:   %s\r\n\r\n", m.ID)
+	b.WriteString("An administrator can see the message with: spoolctl show " + m.ID + "\r\n")
+	return b.Bytes()
+}
+
+// TestSend sends a short test message through account now (not via the
+// queue) and returns the upstream's final answer.
+func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, error) {
+	e.mu.Lock()
+	a := e.accounts[account]
+	e.mu.Unlock()
+	res := TestResult{Account: account}
+	if a == nil {
+		return res, fmt.Errorf("delivery: test-send via %q: %w", account, auth.ErrUnknownAccount)
+	}
+	if addr, err := mail.ParseAddress(to); err != nil || addr.Address != to {
+		return res, fmt.Errorf("delivery: test-send: recipient %q is not a plain address", to)
+	}
+	log := e.log.With("account", account)
+	start := time.Now()
+	now := e.opts.Clock().UTC()
+	from := a.cfg.Mailbox
+	if from == "" {
+		from = "spoold@" + e.opts.Hostname
+	}
+	id := fmt.Sprintf("test-%d", now.UnixNano())
+	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: spoold test message\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
+		"This is a test message sent by spoold through account %s.\r\n",
+		(&mail.Address{Address: from}).String(), (&mail.Address{Address: to}).String(), now.Format(time.RFC1123Z), id, e.opts.Hostname, account)
+	p, err := prepare(strings.NewReader(msg), "keep", "")
+	if err != nil {
+		return res, err
+	}
+	s, err := e.connect(ctx, a, log)
+	if err != nil {
+		if se := asSMTPError(err); se != nil {
+			res.Code, res.Enhanced, res.Text = se.Code, se.Enhanced, se.Text
+		}
+		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
+	}
+	defer s.close()
+	sr, err := s.send(ctx, envelope{ID: id, From: from, To: []string{to}}, p, int64(len(msg)))
+	res.Duration = time.Since(start)
+	if err == nil && len(sr.Rcpts) == 1 && sr.Rcpts[0].Err != nil {
+		err = sr.Rcpts[0].Err
+	}
+	if err != nil {
+		if se := asSMTPError(err); se != nil {
+			res.Code, res.Enhanced, res.Text = se.Code, se.Enhanced, se.Text
+		}
+		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
+	}
+	res.Code, res.Text = 250, sr.Reply
+	log.Info("delivery: test message sent", "to", to, "reply", sr.Reply)
+	return res, nil
+}

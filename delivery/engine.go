@@ -1,0 +1,530 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/spoold/spoold/spool"
+)
+
+// Spool is the part of *spool.Spool the engine uses.
+type Spool interface {
+	ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*spool.Message, error)
+	NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error)
+	DueAccounts(ctx context.Context, now time.Time) ([]string, error)
+	Notify() <-chan struct{}
+	OpenBody(id string) (*os.File, error)
+	StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error
+	RenewLease(ctx context.Context, id, owner string, until time.Time) error
+	Delivered(ctx context.Context, id, owner string, r spool.Result) error
+	Defer(ctx context.Context, id, owner string, next time.Time, r spool.Result) error
+	Dead(ctx context.Context, id, owner string, r spool.Result) error
+	Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error
+	Get(ctx context.Context, id string) (*spool.Message, error)
+	Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error)
+	FlushAll(ctx context.Context, account string) (int, error)
+}
+
+// Tokens is the part of auth.Manager the engine uses (errors wrap auth.Err*).
+type Tokens interface {
+	AccessToken(ctx context.Context, account string) (string, error)
+	ForceRefresh(ctx context.Context, account string) (string, error)
+	MarkNeedsReauth(ctx context.Context, account, reason string) error
+	MarkMisconfigured(ctx context.Context, account, reason string) error
+	// Recovered yields accounts back to ok (after a login); they are drained at once.
+	Recovered() <-chan string
+}
+
+// Options configures the engine. Zero values take the defaults noted.
+type Options struct {
+	Clock           func() time.Time // default time.Now
+	Rand            func() float64   // jitter source in [0,1); default math/rand/v2
+	Logger          *slog.Logger     // default slog.Default()
+	Workers         int              // global concurrent sends; default 16
+	Owner           string           // lease owner id; default hostname:pid
+	Hostname        string           // EHLO name; default os.Hostname()
+	ShutdownTimeout time.Duration    // finish in-flight sends on shutdown; default 30s
+	Dial            func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoticeForSources: sources whose dead messages get a failure notice even
+	// without NotifyOnFailure; default [scan].
+	NoticeForSources []spool.SourceKind
+	Registerer       prometheus.Registerer // default: a private registry (metrics not exported)
+
+	LeaseDuration   time.Duration // lease renewal target; default 5m (the spool's default lease)
+	HoldInterval    time.Duration // how long messages of a held account wait before a re-check; default 15m
+	TokenRetry      time.Duration // wait when the token endpoint is down; default 1m
+	ThrottlePause   time.Duration // pause of an account after a throttling answer; default 1m
+	ThrottleRecover time.Duration // successful period before concurrency/rate step back up; default 5m
+}
+
+// TestResult is the upstream's final answer to TestSend.
+type TestResult struct {
+	Account  string
+	Code     int
+	Enhanced string
+	Text     string
+	Duration time.Duration
+}
+
+// AccountState is the live state of one account for status displays.
+type AccountState struct {
+	Name           string
+	Transport      string
+	InFlight       int
+	Connections    int
+	ConnLimit      int     // current limit (lowered while throttled)
+	RatePerMinute  float64 // current rate; <0 unlimited
+	LastDelivery   time.Time
+	LastError      *spool.ErrorRecord
+	ThrottledUntil time.Time
+	HeldUntil      time.Time
+	HoldReason     string
+}
+
+type account struct {
+	cfg     AccountConfig
+	tr      transport
+	limiter *rate.Limiter // nil = unlimited
+
+	conns, inflight int
+	connLimit       int
+	throttledUntil  time.Time
+	throttledAt     time.Time
+	holdUntil       time.Time
+	holdReason      string
+	lastDelivery    time.Time
+	lastErr         *spool.ErrorRecord
+	removed         bool
+}
+
+// Engine schedules and performs deliveries. Safe for concurrent use.
+type Engine struct {
+	sp     Spool
+	tokens Tokens
+	opts   Options
+	log    *slog.Logger
+	m      *metrics
+
+	kick chan struct{}
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	paused   bool
+	workers  int
+	hard     context.Context // in-flight sends; cancelled after ShutdownTimeout
+	soft     context.Context // claiming; cancelled when Run's ctx is
+	wg       sync.WaitGroup
+	running  bool
+}
+
+// New validates the accounts and builds an engine. tokens may be nil when no
+// account uses xoauth2.
+func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engine, error) {
+	if sp == nil {
+		return nil, errors.New("delivery: new engine: nil spool")
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		opts.Hostname = h
+	}
+	if opts.Owner == "" {
+		opts.Owner = fmt.Sprintf("%s:%d", opts.Hostname, os.Getpid())
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.Dial == nil {
+		d := &net.Dialer{KeepAlive: 30 * time.Second}
+		opts.Dial = d.DialContext
+	}
+	if opts.NoticeForSources == nil {
+		opts.NoticeForSources = []spool.SourceKind{spool.SourceScan}
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration = 5 * time.Minute
+	}
+	if opts.HoldInterval <= 0 {
+		opts.HoldInterval = 15 * time.Minute
+	}
+	if opts.TokenRetry <= 0 {
+		opts.TokenRetry = time.Minute
+	}
+	if opts.ThrottlePause <= 0 {
+		opts.ThrottlePause = time.Minute
+	}
+	if opts.ThrottleRecover <= 0 {
+		opts.ThrottleRecover = 5 * time.Minute
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{sp: sp, tokens: tokens, opts: opts, log: opts.Logger, m: m,
+		kick: make(chan struct{}, 1), soft: context.Background(), hard: context.Background()}
+	accs, err := e.build(accounts)
+	if err != nil {
+		return nil, err
+	}
+	e.accounts = accs
+	return e, nil
+}
+
+func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
+	out := make(map[string]*account, len(cfgs))
+	var errs []error
+	for _, c := range cfgs {
+		n, tc, err := c.normalize()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, dup := out[n.Name]; dup {
+			errs = append(errs, fmt.Errorf("delivery: account %q defined twice", n.Name))
+			continue
+		}
+		if n.Transport == "smtp" && n.Auth == "xoauth2" && e.tokens == nil {
+			errs = append(errs, fmt.Errorf("delivery: account %q uses xoauth2 but no token source is configured", n.Name))
+			continue
+		}
+		a := &account{cfg: n, connLimit: n.MaxConnections}
+		if n.Transport == "file" {
+			a.tr = &fileTransport{dir: n.Dir}
+		} else {
+			a.tr = &smtpTransport{cfg: n, tls: tc, dial: e.opts.Dial, hostname: e.opts.Hostname}
+		}
+		if n.RatePerMinute > 0 {
+			a.limiter = rate.NewLimiter(rate.Limit(n.RatePerMinute/60), 1)
+		}
+		out[n.Name] = a
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Reload replaces the account set (SIGHUP). In-flight sends finish with their
+// old settings; holds and throttles of changed accounts are cleared.
+func (e *Engine) Reload(accounts []AccountConfig) error {
+	accs, err := e.build(accounts)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	for name, old := range e.accounts {
+		if n, ok := accs[name]; ok {
+			n.lastDelivery, n.lastErr = old.lastDelivery, old.lastErr
+			if n.cfg == old.cfg {
+				n.throttledUntil, n.throttledAt, n.connLimit = old.throttledUntil, old.throttledAt, old.connLimit
+				n.holdUntil, n.holdReason = old.holdUntil, old.holdReason
+			}
+			// Running workers keep their pointer to old and count themselves
+			// out there; the new record starts with no connections.
+		}
+		old.removed = true
+	}
+	e.accounts = accs
+	e.mu.Unlock()
+	// Messages postponed because their account was unknown or held may go now.
+	for name := range accs {
+		if _, err := e.sp.FlushAll(context.Background(), name); err != nil {
+			e.log.Warn("delivery: flushing account after reload", "account", name, "err", err)
+		}
+	}
+	e.wake()
+	return nil
+}
+
+// Pause stops (true) or resumes (false) claiming new messages.
+func (e *Engine) Pause(p bool) {
+	e.mu.Lock()
+	e.paused = p
+	e.mu.Unlock()
+	e.wake()
+}
+
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// AccountStates returns the live state of every account, sorted by name.
+func (e *Engine) AccountStates() []AccountState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]AccountState, 0, len(e.accounts))
+	for _, a := range e.accounts {
+		r := a.cfg.RatePerMinute
+		if a.limiter != nil {
+			r = float64(a.limiter.Limit()) * 60
+		}
+		s := AccountState{Name: a.cfg.Name, Transport: a.cfg.Transport, InFlight: a.inflight, Connections: a.conns,
+			ConnLimit: a.connLimit, RatePerMinute: r, LastDelivery: a.lastDelivery, ThrottledUntil: a.throttledUntil,
+			HeldUntil: a.holdUntil, HoldReason: a.holdReason}
+		if a.lastErr != nil {
+			le := *a.lastErr
+			s.LastError = &le
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Run is the scheduler loop. It returns after ctx is cancelled and the
+// graceful shutdown is complete: no new claims, in-flight sends get
+// ShutdownTimeout to finish, the rest are postponed (leases released).
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return errors.New("delivery: engine is already running")
+	}
+	e.running = true
+	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	e.soft, e.hard = ctx, hard
+	e.mu.Unlock()
+
+	var recovered <-chan string
+	if e.tokens != nil {
+		recovered = e.tokens.Recovered()
+	}
+	notify := e.sp.Notify()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	e.log.Info("delivery: engine started", "workers", e.opts.Workers, "owner", e.opts.Owner)
+	for ctx.Err() == nil {
+		wake := e.schedule(ctx)
+		timer.Stop()
+		var timerC <-chan time.Time
+		if !wake.IsZero() {
+			d := wake.Sub(e.opts.Clock())
+			if d < 10*time.Millisecond {
+				d = 10 * time.Millisecond
+			}
+			timer.Reset(d)
+			timerC = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-notify:
+		case <-e.kick:
+		case <-timerC:
+		case acc, ok := <-recovered:
+			if !ok {
+				recovered = nil
+				continue
+			}
+			e.recover(ctx, acc)
+		}
+	}
+
+	e.log.Info("delivery: shutting down", "timeout", e.opts.ShutdownTimeout)
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.opts.ShutdownTimeout):
+		e.log.Warn("delivery: shutdown timeout: interrupting in-flight sends")
+		hardCancel()
+		<-done
+	}
+	e.mu.Lock()
+	e.running = false
+	e.mu.Unlock()
+	e.log.Info("delivery: engine stopped")
+	return nil
+}
+
+// recover clears an account's hold and makes its messages due now.
+func (e *Engine) recover(ctx context.Context, name string) {
+	e.mu.Lock()
+	if a := e.accounts[name]; a != nil {
+		a.holdUntil, a.holdReason = time.Time{}, ""
+	}
+	e.mu.Unlock()
+	n, err := e.sp.FlushAll(ctx, name)
+	if err != nil {
+		e.log.Error("delivery: draining recovered account", "account", name, "err", err)
+		return
+	}
+	e.log.Info("delivery: account recovered; draining its queue", "account", name, "messages", n)
+}
+
+// schedule starts connection workers for due accounts and returns when to
+// look again (zero: only on a signal).
+func (e *Engine) schedule(ctx context.Context) time.Time {
+	now := e.opts.Clock()
+	e.mu.Lock()
+	paused := e.paused
+	e.mu.Unlock()
+	if paused {
+		return time.Time{}
+	}
+	var wake time.Time
+	earlier := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
+	due, err := e.sp.DueAccounts(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("delivery: listing due accounts", "err", err)
+			earlier(now.Add(5 * time.Second))
+		}
+		return wake
+	}
+	blocked := false
+	for _, name := range due {
+		e.mu.Lock()
+		a := e.accounts[name]
+		switch {
+		case a == nil:
+			e.mu.Unlock()
+			e.parkAll(ctx, name, now.Add(e.opts.HoldInterval), fmt.Sprintf("account %q is not configured", name))
+		case a.holdUntil.After(now):
+			until, reason := a.holdUntil, a.holdReason
+			e.mu.Unlock()
+			e.parkAll(ctx, name, until, reason)
+		case a.throttledUntil.After(now):
+			earlier(a.throttledUntil)
+			e.mu.Unlock()
+		case a.conns < a.connLimit && e.workers < e.opts.Workers:
+			// One new connection per pass; a worker that claims a message
+			// kicks the scheduler, so connections ramp up while work remains.
+			a.conns++
+			e.workers++
+			e.wg.Add(1)
+			e.mu.Unlock()
+			go e.connWorker(a)
+		default:
+			blocked = true
+			e.mu.Unlock()
+		}
+	}
+	next, ok, err := e.sp.NextDue(ctx, "")
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			e.log.Error("delivery: reading next due time", "err", err)
+			earlier(now.Add(5 * time.Second))
+		}
+	case ok && next.After(now):
+		earlier(next)
+	case ok && blocked:
+		// Due but at a limit: a finishing worker kicks us; this is a backstop.
+		earlier(now.Add(time.Second))
+	}
+	return wake
+}
+
+// parkAll postpones every due message of an account that waits, without
+// using attempts.
+func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reason string) {
+	for ctx.Err() == nil {
+		msgs, err := e.sp.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
+		if err != nil {
+			e.log.Error("delivery: claiming messages to postpone", "account", name, "err", err)
+			return
+		}
+		for _, m := range msgs {
+			if err := e.sp.Postpone(ctx, m.ID, e.opts.Owner, until, reason); err != nil {
+				e.log.Error("delivery: postponing", "msg_id", m.ID, "account", name, "err", err)
+			} else {
+				e.m.attempt(name, "postponed", "")
+				e.log.Info("delivery: message waits", "msg_id", m.ID, "account", name, "until", until, "reason", reason)
+			}
+		}
+		if len(msgs) < 100 {
+			return
+		}
+	}
+}
+
+// blockedLocked says why a connection worker of a should stop (e.mu held).
+func (e *Engine) blockedLocked(a *account, now time.Time) bool {
+	return e.paused || a.removed || a.holdUntil.After(now) || a.throttledUntil.After(now) || a.conns > a.connLimit
+}
+
+// connWorker sends due messages of one account over one connection.
+func (e *Engine) connWorker(a *account) {
+	var sess session
+	defer func() {
+		if sess != nil {
+			sess.close()
+		}
+		e.mu.Lock()
+		a.conns--
+		e.workers--
+		e.mu.Unlock()
+		e.wg.Done()
+		e.wake()
+	}()
+	soft := e.soft
+	for sent := 0; sent < a.cfg.MaxMessagesPerConnection; sent++ {
+		if soft.Err() != nil {
+			return
+		}
+		e.mu.Lock()
+		stop := e.blockedLocked(a, e.opts.Clock())
+		e.mu.Unlock()
+		if stop {
+			return
+		}
+		if a.limiter != nil {
+			if err := a.limiter.Wait(soft); err != nil {
+				return
+			}
+		}
+		msgs, err := e.sp.ClaimAccount(soft, a.cfg.Name, e.opts.Clock(), 1, e.opts.Owner)
+		if err != nil {
+			if soft.Err() == nil {
+				e.log.Error("delivery: claiming", "account", a.cfg.Name, "err", err)
+			}
+			return
+		}
+		if len(msgs) == 0 {
+			return
+		}
+		e.wake()
+		e.deliverSafe(a, msgs[0], &sess)
+		if sess != nil && !sess.usable() {
+			sess.close()
+			sess = nil
+		}
+	}
+}

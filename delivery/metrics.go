@@ -1,0 +1,46 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	attempts *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spoold_delivery_attempts_total",
+			Help: "Delivery attempts by account, result (delivered, partial, deferred, dead, postponed) and error class.",
+		}, []string{"account", "result", "class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "spoold_delivery_duration_seconds",
+			Help:    "Time from enqueue to delivery.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 5 * 24 * 3600},
+		}, []string{"account"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spoold_delivery_inflight",
+			Help: "Messages being sent right now.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.attempts, m.duration, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("delivery: registering metrics (one engine per registry): %w", err)
+			}
+			return nil, fmt.Errorf("delivery: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) attempt(account, result, class string) {
+	m.attempts.WithLabelValues(account, result, class).Inc()
+}

@@ -1,0 +1,411 @@
+// Package smtpfake is a scripted in-process SMTP upstream for delivery tests
+// and benchmarks: it speaks STARTTLS or implicit TLS with a generated
+// self-signed certificate, requires AUTH XOAUTH2 (or PLAIN) when asked,
+// answers every command from a script (accept, 4xx/5xx, drop the connection,
+// hang) and counts concurrent sessions. It listens on 127.0.0.1 only.
+package smtpfake
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Command is one client command as the script sees it.
+type Command struct {
+	Name    string // AUTH, MAIL, RCPT, DATA (after the body was read)
+	Arg     string // address for MAIL/RCPT; the token for AUTH
+	Session int    // 1-based session number
+	Data    []byte // the body, for DATA
+}
+
+// Reply is what the script answers. The zero Reply accepts.
+type Reply struct {
+	Code     int    // 0 = accept
+	Enhanced string // "4.3.2"
+	Text     string
+	Drop     bool          // close the connection instead of answering
+	Hang     time.Duration // wait this long (or until Close) before answering
+}
+
+// Message is one accepted message.
+type Message struct {
+	From    string
+	To      []string
+	Data    []byte
+	Session int
+}
+
+// Options configures the server.
+type Options struct {
+	TLS      string // "starttls" (default), "implicit" or "none"
+	Auth     string // "xoauth2" (default), "plain" or "none"
+	User     string // PLAIN user
+	Password string // PLAIN password
+	// Script answers each command; nil accepts everything. It may be called
+	// from several sessions at once.
+	Script func(Command) Reply
+	// Discard keeps only counts, not bodies (benchmarks).
+	Discard bool
+	// SessionDelay is added at the start of every session (to make
+	// concurrency observable).
+	SessionDelay time.Duration
+	Dir          string // where the CA file is written; default os.TempDir()
+}
+
+// Server is a running fake upstream.
+type Server struct {
+	Addr   string // 127.0.0.1:port
+	Host   string
+	Port   int
+	CAFile string // PEM of the self-signed certificate, for AccountConfig.CAFile
+
+	opts Options
+	srv  *smtp.Server
+	ln   net.Listener
+	stop chan struct{}
+
+	mu            sync.Mutex
+	msgs          []Message
+	count         int
+	sessions      int
+	concurrent    int
+	maxConcurrent int
+	tokens        []string
+	closeOnce     sync.Once
+}
+
+// Start starts a server on 127.0.0.1 with a random port.
+func Start(opts Options) (*Server, error) {
+	if opts.TLS == "" {
+		opts.TLS = "starttls"
+	}
+	if opts.Auth == "" {
+		opts.Auth = "xoauth2"
+	}
+	s := &Server{opts: opts, stop: make(chan struct{})}
+	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
+	s.srv.Domain = "fake.upstream"
+	s.srv.ReadTimeout = time.Minute
+	s.srv.WriteTimeout = time.Minute
+	s.srv.MaxMessageBytes = 64 << 20
+	s.srv.ErrorLog = nopLogger{}
+	var err error
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("smtpfake: listen: %w", err)
+	}
+	if opts.TLS != "none" {
+		cert, pemBytes, err := selfSigned()
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		dir := opts.Dir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		f, err := os.CreateTemp(dir, "smtpfake-ca-*.pem")
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("smtpfake: writing CA file: %w", err)
+		}
+		f.Write(pemBytes)
+		f.Close()
+		s.CAFile = f.Name()
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}}
+		if opts.TLS == "implicit" {
+			ln = tls.NewListener(ln, tc)
+		} else {
+			s.srv.TLSConfig = tc
+		}
+	} else {
+		s.srv.AllowInsecureAuth = true
+	}
+	s.ln = ln
+	s.Addr = ln.Addr().String()
+	s.Host = "127.0.0.1"
+	s.Port = ln.Addr().(*net.TCPAddr).Port
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+// Close stops the server, releases hanging answers and removes the CA file.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.srv.Close()
+		if s.CAFile != "" {
+			os.Remove(s.CAFile)
+		}
+	})
+}
+
+// Messages returns the accepted messages so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Count returns how many messages were accepted.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
+
+// Sessions returns the number of sessions (connections) so far.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+// MaxConcurrent returns the largest number of simultaneous sessions seen.
+func (s *Server) MaxConcurrent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxConcurrent
+}
+
+// Tokens returns the XOAUTH2 tokens presented, in order.
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.tokens...)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...interface{}) {}
+func (nopLogger) Println(...interface{})        {}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	s.sessions++
+	s.concurrent++
+	if s.concurrent > s.maxConcurrent {
+		s.maxConcurrent = s.concurrent
+	}
+	n := s.sessions
+	s.mu.Unlock()
+	if d := s.opts.SessionDelay; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-s.stop:
+		}
+	}
+	return &session{s: s, c: c, n: n}, nil
+}
+
+type session struct {
+	s      *Server
+	c      *smtp.Conn
+	n      int
+	authed bool
+	from   string
+	to     []string
+	ended  bool
+}
+
+// answer runs the script for cmd and turns its reply into an error.
+func (ss *session) answer(cmd Command) error {
+	if ss.s.opts.Script == nil {
+		return nil
+	}
+	cmd.Session = ss.n
+	r := ss.s.opts.Script(cmd)
+	if r.Hang > 0 {
+		select {
+		case <-time.After(r.Hang):
+		case <-ss.s.stop:
+		}
+	}
+	if r.Drop {
+		ss.c.Conn().Close()
+		return errors.New("dropped")
+	}
+	if r.Code == 0 {
+		return nil
+	}
+	e := &smtp.SMTPError{Code: r.Code, Message: r.Text, EnhancedCode: smtp.NoEnhancedCode}
+	if r.Enhanced != "" {
+		var a, b, c int
+		if _, err := fmt.Sscanf(r.Enhanced, "%d.%d.%d", &a, &b, &c); err == nil {
+			e.EnhancedCode = smtp.EnhancedCode{a, b, c}
+		}
+	}
+	return e
+}
+
+func (ss *session) AuthMechanisms() []string {
+	switch ss.s.opts.Auth {
+	case "xoauth2":
+		return []string{"XOAUTH2"}
+	case "plain":
+		return []string{sasl.Plain}
+	}
+	return nil
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	switch {
+	case mech == "XOAUTH2" && ss.s.opts.Auth == "xoauth2":
+		return &xoauth2Server{ss: ss}, nil
+	case mech == sasl.Plain && ss.s.opts.Auth == "plain":
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if username != ss.s.opts.User || password != ss.s.opts.Password {
+				return smtp.ErrAuthFailed
+			}
+			if err := ss.answer(Command{Name: "AUTH", Arg: username}); err != nil {
+				return err
+			}
+			ss.authed = true
+			return nil
+		}), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// xoauth2Server checks "user=...\x01auth=Bearer TOKEN\x01\x01"; a refusal is
+// sent as a 334 error challenge first, like Gmail and Microsoft do.
+type xoauth2Server struct {
+	ss      *session
+	failure error
+}
+
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if x.failure != nil {
+		return nil, true, x.failure
+	}
+	parts := strings.Split(string(resp), "\x01")
+	token := ""
+	for _, p := range parts {
+		if t, ok := strings.CutPrefix(p, "auth=Bearer "); ok {
+			token = t
+		}
+	}
+	if !strings.HasPrefix(string(resp), "user=") || token == "" {
+		return nil, true, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "malformed XOAUTH2"}
+	}
+	x.ss.s.mu.Lock()
+	x.ss.s.tokens = append(x.ss.s.tokens, token)
+	x.ss.s.mu.Unlock()
+	if err := x.ss.answer(Command{Name: "AUTH", Arg: token}); err != nil {
+		x.failure = err
+		return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
+	}
+	x.ss.authed = true
+	return nil, true, nil
+}
+
+func (ss *session) needAuth() error {
+	if ss.s.opts.Auth != "none" && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
+	return nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if err := ss.needAuth(); err != nil {
+		return err
+	}
+	if err := ss.answer(Command{Name: "MAIL", Arg: from}); err != nil {
+		return err
+	}
+	ss.from, ss.to = from, nil
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.needAuth(); err != nil {
+		return err
+	}
+	if err := ss.answer(Command{Name: "RCPT", Arg: to}); err != nil {
+		return err
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	var data []byte
+	if ss.s.opts.Discard && ss.s.opts.Script == nil {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+	} else {
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, r); err != nil {
+			return err
+		}
+		data = buf.Bytes()
+	}
+	if err := ss.answer(Command{Name: "DATA", Data: data}); err != nil {
+		return err
+	}
+	ss.s.mu.Lock()
+	ss.s.count++
+	if !ss.s.opts.Discard {
+		ss.s.msgs = append(ss.s.msgs, Message{From: ss.from, To: ss.to, Data: data, Session: ss.n})
+	}
+	ss.s.mu.Unlock()
+	return nil
+}
+
+func (ss *session) Reset() { ss.from, ss.to = "", nil }
+
+func (ss *session) Logout() error {
+	ss.s.mu.Lock()
+	if !ss.ended {
+		ss.ended = true
+		ss.s.concurrent--
+	}
+	ss.s.mu.Unlock()
+	return nil
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and localhost.
+func selfSigned() (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("smtpfake: key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "smtpfake"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("smtpfake: certificate: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pemBytes, nil
+}
+

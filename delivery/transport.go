@@ -1,0 +1,333 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/spoold/spoold/auth"
+)
+
+// envelope is what a session sends: the sender and the pending recipients.
+type envelope struct {
+	ID   string
+	From string
+	To   []string
+}
+
+// rcptResult is one recipient's answer; Err nil means accepted.
+type rcptResult struct {
+	Addr string
+	Err  *SMTPError
+}
+
+// sendResult is the outcome of one message on a session. When the returned
+// error is nil, Rcpts says per recipient what happened (refused recipients
+// carry their error; accepted ones were delivered). Reply is the final reply.
+type sendResult struct {
+	Rcpts []rcptResult
+	Reply string
+}
+
+// session is an open upstream connection that can carry several messages.
+type session interface {
+	// send transmits one message. A whole-message failure is an *SMTPError;
+	// errStale means a reused connection died before anything was sent.
+	send(ctx context.Context, env envelope, msg io.WriterTo, size int64) (sendResult, error)
+	// usable reports whether another message may follow on this session.
+	usable() bool
+	close()
+}
+
+// transport opens sessions for one account.
+type transport interface {
+	open(ctx context.Context, token string) (session, error)
+}
+
+// errStale: a reused connection failed its RSET; redial without penalty.
+var errStale = errors.New("delivery: reused connection is gone")
+
+// ---- file transport ----
+
+type fileTransport struct{ dir string }
+
+func (t *fileTransport) open(ctx context.Context, _ string) (session, error) {
+	if err := os.MkdirAll(t.dir, 0o750); err != nil {
+		return nil, classify(&SMTPError{Command: "WRITE", Text: "creating outbox dir: " + err.Error(), Err: err})
+	}
+	return &fileSession{dir: t.dir}, nil
+}
+
+type fileSession struct{ dir string }
+
+func (s *fileSession) usable() bool { return true }
+func (s *fileSession) close()       {}
+
+// send writes <id>.eml atomically: temp file, fsync, rename, fsync dir.
+func (s *fileSession) send(ctx context.Context, env envelope, msg io.WriterTo, _ int64) (sendResult, error) {
+	fail := func(what string, err error) (sendResult, error) {
+		return sendResult{}, classify(&SMTPError{Command: "WRITE", Text: what + ": " + err.Error(), Err: err})
+	}
+	if err := ctx.Err(); err != nil {
+		return fail("cancelled", err)
+	}
+	name := filepath.Base(env.ID)
+	if name == "." || name == ".." || name == "/" || name != env.ID {
+		return sendResult{}, &SMTPError{Command: "WRITE", Class: ClassPermanent, Text: fmt.Sprintf("message id %q is not a valid file name", env.ID)}
+	}
+	f, err := os.CreateTemp(s.dir, "."+name+".*.tmp")
+	if err != nil {
+		return fail("creating temp file", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := msg.WriteTo(f); err != nil {
+		f.Close()
+		return fail("writing "+tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fail("fsync "+tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fail("closing "+tmp, err)
+	}
+	final := filepath.Join(s.dir, name+".eml")
+	if err := os.Rename(tmp, final); err != nil {
+		return fail("renaming to "+final, err)
+	}
+	if d, err := os.Open(s.dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fail("fsync dir "+s.dir, err)
+		}
+	}
+	res := sendResult{Reply: "written to " + final}
+	for _, r := range env.To {
+		res.Rcpts = append(res.Rcpts, rcptResult{Addr: r})
+	}
+	return res, nil
+}
+
+// ---- SMTP transport ----
+
+type smtpTransport struct {
+	cfg      AccountConfig
+	tls      *tls.Config
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	hostname string
+}
+
+func (t *smtpTransport) open(ctx context.Context, token string) (session, error) {
+	cfg := t.cfg
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	raw, err := t.dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, netErr("CONNECT", "connecting to "+addr, err)
+	}
+	// Cancelling the session's context closes the connection: the only way
+	// to interrupt a blocked read inside the client.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	ok := false
+	defer func() {
+		if !ok {
+			stop()
+			raw.Close()
+		}
+	}()
+	var conn net.Conn = raw
+	if cfg.TLS == "implicit" {
+		tc := tls.Client(raw, t.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return nil, netErr("TLS", "TLS handshake with "+addr, err)
+		}
+		conn = tc
+	}
+	raw.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+	var c *smtp.Client
+	if cfg.TLS == "starttls" {
+		c, err = smtp.NewClientStartTLS(conn, t.tls)
+		if err != nil {
+			return nil, convErr("STARTTLS", err)
+		}
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	c.CommandTimeout = cfg.CommandTimeout
+	c.SubmissionTimeout = cfg.DataTimeout
+	if err := c.Hello(t.hostname); err != nil {
+		c.Close()
+		return nil, convErr("EHLO", err)
+	}
+	raw.SetDeadline(time.Time{})
+	var sc sasl.Client
+	switch cfg.Auth {
+	case "xoauth2":
+		sc = auth.NewXOAUTH2Client(cfg.Username, token)
+	case "plain":
+		sc = sasl.NewPlainClient("", cfg.Username, cfg.Password)
+	case "login":
+		sc = sasl.NewLoginClient(cfg.Username, cfg.Password)
+	}
+	if sc != nil {
+		if err := c.Auth(sc); err != nil {
+			c.Close()
+			return nil, convErr("AUTH", err)
+		}
+	}
+	ok = true
+	return &smtpSession{c: c, raw: raw, cfg: cfg, stop: stop}, nil
+}
+
+type smtpSession struct {
+	c      *smtp.Client
+	raw    net.Conn
+	cfg    AccountConfig
+	stop   func() bool
+	used   bool
+	broken bool
+	once   sync.Once
+}
+
+func (s *smtpSession) usable() bool { return !s.broken }
+
+func (s *smtpSession) close() {
+	s.once.Do(func() {
+		if !s.broken {
+			s.raw.SetDeadline(time.Now().Add(5 * time.Second))
+			s.c.Quit()
+		}
+		s.c.Close()
+		s.stop()
+	})
+}
+
+// errWriter remembers write errors so they can be told from body read errors.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(b []byte) (int, error) {
+	n, err := e.w.Write(b)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, size int64) (sendResult, error) {
+	var res sendResult
+	if s.broken {
+		return res, errStale
+	}
+	if s.used {
+		if err := s.c.Reset(); err != nil {
+			s.broken = true
+			return res, errStale
+		}
+	}
+	s.used = true
+	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
+		return res, &SMTPError{Code: 552, Enhanced: "5.3.4", Command: "MAIL", Class: ClassPermanent,
+			Text: fmt.Sprintf("message of %d bytes is larger than the upstream limit of %d bytes", size, max)}
+	}
+	if err := s.c.Mail(env.From, nil); err != nil {
+		return res, s.fail("MAIL", err)
+	}
+	accepted := 0
+	for _, to := range env.To {
+		err := s.c.Rcpt(to, nil)
+		if err == nil {
+			accepted++
+			res.Rcpts = append(res.Rcpts, rcptResult{Addr: to})
+			continue
+		}
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			return res, s.fail("RCPT", err)
+		}
+		res.Rcpts = append(res.Rcpts, rcptResult{Addr: to, Err: convErr("RCPT", err)})
+	}
+	if accepted == 0 {
+		return res, nil // the next send starts with RSET
+	}
+	w, err := s.c.Data()
+	if err != nil {
+		return res, s.fail("DATA", err)
+	}
+	s.raw.SetDeadline(time.Now().Add(s.cfg.DataTimeout))
+	ew := &errWriter{w: w}
+	if _, err := msg.WriteTo(ew); err != nil {
+		// DATA cannot be aborted: drop the connection so nothing half-written is accepted.
+		s.broken = true
+		s.c.Close()
+		if ew.err != nil {
+			return res, netErr("DATA", "sending the message body", ew.err)
+		}
+		return res, &SMTPError{Command: "DATA", Class: ClassInternal, Text: "reading the spooled body: " + err.Error(), Err: err}
+	}
+	resp, err := w.CloseWithResponse()
+	s.raw.SetDeadline(time.Time{})
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return res, convErr("DATA", err)
+		}
+		// No reply to the final dot: the upstream may have accepted the message.
+		s.broken = true
+		e := netErr("DATA", "no reply after the final dot", err)
+		e.Class = ClassUnknown
+		return res, e
+	}
+	res.Reply = resp.StatusText
+	return res, nil
+}
+
+// fail converts err; network errors mark the session broken.
+func (s *smtpSession) fail(cmd string, err error) *SMTPError {
+	e := convErr(cmd, err)
+	if e.Code == 0 {
+		s.broken = true
+	}
+	return e
+}
+
+// convErr converts a go-smtp or network error into an *SMTPError.
+func convErr(cmd string, err error) *SMTPError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		e := &SMTPError{Code: se.Code, Command: cmd, Text: se.Message}
+		if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
+			e.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		}
+		return classify(e)
+	}
+	return netErr(cmd, "", err)
+}
+
+func netErr(cmd, what string, err error) *SMTPError {
+	text := err.Error()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		text = "timeout: " + text
+	}
+	if what != "" {
+		text = what + ": " + text
+	}
+	return classify(&SMTPError{Command: cmd, Text: text, Err: err})
+}
