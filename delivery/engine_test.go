@@ -504,7 +504,12 @@ func TestTestSend(t *testing.T) {
 
 func TestPlainAuthImplicitTLS(t *testing.T) {
 	h := newHarness(t, hopt{up: smtpfake.Options{TLS: "implicit", Auth: "plain", User: "relay", Password: "s3cret-pw"},
-		account: func(a *AccountConfig) { a.TLS = "implicit"; a.Auth = "plain"; a.Username = "relay"; a.Password = "s3cret-pw" }})
+		account: func(a *AccountConfig) {
+			a.TLS = "implicit"
+			a.Auth = "plain"
+			a.Username = "relay"
+			a.Password = "s3cret-pw"
+		}})
 	id := h.enqueue()
 	h.waitState(id, spool.StateDelivered)
 	if strings.Contains(h.logs.String(), "s3cret-pw") {
@@ -527,7 +532,10 @@ func TestUntrustedCertificateIsTransient(t *testing.T) {
 func TestUnknownAccountWaits(t *testing.T) {
 	h := newHarness(t, hopt{})
 	id := h.sp.add(spool.EnqueueRequest{From: "a@b.example", To: []string{"c@d.example"}, Account: "other"}, simpleBody)
-	waitFor(t, "postponed", func() bool { m := h.sp.get(id); return m.State == spool.StateDeferred && strings.Contains(m.Reason, "not configured") })
+	waitFor(t, "postponed", func() bool {
+		m := h.sp.get(id)
+		return m.State == spool.StateDeferred && strings.Contains(m.Reason, "not configured")
+	})
 	if m := h.sp.get(id); m.Attempts != 0 {
 		t.Errorf("attempts %d", m.Attempts)
 	}

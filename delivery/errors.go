@@ -67,7 +67,7 @@ func (e *SMTPError) Record(now time.Time) *spool.ErrorRecord {
 
 // Reasons shown to admins for well-known permanent failures.
 const (
-	ReasonSendAsDenied = "From not permitted: use sender rewrite"
+	ReasonSendAsDenied  = "From not permitted: use sender rewrite"
 	fixSMTPAuthDisabled = "enable authenticated SMTP for the mailbox / tenant: Exchange admin center > mailbox > " +
 		"Manage email apps > Authenticated SMTP, and tenant-wide Set-TransportConfig -SmtpClientAuthenticationDisabled $false"
 )

@@ -408,4 +408,3 @@ func selfSigned() (tls.Certificate, []byte, error) {
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pemBytes, nil
 }
-
