@@ -164,18 +164,8 @@ func writeScanMessage(w io.Writer, h msgHeader, text, fileName, ctype string, fi
 		return fmt.Errorf("writing text part: %w", err)
 	}
 	var ah mail.AttachmentHeader
-	// mime.FormatMediaType writes RFC 2231 (name*=utf-8''...) for non-ASCII
-	// names and quotes ASCII ones; the name was checked for control characters.
-	ct := mime.FormatMediaType(ctype, map[string]string{"name": fileName})
-	if ct == "" {
-		ct = ctype
-	}
-	ah.Set("Content-Type", ct)
-	cd := mime.FormatMediaType("attachment", map[string]string{"filename": fileName})
-	if cd == "" {
-		cd = "attachment"
-	}
-	ah.Set("Content-Disposition", cd)
+	ah.Set("Content-Type", withParam(ctype, "name", fileName))
+	ah.Set("Content-Disposition", withParam("attachment", "filename", fileName))
 	ah.Set("Content-Transfer-Encoding", "base64")
 	aw, err := mw.CreateAttachment(ah)
 	if err != nil {
@@ -208,4 +198,35 @@ func writeNotice(w io.Writer, h msgHeader, text string) error {
 		return fmt.Errorf("writing notice: %w", err)
 	}
 	return nil
+}
+
+// withParam formats "value; key=param". Plain ASCII names are quoted as
+// needed; non-ASCII names, and names that look like RFC 2047 encoded words
+// (which readers would decode) or with space runs (which header folding can
+// shorten), use RFC 2231 (key*=utf-8''...). The name was
+// checked for control characters, so the result is one header-safe line.
+func withParam(value, key, param string) string {
+	if !strings.Contains(param, "=?") && !strings.Contains(param, "  ") &&
+		!strings.HasPrefix(param, " ") && !strings.HasSuffix(param, " ") {
+		if v := mime.FormatMediaType(value, map[string]string{key: param}); v != "" {
+			return v
+		}
+	}
+	var b strings.Builder
+	b.WriteString(value)
+	b.WriteString("; ")
+	b.WriteString(key)
+	b.WriteString("*=utf-8''")
+	const hexd = "0123456789ABCDEF"
+	for i := 0; i < len(param); i++ {
+		c := param[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexd[c>>4])
+		b.WriteByte(hexd[c&15])
+	}
+	return b.String()
 }
