@@ -208,11 +208,26 @@ type readerOnly struct{ r io.Reader }
 
 func (r readerOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
 
-// commitLoop is the group committer: it takes every request queued while the
-// previous commit ran, fsyncs the messages directory once for all their
-// renames, and commits them in one bbolt transaction.
+// commitLoop is the group committer, a two-stage pipeline: stage one takes
+// every request queued while it was busy and fsyncs the messages directory
+// once for all their renames; stage two commits such a batch in one bbolt
+// transaction. The stages overlap, so the directory fsync of the next batch
+// runs during the database commit of the previous one. Each message still
+// gets rename -> directory fsync -> commit in that order.
 func (s *Spool) commitLoop() {
 	defer close(s.commitDone)
+	synced := make(chan []*commitReq, 1)
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		for batch := range synced {
+			s.commitBatch(batch)
+		}
+	}()
+	defer func() {
+		close(synced)
+		<-committerDone
+	}()
 	for {
 		var batch []*commitReq
 		select {
@@ -230,20 +245,19 @@ func (s *Spool) commitLoop() {
 				break drain
 			}
 		}
-		s.commitBatch(batch)
+		if err := s.fs.SyncDir(s.msgDir); err != nil {
+			err = wrapIO("fsync messages directory", err)
+			for _, r := range batch {
+				r.done <- commitRes{err: err}
+			}
+			continue
+		}
+		synced <- batch
 	}
 }
 
+// commitBatch commits the metadata of a batch whose bodies are durable.
 func (s *Spool) commitBatch(batch []*commitReq) {
-	fail := func(err error) {
-		for _, r := range batch {
-			r.done <- commitRes{err: err}
-		}
-	}
-	if err := s.fs.SyncDir(s.msgDir); err != nil {
-		fail(wrapIO("fsync messages directory", err))
-		return
-	}
 	results := make([]commitRes, len(batch))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(bktKeys)
@@ -276,7 +290,10 @@ func (s *Spool) commitBatch(batch []*commitReq) {
 		return nil
 	})
 	if err != nil {
-		fail(wrapIO("committing metadata", err))
+		err = wrapIO("committing metadata", err)
+		for _, r := range batch {
+			r.done <- commitRes{err: err}
+		}
 		return
 	}
 	// Signal before answering so a caller that sees its ID also finds
