@@ -67,6 +67,7 @@ type Options struct {
 	TokenRetry      time.Duration // wait when the token endpoint is down; default 1m
 	ThrottlePause   time.Duration // pause of an account after a throttling answer; default 1m
 	ThrottleRecover time.Duration // successful period before concurrency/rate step back up; default 5m
+	IdleTimeout     time.Duration // keep an idle upstream connection open this long for more mail; default 2s
 }
 
 // TestResult is the upstream's final answer to TestSend.
@@ -99,6 +100,7 @@ type account struct {
 	limiter *rate.Limiter // nil = unlimited
 
 	conns, inflight int
+	idle            int // connection workers waiting for more mail
 	connLimit       int
 	throttledUntil  time.Time
 	throttledAt     time.Time
@@ -117,7 +119,8 @@ type Engine struct {
 	log    *slog.Logger
 	m      *metrics
 
-	kick chan struct{}
+	kick   chan struct{}
+	workCh chan struct{} // closed and replaced to wake idle connections
 
 	mu       sync.Mutex
 	accounts map[string]*account
@@ -185,12 +188,15 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	if opts.ThrottleRecover <= 0 {
 		opts.ThrottleRecover = 5 * time.Minute
 	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Second
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{sp: sp, tokens: tokens, opts: opts, log: opts.Logger, m: m,
-		kick: make(chan struct{}, 1), soft: context.Background(), hard: context.Background()}
+		kick: make(chan struct{}, 1), workCh: make(chan struct{}), soft: context.Background(), hard: context.Background()}
 	accs, err := e.build(accounts)
 	if err != nil {
 		return nil, err
@@ -409,6 +415,9 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		return wake
 	}
 	blocked := false
+	if len(due) > 0 {
+		e.broadcast()
+	}
 	for _, name := range due {
 		e.mu.Lock()
 		a := e.accounts[name]
@@ -422,6 +431,9 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			e.parkAll(ctx, name, until, reason)
 		case a.throttledUntil.After(now):
 			earlier(a.throttledUntil)
+			e.mu.Unlock()
+		case a.idle > 0:
+			// An idle connection of this account takes it (broadcast below).
 			e.mu.Unlock()
 		case a.conns < a.connLimit && e.workers < e.opts.Workers:
 			// One new connection per pass; a worker that claims a message
@@ -495,12 +507,13 @@ func (e *Engine) connWorker(a *account) {
 		e.wake()
 	}()
 	soft := e.soft
-	for sent := 0; sent < a.cfg.MaxMessagesPerConnection; sent++ {
+	for sent := 0; sent < a.cfg.MaxMessagesPerConnection; {
 		if soft.Err() != nil {
 			return
 		}
 		e.mu.Lock()
 		stop := e.blockedLocked(a, e.opts.Clock())
+		work := e.workCh // taken before claiming so no signal is missed
 		e.mu.Unlock()
 		if stop {
 			return
@@ -518,13 +531,50 @@ func (e *Engine) connWorker(a *account) {
 			return
 		}
 		if len(msgs) == 0 {
-			return
+			if sess == nil || !e.idleWait(a, work) {
+				return
+			}
+			continue
 		}
 		e.wake()
 		e.deliverSafe(a, msgs[0], &sess)
+		sent++
 		if sess != nil && !sess.usable() {
 			sess.close()
 			sess = nil
 		}
 	}
 }
+
+// idleWait keeps an open connection for IdleTimeout in case more mail
+// arrives (like Postfix's connection cache); false when nothing came.
+func (e *Engine) idleWait(a *account, work <-chan struct{}) bool {
+	e.mu.Lock()
+	a.idle++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		a.idle--
+		e.mu.Unlock()
+	}()
+	t := time.NewTimer(e.opts.IdleTimeout)
+	defer t.Stop()
+	select {
+	case <-work:
+		return true
+	case <-t.C:
+	case <-e.soft.Done():
+	}
+	return false
+}
+
+// broadcast wakes idle connection workers.
+func (e *Engine) broadcast() {
+	e.mu.Lock()
+	close(e.workCh)
+	e.workCh = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// The real spool satisfies the interface; a signature drift fails the build here.
+var _ Spool = (*spool.Spool)(nil)

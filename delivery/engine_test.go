@@ -315,33 +315,41 @@ func TestRateLimit(t *testing.T) {
 
 func TestThrottleSlowsAccount(t *testing.T) {
 	var once atomic.Bool
-	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
-		if c.Name == "MAIL" && once.CompareAndSwap(false, true) {
+	var h *harness
+	var sentAt atomic.Value // fake-clock time of the MAIL commands after the throttle
+	h = newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name != "MAIL" {
+			return smtpfake.Reply{}
+		}
+		if once.CompareAndSwap(false, true) {
 			return smtpfake.Reply{Code: 432, Enhanced: "4.3.2", Text: "STOREDRV.ClientSubmit; sender thread limit exceeded"}
 		}
+		sentAt.Store(h.clock.Now())
 		return smtpfake.Reply{}
-	}}, account: func(a *AccountConfig) { a.MaxConnections = 4 }})
+	}}, account: func(a *AccountConfig) { a.MaxConnections = 4 }, noStart: true})
+	h.start()
+	throttledAt := h.clock.Now()
 	id := h.enqueue()
 	m := h.waitState(id, spool.StateDeferred)
 	if m.LastError == nil || m.LastError.Class != ClassThrottled {
 		t.Fatalf("last error %+v", m.LastError)
 	}
 	st := h.eng.AccountStates()[0]
-	if st.ConnLimit != 2 || !st.ThrottledUntil.After(h.clock.Now()) {
+	if st.ConnLimit != 2 || !st.ThrottledUntil.Equal(throttledAt.Add(time.Minute)) {
 		t.Errorf("account after throttle: %+v", st)
 	}
-	// While throttled, another account message is not sent even when due.
+	// Another message of the account waits for the end of the pause even
+	// though it is due: the whole account slowed down.
 	id2 := h.enqueue()
 	h.clock.Add(30 * time.Second)
 	h.sp.signal()
-	time.Sleep(100 * time.Millisecond) // negative check: nothing may happen while throttled
-	if s := h.sp.get(id2).State; s != spool.StateQueued {
-		t.Errorf("message sent while the account is throttled: %s", s)
-	}
-	h.clock.Add(time.Minute)
+	h.clock.Add(31 * time.Second)
 	h.sp.signal()
-	h.waitState(id, spool.StateDelivered)
 	h.waitState(id2, spool.StateDelivered)
+	if at := sentAt.Load().(time.Time); at.Before(throttledAt.Add(time.Minute)) {
+		t.Errorf("sent at %v during the throttle pause (until %v)", at, throttledAt.Add(time.Minute))
+	}
+	h.waitState(id, spool.StateDelivered)
 }
 
 func TestTimeoutAfterDot(t *testing.T) {
