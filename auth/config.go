@@ -3,8 +3,10 @@ package auth
 import (
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -201,6 +203,19 @@ func resolve(c AccountConfig) (*resolved, error) {
 		return nil, fmt.Errorf("auth: account %s: %w", c.Name, errors.Join(errs...))
 	}
 	return r, nil
+}
+
+// fingerprint identifies the settings that decide whether token requests can
+// work. Secrets enter only through a truncated hash.
+func (r *resolved) fingerprint() string {
+	h := sha256.New()
+	for _, v := range []string{string(r.provider), string(r.flow), r.cfg.Tenant, r.cfg.ClientID, r.cfg.ClientSecret.Reveal(),
+		r.cfg.CertificateFile, r.cfg.PrivateKeyFile, r.cfg.ServiceAccountJSON.Reveal(), r.cfg.Mailbox,
+		strings.Join(r.scopes, " "), r.authURL, r.tokenURL, r.devURL, r.cfg.RedirectURL} {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 func firstNonEmpty(v ...string) string {

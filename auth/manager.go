@@ -481,8 +481,8 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", a.name)
 	case r.flow.Delegated() && a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is for %s but the mailbox is %s: run `spoolctl auth login %s`", a.tok.Identity, r.cfg.Mailbox, a.name)
-	case a.hr.Status == StatusMisconfigured && a.hr.Provider != "" && a.hr.Flow != string(r.flow):
-		a.hr.Status, a.hr.Reason = StatusOK, "" // config changed since; try again
+	case a.hr.Status == StatusMisconfigured && a.hr.ConfigHash != r.fingerprint():
+		a.hr.Status, a.hr.Reason = StatusOK, "" // the config changed since: try again
 	}
 	a.loaded = true
 	m.met.setHealth(a.name, a.hr.Status)
@@ -514,6 +514,7 @@ func (m *Manager) saveHealthLocked(ctx context.Context, a *account) {
 		a.hr.Identity, a.hr.Expiry, a.hr.GrantedAt = "", time.Time{}, time.Time{}
 	}
 	a.hr.Updated = m.now()
+	a.hr.ConfigHash = r.fingerprint()
 	b, err := jsonMarshal(a.hr)
 	if err == nil {
 		err = m.store.AccountPut(ctx, a.name, HealthKey, b)
@@ -551,6 +552,36 @@ func (m *Manager) mark(ctx context.Context, name string, st Status, reason strin
 	}
 	m.setStatusLocked(a, st, sanitize(reason, 600))
 	m.saveHealthLocked(ctx, a)
+	return nil
+}
+
+// Resume clears misconfigured or refresh_failing after the admin fixed the
+// cause outside spoold (for example enabled SMTP AUTH for the tenant), so the
+// next token call tries again and delivery drains the account. A missing or
+// refused grant (needs_reauth) still needs a login.
+func (m *Manager) Resume(ctx context.Context, name string) error {
+	a, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	if a.hr.Status == StatusNeedsReauth {
+		reason := a.hr.Reason
+		a.mu.Unlock()
+		return fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
+	}
+	prev := a.hr.Status
+	a.hr.Failures = 0
+	m.setStatusLocked(a, StatusOK, "")
+	m.saveHealthLocked(ctx, a)
+	a.mu.Unlock()
+	if prev != StatusOK {
+		m.signalRecovered(name)
+	}
 	return nil
 }
 
@@ -600,7 +631,7 @@ func (m *Manager) healthLocked(a *account) Health {
 		case left <= 0:
 			h.Warnings = append(h.Warnings, fmt.Sprintf("client secret expired on %s: create a new one in the app registration and update client_secret", exp.Format(time.DateOnly)))
 		case left <= SecretExpiryWarning:
-			h.Warnings = append(h.Warnings, fmt.Sprintf("client secret expires in %d days (%s): create a new one and update client_secret", int(left.Hours()/24)+1, exp.Format(time.DateOnly)))
+			h.Warnings = append(h.Warnings, fmt.Sprintf("client secret expires in %d days (%s): create a new one and update client_secret", int((left+24*time.Hour-1)/(24*time.Hour)), exp.Format(time.DateOnly)))
 		}
 	}
 	if r.provider == ProviderGoogle && r.flow.Delegated() && h.GrantAge >= GoogleTestingGrantWarning {
@@ -618,6 +649,16 @@ func (m *Manager) healthLocked(a *account) Health {
 // keepAlive refreshes idle grants and retries failing ones.
 func (m *Manager) keepAlive(ctx context.Context) {
 	defer m.wg.Done()
+	// Load every account once: metrics get their health and the admin sees
+	// what needs attention right at start.
+	for _, h := range m.AllHealth(ctx) {
+		if h.Status != StatusOK {
+			m.log.Warn("account needs attention", "account", h.Account, "status", h.Status, "reason", h.Reason)
+		}
+		for _, w := range h.Warnings {
+			m.log.Warn("account warning", "account", h.Account, "warning", w)
+		}
+	}
 	t := time.NewTicker(m.opts.KeepAliveCheck)
 	defer t.Stop()
 	for {

@@ -123,6 +123,9 @@ type healthRecord struct {
 	Expiry    time.Time `json:"access_token_expiry,omitzero"`
 	GrantedAt time.Time `json:"granted_at,omitzero"`
 	Updated   time.Time `json:"updated,omitzero"`
+	// ConfigHash fingerprints the account config the status was decided
+	// under: a misconfigured status is retried once the config changed.
+	ConfigHash string `json:"config_hash,omitempty"`
 }
 
 // ReadHealth reads an account's last stored health without a Manager (for

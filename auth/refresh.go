@@ -61,7 +61,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, 
 		return "", time.Time{}, fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
 	}
 
-	resp, err := m.fetchWithRetry(ctx, name, r, func() (url.Values, error) { return m.grantForm(r, cur) })
+	resp, err := m.fetchWithRetry(ctx, name, r, cur, func() (url.Values, error) { return m.grantForm(r, cur) })
 	now := m.now()
 	if err != nil {
 		err = m.scrubErr(err, r, cur)
@@ -188,7 +188,7 @@ func configReason(err error, r *resolved) string {
 
 // fetchWithRetry posts the grant, retrying transient failures with backoff a
 // bounded number of times. build runs per attempt (assertions are fresh).
-func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, build func() (url.Values, error)) (*tokenResponse, error) {
+func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, cur *tokenRecord, build func() (url.Values, error)) (*tokenResponse, error) {
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval = m.opts.RetryInitial
 	eb.MaxInterval = m.opts.RetryMax
@@ -213,7 +213,7 @@ func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, 
 		if classify(err) != kindTransient {
 			return backoff.Permanent(err)
 		}
-		m.log.Debug("token request failed", "account", name, "attempt", attempt, "error", err)
+		m.log.Debug("token request failed", "account", name, "attempt", attempt, "error", m.scrubErr(err, r, cur))
 		return err
 	}, b)
 	if err != nil {

@@ -1,0 +1,395 @@
+package auth_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/auth/authtest"
+	"github.com/spoold/spoold/spool"
+)
+
+// TestNoSecretsInLogsOrErrors runs every flow, success and failure, with
+// debug logging and checks that no secret, code or token appears in any log
+// line or error text.
+func TestNoSecretsInLogsOrErrors(t *testing.T) {
+	e := newEnv(t)
+	const clientSecret = "client-secret-Zx9QwErTy"
+	e.srv.SetClientSecret(clientSecret)
+	certPEM, keyPEM, err := e.srv.NewClientCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saKey, err := e.srv.NewServiceAccount("sa@p.iam.gserviceaccount.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	_ = os.WriteFile(certFile, certPEM, 0o600)
+	_ = os.WriteFile(keyFile, keyPEM, 0o600)
+
+	deleg := e.cfg()
+	deleg.ClientSecret = clientSecret
+	dev := e.cfg()
+	dev.Name, dev.Flow, dev.ClientSecret = "dev", "device", clientSecret
+	cc := e.cfg()
+	cc.Name, cc.Flow, cc.ClientSecret = "cc", "client_credentials", clientSecret
+	cert := e.cfg()
+	cert.Name, cert.Flow, cert.CertificateFile, cert.PrivateKeyFile = "cert", "client_credentials", certFile, keyFile
+	sa := auth.AccountConfig{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: testMailbox, ServiceAccountJSON: auth.Secret(saKey)}
+	cfgs := []auth.AccountConfig{deleg, dev, cc, cert, sa}
+	m := e.start(cfgs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	e.mustLogin()
+	ls, err := m.StartLogin(ctx, "dev", auth.LoginDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.srv.ApproveDevice(ls.UserCode)
+	if _, err := m.WaitLogin(ctx, ls.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cc", "cert", "sa"} {
+		if _, err := m.StartLogin(ctx, name, ""); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	e.clock.Advance(2 * time.Hour)
+	for _, name := range m.Accounts() {
+		if _, err := m.AccessToken(ctx, name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// Failures: transient, invalid_grant, bad secret, identity mismatch.
+	e.srv.FailNext(3, http.StatusServiceUnavailable)
+	_, err = m.ForceRefresh(ctx, testAccount)
+	e.note(err)
+	e.srv.SetInvalidGrant("AADSTS700082: expired")
+	for _, name := range m.Accounts() {
+		_, err := m.ForceRefresh(ctx, name)
+		e.note(err)
+	}
+	e.srv.SetInvalidGrant("")
+	e.srv.SetIdentity("mallory@example.com")
+	_, err = e.browserLogin(testAccount)
+	e.note(err)
+	wrong := cc
+	wrong.ClientSecret = "wrong-secret-AbCdEf"
+	if err := m.Reload([]auth.AccountConfig{deleg, dev, wrong, cert, sa}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.ForceRefresh(ctx, "cc")
+	e.note(err)
+	for _, h := range m.AllHealth(ctx) {
+		b, _ := json.Marshal(h)
+		e.errTexts = append(e.errTexts, string(b), h.Reason)
+	}
+	// Configs printed every way.
+	for _, c := range cfgs {
+		b, _ := json.Marshal(c)
+		e.errTexts = append(e.errTexts, fmt.Sprintf("%v %+v %#v %s", c, c, c, b), fmt.Sprint(c.ClientSecret))
+		e.opts.Logger.Debug("config", "cfg", c, "secret", c.ClientSecret)
+	}
+
+	secrets := append(e.srv.Issued(), clientSecret, "wrong-secret-AbCdEf", string(keyPEM), string(saKey))
+	logs := e.logs.String()
+	if !strings.Contains(logs, "level=DEBUG") {
+		t.Fatal("debug logging was not captured")
+	}
+	texts := append([]string{logs}, e.errTexts...)
+	if len(e.errTexts) < 8 {
+		t.Fatalf("too few error texts collected (%d): the failure paths did not run", len(e.errTexts))
+	}
+	for _, s := range secrets {
+		probe := s
+		if len(probe) > 100 {
+			probe = probe[len(probe)/2 : len(probe)/2+32] // a distinctive slice of a key
+		}
+		for _, txt := range texts {
+			if strings.Contains(txt, probe) {
+				t.Fatalf("secret %.12q... leaked in: %.300s", probe, txt)
+			}
+		}
+	}
+	if !strings.Contains(fmt.Sprintf("%v", deleg.ClientSecret), "[redacted]") {
+		t.Fatal("Secret does not print [redacted]")
+	}
+}
+
+func TestSecretRedaction(t *testing.T) {
+	s := auth.Secret("hunter2-value")
+	var b strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&b, nil))
+	logger.Info("x", "s", s)
+	j, _ := json.Marshal(struct{ S auth.Secret }{s})
+	for _, out := range []string{s.String(), fmt.Sprintf("%v|%s|%q|%+v|%#v|%x", s, s, s, s, s, s), b.String(), string(j)} {
+		if strings.Contains(out, "hunter2") {
+			t.Fatalf("leak: %s", out)
+		}
+	}
+	if s.Reveal() != "hunter2-value" {
+		t.Fatal("Reveal")
+	}
+	if auth.Secret("").String() != "" {
+		t.Fatal("empty secret should print empty")
+	}
+}
+
+func TestPresets(t *testing.T) {
+	cases := []struct {
+		p                      auth.Provider
+		tenant, token, smtp, s string
+	}{
+		{auth.ProviderMicrosoft, "contoso.com", "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token", "smtp.office365.com:587", "https://outlook.office.com/SMTP.Send"},
+		{auth.ProviderMicrosoftUSGov, "t1", "https://login.microsoftonline.us/t1/oauth2/v2.0/token", "smtp.office365.us:587", "https://outlook.office365.us/SMTP.Send"},
+		{auth.ProviderGoogle, "", "https://oauth2.googleapis.com/token", "smtp.gmail.com:587", "https://mail.google.com/"},
+	}
+	for _, c := range cases {
+		p, err := auth.Preset(c.p, c.tenant)
+		if err != nil || p.TokenURL != c.token || p.SMTPAddr() != c.smtp || p.Scopes[0] != c.s {
+			t.Fatalf("%s: %+v %v", c.p, p, err)
+		}
+	}
+	if p, _ := auth.Preset(auth.ProviderMicrosoft, ""); !strings.Contains(p.AuthURL, "/organizations/") || !strings.Contains(strings.Join(p.Scopes, " "), "offline_access") {
+		t.Fatalf("microsoft default: %+v", p)
+	}
+	if p, _ := auth.Preset(auth.ProviderMicrosoft, "x"); p.AppScopes[0] != "https://outlook.office365.com/.default" {
+		t.Fatalf("app scope %v", p.AppScopes)
+	}
+	if p, err := auth.Preset(auth.ProviderGeneric, ""); err != nil || p.TokenURL != "" || p.SMTPAddr() != "" {
+		t.Fatalf("generic %+v %v", p, err)
+	}
+	if _, err := auth.Preset("yahoo", ""); err == nil {
+		t.Fatal("unknown provider accepted")
+	}
+	if _, err := auth.Preset(auth.ProviderMicrosoft, "evil/../x"); err == nil {
+		t.Fatal("tenant with a slash accepted")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	store := newMemStore()
+	bad := []struct {
+		cfg  auth.AccountConfig
+		want string
+	}{
+		{auth.AccountConfig{Name: "a", ClientID: "c"}, "mailbox is empty"},
+		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Provider: "aol"}, "unknown provider"},
+		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Flow: "implicit"}, "flow"},
+		{auth.AccountConfig{Name: "a", Mailbox: "x@y"}, "client_id is empty"},
+		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Flow: "client_credentials", ClientSecret: "s"}, "specific tenant"},
+		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Tenant: "t", Flow: "client_credentials"}, "client_secret or certificate"},
+		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Tenant: "t", Flow: "client_credentials", PrivateKeyFile: "/nonexistent.pem"}, "private_key_file"},
+		{auth.AccountConfig{Name: "a", Provider: "google", Mailbox: "x@y", Flow: "service_account", ServiceAccountJSON: "{not json"}, "not valid JSON"},
+		{auth.AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "x@y"}, "token_url is empty"},
+		{auth.AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "x@y", TokenURL: "ftp://x", AuthURL: "https://a", Scopes: []string{"s"}}, "not an http(s) URL"},
+		{auth.AccountConfig{Name: ""}, "name is empty"},
+	}
+	for _, c := range bad {
+		_, err := auth.NewManager([]auth.AccountConfig{c.cfg}, store, auth.Options{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	ok := auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y"}
+	if _, err := auth.NewManager([]auth.AccountConfig{ok, ok}, store, auth.Options{}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("duplicate: %v", err)
+	}
+	m, err := auth.NewManager([]auth.AccountConfig{ok}, store, auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !m.HasAccount("a") || m.HasAccount("b") || m.Mailbox("a") != "x@y" || m.SMTPAddr("a") != "smtp.office365.com:587" {
+		t.Fatal("accessors")
+	}
+}
+
+func TestReloadKeepsGrants(t *testing.T) {
+	e := newEnv(t)
+	m := e.start()
+	e.mustLogin()
+	tok, _ := e.token()
+	other := e.cfg()
+	other.Name = "other"
+	if err := m.Reload([]auth.AccountConfig{e.cfg(), other}); err != nil {
+		t.Fatal(err)
+	}
+	if t2, err := e.token(); err != nil || t2 != tok {
+		t.Fatalf("grant lost on reload: %v", err)
+	}
+	if !m.HasAccount("other") {
+		t.Fatal("account not added")
+	}
+	bad := other
+	bad.Mailbox = ""
+	if err := m.Reload([]auth.AccountConfig{bad}); err == nil || !m.HasAccount(testAccount) {
+		t.Fatal("an invalid reload changed the account set")
+	}
+	if err := m.Reload([]auth.AccountConfig{other}); err != nil || m.HasAccount(testAccount) {
+		t.Fatalf("removal: %v", err)
+	}
+	if _, err := m.AccessToken(context.Background(), testAccount); !errors.Is(err, auth.ErrUnknownAccount) {
+		t.Fatalf("removed account: %v", err)
+	}
+	// Changing the mailbox makes the old grant unusable.
+	changed := e.cfg()
+	changed.Mailbox = "bob@example.com"
+	if err := m.Reload([]auth.AccountConfig{e.cfg()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload([]auth.AccountConfig{changed}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.token()
+	wantErr(t, err, auth.ErrNeedsReauth)
+	if h := e.health(); !strings.Contains(h.Reason, "bob@example.com") {
+		t.Fatalf("reason %q", h.Reason)
+	}
+}
+
+func TestMisconfiguredClearedByConfigChangeOrResume(t *testing.T) {
+	e := newEnv(t)
+	e.srv.SetClientSecret("good-secret-1")
+	cfg := e.cfg()
+	cfg.Flow, cfg.ClientSecret = "client_credentials", "bad-secret-1"
+	m := e.start(cfg)
+	_, err := e.token()
+	wantErr(t, err, auth.ErrMisconfigured)
+	e.start(cfg) // restart with the same config: still misconfigured, no new request
+	before := e.srv.Calls("token:" + authtest.GrantClientCredentials)
+	_, err = e.token()
+	wantErr(t, err, auth.ErrMisconfigured)
+	if e.srv.Calls("token:"+authtest.GrantClientCredentials) != before {
+		t.Fatal("a misconfigured account kept calling the token endpoint")
+	}
+	cfg.ClientSecret = "good-secret-1"
+	m = e.start(cfg) // restart with the fixed config
+	if _, err := e.token(); err != nil {
+		t.Fatalf("fixed config: %v", err)
+	}
+	ctx := context.Background()
+	_ = m.MarkMisconfigured(ctx, testAccount, "SMTP AUTH disabled (535 5.7.139): enable it for the mailbox")
+	if err := m.Resume(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.token(); err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+}
+
+func TestHealthWarnings(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.cfg()
+	cfg.Provider = "google"
+	cfg.ClientSecretExpires = e.clock.Now().Add(9 * 24 * time.Hour)
+	e.start(cfg)
+	e.mustLogin()
+	h := e.health()
+	if len(h.Warnings) != 1 || !strings.Contains(h.Warnings[0], "expires in 9 days") {
+		t.Fatalf("warnings %q", h.Warnings)
+	}
+	e.srv.SetRotate(false)
+	for i := 0; i < 6; i++ { // keep refreshing daily so only the grant ages
+		e.clock.Advance(24 * time.Hour)
+		if _, err := e.token(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h = e.health()
+	if h.GrantAge != 6*24*time.Hour || len(h.Warnings) != 2 || !strings.Contains(h.Warnings[1], "testing") {
+		t.Fatalf("age %v warnings %q", h.GrantAge, h.Warnings)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	e.opts.Registerer = reg
+	e.start()
+	e.mustLogin()
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.token(); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetInvalidGrant("x")
+	_, _ = e.m.ForceRefresh(context.Background(), testAccount)
+	e.start() // a second Manager on the same registry reuses the collectors
+	want := `
+# HELP spoold_account_health 1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing), 0 for the others.
+# TYPE spoold_account_health gauge
+spoold_account_health{account="scanner",status="misconfigured"} 0
+spoold_account_health{account="scanner",status="needs_reauth"} 1
+spoold_account_health{account="scanner",status="ok"} 0
+spoold_account_health{account="scanner",status="refresh_failing"} 0
+# HELP spoold_token_refreshes_total OAuth2 token requests (refresh, client credentials, JWT bearer) by account and result.
+# TYPE spoold_token_refreshes_total counter
+spoold_token_refreshes_total{account="scanner",result="needs_reauth"} 1
+spoold_token_refreshes_total{account="scanner",result="ok"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotationWithRealSpool repeats the reopen test on the bbolt spool.
+func TestRotationWithRealSpool(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	open := func() *spool.Spool {
+		s, err := spool.Open(dir, spool.Options{RescueInterval: -1})
+		if err != nil {
+			t.Fatalf("spool.Open: %v", err)
+		}
+		return s
+	}
+	sp := open()
+	m, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sp, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.m = m
+	e.hmu.Lock()
+	e.handler = m.CallbackHandler()
+	e.hmu.Unlock()
+	e.mustLogin()
+	for i := 0; i < 2; i++ {
+		e.clock.Advance(2 * time.Hour)
+		if _, err := e.token(); err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		_ = m.Close()
+		if err := sp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		sp = open()
+		if m, err = auth.NewManager([]auth.AccountConfig{e.cfg()}, sp, e.opts); err != nil {
+			t.Fatal(err)
+		}
+		e.m = m
+	}
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.token(); err != nil {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if h := e.health(); h.Status != auth.StatusOK {
+		t.Fatalf("status %s %s", h.Status, h.Reason)
+	}
+	_ = m.Close()
+	_ = sp.Close()
+}
