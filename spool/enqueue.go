@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -47,6 +48,16 @@ func validateEnqueue(req EnqueueRequest) error {
 		}
 		if strings.ContainsAny(to, "\x00\r\n") {
 			return fmt.Errorf("spool: enqueue: %w: recipient %d contains CR, LF or NUL", ErrInvalid, i+1)
+		}
+	}
+	// Metadata is stored as JSON, which cannot carry invalid UTF-8; the
+	// account and key are also index keys and must round-trip exactly.
+	if !utf8.ValidString(req.Account) || !utf8.ValidString(req.From) || !utf8.ValidString(req.IdempotencyKey) {
+		return fmt.Errorf("spool: enqueue: %w: account, sender or idempotency key is not valid UTF-8", ErrInvalid)
+	}
+	for i, to := range req.To {
+		if !utf8.ValidString(to) {
+			return fmt.Errorf("spool: enqueue: %w: recipient %d is not valid UTF-8", ErrInvalid, i+1)
 		}
 	}
 	if len(req.IdempotencyKey) > 512 {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // crockford is the Crockford base32 alphabet used by ULIDs: IDs sort
@@ -73,7 +74,7 @@ func encodeULID(b [16]byte) string {
 
 // validID reports whether id is safe to use as a file name and index key part.
 func validID(id string) bool {
-	if id == "" || len(id) > 200 || id[0] == '.' {
+	if id == "" || len(id) > 200 || id[0] == '.' || !utf8.ValidString(id) {
 		return false
 	}
 	return !strings.ContainsAny(id, "/\\\x00\r\n")
