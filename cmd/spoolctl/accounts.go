@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+)
+
+func (a *app) accountsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "accounts",
+		Short: "List upstream accounts and their health",
+		Args:  cobra.NoArgs,
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		defer cancel()
+		res, err := c.Accounts(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(cmd.OutOrStdout(), res)
+		}
+		if len(res.Accounts) == 0 {
+			fmt.Fprintln(cmd.OutOrStdout(), "no accounts configured")
+			return nil
+		}
+		printAccountsTable(cmd.OutOrStdout(), res.Accounts, res.Now, "")
+		return nil
+	})
+	return cmd
+}
+
+// printAccountsTable prints one line per account, then each problem's reason
+// and warnings so the fix is on screen.
+func printAccountsTable(w io.Writer, accs []adminapi.AccountInfo, now time.Time, indent string) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "%sNAME\tTRANSPORT\tPROVIDER\tMAILBOX\tSTATUS\tTOKEN EXPIRES\tGRANT AGE\tLAST DELIVERY\tLAST ERROR\n", indent)
+	for _, ac := range accs {
+		grant := "-"
+		if !ac.GrantedAt.IsZero() {
+			grant = age(now.Sub(ac.GrantedAt))
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", indent, ac.Name, orDash(ac.Transport),
+			orDash(ac.Provider), orDash(ac.Mailbox), ac.Status, until2(ac.TokenExpiry, now), grant,
+			since(ac.LastDelivery, now), orDash(short(ac.LastError, 50)))
+	}
+	tw.Flush()
+	for _, ac := range accs {
+		if ac.Reason != "" {
+			fmt.Fprintf(w, "%s%s: %s\n", indent, ac.Name, ac.Reason)
+		}
+		for _, warn := range ac.Warnings {
+			fmt.Fprintf(w, "%s%s: warning: %s\n", indent, ac.Name, warn)
+		}
+	}
+}
+
+// until2 is until for expiries: a past time is "expired".
+func until2(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if !t.After(now) {
+		return "expired " + age(now.Sub(t)) + " ago"
+	}
+	return "in " + age(t.Sub(now))
+}
+
+func printAccount(w io.Writer, ac adminapi.AccountInfo, now time.Time) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "Account:\t%s\n", ac.Name)
+	fmt.Fprintf(tw, "Status:\t%s\n", ac.Status)
+	if ac.Reason != "" {
+		fmt.Fprintf(tw, "Reason:\t%s\n", ac.Reason)
+	}
+	fmt.Fprintf(tw, "Transport:\t%s\n", orDash(ac.Transport))
+	fmt.Fprintf(tw, "Provider:\t%s\n", orDash(ac.Provider))
+	fmt.Fprintf(tw, "Flow:\t%s\n", orDash(ac.Flow))
+	fmt.Fprintf(tw, "Mailbox:\t%s\n", orDash(ac.Mailbox))
+	if ac.Identity != "" {
+		fmt.Fprintf(tw, "Signed in as:\t%s\n", ac.Identity)
+	}
+	fmt.Fprintf(tw, "Token expires:\t%s\n", stamp(ac.TokenExpiry, now))
+	fmt.Fprintf(tw, "Granted:\t%s\n", stamp(ac.GrantedAt, now))
+	fmt.Fprintf(tw, "Last refresh:\t%s\n", stamp(ac.LastRefresh, now))
+	fmt.Fprintf(tw, "Last delivery:\t%s\n", stamp(ac.LastDelivery, now))
+	if ac.LastError != "" {
+		fmt.Fprintf(tw, "Last error:\t%s (%s)\n", ac.LastError, since(ac.LastErrorTime, now))
+	}
+	if !ac.ClientSecretExpires.IsZero() {
+		fmt.Fprintf(tw, "Client secret expires:\t%s\n", stamp(ac.ClientSecretExpires, now))
+	}
+	for _, warn := range ac.Warnings {
+		fmt.Fprintf(tw, "Warning:\t%s\n", warn)
+	}
+	tw.Flush()
+}
+
+func (a *app) authCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "auth",
+		Short: "Sign accounts in and out, show their token state",
+	}
+	cmd.AddCommand(a.authLoginCmd(), a.authStatusCmd(), a.authLogoutCmd())
+	return cmd
+}
+
+func (a *app) authLoginCmd() *cobra.Command {
+	var device, paste, asJSON bool
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "login ACCOUNT",
+		Short: "Authorize an account (browser by default, --paste for headless hosts, --device for a code)",
+		Args:  exactArgs(1, "an account name"),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&device, "device", false, "device code flow: print a code to enter on another device")
+	f.BoolVar(&paste, "paste", false, "paste the redirected URL here instead of using the daemon's callback")
+	f.BoolVar(&asJSON, "json", false, "print the resulting account as JSON")
+	f.DurationVar(&wait, "wait", 15*time.Minute, "how long to wait for the sign-in to finish")
+	cmd.MarkFlagsMutuallyExclusive("device", "paste")
+	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		name := args[0]
+		mode := adminapi.LoginBrowser
+		switch {
+		case device:
+			mode = adminapi.LoginDevice
+		case paste:
+			mode = adminapi.LoginPaste
+		}
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		ls, err := c.StartLogin(ctx, name, mode)
+		cancel()
+		if err != nil {
+			return err
+		}
+		// Instructions go to stderr so --json output stays clean.
+		msgw, out := cmd.ErrOrStderr(), cmd.OutOrStdout()
+		if !asJSON {
+			msgw = out
+		}
+		if ls.Message != "" {
+			fmt.Fprintln(msgw, ls.Message)
+		}
+		var ai adminapi.AccountInfo
+		switch mode {
+		case adminapi.LoginDevice:
+			fmt.Fprintf(msgw, "To sign in account %s, open %s and enter the code %s\n", name, ls.VerificationURI, ls.UserCode)
+			if !ls.ExpiresAt.IsZero() {
+				fmt.Fprintf(msgw, "The code expires at %s.\n", ls.ExpiresAt.UTC().Format("15:04:05Z"))
+			}
+			fmt.Fprintln(msgw, "Waiting for the sign-in to finish (Ctrl-C to stop waiting)...")
+			ai, err = a.waitLogin(cmd, c, ls.LoginID, wait)
+		case adminapi.LoginPaste:
+			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as the account's mailbox:\n\n  %s\n\n", ls.URL)
+			fmt.Fprintln(msgw, "Your browser is then sent to a page that may fail to load: copy that page's full address")
+			fmt.Fprint(msgw, "from the address bar and paste it here: ")
+			line, rerr := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+			line = strings.TrimSpace(line)
+			if line == "" {
+				if rerr != nil && rerr != io.EOF {
+					return fmt.Errorf("reading the redirected URL: %w", rerr)
+				}
+				return fmt.Errorf("no URL pasted: login for account %s not completed", name)
+			}
+			fmt.Fprintln(msgw)
+			ctx, cancel := a.ctx(cmd)
+			ai, err = c.CompletePaste(ctx, ls.LoginID, line)
+			cancel()
+		default:
+			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as the account's mailbox:\n\n  %s\n\n", ls.URL)
+			fmt.Fprintln(msgw, "Waiting for the sign-in to finish (Ctrl-C to stop waiting)...")
+			ai, err = a.waitLogin(cmd, c, ls.LoginID, wait)
+		}
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(out, ai)
+		}
+		who := ai.Identity
+		if who == "" {
+			who = ai.Mailbox
+		}
+		fmt.Fprintf(out, "account %s signed in as %s; status %s\n", orDash(ai.Name), orDash(who), ai.Status)
+		if ai.Reason != "" {
+			fmt.Fprintf(out, "%s\n", ai.Reason)
+		}
+		return nil
+	})
+	return cmd
+}
+
+// waitLogin long-polls with its own deadline: a person is typing a password.
+func (a *app) waitLogin(cmd *cobra.Command, c *adminapi.Client, id string, wait time.Duration) (adminapi.AccountInfo, error) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var cancel context.CancelFunc
+	if wait > 0 {
+		ctx, cancel = context.WithTimeout(ctx, wait)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	ai, err := c.WaitLogin(ctx, id)
+	if err != nil && ctx.Err() != nil {
+		return ai, fmt.Errorf("gave up waiting for the sign-in after %s: %w", wait, ctx.Err())
+	}
+	return ai, err
+}
+
+func (a *app) authStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status ACCOUNT",
+		Short: "Show an account's token state and health",
+		Args:  exactArgs(1, "an account name"),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		defer cancel()
+		ai, err := c.Account(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(cmd.OutOrStdout(), ai)
+		}
+		st, err := c.Status(ctx)
+		now := st.Now
+		if err != nil || now.IsZero() {
+			now = time.Now()
+		}
+		printAccount(cmd.OutOrStdout(), ai, now)
+		return nil
+	})
+	return cmd
+}
+
+func (a *app) authLogoutCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "logout ACCOUNT",
+		Short: "Forget an account's grant (its messages wait until the next login)",
+		Args:  exactArgs(1, "an account name"),
+	}
+	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		defer cancel()
+		if err := c.Logout(ctx, args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "account %s logged out: its messages wait until `spoolctl auth login %s`\n", args[0], args[0])
+		return nil
+	})
+	return cmd
+}
+
+func (a *app) testSendCmd() *cobra.Command {
+	var asJSON bool
+	var to string
+	cmd := &cobra.Command{
+		Use:   "test-send ACCOUNT --to ADDR",
+		Short: "Send a test message now through an account and print the upstream's reply",
+		Args:  exactArgs(1, "an account name"),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&to, "to", "", "recipient `ADDR` of the test message")
+	_ = cmd.MarkFlagRequired("to")
+	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		if !strings.Contains(to, "@") {
+			return usagef("--to %q is not an e-mail address", to)
+		}
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		defer cancel()
+		res, err := c.TestSend(ctx, args[0], to)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(cmd.OutOrStdout(), res)
+		}
+		reply := fmt.Sprintf("%d", res.Code)
+		if res.Enhanced != "" {
+			reply += " " + res.Enhanced
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s answered: %s %s (in %s)\n", args[0], reply, res.Text,
+			(time.Duration(res.DurationMS) * time.Millisecond).String())
+		if res.MessageID != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "Message-ID: %s\n", res.MessageID)
+		}
+		if res.Code/100 != 2 {
+			return fmt.Errorf("test message to %s was not accepted", to)
+		}
+		return nil
+	})
+	return cmd
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/spool"
+)
+
+// app is one invocation's state: global flags and the open connection.
+type app struct {
+	d        *deps
+	socket   string
+	spoolDir string
+	timeout  time.Duration
+	closers  []io.Closer
+}
+
+func newRootCmd(d *deps) *cobra.Command {
+	a := &app{d: d}
+	socketDefault := defaultSocket
+	if v := d.Getenv("SPOOLD_SOCKET"); v != "" {
+		socketDefault = v
+	}
+	root := &cobra.Command{
+		Use:   "spoolctl",
+		Short: "Inspect and repair spoold's mail queue",
+		Long: "spoolctl talks to the running spoold over its admin socket.\n" +
+			"With --spool DIR it reads a stopped daemon's spool directly (read-only: list, show, status).",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(d.Stdin)
+	root.SetOut(d.Stdout)
+	root.SetErr(d.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.socket, "socket", socketDefault, "admin socket of the running daemon (env SPOOLD_SOCKET)")
+	pf.StringVar(&a.spoolDir, "spool", "", "read the spool in `DIR` directly while the daemon is stopped (read-only)")
+	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the daemon's answer (0 = no limit)")
+
+	root.AddCommand(
+		a.statusCmd(), a.listCmd(), a.showCmd(),
+		a.flushCmd(), a.requeueCmd(), a.holdCmd(), a.releaseCmd(), a.deleteCmd(), a.purgeCmd(),
+		a.accountsCmd(), a.authCmd(), a.testSendCmd(), a.versionCmd(),
+	)
+	return root
+}
+
+// run wraps a command body: errors it returns are runtime failures (exit 1)
+// unless marked as usage errors, and the connection is closed afterwards.
+func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		defer a.cleanup()
+		err := fn(cmd, args)
+		if err == nil {
+			return nil
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		return &runtimeError{err}
+	}
+}
+
+func (a *app) cleanup() {
+	for _, c := range a.closers {
+		c.Close()
+	}
+	a.closers = nil
+}
+
+// ctx applies --timeout to the command's context.
+func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if a.timeout > 0 {
+		return context.WithTimeout(ctx, a.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// client connects to the daemon, or with --spool opens the spool read-only
+// and serves the same API in-process. Only list, show and status may run
+// offline (offlineOK).
+func (a *app) client(cmd *cobra.Command, offlineOK bool) (*adminapi.Client, error) {
+	if a.spoolDir == "" {
+		var c *adminapi.Client
+		if a.d.Dial != nil {
+			c = adminapi.NewClientDialer(a.socket, a.d.Dial)
+		} else {
+			c = adminapi.NewClient(a.socket)
+		}
+		a.closers = append(a.closers, closeIdle{c})
+		return c, nil
+	}
+	if !offlineOK {
+		return nil, usagef("%s changes state or needs the daemon; --spool is read-only and only supports list, show and status: use the socket (--socket PATH)", cmd.CommandPath())
+	}
+	q, closer, err := a.d.OpenSpool(a.spoolDir)
+	if errors.Is(err, spool.ErrInUse) {
+		return nil, fmt.Errorf("spool %s is locked: the daemon is running: use the socket (--socket PATH)", a.spoolDir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no spool in %s (%s not found): give the daemon's data directory", a.spoolDir, spool.DBFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening spool %s: %w", a.spoolDir, err)
+	}
+	svc := adminapi.NewService(q, nil, nil, adminapi.Options{ReadOnly: true, Clock: a.d.Clock, Logger: discardLogger()})
+	c, stop := adminapi.InProcess(svc.Handler(), "spool "+a.spoolDir)
+	// Stop serving before closing the spool.
+	a.closers = append(a.closers, stop, closer)
+	return c, nil
+}
+
+type closeIdle struct{ c *adminapi.Client }
+
+func (c closeIdle) Close() error { c.c.CloseIdleConnections(); return nil }
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// durationFlag is a pflag.Value accepting Go durations plus d and w units.
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return "0"
+	}
+	return formatDurationFlag(*f.d)
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+func (f durationFlag) Type() string { return "duration" }
+
+// stateFlag validates a queue state name.
+type stateFlag struct{ s *spool.State }
+
+func (f stateFlag) String() string { return string(*f.s) }
+func (f stateFlag) Set(v string) error {
+	st := spool.State(v)
+	if !st.Valid() {
+		return fmt.Errorf("unknown state %q (want one of queued, active, deferred, held, dead, delivered)", v)
+	}
+	*f.s = st
+	return nil
+}
+func (f stateFlag) Type() string { return "state" }
