@@ -1,9 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/spool"
 )
 
 // Exit codes of the product contract (DESIGN.md section 1).
@@ -19,6 +27,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "YAML config file (default: the embedded default configuration)")
 	check := fs.Bool("check", false, "validate the config, list every problem and exit (0 ok, 2 problems)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -26,11 +35,67 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "spoold: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *showVersion {
+	switch {
+	case *showVersion:
 		fmt.Fprintln(stdout, "spoold", version())
 		return exitOK
+	case *printDefault:
+		_, _ = stdout.Write(configs.Default())
+		return exitOK
 	}
-	_ = configPath
-	_ = check
-	return exitOK
+
+	var cfg *configs.Config
+	var err error
+	if *configPath == "" {
+		cfg, err = configs.LoadDefault()
+	} else {
+		cfg, err = configs.Load(*configPath)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "spoold: the configuration has problems:\n%s\n", err)
+		return exitUsage
+	}
+	if *check {
+		name := *configPath
+		if name == "" {
+			name = "embedded default"
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", name)
+		return exitOK
+	}
+
+	log, level, err := newLogger(stderr, string(cfg.Log.Level), string(cfg.Log.Format))
+	if err != nil {
+		fmt.Fprintf(stderr, "spoold: %v\n", err)
+		return exitUsage
+	}
+	if *configPath == "" {
+		log.Info("running the embedded default configuration (spoold -print-default-config shows it)")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := startDaemon(ctx, cfg, *configPath, log, level)
+	if err != nil {
+		log.Error("spoold could not start", "err", err)
+		if errors.Is(err, spool.ErrInUse) {
+			fmt.Fprintf(stderr, "spoold: %v (is another spoold running?)\n", err)
+		}
+		return exitFailure
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading configuration")
+			d.reload()
+		case <-ctx.Done():
+			log.Info("shutting down")
+			d.shutdown()
+			log.Info("spoold stopped")
+			return exitOK
+		}
+	}
 }

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/delivery"
+	"github.com/spoold/spoold/ingest/scanfolder"
+)
+
+// adminError gives an error from auth or delivery the admin API's sentinel so
+// spoolctl sees a stable code, while keeping the original text.
+type adminError struct {
+	err  error
+	kind error
+}
+
+func (e *adminError) Error() string        { return e.err.Error() }
+func (e *adminError) Unwrap() error        { return e.err }
+func (e *adminError) Is(target error) bool { return target == e.kind }
+
+func toAdminError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var kind error
+	switch {
+	case errors.Is(err, auth.ErrUnknownAccount):
+		kind = adminapi.ErrUnknownAccount
+	case errors.Is(err, auth.ErrNeedsReauth):
+		kind = adminapi.ErrNeedsReauth
+	case errors.Is(err, auth.ErrTransient), errors.Is(err, context.DeadlineExceeded):
+		kind = adminapi.ErrUnavailable
+	case errors.Is(err, auth.ErrMisconfigured), errors.Is(err, auth.ErrIdentityMismatch):
+		kind = adminapi.ErrInvalidArgument
+	case strings.Contains(err.Error(), "is unknown or expired"):
+		kind = adminapi.ErrNotFound
+	default:
+		return err
+	}
+	return &adminError{err: err, kind: kind}
+}
+
+// daemonAccounts implements adminapi.Accounts over the auth manager (OAuth
+// health and logins) and the delivery engine (live state, test sends).
+type daemonAccounts struct {
+	mu     sync.RWMutex
+	cfg    *configs.Config
+	auth   *auth.Manager
+	engine *delivery.Engine
+}
+
+func (d *daemonAccounts) setConfig(c *configs.Config) {
+	d.mu.Lock()
+	d.cfg = c
+	d.mu.Unlock()
+}
+
+func (d *daemonAccounts) config() *configs.Config {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.cfg
+}
+
+func (d *daemonAccounts) Accounts(ctx context.Context) ([]adminapi.AccountInfo, error) {
+	cfg := d.config()
+	live := map[string]delivery.AccountState{}
+	for _, st := range d.engine.AccountStates() {
+		live[st.Name] = st
+	}
+	out := make([]adminapi.AccountInfo, 0, len(cfg.Accounts))
+	for _, a := range cfg.Accounts {
+		info := adminapi.AccountInfo{
+			Name:      a.Name,
+			Transport: string(a.Transport),
+			Provider:  string(a.Provider),
+			Flow:      string(a.Flow),
+			Mailbox:   a.Mailbox,
+			Status:    string(auth.StatusOK),
+		}
+		if !a.IsOAuth() && a.Transport == configs.TransportSMTP {
+			info.Provider, info.Flow = "password", "password"
+			if a.Auth == configs.AuthNone {
+				info.Provider, info.Flow = "relay", "none"
+			}
+		}
+		if a.IsOAuth() {
+			h, err := d.auth.Health(ctx, a.Name)
+			if err != nil {
+				return nil, toAdminError(err)
+			}
+			info.Status = string(h.Status)
+			info.Reason = h.Reason
+			info.Identity = h.Identity
+			info.TokenExpiry = h.AccessTokenExpiry
+			info.GrantedAt = h.GrantedAt
+			info.LastRefresh = h.LastRefresh
+			info.ClientSecretExpires = h.ClientSecretExpires
+			info.Warnings = h.Warnings
+		}
+		if st, ok := live[a.Name]; ok {
+			info.LastDelivery = st.LastDelivery
+			if st.LastError != nil {
+				info.LastError = st.LastError.Text
+				info.LastErrorTime = st.LastError.Time
+			}
+			if st.HoldReason != "" && info.Reason == "" {
+				info.Reason = st.HoldReason
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func (d *daemonAccounts) oauthAccount(name string) error {
+	a, ok := d.config().Account(name)
+	if !ok {
+		return &adminError{err: errors.New("account " + name + " is not configured"), kind: adminapi.ErrUnknownAccount}
+	}
+	if !a.IsOAuth() {
+		return &adminError{err: errors.New("account " + name + " does not use OAuth2: there is nothing to log in to"), kind: adminapi.ErrInvalidArgument}
+	}
+	return nil
+}
+
+func (d *daemonAccounts) StartLogin(ctx context.Context, account, mode string) (adminapi.LoginStart, error) {
+	if err := d.oauthAccount(account); err != nil {
+		return adminapi.LoginStart{}, err
+	}
+	ls, err := d.auth.StartLogin(ctx, account, auth.LoginMode(mode))
+	if err != nil {
+		return adminapi.LoginStart{}, toAdminError(err)
+	}
+	out := adminapi.LoginStart{
+		LoginID:         ls.ID,
+		Account:         ls.Account,
+		Mode:            string(ls.Mode),
+		URL:             ls.AuthURL,
+		UserCode:        ls.UserCode,
+		VerificationURI: ls.VerificationURL,
+		ExpiresAt:       ls.ExpiresAt,
+	}
+	if ls.Done {
+		out.Message = "no interactive step is needed for this flow: a token was obtained"
+	}
+	return out, nil
+}
+
+func (d *daemonAccounts) info(ctx context.Context, account string) (adminapi.AccountInfo, error) {
+	all, err := d.Accounts(ctx)
+	if err != nil {
+		return adminapi.AccountInfo{}, err
+	}
+	for _, a := range all {
+		if a.Name == account {
+			return a, nil
+		}
+	}
+	return adminapi.AccountInfo{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
+}
+
+func (d *daemonAccounts) CompletePaste(ctx context.Context, loginID, redirectedURL string) (adminapi.AccountInfo, error) {
+	h, err := d.auth.CompletePaste(ctx, loginID, redirectedURL)
+	if err != nil {
+		return adminapi.AccountInfo{}, toAdminError(err)
+	}
+	return d.info(ctx, h.Account)
+}
+
+func (d *daemonAccounts) WaitLogin(ctx context.Context, loginID string) (adminapi.AccountInfo, error) {
+	h, err := d.auth.WaitLogin(ctx, loginID)
+	if err != nil {
+		return adminapi.AccountInfo{}, toAdminError(err)
+	}
+	return d.info(ctx, h.Account)
+}
+
+func (d *daemonAccounts) Logout(ctx context.Context, account string) error {
+	if err := d.oauthAccount(account); err != nil {
+		return err
+	}
+	return toAdminError(d.auth.Logout(ctx, account))
+}
+
+func (d *daemonAccounts) TestSend(ctx context.Context, account, to string) (adminapi.TestSendResult, error) {
+	if _, ok := d.config().Account(account); !ok {
+		return adminapi.TestSendResult{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
+	}
+	r, err := d.engine.TestSend(ctx, account, to)
+	out := adminapi.TestSendResult{
+		Account:    account,
+		To:         to,
+		Code:       r.Code,
+		Enhanced:   r.Enhanced,
+		Text:       r.Text,
+		DurationMS: r.Duration.Milliseconds(),
+	}
+	return out, toAdminError(err)
+}
+
+// daemonInfo implements adminapi.Info.
+type daemonInfo struct {
+	d *daemon
+}
+
+func (i daemonInfo) Version() string { return version() }
+
+func (i daemonInfo) Started() time.Time { return i.d.started }
+
+func (i daemonInfo) Listeners() []adminapi.ListenerInfo { return i.d.listenerInfo() }
+
+func (i daemonInfo) ScanFolders() []adminapi.FolderInfo {
+	if i.d.scans == nil {
+		return nil
+	}
+	var out []adminapi.FolderInfo
+	for _, f := range i.d.scans.Folders() {
+		out = append(out, folderInfo(f))
+	}
+	return out
+}
+
+func folderInfo(f scanfolder.FolderStatus) adminapi.FolderInfo {
+	return adminapi.FolderInfo{Name: f.Name, Path: f.Path, Mode: f.Mode, Pending: f.Pending, LastScan: f.LastScan, LastError: f.LastError}
+}

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/delivery"
+	"github.com/spoold/spoold/ingest/scanfolder"
+	"github.com/spoold/spoold/ingest/smtpd"
+	"github.com/spoold/spoold/spool"
+)
+
+// ingestShutdownTimeout bounds how long SMTP sessions in DATA may take to
+// finish on shutdown before the rest get 421.
+const ingestShutdownTimeout = 30 * time.Second
+
+// daemon owns the running subsystems. Start order follows the data flow
+// (spool, auth, delivery, ingest, admin/HTTP); shutdown reverses it so that
+// nothing is accepted that cannot be stored and the spool closes last.
+type daemon struct {
+	log     *slog.Logger
+	level   *slog.LevelVar
+	cfgPath string
+	started time.Time
+
+	mu  sync.Mutex // guards cfg during reloads
+	cfg *configs.Config
+
+	reg      *prometheus.Registry
+	spool    *spool.Spool
+	auth     *auth.Manager
+	engine   *delivery.Engine
+	smtp     *smtpd.Server
+	scans    *scanfolder.Watcher
+	http     *httpServer
+	admin    *http.Server
+	adminLn  net.Listener
+	accounts *daemonAccounts
+
+	engineCancel context.CancelFunc
+	engineDone   chan error
+}
+
+// ensureDataDir creates the data directory 0700: it holds the spool, tokens
+// and the admin socket, which no other local user may read.
+func ensureDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// startDaemon brings every subsystem up or, on the first failure, tears down
+// what was started and returns the error.
+func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	d := &daemon{log: log, level: level, cfg: cfg, cfgPath: cfgPath, started: time.Now(), reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.shutdown()
+		}
+	}()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	d.spool, err = spool.Open(cfg.DataDir, spool.Options{
+		Logger:             log,
+		LockTimeout:        cfg.Spool.LockTimeout,
+		LeaseDuration:      cfg.Spool.Lease,
+		DeliveredRetention: cfg.Spool.DeliveredRetention,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.reg.MustRegister(newQueueCollector(d.spool, log, d.started))
+
+	authAccts, err := authAccounts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.auth, err = auth.NewManager(authAccts, d.spool, auth.Options{Logger: log, Registerer: d.reg})
+	if err != nil {
+		return nil, err
+	}
+	d.auth.Start(ctx)
+
+	d.engine, err = delivery.New(deliveryAccounts(cfg), d.spool, d.auth, delivery.Options{
+		Logger:          log,
+		Workers:         cfg.Delivery.Workers,
+		ShutdownTimeout: cfg.Delivery.ShutdownTimeout,
+		LeaseDuration:   cfg.Spool.Lease,
+		Registerer:      d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Delivery.Paused {
+		d.engine.Pause(true)
+		log.Warn("delivery is paused by configuration (delivery.paused: true)")
+	}
+	engineCtx, cancel := context.WithCancel(context.Background())
+	d.engineCancel = cancel
+	d.engineDone = make(chan error, 1)
+	go func() { d.engineDone <- d.engine.Run(engineCtx) }()
+
+	if len(cfg.SMTPListeners) > 0 {
+		d.smtp, err = smtpd.New(smtpListeners(cfg), smtpRoutes(cfg), d.spool, smtpd.Options{
+			DataDir:    filepath.Join(cfg.DataDir, "tls"),
+			Logger:     log,
+			Registerer: d.reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := d.smtp.Start(); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.ScanFolders) > 0 {
+		if cfgPath == "" {
+			// The quick start must work in an empty directory; a configured
+			// folder that is missing is more likely an unmounted share, which
+			// creating it would hide.
+			for _, f := range cfg.ScanFolders {
+				if err := os.MkdirAll(f.Path, 0o750); err != nil {
+					return nil, fmt.Errorf("scan folder %s: %w", f.Path, err)
+				}
+			}
+		}
+		d.scans, err = scanfolder.New(scanFolders(cfg), d.spool, scanfolder.Options{Logger: log, Registerer: d.reg})
+		if err != nil {
+			return nil, err
+		}
+		if err := d.scans.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	d.accounts = &daemonAccounts{cfg: cfg, auth: d.auth, engine: d.engine}
+	svc := adminapi.NewService(d.spool, d.accounts, daemonInfo{d: d}, adminapi.Options{Logger: log})
+	d.adminLn, err = adminapi.Listen(cfg.Admin.Socket, 0o660, cfg.Admin.Group)
+	if err != nil {
+		return nil, err
+	}
+	d.admin = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin socket: serve", "err", err)
+		}
+	}()
+	log.Info("admin socket listening", "path", cfg.Admin.Socket)
+
+	if cfg.HTTP.Listen != "" {
+		d.http, err = startHTTP(cfg.HTTP.Listen, newHTTPHandler(d.reg, d.ready, d.auth.CallbackHandler()), log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	log.Info("spoold started", "version", version(), "data_dir", cfg.DataDir,
+		"smtp_listeners", len(cfg.SMTPListeners), "scan_folders", len(cfg.ScanFolders), "accounts", len(cfg.Accounts))
+	return d, nil
+}
+
+// ready reports why the daemon cannot serve yet, for /readyz.
+func (d *daemon) ready() error {
+	if d.spool == nil {
+		return errors.New("spool not open")
+	}
+	if _, err := d.spool.Stats(context.Background()); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	d.mu.Lock()
+	n := len(d.cfg.SMTPListeners)
+	d.mu.Unlock()
+	if n > 0 && (d.smtp == nil || len(d.smtp.Addrs()) < n) {
+		return errors.New("SMTP listeners not up")
+	}
+	return nil
+}
+
+func (d *daemon) listenerInfo() []adminapi.ListenerInfo {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	var out []adminapi.ListenerInfo
+	var addrs map[string]net.Addr
+	if d.smtp != nil {
+		addrs = d.smtp.Addrs()
+	}
+	for _, l := range cfg.SMTPListeners {
+		li := adminapi.ListenerInfo{Name: l.Name, Kind: "smtp", Addr: l.Listen, TLS: string(l.TLS)}
+		if a, ok := addrs[l.Name]; ok {
+			li.Addr = a.String()
+		} else {
+			li.Error = "not listening"
+		}
+		out = append(out, li)
+	}
+	if d.http != nil {
+		out = append(out, adminapi.ListenerInfo{Name: "http", Kind: "http", Addr: d.http.Addr().String()})
+	}
+	out = append(out, adminapi.ListenerInfo{Name: "admin", Kind: "admin", Addr: cfg.Admin.Socket})
+	return out
+}
+
+// reload applies a changed config file (SIGHUP): accounts, routes, users and
+// scan folders change in place; listener addresses, TLS and the data dir need
+// a restart, which the log says.
+func (d *daemon) reload() {
+	if d.cfgPath == "" {
+		d.log.Info("reload: running the embedded default configuration; nothing to reload")
+		return
+	}
+	cfg, err := configs.Load(d.cfgPath)
+	if err != nil {
+		d.log.Error("reload: config has problems; keeping the running configuration", "config", d.cfgPath, "problems", err.Error())
+		return
+	}
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	for _, why := range restartNeeded(old, cfg) {
+		d.log.Warn("reload: change needs a restart to take effect", "change", why)
+	}
+	if err := setLevel(d.level, string(cfg.Log.Level)); err != nil {
+		d.log.Warn("reload: log level", "err", err)
+	}
+	authAccts, err := authAccounts(cfg)
+	if err == nil {
+		err = d.auth.Reload(authAccts)
+	}
+	if err != nil {
+		d.log.Error("reload: accounts (auth)", "err", err)
+		return
+	}
+	if err := d.engine.Reload(deliveryAccounts(cfg)); err != nil {
+		d.log.Error("reload: accounts (delivery)", "err", err)
+		return
+	}
+	if d.smtp != nil {
+		d.smtp.SetRoutes(smtpRoutes(cfg))
+		for _, l := range smtpListeners(cfg) {
+			if err := d.smtp.SetUsers(l.Name, l.Users); err != nil {
+				d.log.Warn("reload: SMTP users", "listener", l.Name, "err", err)
+			}
+		}
+	}
+	if d.scans != nil {
+		if err := d.scans.Reload(scanFolders(cfg)); err != nil {
+			d.log.Error("reload: scan folders", "err", err)
+		}
+	}
+	d.mu.Lock()
+	// Keep the settings that only a restart changes, so status stays truthful.
+	cfg.SMTPListeners = mergeListeners(old.SMTPListeners, cfg.SMTPListeners)
+	cfg.DataDir, cfg.HTTP, cfg.Admin, cfg.Spool = old.DataDir, old.HTTP, old.Admin, old.Spool
+	d.cfg = cfg
+	d.mu.Unlock()
+	d.accounts.setConfig(cfg)
+	d.log.Info("configuration reloaded", "config", d.cfgPath)
+}
+
+// mergeListeners keeps the running listeners (addresses and TLS need a
+// restart) but takes their users from the new config.
+func mergeListeners(running, next []configs.SMTPListener) []configs.SMTPListener {
+	byName := map[string]configs.SMTPListener{}
+	for _, l := range next {
+		byName[l.Name] = l
+	}
+	out := make([]configs.SMTPListener, len(running))
+	for i, l := range running {
+		if n, ok := byName[l.Name]; ok {
+			l.Users = n.Users
+		}
+		out[i] = l
+	}
+	return out
+}
+
+func restartNeeded(old, next *configs.Config) []string {
+	var why []string
+	if old.DataDir != next.DataDir {
+		why = append(why, "data_dir")
+	}
+	if old.HTTP != next.HTTP {
+		why = append(why, "http.listen")
+	}
+	if old.Admin != next.Admin {
+		why = append(why, "admin")
+	}
+	if old.Spool != next.Spool {
+		why = append(why, "spool")
+	}
+	if len(old.SMTPListeners) != len(next.SMTPListeners) {
+		why = append(why, "smtp_listeners (added or removed)")
+	} else {
+		for i := range old.SMTPListeners {
+			o, n := old.SMTPListeners[i], next.SMTPListeners[i]
+			if o.Name != n.Name || o.Listen != n.Listen || o.TLS != n.TLS || o.CertFile != n.CertFile ||
+				o.KeyFile != n.KeyFile || o.MinTLSVersion != n.MinTLSVersion {
+				why = append(why, "smtp_listeners["+o.Name+"] address or TLS")
+			}
+		}
+	}
+	return why
+}
+
+// shutdown stops ingest first (no new mail), then delivery (in-flight sends
+// finish within delivery.shutdown_timeout, the rest are released), then the
+// admin and HTTP endpoints, and closes the spool last.
+func (d *daemon) shutdown() {
+	if d.smtp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ingestShutdownTimeout)
+		if err := d.smtp.Shutdown(ctx); err != nil {
+			d.log.Warn("shutdown: SMTP", "err", err)
+		}
+		cancel()
+	}
+	if d.scans != nil {
+		if err := d.scans.Close(); err != nil {
+			d.log.Warn("shutdown: scan folders", "err", err)
+		}
+	}
+	if d.engineCancel != nil {
+		d.engineCancel()
+		if err := <-d.engineDone; err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Warn("shutdown: delivery", "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d.admin != nil {
+		_ = d.admin.Shutdown(ctx)
+		_ = os.Remove(d.cfg.Admin.Socket)
+	} else if d.adminLn != nil {
+		_ = d.adminLn.Close()
+	}
+	if d.http != nil {
+		_ = d.http.Shutdown(ctx)
+	}
+	if d.auth != nil {
+		_ = d.auth.Close()
+	}
+	if d.spool != nil {
+		if err := d.spool.Close(); err != nil {
+			d.log.Error("shutdown: closing spool", "err", err)
+		}
+	}
+}

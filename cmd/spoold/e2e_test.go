@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles a command of this module into dir and returns its path.
+func buildBinary(t *testing.T, pkg, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// requireTool returns the path of an external client, skipping the test
+// outside CI when it is missing and failing in CI, where .ci/run installs it.
+func requireTool(t *testing.T, name string, extra ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range extra {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed; .ci/run should have installed it", name)
+	}
+	t.Skipf("%s not installed (apt-get install it to run this test)", name)
+	return ""
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedDefaultEndToEnd runs the real spoold binary with its embedded
+// default in an empty directory, as the README's quick start does, sends a
+// message with swaks, drops a PDF into scans/<address>/ and expects both in
+// data/outbox/.
+func TestEmbeddedDefaultEndToEnd(t *testing.T) {
+	swaks := requireTool(t, "swaks")
+	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
+	work := t.TempDir()
+
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Dir = work
+	cmd.Stdout = &logs
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("spoold output:\n%s", logs.String())
+		}
+	})
+
+	waitFor(t, "spoold /readyz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://127.0.0.1:9191/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	out, err := exec.Command(swaks, "--server", "127.0.0.1:2525", "--from", "mfd@example.com",
+		"--to", "bob@example.com", "--header", "Subject: e2e swaks", "--body", "hello from swaks").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "<-  250") {
+		t.Fatalf("swaks got no 250 after DATA:\n%s", out)
+	}
+
+	pdf, err := os.ReadFile(filepath.Join("..", "..", "testdata", "scanfolder", "sample.pdf"))
+	if err != nil {
+		t.Fatalf("sample scan: %v", err)
+	}
+	userDir := filepath.Join(work, "scans", "alice@example.com")
+	if err := os.MkdirAll(userDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Write under a temp name and rename, as a careful scanner does; spoold ignores *.part.
+	if err := os.WriteFile(filepath.Join(userDir, "scan0042.pdf.part"), pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(userDir, "scan0042.pdf.part"), filepath.Join(userDir, "scan0042.pdf")); err != nil {
+		t.Fatal(err)
+	}
+
+	outbox := filepath.Join(work, "data", "outbox")
+	var swaksMail, scanMail string
+	waitFor(t, "both messages in data/outbox", 60*time.Second, func() bool {
+		entries, _ := os.ReadDir(outbox)
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".eml") {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(outbox, e.Name()))
+			if err != nil {
+				continue
+			}
+			switch {
+			case strings.Contains(string(b), "Subject: e2e swaks"):
+				swaksMail = string(b)
+			case strings.Contains(string(b), "scan0042.pdf"):
+				scanMail = string(b)
+			}
+		}
+		return swaksMail != "" && scanMail != ""
+	})
+	if !strings.Contains(swaksMail, "hello from swaks") {
+		t.Errorf("swaks message body missing in outbox copy:\n%s", swaksMail)
+	}
+	if !strings.Contains(scanMail, "alice@example.com") {
+		t.Errorf("scan message is not addressed to alice@example.com:\n%.2000s", scanMail)
+	}
+	waitFor(t, "scan file moved to processed/", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(work, "scans", "processed", "alice@example.com", "scan0042.pdf"))
+		return err == nil
+	})
+}
