@@ -63,8 +63,19 @@ type lineEndings struct {
 	err       error
 }
 
-func newLineEndings(r io.Reader, normalize bool) *lineEndings {
-	return &lineEndings{r: r, normalize: normalize, in: make([]byte, 32<<10), out: make([]byte, 0, 64<<10)}
+// bodyBufs are one DATA's buffers, pooled per Server: a fresh set per
+// message was most of the listener's garbage.
+type bodyBufs struct {
+	in, out []byte
+	br      *bufio.Reader
+}
+
+func newBodyBufs() *bodyBufs {
+	return &bodyBufs{in: make([]byte, 16<<10), out: make([]byte, 0, 32<<10), br: bufio.NewReaderSize(nil, 8<<10)}
+}
+
+func newLineEndings(r io.Reader, normalize bool, bufs *bodyBufs) *lineEndings {
+	return &lineEndings{r: r, normalize: normalize, in: bufs.in, out: bufs.out[:0]}
 }
 
 func (f *lineEndings) Read(p []byte) (int, error) {
@@ -143,8 +154,9 @@ type headerFixer struct {
 	done     bool
 }
 
-func newHeaderFixer(r io.Reader, received []byte, missing func(hasMsgID, hasDate bool) []byte) *headerFixer {
-	return &headerFixer{br: bufio.NewReaderSize(r, 16<<10), pending: received, inHeader: true, missing: missing}
+func newHeaderFixer(r io.Reader, received []byte, missing func(hasMsgID, hasDate bool) []byte, bufs *bodyBufs) *headerFixer {
+	bufs.br.Reset(r)
+	return &headerFixer{br: bufs.br, pending: received, inHeader: true, missing: missing}
 }
 
 func (h *headerFixer) Read(p []byte) (int, error) {

@@ -55,8 +55,9 @@ func FuzzBodyFilter(f *testing.F) {
 	const added = "X-Added: 1\r\n"
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8, normalize bool) {
 		n := int(chunk)%64 + 1
-		le := newLineEndings(&chunkReader{r: bytes.NewReader(in), n: n}, normalize)
-		hf := newHeaderFixer(le, []byte(recv), func(bool, bool) []byte { return []byte(added) })
+		bufs := newBodyBufs()
+		le := newLineEndings(&chunkReader{r: bytes.NewReader(in), n: n}, normalize, bufs)
+		hf := newHeaderFixer(le, []byte(recv), func(bool, bool) []byte { return []byte(added) }, bufs)
 		out, err := io.ReadAll(&chunkReader{r: hf, n: n + 3})
 		bare := hasBareLineEnding(string(in))
 		if !normalize {

@@ -685,4 +685,18 @@ func TestBDAT(t *testing.T) {
 	if len(fs.all()) != 1 {
 		t.Fatal("bare-LF BDAT message stored")
 	}
+	// RSET in the middle of a chunked transfer aborts it cleanly.
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	c.raw("BDAT 12\r\nSubject: y\r\n")
+	if code, msg := c.reply(); code != 250 {
+		t.Fatalf("chunk: %d %s", code, msg)
+	}
+	c.expect(250, "", "RSET")
+	if code, msg := c.send("a@corp.example", "b@corp.example", simpleBody); code != 250 {
+		t.Fatalf("after RSET: %d %s", code, msg)
+	}
+	if n := len(fs.all()); n != 2 {
+		t.Fatalf("stored %d messages, want 2 (the aborted BDAT is not one)", n)
+	}
 }

@@ -53,6 +53,7 @@ type Server struct {
 	authDelay time.Duration
 	routes    atomic.Pointer[Routes]
 	metrics   *metrics
+	bufs      sync.Pool // *bodyBufs
 
 	baseCtx context.Context // cancelled when Shutdown gives up waiting
 	cancel  context.CancelFunc
@@ -96,6 +97,7 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 		authDelay: opts.AuthFailureDelay,
 		byName:    make(map[string]*listenerState, len(listeners)),
 	}
+	s.bufs.New = func() any { return newBodyBufs() }
 	if s.log == nil {
 		s.log = slog.Default()
 	}

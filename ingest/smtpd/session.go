@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -33,8 +35,10 @@ var (
 	errSizeAtMail      = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")
 )
 
-// session is one SMTP session; go-smtp calls it from the connection's
-// goroutine only.
+// session is one SMTP session. go-smtp calls it from the connection's
+// goroutine, except Data for BDAT, which runs on its own goroutine while the
+// connection goroutine may still process RSET or AUTH: mu guards what both
+// touch.
 type session struct {
 	ls        *listenerState
 	conn      *smtp.Conn
@@ -45,6 +49,7 @@ type session struct {
 	helo      string
 	log       *slog.Logger
 
+	mu          sync.Mutex
 	authUser    string
 	userAccount string
 
@@ -85,8 +90,11 @@ func (s *session) reject(reason string, e *smtp.SMTPError) error {
 }
 
 func (s *session) Reset() {
+	s.mu.Lock()
 	s.hasMail, s.from, s.to, s.account, s.maxSize = false, "", nil, "", 0
-	if s.goodbyeAfterReply && s.tc != nil {
+	goodbye := s.goodbyeAfterReply
+	s.mu.Unlock()
+	if goodbye && s.tc != nil {
 		// Shutdown began during DATA; the DATA reply is out, now say 421.
 		s.tc.mu.Lock()
 		s.tc.sayGoodbyeLocked(replyShutdown)
@@ -140,7 +148,9 @@ func (s *session) authenticate(username, password string) error {
 	if !ok {
 		return s.authFailed(username)
 	}
+	s.mu.Lock()
 	s.authUser, s.userAccount = u.Name, u.Account
+	s.mu.Unlock()
 	s.log.Info("smtp auth succeeded", "user", u.Name)
 	return nil
 }
@@ -169,6 +179,8 @@ func (s *session) authFailed(username string) error {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	cfg := &s.ls.cfg
 	if s.hasMail {
 		return errNestedMail
@@ -209,7 +221,7 @@ func domainAllowedSender(list []string, from string) bool {
 }
 
 // route picks the account: user route > sender-domain route > listener
-// account > default.
+// account > default. The caller holds mu.
 func (s *session) route(from string) string {
 	r := s.ls.srv.routes.Load()
 	if s.authUser != "" {
@@ -235,6 +247,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := checkAddress(to); err != nil {
 		return s.reject("bad_address", smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: "+err.Error()))
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !domainAllowed(s.ls.cfg.AllowedRecipientDomains, to) {
 		return s.reject("recipient_domain", smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Recipient domain not allowed on this listener"))
 	}
@@ -257,24 +271,33 @@ func (s *session) Data(r io.Reader) error {
 			s.tc.dataTimeout.Store(0)
 			s.tc.mu.Lock()
 			s.tc.inData = false
-			s.goodbyeAfterReply = s.tc.closeAfterData
+			goodbye := s.tc.closeAfterData
 			s.tc.mu.Unlock()
+			s.mu.Lock()
+			s.goodbyeAfterReply = goodbye
+			s.mu.Unlock()
 		}()
 	}
 	cfg := &s.ls.cfg
 	srv := s.ls.srv
-	lim := &sizeLimiter{r: r, max: s.maxSize}
-	body := &errTracker{r: newHeaderFixer(newLineEndings(lim, cfg.BareLF == BareLFNormalize),
-		s.receivedHeader(), s.missingHeaders)}
+	s.mu.Lock()
+	tx := txSnapshot{from: s.from, to: slices.Clone(s.to), account: s.account, maxSize: s.maxSize, authUser: s.authUser}
+	s.mu.Unlock()
+	lim := &sizeLimiter{r: r, max: tx.maxSize}
+	bufs := srv.bufs.Get().(*bodyBufs)
+	// Enqueue has stopped reading when it returns; go-smtp drains r itself.
+	defer srv.bufs.Put(bufs)
+	body := &errTracker{r: newHeaderFixer(newLineEndings(lim, cfg.BareLF == BareLFNormalize, bufs),
+		s.receivedHeader(tx), s.missingHeaders, bufs)}
 	req := spool.EnqueueRequest{
-		From:    s.from,
-		To:      append([]string(nil), s.to...),
-		Account: s.account,
+		From:    tx.from,
+		To:      tx.to,
+		Account: tx.account,
 		Source: spool.Source{
 			Kind:     spool.SourceSMTP,
 			Listener: cfg.Name,
 			PeerIP:   s.ip.String(),
-			AuthUser: s.authUser,
+			AuthUser: tx.authUser,
 			HELO:     s.helo,
 		},
 	}
@@ -286,7 +309,7 @@ func (s *session) Data(r io.Reader) error {
 			return s.reject(reason, reply)
 		}
 		if srv.baseCtx.Err() != nil {
-			s.log.Warn("smtp message not accepted: shutdown", "account", s.account, "err", err)
+			s.log.Warn("smtp message not accepted: shutdown", "account", tx.account, "err", err)
 			return s.reject("shutdown", errShuttingDown)
 		}
 		kind := "storage error"
@@ -296,23 +319,30 @@ func (s *session) Data(r io.Reader) error {
 		case errors.Is(err, spool.ErrClosed):
 			kind = "spool closed"
 		}
-		s.log.Error("smtp message not accepted: "+kind, "account", s.account, "err", err)
+		s.log.Error("smtp message not accepted: "+kind, "account", tx.account, "err", err)
 		return s.reject("spool_unavailable", errSpoolUnavail)
 	}
 	srv.metrics.enqueued.WithLabelValues(string(spool.SourceSMTP)).Inc()
-	s.log.Info("smtp message accepted", "msg_id", id, "account", s.account, "from", s.from,
-		"recipients", len(req.To), "size", lim.n, "auth_user", s.authUser, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("smtp message accepted", "msg_id", id, "account", tx.account, "from", tx.from,
+		"recipients", len(req.To), "size", lim.n, "auth_user", tx.authUser, "took", time.Since(start).Round(time.Millisecond))
 	// go-smtp sends the code of a returned SMTPError as is, so 250 carries the ID.
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+id)
 }
 
+// txSnapshot is what Data needs of the transaction, copied under mu.
+type txSnapshot struct {
+	from, account, authUser string
+	to                      []string
+	maxSize                 int64
+}
+
 // receivedHeader is the trace header prepended to every message.
-func (s *session) receivedHeader() []byte {
+func (s *session) receivedHeader(tx txSnapshot) []byte {
 	proto := "ESMTP"
 	if s.isTLS {
 		proto += "S"
 	}
-	if s.authUser != "" {
+	if tx.authUser != "" {
 		proto += "A"
 	}
 	var b strings.Builder
@@ -327,9 +357,9 @@ func (s *session) receivedHeader() []byte {
 	if st, ok := s.conn.TLSConnectionState(); ok {
 		fmt.Fprintf(&b, "\r\n\t(version=%s cipher=%s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
-	if len(s.to) == 1 {
+	if len(tx.to) == 1 {
 		b.WriteString("\r\n\tfor <")
-		b.WriteString(s.to[0])
+		b.WriteString(tx.to[0])
 		b.WriteString(">")
 	}
 	b.WriteString("; ")
