@@ -245,6 +245,10 @@ var reauthAADSTS = []string{"AADSTS700082", "AADSTS50173", "AADSTS70043", "AADST
 
 // classify maps a token call error to what it means for the account.
 func classify(err error) errKind {
+	var ce configError
+	if errors.As(err, &ce) {
+		return kindConfig
+	}
 	var ee *EndpointError
 	if !errors.As(err, &ee) {
 		return kindTransient // network, timeout, TLS, decode

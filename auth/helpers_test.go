@@ -101,7 +101,7 @@ func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return 
 // env is one test's fake authorization server, callback server, store,
 // clock, debug log and Manager.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *authtest.Server
 	cb       *httptest.Server
 	handler  http.Handler
@@ -114,7 +114,7 @@ type env struct {
 	errTexts []string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, srv: authtest.New(testClient, testMailbox), store: newMemStore(),
 		clock: &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
