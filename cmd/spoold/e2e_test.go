@@ -8,10 +8,30 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// syncBuffer collects a child's output; exec copies into it from its own
+// goroutine while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // buildBinary compiles a command of this module into dir and returns its path.
 func buildBinary(t *testing.T, pkg, dir string) string {
@@ -64,7 +84,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
 	work := t.TempDir()
 
-	var logs bytes.Buffer
+	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
@@ -89,6 +109,11 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	})
 
 	waitFor(t, "spoold /readyz", 30*time.Second, func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("spoold exited before it was ready: %v\n%s", err, logs.String())
+		default:
+		}
 		resp, err := http.Get("http://127.0.0.1:9191/readyz")
 		if err != nil {
 			return false
