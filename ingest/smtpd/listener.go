@@ -12,6 +12,9 @@ import (
 // refuseTimeout bounds how long a refused connection may take to be told.
 const refuseTimeout = 5 * time.Second
 
+// maxRefusing bounds the goroutines telling refused clients why.
+const maxRefusing = 64
+
 // limitListener admits connections: it enforces the total and per-IP caps,
 // refuses clients that could never send (not in an allowed network and no
 // users to authenticate as) and IPs blocked for AUTH failures, each with a
@@ -33,8 +36,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if tc == nil {
 			l.ls.srv.metrics.rejections.WithLabelValues(l.ls.cfg.Name, reason).Inc()
 			l.ls.log.Info("smtp connection refused", "peer", ip.String(), "reason", reason)
-			l.ls.srv.bg.Add(1)
-			go l.ls.refuse(c, reply)
+			select {
+			case l.ls.srv.refusing <- struct{}{}:
+				l.ls.srv.bg.Add(1)
+				go l.ls.refuse(c, reply)
+			default:
+				// A flood: don't spend a goroutine per connection telling it.
+				_ = c.Close()
+			}
 			continue
 		}
 		l.ls.srv.metrics.sessions.WithLabelValues(l.ls.cfg.Name).Inc()
@@ -51,6 +60,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // the client can read it) and closes the connection.
 func (ls *listenerState) refuse(c net.Conn, reply string) {
 	defer ls.srv.bg.Done()
+	defer func() { <-ls.srv.refusing }()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	w := c

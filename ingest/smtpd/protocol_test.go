@@ -700,3 +700,29 @@ func TestBDAT(t *testing.T) {
 		t.Fatalf("stored %d messages, want 2 (the aborted BDAT is not one)", n)
 	}
 }
+
+func TestImplicitTLSRefusalIsReadable(t *testing.T) {
+	lc := authListener(t, TLSImplicit)
+	lc.MaxConnectionsPerIP = 1
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, &fakeSpool{}, Options{})
+	a := dialTLS(t, addrOf(t, s, "mfd"))
+	a.greet()
+	b := dialTLS(t, addrOf(t, s, "mfd"))
+	if code, msg, err := b.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 too many connections") {
+		t.Fatalf("refusal over implicit TLS: %d %q %v", code, msg, err)
+	}
+}
+
+func TestSanitizeHELO(t *testing.T) {
+	for in, want := range map[string]string{
+		"mfd.lan":                "mfd.lan",
+		"evil)(by x; for <y>":    "evil__by_x__for_<y>",
+		"ünïcode":                "____code",
+		"":                       "unknown",
+		strings.Repeat("a", 300): strings.Repeat("a", 255),
+	} {
+		if got := sanitizeHELO(in); got != want {
+			t.Errorf("sanitizeHELO(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -62,6 +62,7 @@ type Server struct {
 	started  bool
 	shutting bool
 	bg       sync.WaitGroup // refusal writers
+	refusing chan struct{}  // semaphore of refusal writers
 	serving  sync.WaitGroup // Serve loops
 }
 
@@ -98,6 +99,7 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 		byName:    make(map[string]*listenerState, len(listeners)),
 	}
 	s.bufs.New = func() any { return newBodyBufs() }
+	s.refusing = make(chan struct{}, maxRefusing)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
