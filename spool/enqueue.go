@@ -99,7 +99,11 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 	if err != nil {
 		return "", err
 	}
+	// Bound concurrent body writers: past a few, parallel creates and
+	// fsyncs in one directory only spin on its lock and the journal.
+	s.writers <- struct{}{}
 	size, err := s.writeBody(id, body)
+	<-s.writers
 	if err != nil {
 		return "", err
 	}

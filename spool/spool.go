@@ -60,6 +60,9 @@ const (
 	MessagesDir = "messages"
 )
 
+// maxBodyWriters bounds concurrent body writes (see Enqueue).
+const maxBodyWriters = 16
+
 // Spool is the durable queue. Safe for concurrent use.
 type Spool struct {
 	dir    string
@@ -77,6 +80,8 @@ type Spool struct {
 	closed bool
 
 	notify chan struct{}
+
+	writers chan struct{} // semaphore of concurrent body writers
 
 	commitCh   chan *commitReq
 	commitStop chan struct{}
@@ -112,14 +117,15 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		return nil, fmt.Errorf("spool: open: %w: empty directory", ErrInvalid)
 	}
 	s := &Spool{
-		dir:    dir,
-		msgDir: filepath.Join(dir, MessagesDir),
-		dbPath: filepath.Join(dir, DBFile),
-		opts:   opts,
-		log:    opts.Logger,
-		fs:     fs,
-		ids:    newIDGen(opts.Rand),
-		notify: make(chan struct{}, 1),
+		dir:     dir,
+		msgDir:  filepath.Join(dir, MessagesDir),
+		dbPath:  filepath.Join(dir, DBFile),
+		opts:    opts,
+		log:     opts.Logger,
+		fs:      fs,
+		ids:     newIDGen(opts.Rand),
+		notify:  make(chan struct{}, 1),
+		writers: make(chan struct{}, maxBodyWriters),
 	}
 	if !opts.ReadOnly {
 		for _, d := range []string{dir, s.msgDir} {
