@@ -481,6 +481,10 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", a.name)
 	case r.flow.Delegated() && a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is for %s but the mailbox is %s: run `spoolctl auth login %s`", a.tok.Identity, r.cfg.Mailbox, a.name)
+	case a.hr.Status == StatusNeedsReauth && a.tok != nil && a.tok.RefreshToken != "" && a.tok.GrantedAt.After(a.hr.GrantedAt):
+		// The grant is newer than the status (a login whose health write was
+		// lost): the grant wins.
+		a.hr.Status, a.hr.Reason = StatusOK, ""
 	case a.hr.Status == StatusMisconfigured && a.hr.ConfigHash != r.fingerprint():
 		a.hr.Status, a.hr.Reason = StatusOK, "" // the config changed since: try again
 	}

@@ -393,3 +393,32 @@ func TestRotationWithRealSpool(t *testing.T) {
 	_ = m.Close()
 	_ = sp.Close()
 }
+
+// A login whose health write was lost still counts after a restart: the
+// stored grant is newer than the stored "not signed in" status.
+func TestLostHealthWriteAfterLogin(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	// A stored "needs_reauth" from before the login.
+	if err := e.m.MarkNeedsReauth(context.Background(), testAccount, "not signed in"); err != nil {
+		t.Fatal(err)
+	}
+	e.store.setFailPut(func(_, key string) error {
+		if key == auth.HealthKey {
+			return errors.New("io error")
+		}
+		return nil
+	})
+	e.mustLogin()
+	e.store.setFailPut(nil)
+	if !strings.Contains(e.logs.String(), "saving account health failed") {
+		t.Fatal("health write failure not logged")
+	}
+	if _, ok, _ := auth.ReadHealth(context.Background(), e.store, testAccount, e.clock.Now()); !ok {
+		t.Fatal("setup: no stored health")
+	}
+	e.start()
+	if h := e.health(); h.Status != auth.StatusOK {
+		t.Fatalf("after restart: %s %s", h.Status, h.Reason)
+	}
+}
