@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -35,7 +36,8 @@ func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
 	for _, id := range ids {
 		st, err := op(c, id)
 		if err != nil {
-			if _, ok := err.(*adminapi.DialError); ok {
+			var de *adminapi.DialError
+			if errors.As(err, &de) {
 				return err // the daemon is down: no point in trying the others
 			}
 			failed++
@@ -72,7 +74,8 @@ func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
 func errReportedf() error { return fmt.Errorf("%w", errReported) }
 
 func asAPIError(err error) *adminapi.APIError {
-	if ae, ok := err.(*adminapi.APIError); ok {
+	var ae *adminapi.APIError
+	if errors.As(err, &ae) {
 		return ae
 	}
 	return &adminapi.APIError{Code: adminapi.CodeInternal, Message: err.Error()}

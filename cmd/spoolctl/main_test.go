@@ -592,6 +592,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"test-send", "m365"}, `required flag(s) "to" not set`},
 		{[]string{"test-send", "m365", "--to", "nobody"}, "is not an e-mail address"},
 		{[]string{"auth", "login"}, "needs an account name"},
+		{[]string{"auth", "bogus"}, `unknown command "bogus" for "spoolctl auth"`},
 		{[]string{"auth", "login", "m365", "--device", "--paste"}, "none of the others can be"},
 		{[]string{"--timeout", "x", "status"}, "invalid argument"},
 	}

@@ -48,8 +48,12 @@ func printStatus(w io.Writer, st adminapi.StatusResponse, spoolDir string) {
 	if st.Offline {
 		fmt.Fprintf(w, "spool %s (offline, read-only: the daemon is not running)\n", spoolDir)
 	} else {
-		fmt.Fprintf(w, "spoold %s, up %s (since %s)\n", orDash(st.Version),
-			age(time.Duration(st.UptimeSeconds)*time.Second), st.Started.UTC().Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(w, "spoold %s", orDash(st.Version))
+		if !st.Started.IsZero() {
+			fmt.Fprintf(w, ", up %s (since %s)", age(time.Duration(st.UptimeSeconds)*time.Second),
+				st.Started.UTC().Format("2006-01-02 15:04:05Z"))
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nQueue:")
 	tw := newTable(w)
@@ -260,10 +264,14 @@ func copyHeaders(w io.Writer, r io.Reader) error {
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
-		if strings.TrimRight(line, "\r\n") == "" && (err == nil || line != "") {
+		text := strings.TrimRight(line, "\r\n")
+		if text == "" {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
 			return nil
 		}
-		if _, werr := io.WriteString(w, strings.TrimRight(line, "\r\n")+"\n"); werr != nil {
+		if _, werr := io.WriteString(w, text+"\n"); werr != nil {
 			return werr
 		}
 		if errors.Is(err, io.EOF) {

@@ -6,6 +6,38 @@
 //
 // spoolctl imports only this package for talking to the daemon, so every
 // type it prints is defined here rather than in spool or auth.
+//
+// Wiring in the daemon:
+//
+//	ln, err := adminapi.Listen(filepath.Join(dataDir, "spoold.sock"), 0o660, group)
+//	svc := adminapi.NewService(sp, accounts, info, adminapi.Options{Logger: log})
+//	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+//	go srv.Serve(ln)
+//
+// Leave the server's WriteTimeout at 0: GET /v1/logins/{id}/wait long-polls
+// for an interactive sign-in and /v1/messages/{id}/body streams up to the
+// largest message. Endpoints (all JSON unless noted):
+//
+//	GET    /v1/status                       StatusResponse
+//	GET    /v1/messages?state=&account=&older_than=&cursor=&limit=   ListResponse
+//	GET    /v1/messages/{id}                MessageView
+//	GET    /v1/messages/{id}/body           message/rfc822 stream
+//	POST   /v1/messages/{id}/hold           HoldRequest -> MessageView
+//	POST   /v1/messages/{id}/release|requeue|flush           -> MessageView
+//	DELETE /v1/messages/{id}                CountResponse
+//	POST   /v1/flush                        FlushRequest -> CountResponse
+//	POST   /v1/requeue                      RequeueRequest -> CountResponse
+//	POST   /v1/purge                        PurgeRequest -> CountResponse
+//	GET    /v1/accounts                     AccountsResponse
+//	GET    /v1/accounts/{name}              AccountInfo
+//	POST   /v1/accounts/{name}/login        LoginRequest -> LoginStart
+//	POST   /v1/accounts/{name}/logout       {}
+//	POST   /v1/accounts/{name}/test-send    TestSendRequest -> TestSendResult
+//	POST   /v1/logins/{id}/paste            PasteRequest -> AccountInfo
+//	GET    /v1/logins/{id}/wait             AccountInfo (long poll)
+//
+// Errors are {"error":{"code":...,"message":...}} with a stable code and an
+// HTTP status (see the Code* constants).
 package adminapi
 
 import (
