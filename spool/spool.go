@@ -141,6 +141,13 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		return nil, err
 	}
 	s.db = db
+	if !opts.ReadOnly {
+		// Make the creation of spool.db and messages/ themselves durable.
+		if err := fs.SyncDir(dir); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("spool: fsync %s: %w", dir, err)
+		}
+	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
