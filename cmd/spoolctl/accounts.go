@@ -292,6 +292,9 @@ func (a *app) authLogoutCmd() *cobra.Command {
 	return cmd
 }
 
+// testSendTimeout is test-send's default deadline.
+const testSendTimeout = 2 * time.Minute
+
 func (a *app) testSendCmd() *cobra.Command {
 	var asJSON bool
 	var to string
@@ -310,6 +313,11 @@ func (a *app) testSendCmd() *cobra.Command {
 		c, err := a.client(cmd, false)
 		if err != nil {
 			return err
+		}
+		// A real send (dial, TLS, token refresh, DATA) can outlast the
+		// default timeout; an explicit --timeout still wins.
+		if !cmd.Flag("timeout").Changed && a.timeout < testSendTimeout {
+			a.timeout = testSendTimeout
 		}
 		ctx, cancel := a.ctx(cmd)
 		defer cancel()

@@ -683,3 +683,38 @@ func TestInProcess(t *testing.T) {
 		t.Fatal("status after close succeeded")
 	}
 }
+
+// BenchmarkListPage measures one 500-message page of GET /v1/messages over
+// the unix socket (what spoolctl list asks per round trip).
+func BenchmarkListPage(b *testing.B) {
+	clk := &clock{now: t0}
+	sp := spooltest.OpenTemp(b, spool.Options{Clock: clk.Now, RescueInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	for i := 0; i < 500; i++ {
+		if _, err := sp.Enqueue(ctx, spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com", "c@example.com"}, Account: "m365"},
+			strings.NewReader("Subject: x\r\n\r\nhi\r\n")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc := NewService(sp, nil, nil, Options{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	dir, err := os.MkdirTemp("", "admb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ln, err := Listen(filepath.Join(dir, "s.sock"), 0, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: svc.Handler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := NewClient(filepath.Join(dir, "s.sock"))
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := c.List(ctx, ListRequest{Limit: 500})
+		if err != nil || len(resp.Messages) != 500 {
+			b.Fatalf("%d %v", len(resp.Messages), err)
+		}
+	}
+}
