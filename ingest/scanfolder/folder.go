@@ -296,15 +296,27 @@ func (f *folder) track(rel string, info fs.FileInfo, now time.Time) {
 	f.pending[rel] = &pendingFile{size: info.Size(), mtime: info.ModTime(), since: now}
 }
 
-// touch restarts a known file's quiet period (a write event).
+// touch restarts a known file's quiet period after a write event, taking
+// its current size and mtime so the next look can find it stable at once.
 func (f *folder) touch(rel string, now time.Time) bool {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	p, ok := f.pending[rel]
-	if ok && !p.queued && !p.inFlight {
-		p.since = now
+	busy := ok && (p.queued || p.inFlight)
+	root := f.root
+	f.mu.Unlock()
+	if !ok || busy || root == nil {
+		return ok
 	}
-	return ok
+	info, err := root.Lstat(rel)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.pending[rel]; ok && !p.queued && !p.inFlight {
+		p.since = now
+		if err == nil {
+			p.size, p.mtime = info.Size(), info.ModTime()
+		}
+	}
+	return true
 }
 
 func (f *folder) event(ev fsnotify.Event) {

@@ -203,7 +203,7 @@ func writeNotice(w io.Writer, h msgHeader, text string) error {
 // withParam formats "value; key=param". Plain ASCII names are quoted as
 // needed; non-ASCII names, and names that look like RFC 2047 encoded words
 // (which readers would decode) or with space runs (which header folding can
-// shorten), use RFC 2231 (key*=utf-8''...). The name was
+// shorten), use RFC 2231 (key*=utf-8'<lang>'<pct-encoded>). The name was
 // checked for control characters, so the result is one header-safe line.
 func withParam(value, key, param string) string {
 	if !strings.Contains(param, "=?") && !strings.Contains(param, "  ") &&
