@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/mail"
 	"os"
 	"strings"
@@ -47,6 +48,13 @@ type AccountConfig struct {
 // String never shows the password.
 func (a AccountConfig) String() string {
 	return fmt.Sprintf("account %s (%s %s:%d auth=%s mailbox=%s)", a.Name, a.Transport, a.Host, a.Port, a.Auth, a.Mailbox)
+}
+
+// LogValue keeps the password out of structured logs.
+func (a AccountConfig) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", a.Name), slog.String("transport", a.Transport),
+		slog.String("host", a.Host), slog.Int("port", a.Port), slog.String("auth", a.Auth),
+		slog.String("mailbox", a.Mailbox), slog.Bool("password_set", a.Password != ""))
 }
 
 // normalize fills defaults and validates; it also loads the CA file.

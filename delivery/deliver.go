@@ -296,6 +296,9 @@ func (e *Engine) outcome(bg context.Context, a *account, m *spool.Message, res s
 		switch {
 		case e.hard.Err() != nil && se.Code == 0:
 			e.postpone(bg, a, m, now, "interrupted by shutdown", log)
+		case se.Class == ClassConfig || se.Class == ClassAuth:
+			// e.g. 530 5.7.57 at MAIL: the tenant refuses this client; wait.
+			e.connectFailed(bg, a, m, se, log)
 		case isSendAsDenied(se):
 			se.Class = ClassPermanent
 			e.dead(bg, a, m, ReasonSendAsDenied, se, nil, log)

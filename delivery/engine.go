@@ -507,6 +507,13 @@ func (e *Engine) connWorker(a *account) {
 		e.wake()
 	}()
 	soft := e.soft
+	var queue []*spool.Message // claimed, not yet sent
+	defer func() {
+		// Leftovers (shutdown, pause, throttle, hold) go back without an attempt.
+		for _, m := range queue {
+			e.postpone(context.WithoutCancel(soft), a, m, e.opts.Clock(), "released unsent", e.log.With("msg_id", m.ID, "account", a.cfg.Name))
+		}
+	}()
 	for sent := 0; sent < a.cfg.MaxMessagesPerConnection; {
 		if soft.Err() != nil {
 			return
@@ -518,26 +525,36 @@ func (e *Engine) connWorker(a *account) {
 		if stop {
 			return
 		}
+		if len(queue) == 0 {
+			// Unlimited accounts claim a few at once: fewer spool commits.
+			batch := 1
+			if a.limiter == nil {
+				batch = min(claimBatch, a.cfg.MaxMessagesPerConnection-sent)
+			}
+			msgs, err := e.sp.ClaimAccount(soft, a.cfg.Name, e.opts.Clock(), batch, e.opts.Owner)
+			if err != nil {
+				if soft.Err() == nil {
+					e.log.Error("delivery: claiming", "account", a.cfg.Name, "err", err)
+				}
+				return
+			}
+			if len(msgs) == 0 {
+				if sess == nil || !e.idleWait(a, work) {
+					return
+				}
+				continue
+			}
+			queue = msgs
+			e.wake()
+		}
 		if a.limiter != nil {
 			if err := a.limiter.Wait(soft); err != nil {
 				return
 			}
 		}
-		msgs, err := e.sp.ClaimAccount(soft, a.cfg.Name, e.opts.Clock(), 1, e.opts.Owner)
-		if err != nil {
-			if soft.Err() == nil {
-				e.log.Error("delivery: claiming", "account", a.cfg.Name, "err", err)
-			}
-			return
-		}
-		if len(msgs) == 0 {
-			if sess == nil || !e.idleWait(a, work) {
-				return
-			}
-			continue
-		}
-		e.wake()
-		e.deliverSafe(a, msgs[0], &sess)
+		m := queue[0]
+		queue = queue[1:]
+		e.deliverSafe(a, m, &sess)
 		sent++
 		if sess != nil && !sess.usable() {
 			sess.close()
@@ -545,6 +562,9 @@ func (e *Engine) connWorker(a *account) {
 		}
 	}
 }
+
+// claimBatch is how many messages an unlimited account's connection claims at once.
+const claimBatch = 4
 
 // idleWait keeps an open connection for IdleTimeout in case more mail
 // arrives (like Postfix's connection cache); false when nothing came.

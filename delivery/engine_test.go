@@ -3,7 +3,9 @@ package delivery
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,13 +273,47 @@ func TestConnectionReuse(t *testing.T) {
 	}
 }
 
+// countingDialer counts open client connections (exact, unlike the server's
+// count, which sees a closing session a moment after the client let go).
+type countingDialer struct {
+	open, max atomic.Int32
+}
+
+type countedConn struct {
+	net.Conn
+	d    *countingDialer
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.d.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+func (d *countingDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	n := d.open.Add(1)
+	for {
+		m := d.max.Load()
+		if n <= m || d.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return &countedConn{Conn: c, d: d}, nil
+}
+
 func TestConnectionCapAndPerConnectionLimit(t *testing.T) {
+	dialer := &countingDialer{}
 	h := newHarness(t, hopt{noStart: true, up: smtpfake.Options{SessionDelay: 50 * time.Millisecond, Script: func(c smtpfake.Command) smtpfake.Reply {
 		if c.Name == "DATA" {
 			return smtpfake.Reply{Hang: 20 * time.Millisecond}
 		}
 		return smtpfake.Reply{}
-	}}, account: func(a *AccountConfig) { a.MaxConnections = 2; a.MaxMessagesPerConnection = 3 }})
+	}}, account: func(a *AccountConfig) { a.MaxConnections = 2; a.MaxMessagesPerConnection = 3 },
+		opts: func(o *Options) { o.Dial = dialer.Dial }})
 	const n = 12
 	var ids []string
 	for i := 0; i < n; i++ {
@@ -287,8 +323,11 @@ func TestConnectionCapAndPerConnectionLimit(t *testing.T) {
 	for _, id := range ids {
 		h.waitState(id, spool.StateDelivered)
 	}
-	if mc := h.up.MaxConcurrent(); mc > 2 {
-		t.Errorf("max concurrent sessions %d, cap 2", mc)
+	if mc := dialer.max.Load(); mc != 2 {
+		t.Errorf("max concurrent connections %d, want the cap 2", mc)
+	}
+	if mc := h.up.MaxConcurrent(); mc > 3 {
+		t.Errorf("upstream saw %d concurrent sessions", mc)
 	}
 	if s := h.up.Sessions(); s < n/3 {
 		t.Errorf("%d sessions; at most 3 messages per connection needs >= %d", s, n/3)

@@ -179,7 +179,9 @@ func (s *Server) Sessions() int {
 	return s.sessions
 }
 
-// MaxConcurrent returns the largest number of simultaneous sessions seen.
+// MaxConcurrent returns the largest number of simultaneous sessions seen. A
+// session counts until the server has closed it, a moment after the client
+// got the QUIT reply, so a client reconnecting at once may be counted +1.
 func (s *Server) MaxConcurrent() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,97 @@
+package delivery
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool"
+)
+
+func TestClientNotAuthenticatedAtMailWaits(t *testing.T) {
+	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "MAIL" {
+			return smtpfake.Reply{Code: 530, Enhanced: "5.7.57", Text: "Client not authenticated to send mail"}
+		}
+		return smtpfake.Reply{}
+	}}})
+	id := h.enqueue()
+	waitFor(t, "postponed", func() bool { m := h.sp.get(id); return m.State == spool.StateDeferred && m.Reason != "" })
+	if m := h.sp.get(id); m.Attempts != 0 || !strings.Contains(m.Reason, "enable authenticated SMTP") {
+		t.Errorf("attempts %d reason %q", m.Attempts, m.Reason)
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true})
+	h.eng.Pause(true)
+	h.start()
+	id := h.enqueue()
+	other := h.enqueue()
+	// The loop reads Notify only between passes: once a second signal has
+	// been consumed, the pass after the enqueue has finished.
+	for i := 0; i < 2; i++ {
+		h.sp.signal()
+		waitFor(t, "scheduler pass", func() bool { return len(h.sp.notify) == 0 })
+	}
+	if s := h.sp.get(id).State; s != spool.StateQueued {
+		t.Fatalf("state %s while paused", s)
+	}
+	h.eng.Pause(false)
+	h.waitState(id, spool.StateDelivered)
+	h.waitState(other, spool.StateDelivered)
+}
+
+func TestReloadConfiguresNewAccount(t *testing.T) {
+	h := newHarness(t, hopt{})
+	id := h.sp.add(spool.EnqueueRequest{From: "a@b.example", To: []string{"c@d.example"}, Account: "second"}, simpleBody)
+	waitFor(t, "parked", func() bool { return strings.Contains(h.sp.get(id).Reason, "not configured") })
+	acc := testAccount(h.up)
+	acc2 := acc
+	acc2.Name = "second"
+	if err := h.eng.Reload([]AccountConfig{acc, acc2}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(id, spool.StateDelivered)
+	if names := h.eng.AccountStates(); len(names) != 2 || names[1].Name != "second" {
+		t.Errorf("states %+v", names)
+	}
+	bad := acc2
+	bad.TLS = "bogus"
+	if err := h.eng.Reload([]AccountConfig{acc, bad}); err == nil {
+		t.Error("bad reload accepted")
+	}
+	if n := len(h.eng.AccountStates()); n != 2 {
+		t.Errorf("a failed reload changed the accounts: %d", n)
+	}
+}
+
+func TestLeaseRenewedDuringLongSend(t *testing.T) {
+	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "DATA" {
+			return smtpfake.Reply{Hang: 400 * time.Millisecond}
+		}
+		return smtpfake.Reply{}
+	}}, opts: func(o *Options) { o.LeaseDuration = 60 * time.Millisecond }})
+	id := h.enqueue()
+	claimed := h.clock.Now().Add(5 * time.Minute) // the fake's initial lease
+	waitFor(t, "lease renewed", func() bool {
+		m := h.sp.get(id)
+		return m.State == spool.StateActive && !m.LeaseUntil.Equal(claimed) && !m.LeaseUntil.IsZero()
+	})
+	h.waitState(id, spool.StateDelivered)
+}
+
+func TestAccountConfigNeverPrintsPassword(t *testing.T) {
+	a := AccountConfig{Name: "relay", Host: "smtp.example", Auth: "plain", Username: "u", Password: "hunter2-secret"}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "account", a)
+	for _, s := range []string{buf.String(), a.String()} {
+		if strings.Contains(s, "hunter2-secret") {
+			t.Errorf("password printed: %s", s)
+		}
+	}
+}
