@@ -395,27 +395,24 @@ func (e *Engine) succeeded(a *account, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a.lastDelivery = now
-	// Step back up after a quiet period following a throttle.
-	if !a.throttledAt.IsZero() && now.Sub(a.throttledAt) >= e.opts.ThrottleRecover {
-		if a.connLimit < a.cfg.MaxConnections {
-			a.connLimit++
-		}
-		if a.limiter != nil {
-			full := rate.Limit(a.cfg.RatePerMinute / 60)
-			if l := a.limiter.Limit() * 2; l < full {
-				a.limiter.SetLimit(l)
-			} else {
-				a.limiter.SetLimit(full)
-			}
-		}
-		a.throttledAt = now
-		if a.connLimit == a.cfg.MaxConnections && (a.limiter == nil || a.limiter.Limit() == full(a)) {
-			a.throttledAt = time.Time{}
-		}
+	// Step back up, one notch per quiet period, after a throttle.
+	if a.throttledAt.IsZero() || now.Sub(a.throttledAt) < e.opts.ThrottleRecover {
+		return
+	}
+	if a.connLimit < a.cfg.MaxConnections {
+		a.connLimit++
+	}
+	atFull := true
+	if a.limiter != nil {
+		full := rate.Limit(a.cfg.RatePerMinute / 60)
+		a.limiter.SetLimit(min(a.limiter.Limit()*2, full))
+		atFull = a.limiter.Limit() == full
+	}
+	a.throttledAt = now
+	if atFull && a.connLimit == a.cfg.MaxConnections {
+		a.throttledAt = time.Time{}
 	}
 }
-
-func full(a *account) rate.Limit { return rate.Limit(a.cfg.RatePerMinute / 60) }
 
 // throttle slows the whole account down: half the connections and rate, and
 // a pause before the next connection.
@@ -428,11 +425,11 @@ func (e *Engine) throttle(a *account, log *slog.Logger) {
 	if a.limiter != nil {
 		a.limiter.SetLimit(a.limiter.Limit() / 2)
 	}
-	a.throttledUntil = now.Add(e.opts.ThrottlePause)
-	a.throttledAt = now
+	until := now.Add(e.opts.ThrottlePause)
+	a.throttledUntil, a.throttledAt = until, now
 	limit := a.connLimit
 	e.mu.Unlock()
-	log.Warn("delivery: upstream is throttling the account: slowing down", "until", a.throttledUntil, "max_connections", limit)
+	log.Warn("delivery: upstream is throttling the account: slowing down", "until", until, "max_connections", limit)
 }
 
 func (e *Engine) noteErr(a *account, se *SMTPError, now time.Time) {

@@ -95,3 +95,36 @@ func TestAccountConfigNeverPrintsPassword(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectRefusedIsTransient(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true})
+	h.up.Close() // nothing listens on the port any more
+	h.start()
+	id := h.enqueue()
+	m := h.waitState(id, spool.StateDeferred)
+	if m.LastError == nil || m.LastError.Command != "CONNECT" || m.LastError.Class != ClassTransient || m.Attempts != 1 {
+		t.Errorf("attempts %d last error %+v", m.Attempts, m.LastError)
+	}
+}
+
+func TestThrottleRecoversStepwise(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true, account: func(a *AccountConfig) { a.MaxConnections = 4; a.RatePerMinute = 60 }})
+	a := h.eng.accounts["m365"]
+	log := slog.New(slog.DiscardHandler)
+	h.eng.throttle(a, log)
+	h.eng.throttle(a, log)
+	st := h.eng.AccountStates()[0]
+	if st.ConnLimit != 1 || st.RatePerMinute != 15 {
+		t.Fatalf("after two throttles: %+v", st)
+	}
+	h.eng.succeeded(a, h.clock.Now().Add(time.Minute)) // too early: no change
+	if st := h.eng.AccountStates()[0]; st.ConnLimit != 1 {
+		t.Errorf("stepped up too early: %+v", st)
+	}
+	for i := 1; i <= 3; i++ {
+		h.eng.succeeded(a, h.clock.Now().Add(time.Duration(i)*6*time.Minute))
+	}
+	if st := h.eng.AccountStates()[0]; st.ConnLimit != 4 || st.RatePerMinute != 60 {
+		t.Errorf("after quiet periods: %+v", st)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -135,7 +136,18 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	raw, err := t.dial(dctx, "tcp", addr)
+	// A refused or reset dial is retried briefly (a relay restarting); the
+	// message's own schedule handles longer outages.
+	var raw net.Conn
+	b := backoff.WithContext(backoff.WithMaxRetries(&backoff.ExponentialBackOff{
+		InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2,
+		MaxInterval: time.Second, MaxElapsedTime: cfg.ConnectTimeout, Stop: backoff.Stop, Clock: backoff.SystemClock,
+	}, 2), dctx)
+	err := backoff.Retry(func() error {
+		var derr error
+		raw, derr = t.dial(dctx, "tcp", addr)
+		return derr
+	}, b)
 	if err != nil {
 		return nil, netErr("CONNECT", "connecting to "+addr, err)
 	}
