@@ -239,30 +239,38 @@ func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
 	return out, nil
 }
 
-// Reload replaces the account set (SIGHUP). In-flight sends finish with their
-// old settings; holds and throttles of changed accounts are cleared.
+// Reload replaces the account set (SIGHUP). Unchanged accounts keep their
+// live state; changed ones start fresh (holds and throttles cleared) while
+// their in-flight sends finish with the old settings.
 func (e *Engine) Reload(accounts []AccountConfig) error {
 	accs, err := e.build(accounts)
 	if err != nil {
 		return err
 	}
 	e.mu.Lock()
-	for name, old := range e.accounts {
-		if n, ok := accs[name]; ok {
-			n.lastDelivery, n.lastErr = old.lastDelivery, old.lastErr
-			if n.cfg == old.cfg {
-				n.throttledUntil, n.throttledAt, n.connLimit = old.throttledUntil, old.throttledAt, old.connLimit
-				n.holdUntil, n.holdReason = old.holdUntil, old.holdReason
-			}
-			// Running workers keep their pointer to old and count themselves
-			// out there; the new record starts with no connections.
+	var flush []string // new or changed accounts: their waiting messages may go now
+	for name, n := range accs {
+		if old, ok := e.accounts[name]; !ok || old.cfg != n.cfg {
+			flush = append(flush, name)
 		}
+	}
+	for name, old := range e.accounts {
+		n, ok := accs[name]
+		if ok && n.cfg == old.cfg {
+			// Unchanged: keep the live record (connections, throttle, hold).
+			accs[name] = old
+			continue
+		}
+		if ok {
+			n.lastDelivery, n.lastErr = old.lastDelivery, old.lastErr
+		}
+		// Workers of a changed or removed account finish their current
+		// message and stop; they count themselves out on the old record.
 		old.removed = true
 	}
 	e.accounts = accs
 	e.mu.Unlock()
-	// Messages postponed because their account was unknown or held may go now.
-	for name := range accs {
+	for _, name := range flush {
 		if _, err := e.sp.FlushAll(context.Background(), name); err != nil {
 			e.log.Warn("delivery: flushing account after reload", "account", name, "err", err)
 		}
@@ -495,6 +503,7 @@ func (e *Engine) blockedLocked(a *account, now time.Time) bool {
 // connWorker sends due messages of one account over one connection.
 func (e *Engine) connWorker(a *account) {
 	var sess session
+	worked := false
 	defer func() {
 		if sess != nil {
 			sess.close()
@@ -504,7 +513,11 @@ func (e *Engine) connWorker(a *account) {
 		e.workers--
 		e.mu.Unlock()
 		e.wg.Done()
-		e.wake()
+		// A freed slot may let a waiting account go; a worker that found
+		// nothing does not kick, so an index glitch cannot make a spin.
+		if worked {
+			e.wake()
+		}
 	}()
 	soft := e.soft
 	var queue []*spool.Message // claimed, not yet sent
@@ -545,6 +558,7 @@ func (e *Engine) connWorker(a *account) {
 				continue
 			}
 			queue = msgs
+			worked = true
 			e.wake()
 		}
 		if a.limiter != nil {

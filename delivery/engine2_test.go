@@ -128,3 +128,20 @@ func TestThrottleRecoversStepwise(t *testing.T) {
 		t.Errorf("after quiet periods: %+v", st)
 	}
 }
+
+func TestIdleSchedulerDoesNotPoll(t *testing.T) {
+	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "MAIL" {
+			return smtpfake.Reply{Code: 451, Enhanced: "4.3.0", Text: "later"}
+		}
+		return smtpfake.Reply{}
+	}}, opts: func(o *Options) { o.IdleTimeout = 50 * time.Millisecond }})
+	id := h.enqueue()
+	h.waitState(id, spool.StateDeferred) // due again in a minute of (fake) time
+	waitFor(t, "connection workers gone", func() bool { return h.eng.AccountStates()[0].Connections == 0 })
+	before := h.sp.passes.Load()
+	time.Sleep(500 * time.Millisecond) // negative check: an idle engine must not wake
+	if n := h.sp.passes.Load() - before; n > 1 {
+		t.Errorf("%d scheduler passes in 0.5 s while idle", n)
+	}
+}

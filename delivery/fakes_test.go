@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ type fakeSpool struct {
 	defers []time.Time // next times passed to Defer, in order
 	// onStart, if set, runs inside StartAttempt (panic injection etc.)
 	onStart func(id string)
+	passes  atomic.Int64 // DueAccounts calls: one per scheduler pass
 }
 
 func newFakeSpool(t testing.TB, clock func() time.Time) *fakeSpool {
@@ -164,6 +166,7 @@ func (f *fakeSpool) NextDue(ctx context.Context, account string) (time.Time, boo
 }
 
 func (f *fakeSpool) DueAccounts(ctx context.Context, now time.Time) ([]string, error) {
+	f.passes.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	set := map[string]bool{}
