@@ -123,9 +123,29 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}, log)
 		return
 	}
-	env := envelope{ID: m.ID, From: m.From, To: pending}
+	env := envelope{ID: m.ID, From: m.From}
 	if a.cfg.SenderRule == "rewrite" {
 		env.From = a.cfg.Mailbox
+	}
+	if !validEnvelopeAddr(env.From) {
+		e.dead(bg, a, m, fmt.Sprintf("invalid envelope sender %q", truncate(env.From, 80)),
+			&SMTPError{Code: 553, Enhanced: "5.1.7", Command: "MAIL", Class: ClassPermanent, Text: "invalid sender address (local check)"}, nil, log)
+		return
+	}
+	// Addresses that cannot be sent (line breaks, brackets) fail locally
+	// and permanently instead of breaking the connection on every retry.
+	var refused []rcptResult
+	for _, to := range pending {
+		if validEnvelopeAddr(to) && to != "" {
+			env.To = append(env.To, to)
+			continue
+		}
+		refused = append(refused, rcptResult{Addr: to, Err: &SMTPError{Code: 553, Enhanced: "5.1.3", Command: "RCPT",
+			Class: ClassPermanent, Text: "invalid recipient address (local check)"}})
+	}
+	if len(env.To) == 0 {
+		e.outcome(bg, a, m, sendResult{Rcpts: refused}, nil, log)
+		return
 	}
 	for try := 0; try < 2; try++ {
 		if *sessp == nil {
@@ -142,10 +162,16 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 			*sessp = nil
 			continue
 		}
+		res.Rcpts = append(res.Rcpts, refused...)
 		e.outcome(bg, a, m, res, err, log)
 		return
 	}
 	e.transient(bg, a, m, &SMTPError{Class: ClassTransient, Text: "connection lost before sending"}, log)
+}
+
+// validEnvelopeAddr rejects what cannot go into MAIL FROM:<...>/RCPT TO:<...>.
+func validEnvelopeAddr(s string) bool {
+	return len(s) <= 512 && !strings.ContainsAny(s, "\r\n<> \t\x00")
 }
 
 // renewLease keeps the lease of a long send alive.

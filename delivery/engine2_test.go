@@ -145,3 +145,23 @@ func TestIdleSchedulerDoesNotPoll(t *testing.T) {
 		t.Errorf("%d scheduler passes in 0.5 s while idle", n)
 	}
 }
+
+func TestInvalidRecipientFailsLocally(t *testing.T) {
+	h := newHarness(t, hopt{})
+	id := h.enqueue("ok@dest.example", "bad\r\nRCPT TO:<x@evil.example>")
+	m := h.waitState(id, spool.StateDead)
+	for _, r := range m.Recipients {
+		want := spool.RcptDelivered
+		if r.Addr != "ok@dest.example" {
+			want = spool.RcptFailed
+		}
+		if r.State != want {
+			t.Errorf("%q: %s, want %s", r.Addr, r.State, want)
+		}
+	}
+	for _, msg := range h.up.Messages() {
+		if strings.Join(msg.To, ",") != "ok@dest.example" {
+			t.Errorf("upstream got recipients %q", msg.To)
+		}
+	}
+}
