@@ -422,7 +422,6 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		}
 		return wake
 	}
-	blocked := false
 	if len(due) > 0 {
 		e.broadcast()
 	}
@@ -452,7 +451,6 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			e.mu.Unlock()
 			go e.connWorker(a)
 		default:
-			blocked = true
 			e.mu.Unlock()
 		}
 	}
@@ -465,8 +463,9 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		}
 	case ok && next.After(now):
 		earlier(next)
-	case ok && blocked:
-		// Due but at a limit: a finishing worker kicks us; this is a backstop.
+	case ok:
+		// Something is due but taken, throttled or at a limit: claims and
+		// finishing workers kick us; this backstop only runs while busy.
 		earlier(now.Add(time.Second))
 	}
 	return wake
