@@ -520,6 +520,7 @@ func (e *Engine) connWorker(a *account) {
 	}()
 	soft := e.soft
 	var queue []*spool.Message // claimed, not yet sent
+	var claimedAt time.Time
 	defer func() {
 		// Leftovers (shutdown, pause, throttle, hold) go back without an attempt.
 		for _, m := range queue {
@@ -536,6 +537,14 @@ func (e *Engine) connWorker(a *account) {
 		e.mu.Unlock()
 		if stop {
 			return
+		}
+		if len(queue) > 0 && e.opts.Clock().Sub(claimedAt) > e.opts.LeaseDuration/2 {
+			// Leases of messages waiting in our queue are not renewed: give
+			// them back before they could expire and be claimed twice.
+			for _, m := range queue {
+				e.postpone(context.WithoutCancel(soft), a, m, e.opts.Clock(), "released unsent", e.log.With("msg_id", m.ID, "account", a.cfg.Name))
+			}
+			queue = nil
 		}
 		if len(queue) == 0 {
 			// Unlimited accounts claim a few at once: fewer spool commits.
@@ -556,7 +565,7 @@ func (e *Engine) connWorker(a *account) {
 				}
 				continue
 			}
-			queue = msgs
+			queue, claimedAt = msgs, e.opts.Clock()
 			worked = true
 			e.wake()
 		}

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -163,5 +164,69 @@ func TestInvalidRecipientFailsLocally(t *testing.T) {
 		if strings.Join(msg.To, ",") != "ok@dest.example" {
 			t.Errorf("upstream got recipients %q", msg.To)
 		}
+	}
+}
+
+func TestMalformedHeaderDeadWithNotice(t *testing.T) {
+	h := newHarness(t, hopt{})
+	id := h.sp.add(spool.EnqueueRequest{From: "user@office.example", To: []string{"bob@dest.example"}, Account: "m365",
+		Source: spool.Source{Kind: spool.SourceScan}}, "From: a@b.example\r\nnot a header line\r\n\r\nbody\r\n")
+	m := h.waitState(id, spool.StateDead)
+	if !strings.Contains(m.Reason, "malformed header line") || m.Attempts != 1 {
+		t.Errorf("reason %q attempts %d", m.Reason, m.Attempts)
+	}
+	waitFor(t, "notice to the envelope sender", func() bool {
+		for _, msg := range h.up.Messages() {
+			if len(msg.To) == 1 && msg.To[0] == "user@office.example" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestTestSendReportsRefusal(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true, up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "RCPT" {
+			return smtpfake.Reply{Code: 550, Enhanced: "5.1.10", Text: "Recipient not found"}
+		}
+		return smtpfake.Reply{}
+	}}})
+	res, err := h.eng.TestSend(context.Background(), "m365", "nobody@dest.example")
+	if err == nil || res.Code != 550 || res.Enhanced != "5.1.10" || res.Text != "Recipient not found" {
+		t.Errorf("result %+v err %v", res, err)
+	}
+}
+
+func TestQueuedClaimsReleasedBeforeLeaseExpiry(t *testing.T) {
+	first := make(chan struct{})
+	release := make(chan struct{})
+	var h *harness
+	h = newHarness(t, hopt{noStart: true, up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "DATA" {
+			select {
+			case first <- struct{}{}:
+				<-release // the first message takes "long"
+			default:
+			}
+		}
+		return smtpfake.Reply{}
+	}}, account: func(a *AccountConfig) { a.MaxConnections = 1; a.RatePerMinute = -1 },
+		opts: func(o *Options) { o.LeaseDuration = time.Minute; o.Rand = func() float64 { return 0.5 } }})
+	ids := []string{h.enqueue(), h.enqueue(), h.enqueue()}
+	h.start()
+	<-first
+	h.clock.Add(40 * time.Second) // past half the lease of the batch still queued locally
+	close(release)
+	for _, id := range ids {
+		if m := h.waitState(id, spool.StateDelivered); m.Attempts != 1 {
+			t.Errorf("%s attempts %d", id, m.Attempts)
+		}
+	}
+	h.sp.mu.Lock()
+	reasons := strings.Join(h.sp.reasons, ",")
+	h.sp.mu.Unlock()
+	if !strings.Contains(reasons, "released unsent") {
+		t.Errorf("queued claims were not released (postpones: %q)", reasons)
 	}
 }

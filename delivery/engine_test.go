@@ -74,6 +74,10 @@ func TestDeferredAndRetried(t *testing.T) {
 	if want := start.Add(3 * time.Minute); !m.NextAttempt.Equal(want) {
 		t.Errorf("second next attempt = %v, want %v", m.NextAttempt, want)
 	}
+	// The stored body is never modified by the rewrite.
+	if b, err := readFile(h.sp.dir, id); err != nil || string(b) != simpleBody {
+		t.Errorf("stored body changed: %q %v", b, err)
+	}
 	fail.Store(false)
 	h.clock.Add(2 * time.Minute)
 	h.sp.signal()

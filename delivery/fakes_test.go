@@ -48,6 +48,7 @@ type fakeSpool struct {
 	// onStart, if set, runs inside StartAttempt (panic injection etc.)
 	onStart func(id string)
 	passes  atomic.Int64 // DueAccounts calls: one per scheduler pass
+	reasons []string     // Postpone reasons, in order
 }
 
 func newFakeSpool(t testing.TB, clock func() time.Time) *fakeSpool {
@@ -307,6 +308,7 @@ func (f *fakeSpool) Postpone(ctx context.Context, id, owner string, next time.Ti
 	}
 	m.State, m.NextAttempt, m.Reason = spool.StateDeferred, next, reason
 	m.LeaseOwner, m.LeaseUntil = "", time.Time{}
+	f.reasons = append(f.reasons, reason)
 	return nil
 }
 
