@@ -6,12 +6,32 @@
 // (DESIGN.md section 5), the retry schedule, dead-lettering and failure
 // notices.
 //
+// The scheduler sleeps until the spool's earliest due time, a Notify signal,
+// a recovered account or a finished worker; it never polls while idle. Each
+// connection worker serves one account: it claims due messages, commits the
+// attempt (StartAttempt) before dialing, sends over one connection (RSET
+// between messages, at most MaxMessagesPerConnection) and keeps an idle
+// connection for Options.IdleTimeout in case more mail arrives.
+//
+// Accounts that cannot send (needs re-authorization, misconfigured tenant,
+// token endpoint down, not configured) are held: their messages are
+// postponed without using attempts, and drained at once when the token
+// source reports the account recovered. A throttling answer halves the
+// account's connections and rate and pauses it (Options.ThrottlePause); both
+// step back up after quiet periods (Options.ThrottleRecover).
+//
 // Header rewrite decision: the header block is parsed bounded (MaxHeaderBytes,
 // 256 KiB). A header block that is larger, or that contains a line which is
 // neither a field nor a continuation, is refused before dialing and the
 // message is dead-lettered with a reason saying so: sending it unchanged could
 // leak a From the account may not use, and guessing where the header ends
 // could turn body text into headers. A From field whose address cannot be
-// parsed is still rewritten safely: From becomes the bare account mailbox and
-// no Reply-To is added.
+// parsed (including RFC 2047 names in charsets other than UTF-8, US-ASCII and
+// ISO-8859-1) is still rewritten safely: From becomes the bare account mailbox
+// and no Reply-To is added. Bare CR inside header lines becomes a space.
+//
+// Metrics: spoold_delivery_attempts_total{account,result,class} (result:
+// delivered, partial, deferred, dead, postponed), the histogram
+// spoold_delivery_duration_seconds{account} (enqueue to delivery) and the
+// gauge spoold_delivery_inflight.
 package delivery

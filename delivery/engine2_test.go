@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 )
@@ -228,5 +230,29 @@ func TestQueuedClaimsReleasedBeforeLeaseExpiry(t *testing.T) {
 	h.sp.mu.Unlock()
 	if !strings.Contains(reasons, "released unsent") {
 		t.Errorf("queued claims were not released (postpones: %q)", reasons)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "RCPT" && c.Arg == "later@dest.example" {
+			return smtpfake.Reply{Code: 451, Enhanced: "4.3.0", Text: "later"}
+		}
+		return smtpfake.Reply{}
+	}}, opts: func(o *Options) { o.Registerer = reg }})
+	h.waitState(h.enqueue(), spool.StateDelivered)
+	h.waitState(h.enqueue("later@dest.example"), spool.StateDeferred)
+	if v := testutil.ToFloat64(h.eng.m.attempts.WithLabelValues("m365", "delivered", "")); v != 1 {
+		t.Errorf("delivered attempts %v", v)
+	}
+	if v := testutil.ToFloat64(h.eng.m.attempts.WithLabelValues("m365", "deferred", ClassTransient)); v != 1 {
+		t.Errorf("deferred attempts %v", v)
+	}
+	if n := testutil.CollectAndCount(reg, "spoold_delivery_duration_seconds"); n != 1 {
+		t.Errorf("duration series %d", n)
+	}
+	if _, err := New(nil, h.sp, nil, Options{Registerer: reg}); err == nil {
+		t.Error("second engine on the same registry accepted")
 	}
 }
