@@ -249,6 +249,8 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		switch {
 		case errors.Is(err, auth.ErrNeedsReauth):
 			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account needs re-authorization: run spoolctl auth login "+a.cfg.Name, nil, log)
+		case errors.Is(err, auth.ErrUnknownAccount):
+			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "the token source has no OAuth account "+a.cfg.Name+": check the configuration", nil, log)
 		case errors.Is(err, auth.ErrMisconfigured):
 			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account is misconfigured: "+te.err.Error(), nil, log)
 		default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 )
@@ -255,4 +256,19 @@ func TestMetrics(t *testing.T) {
 	if _, err := New(nil, h.sp, nil, Options{Registerer: reg}); err == nil {
 		t.Error("second engine on the same registry accepted")
 	}
+}
+
+func TestTokenEndpointDownWaitsWithoutAttempts(t *testing.T) {
+	h := newHarness(t, hopt{})
+	h.tokens.set("", auth.ErrTransient)
+	id := h.enqueue()
+	var m *spool.Message
+	waitFor(t, "postponed", func() bool { m = h.sp.get(id); return m.State == spool.StateDeferred && m.Reason != "" })
+	if m.Attempts != 0 || !m.NextAttempt.Equal(h.clock.Now().Add(time.Minute)) || !strings.Contains(m.Reason, "token endpoint") {
+		t.Errorf("attempts %d next %v reason %q", m.Attempts, m.NextAttempt, m.Reason)
+	}
+	h.tokens.set("tok-1", nil)
+	h.clock.Add(time.Minute)
+	h.sp.signal()
+	h.waitState(id, spool.StateDelivered)
 }
