@@ -1,0 +1,210 @@
+package systest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool"
+)
+
+// relayAccount is a plain SMTP relay account (no TLS, no AUTH) on port with
+// short retries so the suite finishes quickly.
+func relayAccount(name string, port int, extra string) string {
+	return fmt.Sprintf(`  - name: %s
+    transport: smtp
+    host: 127.0.0.1
+    port: %d
+    tls: none
+    auth: none
+%s    retry: {first: 1s, multiplier: 2, max: 4s, jitter: 0.2, lifetime: 1h}
+`, name, port, extra)
+}
+
+// TestKill9Loop SIGKILLs spoold at random moments (-systest.kills times, 50
+// by default) while Go SMTP clients, smtp-source (every fourth round) and a
+// scanner feed it, restarting it each time; then lets it drain to an
+// in-process upstream and asserts: every message that got a 250 and every
+// scan that left the folder arrived upstream at least once, no scan failed,
+// nothing was dead-lettered (a lost body would be), the queue drained, the
+// daemon stops cleanly and the spool database passes bbolt's check.
+func TestKill9Loop(t *testing.T) {
+	needSuite(t)
+	kills := *flagKills
+	if kills < 1 {
+		t.Fatalf("-systest.kills must be at least 1")
+	}
+	var sourceBin string
+	if p := findTool("smtp-source", "/usr/sbin/smtp-source"); p != "" {
+		sourceBin = p
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("smtp-source is not installed; .ci/run should have installed postfix")
+	} else {
+		t.Log("smtp-source not installed: rounds use only the Go clients and the scanner")
+	}
+
+	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+
+	n := newNode(t, nodeConfig{
+		Scan:     true,
+		Accounts: relayAccount("relay", up.Port, ""),
+		Routes:   "  default: relay\n",
+	})
+	var addr atomic.Value
+	addr.Store(n.SMTPAddr())
+
+	goLedger, srcLedger := newLedger(), newLedger()
+	p := n.start()
+	addr.Store(n.SMTPAddr())
+	load := startGoLoad(4, 120, func() string { return addr.Load().(string) }, goLedger)
+	scans, err := startScanLoad(n.ScanDir, "alice@example.com", 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources sync.WaitGroup
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
+	start := time.Now()
+	earlyKills := 0
+	for round := 1; round <= kills; round++ {
+		if sourceBin != "" && round%4 == 1 {
+			sources.Add(1)
+			go func(tag int, a string) {
+				defer sources.Done()
+				_ = smtpSource(sourceBin, a, tag, 60, srcLedger)
+			}(round, n.SMTPAddr())
+		}
+		// The random moment: anywhere from mid-commit to mid-delivery.
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		p.Kill()
+		if code := p.cmd.ProcessState.ExitCode(); code != -1 {
+			t.Fatalf("round %d: spoold exited with %d before it was killed; log:\n%s", round, code, tail(n.LogPath, 40))
+		}
+		if round == kills {
+			break
+		}
+		if rng.IntN(5) == 0 {
+			// Kill again during start-up and recovery, before it is ready.
+			early := n.spawn()
+			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			early.Kill()
+			earlyKills++
+		}
+		p = n.start()
+		addr.Store(n.SMTPAddr())
+	}
+	loopTime := time.Since(start)
+
+	// Final run: no more kills; stop the load and let everything drain.
+	p = n.start()
+	addr.Store(n.SMTPAddr())
+	load.Stop()
+	sources.Wait()
+	dropped, err := scans.Stop()
+	if err != nil {
+		t.Fatalf("scanner: %v", err)
+	}
+	goAcked, goTried := goLedger.snapshot()
+	srcAcked, srcTried := srcLedger.snapshot()
+	if len(goAcked) == 0 || len(dropped) == 0 {
+		t.Fatalf("the load produced nothing: %d Go messages acknowledged, %d scans dropped", len(goAcked), len(dropped))
+	}
+
+	// Expired leases of killed workers are requeued by the rescuer (every
+	// 30 s) and retried after retry.first, so allow for a few rounds of it.
+	var got map[string]int
+	var missing []string
+	drained := poll(150*time.Second, func() bool {
+		got = received(up)
+		missing = missing[:0]
+		for _, k := range goAcked {
+			if got[k] == 0 {
+				missing = append(missing, k)
+			}
+		}
+		for _, k := range srcAcked {
+			if got[k] == 0 {
+				missing = append(missing, k)
+			}
+		}
+		left := scans.remaining()
+		for _, name := range dropped {
+			if left[name] || got[name] == 0 {
+				missing = append(missing, name)
+			}
+		}
+		return len(missing) == 0
+	})
+	if !drained {
+		sort.Strings(missing)
+		if len(missing) > 20 {
+			missing = append(missing[:20], fmt.Sprintf("... %d more", len(missing)-20))
+		}
+		t.Errorf("after the final restart, acknowledged messages or scans never reached the upstream: %v", missing)
+		t.Logf("queue: %v", n.status().Queue)
+	}
+	failed, _ := filepath.Glob(filepath.Join(n.ScanDir, "failed", "*", "*"))
+	if len(failed) > 0 {
+		t.Errorf("scans moved to failed/: %v", failed)
+	}
+
+	// Messages whose client lost the connection before the 250 may still be
+	// stored; they drain too, and nothing may end up dead.
+	var counts map[spool.State]int
+	settled := poll(90*time.Second, func() bool {
+		counts = n.status().Queue
+		return counts[spool.StateQueued]+counts[spool.StateActive]+counts[spool.StateDeferred] == 0
+	})
+	if !settled {
+		t.Errorf("queue did not drain: %v", counts)
+	}
+	if d := n.list(spool.StateDead); len(d) > 0 {
+		t.Errorf("%d messages dead-lettered after crashes, first: %s: %s", len(d), d[0].ID, d[0].Reason)
+	}
+
+	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {
+		t.Errorf("spoold after the loop: SIGTERM exit %d, %v", code, err)
+	}
+	st := n.checkSpool()
+	for _, s := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateDead, spool.StateHeld} {
+		if st[s] != 0 {
+			t.Errorf("spool after shutdown: %d messages %s, want 0 (stats %v)", st[s], s, st)
+		}
+	}
+
+	dups, dupKeys := 0, 0
+	for _, c := range got {
+		if c > 1 {
+			dups += c - 1
+			dupKeys++
+		}
+	}
+	t.Logf("kill loop: %d kills (%d of them during start-up) in %s; Go clients: %d acknowledged of %d tried; "+
+		"smtp-source: %d acknowledged of %d tried; scans: %d dropped and delivered; upstream received %d messages; "+
+		"duplicates: %d extra copies of %d messages",
+		kills+earlyKills, earlyKills, loopTime.Round(time.Second), len(goAcked), goTried, len(srcAcked), srcTried,
+		len(dropped), up.Count(), dups, dupKeys)
+}
+
+func findTool(name string, extra ...string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range extra {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
