@@ -40,7 +40,7 @@ type AccountConfig struct {
 
 	Retry RetryPolicy
 
-	ConnectTimeout time.Duration // dial + TLS + greeting; default 30s
+	ConnectTimeout time.Duration // dial, TLS, greeting, EHLO and AUTH together; default 30s
 	CommandTimeout time.Duration // per command reply; default 2m
 	DataTimeout    time.Duration // body transfer and the reply after the final dot; default 10m
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -271,4 +272,31 @@ func TestTokenEndpointDownWaitsWithoutAttempts(t *testing.T) {
 	h.clock.Add(time.Minute)
 	h.sp.signal()
 	h.waitState(id, spool.StateDelivered)
+}
+
+func TestHangingGreetingTimesOut(t *testing.T) {
+	// A listener that accepts and never says anything.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	h := newHarness(t, hopt{account: func(a *AccountConfig) {
+		a.Port = ln.Addr().(*net.TCPAddr).Port
+		a.ConnectTimeout = 300 * time.Millisecond
+	}})
+	id := h.enqueue()
+	m := h.waitState(id, spool.StateDeferred)
+	if m.LastError == nil || m.LastError.Class != ClassTransient || !strings.Contains(m.LastError.Text, "took longer than") {
+		t.Errorf("last error %+v", m.LastError)
+	}
 }

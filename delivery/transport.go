@@ -152,8 +152,11 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 		return nil, netErr("CONNECT", "connecting to "+addr, err)
 	}
 	// Cancelling the session's context closes the connection: the only way
-	// to interrupt a blocked read inside the client.
+	// to interrupt a blocked read inside the client. During setup the same
+	// holds for ConnectTimeout (go-smtp applies its own per-command timeouts
+	// to the greeting and STARTTLS, which we cannot set beforehand).
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	setupStop := context.AfterFunc(dctx, func() { raw.Close() })
 	ok := false
 	defer func() {
 		if !ok {
@@ -161,20 +164,28 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 			raw.Close()
 		}
 	}()
+	fail := func(cmd string, err error) (session, error) {
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return nil, netErr(cmd, fmt.Sprintf("connection setup with %s took longer than %s", addr, cfg.ConnectTimeout), err)
+		}
+		if cmd == "TLS" {
+			return nil, netErr(cmd, "TLS handshake with "+addr, err)
+		}
+		return nil, convErr(cmd, err)
+	}
 	var conn net.Conn = raw
 	if cfg.TLS == "implicit" {
 		tc := tls.Client(raw, t.tls)
 		if err := tc.HandshakeContext(dctx); err != nil {
-			return nil, netErr("TLS", "TLS handshake with "+addr, err)
+			return fail("TLS", err)
 		}
 		conn = tc
 	}
-	raw.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
 	var c *smtp.Client
 	if cfg.TLS == "starttls" {
 		c, err = smtp.NewClientStartTLS(conn, t.tls)
 		if err != nil {
-			return nil, convErr("STARTTLS", err)
+			return fail("STARTTLS", err)
 		}
 	} else {
 		c = smtp.NewClient(conn)
@@ -183,9 +194,8 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 	c.SubmissionTimeout = cfg.DataTimeout
 	if err := c.Hello(t.hostname); err != nil {
 		c.Close()
-		return nil, convErr("EHLO", err)
+		return fail("EHLO", err)
 	}
-	raw.SetDeadline(time.Time{})
 	var sc sasl.Client
 	switch cfg.Auth {
 	case "xoauth2":
@@ -198,8 +208,13 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 	if sc != nil {
 		if err := c.Auth(sc); err != nil {
 			c.Close()
-			return nil, convErr("AUTH", err)
+			return fail("AUTH", err)
 		}
+	}
+	if !setupStop() {
+		// The setup deadline fired just now and closed the connection.
+		c.Close()
+		return fail("AUTH", context.DeadlineExceeded)
 	}
 	ok = true
 	return &smtpSession{c: c, raw: raw, cfg: cfg, stop: stop}, nil
