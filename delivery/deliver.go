@@ -385,11 +385,25 @@ func (e *Engine) outcome(bg context.Context, a *account, m *spool.Message, res s
 		e.m.attempt(a.cfg.Name, "deferred", tempErr.Class)
 		log.Info("delivery: some recipients deferred", "delivered", delivered, "next_attempt", next, "err", tempErr.Error())
 	case delivered == 0 && permErr != nil:
-		e.dead(bg, a, m, "upstream refused every recipient: "+permErr.Error(), permErr, results, log)
+		e.dead(bg, a, m, "upstream refused every remaining recipient: "+permErr.Error(), permErr, results, log)
 	default:
 		e.finish(bg, a, m, results, log)
+		// Recipients refused in this or an earlier attempt make the message
+		// dead for them: tell the sender once, now that the rest is done.
+		reason := ""
 		if permErr != nil {
-			e.notice(bg, a, m, "upstream refused some recipients: "+permErr.Error(), results, log)
+			reason = "upstream refused some recipients: " + permErr.Error()
+		}
+		for _, r := range m.Recipients {
+			if r.State == spool.RcptFailed && reason == "" {
+				reason = "upstream refused some recipients"
+				if r.Error != nil {
+					reason += ": " + r.Error.Text
+				}
+			}
+		}
+		if reason != "" {
+			e.notice(bg, a, m, reason, results, log)
 		}
 	}
 }
@@ -541,8 +555,16 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 		return
 	}
 	failed := []string{}
+	seen := map[string]bool{}
 	for _, r := range results {
-		if r.State == spool.RcptFailed {
+		if r.State == spool.RcptFailed && !seen[r.Addr] {
+			seen[r.Addr] = true
+			failed = append(failed, r.Addr)
+		}
+	}
+	for _, r := range m.Recipients { // refused in an earlier attempt
+		if r.State == spool.RcptFailed && !seen[r.Addr] {
+			seen[r.Addr] = true
 			failed = append(failed, r.Addr)
 		}
 	}

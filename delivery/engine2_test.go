@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,4 +300,33 @@ func TestHangingGreetingTimesOut(t *testing.T) {
 	if m.LastError == nil || m.LastError.Class != ClassTransient || !strings.Contains(m.LastError.Text, "took longer than") {
 		t.Errorf("last error %+v", m.LastError)
 	}
+}
+
+func TestNoticeAfterLaterAttemptListsEarlierRefusals(t *testing.T) {
+	var busy atomic.Bool
+	busy.Store(true)
+	h := newHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		switch {
+		case c.Name == "RCPT" && c.Arg == "gone@dest.example":
+			return smtpfake.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}
+		case c.Name == "RCPT" && c.Arg == "busy@dest.example" && busy.Load():
+			return smtpfake.Reply{Code: 450, Enhanced: "4.2.1", Text: "busy"}
+		}
+		return smtpfake.Reply{}
+	}}})
+	id := h.sp.add(spool.EnqueueRequest{From: "mfd@office.example", To: []string{"gone@dest.example", "busy@dest.example"},
+		Account: "m365", Source: spool.Source{Kind: spool.SourceScan}}, "From: User <user@office.example>\r\nSubject: S\r\n\r\nx\r\n")
+	h.waitState(id, spool.StateDeferred)
+	busy.Store(false)
+	h.clock.Add(time.Hour)
+	h.sp.signal()
+	h.waitState(id, spool.StateDead)
+	waitFor(t, "notice naming the earlier refusal", func() bool {
+		for _, msg := range h.up.Messages() {
+			if msg.To[0] == "user@office.example" {
+				return strings.Contains(string(msg.Data), "gone@dest.example") && strings.Contains(string(msg.Data), "no such user")
+			}
+		}
+		return false
+	})
 }
