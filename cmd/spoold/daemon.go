@@ -88,6 +88,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 		return nil, err
 	}
 	d.reg.MustRegister(newQueueCollector(d.spool, log, d.started))
+	enqueued := newEnqueuedCounter(d.reg)
 
 	authAccts, err := authAccounts(cfg)
 	if err != nil {
@@ -142,7 +143,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 				}
 			}
 		}
-		d.scans, err = scanfolder.New(scanFolders(cfg), d.spool, scanfolder.Options{Logger: log, Registerer: d.reg})
+		d.scans, err = scanfolder.New(scanFolders(cfg), scanEnqueuer{Spool: d.spool, enqueued: enqueued}, scanfolder.Options{Logger: log, Registerer: d.reg})
 		if err != nil {
 			return nil, err
 		}

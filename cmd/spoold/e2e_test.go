@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,7 +83,9 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // data/outbox/.
 func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	swaks := requireTool(t, "swaks")
-	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
+	binDir := t.TempDir()
+	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", binDir)
+	spoolctl := buildBinary(t, "github.com/spoold/spoold/cmd/spoolctl", binDir)
 	work := t.TempDir()
 
 	var logs syncBuffer
@@ -178,4 +182,56 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		_, err := os.Stat(filepath.Join(work, "scans", "processed", "alice@example.com", "scan0042.pdf"))
 		return err == nil
 	})
+
+	// The admin CLI sees both as delivered through the daemon's socket.
+	waitFor(t, "spoolctl to list 2 delivered messages", 30*time.Second, func() bool {
+		cmd := exec.Command(spoolctl, "list", "--state", "delivered", "--json")
+		cmd.Dir = work
+		out, err := cmd.Output()
+		if err != nil {
+			return false
+		}
+		var resp struct {
+			Messages []struct {
+				State string `json:"state"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatalf("spoolctl list --json printed something that is not JSON: %v\n%s", err, out)
+		}
+		return len(resp.Messages) == 2 && resp.Messages[0].State == "delivered"
+	})
+
+	// Metrics count both sources and the delivered records.
+	resp, err := http.Get("http://127.0.0.1:9191/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`spoold_enqueued_total{source="smtp"} 1`,
+		`spoold_enqueued_total{source="scan"} 1`,
+		`spoold_queue_messages{state="delivered"} 2`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// Private state stays private: data dir 0700, database 0600, socket 0660.
+	for path, want := range map[string]os.FileMode{
+		filepath.Join(work, "data"):                0o700,
+		filepath.Join(work, "data", "spool.db"):    0o600,
+		filepath.Join(work, "data", "spoold.sock"): 0o660,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("stat %s: %v", path, err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %o, want %o", path, got, want)
+		}
+	}
 }

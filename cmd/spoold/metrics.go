@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
@@ -52,4 +53,30 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range spool.States {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(stats[st]), string(st))
 	}
+}
+
+// newEnqueuedCounter is spoold_enqueued_total, shared with the SMTP listener
+// (which registers the same name and help and reuses this collector), so the
+// metric counts every source in one family.
+func newEnqueuedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spoold_enqueued_total", Help: "Messages enqueued into the spool, by source.",
+	}, []string{"source"})
+	reg.MustRegister(c)
+	return c
+}
+
+// scanEnqueuer counts what the scan folder commits (scans and failure
+// notices); the scan folder package reports per-file results of its own.
+type scanEnqueuer struct {
+	*spool.Spool
+	enqueued *prometheus.CounterVec
+}
+
+func (e scanEnqueuer) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error) {
+	id, err := e.Spool.Enqueue(ctx, req, body)
+	if err == nil {
+		e.enqueued.WithLabelValues(string(req.Source.Kind)).Inc()
+	}
+	return id, err
 }
