@@ -330,3 +330,12 @@ func TestNoticeAfterLaterAttemptListsEarlierRefusals(t *testing.T) {
 		return false
 	})
 }
+
+func TestInternationalisedRecipient(t *testing.T) {
+	h := newHarness(t, hopt{up: smtpfake.Options{SMTPUTF8: true}})
+	id := h.enqueue("jürgen@dest.example")
+	h.waitState(id, spool.StateDelivered)
+	if msgs := h.up.Messages(); len(msgs) != 1 || msgs[0].To[0] != "jürgen@dest.example" {
+		t.Errorf("upstream got %+v", msgs)
+	}
+}

@@ -273,7 +273,14 @@ func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, s
 		return res, &SMTPError{Code: 552, Enhanced: "5.3.4", Command: "MAIL", Class: ClassPermanent,
 			Text: fmt.Sprintf("message of %d bytes is larger than the upstream limit of %d bytes", size, max)}
 	}
-	if err := s.c.Mail(env.From, nil); err != nil {
+	var mo *smtp.MailOptions
+	if !asciiOnly(env.From) || !asciiOnly(env.To...) {
+		// Internationalised addresses need SMTPUTF8; without it the server refuses them per recipient.
+		if ok, _ := s.c.Extension("SMTPUTF8"); ok {
+			mo = &smtp.MailOptions{UTF8: true}
+		}
+	}
+	if err := s.c.Mail(env.From, mo); err != nil {
 		return res, s.fail("MAIL", err)
 	}
 	accepted := 0
@@ -357,4 +364,15 @@ func netErr(cmd, what string, err error) *SMTPError {
 		text = what + ": " + text
 	}
 	return classify(&SMTPError{Command: cmd, Text: text, Err: err})
+}
+
+func asciiOnly(ss ...string) bool {
+	for _, s := range ss {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -68,6 +68,7 @@ type Options struct {
 	// concurrency observable).
 	SessionDelay time.Duration
 	Dir          string // where the CA file is written; default os.TempDir()
+	SMTPUTF8     bool   // advertise SMTPUTF8
 }
 
 // Server is a running fake upstream.
@@ -107,6 +108,7 @@ func Start(opts Options) (*Server, error) {
 	s.srv.WriteTimeout = time.Minute
 	s.srv.MaxMessageBytes = 64 << 20
 	s.srv.ErrorLog = nopLogger{}
+	s.srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	var err error
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
