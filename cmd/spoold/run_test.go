@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestRunFlagsAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, fmt.Sprintf(`data_dir: %s/data
+smtp_listeners:
+  - name: local
+    listen: 127.0.0.1:0
+    allowed_networks: [127.0.0.1]
+accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`, dir))
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, `data_dir: ./data
+smtp_listeners:
+  - name: local
+    listen: 127.0.0.1:2525
+    tls: sometimes
+accounts:
+  - name: outbox
+    transport: file
+    colour: blue
+routes:
+  default: nowhere
+`)
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string // substrings of stdout+stderr
+	}{
+		{"check ok", []string{"-config", good, "-check"}, exitOK, []string{"good.yaml: ok"}},
+		{"check embedded default", []string{"-check"}, exitOK, []string{"embedded default: ok"}},
+		{"check lists every problem with line and key", []string{"-config", bad, "-check"}, exitUsage, []string{
+			"bad.yaml:5: smtp_listeners[0].tls:",
+			"bad.yaml:9: accounts[0].colour:",
+			"bad.yaml:11: routes.default:",
+			"bad.yaml:3: smtp_listeners[0]", // neither allowed_networks nor users: an open relay
+		}},
+		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
+		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
+		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},
+		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},
+		{"version", []string{"-version"}, exitOK, []string{"spoold "}},
+		{"print default", []string{"-print-default-config"}, exitOK, []string{"routes:", "default: outbox"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startSpoold runs the built daemon with a config and returns a stop
+// function that sends SIGTERM and waits for a clean exit.
+func startSpoold(t *testing.T, bin, dir, config string, logs *syncBuffer) (*exec.Cmd, func() error) {
+	t.Helper()
+	cmd := exec.Command(bin, "-config", config)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			return err
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("spoold did not stop within 60s of SIGTERM")
+		}
+	}
+	t.Cleanup(func() {
+		_ = stop()
+		if t.Failed() {
+			t.Logf("spoold output:\n%s", logs.String())
+		}
+	})
+	return cmd, stop
+}
+
+func sendMail(addr, from, to, subject string) error {
+	msg := "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nbody of " + subject + "\r\n"
+	return smtp.SendMail(addr, nil, from, []string{to}, []byte(msg))
+}
+
+func countEML(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".eml") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReloadAndGracefulShutdown: SIGHUP switches the default route without
+// dropping the listener, a change that needs a restart is named in the log,
+// and SIGTERM exits 0 with the spool closed cleanly.
+func TestReloadAndGracefulShutdown(t *testing.T) {
+	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
+	dir := t.TempDir()
+	smtpPort, httpPort := freePort(t), freePort(t)
+	config := filepath.Join(dir, "spoold.yaml")
+	conf := func(route string, httpListen int) string {
+		return fmt.Sprintf(`data_dir: ./data
+log: {level: debug, format: json}
+http: {listen: 127.0.0.1:%d}
+smtp_listeners:
+  - name: local
+    listen: 127.0.0.1:%d
+    allowed_networks: [127.0.0.1]
+accounts:
+  - name: a
+    transport: file
+    dir: ./out-a
+  - name: b
+    transport: file
+    dir: ./out-b
+routes:
+  default: %s
+`, httpListen, smtpPort, route)
+	}
+	writeFile(t, config, conf("a", httpPort))
+	var logs syncBuffer
+	cmd, stop := startSpoold(t, bin, dir, config, &logs)
+	addr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
+	waitFor(t, "SMTP listener", 30*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	if err := sendMail(addr, "x@example.com", "y@example.com", "before reload"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first message in out-a", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-a")) == 1 })
+
+	// Keep one SMTP session open across the reload: it must survive.
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("test.example"); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, config, conf("b", freePort(t)))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload logged", 30*time.Second, func() bool { return strings.Contains(logs.String(), "configuration reloaded") })
+	if !strings.Contains(logs.String(), "needs a restart") || !strings.Contains(logs.String(), "http.listen") {
+		t.Errorf("a changed http.listen should be reported as needing a restart; log:\n%s", logs.String())
+	}
+
+	if err := c.Mail("x@example.com"); err != nil {
+		t.Fatalf("session opened before the reload was dropped: %v", err)
+	}
+	if err := c.Rcpt("y@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, "Subject: after reload\r\n\r\nrouted to b\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Quit()
+	waitFor(t, "second message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 1 })
+	if n := countEML(filepath.Join(dir, "out-a")); n != 1 {
+		t.Errorf("out-a has %d messages after the reload, want still 1", n)
+	}
+
+	// A config with problems is refused on reload and the daemon keeps running.
+	writeFile(t, config, "accounts: [\n")
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "bad reload refused", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "keeping the running configuration")
+	})
+	if err := sendMail(addr, "x@example.com", "y@example.com", "after bad reload"); err != nil {
+		t.Fatalf("daemon stopped accepting after a refused reload: %v", err)
+	}
+	waitFor(t, "third message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 2 })
+
+	if err := stop(); err != nil {
+		t.Fatalf("spoold did not exit cleanly on SIGTERM: %v", err)
+	}
+	if !strings.Contains(logs.String(), "spoold stopped") {
+		t.Errorf("no clean-stop line in the log")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "spoold.sock")); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind after shutdown: %v", err)
+	}
+}
