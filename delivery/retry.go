@@ -17,32 +17,35 @@ type RetryPolicy struct {
 	Lifetime   time.Duration // after this age the message is dead; default 5 days
 }
 
-// DefaultRetryPolicy is the schedule of DESIGN.md section 5.
-var DefaultRetryPolicy = RetryPolicy{First: time.Minute, Multiplier: 2, Max: time.Hour, Jitter: 0.2, Lifetime: 5 * 24 * time.Hour}
+// DefaultRetryPolicy returns the schedule of DESIGN.md section 5.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{First: time.Minute, Multiplier: 2, Max: time.Hour, Jitter: 0.2, Lifetime: 5 * 24 * time.Hour}
+}
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
+	def := DefaultRetryPolicy()
 	if p.First <= 0 {
-		p.First = DefaultRetryPolicy.First
+		p.First = def.First
 	}
 	if p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
-		p.Multiplier = DefaultRetryPolicy.Multiplier
+		p.Multiplier = def.Multiplier
 	}
 	if p.Max <= 0 {
-		p.Max = DefaultRetryPolicy.Max
+		p.Max = def.Max
 	}
 	if p.Max < p.First {
 		p.Max = p.First
 	}
 	switch {
 	case p.Jitter == 0:
-		p.Jitter = DefaultRetryPolicy.Jitter
+		p.Jitter = def.Jitter
 	case p.Jitter < 0 || math.IsNaN(p.Jitter):
 		p.Jitter = 0
 	case p.Jitter > 1:
 		p.Jitter = 1
 	}
 	if p.Lifetime <= 0 {
-		p.Lifetime = DefaultRetryPolicy.Lifetime
+		p.Lifetime = def.Lifetime
 	}
 	return p
 }

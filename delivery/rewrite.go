@@ -114,14 +114,13 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{}}
-
 // parseAddrs parses an address-list header value; nil if unparsable or empty.
 func parseAddrs(v string) []*mail.Address {
 	if v == "" {
 		return nil
 	}
-	l, err := addrParser.ParseList(v)
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{}}
+	l, err := p.ParseList(v)
 	if err != nil || len(l) == 0 {
 		return nil
 	}
