@@ -521,6 +521,7 @@ func (e *Engine) connWorker(a *account) {
 	soft := e.soft
 	var queue []*spool.Message // claimed, not yet sent
 	var claimedAt time.Time
+	woken := false // the last idle wait ended with a signal
 	defer func() {
 		// Leftovers (shutdown, pause, throttle, hold) go back without an attempt.
 		for _, m := range queue {
@@ -560,11 +561,18 @@ func (e *Engine) connWorker(a *account) {
 				return
 			}
 			if len(msgs) == 0 {
-				if sess == nil || !e.idleWait(a, work) {
+				e.mu.Lock()
+				full := e.workers >= e.opts.Workers
+				e.mu.Unlock()
+				// Woken for another account's mail while all worker slots
+				// are taken: give ours up instead of idling on.
+				if sess == nil || (woken && full) || !e.idleWait(a, work) {
 					return
 				}
+				woken = true
 				continue
 			}
+			woken = false
 			queue, claimedAt = msgs, e.opts.Clock()
 			worked = true
 			e.wake()

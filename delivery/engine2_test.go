@@ -339,3 +339,16 @@ func TestInternationalisedRecipient(t *testing.T) {
 		t.Errorf("upstream got %+v", msgs)
 	}
 }
+
+func TestIdleConnectionYieldsWorkerSlot(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true, opts: func(o *Options) { o.Workers = 1; o.IdleTimeout = 10 * time.Minute }})
+	other := testAccount(h.up)
+	other.Name = "other"
+	if err := h.eng.Reload([]AccountConfig{testAccount(h.up), other}); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitState(h.enqueue(), spool.StateDelivered) // m365's connection now idles, holding the only slot
+	id := h.sp.add(spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}, Account: "other"}, simpleBody)
+	h.waitState(id, spool.StateDelivered)
+}
