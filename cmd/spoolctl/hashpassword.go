@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
+)
+
+// hashPasswordCmd makes the bcrypt hash that a listener's users[].password_hash
+// (or password_hash_file) holds, so no plain password is ever written into the
+// config. It needs no daemon.
+func (a *app) hashPasswordCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash-password",
+		Short: "Print the bcrypt hash of an SMTP user's password (read from stdin) for the config",
+		Long: "hash-password reads a password (prompting without echo on a terminal, else the first line of stdin)\n" +
+			"and prints its bcrypt hash for smtp_listeners[].users[].password_hash or a password_hash_file.\n\n" +
+			"  spoolctl hash-password > /etc/spoold/mfd.hash && chmod 600 /etc/spoold/mfd.hash",
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			pw, err := a.readPassword()
+			if err != nil {
+				return err
+			}
+			if pw == "" {
+				return usagef("empty password: type the password, or pipe it on stdin")
+			}
+			if len(pw) > 72 {
+				return usagef("password longer than 72 bytes: bcrypt would ignore the rest")
+			}
+			hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+			if err != nil {
+				return fmt.Errorf("hashing the password: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(hash))
+			return nil
+		}),
+	}
+}
+
+func (a *app) readPassword() (string, error) {
+	if a.d.StdinIsTTY() && a.d.Stdin == os.Stdin {
+		fmt.Fprint(a.d.Stderr, "Password: ")
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(a.d.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		return string(b), nil
+	}
+	line, err := bufio.NewReader(a.d.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", usagef("no password on stdin")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
