@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -273,6 +274,20 @@ func (d *daemon) reload() {
 	d.cfg = cfg
 	d.mu.Unlock()
 	d.accounts.setConfig(cfg)
+	// A reload is the admin saying "I fixed it": accounts parked as
+	// misconfigured or refresh_failing get another try (a lost grant still
+	// needs spoolctl auth login).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, h := range d.auth.AllHealth(ctx) {
+		if h.Status == auth.StatusMisconfigured || h.Status == auth.StatusRefreshFailing {
+			if err := d.auth.Resume(ctx, h.Account); err != nil {
+				d.log.Warn("reload: resuming account", "account", h.Account, "err", err)
+			} else {
+				d.log.Info("reload: account gets another try", "account", h.Account, "was", string(h.Status))
+			}
+		}
+	}
 	d.log.Info("configuration reloaded", "config", d.cfgPath)
 }
 
@@ -293,6 +308,10 @@ func mergeListeners(running, next []configs.SMTPListener) []configs.SMTPListener
 	return out
 }
 
+// restartNeeded names the changes a reload cannot apply in place: listener
+// sockets and their settings (only users change live), the data dir, HTTP,
+// admin socket, spool and delivery worker settings, and adding the first scan
+// folder or listener (the subsystem was not started).
 func restartNeeded(old, next *configs.Config) []string {
 	var why []string
 	if old.DataDir != next.DataDir {
@@ -307,15 +326,21 @@ func restartNeeded(old, next *configs.Config) []string {
 	if old.Spool != next.Spool {
 		why = append(why, "spool")
 	}
+	if old.Delivery != next.Delivery {
+		why = append(why, "delivery (workers, shutdown_timeout, paused)")
+	}
+	if len(old.ScanFolders) == 0 && len(next.ScanFolders) > 0 {
+		why = append(why, "scan_folders (the first folder)")
+	}
 	if len(old.SMTPListeners) != len(next.SMTPListeners) {
 		why = append(why, "smtp_listeners (added or removed)")
-	} else {
-		for i := range old.SMTPListeners {
-			o, n := old.SMTPListeners[i], next.SMTPListeners[i]
-			if o.Name != n.Name || o.Listen != n.Listen || o.TLS != n.TLS || o.CertFile != n.CertFile ||
-				o.KeyFile != n.KeyFile || o.MinTLSVersion != n.MinTLSVersion {
-				why = append(why, "smtp_listeners["+o.Name+"] address or TLS")
-			}
+		return why
+	}
+	for i := range old.SMTPListeners {
+		o, n := old.SMTPListeners[i], next.SMTPListeners[i]
+		o.Users, n.Users = nil, nil
+		if !reflect.DeepEqual(o, n) {
+			why = append(why, "smtp_listeners["+old.SMTPListeners[i].Name+"] settings other than users")
 		}
 	}
 	return why
