@@ -35,6 +35,11 @@ type AccountConfig struct {
 	MaxMessagesPerConnection int     // default 50
 	MaxMessageSize           int64   // 0 = no local limit; larger messages are dead-lettered before dialing
 
+	// NotifyOnFailure is the account's failure-notice policy: "" (default:
+	// messages that asked for one and the sources in Options.NoticeForSources),
+	// "always" (every dead-lettered message) or "never".
+	NotifyOnFailure string
+
 	// File transport.
 	Dir string // writes <id>.eml atomically
 
@@ -76,6 +81,11 @@ func (a AccountConfig) normalize() (AccountConfig, *tls.Config, error) {
 		} else {
 			a.SenderRule = "rewrite"
 		}
+	}
+	switch a.NotifyOnFailure {
+	case "", "always", "never":
+	default:
+		return fail("notify on failure %q: want always, never or empty", a.NotifyOnFailure)
 	}
 	if a.SenderRule != "rewrite" && a.SenderRule != "keep" {
 		return fail("sender rule %q: want rewrite or keep", a.SenderRule)

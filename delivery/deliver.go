@@ -531,6 +531,12 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 			wants = true
 		}
 	}
+	switch a.cfg.NotifyOnFailure {
+	case "always":
+		wants = true
+	case "never":
+		wants = false
+	}
 	if !wants || m.Source.Kind == spool.SourceNotice || m.From == "" {
 		return
 	}

@@ -637,3 +637,51 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("duplicate account: %v", err)
 	}
 }
+
+// TestNoticePolicyPerAccount: "always" sends a notice for plain SMTP mail,
+// "never" suppresses it even for scans.
+func TestNoticePolicyPerAccount(t *testing.T) {
+	refuse := smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "RCPT" {
+			return smtpfake.Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown"}
+		}
+		return smtpfake.Reply{}
+	}}
+	body := "From: User <user@office.example>\r\nSubject: s\r\n\r\nx\r\n"
+	countNotices := func(h *harness) int {
+		n := 0
+		for _, m := range h.sp.all() {
+			if m.Source.Kind == spool.SourceNotice {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		policy  string
+		source  spool.SourceKind
+		notices int
+	}{
+		{"always", spool.SourceSMTP, 1},
+		{"never", spool.SourceScan, 0},
+		{"", spool.SourceSMTP, 0},
+	} {
+		t.Run(tc.policy+"/"+string(tc.source), func(t *testing.T) {
+			h := newHarness(t, hopt{up: refuse, account: func(a *AccountConfig) { a.NotifyOnFailure = tc.policy }})
+			id := h.sp.add(spool.EnqueueRequest{From: "mfd@office.example", To: []string{"nobody@dest.example"},
+				Account: "m365", Source: spool.Source{Kind: tc.source}}, body)
+			h.waitState(id, spool.StateDead)
+			if tc.notices > 0 {
+				waitFor(t, "notice enqueued", func() bool { return countNotices(h) == tc.notices })
+				return
+			}
+			h.stop() // the worker that dead-lettered has finished: any notice is in the spool now
+			if n := countNotices(h); n != 0 {
+				t.Errorf("%d notices with policy %q, want none", n, tc.policy)
+			}
+		})
+	}
+	if _, _, err := (AccountConfig{Name: "x", Transport: "file", Dir: t.TempDir(), NotifyOnFailure: "sometimes"}).normalize(); err == nil {
+		t.Error("an unknown notify policy is accepted")
+	}
+}

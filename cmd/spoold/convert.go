@@ -128,6 +128,7 @@ func deliveryAccounts(c *configs.Config) []delivery.AccountConfig {
 			RatePerMinute:            a.RatePerMinute,
 			MaxMessagesPerConnection: a.MaxMessagesPerConnection,
 			MaxMessageSize:           a.MaxMessageSize,
+			NotifyOnFailure:          string(a.NotifyOnFailure),
 			Dir:                      a.Dir,
 			Retry: delivery.RetryPolicy{
 				First:      a.Retry.First,
