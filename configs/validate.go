@@ -297,8 +297,8 @@ func (v *validator) account(a *Account, key string) {
 	}
 	v.nonNegative(key+".max_connections", int64(a.MaxConnections))
 	v.nonNegative(key+".max_messages_per_connection", int64(a.MaxMessagesPerConnection))
-	if a.RatePerMinute < 0 {
-		v.problem(key+".rate_per_minute", "must not be negative")
+	if a.RatePerMinute < 0 && a.RatePerMinute != -1 {
+		v.problem(key+".rate_per_minute", "must be positive, 0 (the default) or -1 (unlimited)")
 	}
 	if a.SenderRule == SenderRewrite && a.Mailbox == "" && !a.IsOAuth() {
 		v.problem(key+".sender_rule", "sender_rule rewrite needs a mailbox")
