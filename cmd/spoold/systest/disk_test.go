@@ -3,7 +3,6 @@ package systest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,23 +114,9 @@ func fill(t *testing.T, path string) int64 {
 	return n
 }
 
-// sendOne submits one message on a new connection.
+// sendOne submits one message from mfd@example.com to bob@example.com.
 func sendOne(addr, key string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout, c.SubmissionTimeout = 30*time.Second, 30*time.Second
-	defer c.Close()
-	if err := c.Hello("systest"); err != nil {
-		return err
-	}
-	if err := send(c, "mfd@example.com", []string{"bob@example.com"}, key); err != nil {
-		return err
-	}
-	_ = c.Quit()
-	return nil
+	return sendTo(addr, "mfd@example.com", []string{"bob@example.com"}, key)
 }
 
 // TestDiskFull runs the spool on an 8 MB tmpfs: when it is full SMTP gets

@@ -42,7 +42,7 @@ func (l *ledger) snapshot() (acked []string, tried int) {
 }
 
 var (
-	goKeyRe   = regexp.MustCompile(`(?m)^X-Systest-Id: (g[0-9]+)\r?$`)
+	goKeyRe   = regexp.MustCompile(`(?m)^X-Systest-Id: ([A-Za-z0-9_-]+)\r?$`)
 	scanKeyRe = regexp.MustCompile(`scan-[0-9]{6}\.pdf`)
 	srcRcptRe = regexp.MustCompile(`^[0-9]+src[0-9]+@example\.com$`)
 )
