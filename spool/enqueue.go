@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -159,9 +162,62 @@ func (s *Spool) newID(now time.Time) (string, error) {
 	return id, nil
 }
 
-// writeBody streams body to a temp file, fsyncs it and renames it into
-// messages/. On any failure the temp file is removed.
-func (s *Spool) writeBody(id string, body io.Reader) (size int64, err error) {
+// writeBody streams body into a durable file named messages/<id>.eml: the
+// body goes to a temp file, is fsync'd, and only then gets its final name. On
+// any failure nothing is left behind.
+func (s *Spool) writeBody(id string, body io.Reader) (int64, error) {
+	if s.anon {
+		return s.writeBodyAnon(id, body)
+	}
+	return s.writeBodyNamed(id, body)
+}
+
+// writeBodyAnon writes an unnamed O_TMPFILE file, fsyncs it and links it into
+// messages/. Against a named temp file this saves a directory entry, the
+// rename and, above all, the create under messages/' directory lock, which
+// serialised concurrent writers. The second fsync after the link writes the
+// inode's new link count: a directory fsync does not, and on ext4 without a
+// journal a crash could otherwise leave an entry to an inode with no links.
+func (s *Spool) writeBodyAnon(id string, body io.Reader) (size int64, err error) {
+	f, err := s.fs.CreateAnon(s.msgDir)
+	if err != nil {
+		return 0, wrapIO("creating temp file", err)
+	}
+	final := s.bodyPath(id)
+	linked, closed := false, false
+	defer func() {
+		if err != nil {
+			if !closed {
+				f.Close()
+			}
+			if linked {
+				s.fs.Remove(final)
+			}
+		}
+	}()
+	if size, err = copyBody(f, body); err != nil {
+		return 0, err
+	}
+	if err = f.Sync(); err != nil {
+		return 0, wrapIO("fsync body", err)
+	}
+	if err = f.Link(final); err != nil {
+		return 0, wrapIO("linking body", err)
+	}
+	linked = true
+	if err = f.Sync(); err != nil {
+		return 0, wrapIO("fsync linked body", err)
+	}
+	closed = true
+	if err = f.Close(); err != nil {
+		return 0, wrapIO("closing body", err)
+	}
+	return size, nil
+}
+
+// writeBodyNamed is writeBody where unnamed files are not available: a
+// *.tmp file in messages/ (recovery removes leftovers), fsync, rename.
+func (s *Spool) writeBodyNamed(id string, body io.Reader) (size int64, err error) {
 	f, err := s.fs.CreateTemp(s.msgDir, id+".*.tmp")
 	if err != nil {
 		return 0, wrapIO("creating temp file", err)
@@ -176,15 +232,8 @@ func (s *Spool) writeBody(id string, body io.Reader) (size int64, err error) {
 			s.fs.Remove(tmp)
 		}
 	}()
-	bp := copyBufs.Get().(*[]byte)
-	size, err = io.CopyBuffer(writerOnly{f}, readerOnly{body}, *bp)
-	copyBufs.Put(bp)
-	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
-			return 0, wrapIO("writing body", we.err)
-		}
-		return 0, fmt.Errorf("spool: enqueue: reading body: %w", err)
+	if size, err = copyBody(f, body); err != nil {
+		return 0, err
 	}
 	if err = f.Sync(); err != nil {
 		return 0, wrapIO("fsync body", err)
@@ -197,6 +246,44 @@ func (s *Spool) writeBody(id string, body io.Reader) (size int64, err error) {
 		return 0, wrapIO("renaming body", err)
 	}
 	return size, nil
+}
+
+// copyBody copies body to f with a pooled buffer, telling write errors (of
+// the spool) from read errors (of the caller).
+func copyBody(f io.Writer, body io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	size, err := io.CopyBuffer(writerOnly{f}, readerOnly{body}, *bp)
+	copyBufs.Put(bp)
+	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return 0, wrapIO("writing body", we.err)
+		}
+		return 0, fmt.Errorf("spool: enqueue: reading body: %w", err)
+	}
+	return size, nil
+}
+
+// probeAnon reports whether unnamed temp files can be created and linked in
+// messages/ (O_TMPFILE support, /proc or CAP_DAC_READ_SEARCH for linkat).
+// The probe name ends in .tmp so recovery removes it if we crash here.
+func (s *Spool) probeAnon() bool {
+	f, err := s.fs.CreateAnon(s.msgDir)
+	if err != nil {
+		s.log.Debug("spool: unnamed temp files unavailable, using named ones", "err", err)
+		return false
+	}
+	defer f.Close()
+	probe := filepath.Join(s.msgDir, ".probe-"+strconv.Itoa(os.Getpid())+".tmp")
+	s.fs.Remove(probe)
+	if err := f.Link(probe); err != nil {
+		s.log.Debug("spool: linking unnamed temp files fails, using named ones", "err", err)
+		return false
+	}
+	if err := s.fs.Remove(probe); err != nil {
+		s.log.Warn("spool: removing probe file", "file", probe, "err", err)
+	}
+	return true
 }
 
 // writeError marks errors from the destination so they are told apart from

@@ -12,6 +12,10 @@ import (
 // tests can inject ENOSPC/EDQUOT at every durability step; production uses osFS.
 type fsys interface {
 	CreateTemp(dir, pattern string) (tempFile, error)
+	// CreateAnon opens an unnamed file on dir's file system (O_TMPFILE).
+	// Errors match errors.ErrUnsupported where the OS or file system has
+	// no such thing.
+	CreateAnon(dir string) (anonFile, error)
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	SyncDir(dir string) error
@@ -23,6 +27,18 @@ type tempFile interface {
 	Sync() error
 	Close() error
 	Name() string
+}
+
+// anonFile is an unnamed temporary body file: it has no directory entry until
+// Link gives it one, so creating it takes no directory lock and a crash
+// leaves nothing to clean up.
+type anonFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+	Name() string
+	// Link gives the file the name newpath (linkat); it fails if newpath exists.
+	Link(newpath string) error
 }
 
 type osFS struct{}

@@ -82,6 +82,9 @@ type Spool struct {
 	notify chan struct{}
 
 	writers chan struct{} // semaphore of concurrent body writers
+	anon    bool          // bodies are written as O_TMPFILE files (see writeBodyAnon)
+
+	txb txBatcher // group commit of state transitions
 
 	commitCh   chan *commitReq
 	commitStop chan struct{}
@@ -153,6 +156,7 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		return nil, err
 	}
 	if !opts.ReadOnly {
+		s.anon = s.probeAnon()
 		s.commitCh = make(chan *commitReq, 256)
 		s.commitStop = make(chan struct{})
 		s.commitDone = make(chan struct{})

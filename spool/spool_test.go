@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,12 @@ func TestLifecycleEnqueueClaimDeliver(t *testing.T) {
 	if got := readBody(t, s, id); got != "Subject: hi\r\n\r\nbody\r\n" {
 		t.Fatalf("body = %q", got)
 	}
-	for _, p := range []string{filepath.Join(dir, DBFile)} {
+	// Bodies hold mail: owner-only, like the database. On Linux they are
+	// written as unnamed O_TMPFILE files, which must get the same mode.
+	if runtime.GOOS == "linux" && !s.anon {
+		t.Error("spool does not use O_TMPFILE bodies on Linux")
+	}
+	for _, p := range []string{filepath.Join(dir, DBFile), s.bodyPath(id)} {
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: mode %v err %v; want 0600", p, fi.Mode().Perm(), err)

@@ -450,8 +450,41 @@ func TestLockInProcess(t *testing.T) {
 // faultFS injects an error at one named step of the Enqueue path.
 type faultFS struct {
 	osFS
-	failAt string // "create", "write", "sync", "close", "rename", "syncdir"
+	failAt string // "create", "write", "sync", "close", "rename" (or link), "syncdir"
 	err    error
+	noAnon bool // act like a system without O_TMPFILE: bodies use named temp files
+}
+
+func (f *faultFS) CreateAnon(dir string) (anonFile, error) {
+	if f.noAnon {
+		return nil, fmt.Errorf("faultFS: %w", errors.ErrUnsupported)
+	}
+	if f.failAt == "create" {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: f.err}
+	}
+	file, err := f.osFS.CreateAnon(dir)
+	if err != nil {
+		return nil, err
+	}
+	return faultAnon{file.(osAnonFile), f}, nil
+}
+
+// faultAnon injects the same faults into an unnamed temp file; its Link is
+// the "rename" step.
+type faultAnon struct {
+	osAnonFile
+	fs *faultFS
+}
+
+func (f faultAnon) Write(p []byte) (int, error) { return faultFile{f.File, f.fs}.Write(p) }
+func (f faultAnon) Sync() error                 { return faultFile{f.File, f.fs}.Sync() }
+func (f faultAnon) Close() error                { return faultFile{f.File, f.fs}.Close() }
+
+func (f faultAnon) Link(newpath string) error {
+	if f.fs.failAt == "rename" {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: newpath, Err: f.fs.err}
+	}
+	return f.osAnonFile.Link(newpath)
 }
 
 type faultFile struct {
@@ -507,40 +540,49 @@ func (f *faultFS) SyncDir(dir string) error {
 }
 
 func TestEnqueueNoSpaceAtEveryStep(t *testing.T) {
-	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
-		for _, step := range []string{"create", "write", "sync", "close", "rename", "syncdir", "commit"} {
-			t.Run(errno.Error()+"/"+step, func(t *testing.T) {
-				ffs := &faultFS{err: errno}
-				s, err := open(t.TempDir(), testOpts(newFakeClock()), ffs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				registerCheck(t, s)
-				ok := mustEnqueue(t, s, req("a"), "before the disk filled")
-				ffs.failAt = step
-				if step == "commit" {
-					s.beforeCommit = func() error { return &os.PathError{Op: "write", Path: s.dbPath, Err: errno} }
-				}
-				_, err = s.Enqueue(context.Background(), req("a"), strings.NewReader(strings.Repeat("x", 100000)))
-				if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
-					t.Fatalf("err = %v, want ErrNoSpace wrapping %v", err, errno)
-				}
-				if n := countFiles(t, s.msgDir); n != 1 {
-					t.Fatalf("%d files in messages/, want only the earlier message", n)
-				}
-				st, _ := s.Stats(context.Background())
-				if st[StateQueued] != 1 {
-					t.Fatalf("queued = %d, want 1", st[StateQueued])
-				}
-				if readBody(t, s, ok) != "before the disk filled" {
-					t.Fatal("earlier message damaged")
-				}
-				// Space comes back: enqueue works again.
-				ffs.failAt, s.beforeCommit = "", nil
-				mustEnqueue(t, s, req("a"), "after")
-			})
+	for _, mode := range []string{"unnamed", "named"} {
+		for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
+			for _, step := range []string{"create", "write", "sync", "close", "rename", "syncdir", "commit"} {
+				t.Run(mode+"/"+errno.Error()+"/"+step, func(t *testing.T) {
+					testEnqueueNoSpaceAt(t, mode == "named", errno, step)
+				})
+			}
 		}
 	}
+}
+
+func testEnqueueNoSpaceAt(t *testing.T, named bool, errno syscall.Errno, step string) {
+	ffs := &faultFS{err: errno, noAnon: named}
+	s, err := open(t.TempDir(), testOpts(newFakeClock()), ffs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.anon == named {
+		t.Fatalf("spool uses unnamed temp files: %v, want %v", s.anon, !named)
+	}
+	registerCheck(t, s)
+	ok := mustEnqueue(t, s, req("a"), "before the disk filled")
+	ffs.failAt = step
+	if step == "commit" {
+		s.beforeCommit = func() error { return &os.PathError{Op: "write", Path: s.dbPath, Err: errno} }
+	}
+	_, err = s.Enqueue(context.Background(), req("a"), strings.NewReader(strings.Repeat("x", 100000)))
+	if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
+		t.Fatalf("err = %v, want ErrNoSpace wrapping %v", err, errno)
+	}
+	if n := countFiles(t, s.msgDir); n != 1 {
+		t.Fatalf("%d files in messages/, want only the earlier message", n)
+	}
+	st, _ := s.Stats(context.Background())
+	if st[StateQueued] != 1 {
+		t.Fatalf("queued = %d, want 1", st[StateQueued])
+	}
+	if readBody(t, s, ok) != "before the disk filled" {
+		t.Fatal("earlier message damaged")
+	}
+	// Space comes back: enqueue works again.
+	ffs.failAt, s.beforeCommit = "", nil
+	mustEnqueue(t, s, req("a"), "after")
 }
 
 // TestEnqueueNoSpaceTmpfs fills a real, tiny tmpfs. It needs root and mount.

@@ -21,14 +21,14 @@ func (s *Spool) mutate(ctx context.Context, op, id string, fn func(m *Message) e
 	}
 	defer s.end()
 	var out *Message
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		old, err := getMsg(tx, id)
 		if err != nil {
-			return err
+			return &refused{err}
 		}
 		m, _ := getMsg(tx, id) // a private copy to change
 		if err := fn(m); err != nil {
-			return err
+			return &refused{err}
 		}
 		out = m
 		return writeMsg(tx, old, m)
