@@ -11,9 +11,11 @@
 //
 //	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./cmd/spoold/benchtest
 //
-// or pick one part, e.g. -bench 'Relay/4KB' or -bench 'Startup'. Flags
-// (after the package): -bench.n4k, -bench.n1m, -bench.clients, -bench.queued,
-// -bench.startup, -bench.conns, -bench.workers, -bench.dir, -bench.spoold.
+// or pick one part, e.g. -bench 'Relay/4KB' or -bench 'Startup'.
+// BenchmarkIngest repeats the relay matrix with delivery paused (ingest
+// alone). Flags (after the package): -bench.n4k, -bench.n1m, -bench.clients,
+// -bench.queued, -bench.startup, -bench.conns, -bench.workers, -bench.dir,
+// -bench.spoold, -bench.out (also write the Markdown tables to a file).
 // Each benchmark prints its figures as custom metrics and a Markdown table
 // is printed at the end. The spool lives under -bench.dir (default the
 // system temp dir): put it on the disk a production spool would use, since

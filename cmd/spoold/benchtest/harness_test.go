@@ -128,11 +128,15 @@ func (s *suite) report(w io.Writer) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "\n## spoold benchmark (%s, %d CPUs, %s, load %s)\n\n", host, nproc(), time.Now().Format("2006-01-02 15:04"), loadavg())
 	if len(s.relay) > 0 {
-		b.WriteString("| size | clients | N | ingest msg/s | e2e msg/s | MAIL..250 p50/p99 ms | submit->delivered p50/p99 ms | CPU ms/msg | peak RSS MB | errors | missing |\n")
+		b.WriteString("| size | clients | N | ingest msg/s | e2e msg/s | MAIL..250 p50/p99 ms | submit->delivered p50/p99 ms | spoold CPU ms/msg | peak RSS MB | errors | missing |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range s.relay {
-			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.1f / %.1f | %.1f / %.1f | %.2f | %.1f | %d | %d |\n",
-				r.Size, r.Clients, r.N, r.IngestMPS, r.E2EMPS, r.TxnP50, r.TxnP99, r.LatP50, r.LatP99, r.CPUPerMsg, r.PeakRSSMB, r.Errors, r.Missing)
+			e2e, lat := "-", "-"
+			if r.E2EMPS > 0 {
+				e2e, lat = fmt.Sprintf("%.0f", r.E2EMPS), fmt.Sprintf("%.1f / %.1f", r.LatP50, r.LatP99)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %s | %.1f / %.1f | %s | %.2f | %.1f | %d | %d |\n",
+				r.Size, r.Clients, r.N, r.IngestMPS, e2e, r.TxnP50, r.TxnP99, lat, r.CPUPerMsg, r.PeakRSSMB, r.Errors, r.Missing)
 		}
 		b.WriteString("\n")
 	}
