@@ -217,7 +217,7 @@ func TestPropertyStateMachine(t *testing.T) {
 				if p.s, err = Open(p.dir, p.opts()); err != nil {
 					t.Fatal(err)
 				}
-				p.rescueModel() // recovery requeues expired leases
+				p.reopenModel() // recovery requeues every lease: their owner is gone
 			},
 			"": func(t *rapid.T) { p.checkInvariants(t) },
 		})
@@ -225,6 +225,20 @@ func TestPropertyStateMachine(t *testing.T) {
 }
 
 // rescueModel applies what the rescuer does to expired leases.
+// reopenModel: Open holds the exclusive lock, so every lease belongs to a
+// process that is gone and is requeued.
+func (p *propMachine) reopenModel() {
+	now := p.clk.Now()
+	for _, m := range p.model {
+		if m.state == StateActive {
+			m.state, m.owner = StateQueued, ""
+			if m.due.Before(now) {
+				m.due = now
+			}
+		}
+	}
+}
+
 func (p *propMachine) rescueModel() {
 	now := p.clk.Now()
 	for _, m := range p.model {

@@ -101,7 +101,10 @@ func (s *Spool) reconcile() error {
 		s.log.Info("spool: recovery: removing orphan body", "msg_id", id)
 		s.removeBody(id)
 	}
-	if _, err := s.rescue(now); err != nil {
+	// Open holds bbolt's exclusive lock, so whoever leased an active
+	// message is gone: requeue every lease now instead of letting the
+	// messages wait out their lease.
+	if _, err := s.rescue(now, time.Unix(1<<62, 0)); err != nil {
 		return fmt.Errorf("spool: recovery: %w", err)
 	}
 	if _, err := s.purge(StateDelivered, now.Add(-s.opts.DeliveredRetention)); err != nil {
@@ -116,14 +119,15 @@ func (s *Spool) removeFile(name, what string) {
 	}
 }
 
-// rescue requeues active messages whose lease ended before now: their worker
-// died (at-least-once delivery). They are due at max(NextAttempt, now) so a
-// crash after StartAttempt still waits for the backoff it recorded.
-func (s *Spool) rescue(now time.Time) (int, error) {
+// rescue requeues active messages whose lease ended before leasesBefore:
+// their worker died (at-least-once delivery). They are due at
+// max(NextAttempt, now) so a crash after StartAttempt still waits for the
+// backoff it recorded.
+func (s *Spool) rescue(now, leasesBefore time.Time) (int, error) {
 	var ids []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		ids = ids[:0]
-		limit := encTime(now)
+		limit := encTime(leasesBefore)
 		var keys [][]byte
 		c := tx.Bucket(bktLeases).Cursor()
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit) < 0; k, _ = c.Next() {
@@ -182,7 +186,7 @@ func (s *Spool) Rescue() (int, error) {
 	}
 	defer s.end()
 	now := s.opts.Clock()
-	n, err := s.rescue(now)
+	n, err := s.rescue(now, now)
 	if err != nil {
 		return 0, fmt.Errorf("spool: rescue: %w", err)
 	}

@@ -360,6 +360,28 @@ func TestRecoveryOnOpen(t *testing.T) {
 	}
 }
 
+// TestOpenRequeuesLiveLeases: a lease that has not expired yet is requeued on
+// open too: the exclusive lock proves its owner is gone, so the message need
+// not wait out the lease.
+func TestOpenRequeuesLiveLeases(t *testing.T) {
+	clk := newFakeClock()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOpts(clk))
+	id := makeInState(t, s, clk, StateActive)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, testOpts(clk))
+	m := mustGet(t, s, id)
+	if m.State != StateQueued || m.LeaseOwner != "" || m.NextAttempt.After(clk.Now()) {
+		t.Fatalf("live lease of a dead process not requeued on open: %s", describe(m))
+	}
+	got, err := s.Claim(context.Background(), clk.Now(), 10, "w2")
+	if err != nil || len(got) != 1 || got[0].ID != id {
+		t.Fatalf("requeued message is not claimable at once: %v %v", got, err)
+	}
+}
+
 func TestCorruptDatabase(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, testOpts(newFakeClock()))
