@@ -157,13 +157,16 @@ type Account struct {
 	Password     Secret      `yaml:"password" json:"password"`
 	PasswordFile string      `yaml:"password_file" json:"password_file"`
 
-	SenderRule               SenderRule   `yaml:"sender_rule" json:"sender_rule"`
-	MaxConnections           int          `yaml:"max_connections" json:"max_connections"`
-	RatePerMinute            float64      `yaml:"rate_per_minute" json:"rate_per_minute"`
-	MaxMessagesPerConnection int          `yaml:"max_messages_per_connection" json:"max_messages_per_connection"`
-	MaxMessageSize           int64        `yaml:"max_message_size" json:"max_message_size"` // bytes; 0 = no limit
-	NotifyOnFailure          NotifyPolicy `yaml:"notify_on_failure" json:"notify_on_failure"`
-	Retry                    Retry        `yaml:"retry" json:"retry"`
+	SenderRule               SenderRule    `yaml:"sender_rule" json:"sender_rule"`
+	MaxConnections           int           `yaml:"max_connections" json:"max_connections"`
+	RatePerMinute            float64       `yaml:"rate_per_minute" json:"rate_per_minute"`
+	MaxMessagesPerConnection int           `yaml:"max_messages_per_connection" json:"max_messages_per_connection"`
+	MaxMessageSize           int64         `yaml:"max_message_size" json:"max_message_size"` // bytes; 0 = no limit
+	NotifyOnFailure          NotifyPolicy  `yaml:"notify_on_failure" json:"notify_on_failure"`
+	ConnectTimeout           time.Duration `yaml:"connect_timeout" json:"connect_timeout"` // dial, TLS, greeting, EHLO, AUTH; default 30s
+	CommandTimeout           time.Duration `yaml:"command_timeout" json:"command_timeout"` // each command's reply; default 2m
+	DataTimeout              time.Duration `yaml:"data_timeout" json:"data_timeout"`       // body and the reply after the final dot; default 10m
+	Retry                    Retry         `yaml:"retry" json:"retry"`
 }
 
 // IsOAuth reports whether the account authenticates with OAuth2 tokens.

@@ -56,6 +56,9 @@ func (a *Account) setDefaults() {
 	a.Transport = TransportSMTP
 	a.RefreshBefore = 5 * time.Minute
 	a.KeepAlive = 24 * time.Hour
+	a.ConnectTimeout = 30 * time.Second
+	a.CommandTimeout = 2 * time.Minute
+	a.DataTimeout = 10 * time.Minute
 	a.Retry = Retry{First: time.Minute, Multiplier: 2, Max: time.Hour, Jitter: 0.2, Lifetime: 5 * 24 * time.Hour}
 }
 

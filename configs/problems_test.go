@@ -86,6 +86,8 @@ func TestProblemTable(t *testing.T) {
 			"test.yaml: accounts: at least one account is required"},
 		{"negative rate other than -1", "accounts:\n  - name: out\n    host: relay.test\n    auth: none\n    rate_per_minute: -5\nroutes:\n  default: out\n",
 			`test.yaml:5: accounts[0].rate_per_minute: must be positive, 0 (the default) or -1 (unlimited)`},
+		{"zero data timeout", "accounts:\n  - name: out\n    host: relay.test\n    auth: none\n    data_timeout: 0s\nroutes:\n  default: out\n",
+			`test.yaml:5: accounts[0].data_timeout: must be greater than 0`},
 		{"no default route", "accounts:\n  - name: out\n    transport: file\n",
 			"test.yaml: routes.default: required: the account for mail no other route matches"},
 		{"default route to unknown account", "accounts:\n  - name: out\n    transport: file\nroutes:\n  default: m365\n",

@@ -296,6 +296,9 @@ func (v *validator) account(a *Account, key string) {
 		}
 	}
 	v.nonNegative(key+".max_connections", int64(a.MaxConnections))
+	v.positive(key+".connect_timeout", int64(a.ConnectTimeout))
+	v.positive(key+".command_timeout", int64(a.CommandTimeout))
+	v.positive(key+".data_timeout", int64(a.DataTimeout))
 	v.nonNegative(key+".max_messages_per_connection", int64(a.MaxMessagesPerConnection))
 	if a.RatePerMinute < 0 && a.RatePerMinute != -1 {
 		v.problem(key+".rate_per_minute", "must be positive, 0 (the default) or -1 (unlimited)")

@@ -130,6 +130,9 @@ func deliveryAccounts(c *configs.Config) []delivery.AccountConfig {
 			MaxMessageSize:           a.MaxMessageSize,
 			NotifyOnFailure:          string(a.NotifyOnFailure),
 			Dir:                      a.Dir,
+			ConnectTimeout:           a.ConnectTimeout,
+			CommandTimeout:           a.CommandTimeout,
+			DataTimeout:              a.DataTimeout,
 			Retry: delivery.RetryPolicy{
 				First:      a.Retry.First,
 				Multiplier: a.Retry.Multiplier,
