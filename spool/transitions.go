@@ -562,8 +562,16 @@ func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
+	// Idle workers poll often; a read transaction answers "nothing due"
+	// without a commit (two fdatasyncs in bbolt) and without the writer lock.
+	if due, ok, err := s.nextDue(account); err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	} else if !ok || due.After(now) {
+		return nil, nil
+	}
 	var out []*Message
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Claims share group commits with other transitions (see update).
+	err := s.update(func(tx *bolt.Tx) error {
 		out = out[:0]
 		type entry struct {
 			bucket []byte
@@ -608,13 +616,24 @@ func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit 
 			}
 			out = append(out, m)
 		}
+		if len(out) == 0 {
+			// Another claim in this batch took them: nothing written.
+			return &refused{errNothingDue}
+		}
 		return nil
 	})
+	if errors.Is(err, errNothingDue) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: claim: %w", err)
 	}
 	return out, nil
 }
+
+// errNothingDue ends a claim transaction that found nothing, so it is rolled
+// back rather than committed.
+var errNothingDue = errors.New("spool: nothing due")
 
 // NextDue returns the earliest due time among queued and deferred messages
 // (optionally of one account; "" = all). ok is false when none wait.
@@ -623,6 +642,16 @@ func (s *Spool) NextDue(ctx context.Context, account string) (due time.Time, ok 
 		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
 	}
 	defer s.end()
+	due, ok, err = s.nextDue(account)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
+	}
+	return due, ok, nil
+}
+
+// nextDue reads the first due-index entry (of one account; "" = all) in a
+// read transaction.
+func (s *Spool) nextDue(account string) (due time.Time, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if account == "" {
 			if k, _ := tx.Bucket(bktDue).Cursor().First(); k != nil {
@@ -636,10 +665,7 @@ func (s *Spool) NextDue(ctx context.Context, account string) (due time.Time, ok 
 		}
 		return nil
 	})
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
-	}
-	return due, ok, nil
+	return due, ok, err
 }
 
 // DueAccounts returns the accounts that have at least one message due at now.
