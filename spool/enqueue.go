@@ -198,15 +198,17 @@ func (s *Spool) writeBodyAnon(id string, body io.Reader) (size int64, err error)
 	if size, err = copyBody(f, body); err != nil {
 		return 0, err
 	}
-	if err = f.Sync(); err != nil {
-		return 0, wrapIO("fsync body", err)
-	}
+	// One fsync after the link covers the data and the inode with its new
+	// link count. A crash before it can leave a named but incomplete body,
+	// which is harmless: no metadata names it yet, so recovery removes it as
+	// an orphan (the classic fsync-before-rename protects readers that would
+	// see the file at once; nothing here reads a body before its commit).
 	if err = f.Link(final); err != nil {
 		return 0, wrapIO("linking body", err)
 	}
 	linked = true
 	if err = f.Sync(); err != nil {
-		return 0, wrapIO("fsync linked body", err)
+		return 0, wrapIO("fsync body", err)
 	}
 	closed = true
 	if err = f.Close(); err != nil {
