@@ -287,6 +287,13 @@ func (e *Engine) Pause(p bool) {
 	e.wake()
 }
 
+// Paused reports whether claiming is paused.
+func (e *Engine) Paused() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.paused
+}
+
 func (e *Engine) wake() {
 	select {
 	case e.kick <- struct{}{}:

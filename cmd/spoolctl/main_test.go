@@ -49,6 +49,20 @@ type fakeAccounts struct {
 	logins   map[string]chan adminapi.AccountInfo
 	pasted   []string
 	started  chan string
+	paused   bool
+}
+
+func (f *fakeAccounts) SetDeliveryPaused(_ context.Context, p bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused = p
+	return nil
+}
+
+func (f *fakeAccounts) DeliveryPaused() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.paused
 }
 
 func (f *fakeAccounts) Accounts(context.Context) ([]adminapi.AccountInfo, error) {

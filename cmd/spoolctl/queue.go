@@ -54,6 +54,9 @@ func printStatus(w io.Writer, st adminapi.StatusResponse, spoolDir string) {
 				st.Started.UTC().Format("2006-01-02 15:04:05Z"))
 		}
 		fmt.Fprintln(w)
+		if st.DeliveryPaused {
+			fmt.Fprintln(w, "delivery is PAUSED: mail is accepted and queued but not sent (spoolctl resume)")
+		}
 	}
 	fmt.Fprintln(w, "\nQueue:")
 	tw := newTable(w)

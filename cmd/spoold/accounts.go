@@ -230,3 +230,12 @@ func (i daemonInfo) ScanFolders() []adminapi.FolderInfo {
 func folderInfo(f scanfolder.FolderStatus) adminapi.FolderInfo {
 	return adminapi.FolderInfo{Name: f.Name, Path: f.Path, Mode: f.Mode, Pending: f.Pending, LastScan: f.LastScan, LastError: f.LastError}
 }
+
+// SetDeliveryPaused implements adminapi.DeliveryControl: delivery stops
+// claiming (in-flight sends finish) while ingest goes on accepting.
+func (d *daemonAccounts) SetDeliveryPaused(_ context.Context, paused bool) error {
+	d.engine.Pause(paused)
+	return nil
+}
+
+func (d *daemonAccounts) DeliveryPaused() bool { return d.engine.Paused() }

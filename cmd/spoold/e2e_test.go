@@ -202,6 +202,34 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		return len(resp.Messages) == 2 && resp.Messages[0].State == "delivered"
 	})
 
+	// spoolctl pause stops delivery but not ingest; resume sends what waited.
+	ctl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(spoolctl, args...)
+		cmd.Dir = work
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("spoolctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	ctl("pause")
+	if out, err := exec.Command(swaks, "--server", "127.0.0.1:2525", "--from", "mfd@example.com",
+		"--to", "carol@example.com", "--header", "Subject: while paused").CombinedOutput(); err != nil {
+		t.Fatalf("swaks while paused: %v\n%s", err, out)
+	}
+	waitFor(t, "the message sent while paused to be listed as queued", 30*time.Second, func() bool {
+		return strings.Contains(ctl("list", "--state", "queued", "--json"), "carol@example.com")
+	})
+	if !strings.Contains(ctl("status"), "PAUSED") {
+		t.Error("spoolctl status does not say delivery is paused")
+	}
+	if n := countEML(outbox); n != 2 {
+		t.Errorf("%d messages in outbox while paused, want still 2", n)
+	}
+	ctl("resume")
+	waitFor(t, "the queued message to be delivered after resume", 30*time.Second, func() bool { return countEML(outbox) == 3 })
+
 	// Metrics count both sources and the delivered records.
 	resp, err := http.Get("http://127.0.0.1:9191/metrics")
 	if err != nil {
@@ -210,9 +238,9 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`spoold_enqueued_total{source="smtp"} 1`,
+		`spoold_enqueued_total{source="smtp"} 2`,
 		`spoold_enqueued_total{source="scan"} 1`,
-		`spoold_queue_messages{state="delivered"} 2`,
+		`spoold_queue_messages{state="delivered"} 3`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %q", want)

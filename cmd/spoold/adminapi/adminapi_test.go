@@ -718,3 +718,42 @@ func BenchmarkListPage(b *testing.B) {
 		}
 	}
 }
+
+// pausingAccounts adds DeliveryControl to the fake daemon.
+type pausingAccounts struct {
+	*fakeAccounts
+	paused bool
+}
+
+func (p *pausingAccounts) SetDeliveryPaused(_ context.Context, v bool) error {
+	p.paused = v
+	return nil
+}
+func (p *pausingAccounts) DeliveryPaused() bool { return p.paused }
+
+func TestDeliveryPauseEndpoints(t *testing.T) {
+	ctx := context.Background()
+	// A daemon without the control answers unavailable; read-only refuses.
+	e := newEnv(t, Options{})
+	_, err := e.c.SetDeliveryPaused(ctx, true)
+	wantCode(t, err, CodeUnavailable, "cannot pause")
+	ro := newEnv(t, Options{ReadOnly: true})
+	_, err = ro.c.SetDeliveryPaused(ctx, true)
+	wantCode(t, err, CodeReadOnly, "read-only")
+
+	pa := &pausingAccounts{fakeAccounts: e.acc}
+	svc := NewService(e.sp, pa, fakeInfo{}, Options{Logger: slog.New(slog.DiscardHandler)})
+	c, closer := InProcess(svc.Handler(), "pause-test")
+	defer closer.Close()
+	st, err := c.SetDeliveryPaused(ctx, true)
+	if err != nil || !st.Paused || !pa.paused {
+		t.Fatalf("pause: %+v %v (daemon paused=%t)", st, err, pa.paused)
+	}
+	status, err := c.Status(ctx)
+	if err != nil || !status.DeliveryPaused {
+		t.Errorf("status after pause: delivery_paused=%t err=%v", status.DeliveryPaused, err)
+	}
+	if st, err = c.SetDeliveryPaused(ctx, false); err != nil || st.Paused || pa.paused {
+		t.Errorf("resume: %+v %v (daemon paused=%t)", st, err, pa.paused)
+	}
+}

@@ -260,6 +260,16 @@ func (c *Client) Logout(ctx context.Context, account string) error {
 	return c.call(ctx, http.MethodPost, "/v1/accounts/"+esc(account)+"/logout", nil, nil)
 }
 
+// SetDeliveryPaused pauses (true) or resumes (false) delivery; ingest goes on.
+func (c *Client) SetDeliveryPaused(ctx context.Context, paused bool) (DeliveryState, error) {
+	path := "/v1/delivery/resume"
+	if paused {
+		path = "/v1/delivery/pause"
+	}
+	var out DeliveryState
+	return out, c.call(ctx, http.MethodPost, path, nil, &out)
+}
+
 // TestSend sends a test message now through account to the address to.
 func (c *Client) TestSend(ctx context.Context, account, to string) (TestSendResult, error) {
 	var out TestSendResult

@@ -104,6 +104,8 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/flush", s.handle(s.write(s.flushAll)))
 	mux.HandleFunc("POST /v1/requeue", s.handle(s.write(s.requeueAll)))
 	mux.HandleFunc("POST /v1/purge", s.handle(s.write(s.purge)))
+	mux.HandleFunc("POST /v1/delivery/pause", s.handle(s.write(s.setPaused(true))))
+	mux.HandleFunc("POST /v1/delivery/resume", s.handle(s.write(s.setPaused(false))))
 	mux.HandleFunc("GET /v1/accounts", s.handle(s.accounts))
 	mux.HandleFunc("GET /v1/accounts/{name}", s.handle(s.account))
 	mux.HandleFunc("POST /v1/accounts/{name}/login", s.handle(s.write(s.login)))
@@ -188,6 +190,9 @@ func (s *Service) status(r *http.Request) (any, error) {
 		resp.ScanFolders = s.info.ScanFolders()
 	} else {
 		resp.Offline = true
+	}
+	if dc, ok := s.acc.(DeliveryControl); ok {
+		resp.DeliveryPaused = dc.DeliveryPaused()
 	}
 	if s.acc != nil {
 		// A failing account backend must not hide the queue.
@@ -574,6 +579,28 @@ func (s *Service) wait(r *http.Request) (any, error) {
 	}
 	s.log.Info("admin: login completed", "account", ai.Name)
 	return ai, nil
+}
+
+// DeliveryControl is implemented by a daemon whose Accounts can also pause
+// and resume delivery (spoolctl pause/resume). Ingest is not affected: mail
+// is still accepted and queued.
+type DeliveryControl interface {
+	SetDeliveryPaused(ctx context.Context, paused bool) error
+	DeliveryPaused() bool
+}
+
+func (s *Service) setPaused(paused bool) endpoint {
+	return func(r *http.Request) (any, error) {
+		dc, ok := s.acc.(DeliveryControl)
+		if !ok {
+			return nil, apiErrorf(CodeUnavailable, "this daemon cannot pause or resume delivery")
+		}
+		if err := dc.SetDeliveryPaused(r.Context(), paused); err != nil {
+			return nil, fmt.Errorf("adminapi: setting delivery paused=%t: %w", paused, err)
+		}
+		s.log.Info("admin: delivery paused changed", "paused", paused)
+		return DeliveryState{Paused: dc.DeliveryPaused()}, nil
+	}
 }
 
 func (s *Service) logout(r *http.Request) (any, error) {

@@ -130,12 +130,20 @@ type StatusResponse struct {
 	// Offline is true when spoolctl reads a spool directly (--spool).
 	Offline  bool `json:"offline,omitempty"`
 	ReadOnly bool `json:"read_only,omitempty"`
+	// DeliveryPaused is true while the daemon claims no messages
+	// (delivery.paused or spoolctl pause); ingest still accepts.
+	DeliveryPaused bool `json:"delivery_paused,omitempty"`
 	// Queue counts messages per state; every state is present.
 	Queue         map[spool.State]int `json:"queue"`
 	Accounts      []AccountInfo       `json:"accounts,omitempty"`
 	AccountsError string              `json:"accounts_error,omitempty"`
 	Listeners     []ListenerInfo      `json:"listeners,omitempty"`
 	ScanFolders   []FolderInfo        `json:"scan_folders,omitempty"`
+}
+
+// DeliveryState is the answer of the pause and resume endpoints.
+type DeliveryState struct {
+	Paused bool `json:"paused"`
 }
 
 // ErrorInfo is a stored delivery error or reason.
