@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,7 +224,9 @@ func newNode(t *testing.T, cfg nodeConfig) *node {
 	t.Helper()
 	needSuite(t)
 	if cfg.LogLevel == "" {
-		cfg.LogLevel = "info"
+		// The whole suite runs at debug level so the secret scan below
+		// sees everything the daemon can log (issue 8).
+		cfg.LogLevel = "debug"
 	}
 	if cfg.Lease == "" {
 		cfg.Lease = "3s"
@@ -242,11 +245,35 @@ func newNode(t *testing.T, cfg nodeConfig) *node {
 	}
 	n.pickPorts()
 	t.Cleanup(func() {
+		n.scanForSecrets()
 		if t.Failed() {
 			t.Logf("spoold log tail (%s):\n%s", n.LogPath, tail(n.LogPath, 60))
 		}
 	})
 	return n
+}
+
+// secretShapes are what a leaked credential looks like in a log line or CLI
+// output, whatever the test: a bearer token, an XOAUTH2 initial response, or
+// an AUTH PLAIN/LOGIN payload. The OAuth test also greps for the exact
+// values it issued.
+var secretShapes = regexp.MustCompile(`(?i)bearer\s+[a-z0-9._~+/=-]{8,}|auth=bearer|AUTH (PLAIN|LOGIN|XOAUTH2) [a-z0-9+/=]{8,}|dXNlcj1`)
+
+// scanForSecrets fails the test if the daemon's log or any spoolctl output
+// of this node contains something shaped like a credential.
+func (n *node) scanForSecrets() {
+	logs, err := os.ReadFile(n.LogPath)
+	if err != nil && !os.IsNotExist(err) {
+		n.t.Errorf("reading %s for the secret scan: %v", n.LogPath, err)
+	}
+	n.mu.Lock()
+	outputs := n.outputs.String()
+	n.mu.Unlock()
+	for name, text := range map[string]string{"spoold log": string(logs), "spoolctl output": outputs} {
+		if m := secretShapes.FindString(text); m != "" {
+			n.t.Errorf("%s contains something shaped like a credential: %.12q...", name, m)
+		}
+	}
 }
 
 func (n *node) pickPorts() {
