@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -38,16 +39,20 @@ func (s *Spool) reconcile() error {
 	}
 
 	now := s.opts.Clock()
-	var deadened, stale []string
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		deadened, stale = deadened[:0], stale[:0]
+	// A read pass decodes only state and reason of each message (start-up
+	// time with a large queue is dominated by this scan); the write pass
+	// touches only the few messages that need fixing.
+	var fix, stale, deadened []string
+	err = s.db.View(func(tx *bolt.Tx) error {
 		known := make(map[string]bool, len(bodies))
-		var fix []*Message
 		err := tx.Bucket(bktMessages).ForEach(func(k, v []byte) error {
 			id := string(k)
-			m, err := getMsg(tx, id)
-			if err != nil {
-				return err
+			var m struct {
+				State  State  `json:"state"`
+				Reason string `json:"reason"`
+			}
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("%w: message %s: decoding metadata: %v", ErrCorrupt, id, err)
 			}
 			known[id] = true
 			if m.State == StateDelivered {
@@ -59,30 +64,11 @@ func (s *Spool) reconcile() error {
 			if bodies[id] || (m.State == StateDead && strings.HasPrefix(m.Reason, bodyMissing)) {
 				return nil
 			}
-			fix = append(fix, m)
+			fix = append(fix, id)
 			return nil
 		})
 		if err != nil {
 			return err
-		}
-		for _, old := range fix {
-			m, _ := getMsg(tx, old.ID)
-			if i := openAttempt(m, m.LeaseOwner); i >= 0 && m.State == StateActive {
-				m.History[i].End = now
-				m.History[i].Result = "interrupted"
-			}
-			if m.State == StateDead && m.Reason != "" {
-				m.Reason = bodyMissing + " (was dead: " + m.Reason + ")"
-			} else {
-				m.Reason = bodyMissing
-			}
-			m.State = StateDead
-			m.LeaseOwner, m.LeaseUntil = "", time.Time{}
-			m.Updated = now
-			if err := writeMsg(tx, old, m); err != nil {
-				return err
-			}
-			deadened = append(deadened, m.ID)
 		}
 		for id := range bodies {
 			if !known[id] {
@@ -91,6 +77,35 @@ func (s *Spool) reconcile() error {
 		}
 		return nil
 	})
+	if err == nil && len(fix) > 0 {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			deadened = deadened[:0]
+			for _, id := range fix {
+				old, err := getMsg(tx, id)
+				if err != nil {
+					return err
+				}
+				m, _ := getMsg(tx, id)
+				if i := openAttempt(m, m.LeaseOwner); i >= 0 && m.State == StateActive {
+					m.History[i].End = now
+					m.History[i].Result = "interrupted"
+				}
+				if m.State == StateDead && m.Reason != "" {
+					m.Reason = bodyMissing + " (was dead: " + m.Reason + ")"
+				} else {
+					m.Reason = bodyMissing
+				}
+				m.State = StateDead
+				m.LeaseOwner, m.LeaseUntil = "", time.Time{}
+				m.Updated = now
+				if err := writeMsg(tx, old, m); err != nil {
+					return err
+				}
+				deadened = append(deadened, m.ID)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("spool: recovery: %w", err)
 	}
