@@ -17,4 +17,7 @@ var (
 	ErrTransient = errors.New("auth: token endpoint temporarily unavailable")
 	// ErrUnknownAccount: no account by that name is configured.
 	ErrUnknownAccount = errors.New("auth: unknown account")
+	// ErrLoginExpired: the login ID is unknown or its time ran out; the
+	// admin starts the login again.
+	ErrLoginExpired = errors.New("login unknown or expired")
 )

@@ -214,7 +214,7 @@ func (m *Manager) pruneLogins(now time.Time) {
 	defer m.lmu.Unlock()
 	for id, p := range m.logins {
 		if now.After(p.expires) {
-			p.finish(Health{}, fmt.Errorf("auth: account %s: login expired: start it again", p.account))
+			p.finish(Health{}, fmt.Errorf("auth: account %s: %w: start it again", p.account, ErrLoginExpired))
 		}
 		if now.After(p.expires.Add(m.opts.LoginTTL)) {
 			delete(m.logins, id)
@@ -228,10 +228,10 @@ func (m *Manager) findLogin(id string) (*pendingLogin, error) {
 	p, ok := m.logins[id]
 	m.lmu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("auth: login %q is unknown or expired: start it again", sanitize(id, 64))
+		return nil, fmt.Errorf("auth: login %q: %w: start it again", sanitize(id, 64), ErrLoginExpired)
 	}
 	if m.now().After(p.expires) {
-		p.finish(Health{}, fmt.Errorf("auth: account %s: login expired: start it again", p.account))
+		p.finish(Health{}, fmt.Errorf("auth: account %s: %w: start it again", p.account, ErrLoginExpired))
 	}
 	return p, nil
 }

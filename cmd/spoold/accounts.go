@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +38,7 @@ func toAdminError(err error) error {
 		kind = adminapi.ErrUnavailable
 	case errors.Is(err, auth.ErrMisconfigured), errors.Is(err, auth.ErrIdentityMismatch):
 		kind = adminapi.ErrInvalidArgument
-	case strings.Contains(err.Error(), "is unknown or expired"):
+	case errors.Is(err, auth.ErrLoginExpired):
 		kind = adminapi.ErrNotFound
 	default:
 		return err
