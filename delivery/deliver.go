@@ -34,13 +34,13 @@ func (e *holdError) Error() string { return "delivery: account on hold: " + e.re
 
 // deliverSafe runs one delivery; a panic is recovered and counted as an
 // attempt (deferred with "internal error"), and the engine goes on.
-func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session) {
+// started says the claim already started the attempt (ClaimAccountStart).
+func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session, started bool) {
 	log := e.log.With("msg_id", m.ID, "account", a.cfg.Name)
 	e.mu.Lock()
 	a.inflight++
 	e.mu.Unlock()
 	e.m.inflight.Inc()
-	started := false
 	defer func() {
 		e.mu.Lock()
 		a.inflight--
@@ -78,21 +78,29 @@ func pendingRcpts(m *spool.Message) []string {
 	return out
 }
 
+// ifCrash is the next attempt time committed when an attempt starts, kept if
+// the worker dies before it ends.
+func (e *Engine) ifCrash(a *account, m *spool.Message, now time.Time) time.Time {
+	next, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
+	if expired {
+		return now.Add(a.cfg.Retry.First)
+	}
+	return next
+}
+
 func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog.Logger, started *bool) {
 	ctx := e.hard
 	bg := context.WithoutCancel(ctx) // state commits happen even while shutting down
-	now := e.opts.Clock()
-	ifCrash, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
-	if expired {
-		ifCrash = now.Add(a.cfg.Retry.First)
-	}
 	// Attempts and the next time are durable before we dial: a crash mid-send
 	// cannot cause a hot loop.
-	if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, ifCrash); err != nil {
-		log.Warn("delivery: starting attempt", "err", err)
-		return
+	if !*started {
+		now := e.opts.Clock()
+		if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, e.ifCrash(a, m, now)); err != nil {
+			log.Warn("delivery: starting attempt", "err", err)
+			return
+		}
+		*started = true
 	}
-	*started = true
 	stop := e.renewLease(m.ID, log)
 	defer stop()
 

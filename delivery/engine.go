@@ -22,10 +22,11 @@ import (
 // Spool is the part of *spool.Spool the engine uses.
 type Spool interface {
 	ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*spool.Message, error)
+	ClaimAccountStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *spool.Message) time.Time) ([]*spool.Message, error)
 	NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error)
 	DueAccounts(ctx context.Context, now time.Time) ([]string, error)
 	Notify() <-chan struct{}
-	OpenBody(id string) (*os.File, error)
+	OpenBody(id string) (io.ReadCloser, error)
 	StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error
 	RenewLease(ctx context.Context, id, owner string, until time.Time) error
 	Delivered(ctx context.Context, id, owner string, r spool.Result) error
@@ -527,6 +528,7 @@ func (e *Engine) connWorker(a *account) {
 	}()
 	soft := e.soft
 	var queue []*spool.Message // claimed, not yet sent
+	queueStarted := false      // the claim also started their attempts
 	var claimedAt time.Time
 	woken := false // the last idle wait ended with a signal
 	defer func() {
@@ -555,12 +557,21 @@ func (e *Engine) connWorker(a *account) {
 			queue = nil
 		}
 		if len(queue) == 0 {
-			// Unlimited accounts claim a few at once: fewer spool commits.
-			batch := 1
-			if a.limiter == nil {
-				batch = min(claimBatch, a.cfg.MaxMessagesPerConnection-sent)
+			// Unlimited accounts claim a few at once and start their
+			// attempts in the same commit: two spool commits fewer per
+			// message. A rate-limited account may wait long before it
+			// sends, so its attempt starts only when it does.
+			var msgs []*spool.Message
+			var err error
+			now := e.opts.Clock()
+			queueStarted = a.limiter == nil
+			if queueStarted {
+				batch := min(claimBatch, a.cfg.MaxMessagesPerConnection-sent)
+				msgs, err = e.sp.ClaimAccountStart(soft, a.cfg.Name, now, batch, e.opts.Owner,
+					func(m *spool.Message) time.Time { return e.ifCrash(a, m, now) })
+			} else {
+				msgs, err = e.sp.ClaimAccount(soft, a.cfg.Name, now, 1, e.opts.Owner)
 			}
-			msgs, err := e.sp.ClaimAccount(soft, a.cfg.Name, e.opts.Clock(), batch, e.opts.Owner)
 			if err != nil {
 				if soft.Err() == nil {
 					e.log.Error("delivery: claiming", "account", a.cfg.Name, "err", err)
@@ -591,7 +602,7 @@ func (e *Engine) connWorker(a *account) {
 		}
 		m := queue[0]
 		queue = queue[1:]
-		e.deliverSafe(a, m, &sess)
+		e.deliverSafe(a, m, &sess, queueStarted)
 		sent++
 		if sess != nil && !sess.usable() {
 			sess.close()

@@ -112,7 +112,9 @@ func (f *fakeSpool) add(req spool.EnqueueRequest, body string) string {
 
 func (f *fakeSpool) Notify() <-chan struct{} { return f.notify }
 
-func (f *fakeSpool) OpenBody(id string) (*os.File, error) { return os.Open(filepath.Join(f.dir, id)) }
+func (f *fakeSpool) OpenBody(id string) (io.ReadCloser, error) {
+	return os.Open(filepath.Join(f.dir, id))
+}
 
 func dueLocked(m *spool.Message, now time.Time) bool {
 	return (m.State == spool.StateQueued || m.State == spool.StateDeferred) && !m.NextAttempt.After(now)
@@ -142,6 +144,16 @@ func (f *fakeSpool) ClaimAccount(ctx context.Context, account string, now time.T
 		out = append(out, copyMsg(m))
 	}
 	return out, nil
+}
+
+func (f *fakeSpool) ClaimAccountStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *spool.Message) time.Time) ([]*spool.Message, error) {
+	out, err := f.ClaimAccount(ctx, account, now, limit, owner)
+	for _, m := range out {
+		if err == nil {
+			err = f.StartAttempt(ctx, m.ID, owner, now, ifCrash(m))
+		}
+	}
+	return out, err
 }
 
 func copyMsg(m *spool.Message) *spool.Message {

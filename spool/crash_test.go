@@ -39,7 +39,13 @@ func TestMain(m *testing.M) {
 
 // checksummedBody makes a body that carries the SHA-256 of its own payload.
 func checksummedBody(r *rand.Rand) string {
-	payload := make([]byte, 512+r.IntN(16<<10))
+	// One in four is too large to be stored inline, so kills land in both
+	// the inline and the file path.
+	n := 512 + r.IntN(16<<10)
+	if r.IntN(4) == 0 {
+		n = MaxInlineBody + r.IntN(64<<10)
+	}
+	payload := make([]byte, n)
 	for i := range payload {
 		payload[i] = 'a' + byte(r.IntN(26))
 	}
@@ -244,7 +250,7 @@ func verifyAcked(t *testing.T, dir string, acked map[string]bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := countFiles(t, s.msgDir); n != st[StateQueued] {
-		t.Fatalf("%d body files but %d queued messages after recovery", n, st[StateQueued])
+	if n := countBodies(t, s); n != st[StateQueued] {
+		t.Fatalf("%d bodies but %d queued messages after recovery", n, st[StateQueued])
 	}
 }

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // commitReq is one renamed body waiting for the group commit.
 type commitReq struct {
 	msg  *Message
+	body []byte // an inline body, or nil when it is in a file
 	done chan commitRes
 }
 
@@ -70,8 +72,10 @@ func validateEnqueue(req EnqueueRequest) error {
 }
 
 // Enqueue streams body into a new message and returns its ID once body and
-// metadata are durable (temp file, fsync, rename, fsync dir, group-committed
-// bbolt transaction). Memory use is constant in the body size. If body returns
+// metadata are durable: a body up to InlineBodyMax is stored in the
+// group-committed bbolt transaction with the metadata; a larger one goes to
+// its own file first (unnamed temp file, link, fsync, directory fsync, then
+// the commit). Memory use is constant in the body size. If body returns
 // an error, nothing is stored and the error is returned wrapped (errors.Is
 // works). Disk full returns an error matching ErrNoSpace. With an
 // IdempotencyKey already committed, it returns the existing ID and writes nothing.
@@ -102,13 +106,30 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 	if err != nil {
 		return "", err
 	}
-	// Bound concurrent body writers: past a few, parallel creates and
-	// fsyncs in one directory only spin on its lock and the journal.
-	s.writers <- struct{}{}
-	size, err := s.writeBody(id, body)
-	<-s.writers
+	// A body that fits in one copy buffer and under InlineBodyMax goes into
+	// the database with its metadata: one group-committed transaction makes
+	// it durable, instead of a file create, fsync and directory fsync of its
+	// own (file creation is the slowest sync write a disk does).
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	n, complete, err := fill(body, buf)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("spool: enqueue: reading body: %w", err)
+	}
+	var inline []byte
+	size := int64(n)
+	if complete && n <= s.inlineMax {
+		inline = buf[:n]
+	} else {
+		// Bound concurrent body writers: past a few, parallel creates and
+		// fsyncs in one directory only spin on its lock and the journal.
+		s.writers <- struct{}{}
+		size, err = s.writeBody(id, io.MultiReader(bytes.NewReader(buf[:n]), body), buf)
+		<-s.writers
+		if err != nil {
+			return "", err
+		}
 	}
 
 	m := &Message{
@@ -123,22 +144,24 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 		NextAttempt:     now,
 		IdempotencyKey:  req.IdempotencyKey,
 		NotifyOnFailure: req.NotifyOnFailure,
+		BodyInline:      inline != nil,
 	}
 	m.Recipients = make([]Recipient, len(req.To))
 	for i, to := range req.To {
 		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
 	}
-	r := &commitReq{msg: m, done: make(chan commitRes, 1)}
+	r := &commitReq{msg: m, body: inline, done: make(chan commitRes, 1)}
 	// The commit loop outlives every operation (Close waits for us), so
 	// this send and receive cannot block forever.
 	s.commitCh <- r
 	res := <-r.done
-	if res.err != nil {
-		s.removeBody(id)
-		return "", res.err
-	}
-	if res.existing {
-		s.removeBody(id)
+	if res.err != nil || res.existing {
+		if inline == nil {
+			s.removeBody(id)
+		}
+		if res.err != nil {
+			return "", res.err
+		}
 		return res.id, nil
 	}
 	s.log.Debug("spool: enqueued", "msg_id", id, "account", m.Account, "size", size)
@@ -165,11 +188,27 @@ func (s *Spool) newID(now time.Time) (string, error) {
 // writeBody streams body into a durable file named messages/<id>.eml: the
 // body goes to a temp file, is fsync'd, and only then gets its final name. On
 // any failure nothing is left behind.
-func (s *Spool) writeBody(id string, body io.Reader) (int64, error) {
+func (s *Spool) writeBody(id string, body io.Reader, buf []byte) (int64, error) {
 	if s.anon {
-		return s.writeBodyAnon(id, body)
+		return s.writeBodyAnon(id, body, buf)
 	}
-	return s.writeBodyNamed(id, body)
+	return s.writeBodyNamed(id, body, buf)
+}
+
+// fill reads body into buf until buf is full or body ends; complete says it
+// ended. Read errors other than io.EOF are returned.
+func fill(body io.Reader, buf []byte) (n int, complete bool, err error) {
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
 }
 
 // writeBodyAnon writes an unnamed O_TMPFILE file, fsyncs it and links it into
@@ -178,7 +217,7 @@ func (s *Spool) writeBody(id string, body io.Reader) (int64, error) {
 // serialised concurrent writers. The second fsync after the link writes the
 // inode's new link count: a directory fsync does not, and on ext4 without a
 // journal a crash could otherwise leave an entry to an inode with no links.
-func (s *Spool) writeBodyAnon(id string, body io.Reader) (size int64, err error) {
+func (s *Spool) writeBodyAnon(id string, body io.Reader, buf []byte) (size int64, err error) {
 	f, err := s.fs.CreateAnon(s.msgDir)
 	if err != nil {
 		return 0, wrapIO("creating temp file", err)
@@ -195,7 +234,7 @@ func (s *Spool) writeBodyAnon(id string, body io.Reader) (size int64, err error)
 			}
 		}
 	}()
-	if size, err = copyBody(f, body); err != nil {
+	if size, err = copyBody(f, body, buf); err != nil {
 		return 0, err
 	}
 	// One fsync after the link covers the data and the inode with its new
@@ -219,7 +258,7 @@ func (s *Spool) writeBodyAnon(id string, body io.Reader) (size int64, err error)
 
 // writeBodyNamed is writeBody where unnamed files are not available: a
 // *.tmp file in messages/ (recovery removes leftovers), fsync, rename.
-func (s *Spool) writeBodyNamed(id string, body io.Reader) (size int64, err error) {
+func (s *Spool) writeBodyNamed(id string, body io.Reader, buf []byte) (size int64, err error) {
 	f, err := s.fs.CreateTemp(s.msgDir, id+".*.tmp")
 	if err != nil {
 		return 0, wrapIO("creating temp file", err)
@@ -234,7 +273,7 @@ func (s *Spool) writeBodyNamed(id string, body io.Reader) (size int64, err error
 			s.fs.Remove(tmp)
 		}
 	}()
-	if size, err = copyBody(f, body); err != nil {
+	if size, err = copyBody(f, body, buf); err != nil {
 		return 0, err
 	}
 	if err = f.Sync(); err != nil {
@@ -252,10 +291,8 @@ func (s *Spool) writeBodyNamed(id string, body io.Reader) (size int64, err error
 
 // copyBody copies body to f with a pooled buffer, telling write errors (of
 // the spool) from read errors (of the caller).
-func copyBody(f io.Writer, body io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	size, err := io.CopyBuffer(writerOnly{f}, readerOnly{body}, *bp)
-	copyBufs.Put(bp)
+func copyBody(f io.Writer, body io.Reader, buf []byte) (int64, error) {
+	size, err := io.CopyBuffer(writerOnly{f}, readerOnly{body}, buf)
 	if err != nil {
 		var we *writeError
 		if errors.As(err, &we) {
@@ -349,6 +386,10 @@ func (s *Spool) commitLoop() {
 				break drain
 			}
 		}
+		if !hasFileBody(batch) {
+			synced <- batch
+			continue
+		}
 		if err := s.fs.SyncDir(s.msgDir); err != nil {
 			err = wrapIO("fsync messages directory", err)
 			for _, r := range batch {
@@ -360,12 +401,23 @@ func (s *Spool) commitLoop() {
 	}
 }
 
-// commitBatch commits the metadata of a batch whose bodies are durable.
+func hasFileBody(batch []*commitReq) bool {
+	for _, r := range batch {
+		if r.body == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// commitBatch commits the metadata of a batch whose file bodies are durable,
+// and the inline bodies with it.
 func (s *Spool) commitBatch(batch []*commitReq) {
 	results := make([]commitRes, len(batch))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		keys := tx.Bucket(bktKeys)
 		msgs := tx.Bucket(bktMessages)
+		bodies := tx.Bucket(bktBodies)
 		for i, r := range batch {
 			m := r.msg
 			results[i] = commitRes{id: m.ID}
@@ -378,6 +430,11 @@ func (s *Spool) commitBatch(batch []*commitReq) {
 			if msgs.Get([]byte(m.ID)) != nil {
 				results[i] = commitRes{err: fmt.Errorf("spool: enqueue: %w: id %s already exists", ErrInvalid, m.ID)}
 				continue
+			}
+			if r.body != nil {
+				if err := bodies.Put([]byte(m.ID), r.body); err != nil {
+					return err
+				}
 			}
 			if err := writeMsg(tx, nil, m); err != nil {
 				return err

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // fakeClock is a settable clock shared by a test and the spool.
@@ -107,9 +109,43 @@ func readBody(t testing.TB, s *Spool, id string) string {
 	return string(b)
 }
 
-func bodyFileExists(s *Spool, id string) bool {
+// bodyStored reports whether the body of id is kept, inline or as a file.
+func bodyStored(s *Spool, id string) bool {
+	if _, err := os.Stat(s.bodyPath(id)); err == nil {
+		return true
+	}
+	inline := false
+	s.db.View(func(tx *bolt.Tx) error {
+		inline = tx.Bucket(bktBodies).Get([]byte(id)) != nil
+		return nil
+	})
+	return inline
+}
+
+func bodyFileExistsOnDisk(s *Spool, id string) bool {
 	_, err := os.Stat(s.bodyPath(id))
 	return err == nil
+}
+
+// countBodies counts stored bodies: files in messages/ plus inline ones.
+func countBodies(t testing.TB, s *Spool) int {
+	t.Helper()
+	n := countFiles(t, s.msgDir)
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		n += tx.Bucket(bktBodies).Stats().KeyN
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// fileOpts is testOpts with every body in a file of its own, for tests of
+// the file path.
+func fileOpts(c *fakeClock) Options {
+	o := testOpts(c)
+	o.InlineBodyMax = -1
+	return o
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -23,8 +23,9 @@ var (
 	bktCounts   = []byte("counts")   // state -> uint64 big-endian
 	bktAccounts = []byte("accounts") // account -> nested bucket of key -> value
 	bktMeta     = []byte("meta")     // "schema" -> version
+	bktBodies   = []byte("bodies")   // id -> body of a message stored inline
 
-	allBuckets = [][]byte{bktMessages, bktDue, bktAcctDue, bktState, bktLeases, bktKeys, bktCounts, bktAccounts, bktMeta}
+	allBuckets = [][]byte{bktMessages, bktDue, bktAcctDue, bktState, bktLeases, bktKeys, bktCounts, bktAccounts, bktMeta, bktBodies}
 )
 
 const schemaVersion = 1
@@ -137,6 +138,16 @@ func writeMsg(tx *bolt.Tx, old, m *Message) error {
 	if old != nil {
 		if err := indexMsg(tx, old, false); err != nil {
 			return err
+		}
+	}
+	// An inline body lives exactly as long as it is needed: it goes with
+	// the record, or when the message is delivered.
+	if old != nil && old.BodyInline && (m == nil || m.State == StateDelivered) {
+		if err := tx.Bucket(bktBodies).Delete([]byte(old.ID)); err != nil {
+			return err
+		}
+		if m != nil {
+			m.BodyInline = false
 		}
 	}
 	if m == nil {

@@ -50,6 +50,7 @@ func (s *Spool) reconcile() error {
 			var m struct {
 				State  State  `json:"state"`
 				Reason string `json:"reason"`
+				Inline bool   `json:"body_inline"`
 			}
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("%w: message %s: decoding metadata: %v", ErrCorrupt, id, err)
@@ -61,7 +62,7 @@ func (s *Spool) reconcile() error {
 				}
 				return nil
 			}
-			if bodies[id] || (m.State == StateDead && strings.HasPrefix(m.Reason, bodyMissing)) {
+			if m.Inline || bodies[id] || (m.State == StateDead && strings.HasPrefix(m.Reason, bodyMissing)) {
 				return nil
 			}
 			fix = append(fix, id)

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,17 @@ type Options struct {
 	RescueInterval     time.Duration            // rescuer period for expired leases/retention; default 30s; <0 disables
 	HistoryLimit       int                      // attempts kept per message; default 20
 	ReadOnly           bool                     // open read-only (spoolctl --spool); every write returns ErrReadOnly
+	// InlineBodyMax is the largest body stored inside the database instead
+	// of a file of its own; default and upper bound MaxInlineBody, <0 stores
+	// every body in a file.
+	InlineBodyMax int
 }
+
+// MaxInlineBody is the default and largest Options.InlineBodyMax: bodies
+// that fit in one copy buffer. Larger values would need a buffer per
+// session in memory; files cost one extra sync write, which is small
+// against the transfer time of a message that size.
+const MaxInlineBody = 64<<10 - 1
 
 func (o *Options) setDefaults() {
 	if o.Clock == nil {
@@ -50,6 +61,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.HistoryLimit <= 0 {
 		o.HistoryLimit = 20
+	}
+	if o.InlineBodyMax == 0 || o.InlineBodyMax > MaxInlineBody {
+		o.InlineBodyMax = MaxInlineBody
 	}
 }
 
@@ -81,8 +95,9 @@ type Spool struct {
 
 	notify chan struct{}
 
-	writers chan struct{} // semaphore of concurrent body writers
-	anon    bool          // bodies are written as O_TMPFILE files (see writeBodyAnon)
+	writers   chan struct{} // semaphore of concurrent body writers
+	inlineMax int           // bodies up to this size are stored inline; <0 none
+	anon      bool          // bodies are written as O_TMPFILE files (see writeBodyAnon)
 
 	txb txBatcher // group commit of state transitions
 
@@ -129,6 +144,8 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		ids:     newIDGen(opts.Rand),
 		notify:  make(chan struct{}, 1),
 		writers: make(chan struct{}, maxBodyWriters),
+
+		inlineMax: opts.InlineBodyMax,
 	}
 	if !opts.ReadOnly {
 		for _, d := range []string{dir, s.msgDir} {
@@ -181,8 +198,12 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		FreelistType: bolt.FreelistMapType,
-		Timeout:      opts.LockTimeout,
-		ReadOnly:     opts.ReadOnly,
+		// Bodies stored inline leave many free pages behind once delivered;
+		// a synced freelist would be rewritten whole on every commit. Open
+		// rebuilds it from a page walk instead (as etcd does).
+		NoFreelistSync: true,
+		Timeout:        opts.LockTimeout,
+		ReadOnly:       opts.ReadOnly,
 	})
 	switch {
 	case err == nil:
@@ -208,7 +229,7 @@ func (s *Spool) init() (err error) {
 	if s.opts.ReadOnly {
 		return s.db.View(func(tx *bolt.Tx) error {
 			for _, b := range allBuckets {
-				if tx.Bucket(b) == nil {
+				if tx.Bucket(b) == nil && !bytes.Equal(b, bktBodies) {
 					return fmt.Errorf("spool: opening %s: %w: bucket %s missing", s.dbPath, ErrCorrupt, b)
 				}
 			}
@@ -337,13 +358,28 @@ func (s *Spool) signal() {
 func (s *Spool) bodyPath(id string) string { return filepath.Join(s.msgDir, id+".eml") }
 
 // OpenBody opens a message's body for reading.
-func (s *Spool) OpenBody(id string) (*os.File, error) {
+func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 	if err := s.begin(context.Background(), false); err != nil {
 		return nil, fmt.Errorf("spool: open body %s: %w", id, err)
 	}
 	defer s.end()
 	if !validID(id) {
 		return nil, fmt.Errorf("spool: open body %q: %w: bad id", id, ErrInvalid)
+	}
+	var inline []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bktBodies); b != nil {
+			if v := b.Get([]byte(id)); v != nil {
+				inline = bytes.Clone(v) // v lives only as long as tx
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: open body %s: %w", id, err)
+	}
+	if inline != nil {
+		return io.NopCloser(bytes.NewReader(inline)), nil
 	}
 	f, err := os.Open(s.bodyPath(id))
 	if errors.Is(err, os.ErrNotExist) {

@@ -33,12 +33,16 @@ func TestLifecycleEnqueueClaimDeliver(t *testing.T) {
 	if got := readBody(t, s, id); got != "Subject: hi\r\n\r\nbody\r\n" {
 		t.Fatalf("body = %q", got)
 	}
-	// Bodies hold mail: owner-only, like the database. On Linux they are
-	// written as unnamed O_TMPFILE files, which must get the same mode.
+	// A small body is stored inline, in the database.
+	if !m.BodyInline || bodyFileExistsOnDisk(s, id) {
+		t.Fatalf("small body: inline=%v file=%v, want inline only", m.BodyInline, bodyFileExistsOnDisk(s, id))
+	}
+	// Bodies hold mail: owner-only, like the database. On Linux large ones
+	// are written as unnamed O_TMPFILE files, which must get the same mode.
 	if runtime.GOOS == "linux" && !s.anon {
 		t.Error("spool does not use O_TMPFILE bodies on Linux")
 	}
-	for _, p := range []string{filepath.Join(dir, DBFile), s.bodyPath(id)} {
+	for _, p := range []string{filepath.Join(dir, DBFile)} {
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: mode %v err %v; want 0600", p, fi.Mode().Perm(), err)
@@ -74,7 +78,7 @@ func TestLifecycleEnqueueClaimDeliver(t *testing.T) {
 			t.Fatalf("recipient %s is %s", r.Addr, r.State)
 		}
 	}
-	if bodyFileExists(s, id) {
+	if bodyStored(s, id) {
 		t.Fatal("body file kept after delivery")
 	}
 	if _, err := s.OpenBody(id); !errors.Is(err, ErrNotFound) {
@@ -105,7 +109,7 @@ func TestEnqueueValidation(t *testing.T) {
 			}
 		})
 	}
-	if n := countFiles(t, s.msgDir); n != 0 {
+	if n := countBodies(t, s); n != 0 {
 		t.Fatalf("%d files left in messages/ after rejected enqueues", n)
 	}
 }

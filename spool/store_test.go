@@ -25,7 +25,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if id1 != id2 {
 		t.Fatalf("second enqueue got %s, want %s", id2, id1)
 	}
-	if n := countFiles(t, s.msgDir); n != 1 {
+	if n := countBodies(t, s); n != 1 {
 		t.Fatalf("%d body files, want 1", n)
 	}
 	if got := readBody(t, s, id1); got != "first" {
@@ -59,7 +59,7 @@ func TestIdempotencyKey(t *testing.T) {
 			t.Fatalf("racing enqueues returned different IDs: %v", got)
 		}
 	}
-	if n := countFiles(t, s.msgDir); n != 2 {
+	if n := countBodies(t, s); n != 2 {
 		t.Fatalf("%d body files after key race, want 2", n)
 	}
 	st, _ := s.Stats(ctx)
@@ -94,7 +94,7 @@ func TestEnqueueBodyErrorStoresNothing(t *testing.T) {
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("err = %v, want wrapped errBoom", err)
 	}
-	if n := countFiles(t, s.msgDir); n != 0 {
+	if n := countBodies(t, s); n != 0 {
 		t.Fatalf("%d files left", n)
 	}
 	if st, _ := s.Stats(context.Background()); st[StateQueued] != 0 {
@@ -303,7 +303,7 @@ func TestAccountStore(t *testing.T) {
 func TestRecoveryOnOpen(t *testing.T) {
 	clk := newFakeClock()
 	dir := t.TempDir()
-	s := openTest(t, dir, testOpts(clk))
+	s := openTest(t, dir, fileOpts(clk)) // the test deletes body files
 	ctx := context.Background()
 	gone := mustEnqueue(t, s, req("a"), "will lose body")
 	deadGone := makeInState(t, s, clk, StateDead)
@@ -592,7 +592,7 @@ func testEnqueueNoSpaceAt(t *testing.T, named bool, errno syscall.Errno, step st
 	if !errors.Is(err, ErrNoSpace) || !errors.Is(err, errno) {
 		t.Fatalf("err = %v, want ErrNoSpace wrapping %v", err, errno)
 	}
-	if n := countFiles(t, s.msgDir); n != 1 {
+	if n := countBodies(t, s); n != 1 {
 		t.Fatalf("%d files in messages/, want only the earlier message", n)
 	}
 	st, _ := s.Stats(context.Background())
@@ -637,7 +637,7 @@ func TestEnqueueNoSpaceTmpfs(t *testing.T) {
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("filling a 2 MB tmpfs: err = %v after %d messages, want ErrNoSpace", err, len(acked))
 	}
-	if n := countFiles(t, s.msgDir); n != len(acked) {
+	if n := countBodies(t, s); n != len(acked) {
 		t.Fatalf("%d files for %d acknowledged messages", n, len(acked))
 	}
 	for _, id := range acked {
@@ -651,5 +651,84 @@ func TestEnqueueNoSpaceTmpfs(t *testing.T) {
 	}
 	if _, err := s.Enqueue(ctx, req("a"), strings.NewReader("small")); err != nil {
 		t.Fatalf("enqueue after freeing space: %v", err)
+	}
+}
+
+// TestBodyStorage checks where bodies live: up to InlineBodyMax in the
+// database, committed and deleted with their record; larger ones, or all
+// with InlineBodyMax < 0, in files.
+func TestBodyStorage(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s := openTest(t, t.TempDir(), testOpts(clk))
+	small := "Subject: s\r\n\r\n" + strings.Repeat("s", 1000)
+	edge := strings.Repeat("e", MaxInlineBody)
+	large := strings.Repeat("l", MaxInlineBody+1)
+	ids := map[string]string{}
+	for name, body := range map[string]string{"small": small, "edge": edge, "large": large} {
+		ids[name] = mustEnqueue(t, s, req("a"), body)
+		if got := readBody(t, s, ids[name]); got != body {
+			t.Fatalf("%s: body of %d bytes read back as %d bytes", name, len(body), len(got))
+		}
+	}
+	for name, wantInline := range map[string]bool{"small": true, "edge": true, "large": false} {
+		m := mustGet(t, s, ids[name])
+		if m.BodyInline != wantInline || bodyFileExistsOnDisk(s, m.ID) == wantInline {
+			t.Errorf("%s (%d bytes): inline=%v file=%v, want inline=%v", name, m.Size, m.BodyInline, bodyFileExistsOnDisk(s, m.ID), wantInline)
+		}
+	}
+	if n := countFiles(t, s.msgDir); n != 1 {
+		t.Fatalf("%d files in messages/, want 1", n)
+	}
+
+	// Delivered: the inline body goes in the same commit.
+	msgs, err := s.Claim(ctx, clk.Now(), 10, "w")
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("Claim: %d, %v", len(msgs), err)
+	}
+	if err := s.StartAttempt(ctx, ids["small"], "w", clk.Now(), clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delivered(ctx, ids["small"], "w", Result{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustGet(t, s, ids["small"]); m.BodyInline || bodyStored(s, m.ID) {
+		t.Fatalf("delivered: inline=%v stored=%v, want the body gone", m.BodyInline, bodyStored(s, m.ID))
+	}
+	if _, err := s.OpenBody(ids["small"]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenBody after delivery: %v, want ErrNotFound", err)
+	}
+	// Dead keeps it; Requeue finds it; Delete removes it.
+	if err := s.Dead(ctx, ids["edge"], "w", Result{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Requeue(ctx, ids["edge"]); err != nil {
+		t.Fatalf("Requeue of a dead inline message: %v", err)
+	}
+	if err := s.Hold(ctx, ids["edge"], "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, ids["edge"]); err != nil {
+		t.Fatal(err)
+	}
+	if bodyStored(s, ids["edge"]) {
+		t.Fatal("Delete left the inline body behind")
+	}
+	if n := countBodies(t, s); n != 1 {
+		t.Fatalf("%d bodies stored, want only the large one's", n)
+	}
+
+	// InlineBodyMax < 0: files only; a reopen keeps both kinds readable.
+	dir := s.Dir()
+	s.Close()
+	opts := testOpts(clk)
+	opts.InlineBodyMax = -1
+	s = openTest(t, dir, opts)
+	id := mustEnqueue(t, s, req("a"), small)
+	if m := mustGet(t, s, id); m.BodyInline || !bodyFileExistsOnDisk(s, id) {
+		t.Fatalf("InlineBodyMax -1: inline=%v file=%v", m.BodyInline, bodyFileExistsOnDisk(s, id))
+	}
+	if got := readBody(t, s, ids["large"]); got != large {
+		t.Fatal("large body changed across reopen")
 	}
 }

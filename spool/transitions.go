@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,18 +167,22 @@ func (s *Spool) StartAttempt(ctx context.Context, id, owner string, now, ifCrash
 		if err := checkLease(m, owner); err != nil {
 			return err
 		}
-		if i := openAttempt(m, owner); i >= 0 {
-			m.History[i].End = now
-			m.History[i].Result = "interrupted"
-		}
-		m.Attempts++
-		m.History = append(m.History, Attempt{Start: now, Owner: owner})
-		s.trimHistory(m)
-		m.NextAttempt = ifCrash
-		m.Updated = now
+		s.startAttempt(m, owner, now, ifCrash)
 		return nil
 	})
 	return err
+}
+
+func (s *Spool) startAttempt(m *Message, owner string, now, ifCrash time.Time) {
+	if i := openAttempt(m, owner); i >= 0 {
+		m.History[i].End = now
+		m.History[i].Result = "interrupted"
+	}
+	m.Attempts++
+	m.History = append(m.History, Attempt{Start: now, Owner: owner})
+	s.trimHistory(m)
+	m.NextAttempt = ifCrash
+	m.Updated = now
 }
 
 // Delivered completes an attempt. Recipients not named in r.Recipients that are
@@ -187,10 +192,12 @@ func (s *Spool) StartAttempt(ctx context.Context, id, owner string, now, ifCrash
 // RcptPending is an error wrapping ErrInvalid: use Defer for partial deliveries.
 func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error {
 	now := s.nowOr(r.Now)
+	inline := false
 	m, err := s.mutate(ctx, "delivered", id, func(m *Message) error {
 		if err := checkLease(m, owner); err != nil {
 			return err
 		}
+		inline = m.BodyInline
 		for _, rr := range r.Recipients {
 			if rr.State == RcptPending {
 				return fmt.Errorf("%w: recipient %q still pending (use Defer)", ErrInvalid, rr.Addr)
@@ -237,7 +244,9 @@ func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error
 		return err
 	}
 	if m.State == StateDelivered {
-		s.removeBody(id)
+		if !inline {
+			s.removeBody(id) // an inline body went with the commit
+		}
 		s.log.Info("spool: delivered", "msg_id", id, "account", m.Account)
 	} else {
 		s.log.Warn("spool: dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
@@ -327,9 +336,13 @@ func (s *Spool) Postpone(ctx context.Context, id, owner string, next time.Time, 
 	return err
 }
 
-// bodyExists reports whether the body file of id is present.
-func (s *Spool) bodyExists(id string) bool {
-	_, err := os.Stat(s.bodyPath(id))
+// bodyExists reports whether the body of m is present. An inline body is
+// committed and deleted with its record, so only files need a look.
+func (s *Spool) bodyExists(m *Message) bool {
+	if m.BodyInline {
+		return true
+	}
+	_, err := os.Stat(s.bodyPath(m.ID))
 	return err == nil
 }
 
@@ -355,7 +368,7 @@ func (s *Spool) Release(ctx context.Context, id string) error {
 		if m.State != StateHeld {
 			return wrongState(m, "held")
 		}
-		if !s.bodyExists(id) {
+		if !s.bodyExists(m) {
 			return fmt.Errorf("%w: body file missing", ErrNotFound)
 		}
 		now := s.opts.Clock()
@@ -375,7 +388,7 @@ func (s *Spool) Requeue(ctx context.Context, id string) error {
 		if m.State != StateDead && m.State != StateHeld {
 			return wrongState(m, "dead or held")
 		}
-		if !s.bodyExists(id) {
+		if !s.bodyExists(m) {
 			return fmt.Errorf("%w: body file missing", ErrNotFound)
 		}
 		now := s.opts.Clock()
@@ -467,6 +480,7 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("spool: delete %s: %w", id, err)
 	}
 	defer s.end()
+	inline := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		m, err := getMsg(tx, id)
 		if err != nil {
@@ -475,12 +489,15 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 		if m.State == StateActive {
 			return wrongState(m, "not active")
 		}
+		inline = m.BodyInline
 		return writeMsg(tx, m, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("spool: delete %s: %w", id, err)
 	}
-	s.removeBody(id)
+	if !inline {
+		s.removeBody(id)
+	}
 	s.log.Info("spool: deleted", "msg_id", id)
 	return nil
 }
@@ -503,7 +520,7 @@ func (s *Spool) Purge(ctx context.Context, state State, olderThan time.Time) (in
 
 // purge is Purge without the lock; the rescuer uses it for retention.
 func (s *Spool) purge(state State, olderThan time.Time) ([]string, error) {
-	var ids []string
+	var ids, files []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		ids = ids[:0]
 		p := statePrefix(state)
@@ -518,19 +535,25 @@ func (s *Spool) purge(state State, olderThan time.Time) ([]string, error) {
 				victims = append(victims, m)
 			}
 		}
+		files = files[:0]
 		for _, m := range victims {
 			if err := writeMsg(tx, m, nil); err != nil {
 				return err
 			}
 			ids = append(ids, m.ID)
+			if !m.BodyInline {
+				files = append(files, m.ID)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
+	for _, id := range files {
 		s.removeBody(id)
+	}
+	for _, id := range ids {
 		s.log.Info("spool: purged", "msg_id", id, "state", string(state))
 	}
 	return ids, nil
@@ -551,7 +574,24 @@ func (s *Spool) ClaimAccount(ctx context.Context, account string, now time.Time,
 	return s.claim(ctx, account, now, limit, owner)
 }
 
+// ClaimAccountStart is ClaimAccount followed by StartAttempt on each claimed
+// message, all in one transaction: ifCrash gets each message as claimed and
+// returns the next attempt time to keep if the worker dies. Like a caller's
+// copies after Claim and StartAttempt, the returned messages do not count the
+// attempt just started (Attempts and History are as claimed). An attempt
+// that is never made must end with Postpone, which uncounts it.
+func (s *Spool) ClaimAccountStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *Message) time.Time) ([]*Message, error) {
+	if ifCrash == nil {
+		return nil, fmt.Errorf("spool: claim: %w: nil ifCrash", ErrInvalid)
+	}
+	return s.claimStart(ctx, account, now, limit, owner, ifCrash)
+}
+
 func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*Message, error) {
+	return s.claimStart(ctx, account, now, limit, owner, nil)
+}
+
+func (s *Spool) claimStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *Message) time.Time) ([]*Message, error) {
 	if owner == "" {
 		return nil, fmt.Errorf("spool: claim: %w: empty owner", ErrInvalid)
 	}
@@ -611,10 +651,17 @@ func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit 
 			m.LeaseOwner = owner
 			m.LeaseUntil = now.Add(s.opts.LeaseDuration)
 			m.Updated = now
+			claimed := m
+			if ifCrash != nil {
+				c := *m
+				c.History = slices.Clone(m.History)
+				claimed = &c
+				s.startAttempt(m, owner, now, ifCrash(claimed))
+			}
 			if err := writeMsg(tx, old, m); err != nil {
 				return err
 			}
-			out = append(out, m)
+			out = append(out, claimed)
 		}
 		if len(out) == 0 {
 			// Another claim in this batch took them: nothing written.

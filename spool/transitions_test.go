@@ -114,7 +114,7 @@ func TestTransitionsTable(t *testing.T) {
 					if _, err := s.Get(ctx, id); !errors.Is(err, ErrNotFound) {
 						t.Fatalf("after Delete Get err = %v, want ErrNotFound", err)
 					}
-					if bodyFileExists(s, id) {
+					if bodyStored(s, id) {
 						t.Fatal("body file left after Delete")
 					}
 					return
@@ -126,10 +126,10 @@ func TestTransitionsTable(t *testing.T) {
 				if want != StateActive && (m.LeaseOwner != "" || !m.LeaseUntil.IsZero()) {
 					t.Fatalf("lease not cleared: %s", describe(m))
 				}
-				if want == StateDelivered && bodyFileExists(s, id) {
+				if want == StateDelivered && bodyStored(s, id) {
 					t.Fatal("delivered body not removed")
 				}
-				if (want == StateDead || want == StateQueued || want == StateHeld) && !bodyFileExists(s, id) {
+				if (want == StateDead || want == StateQueued || want == StateHeld) && !bodyStored(s, id) {
 					t.Fatal("body removed too early")
 				}
 			})
@@ -214,8 +214,8 @@ func TestRecipientsAndHistory(t *testing.T) {
 			t.Fatalf("recipient %s = %s, want %s", r.Addr, r.State, want[r.Addr])
 		}
 	}
-	if m.State != StateDead || !strings.Contains(m.Reason, "b@x") || !bodyFileExists(s, id) {
-		t.Fatalf("partial failure: %s reason=%q body=%v", describe(m), m.Reason, bodyFileExists(s, id))
+	if m.State != StateDead || !strings.Contains(m.Reason, "b@x") || !bodyStored(s, id) {
+		t.Fatalf("partial failure: %s reason=%q body=%v", describe(m), m.Reason, bodyStored(s, id))
 	}
 
 	// Requeue: attempts reset, b pending again, a and c stay delivered.
@@ -375,7 +375,7 @@ func TestPurge(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Purge(dead) = %d %v, want 1", n, err)
 	}
-	if _, err := s.Get(ctx, dead); !errors.Is(err, ErrNotFound) || bodyFileExists(s, dead) {
+	if _, err := s.Get(ctx, dead); !errors.Is(err, ErrNotFound) || bodyStored(s, dead) {
 		t.Fatalf("purged dead message still there: %v", err)
 	}
 	mustGet(t, s, dead2)
@@ -470,4 +470,64 @@ func ids(ms []*Message) []string {
 		out = append(out, m.ID)
 	}
 	return out
+}
+
+// TestClaimAccountStart checks that a claim which starts attempts commits
+// them with their crash-time next attempt, returns the messages as claimed,
+// and that Postpone gives an unsent one its attempt back.
+func TestClaimAccountStart(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s := openTest(t, t.TempDir(), testOpts(clk))
+	a := mustEnqueue(t, s, req("acct"), "a")
+	b := mustEnqueue(t, s, req("acct"), "b")
+	mustEnqueue(t, s, req("other"), "c")
+	now := clk.Now()
+	var seen []int
+	msgs, err := s.ClaimAccountStart(ctx, "acct", now, 10, "w", func(m *Message) time.Time {
+		seen = append(seen, m.Attempts)
+		return now.Add(time.Minute)
+	})
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("ClaimAccountStart: %d messages, %v; want 2", len(msgs), err)
+	}
+	if len(seen) != 2 || seen[0] != 0 || seen[1] != 0 {
+		t.Fatalf("ifCrash saw attempts %v, want [0 0]", seen)
+	}
+	for _, m := range msgs {
+		if m.State != StateActive || m.LeaseOwner != "w" || m.Attempts != 0 || len(m.History) != 0 {
+			t.Fatalf("returned %s history=%d, want active, as claimed", describe(m), len(m.History))
+		}
+		stored := mustGet(t, s, m.ID)
+		if stored.Attempts != 1 || !stored.NextAttempt.Equal(now.Add(time.Minute)) ||
+			len(stored.History) != 1 || !stored.History[0].End.IsZero() {
+			t.Fatalf("stored %s history=%+v, want one open attempt due in a minute", describe(stored), stored.History)
+		}
+	}
+	if err := s.Delivered(ctx, a, "w", Result{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustGet(t, s, a); m.State != StateDelivered || m.Attempts != 1 || m.History[0].Result != "delivered" {
+		t.Fatalf("after delivery: %s %+v", describe(m), m.History)
+	}
+	if err := s.Postpone(ctx, b, "w", time.Time{}, "released unsent"); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustGet(t, s, b); m.State != StateDeferred || m.Attempts != 0 || len(m.History) != 0 {
+		t.Fatalf("after Postpone: %s history=%+v, want the attempt uncounted", describe(m), m.History)
+	}
+	// A crash between claim and send: recovery keeps the backoff.
+	msgs, err = s.ClaimAccountStart(ctx, "other", now, 10, "w", func(*Message) time.Time { return now.Add(time.Hour) })
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("claim other: %d, %v", len(msgs), err)
+	}
+	dir := s.Dir()
+	s.Close()
+	s = openTest(t, dir, testOpts(clk))
+	if m := mustGet(t, s, msgs[0].ID); m.State != StateQueued || m.Attempts != 1 || !m.NextAttempt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("after a crash mid-claim: %s", describe(m))
+	}
+	if _, err := s.ClaimAccountStart(ctx, "acct", now, 1, "w", nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("nil ifCrash: %v, want ErrInvalid", err)
+	}
 }

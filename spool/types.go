@@ -106,8 +106,9 @@ type Attempt struct {
 	Error  *ErrorRecord `json:"error,omitempty"`
 }
 
-// Message is the metadata of one spooled message. The body is a separate file
-// read with Spool.OpenBody.
+// Message is the metadata of one spooled message. The body is read with
+// Spool.OpenBody: small bodies live in the database (BodyInline), larger ones
+// in a file of their own.
 type Message struct {
 	ID             string       `json:"id"` // time-sortable
 	State          State        `json:"state"`
@@ -130,6 +131,9 @@ type Message struct {
 	// sender when the message is dead-lettered.
 	NotifyOnFailure bool      `json:"notify_on_failure,omitempty"`
 	DeliveredAt     time.Time `json:"delivered_at,omitzero"`
+	// BodyInline says the body is stored in the database's bodies bucket,
+	// committed in the same transaction as this record.
+	BodyInline bool `json:"body_inline,omitempty"`
 }
 
 // EnqueueRequest is the envelope and metadata of a message handed to Enqueue.

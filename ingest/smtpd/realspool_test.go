@@ -124,7 +124,14 @@ func TestDurableWhen250Arrives(t *testing.T) {
 // TestRealSpoolRefusalsStoreNothing: size and bare-LF refusals leave no
 // message and no body file behind in the real spool.
 func TestRealSpoolRefusalsStoreNothing(t *testing.T) {
-	sp := spooltest.OpenTemp(t, spool.Options{})
+	// Both body stores: inline in the database (the default for small
+	// bodies) and files (InlineBodyMax < 0).
+	t.Run("inline", func(t *testing.T) { testRefusalsStoreNothing(t, 0, 0) })
+	t.Run("files", func(t *testing.T) { testRefusalsStoreNothing(t, -1, 1) })
+}
+
+func testRefusalsStoreNothing(t *testing.T, inlineMax, wantFiles int) {
+	sp := spooltest.OpenTemp(t, spool.Options{InlineBodyMax: inlineMax})
 	lc := baseListener()
 	lc.MaxMessageSize = 10 << 10
 	s := startServer(t, []ListenerConfig{lc}, Routes{}, sp, Options{})
@@ -156,8 +163,8 @@ func TestRealSpoolRefusalsStoreNothing(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if len(names) != 1 {
-		t.Fatalf("files in messages/: %v, want only the good message's body", names)
+	if len(names) != wantFiles {
+		t.Fatalf("files in messages/: %v, want %d (only the good message's body)", names, wantFiles)
 	}
 }
 

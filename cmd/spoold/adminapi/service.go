@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +20,7 @@ type Queue interface {
 	Get(ctx context.Context, id string) (*spool.Message, error)
 	List(ctx context.Context, f spool.Filter, cursor string, limit int) (spool.Page, error)
 	Stats(ctx context.Context) (map[spool.State]int, error)
-	OpenBody(id string) (*os.File, error)
+	OpenBody(id string) (io.ReadCloser, error)
 	Hold(ctx context.Context, id, reason string) error
 	Release(ctx context.Context, id string) error
 	Requeue(ctx context.Context, id string) error
@@ -303,9 +302,7 @@ func (s *Service) body(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	w.Header().Set("Content-Type", "message/rfc822")
-	if fi, err := f.Stat(); err == nil {
-		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
-	}
+	w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, f); err != nil {
 		s.log.Debug("admin: streaming body aborted", "msg_id", id, "err", err)
