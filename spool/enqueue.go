@@ -24,7 +24,6 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b 
 // commitReq is one renamed body waiting for the group commit.
 type commitReq struct {
 	msg  *Message
-	body []byte // an inline body, or nil when it is in a file
 	done chan commitRes
 }
 
@@ -150,11 +149,16 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 	for i, to := range req.To {
 		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
 	}
-	r := &commitReq{msg: m, body: inline, done: make(chan commitRes, 1)}
-	// The commit loop outlives every operation (Close waits for us), so
-	// this send and receive cannot block forever.
-	s.commitCh <- r
-	res := <-r.done
+	var res commitRes
+	if inline != nil {
+		res = s.commitInline(m, inline)
+	} else {
+		r := &commitReq{msg: m, done: make(chan commitRes, 1)}
+		// The commit loop outlives every operation (Close waits for us),
+		// so this send and receive cannot block forever.
+		s.commitCh <- r
+		res = <-r.done
+	}
 	if res.err != nil || res.existing {
 		if inline == nil {
 			s.removeBody(id)
@@ -386,10 +390,6 @@ func (s *Spool) commitLoop() {
 				break drain
 			}
 		}
-		if !hasFileBody(batch) {
-			synced <- batch
-			continue
-		}
 		if err := s.fs.SyncDir(s.msgDir); err != nil {
 			err = wrapIO("fsync messages directory", err)
 			for _, r := range batch {
@@ -401,48 +401,14 @@ func (s *Spool) commitLoop() {
 	}
 }
 
-func hasFileBody(batch []*commitReq) bool {
-	for _, r := range batch {
-		if r.body == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// commitBatch commits the metadata of a batch whose file bodies are durable,
-// and the inline bodies with it.
+// commitBatch commits the metadata of a batch whose body files are durable.
 func (s *Spool) commitBatch(batch []*commitReq) {
 	results := make([]commitRes, len(batch))
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		keys := tx.Bucket(bktKeys)
-		msgs := tx.Bucket(bktMessages)
-		bodies := tx.Bucket(bktBodies)
 		for i, r := range batch {
-			m := r.msg
-			results[i] = commitRes{id: m.ID}
-			if m.IdempotencyKey != "" {
-				if v := keys.Get([]byte(m.IdempotencyKey)); v != nil {
-					results[i] = commitRes{id: string(v), existing: true}
-					continue
-				}
-			}
-			if msgs.Get([]byte(m.ID)) != nil {
-				results[i] = commitRes{err: fmt.Errorf("spool: enqueue: %w: id %s already exists", ErrInvalid, m.ID)}
-				continue
-			}
-			if r.body != nil {
-				if err := bodies.Put([]byte(m.ID), r.body); err != nil {
-					return err
-				}
-			}
-			if err := writeMsg(tx, nil, m); err != nil {
+			var err error
+			if results[i], err = insertMsg(tx, r.msg, nil); err != nil {
 				return err
-			}
-			if m.IdempotencyKey != "" {
-				if err := keys.Put([]byte(m.IdempotencyKey), []byte(m.ID)); err != nil {
-					return err
-				}
 			}
 		}
 		if s.beforeCommit != nil {
@@ -464,6 +430,65 @@ func (s *Spool) commitBatch(batch []*commitReq) {
 		r.done <- results[i]
 	}
 }
+
+// insertMsg writes a new message (and its inline body) in tx. A duplicate
+// idempotency key or ID is an answer in the result, with nothing written; the
+// error is for failed writes.
+func insertMsg(tx *bolt.Tx, m *Message, body []byte) (commitRes, error) {
+	if m.IdempotencyKey != "" {
+		if v := tx.Bucket(bktKeys).Get([]byte(m.IdempotencyKey)); v != nil {
+			return commitRes{id: string(v), existing: true}, nil
+		}
+	}
+	if tx.Bucket(bktMessages).Get([]byte(m.ID)) != nil {
+		return commitRes{err: fmt.Errorf("spool: enqueue: %w: id %s already exists", ErrInvalid, m.ID)}, nil
+	}
+	if body != nil {
+		if err := tx.Bucket(bktBodies).Put([]byte(m.ID), body); err != nil {
+			return commitRes{}, err
+		}
+	}
+	if err := writeMsg(tx, nil, m); err != nil {
+		return commitRes{}, err
+	}
+	if m.IdempotencyKey != "" {
+		if err := tx.Bucket(bktKeys).Put([]byte(m.IdempotencyKey), []byte(m.ID)); err != nil {
+			return commitRes{}, err
+		}
+	}
+	return commitRes{id: m.ID}, nil
+}
+
+// commitInline commits a message with an inline body through the shared
+// group commit of transitions: with no file to sync first, it can share a
+// transaction with delivery's commits instead of taking turns with them.
+func (s *Spool) commitInline(m *Message, body []byte) commitRes {
+	var res commitRes
+	err := s.update(func(tx *bolt.Tx) error {
+		var err error
+		if res, err = insertMsg(tx, m, body); err != nil {
+			return err
+		}
+		if res.err != nil || res.existing {
+			return &refused{errDeclined}
+		}
+		if s.beforeCommit != nil {
+			return s.beforeCommit()
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDeclined):
+		return res
+	case err != nil:
+		return commitRes{err: wrapIO("committing metadata", err)}
+	}
+	s.signal()
+	return res
+}
+
+// errDeclined rolls back an inline insert that found its key or ID taken.
+var errDeclined = errors.New("spool: insert declined")
 
 // LookupKey returns the message ID committed with an idempotency key.
 func (s *Spool) LookupKey(ctx context.Context, key string) (id string, found bool, err error) {
