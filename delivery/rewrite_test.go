@@ -195,3 +195,32 @@ func FuzzRewriteHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCRLFWriter: whatever the chunking, every LF not preceded by CR gets
+// one, and nothing else changes.
+func FuzzCRLFWriter(f *testing.F) {
+	f.Add([]byte("a\r\nb\nc\r\rd\n\n"), uint8(1))
+	f.Add([]byte("\n\r\n\n"), uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		var want bytes.Buffer
+		for i, c := range in {
+			if c == '\n' && (i == 0 || in[i-1] != '\r') {
+				want.WriteByte('\r')
+			}
+			want.WriteByte(c)
+		}
+		n := int(chunk)%17 + 1
+		var out bytes.Buffer
+		w := &crlfWriter{w: &out}
+		for b := in; len(b) > 0; {
+			k := min(n, len(b))
+			if m, err := w.Write(b[:k]); m != k || err != nil {
+				t.Fatalf("Write = %d, %v", m, err)
+			}
+			b = b[k:]
+		}
+		if !bytes.Equal(out.Bytes(), want.Bytes()) {
+			t.Fatalf("in %q: got %q want %q", in, out.Bytes(), want.Bytes())
+		}
+	})
+}
