@@ -708,7 +708,9 @@ func (c *Client) Data() (*DataCommand, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DataCommand{client: c, wc: c.text.DotWriter()}, nil
+	// spoold patch: a dot writer that copies whole line runs instead of
+	// net/textproto's byte-at-a-time one; same output.
+	return &DataCommand{client: c, wc: &dotWriter{w: c.text.W}}, nil
 }
 
 // SendMail will use an existing connection to send an email from
