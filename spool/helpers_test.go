@@ -127,8 +127,14 @@ func bodyFileExistsOnDisk(s *Spool, id string) bool {
 	return err == nil
 }
 
+// fataler is what the helpers need of testing.TB and rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
 // countBodies counts stored bodies: files in messages/ plus inline ones.
-func countBodies(t testing.TB, s *Spool) int {
+func countBodies(t fataler, s *Spool) int {
 	t.Helper()
 	n := countFiles(t, s.msgDir)
 	if err := s.db.View(func(tx *bolt.Tx) error {

@@ -107,7 +107,12 @@ func TestPropertyStateMachine(t *testing.T) {
 		t.Repeat(map[string]func(*rapid.T){
 			"enqueue": func(t *rapid.T) {
 				acct := rapid.SampledFrom([]string{"a", "b"}).Draw(t, "account")
-				id, err := p.s.Enqueue(ctx, req(acct), strings.NewReader("body"))
+				// Mostly inline bodies, sometimes one too large for that.
+				body := "body"
+				if rapid.IntRange(0, 9).Draw(t, "large") == 0 {
+					body = strings.Repeat("x", MaxInlineBody+1)
+				}
+				id, err := p.s.Enqueue(ctx, req(acct), strings.NewReader(body))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -138,9 +143,15 @@ func TestPropertyStateMachine(t *testing.T) {
 				}
 				var got []*Message
 				var err error
-				if acct == "" {
+				start := false
+				switch {
+				case acct == "":
 					got, err = p.s.Claim(ctx, now, limit, owner)
-				} else {
+				case rapid.Bool().Draw(t, "start"):
+					start = true
+					got, err = p.s.ClaimAccountStart(ctx, acct, now, limit, owner,
+						func(*Message) time.Time { return now.Add(2 * time.Minute) })
+				default:
 					got, err = p.s.ClaimAccount(ctx, acct, now, limit, owner)
 				}
 				if err != nil {
@@ -150,6 +161,9 @@ func TestPropertyStateMachine(t *testing.T) {
 				for _, m := range want {
 					wantIDs = append(wantIDs, m.id)
 					m.state, m.owner, m.lease = StateActive, owner, now.Add(5*time.Minute)
+					if start {
+						m.due = now.Add(2 * time.Minute)
+					}
 				}
 				if fmt.Sprint(ids(got)) != fmt.Sprint(wantIDs) {
 					t.Fatalf("claim got %v, want %v", ids(got), wantIDs)
@@ -286,6 +300,13 @@ func (p *propMachine) checkInvariants(t *rapid.T) {
 		if seen[id] != m.state {
 			t.Fatalf("%s: spool state %s, model %s", id, seen[id], m.state)
 		}
+		if stored := bodyStored(p.s, id); stored != (m.state != StateDelivered) {
+			t.Fatalf("%s (%s): body stored %v", id, m.state, stored)
+		}
+	}
+	// No body outlives its message.
+	if n, want := countBodies(t, p.s), len(p.model)-perStateModel(p.model, StateDelivered); n != want {
+		t.Fatalf("%d bodies stored for %d undelivered messages", n, want)
 	}
 	stats, err := p.s.Stats(ctx)
 	if err != nil {
@@ -340,4 +361,14 @@ func (p *propMachine) checkInvariants(t *rapid.T) {
 	if err := p.s.Check(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func perStateModel(model map[string]*modelMsg, st State) int {
+	n := 0
+	for _, m := range model {
+		if m.state == st {
+			n++
+		}
+	}
+	return n
 }

@@ -114,7 +114,7 @@ func TestEnqueueValidation(t *testing.T) {
 	}
 }
 
-func countFiles(t testing.TB, dir string) int {
+func countFiles(t fataler, dir string) int {
 	t.Helper()
 	es, err := os.ReadDir(dir)
 	if err != nil {
