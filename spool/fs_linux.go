@@ -5,9 +5,31 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"unsafe"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
+
+// releaseMapping drops this process's page mappings of the database file
+// (MADV_DONTNEED on bbolt's read-only shared mmap). Recovery's scans touch
+// every page, and the kernel maps pages around each fault, so after Open the
+// whole file (inline bodies included) would count in the daemon's RSS although
+// it is only clean page cache. The pages stay in the page cache and are mapped
+// again on the next read; bbolt never writes through the mapping, so nothing
+// is lost. It must run inside a read transaction, which keeps bbolt from
+// remapping meanwhile.
+func releaseMapping(tx *bolt.Tx) error {
+	n := int(tx.Size())
+	if n == 0 {
+		return nil
+	}
+	// Info().Data is the address of the mapping as a uintptr; read it as a
+	// pointer without a uintptr conversion.
+	info := tx.DB().Info()
+	base := *(*unsafe.Pointer)(unsafe.Pointer(&info.Data))
+	return unix.Madvise(unsafe.Slice((*byte)(base), n), unix.MADV_DONTNEED)
+}
 
 func (osFS) CreateAnon(dir string) (anonFile, error) {
 	f, err := os.OpenFile(dir, unix.O_TMPFILE|os.O_WRONLY, 0o600)

@@ -172,6 +172,9 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := db.View(releaseMapping); err != nil {
+		s.log.Warn("spool: releasing the database mapping after recovery", "err", err)
+	}
 	if !opts.ReadOnly {
 		s.anon = s.probeAnon()
 		s.commitCh = make(chan *commitReq, 256)

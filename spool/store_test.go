@@ -718,7 +718,9 @@ func TestBodyStorage(t *testing.T) {
 		t.Fatalf("%d bodies stored, want only the large one's", n)
 	}
 
-	// InlineBodyMax < 0: files only; a reopen keeps both kinds readable.
+	// InlineBodyMax < 0: files only; a reopen (which also drops the
+	// database's page mappings) keeps both kinds readable.
+	kept := mustEnqueue(t, s, req("a"), small)
 	dir := s.Dir()
 	s.Close()
 	opts := testOpts(clk)
@@ -730,5 +732,8 @@ func TestBodyStorage(t *testing.T) {
 	}
 	if got := readBody(t, s, ids["large"]); got != large {
 		t.Fatal("large body changed across reopen")
+	}
+	if got := readBody(t, s, kept); got != small {
+		t.Fatal("inline body changed across reopen")
 	}
 }
