@@ -5,6 +5,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -174,7 +175,13 @@ func (c *Client) setConn(conn net.Conn) {
 		Closer: conn,
 	}
 	c.text = textproto.NewConn(rwc)
+	// spoold patch: message data goes out in 64 KiB writes instead of
+	// textproto's 4 KiB (16x fewer syscalls and TCP pushes per message).
+	c.text.W = bufio.NewWriterSize(rwc, clientWriteBuffer)
 }
+
+// clientWriteBuffer is the client's write buffer (a spoold patch).
+const clientWriteBuffer = 64 << 10
 
 // Close closes the connection.
 func (c *Client) Close() error {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -84,7 +85,14 @@ func (c *Conn) init() {
 	}
 
 	c.text = textproto.NewConn(rwc)
+	// spoold patch: read in 32 KiB chunks instead of textproto's 4 KiB, so
+	// a message's data takes 8x fewer read syscalls. Nothing has been read
+	// yet, so the buffer can be swapped.
+	c.text.R = bufio.NewReaderSize(rwc, serverReadBuffer)
 }
+
+// serverReadBuffer is the server's read buffer per connection (a spoold patch).
+const serverReadBuffer = 32 << 10
 
 // Commands are dispatched to the appropriate handler functions.
 func (c *Conn) handle(cmd string, arg string) {
