@@ -370,10 +370,12 @@ func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("spool: open body %q: %w: bad id", id, ErrInvalid)
 	}
 	var inline []byte
+	found := false
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bktBodies); b != nil {
-			if v := b.Get([]byte(id)); v != nil {
-				inline = bytes.Clone(v) // v lives only as long as tx
+			// A cursor tells an empty body from a missing one.
+			if k, v := b.Cursor().Seek([]byte(id)); string(k) == id {
+				inline, found = bytes.Clone(v), true // v lives only as long as tx
 			}
 		}
 		return nil
@@ -381,7 +383,7 @@ func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: open body %s: %w", id, err)
 	}
-	if inline != nil {
+	if found {
 		return io.NopCloser(bytes.NewReader(inline)), nil
 	}
 	f, err := os.Open(s.bodyPath(id))

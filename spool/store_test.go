@@ -665,6 +665,13 @@ func TestBodyStorage(t *testing.T) {
 	edge := strings.Repeat("e", MaxInlineBody)
 	large := strings.Repeat("l", MaxInlineBody+1)
 	ids := map[string]string{}
+	empty := mustEnqueue(t, s, req("a"), "")
+	if m := mustGet(t, s, empty); !m.BodyInline || readBody(t, s, empty) != "" {
+		t.Fatalf("empty body: inline=%v", m.BodyInline)
+	}
+	if err := s.Delete(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
 	for name, body := range map[string]string{"small": small, "edge": edge, "large": large} {
 		ids[name] = mustEnqueue(t, s, req("a"), body)
 		if got := readBody(t, s, ids[name]); got != body {
