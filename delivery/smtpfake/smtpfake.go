@@ -153,6 +153,10 @@ func Start(opts Options) (*Server, error) {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.stop)
+		// Serve registers the listener in its own goroutine; a Close right
+		// after Start can come first and find nothing to close, so close
+		// it here too (a second Close of a listener is harmless).
+		s.ln.Close()
 		s.srv.Close()
 		if s.CAFile != "" {
 			os.Remove(s.CAFile)
