@@ -9,7 +9,8 @@
 // The scheduler sleeps until the spool's earliest due time, a Notify signal,
 // a recovered account or a finished worker; it never polls while idle. Each
 // connection worker serves one account: it claims due messages, commits the
-// attempt (StartAttempt) before dialing, sends over one connection (RSET
+// attempt before dialing (in the claim itself, ClaimAccountStart, for accounts
+// without a rate limit; StartAttempt just before sending for the others), sends over one connection (RSET
 // between messages, at most MaxMessagesPerConnection) and keeps an idle
 // connection for Options.IdleTimeout in case more mail arrives.
 //

@@ -188,7 +188,8 @@ func (s *Spool) startAttempt(m *Message, owner string, now, ifCrash time.Time) {
 // Delivered completes an attempt. Recipients not named in r.Recipients that are
 // pending become delivered. If any recipient ends failed the message goes to
 // StateDead (reason names the failed recipients) with the body kept; otherwise
-// to StateDelivered and the body file is removed. A recipient reported as
+// to StateDelivered and the body (inline, in the same commit, or its file
+// afterwards) is removed. A recipient reported as
 // RcptPending is an error wrapping ErrInvalid: use Defer for partial deliveries.
 func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error {
 	now := s.nowOr(r.Now)
@@ -369,7 +370,7 @@ func (s *Spool) Release(ctx context.Context, id string) error {
 			return wrongState(m, "held")
 		}
 		if !s.bodyExists(m) {
-			return fmt.Errorf("%w: body file missing", ErrNotFound)
+			return fmt.Errorf("%w: body missing", ErrNotFound)
 		}
 		now := s.opts.Clock()
 		m.State = StateQueued
@@ -389,7 +390,7 @@ func (s *Spool) Requeue(ctx context.Context, id string) error {
 			return wrongState(m, "dead or held")
 		}
 		if !s.bodyExists(m) {
-			return fmt.Errorf("%w: body file missing", ErrNotFound)
+			return fmt.Errorf("%w: body missing", ErrNotFound)
 		}
 		now := s.opts.Clock()
 		for i := range m.Recipients {

@@ -1,7 +1,7 @@
-// Package spool owns the durable mail queue: message bodies as fsync'd files
-// under messages/, message metadata, state, indexes, idempotency keys,
-// attempt history and the per-account key-value records (tokens, health) in
-// one bbolt database. It is the only place that changes message state; every
+// Package spool owns the durable mail queue: message metadata, state,
+// indexes, idempotency keys, attempt history, the per-account key-value
+// records (tokens, health) and bodies up to 64 KiB in one bbolt database;
+// larger bodies as fsync'd files under messages/. It is the only place that changes message state; every
 // transition is one transaction that re-checks state and lease owner.
 //
 // spool imports none of spoold's other packages and does no network I/O.
