@@ -1339,7 +1339,36 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	// spoold patch: not c.text.ReadLine, which goes through
+	// bufio.Reader.ReadLine: that returns the bytes read so far as a whole
+	// line and drops the error when a read times out or the client hangs up
+	// in the middle of a line, so a truncated command would run.
+	return readCommandLine(c.text.R)
+}
+
+// readCommandLine reads one line ending in LF and returns it without its
+// CRLF or LF. A line cut short by an error is never returned: the error is
+// (io.EOF when the client closed in the middle of a line). A spoold patch.
+func readCommandLine(r *bufio.Reader) (string, error) {
+	var long []byte // only for lines longer than r's buffer
+	for {
+		l, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = append(long, l...)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if long != nil {
+			l = append(long, l...)
+		}
+		l = l[:len(l)-1]
+		if len(l) > 0 && l[len(l)-1] == '\r' {
+			l = l[:len(l)-1]
+		}
+		return string(l), nil
+	}
 }
 
 func (c *Conn) reset() {
