@@ -26,6 +26,13 @@ type pendingFile struct {
 	inFlight  bool      // a worker has it
 	stableAt  time.Time // when it was found stable (latency metric)
 	readFails int
+
+	// A file that is not ready yet (empty, cut short, open for writing)
+	// waits; waitSince is when it was first found so with the size and mtime
+	// below. A change starts the wait afresh: the writer is still at work.
+	waitSince time.Time
+	waitSize  int64
+	waitMtime time.Time
 }
 
 // folder runs one watched folder: a loop goroutine that tracks files and a
@@ -44,9 +51,15 @@ type folder struct {
 
 	checks atomic.Int64 // readiness passes, for tests
 
+	leaseWarned atomic.Bool // the "leases unsupported" warning is logged once per folder
+
 	mu       sync.Mutex
 	root     *os.Root
 	fsw      *fsnotify.Watcher // nil in poll mode
+	cw       *closeWatcher     // IN_CLOSE_WRITE source; nil in poll mode and off Linux
+	// writing holds files modified since their last close-write (watch mode
+	// on Linux): a writer is between writes, so the file is not a candidate.
+	writing  map[string]bool
 	pending  map[string]*pendingFile
 	ready    []string
 	inFlight int
@@ -71,6 +84,7 @@ func (w *Watcher) startFolder(cfg FolderConfig) (*folder, error) {
 		work:      make(chan string, w.workers),
 		pending:   map[string]*pendingFile{},
 		watched:   map[string]bool{},
+		writing:   map[string]bool{},
 	}
 	err := f.openRoot()
 	go f.run(ctx)
@@ -161,6 +175,7 @@ func (f *folder) run(ctx context.Context) {
 
 	var events chan fsnotify.Event
 	var errs chan error
+	var closes chan closeEvent
 	if f.cfg.Mode == ModeWatch && !f.w.noFsnotify {
 		fw, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -172,6 +187,17 @@ func (f *folder) run(ctx context.Context) {
 			f.fsw = fw
 			f.mu.Unlock()
 			events, errs = fw.Events, fw.Errors
+			if closeWatchSupported {
+				if cw, err := newCloseWatcher(); err != nil {
+					f.log.Warn("scan folder: close-write events unavailable; relying on the other readiness signals", "err", err)
+				} else {
+					defer cw.close()
+					f.mu.Lock()
+					f.cw = cw
+					f.mu.Unlock()
+					closes = cw.events
+				}
+			}
 		}
 	}
 
@@ -191,6 +217,12 @@ func (f *folder) run(ctx context.Context) {
 		case <-check.C:
 			f.checkPending()
 		case <-f.kick:
+		case ev, ok := <-closes:
+			if !ok {
+				closes = nil
+				continue
+			}
+			f.closeEvent(ev)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -260,6 +292,9 @@ func (f *folder) rescan() {
 			if f.fsw != nil {
 				_ = f.fsw.Remove(filepath.Join(f.cfg.Path, filepath.FromSlash(d)))
 			}
+			if f.cw != nil {
+				f.cw.remove(d)
+			}
 		}
 	}
 	f.lastScan = f.w.clock()
@@ -278,7 +313,16 @@ func (f *folder) watchDir(rel string) {
 	if f.fsw == nil || f.watched[rel] {
 		return
 	}
-	if err := f.fsw.Add(filepath.Join(f.cfg.Path, filepath.FromSlash(rel))); err != nil {
+	abs := filepath.Join(f.cfg.Path, filepath.FromSlash(rel))
+	// The close-write watch goes first: a file written between the two adds
+	// is then at worst seen modified without its create event (the rescan
+	// that follows finds it), never created without its close.
+	if f.cw != nil {
+		if err := f.cw.add(abs, rel); err != nil {
+			f.log.Warn("scan folder: cannot watch directory for close-write", "path", rel, "err", err)
+		}
+	}
+	if err := f.fsw.Add(abs); err != nil {
 		f.log.Warn("scan folder: cannot watch directory", "path", rel, "err", err)
 		return
 	}
@@ -332,6 +376,7 @@ func (f *folder) event(ev fsnotify.Event) {
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		f.mu.Lock()
 		isDir := f.watched[rel]
+		delete(f.writing, rel) // the name is gone; a writer's close is reported under the new name
 		f.mu.Unlock()
 		if isDir {
 			// A watched directory went away or moved: its files may now be
@@ -365,6 +410,24 @@ func (f *folder) event(ev fsnotify.Event) {
 	f.track(rel, info, now)
 }
 
+// closeEvent tracks writers through IN_MODIFY and IN_CLOSE_WRITE: a file
+// modified after its last close-write has a writer between writes.
+func (f *folder) closeEvent(ev closeEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case ev.overflow:
+		// Events were lost: a close may be among them. Forget what we knew
+		// and let the writer check and the quiet period decide.
+		f.log.Warn("scan folder: close-write event queue overflowed")
+		clear(f.writing)
+	case ev.closed:
+		delete(f.writing, ev.rel)
+	case !ignoredPath(ev.rel):
+		f.writing[ev.rel] = true
+	}
+}
+
 // checkPending looks at files whose quiet period may be over: unchanged size
 // and mtime since the last look means stable, so the file is queued for a
 // worker; a change restarts the quiet period; a vanished file is dropped.
@@ -384,6 +447,15 @@ func (f *folder) checkPending() {
 	f.mu.Lock()
 	for rel, p := range f.pending {
 		if p.queued || p.inFlight || now.Before(p.notBefore) || now.Sub(p.since) < f.cfg.QuietPeriod {
+			continue
+		}
+		if f.writing[rel] {
+			// Modified and not closed since: a writer is pausing. The
+			// close-write event ends this; the quiet period restarts from
+			// there only if the close changed size or mtime.
+			if h := f.w.waitHook; h != nil {
+				h(rel, waitWriting)
+			}
 			continue
 		}
 		cands = append(cands, cand{rel, p.size, p.mtime, p.since})
@@ -434,19 +506,52 @@ const (
 	outChanged                 // changed while being read: restart its quiet period
 	outRetry                   // spool error or move failure: try again after RetryDelay
 	outReadFail                // could not be read: counts towards MaxReadRetries
+	outWait                    // not ready (empty, incomplete, open for writing): look again soon
 )
+
+// Reasons a file waits, passed to the test hook.
+const (
+	waitWriting    = "modified and not closed"
+	waitEmpty      = "empty"
+	waitOpen       = "open for writing"
+	waitIncomplete = "incomplete"
+)
+
+// fileState is a worker's copy of what the folder knows about a file.
+type fileState struct {
+	stableAt  time.Time
+	readFails int
+	waitSince time.Time
+	waitSize  int64
+	waitMtime time.Time
+}
+
+// waited returns how long the file has waited unchanged with this size and
+// mtime; 0 if this is the first look at this version.
+func (s fileState) waited(now time.Time, size int64, mtime time.Time) time.Duration {
+	if s.waitSince.IsZero() || s.waitSize != size || !s.waitMtime.Equal(mtime) {
+		return 0
+	}
+	return now.Sub(s.waitSince)
+}
+
+// waitRecheck is how soon a waiting file is looked at again: often enough
+// that it goes soon after it becomes ready, rarely enough that a 35 MB file
+// waiting for ten minutes costs little (each look reads only a few blocks).
+func (f *folder) waitRecheck() time.Duration {
+	return min(max(f.cfg.QuietPeriod/2, 50*time.Millisecond), 2*time.Second)
+}
 
 func (f *folder) handle(ctx context.Context, rel string) {
 	f.mu.Lock()
-	p := f.pending[rel]
-	var stableAt time.Time
-	var readFails int
-	if p != nil {
-		stableAt, readFails = p.stableAt, p.readFails
+	var st fileState
+	if p := f.pending[rel]; p != nil {
+		st = fileState{p.stableAt, p.readFails, p.waitSince, p.waitSize, p.waitMtime}
 	}
 	f.mu.Unlock()
 
-	out := f.process(ctx, rel, stableAt, readFails)
+	var seen fs.FileInfo
+	out := f.process(ctx, rel, st, &seen)
 
 	now := f.w.clock()
 	f.mu.Lock()
@@ -464,6 +569,13 @@ func (f *folder) handle(ctx context.Context, rel string) {
 		case outReadFail:
 			p.readFails++
 			p.since, p.notBefore, p.size = now, now.Add(f.cfg.RetryDelay), -1
+		case outWait:
+			if seen != nil && (p.waitSince.IsZero() || p.waitSize != seen.Size() || !p.waitMtime.Equal(seen.ModTime())) {
+				p.waitSince, p.waitSize, p.waitMtime = now, seen.Size(), seen.ModTime()
+			}
+			// The quiet period is not restarted: an unchanged file is
+			// looked at again after waitRecheck.
+			p.notBefore = now.Add(f.waitRecheck())
 		}
 	}
 	f.mu.Unlock()

@@ -2,6 +2,7 @@ package scanfolder
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -203,7 +204,10 @@ func writeNotice(w io.Writer, h msgHeader, text string) error {
 // withParam formats "value; key=param". Plain ASCII names are quoted as
 // needed; non-ASCII names, and names that look like RFC 2047 encoded words
 // (which readers would decode) or with space runs (which header folding can
-// shorten), use RFC 2231 (key*=utf-8'<lang>'<pct-encoded>). The name was
+// shorten), use RFC 2231 (key*=utf-8''<pct-encoded>), preceded by an RFC 2047
+// encoded word in the plain parameter (key="=?utf-8?b?...?=") for mail
+// clients that predate RFC 2231 (older Outlook, many webmail viewers):
+// RFC 2231 readers take key*, the others decode the word. The name was
 // checked for control characters, so the result is one header-safe line.
 func withParam(value, key, param string) string {
 	if !strings.Contains(param, "=?") && !strings.Contains(param, "  ") &&
@@ -215,6 +219,10 @@ func withParam(value, key, param string) string {
 	var b strings.Builder
 	b.WriteString(value)
 	b.WriteString("; ")
+	b.WriteString(key)
+	b.WriteString(`="`)
+	b.WriteString(encodeWords(param))
+	b.WriteString(`"; `)
 	b.WriteString(key)
 	b.WriteString("*=utf-8''")
 	const hexd = "0123456789ABCDEF"
@@ -229,4 +237,26 @@ func withParam(value, key, param string) string {
 		b.WriteByte(hexd[c&15])
 	}
 	return b.String()
+}
+
+// encodeWords encodes s as RFC 2047 base64 words, each at most 75
+// characters and holding whole UTF-8 characters, separated by single
+// spaces (which decoders drop between adjacent encoded words). Base64 is
+// used, not Q, because Q would need quoting inside a quoted string.
+func encodeWords(s string) string {
+	const prefix, suffix = "=?utf-8?b?", "?="
+	const maxRaw = (75 - len(prefix) - len(suffix)) / 4 * 3 // 45 bytes -> 60 base64 characters
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), maxRaw)
+		for n < len(s) && n > 0 && !utf8RuneStart(s[n]) {
+			n--
+		}
+		if n == 0 {
+			n = min(len(s), maxRaw) // not UTF-8 (cannot happen: names were checked)
+		}
+		words = append(words, prefix+base64.StdEncoding.EncodeToString([]byte(s[:n]))+suffix)
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }

@@ -10,10 +10,12 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -46,14 +48,16 @@ func IdempotencyKey(folder, rel string, size int64, mtime time.Time, sha string)
 	return "scan:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// process handles one stable file from start to finish.
-func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, readFails int) outcome {
+// process handles one stable file from start to finish. seen receives the
+// file's Lstat info (for the wait bookkeeping).
+func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs.FileInfo) outcome {
 	root := f.getRoot()
 	if root == nil {
 		return outRetry
 	}
 	log := f.log.With("path", rel, "account", f.cfg.Account)
 	user := userFor(rel, f.cfg.Users) // safe: only validated names and addresses
+	stableAt, readFails := st.stableAt, st.readFails
 
 	info, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -62,6 +66,7 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 	if err != nil {
 		return f.readFailed(ctx, root, rel, user, info, readFails, err)
 	}
+	*seen = info
 	if err := checkName(rel); err != nil {
 		return f.fail(ctx, root, rel, user, info, "refused: "+err.Error())
 	}
@@ -70,8 +75,63 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 		return f.fail(ctx, root, rel, user, info, "refused: symbolic link (links are never followed)")
 	case !info.Mode().IsRegular():
 		return f.fail(ctx, root, rel, user, info, "refused: not a regular file")
-	case info.Size() == 0:
-		return f.fail(ctx, root, rel, user, info, "empty file (0 bytes)")
+	}
+
+	// Readiness: each check below can hold the file back; a held file
+	// waits (outWait) and is looked at again, and only a file that stays
+	// unready and unchanged past its limit fails.
+	now := f.w.clock()
+	waited := st.waited(now, info.Size(), info.ModTime())
+	if info.Size() == 0 {
+		// Scanners often create the file first and write it seconds later.
+		if waited >= f.cfg.EmptyGrace {
+			return f.fail(ctx, root, rel, user, info, fmt.Sprintf("empty file (0 bytes), still empty after %v", f.cfg.EmptyGrace))
+		}
+		return f.wait(rel, waitEmpty, "")
+	}
+
+	if f.w.openHook != nil {
+		if err := f.w.openHook(rel); err != nil {
+			return f.readFailed(ctx, root, rel, user, info, readFails, err)
+		}
+	}
+	file, err := root.OpenFile(rel, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		return f.readFailed(ctx, root, rel, user, info, readFails, err)
+	}
+	defer file.Close()
+	if fi, err := file.Stat(); err != nil || !os.SameFile(fi, info) || !fi.Mode().IsRegular() {
+		return outChanged // swapped between Lstat and open
+	}
+	if *f.cfg.WriterCheck {
+		writing, unsupported, err := writerCheck(file)
+		switch {
+		case unsupported:
+			if f.leaseWarned.CompareAndSwap(false, true) {
+				f.log.Warn("scan folder: cannot check for open writers (read leases need spoold to own the files or have CAP_LEASE, "+
+					"and a file system that supports them); relying on the quiet period and the format checks", "err", err)
+			}
+		case err != nil:
+			log.Warn("scan folder: open-writer check failed; relying on the other signals", "err", err)
+		case writing:
+			if waited >= f.cfg.IncompleteLimit {
+				return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
+					"never became complete: still open for writing by another process after %v", f.cfg.IncompleteLimit))
+			}
+			return f.wait(rel, waitOpen, "")
+		}
+	}
+	verdict, why, err := completeness(file, info.Size())
+	if err != nil {
+		return f.readFailed(ctx, root, rel, user, info, readFails, err)
+	}
+	if verdict == formatIncomplete {
+		if waited >= f.cfg.IncompleteLimit {
+			return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
+				"never became complete: %s, unchanged for %v (the scanner or the network may have stopped mid-file)",
+				why, f.cfg.IncompleteLimit))
+		}
+		return f.wait(rel, waitIncomplete, why)
 	}
 
 	sc, wait, err := f.readSidecar(root, rel)
@@ -91,20 +151,6 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 				"too big: the file is %s, about %s as an e-mail, over the account's limit of %s",
 				mb(info.Size()), mb(est), mb(lim)))
 		}
-	}
-
-	if f.w.openHook != nil {
-		if err := f.w.openHook(rel); err != nil {
-			return f.readFailed(ctx, root, rel, user, info, readFails, err)
-		}
-	}
-	file, err := root.OpenFile(rel, os.O_RDONLY|openFlags, 0)
-	if err != nil {
-		return f.readFailed(ctx, root, rel, user, info, readFails, err)
-	}
-	defer file.Close()
-	if fi, err := file.Stat(); err != nil || !os.SameFile(fi, info) || !fi.Mode().IsRegular() {
-		return outChanged // swapped between Lstat and open
 	}
 
 	// Pass 1: hash, sniff, count pages.
@@ -136,7 +182,7 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 	ctype := contentType(base, head)
 	data := TemplateData{
 		File: base, Path: rel, Folder: f.cfg.Name, Size: info.Size(), SizeText: sizeText(info.Size()),
-		Pages: pages, ContentType: ctype, Time: info.ModTime(),
+		Pages: pages, ContentType: ctype, Time: info.ModTime().In(f.cfg.loc),
 	}
 	if user != nil {
 		data.UserName, data.UserAddress = user.Name, user.Address
@@ -162,7 +208,7 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 	}
 	hdr := msgHeader{
 		from: from, replyTo: replyTo, to: rt.to, cc: rt.cc, subject: subject,
-		date: f.w.clock(), messageID: messageID("scan", key, f.w.hostname),
+		date: f.w.clock().In(f.cfg.loc), messageID: messageID("scan", key, f.w.hostname),
 	}
 	req := spool.EnqueueRequest{
 		From:            from.Address,
@@ -176,7 +222,8 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 	// Pass 2: stream the message into the spool; the bytes are hashed again
 	// and must match pass 1, so the committed message is exactly the file
 	// the key names.
-	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum)
+	unchanged := func() error { return f.unchanged(root, rel, file, info) }
+	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum, unchanged)
 	if err != nil {
 		var re *readError
 		switch {
@@ -205,13 +252,25 @@ func (f *folder) process(ctx context.Context, rel string, stableAt time.Time, re
 			return outRetry
 		}
 	}
+	if err := f.unchanged(root, rel, file, info); err != nil {
+		// Changed between the last check and the commit (a window of an
+		// fsync or two): the message holds the earlier bytes. It is held so
+		// it is not delivered, and the file stays to be sent again when it
+		// is ready, under a new idempotency key.
+		f.supersede(ctx, id, log)
+		return outChanged
+	}
 	return f.finish(root, rel, id, log)
 }
 
 // stream builds the message in a goroutine writing into a pipe that Enqueue
 // reads; memory use does not depend on the file size.
+//
+// unchanged runs once the whole message is written and before the spool
+// reads its end: the spool commits only after EOF, so a file whose size or
+// mtime changed meanwhile turns the end into an error and nothing is stored.
 func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHeader, body, base, ctype string,
-	file *os.File, size int64, sum string) (string, error) {
+	file *os.File, size int64, sum string, unchanged func() error) (string, error) {
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return "", &readError{err}
 	}
@@ -223,6 +282,12 @@ func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHe
 		err := writeScanMessage(pw, hdr, body, base, ctype, src)
 		if src.err != nil {
 			err = src.err // the file's error, not the writer's wrapping of it
+		}
+		if err == nil {
+			if h := f.w.beforeEOFHook; h != nil {
+				h(req.Source.Path)
+			}
+			err = unchanged()
 		}
 		pw.CloseWithError(err)
 		writeErr <- err
@@ -247,6 +312,52 @@ func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHe
 func isReadError(err error) bool {
 	var re *readError
 	return errors.As(err, &re)
+}
+
+// unchanged checks, through the open file and through its name, that the
+// file is still the one (same inode, size and mtime) the message was built
+// from.
+func (f *folder) unchanged(root *os.Root, rel string, file *os.File, info fs.FileInfo) error {
+	fi, err := file.Stat()
+	if err != nil || fi.Size() != info.Size() || !fi.ModTime().Equal(info.ModTime()) {
+		return errFileChanged
+	}
+	again, err := root.Lstat(rel)
+	if err != nil || !os.SameFile(again, info) || again.Size() != info.Size() || !again.ModTime().Equal(info.ModTime()) {
+		return errFileChanged
+	}
+	return nil
+}
+
+// Holder is implemented by spools that can hold a message (*spool.Spool
+// does). The watcher uses it to keep a message built from a file that
+// changed right after the commit from being delivered.
+type Holder interface {
+	Hold(ctx context.Context, id, reason string) error
+}
+
+func (f *folder) supersede(ctx context.Context, id string, log *slog.Logger) {
+	h, ok := f.w.enq.(Holder)
+	if !ok {
+		log.Warn("scan folder: file changed right after its message was committed; the spool cannot hold it, "+
+			"so the earlier version may be delivered too", "msg_id", id)
+		return
+	}
+	if err := h.Hold(ctx, id, "scan file changed right after enqueue; superseded by a later version"); err != nil {
+		log.Warn("scan folder: file changed right after its message was committed; holding it failed, "+
+			"so the earlier version may be delivered too", "msg_id", id, "err", err)
+		return
+	}
+	log.Warn("scan folder: file changed right after its message was committed; message held, file will be sent again", "msg_id", id)
+}
+
+// wait records that a file is not ready yet.
+func (f *folder) wait(rel, why, detail string) outcome {
+	if h := f.w.waitHook; h != nil {
+		h(rel, why)
+	}
+	f.log.Debug("scan folder: file not ready; waiting", "path", rel, "why", why, "detail", detail)
+	return outWait
 }
 
 // verifyReader passes the file through and, at EOF, checks that exactly size
@@ -415,7 +526,9 @@ func mb(n int64) string {
 func (f *folder) readSidecar(root *os.Root, rel string) (sc *Sidecar, wait bool, err error) {
 	name := rel + SidecarSuffix
 	info, err := root.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENAMETOOLONG) {
+		// A file whose name is too long to take the suffix cannot have a
+		// sidecar: that is "no sidecar", not an error.
 		return nil, false, nil
 	}
 	if err != nil {
@@ -484,8 +597,8 @@ func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst strin
 	if err != nil {
 		return "", err
 	}
-	if err := root.MkdirAll(path.Dir(dst), 0o755); err != nil {
-		return "", fmt.Errorf("creating %s: %w", path.Dir(dst), err)
+	if err := f.mkdirs(root, path.Dir(dst)); err != nil {
+		return "", err
 	}
 	if before != nil {
 		if err := before(dst); err != nil {
@@ -498,24 +611,72 @@ func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst strin
 		}
 		return "", fmt.Errorf("moving to %s: %w", dst, err)
 	}
-	if err := root.Rename(rel+SidecarSuffix, dst+SidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err = root.Rename(rel+SidecarSuffix, dst+SidecarSuffix)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENAMETOOLONG) {
 		f.log.Warn("scan folder: cannot move sidecar", "path", rel, "err", err)
 	}
 	return dst, nil
 }
 
-// uniqueName returns name, or name with "-N" before the extension, such that
-// neither it nor its .error.txt/.json companions exist.
-func uniqueName(root *os.Root, name string) (string, error) {
-	ext := path.Ext(name)
-	stem := strings.TrimSuffix(name, ext)
-	for i := 0; i < 10000; i++ {
-		cand := name
-		if i > 0 {
-			cand = stem + "-" + strconv.Itoa(i) + ext
+// mkdirs creates dir and its missing parents with the folder's DirMode and
+// Group. Modes are set explicitly after creating (the umask would narrow
+// them); existing folders are left as the admin made them.
+func (f *folder) mkdirs(root *os.Root, dir string) error {
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		err := root.Mkdir(p, f.cfg.DirMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
 		}
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", p, err)
+		}
+		if err := f.setOwnership(root, p, f.cfg.DirMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setOwnership applies a mode and the configured group to a file spoold made.
+func (f *folder) setOwnership(root *os.Root, name string, mode fs.FileMode) error {
+	if f.cfg.gid >= 0 {
+		if err := root.Lchown(name, -1, f.cfg.gid); err != nil {
+			return fmt.Errorf("setting group of %s: %w", name, err)
+		}
+	}
+	// After the chown: changing the group clears set-GID bits on some systems.
+	if err := root.Chmod(name, mode); err != nil {
+		return fmt.Errorf("setting mode of %s: %w", name, err)
+	}
+	return nil
+}
+
+// companionSuffixes are appended to names in processed/ and failed/; the
+// longest must still fit in a file name.
+var companionSuffixes = []string{errorSuffix, SidecarSuffix}
+
+// uniqueName returns name, or name with "-N" before the extension, such that
+// neither it nor its .error.txt/.json companions exist. Base names are
+// shortened (at a UTF-8 boundary, keeping the extension) so that the
+// candidate plus its longest companion suffix fits in maxFileNameBytes: a
+// scan with a 255-byte name still gets its .error.txt.
+func uniqueName(root *os.Root, name string) (string, error) {
+	dir, base := path.Split(name)
+	ext := path.Ext(base)
+	if len(ext) > 32 {
+		ext = "" // not an extension worth keeping whole
+	}
+	stem := strings.TrimSuffix(base, ext)
+	for i := 0; i < 10000; i++ {
+		suffix := ""
+		if i > 0 {
+			suffix = "-" + strconv.Itoa(i)
+		}
+		cand := dir + fitName(stem, suffix+ext, maxFileNameBytes-len(errorSuffix))
 		free := true
-		for _, c := range []string{cand, cand + errorSuffix, cand + SidecarSuffix} {
+		for _, c := range append([]string{cand}, cand+errorSuffix, cand+SidecarSuffix) {
 			if _, err := root.Lstat(c); !errors.Is(err, fs.ErrNotExist) {
 				free = false
 				break
@@ -526,6 +687,20 @@ func uniqueName(root *os.Root, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free name for %s", name)
+}
+
+// fitName returns stem+tail, with stem cut at a UTF-8 boundary so that the
+// result is at most limit bytes.
+func fitName(stem, tail string, limit int) string {
+	keep := limit - len(tail)
+	if len(stem) > keep {
+		keep = max(keep, 0)
+		for keep > 0 && !utf8RuneStart(stem[keep]) {
+			keep--
+		}
+		stem = stem[:keep]
+	}
+	return stem + tail
 }
 
 // fail moves a file to failed/ with a reason file and tells the scanning
@@ -542,11 +717,14 @@ func (f *folder) fail(ctx context.Context, root *os.Root, rel string, user *User
 		}
 	}
 	text := fmt.Sprintf("spoold could not send this scan.\n\nFile:   %s\nFolder: %s\nTime:   %s\nReason: %s\n",
-		rel, f.cfg.Name, f.w.clock().Format(time.RFC3339), reason)
+		rel, f.cfg.Name, f.w.clock().In(f.cfg.loc).Format(time.RFC3339), reason)
 	// The reason file is written before the move so that whoever sees the
 	// file in failed/ also finds the complete reason.
 	if _, err := f.moveAside(root, FailedDir, rel, func(dst string) error {
-		return root.WriteFile(dst+errorSuffix, []byte(text), 0o644)
+		if err := root.WriteFile(dst+errorSuffix, []byte(text), f.cfg.FileMode); err != nil {
+			return err
+		}
+		return f.setOwnership(root, dst+errorSuffix, f.cfg.FileMode)
 	}); err != nil {
 		log.Error("scan folder: cannot move failed file to failed/; will retry", "err", err)
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
@@ -568,7 +746,7 @@ func (f *folder) notify(ctx context.Context, rel string, user *User, info fs.Fil
 	from := mail.Address{Name: "spoold scan folder", Address: "postmaster@" + f.w.hostname}
 	hdr := msgHeader{
 		from: from, to: []string{user.Address}, subject: oneLine("Scan failed: " + path.Base(rel)),
-		date: f.w.clock(), messageID: messageID("notice", key, f.w.hostname), auto: true,
+		date: f.w.clock().In(f.cfg.loc), messageID: messageID("notice", key, f.w.hostname), auto: true,
 	}
 	text := fmt.Sprintf("Your scan %q could not be sent.\n\nReason: %s\n\nThe file was moved to the %s/ folder of the scan folder %q.\n",
 		path.Base(rel), reason, FailedDir, f.cfg.Name)

@@ -16,8 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
+	"strconv"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,16 +70,32 @@ const (
 // Defaults applied by New to zero FolderConfig fields.
 const (
 	DefaultRescanInterval = 30 * time.Second
-	DefaultQuietPeriod    = 3 * time.Second
-	DefaultRetryDelay     = 10 * time.Second
-	DefaultMaxReadRetries = 5
-	DefaultWorkers        = 4
+	// DefaultQuietPeriod is watch mode's: there the close-write event and
+	// the open-writer check carry most of the weight.
+	DefaultQuietPeriod = 3 * time.Second
+	// DefaultPollQuietPeriod is poll mode's: on a network mount the quiet
+	// period is the main signal that a remote writer has finished (with the
+	// format checks), and MFDs pause between pages for several seconds.
+	DefaultPollQuietPeriod = 30 * time.Second
+	DefaultRetryDelay      = 10 * time.Second
+	DefaultMaxReadRetries  = 5
+	DefaultWorkers         = 4
+	// DefaultIncompleteLimit is how long a file may stay incomplete (format
+	// check) or open for writing before it goes to failed/: generous, since
+	// a scanner may wait for the user to feed the next batch of pages.
+	DefaultIncompleteLimit = 10 * time.Minute
+	// DefaultEmptyGrace is how long an empty file waits: scanners create
+	// the file first and write into it seconds later.
+	DefaultEmptyGrace = time.Minute
+	DefaultDirMode    = fs.FileMode(0o755) // processed/, failed/ and their subfolders
+	DefaultFileMode   = fs.FileMode(0o644) // <file>.error.txt
 )
 
 // DefaultSubjectTemplate and DefaultBodyTemplate are used when a folder
-// configures none. The template data is TemplateData.
+// configures none. The template data is TemplateData; its Time is in the
+// folder's time zone.
 const (
-	DefaultSubjectTemplate = `Scan: {{.File}}`
+	DefaultSubjectTemplate = `Scan: {{.File}} ({{.Time.Format "2006-01-02 15:04"}})`
 	DefaultBodyTemplate    = `Your scan {{.File}} is attached.
 
 File:    {{.File}}
@@ -96,7 +115,7 @@ type TemplateData struct {
 	SizeText    string    // human-readable size, e.g. "1.2 MB"
 	Pages       int       // PDF page count when it can be seen cheaply; 0 = unknown
 	ContentType string    // attachment media type
-	Time        time.Time // file modification time
+	Time        time.Time // file modification time, in the folder's TimeZone
 	UserName    string    // scanning user's display name ("" if unknown)
 	UserAddress string    // scanning user's address ("" if unknown)
 }
@@ -108,8 +127,36 @@ type FolderConfig struct {
 
 	Mode           string        // ModeWatch (default) or ModePoll
 	RescanInterval time.Duration // full rescan period; default 30s
-	QuietPeriod    time.Duration // size and mtime must be unchanged this long; default 3s
-	AfterSuccess   string        // AfterMove (default) or AfterDelete
+	// QuietPeriod: size and mtime must be unchanged this long; default 3s
+	// in watch mode (DefaultQuietPeriod), 30s in poll mode
+	// (DefaultPollQuietPeriod).
+	QuietPeriod  time.Duration
+	AfterSuccess string // AfterMove (default) or AfterDelete
+
+	// IncompleteLimit: a file the format check finds cut short, or that a
+	// process keeps open for writing, waits and is checked again; after
+	// this long unchanged it goes to failed/. Default 10m.
+	IncompleteLimit time.Duration
+	// EmptyGrace: an empty file waits this long (for its writer) before it
+	// goes to failed/. Default 1m.
+	EmptyGrace time.Duration
+	// WriterCheck probes, with a read lease, that no process has the file
+	// open for writing before it is taken. Nil means the default, on. Off
+	// only for file systems whose leases misbehave.
+	WriterCheck *bool
+
+	// DirMode and FileMode are the permissions of the folders spoold creates
+	// under processed/ and failed/ and of <file>.error.txt; they are set
+	// explicitly, so a restrictive umask (the unit's UMask=0077) does not
+	// hide them from the share's users. Defaults 0755 and 0644.
+	DirMode  fs.FileMode
+	FileMode fs.FileMode
+	// Group, if set (a name or a numeric GID), owns those folders and files.
+	Group string
+
+	// TimeZone is an IANA name ("Europe/Berlin") for the times in the scan
+	// e-mail (Date header, subject and text); "" = the system's, "UTC".
+	TimeZone string
 
 	Account        string // routed upstream account (required)
 	MaxMessageSize int64  // upstream limit for the encoded message in bytes; 0 = no limit
@@ -127,6 +174,9 @@ type FolderConfig struct {
 
 	MaxReadRetries int           // unreadable files: attempts before failed/; default 5
 	RetryDelay     time.Duration // wait before retrying unreadable files and spool errors; default 10s
+
+	loc *time.Location // resolved TimeZone
+	gid int            // resolved Group; -1 = unchanged
 }
 
 // Options configures the Watcher. Zero values take the defaults noted.
@@ -161,6 +211,8 @@ type Watcher struct {
 	openHook        func(rel string) error // fails the open of a file
 	afterCommitHook func(rel string) error // runs after Enqueue returned; an error abandons the file
 	noFsnotify      bool                   // forces poll behaviour even in watch mode
+	waitHook        func(rel, why string)  // a file was found not ready (why: waitEmpty, ...)
+	beforeEOFHook   func(rel string)       // runs when the message is built, before the spool sees its end
 
 	mu       sync.Mutex
 	configs  []FolderConfig
@@ -269,7 +321,8 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 	default:
 		return f, fmt.Errorf("after_success %q: want %q or %q", f.AfterSuccess, AfterMove, AfterDelete)
 	}
-	if f.RescanInterval < 0 || f.QuietPeriod < 0 || f.RetryDelay < 0 || f.MaxReadRetries < 0 || f.MaxMessageSize < 0 {
+	if f.RescanInterval < 0 || f.QuietPeriod < 0 || f.RetryDelay < 0 || f.MaxReadRetries < 0 || f.MaxMessageSize < 0 ||
+		f.IncompleteLimit < 0 || f.EmptyGrace < 0 {
 		return f, errors.New("durations, sizes and retry counts must not be negative")
 	}
 	if f.RescanInterval == 0 {
@@ -277,6 +330,50 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 	}
 	if f.QuietPeriod == 0 {
 		f.QuietPeriod = DefaultQuietPeriod
+		if f.Mode == ModePoll {
+			f.QuietPeriod = DefaultPollQuietPeriod
+		}
+	}
+	if f.IncompleteLimit == 0 {
+		f.IncompleteLimit = DefaultIncompleteLimit
+	}
+	if f.EmptyGrace == 0 {
+		f.EmptyGrace = DefaultEmptyGrace
+	}
+	if f.WriterCheck == nil {
+		on := true
+		f.WriterCheck = &on
+	}
+	if f.DirMode == 0 {
+		f.DirMode = DefaultDirMode
+	}
+	if f.FileMode == 0 {
+		f.FileMode = DefaultFileMode
+	}
+	if f.DirMode&^fs.ModePerm != 0 || f.FileMode&^fs.ModePerm != 0 {
+		return f, errors.New("dir_mode and file_mode take permission bits only (for example 0750)")
+	}
+	if f.DirMode&0o700 != 0o700 {
+		return f, fmt.Errorf("dir_mode %#o: the owner (spoold) needs rwx on the folders it creates", uint32(f.DirMode))
+	}
+	if f.FileMode&0o600 != 0o600 {
+		return f, fmt.Errorf("file_mode %#o: the owner (spoold) needs rw on the files it writes", uint32(f.FileMode))
+	}
+	f.gid = -1
+	if f.Group != "" {
+		gid, err := lookupGroup(f.Group)
+		if err != nil {
+			return f, err
+		}
+		f.gid = gid
+	}
+	f.loc = time.Local
+	if f.TimeZone != "" {
+		loc, err := time.LoadLocation(f.TimeZone)
+		if err != nil {
+			return f, fmt.Errorf("time_zone %q: %w", f.TimeZone, err)
+		}
+		f.loc = loc
 	}
 	if f.RetryDelay == 0 {
 		f.RetryDelay = DefaultRetryDelay
@@ -423,7 +520,9 @@ func sameConfig(a, b FolderConfig) bool {
 		a.QuietPeriod != b.QuietPeriod || a.AfterSuccess != b.AfterSuccess || a.Account != b.Account ||
 		a.MaxMessageSize != b.MaxMessageSize || a.SubjectTemplate != b.SubjectTemplate ||
 		a.BodyTemplate != b.BodyTemplate || *a.FailureNotice != *b.FailureNotice ||
-		a.MaxReadRetries != b.MaxReadRetries || a.RetryDelay != b.RetryDelay || len(a.Users) != len(b.Users) {
+		a.MaxReadRetries != b.MaxReadRetries || a.RetryDelay != b.RetryDelay || len(a.Users) != len(b.Users) ||
+		a.IncompleteLimit != b.IncompleteLimit || a.EmptyGrace != b.EmptyGrace || *a.WriterCheck != *b.WriterCheck ||
+		a.DirMode != b.DirMode || a.FileMode != b.FileMode || a.Group != b.Group || a.TimeZone != b.TimeZone {
 		return false
 	}
 	for k, v := range a.Users {
@@ -441,4 +540,23 @@ func validHostname(h string) bool {
 	return !slices.ContainsFunc([]byte(h), func(c byte) bool {
 		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.')
 	})
+}
+
+// lookupGroup resolves a group name or numeric GID.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("group %q: negative GID", g)
+		}
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("group %q: %w", g, err)
+	}
+	n, err := strconv.Atoi(gr.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("group %q: GID %q is not a number", g, gr.Gid)
+	}
+	return n, nil
 }

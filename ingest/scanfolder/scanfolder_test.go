@@ -53,7 +53,7 @@ func TestAddressFolderPDF(t *testing.T) {
 	if got := addrs(t, p.header, "To"); len(got) != 1 || got[0] != "alice@example.com" {
 		t.Errorf("To = %v", got)
 	}
-	if subj, _ := p.header.Subject(); subj != "Scan: scan0042.pdf" {
+	if subj, _ := p.header.Subject(); !strings.HasPrefix(subj, "Scan: scan0042.pdf (") {
 		t.Errorf("Subject = %q", subj)
 	}
 	if id, _ := p.header.MessageID(); !strings.HasSuffix(id, "@spoold.test") {
@@ -99,14 +99,14 @@ func TestFilesPresentAtStartPollModeWithoutFsnotify(t *testing.T) {
 	dir := t.TempDir()
 	pre := filepath.Join(dir, "carol@example.com", "before.pdf")
 	os.MkdirAll(filepath.Dir(pre), 0o755)
-	os.WriteFile(pre, []byte("%PDF-1.4 before"), 0o644)
+	os.WriteFile(pre, []byte("%PDF-1.4 before\n%%EOF\n"), 0o644)
 	env := startIn(t, dir, nil, func(c *FolderConfig) {
 		c.Mode = ModePoll
 		c.RescanInterval = 300 * time.Millisecond
 	}, func(w *Watcher) { w.noFsnotify = true })
 	waitFor(t, waitLong, "file present at start", func() bool { return env.enq.count(spool.SourceScan) == 1 })
 	// New files (and new subfolders) are found by rescans alone.
-	env.write("dave@example.com/later.pdf", []byte("%PDF-1.4 later"))
+	env.write("dave@example.com/later.pdf", []byte("%PDF-1.4 later\n%%EOF\n"))
 	waitFor(t, waitLong, "file found by poll rescan", func() bool {
 		return env.enq.count(spool.SourceScan) == 2 && env.exists("processed/dave@example.com/later.pdf")
 	})
@@ -153,7 +153,7 @@ func TestSlowWriterTakenOnlyWhenComplete(t *testing.T) {
 func TestBurst500ExactlyOnce(t *testing.T) {
 	env := start(t, nil, nil, nil)
 	for i := 0; i < 500; i++ {
-		env.write(fmt.Sprintf("u%d@example.com/scan%03d.pdf", i%5, i), []byte(fmt.Sprintf("%%PDF-1.4 file %d", i)))
+		env.write(fmt.Sprintf("u%d@example.com/scan%03d.pdf", i%5, i), []byte(fmt.Sprintf("%%PDF-1.4 file %d\n%%%%EOF\n", i)))
 	}
 	waitFor(t, 60*time.Second, "500 scans", func() bool { return env.enq.count(spool.SourceScan) >= 500 })
 	waitFor(t, waitLong, "all moved", func() bool {
@@ -215,7 +215,7 @@ func TestCrashBetweenCommitAndMoveFake(t *testing.T) {
 			return errors.New("simulated crash after commit")
 		}
 	})
-	env.write("gina@example.com/scan.pdf", []byte("%PDF-1.4 crash"))
+	env.write("gina@example.com/scan.pdf", []byte("%PDF-1.4 crash\n%%EOF\n"))
 	waitFor(t, waitLong, "commit", func() bool { return crashed.Load() })
 	env.w.Close()
 	if !env.exists("gina@example.com/scan.pdf") {
@@ -250,7 +250,7 @@ func TestUnicodeAndSpacesInNames(t *testing.T) {
 	if !strings.Contains(p.disp, "filename*=utf-8''") {
 		t.Errorf("non-ASCII filename not RFC 2231 encoded: %q", p.disp)
 	}
-	if subj, _ := p.header.Subject(); subj != "Scan: "+name {
+	if subj, _ := p.header.Subject(); !strings.HasPrefix(subj, "Scan: "+name+" (") {
 		t.Errorf("Subject = %q", subj)
 	}
 	from, _ := p.header.AddressList("From")
@@ -440,10 +440,22 @@ func TestOversizeFile(t *testing.T) {
 }
 
 func TestZeroByteFile(t *testing.T) {
-	env := start(t, nil, nil, nil)
+	var waits atomic.Int32
+	env := start(t, nil, func(c *FolderConfig) { c.EmptyGrace = 600 * time.Millisecond }, func(w *Watcher) {
+		w.waitHook = func(rel, why string) {
+			if why == waitEmpty {
+				waits.Add(1)
+			}
+		}
+	})
+	t0 := time.Now()
 	env.write("oscar@example.com/empty.pdf", nil)
 	if r := env.failedWith("oscar@example.com/empty.pdf"); !strings.Contains(r, "empty file") {
 		t.Errorf("reason %q", r)
+	}
+	// It waited out the grace period (looked at more than once) first.
+	if waits.Load() < 2 || time.Since(t0) < 600*time.Millisecond {
+		t.Errorf("failed after %v and %d looks; want the 600ms grace period first", time.Since(t0), waits.Load())
 	}
 	waitFor(t, waitLong, "notice", func() bool { return env.enq.count(spool.SourceNotice) == 1 })
 }

@@ -191,7 +191,7 @@ func BenchmarkStableToEnqueue(b *testing.B) {
 			env := start(b, be, func(c *FolderConfig) { c.AfterSuccess = AfterDelete }, nil)
 			quiet := 200 * time.Millisecond
 			var lat []time.Duration
-			data := bytes.Repeat([]byte("%PDF-1.4 "), 10_000) // ~90 KB
+			data := append(bytes.Repeat([]byte("%PDF-1.4 "), 10_000), "\n%%EOF\n"...) // ~90 KB
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				rel := fmt.Sprintf("b@example.com/s%06d.pdf", i)
@@ -228,7 +228,7 @@ func BenchmarkBurst1000(b *testing.B) {
 				for j := 0; j < 1000; j++ {
 					p := filepath.Join(dir, fmt.Sprintf("u%d@example.com", j%10), fmt.Sprintf("f%04d.pdf", j))
 					os.MkdirAll(filepath.Dir(p), 0o755)
-					os.WriteFile(p, []byte(fmt.Sprintf("%%PDF-1.4 burst %d", j)), 0o644)
+					os.WriteFile(p, []byte(fmt.Sprintf("%%PDF-1.4 burst %d\n%%%%EOF\n", j)), 0o644)
 				}
 				quiet := 200 * time.Millisecond
 				t0 := time.Now()

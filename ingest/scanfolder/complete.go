@@ -1,0 +1,322 @@
+package scanfolder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Format completeness checks. A scanner that pauses between pages leaves a
+// file that looks stable but is cut short; for the formats scanners write we
+// can tell from the bytes whether the writer got to the end. Each check reads
+// only what it needs (the tail, or a walk over chunk/segment/IFD headers), so
+// it costs a few small reads even on a 35 MB scan, and it is repeated while an
+// incomplete file waits.
+
+// formatVerdict is what a completeness check says about a file.
+type formatVerdict int
+
+const (
+	formatUnknown    formatVerdict = iota // not a format we check: the other readiness signals decide
+	formatComplete                        // the format's end marker is there and its structure lies inside the file
+	formatIncomplete                      // cut short: wait for the writer to finish
+)
+
+// completeness sniffs the format from the first bytes and runs its check.
+// The returned string says what is missing, for logs and the failed/ reason.
+func completeness(r io.ReaderAt, size int64) (formatVerdict, string, error) {
+	head := make([]byte, min(size, 1024))
+	if _, err := r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return formatUnknown, "", err
+	}
+	switch {
+	case bytes.Contains(head, []byte("%PDF-")):
+		// PDF readers accept the header anywhere in the first 1024 bytes.
+		return checkPDF(r, size)
+	case bytes.HasPrefix(head, []byte{0xFF, 0xD8, 0xFF}):
+		return checkJPEG(r, size)
+	case bytes.HasPrefix(head, pngMagic):
+		return checkPNG(r, size)
+	case bytes.HasPrefix(head, []byte("II*\x00")):
+		return checkTIFF(r, size, binary.LittleEndian)
+	case bytes.HasPrefix(head, []byte("MM\x00*")):
+		return checkTIFF(r, size, binary.BigEndian)
+	}
+	return formatUnknown, "", nil
+}
+
+// isTrailingSpace covers what writers leave after an end marker: PDF white
+// space (which includes NUL) and the padding some devices add to whole blocks.
+func isTrailingSpace(b byte) bool {
+	return b == ' ' || b == '\n' || b == '\r' || b == '\t' || b == '\f' || b == 0
+}
+
+// tail reads up to n bytes at the end of the file with trailing white space
+// and NUL padding removed.
+func tail(r io.ReaderAt, size, n int64) ([]byte, error) {
+	n = min(n, size)
+	buf := make([]byte, n)
+	if _, err := r.ReadAt(buf, size-n); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return bytes.TrimRightFunc(buf, func(r rune) bool { return r < 0x80 && isTrailingSpace(byte(r)) }), nil
+}
+
+// checkPDF wants the last non-white-space bytes to be %%EOF. An incremental
+// update appends a whole new body, xref and trailer ending in its own %%EOF,
+// so a file with updates passes once the last one is written; a file cut
+// inside an update ends in the update's bytes and waits.
+func checkPDF(r io.ReaderAt, size int64) (formatVerdict, string, error) {
+	t, err := tail(r, size, 1024)
+	if err != nil {
+		return formatUnknown, "", err
+	}
+	if bytes.HasSuffix(t, []byte("%%EOF")) {
+		return formatComplete, "", nil
+	}
+	return formatIncomplete, "PDF does not end with %%EOF", nil
+}
+
+// checkJPEG walks the marker segments up to the first scan (their lengths
+// must lie inside the file: a cut inside the EXIF block, whose thumbnail has
+// its own EOI, is seen here) and then wants the file to end with EOI (FF D9).
+// Entropy-coded data never contains FF D9 (an FF there is followed by 00 or
+// a restart marker), so an EOI at the end is the real one.
+func checkJPEG(r io.ReaderAt, size int64) (formatVerdict, string, error) {
+	off := int64(2)
+	var hdr [4]byte
+	for {
+		if off+4 > size {
+			return formatIncomplete, "JPEG ends inside its header segments", nil
+		}
+		if _, err := r.ReadAt(hdr[:], off); err != nil {
+			return formatUnknown, "", err
+		}
+		if hdr[0] != 0xFF {
+			return formatUnknown, "", nil // not a layout we understand: leave it to the other signals
+		}
+		m := hdr[1]
+		switch {
+		case m == 0xFF:
+			off++ // fill byte
+			continue
+		case m == 0xD9:
+			return formatComplete, "", nil // EOI before any scan (a header-only file)
+		case m == 0x01 || (m >= 0xD0 && m <= 0xD7):
+			off += 2 // markers without a length
+			continue
+		}
+		seg := int64(binary.BigEndian.Uint16(hdr[2:]))
+		if seg < 2 {
+			return formatUnknown, "", nil
+		}
+		if off+2+seg > size {
+			return formatIncomplete, fmt.Sprintf("JPEG segment FF%02X runs past the end of the file", m), nil
+		}
+		if m == 0xDA { // SOS: entropy-coded data follows
+			break
+		}
+		off += 2 + seg
+	}
+	t, err := tail(r, size, 64)
+	if err != nil {
+		return formatUnknown, "", err
+	}
+	if bytes.HasSuffix(t, []byte{0xFF, 0xD9}) {
+		return formatComplete, "", nil
+	}
+	// Some cameras pad with FF fill bytes before a final EOI; anything else
+	// means the writer has not finished.
+	return formatIncomplete, "JPEG does not end with EOI (FF D9)", nil
+}
+
+var pngMagic = []byte("\x89PNG\r\n\x1a\n")
+
+// checkPNG walks the chunk list: every chunk must lie inside the file and
+// the list must reach IEND.
+func checkPNG(r io.ReaderAt, size int64) (formatVerdict, string, error) {
+	off := int64(len(pngMagic))
+	var hdr [8]byte
+	for n := 0; ; n++ {
+		if off+12 > size {
+			return formatIncomplete, "PNG ends before its IEND chunk", nil
+		}
+		if _, err := r.ReadAt(hdr[:], off); err != nil {
+			return formatUnknown, "", err
+		}
+		length := int64(binary.BigEndian.Uint32(hdr[:4]))
+		if length > 1<<31-1 {
+			return formatUnknown, "", nil
+		}
+		end := off + 12 + length
+		if end > size {
+			return formatIncomplete, fmt.Sprintf("PNG chunk %q runs past the end of the file", printable(hdr[4:8])), nil
+		}
+		if string(hdr[4:8]) == "IEND" {
+			return formatComplete, "", nil
+		}
+		off = end
+	}
+}
+
+// TIFF tags whose values point at image data.
+const (
+	tagStripOffsets    = 273
+	tagStripByteCounts = 279
+	tagTileOffsets     = 324
+	tagTileByteCounts  = 325
+	tagSubIFDs         = 330
+	maxTIFFIFDs        = 10000 // a loop in the chain is refused long before this
+)
+
+// tiffTypeSize is the byte size of one value of each TIFF field type; 0 for
+// types this check does not know (their entries are not followed).
+func tiffTypeSize(typ uint16) int64 {
+	switch typ {
+	case 1, 2, 6, 7: // BYTE ASCII SBYTE UNDEFINED
+		return 1
+	case 3, 8: // SHORT SSHORT
+		return 2
+	case 4, 9, 11, 13: // LONG SLONG FLOAT IFD
+		return 4
+	case 5, 10, 12: // RATIONAL SRATIONAL DOUBLE
+		return 8
+	}
+	return 0
+}
+
+// checkTIFF follows the IFD chain from the header: every IFD, every value
+// stored outside its entry, and every strip or tile (offset + byte count) must
+// lie inside the file. A TIFF is written data first, IFD last by most
+// scanners, but some write the IFD first: either way a cut file points past
+// its end somewhere.
+func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, string, error) {
+	var b [12]byte
+	if size < 8 {
+		return formatIncomplete, "TIFF ends inside its header", nil
+	}
+	if _, err := r.ReadAt(b[:8], 0); err != nil {
+		return formatUnknown, "", err
+	}
+	next := int64(bo.Uint32(b[4:8]))
+	if next == 0 {
+		return formatIncomplete, "TIFF has no image file directory yet", nil
+	}
+	seen := map[int64]bool{}
+	queue := []int64{next}
+	for len(queue) > 0 {
+		ifd := queue[0]
+		queue = queue[1:]
+		if seen[ifd] {
+			return formatUnknown, "", nil // a loop: malformed, not incomplete
+		}
+		seen[ifd] = true
+		if len(seen) > maxTIFFIFDs {
+			return formatUnknown, "", nil
+		}
+		if ifd+2 > size {
+			return formatIncomplete, "TIFF directory lies past the end of the file", nil
+		}
+		if _, err := r.ReadAt(b[:2], ifd); err != nil {
+			return formatUnknown, "", err
+		}
+		n := int64(bo.Uint16(b[:2]))
+		if ifd+2+12*n+4 > size {
+			return formatIncomplete, "TIFF directory runs past the end of the file", nil
+		}
+		var offsets, counts []int64
+		for i := int64(0); i < n; i++ {
+			if _, err := r.ReadAt(b[:12], ifd+2+12*i); err != nil {
+				return formatUnknown, "", err
+			}
+			tag, typ, cnt := bo.Uint16(b[0:2]), bo.Uint16(b[2:4]), int64(bo.Uint32(b[4:8]))
+			ts := tiffTypeSize(typ)
+			if ts == 0 {
+				continue
+			}
+			total := ts * cnt
+			valOff := int64(-1) // -1: the values are inside the entry
+			if total > 4 {
+				valOff = int64(bo.Uint32(b[8:12]))
+				if valOff+total > size {
+					return formatIncomplete, fmt.Sprintf("TIFF tag %d's values lie past the end of the file", tag), nil
+				}
+			}
+			switch tag {
+			case tagStripOffsets, tagTileOffsets, tagStripByteCounts, tagTileByteCounts, tagSubIFDs:
+				if typ != 3 && typ != 4 && typ != 13 {
+					continue
+				}
+				if cnt > 1<<20 {
+					return formatUnknown, "", nil
+				}
+				vals, err := tiffValues(r, bo, b[8:12], valOff, typ, cnt)
+				if err != nil {
+					return formatUnknown, "", err
+				}
+				switch tag {
+				case tagStripOffsets, tagTileOffsets:
+					offsets = vals
+				case tagStripByteCounts, tagTileByteCounts:
+					counts = vals
+				case tagSubIFDs:
+					queue = append(queue, vals...)
+				}
+			}
+		}
+		if len(offsets) != len(counts) && len(counts) > 0 {
+			return formatUnknown, "", nil
+		}
+		for i, o := range offsets {
+			c := int64(0)
+			if i < len(counts) {
+				c = counts[i]
+			}
+			if o+c > size {
+				return formatIncomplete, fmt.Sprintf("TIFF strip or tile %d lies past the end of the file", i), nil
+			}
+		}
+		if _, err := r.ReadAt(b[:4], ifd+2+12*n); err != nil {
+			return formatUnknown, "", err
+		}
+		if nx := int64(bo.Uint32(b[:4])); nx != 0 {
+			queue = append(queue, nx)
+		}
+	}
+	return formatComplete, "", nil
+}
+
+// tiffValues reads cnt SHORT or LONG values, from the entry itself (valOff
+// -1) or from valOff.
+func tiffValues(r io.ReaderAt, bo binary.ByteOrder, inline []byte, valOff int64, typ uint16, cnt int64) ([]int64, error) {
+	ts := tiffTypeSize(typ)
+	raw := inline[:min(int64(len(inline)), ts*cnt)]
+	if valOff >= 0 {
+		raw = make([]byte, ts*cnt)
+		if _, err := r.ReadAt(raw, valOff); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]int64, 0, cnt)
+	for i := int64(0); i+ts <= int64(len(raw)); i += ts {
+		if ts == 2 {
+			out = append(out, int64(bo.Uint16(raw[i:])))
+		} else {
+			out = append(out, int64(bo.Uint32(raw[i:])))
+		}
+	}
+	return out, nil
+}
+
+func printable(b []byte) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if c < ' ' || c > '~' {
+			c = '?'
+		}
+		out[i] = c
+	}
+	return string(out)
+}

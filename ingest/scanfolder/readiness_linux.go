@@ -1,0 +1,178 @@
+//go:build linux
+
+package scanfolder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// closeWatcher reports IN_MODIFY and IN_CLOSE_WRITE from its own inotify
+// instance: fsnotify does not export IN_CLOSE_WRITE, and both events must come
+// from the same instance so their order is the order the writer caused them
+// (a modify after a close marks the file as being written again).
+type closeWatcher struct {
+	file   *os.File // the inotify fd, non-blocking, so Close wakes a pending Read
+	events chan closeEvent
+	done   chan struct{} // closed by close: read stops even while nobody drains events
+	once   sync.Once
+
+	mu   sync.Mutex
+	dirs map[int]string // watch descriptor -> relative dir ("." = root)
+	wds  map[string]int // relative dir -> watch descriptor
+}
+
+// closeEvent is one file event: written (IN_MODIFY) or closed after writing
+// (IN_CLOSE_WRITE). overflow means events were lost.
+type closeEvent struct {
+	rel      string
+	closed   bool
+	overflow bool
+}
+
+func newCloseWatcher() (*closeWatcher, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	cw := &closeWatcher{
+		file:   os.NewFile(uintptr(fd), "inotify"),
+		events: make(chan closeEvent, 256),
+		done:   make(chan struct{}),
+		dirs:   map[int]string{},
+		wds:    map[string]int{},
+	}
+	go cw.read()
+	return cw, nil
+}
+
+func (cw *closeWatcher) add(abs, rel string) error {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if _, ok := cw.wds[rel]; ok {
+		return nil
+	}
+	wd, err := unix.InotifyAddWatch(int(cw.file.Fd()), abs, unix.IN_MODIFY|unix.IN_CLOSE_WRITE|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
+	if err != nil {
+		return fmt.Errorf("inotify_add_watch %s: %w", abs, err)
+	}
+	cw.dirs[wd], cw.wds[rel] = rel, wd
+	return nil
+}
+
+func (cw *closeWatcher) remove(rel string) {
+	cw.mu.Lock()
+	defer cw.mu.Unlock()
+	if wd, ok := cw.wds[rel]; ok {
+		_, _ = unix.InotifyRmWatch(int(cw.file.Fd()), uint32(wd))
+		delete(cw.wds, rel)
+		delete(cw.dirs, wd)
+	}
+}
+
+func (cw *closeWatcher) close() {
+	cw.once.Do(func() {
+		close(cw.done)
+		cw.file.Close()
+	})
+}
+
+func (cw *closeWatcher) send(ev closeEvent) bool {
+	select {
+	case cw.events <- ev:
+		return true
+	case <-cw.done:
+		return false
+	}
+}
+
+// read decodes inotify records until the fd is closed; then it closes events.
+func (cw *closeWatcher) read() {
+	defer close(cw.events)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := cw.file.Read(buf)
+		if err != nil {
+			return // closed (or broken: the other signals still decide)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			nameLen := int(ev.Len)
+			name := ""
+			if nameLen > 0 && off+unix.SizeofInotifyEvent+nameLen <= n {
+				raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+nameLen]
+				for i, c := range raw {
+					if c == 0 {
+						raw = raw[:i]
+						break
+					}
+				}
+				name = string(raw)
+			}
+			off += unix.SizeofInotifyEvent + nameLen
+			switch {
+			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
+				if !cw.send(closeEvent{overflow: true}) {
+					return
+				}
+				continue
+			case ev.Mask&unix.IN_IGNORED != 0:
+				cw.mu.Lock()
+				if rel, ok := cw.dirs[int(ev.Wd)]; ok {
+					delete(cw.dirs, int(ev.Wd))
+					delete(cw.wds, rel)
+				}
+				cw.mu.Unlock()
+				continue
+			case name == "" || ev.Mask&unix.IN_ISDIR != 0:
+				continue
+			}
+			cw.mu.Lock()
+			dir, ok := cw.dirs[int(ev.Wd)]
+			cw.mu.Unlock()
+			if !ok {
+				continue
+			}
+			rel := name
+			if dir != "." {
+				rel = dir + "/" + name
+			}
+			if !cw.send(closeEvent{rel: rel, closed: ev.Mask&unix.IN_CLOSE_WRITE != 0}) {
+				return
+			}
+		}
+	}
+}
+
+// writerCheck says whether any process has the file open for writing, by
+// trying to take a read lease on f (F_SETLEASE F_RDLCK fails with EAGAIN
+// while any open file description for writing exists, whoever holds it: a
+// local writer, or smbd and nfsd for remote ones). The lease is released at
+// once, so a writer opening the file meanwhile waits at most for that.
+// unsupported is true when the kernel refuses leases here (EPERM: spoold is
+// neither the file's owner nor has CAP_LEASE; EINVAL/ENOSYS: the file system
+// has no leases); the caller then relies on the other signals.
+func writerCheck(f *os.File) (writing, unsupported bool, err error) {
+	fd := int(f.Fd())
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
+	switch {
+	case err == nil:
+		if _, uerr := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK); uerr != nil {
+			return false, false, fmt.Errorf("releasing read lease: %w", uerr)
+		}
+		return false, false, nil
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
+		return true, false, nil
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS),
+		errors.Is(err, unix.ENOTSUP):
+		return false, true, err
+	}
+	return false, false, fmt.Errorf("read lease probe: %w", err)
+}
+
+const closeWatchSupported = true
