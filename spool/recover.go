@@ -42,7 +42,7 @@ func (s *Spool) reconcile() error {
 	// A read pass decodes only state and reason of each message (start-up
 	// time with a large queue is dominated by this scan); the write pass
 	// touches only the few messages that need fixing.
-	var fix, stale, deadened []string
+	var fix, stale, orphans, deadened []string
 	err = s.db.View(func(tx *bolt.Tx) error {
 		known := make(map[string]bool, len(bodies))
 		err := tx.Bucket(bktMessages).ForEach(func(k, v []byte) error {
@@ -73,7 +73,7 @@ func (s *Spool) reconcile() error {
 		}
 		for id := range bodies {
 			if !known[id] {
-				stale = append(stale, id) // renamed but never committed
+				orphans = append(orphans, id) // linked but never committed
 			}
 		}
 		return nil
@@ -114,8 +114,18 @@ func (s *Spool) reconcile() error {
 		s.log.Error("spool: recovery: body file missing, message dead-lettered", "msg_id", id)
 	}
 	for _, id := range stale {
-		s.log.Info("spool: recovery: removing orphan body", "msg_id", id)
+		s.log.Info("spool: recovery: removing the body of a delivered message", "msg_id", id)
 		s.removeBody(id)
+	}
+	if len(orphans) > maxOrphansRemoved {
+		if err := s.quarantineOrphans(orphans); err != nil {
+			return fmt.Errorf("spool: recovery: %w", err)
+		}
+	} else {
+		for _, id := range orphans {
+			s.log.Info("spool: recovery: removing orphan body (written, never committed)", "msg_id", id)
+			s.removeBody(id)
+		}
 	}
 	// Open holds bbolt's exclusive lock, so whoever leased an active
 	// message is gone: requeue every lease now instead of letting the
@@ -126,6 +136,32 @@ func (s *Spool) reconcile() error {
 	if _, err := s.purge(StateDelivered, now.Add(-s.opts.DeliveredRetention)); err != nil {
 		return fmt.Errorf("spool: recovery: purging delivered: %w", err)
 	}
+	return nil
+}
+
+// quarantineOrphans moves body files without metadata to OrphansDir instead
+// of deleting them: there are more than a crash during enqueue leaves, so the
+// metadata that named them was more likely lost, and the bodies are the only
+// copy of the mail ('spoolctl salvage' re-queues them).
+func (s *Spool) quarantineOrphans(ids []string) error {
+	dst := filepath.Join(s.dir, OrphansDir)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dst, err)
+	}
+	for _, id := range ids {
+		if err := s.fs.Rename(s.bodyPath(id), filepath.Join(dst, id+".eml")); err != nil {
+			return fmt.Errorf("moving orphan body %s to %s: %w", id, dst, err)
+		}
+	}
+	if err := s.fs.SyncDir(dst); err != nil {
+		return fmt.Errorf("fsync %s: %w", dst, err)
+	}
+	if err := s.fs.SyncDir(s.msgDir); err != nil {
+		return fmt.Errorf("fsync %s: %w", s.msgDir, err)
+	}
+	s.log.Error("spool: recovery: found many body files that no message names; kept them instead of deleting "+
+		"(was spool.db replaced or restored from an older copy?). Re-queue them with 'spoolctl salvage' or remove them",
+		"count", len(ids), "moved_to", dst)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -156,6 +157,9 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 	} else if _, err := os.Stat(s.dbPath); err != nil {
 		return nil, fmt.Errorf("spool: opening %s read-only: %w", s.dbPath, err)
 	}
+	if err := checkDatabaseFile(dir, s.dbPath); err != nil {
+		return nil, err
+	}
 	db, err := openBolt(s.dbPath, opts)
 	if err != nil {
 		return nil, err
@@ -171,6 +175,12 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if !opts.ReadOnly {
+		if err := s.writeMarker(); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if err := db.View(releaseMapping); err != nil {
 		s.log.Warn("spool: releasing the database mapping after recovery", "err", err)
@@ -193,6 +203,10 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 // openBolt opens the database, turning lock timeouts into ErrInUse and
 // corruption (errors or panics inside bbolt) into ErrCorrupt.
 func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	// A damaged file can still send bbolt to a page outside the mapping
+	// (checkDatabaseFile catches the common case, truncation): let the
+	// fault be a panic that becomes ErrCorrupt, not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db = nil
@@ -224,6 +238,7 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 // init creates the buckets, checks the schema and runs recovery. A panic here
 // means bbolt hit a corrupt page.
 func (s *Spool) init() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("spool: opening %s: %w: %v", s.dbPath, ErrCorrupt, r)
@@ -388,6 +403,13 @@ func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 	}
 	f, err := os.Open(s.bodyPath(id))
 	if errors.Is(err, os.ErrNotExist) {
+		// Only a message that still needs its body has lost it; a
+		// delivered one dropped it on purpose.
+		var m *Message
+		_ = s.db.View(func(tx *bolt.Tx) error { m, _ = getMsg(tx, id); return nil })
+		if m != nil && m.State != StateDelivered {
+			return nil, fmt.Errorf("spool: open body %s: %w", id, ErrBodyMissing)
+		}
 		return nil, fmt.Errorf("spool: open body %s: %w", id, ErrNotFound)
 	}
 	if err != nil {

@@ -176,13 +176,16 @@ type Page struct {
 
 // Errors returned by the spool. They are matched with errors.Is.
 var (
-	ErrNotFound   = errors.New("spool: message not found")
-	ErrWrongState = errors.New("spool: message is in the wrong state for this operation")
-	ErrLeaseLost  = errors.New("spool: lease lost (expired or taken by another worker)")
-	ErrNoSpace    = errors.New("spool: no space left on device")
-	ErrClosed     = errors.New("spool: closed")
-	ErrInUse      = errors.New("spool: in use by another process")
-	ErrCorrupt    = errors.New("spool: database is corrupt")
-	ErrReadOnly   = errors.New("spool: opened read-only")
-	ErrInvalid    = errors.New("spool: invalid request")
+	ErrNotFound = errors.New("spool: message not found")
+	// ErrBodyMissing: the message exists but its body file is gone (deleted
+	// under messages/ while spoold ran); it can never be delivered.
+	ErrBodyMissing = errors.New("spool: " + bodyMissing)
+	ErrWrongState  = errors.New("spool: message is in the wrong state for this operation")
+	ErrLeaseLost   = errors.New("spool: lease lost (expired or taken by another worker)")
+	ErrNoSpace     = errors.New("spool: no space left on device")
+	ErrClosed      = errors.New("spool: closed")
+	ErrInUse       = errors.New("spool: in use by another process")
+	ErrCorrupt     = errors.New("spool: database is corrupt")
+	ErrReadOnly    = errors.New("spool: opened read-only")
+	ErrInvalid     = errors.New("spool: invalid request")
 )
