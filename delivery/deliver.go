@@ -116,6 +116,12 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 		return
 	}
 	body, err := e.sp.OpenBody(m.ID)
+	if errors.Is(err, spool.ErrBodyMissing) {
+		// Deleted under messages/ while we ran: no retry can bring it back.
+		e.dead(bg, a, m, "body missing (its file was removed from the spool)",
+			&SMTPError{Class: ClassPermanent, Text: "body missing", Err: err}, nil, log)
+		return
+	}
 	if err != nil {
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "opening the spooled body: " + err.Error(), Err: err}, log)
 		return

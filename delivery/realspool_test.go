@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +157,27 @@ func TestRealSpoolShutdownReleasesLease(t *testing.T) {
 	}
 	if m.State == spool.StateActive || m.Attempts != 0 || m.LeaseOwner != "" {
 		t.Errorf("after shutdown: state %s attempts %d owner %q", m.State, m.Attempts, m.LeaseOwner)
+	}
+}
+
+// TestRealSpoolBodyDeletedWhileRunning: a body file removed from messages/
+// while spoold runs can never be sent; the message is dead-lettered at once
+// as "body missing" (as recovery does at start), not deferred for its whole
+// lifetime with "message not found".
+func TestRealSpoolBodyDeletedWhileRunning(t *testing.T) {
+	sp, _, eng, _ := realHarness(t, smtpfake.Options{}, newTokens())
+	eng.Pause(true)
+	big := strings.Repeat("a line of a large scan\r\n", 4000) // > 64 KiB: a body file
+	id := realEnqueue(t, sp, spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}}, big)
+	if err := os.Remove(filepath.Join(sp.Dir(), spool.MessagesDir, id+".eml")); err != nil {
+		t.Fatal(err)
+	}
+	eng.Pause(false)
+	m := realWait(t, sp, id, func(m *spool.Message) bool { return m.State != spool.StateQueued && m.State != spool.StateActive })
+	if m.State != spool.StateDead || !strings.Contains(m.Reason, "body missing") {
+		t.Fatalf("message is %s with reason %q, want dead with \"body missing\"", m.State, m.Reason)
+	}
+	if m.Attempts > 1 {
+		t.Errorf("attempts = %d", m.Attempts)
 	}
 }
