@@ -72,7 +72,7 @@ func newDataReader(c *Conn) *dataReader {
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
-			return 0, ErrDataTooLarge
+			return r.readPastLimit()
 		}
 		if int64(len(b)) > r.n {
 			b = b[0:r.n]
@@ -164,4 +164,20 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// readPastLimit is Read once MaxMessageBytes octets have been read. A spoold
+// patch: v0.25.1 failed here at once, so a message of exactly the advertised
+// SIZE was refused, which RFC 1870 forbids. The end-of-data line yields no
+// octets, so read on until the first octet of content (too large) or the
+// end of data (the message fits).
+func (r *dataReader) readPastLimit() (int, error) {
+	var one [1]byte
+	r.limited = false
+	n, err := r.Read(one[:])
+	r.limited = true
+	if n > 0 {
+		return 0, ErrDataTooLarge
+	}
+	return 0, err
 }

@@ -63,3 +63,119 @@ func TestServerPartialLineEOFNotExecuted(t *testing.T) {
 		t.Fatalf("replies to a partial line then EOF: %q, want none", lines)
 	}
 }
+
+// sendData runs MAIL, RCPT and DATA with body (which must end with the
+// end-of-data line) and returns the final reply.
+func sendData(t *testing.T, c net.Conn, scanner *bufio.Scanner, body string) string {
+	t.Helper()
+	for _, cmd := range []string{"MAIL FROM:<root@nsa.gov>", "RCPT TO:<root@gchq.gov.uk>", "DATA"} {
+		io.WriteString(c, cmd+"\r\n")
+		scanner.Scan()
+		if !strings.HasPrefix(scanner.Text(), "250 ") && !strings.HasPrefix(scanner.Text(), "354 ") {
+			t.Fatalf("%s: %s", cmd, scanner.Text())
+		}
+	}
+	io.WriteString(c, body)
+	scanner.Scan()
+	return scanner.Text()
+}
+
+// RFC 1870: a message of exactly the advertised SIZE is accepted; one more
+// octet is refused.
+func TestServerSizeExactlyAtLimit(t *testing.T) {
+	be, s, c, scanner, caps := testServerEhlo(t, func(s *smtp.Server) { s.MaxMessageBytes = 20 })
+	defer s.Close()
+	defer c.Close()
+	if !caps["SIZE 20"] {
+		t.Fatalf("SIZE 20 not advertised: %v", caps)
+	}
+	exact := "0123456789abcdef\r\n" + "x\r\n"[1:] // 18 + 2 = 20 octets
+	if len(exact) != 20 {
+		t.Fatal(len(exact))
+	}
+	if got := sendData(t, c, scanner, exact+".\r\n"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("message of exactly MaxMessageBytes: %s, want 250", got)
+	}
+	if len(be.messages)+len(be.anonmsgs) != 1 {
+		t.Fatal("message not stored")
+	}
+	if got := sendData(t, c, scanner, "0123456789abcdefg\r\n\r\n.\r\n"); !strings.HasPrefix(got, "552 5.3.4 ") {
+		t.Fatalf("message of MaxMessageBytes+1: %s, want 552 5.3.4", got)
+	}
+	// The session is still in step after the refusal.
+	io.WriteString(c, "NOOP\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "250 ") {
+		t.Fatal("NOOP after 552:", scanner.Text())
+	}
+}
+
+// RFC 4954 section 4: a client response that is not valid base64 gets 501
+// 5.5.2, not a temporary 454 that devices retry forever.
+func TestServerAuthInvalidBase64(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t)
+	defer s.Close()
+	defer c.Close()
+
+	io.WriteString(c, "AUTH PLAIN !!!notbase64\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "501 5.5.2 ") {
+		t.Fatal("invalid initial response:", scanner.Text())
+	}
+	io.WriteString(c, "AUTH PLAIN\r\n")
+	scanner.Scan()
+	if scanner.Text() != "334 " {
+		t.Fatal("AUTH PLAIN:", scanner.Text())
+	}
+	io.WriteString(c, "@@@\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "501 5.5.2 ") {
+		t.Fatal("invalid continuation:", scanner.Text())
+	}
+}
+
+// RFC 5321 section 4.3.2 and Postfix: commands out of sequence get 503
+// 5.5.1 ("bad sequence of commands"); 502 means "not implemented".
+func TestServerBadSequence503(t *testing.T) {
+	_, s, c, scanner := testServerGreeted(t)
+	defer s.Close()
+	defer c.Close()
+
+	expect := func(cmd, prefix string) {
+		t.Helper()
+		io.WriteString(c, cmd+"\r\n")
+		scanner.Scan()
+		if !strings.HasPrefix(scanner.Text(), prefix) {
+			t.Fatalf("%s: %s, want %s", cmd, scanner.Text(), prefix)
+		}
+	}
+	expect("MAIL FROM:<root@nsa.gov>", "503 5.5.1 ") // before EHLO
+	expect("AUTH PLAIN", "503 5.5.1 ")               // before EHLO
+	expect("EHLO localhost", "250")
+	for scanner.Text()[3] == '-' {
+		scanner.Scan()
+	}
+	expect("RCPT TO:<root@gchq.gov.uk>", "503 5.5.1 ") // before MAIL
+	expect("DATA", "503 5.5.1 ")                       // before MAIL
+	expect("MAIL FROM:<root@nsa.gov>", "250 ")
+	expect("DATA", "503 5.5.1 ") // before RCPT
+	io.WriteString(c, "BDAT 4 LAST\r\nNOOP")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "503 5.5.1 ") {
+		t.Fatal("BDAT before RCPT:", scanner.Text())
+	}
+	expect("HELP", "502 5.5.1 ") // not implemented stays 502
+}
+
+// RFC 4954 section 6: AUTH that needs an encrypted connection answers 538
+// 5.7.11 (523 is not an SMTP reply code).
+func TestServerAuthBeforeTLS538(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.AllowInsecureAuth = false })
+	defer s.Close()
+	defer c.Close()
+	io.WriteString(c, "AUTH PLAIN AHVzZXJuYW1lAHBhc3N3b3Jk\r\n")
+	scanner.Scan()
+	if scanner.Text() != "538 5.7.11 Encryption required for requested authentication mechanism" {
+		t.Fatal("AUTH before TLS:", scanner.Text())
+	}
+}

@@ -33,3 +33,57 @@ func TestPartialCommandLineTimeout(t *testing.T) {
 		t.Fatalf("stored %d messages", n)
 	}
 }
+
+// TestSizeExactlyAtLimit: RFC 1870, a listener advertising SIZE N accepts a
+// body of exactly N octets and refuses N+1 with 552 5.3.4.
+func TestSizeExactlyAtLimit(t *testing.T) {
+	const max = 1000
+	lc := baseListener()
+	lc.MaxMessageSize = max
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	if ehlo := c.ehlo(); !strings.Contains(ehlo, "SIZE 1000") {
+		t.Fatalf("SIZE not advertised: %q", ehlo)
+	}
+	body := func(n int) string {
+		head := "Subject: size\r\n\r\n"
+		return head + strings.Repeat("x", n-len(head)-2) + "\r\n"
+	}
+	if b := body(max); len(b) != max {
+		t.Fatal(len(b))
+	}
+	c.expect(250, "", "MAIL FROM:<a@corp.example> SIZE=%d", max)
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	c.expect(354, "", "DATA")
+	c.raw(body(max) + ".\r\n")
+	if code, msg := c.reply(); code != 250 {
+		t.Fatalf("body of exactly SIZE octets: %d %s, want 250", code, msg)
+	}
+	if code, msg := c.send("a@corp.example", "b@corp.example", body(max+1)+".\r\n"); code != 552 || !strings.HasPrefix(msg, "5.3.4") {
+		t.Fatalf("body of SIZE+1 octets: %d %s, want 552 5.3.4", code, msg)
+	}
+	if n := len(fs.all()); n != 1 {
+		t.Fatalf("stored %d messages, want 1", n)
+	}
+}
+
+// TestProtocolReplyCodes: invalid base64 in AUTH is 501 5.5.2 (RFC 4954),
+// commands out of sequence are 503 5.5.1 (RFC 5321, as Postfix).
+func TestProtocolReplyCodes(t *testing.T) {
+	s := startServer(t, []ListenerConfig{authListener(t, TLSStartTLS)}, Routes{}, &fakeSpool{}, Options{})
+	addr := addrOf(t, s, "mfd")
+	c := dial(t, addr)
+	c.greet()
+	c.expect(503, "5.5.1", "MAIL FROM:<a@corp.example>") // before EHLO
+	tc := dialTLSAfterStartTLS(t, addr)
+	tc.expect(501, "5.5.2", "AUTH PLAIN !!notbase64")
+	tc.expect(334, "", "AUTH LOGIN")
+	tc.expect(501, "5.5.2", "@@@")
+	tc.expect(235, "", "AUTH PLAIN %s", plainIR("scanner", "s3cret!"))
+	tc.expect(503, "5.5.1", "RCPT TO:<b@corp.example>") // before MAIL
+	tc.expect(503, "5.5.1", "DATA")                     // before MAIL
+	tc.expect(250, "", "MAIL FROM:<a@corp.example>")
+	tc.expect(503, "5.5.1", "DATA") // before RCPT
+}
