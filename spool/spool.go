@@ -33,6 +33,10 @@ type Options struct {
 	// of a file of its own; default and upper bound MaxInlineBody, <0 stores
 	// every body in a file.
 	InlineBodyMax int
+
+	// allowNew lets Salvage create a database where an earlier spool's
+	// marker is (it has moved the bodies aside first).
+	allowNew bool
 }
 
 // MaxInlineBody is the default and largest Options.InlineBodyMax: bodies
@@ -157,7 +161,7 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 	} else if _, err := os.Stat(s.dbPath); err != nil {
 		return nil, fmt.Errorf("spool: opening %s read-only: %w", s.dbPath, err)
 	}
-	if err := checkDatabaseFile(dir, s.dbPath); err != nil {
+	if err := checkDatabaseFile(dir, s.dbPath); err != nil && !(opts.allowNew && errors.Is(err, ErrNoDatabase)) {
 		return nil, err
 	}
 	db, err := openBolt(s.dbPath, opts)

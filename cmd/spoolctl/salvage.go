@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spoold/spoold/spool"
+)
+
+// salvageCmd re-queues the bodies of a spool whose database was lost or
+// damaged. It works on the data directory itself, so spoold must be stopped
+// (the database lock enforces that).
+func (a *app) salvageCmd() *cobra.Command {
+	var dataDir, account string
+	var dryRun, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "salvage --data-dir DIR --account NAME",
+		Short: "Re-queue the message bodies of a lost or damaged spool database (spoold stopped)",
+		Long: "salvage is for a data directory that spoold refuses to start with because spool.db is missing,\n" +
+			"empty or damaged, and for bodies that start-up moved to orphaned/. It moves an unusable spool.db\n" +
+			"aside (spool.db.damaged-TIME, never deleted), creates a new database and re-queues every body file\n" +
+			"as a held message routed to --account, with the sender and recipients read from its header (From;\n" +
+			"To, Cc and spoold's Received line; Bcc recipients cannot be recovered). Bodies stored inside the\n" +
+			"lost database are gone with it. Check the held messages (spoolctl list --state held, show) and\n" +
+			"release them; some may already have been delivered before the loss.\n\n" +
+			"  systemctl stop spoold\n" +
+			"  spoolctl salvage --data-dir /var/lib/spoold --account office --dry-run\n" +
+			"  spoolctl salvage --data-dir /var/lib/spoold --account office\n" +
+			"  systemctl start spoold",
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "", "spoold's data directory (data_dir in the config)")
+	f.StringVar(&account, "account", "", "account to route the re-queued messages to")
+	f.BoolVar(&dryRun, "dry-run", false, "list what would be re-queued and change nothing")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		if dataDir == "" || account == "" {
+			return usagef("salvage needs --data-dir and --account")
+		}
+		rep, err := spool.Salvage(dataDir, spool.SalvageOptions{
+			Account: account,
+			DryRun:  dryRun,
+			Spool:   spool.Options{Logger: slog.New(slog.NewTextHandler(a.d.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+		})
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+				return err
+			}
+		} else {
+			printSalvage(cmd.OutOrStdout(), rep, dryRun)
+		}
+		for _, b := range rep.Bodies {
+			if b.Problem != "" {
+				return fmt.Errorf("some bodies were not re-queued; they are kept in %s", rep.KeptIn)
+			}
+		}
+		return nil
+	})
+	return cmd
+}
+
+func printSalvage(w io.Writer, rep *spool.SalvageReport, dryRun bool) {
+	if rep.DamagedDB != "" {
+		fmt.Fprintf(w, "damaged database kept as %s\n", rep.DamagedDB)
+	}
+	done, skipped := 0, 0
+	for _, b := range rep.Bodies {
+		switch {
+		case b.Problem != "":
+			skipped++
+			fmt.Fprintf(w, "skipped %s: %s\n", b.File, b.Problem)
+		case dryRun:
+			done++
+			fmt.Fprintf(w, "would re-queue %s: from <%s> to %s\n", b.File, b.From, strings.Join(b.To, ", "))
+		default:
+			done++
+			fmt.Fprintf(w, "re-queued %s as %s (held): from <%s> to %s\n", b.File, b.ID, b.From, strings.Join(b.To, ", "))
+		}
+	}
+	verb := "re-queued (held)"
+	if dryRun {
+		verb = "would be re-queued"
+	}
+	fmt.Fprintf(w, "%d bodies %s, %d skipped\n", done, verb, skipped)
+	if !dryRun && done > 0 {
+		fmt.Fprintln(w, "check them with 'spoolctl list --state held', then 'spoolctl release ID'")
+	}
+}
