@@ -4,6 +4,7 @@ package smtpd
 // reproduces a defect found by probing the listener as an attacker would.
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +87,54 @@ func TestProtocolReplyCodes(t *testing.T) {
 	tc.expect(503, "5.5.1", "DATA")                     // before MAIL
 	tc.expect(250, "", "MAIL FROM:<a@corp.example>")
 	tc.expect(503, "5.5.1", "DATA") // before RCPT
+}
+
+// TestShutdownClosesStalledData: a client stalled in the middle of DATA does
+// not keep the daemon up past the shutdown timeout: Shutdown returns soon
+// after ctx expires, the client is disconnected and nothing is stored.
+func TestShutdownClosesStalledData(t *testing.T) {
+	lc := baseListener() // ReadTimeout 30s: far beyond what the test waits
+	fs := &fakeSpool{started: make(chan struct{}, 1)}
+	s, err := New([]ListenerConfig{lc}, Routes{}, fs, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := addrOf(t, s, "mfd")
+	c, idle := dial(t, addr), dial(t, addr)
+	c.greet()
+	idle.greet()
+	c.ehlo()
+	idle.ehlo()
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	c.expect(354, "", "DATA")
+	c.raw("Subject: stalled\r\n\r\nhalf a scan")
+	<-fs.started
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown returned nil although a session never finished")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Shutdown took %v with a 200ms timeout", took)
+	}
+	// The idle session was told politely at once.
+	if code, msg, err := idle.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.3.2") {
+		t.Fatalf("idle session: %d %q %v, want 421 4.3.2", code, msg, err)
+	}
+	// The stalled one is disconnected (possibly after a 421), never 250.
+	if code, msg, err := c.replyErr(); err == nil && code != 421 {
+		t.Fatalf("stalled DATA session got %d %s, want 421 or a closed connection", code, msg)
+	}
+	if err := c.waitClosed(); err != nil {
+		t.Fatalf("stalled DATA session still open: %v", err)
+	}
+	if n := len(fs.all()); n != 0 {
+		t.Fatalf("stored %d messages", n)
+	}
 }

@@ -128,6 +128,10 @@ func (c *trackedConn) setTop(top net.Conn) {
 // sayGoodbye writes a final reply through the session's connection and closes
 // it. Callers hold c.mu.
 func (c *trackedConn) sayGoodbyeLocked(reply string) {
+	c.sayGoodbyeWithinLocked(reply, refuseTimeout)
+}
+
+func (c *trackedConn) sayGoodbyeWithinLocked(reply string, d time.Duration) {
 	if c.closed {
 		return
 	}
@@ -136,8 +140,20 @@ func (c *trackedConn) sayGoodbyeLocked(reply string) {
 	if w == nil {
 		w = c.Conn
 	}
-	_ = w.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	_ = w.SetWriteDeadline(time.Now().Add(d))
 	_, _ = w.Write([]byte(reply + "\r\n"))
+	_ = c.Close()
+}
+
+// goodbye closes the connection, with a last reply if the client takes it
+// within d. Unlike sayGoodbyeLocked it does not wait for c.mu, and it closes
+// even a connection already told goodbye whose close has not ended the
+// session (a write stuck on a full send buffer holds the TLS lock).
+func (c *trackedConn) goodbye(reply string, d time.Duration) {
+	if c.mu.TryLock() {
+		c.sayGoodbyeWithinLocked(reply, d)
+		c.mu.Unlock()
+	}
 	_ = c.Close()
 }
 

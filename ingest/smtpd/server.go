@@ -382,13 +382,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		s.cancel()
-		for _, ls := range s.listeners {
-			_ = ls.smtp.Close()
-		}
+		// go-smtp's Close returns at once after its Shutdown without closing
+		// connections, so a client stalled in DATA would keep its session,
+		// and the daemon, alive until its read timeout: close every session
+		// left ourselves.
+		n := s.closeAll(replyShutdown)
 		<-done
-		s.log.Warn("smtp shutdown timed out; closed sessions still in DATA")
+		s.log.Warn("smtp shutdown timed out; closed the sessions left", "sessions", n)
 		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
 	}
+}
+
+// goodbyeTimeout bounds the last reply to a session closed at shutdown: a
+// stalled client may not be reading, and shutdown must not wait for it.
+const goodbyeTimeout = 500 * time.Millisecond
+
+// closeAll tells every remaining session reply and closes it, all at once
+// so that clients that do not read cost one goodbyeTimeout in total.
+func (s *Server) closeAll(reply string) int {
+	s.mu.Lock()
+	var conns []*trackedConn
+	for _, ls := range s.listeners {
+		for c := range ls.conns {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.goodbye(reply, goodbyeTimeout)
+		}()
+	}
+	wg.Wait()
+	return len(conns)
 }
 
 func lowerASCII(s string) string {
