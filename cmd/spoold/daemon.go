@@ -25,10 +25,6 @@ import (
 	"github.com/spoold/spoold/spool"
 )
 
-// ingestShutdownTimeout bounds how long SMTP sessions in DATA may take to
-// finish on shutdown before the rest get 421.
-const ingestShutdownTimeout = 30 * time.Second
-
 // daemon owns the running subsystems. Start order follows the data flow
 // (spool, auth, delivery, ingest, admin/HTTP); shutdown reverses it so that
 // nothing is accepted that cannot be stored and the spool closes last.
@@ -346,28 +342,43 @@ func restartNeeded(old, next *configs.Config) []string {
 	return why
 }
 
-// shutdown stops ingest first (no new mail), then delivery (in-flight sends
-// finish within delivery.shutdown_timeout, the rest are released), then the
-// admin and HTTP endpoints, and closes the spool last.
+// shutdown stops taking new mail at once, then gives SMTP sessions in DATA
+// and in-flight deliveries delivery.shutdown_timeout, side by side, to
+// finish (sessions still open then are closed; unfinished deliveries are
+// released to the queue), then stops the admin and HTTP endpoints and closes
+// the spool last. Side by side keeps the whole stop within one timeout plus
+// a few seconds, well inside systemd's TimeoutStopSec.
 func (d *daemon) shutdown() {
+	budget := 30 * time.Second
+	if d.cfg != nil && d.cfg.Delivery.ShutdownTimeout > 0 {
+		budget = d.cfg.Delivery.ShutdownTimeout
+	}
+	var wg sync.WaitGroup
 	if d.smtp != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), ingestShutdownTimeout)
-		if err := d.smtp.Shutdown(ctx); err != nil {
-			d.log.Warn("shutdown: SMTP", "err", err)
-		}
-		cancel()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), budget)
+			defer cancel()
+			if err := d.smtp.Shutdown(ctx); err != nil {
+				d.log.Warn("shutdown: SMTP", "err", err)
+			}
+		})
 	}
 	if d.scans != nil {
-		if err := d.scans.Close(); err != nil {
-			d.log.Warn("shutdown: scan folders", "err", err)
-		}
+		wg.Go(func() {
+			if err := d.scans.Close(); err != nil {
+				d.log.Warn("shutdown: scan folders", "err", err)
+			}
+		})
 	}
 	if d.engineCancel != nil {
-		d.engineCancel()
-		if err := <-d.engineDone; err != nil && !errors.Is(err, context.Canceled) {
-			d.log.Warn("shutdown: delivery", "err", err)
-		}
+		wg.Go(func() {
+			d.engineCancel()
+			if err := <-d.engineDone; err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Warn("shutdown: delivery", "err", err)
+			}
+		})
 	}
+	wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if d.admin != nil {

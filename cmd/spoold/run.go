@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spoold/spoold/configs"
@@ -21,7 +22,15 @@ const (
 	exitUsage   = 2
 )
 
-func run(args []string, stdout, stderr io.Writer) int {
+// crashBySignal makes a Go runtime crash (an unrecovered panic in any
+// goroutine, a fatal runtime error) end the process with SIGABRT instead of
+// exit status 2. Status 2 is the contract's config error, which the systemd
+// unit does not restart (RestartPreventExitStatus=2); a crash must be
+// restarted (Restart=on-failure restarts after SIGABRT). The unit sets
+// LimitCORE=0, so no core file carries tokens to disk.
+func crashBySignal() { debug.SetTraceback("crash") }
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("spoold", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML config file (default: the embedded default configuration)")
@@ -73,14 +82,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("running the embedded default configuration (spoold -print-default-config shows it)")
 	}
 
+	crashBySignal()
+	// A panic on this goroutine (start-up, reload, shutdown) is a runtime
+	// failure: exit 1, which the unit restarts.
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("spoold: internal error", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			fmt.Fprintf(stderr, "spoold: internal error: %v\n", r)
+			code = exitFailure
+		}
+	}()
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := startDaemon(ctx, cfg, *configPath, log, level)
 	if err != nil {
 		log.Error("spoold could not start", "err", err)
+		hint := ""
 		if errors.Is(err, spool.ErrInUse) {
-			fmt.Fprintf(stderr, "spoold: %v (is another spoold running?)\n", err)
+			hint = " (is another spoold running?)"
 		}
+		// Also as a plain line: with JSON logs this is what an admin reads.
+		fmt.Fprintf(stderr, "spoold: could not start: %v%s\n", err, hint)
 		return exitFailure
 	}
 	hup := make(chan os.Signal, 1)
