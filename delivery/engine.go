@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -206,8 +207,22 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	return e, nil
 }
 
-func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
-	out := make(map[string]*account, len(cfgs))
+// ValidateAccounts checks accounts exactly as New and Reload do, without
+// starting anything, so that spoold -check refuses what start-up would and
+// a reload can validate every subsystem before it applies any.
+func ValidateAccounts(cfgs []AccountConfig) error {
+	_, err := normalizeAll(cfgs)
+	return err
+}
+
+type normalized struct {
+	cfg AccountConfig
+	tls *tls.Config
+}
+
+func normalizeAll(cfgs []AccountConfig) ([]normalized, error) {
+	var out []normalized
+	seen := map[string]bool{}
 	var errs []error
 	for _, c := range cfgs {
 		n, tc, err := c.normalize()
@@ -215,10 +230,25 @@ func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if _, dup := out[n.Name]; dup {
+		if seen[n.Name] {
 			errs = append(errs, fmt.Errorf("delivery: account %q defined twice", n.Name))
 			continue
 		}
+		seen[n.Name] = true
+		out = append(out, normalized{n, tc})
+	}
+	return out, errors.Join(errs...)
+}
+
+func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
+	all, err := normalizeAll(cfgs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*account, len(all))
+	var errs []error
+	for _, na := range all {
+		n, tc := na.cfg, na.tls
 		if n.Transport == "smtp" && n.Auth == "xoauth2" && e.tokens == nil {
 			errs = append(errs, fmt.Errorf("delivery: account %q uses xoauth2 but no token source is configured", n.Name))
 			continue

@@ -225,6 +225,10 @@ func (d *daemon) reload() {
 		return
 	}
 	cfg, err := configs.Load(d.cfgPath)
+	if err == nil {
+		// Every subsystem validates before any applies: all or nothing.
+		err = validateSubsystems(cfg)
+	}
 	if err != nil {
 		d.log.Error("reload: config has problems; keeping the running configuration", "config", d.cfgPath, "problems", err.Error())
 		return

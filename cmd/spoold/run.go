@@ -60,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	} else {
 		cfg, err = configs.Load(*configPath)
 	}
+	if err == nil {
+		err = validateSubsystems(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "spoold: the configuration has problems:\n%s\n", err)
 		return exitUsage

@@ -42,6 +42,25 @@ routes:
   default: nowhere
 `)
 
+	// configs accepts it; delivery refuses it at start-up. -check must too.
+	noTLS := filepath.Join(dir, "notls.yaml")
+	writeFile(t, noTLS, fmt.Sprintf(`data_dir: %s/data
+accounts:
+  - name: relay
+    provider: generic
+    auth: xoauth2
+    host: smtp.example.com
+    port: 25
+    tls: none
+    mailbox: scans@example.com
+    client_id: abc
+    auth_url: https://login.example.com/auth
+    token_url: https://login.example.com/token
+    scopes: [smtp]
+routes:
+  default: relay
+`, dir))
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -57,6 +76,8 @@ routes:
 			"bad.yaml:3: smtp_listeners[0]", // neither allowed_networks nor users: an open relay
 		}},
 		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
+		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`account "relay": auth xoauth2 needs TLS`}},
+		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`auth xoauth2 needs TLS`}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
 		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},
 		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/delivery"
+)
+
+// validateSubsystems runs every subsystem's own validation of the options
+// the daemon would run with, without starting or writing anything. -check,
+// start-up and reload all call it, so -check refuses exactly what start-up
+// refuses, and a reload is validated whole before any subsystem applies it.
+func validateSubsystems(cfg *configs.Config) error {
+	var errs []error
+	if _, err := authAccounts(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("accounts (auth): %w", err))
+	}
+	if err := delivery.ValidateAccounts(deliveryAccounts(cfg)); err != nil {
+		errs = append(errs, fmt.Errorf("accounts (delivery): %w", err))
+	}
+	return errors.Join(errs...)
+}
