@@ -295,6 +295,8 @@ func bodyReply(err error, maxLine int) (*smtp.SMTPError, string) {
 	switch {
 	case errors.As(err, &be):
 		return be.reply, be.reason
+	case errors.Is(err, errDataTooSlow):
+		return errDataTooSlow, "data_too_slow"
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return errTooLarge.reply, errTooLarge.reason
 	case errors.Is(err, smtp.ErrTooLongLine):

@@ -67,6 +67,19 @@ type ListenerConfig struct {
 	MaxConnectionsPerIP int           // default 20
 	MaxLineLength       int           // default 2000 (RFC 5321 allows 1000; old devices send longer)
 
+	// DataMinRate is the lowest average rate, in bytes per second, at which
+	// a client may send DATA or BDAT once DataRateGrace is used up: each
+	// read may wait only for the credit left, which is DataRateGrace plus
+	// one second per DataMinRate bytes received, minus the time spent
+	// waiting for the client. Without it a client sending a byte just
+	// inside ReadTimeout would hold its slot for as long as it likes (the
+	// read deadline is renewed on every read). With it no transfer takes
+	// longer than DataRateGrace + MaxMessageSize/DataMinRate of waiting on
+	// the client. Default 4096 (32 kbit/s: an MFD on 10 Mbit/s sends at
+	// hundreds of KiB/s); negative turns the check off.
+	DataMinRate   int64
+	DataRateGrace time.Duration // credit at the start of DATA; default 30s
+
 	BareLF BareLFPolicy // default reject
 
 	AuthFailureLimit  int           // failures per IP within the window before 421 and disconnect; default 5
@@ -97,6 +110,8 @@ const (
 	minLineLength         = 1000 // RFC 5321 section 4.5.3.1.6
 	defaultAuthFailLimit  = 5
 	defaultAuthFailWindow = 10 * time.Minute
+	defaultDataMinRate    = 4096
+	defaultDataRateGrace  = 30 * time.Second
 )
 
 // normalize fills defaults and validates one listener config.
@@ -191,7 +206,13 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	case c.MaxMessageSize < 0:
 		return fail("max message size must not be negative")
 	}
-	for _, d := range []*time.Duration{&c.ReadTimeout, &c.WriteTimeout, &c.AuthFailureWindow} {
+	switch {
+	case c.DataMinRate == 0:
+		c.DataMinRate = defaultDataMinRate
+	case c.DataMinRate < 0:
+		c.DataMinRate = -1 // off
+	}
+	for _, d := range []*time.Duration{&c.ReadTimeout, &c.WriteTimeout, &c.AuthFailureWindow, &c.DataRateGrace} {
 		if *d < 0 {
 			return fail("timeouts and windows must not be negative")
 		}
@@ -204,6 +225,9 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	}
 	if c.AuthFailureWindow == 0 {
 		c.AuthFailureWindow = defaultAuthFailWindow
+	}
+	if c.DataRateGrace == 0 {
+		c.DataRateGrace = defaultDataRateGrace
 	}
 	switch c.BareLF {
 	case "":

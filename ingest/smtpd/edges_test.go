@@ -5,6 +5,7 @@ package smtpd
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +137,84 @@ func TestShutdownClosesStalledData(t *testing.T) {
 	}
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages", n)
+	}
+}
+
+// trickle writes chunk every interval until the connection fails or stop is
+// closed: a slowloris client that never goes silent for a read timeout.
+func trickle(c *client, chunk string, interval time.Duration, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			if _, err := io.WriteString(c.conn, chunk); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// TestSlowlorisData: a client trickling DATA below the minimum rate is
+// answered 421 4.4.2 and disconnected once the grace period is used up,
+// although it never stays silent for a read timeout; nothing is stored.
+func TestSlowlorisData(t *testing.T) {
+	lc := baseListener() // ReadTimeout 30s: never reached
+	lc.DataMinRate = 10000
+	lc.DataRateGrace = 100 * time.Millisecond
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	c.expect(354, "", "DATA")
+	c.raw("Subject: slow\r\n\r\n")
+	stop := make(chan struct{})
+	done := trickle(c, "xxxxxxxx\r\n", 20*time.Millisecond, stop) // 500 bytes/s
+	defer func() { close(stop); <-done }()
+	code, msg, err := c.replyErr()
+	if err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
+		t.Fatalf("slowloris DATA: %d %q %v, want 421 4.4.2", code, msg, err)
+	}
+	if err := c.waitClosed(); err != nil {
+		t.Fatalf("connection not closed after 421: %v", err)
+	}
+	if n := len(fs.all()); n != 0 {
+		t.Fatalf("stored %d messages", n)
+	}
+}
+
+// TestDataMinRateAllowsSteadyClient: a client above the minimum rate that
+// pauses within its earned credit is not cut off.
+func TestDataMinRateAllowsSteadyClient(t *testing.T) {
+	lc := baseListener()
+	lc.DataMinRate = 1000
+	lc.DataRateGrace = 100 * time.Millisecond
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	// 2000 bytes at once earn 2 s of credit, far more than the pause below.
+	big := "Subject: steady\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 20)
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	c.expect(250, "", "RCPT TO:<b@corp.example>")
+	c.expect(354, "", "DATA")
+	c.raw(big)
+	// The client's own pause, not a wait for a condition: longer than the
+	// grace period, shorter than the credit the 2000 bytes earned.
+	time.Sleep(300 * time.Millisecond)
+	c.raw("end\r\n.\r\n")
+	if code, msg := c.reply(); code != 250 {
+		t.Fatalf("steady client: %d %s", code, msg)
 	}
 }

@@ -2,11 +2,14 @@ package smtpd
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // refuseTimeout bounds how long a refused connection may take to be told.
@@ -100,6 +103,13 @@ type trackedConn struct {
 	// between reads. Atomic: with BDAT, go-smtp calls Data on its own goroutine.
 	dataTimeout atomic.Int64
 
+	// The DATA rate check (see ListenerConfig.DataMinRate). Guarded by
+	// rateMu: Data starts it, possibly on BDAT's goroutine; the
+	// connection's goroutine reads.
+	rateMu  sync.Mutex
+	minRate int64         // bytes per second; 0: no check
+	credit  time.Duration // how long reads may still wait for the client
+
 	mu             sync.Mutex
 	top            net.Conn // what the session talks through (the TLS conn once TLS is up)
 	inData         bool
@@ -107,11 +117,53 @@ type trackedConn struct {
 	closed         bool
 }
 
+// startData begins DATA: reads renew their deadline, and with minRate > 0
+// may wait for the client only as long as the credit lasts.
+func (c *trackedConn) startData(readTimeout time.Duration, minRate int64, grace time.Duration) {
+	c.rateMu.Lock()
+	c.minRate, c.credit = max(minRate, 0), grace
+	c.rateMu.Unlock()
+	c.dataTimeout.Store(int64(readTimeout))
+}
+
+func (c *trackedConn) endData() { c.dataTimeout.Store(0) }
+
+// errDataTooSlow ends DATA below the minimum rate. An *smtp.SMTPError so that
+// go-smtp's BDAT path, which replies with read errors as they are, sends it too.
+var errDataTooSlow = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+	Message: "Message data arriving too slowly, closing connection"}
+
 func (c *trackedConn) Read(p []byte) (int, error) {
-	if d := time.Duration(c.dataTimeout.Load()); d > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	d := time.Duration(c.dataTimeout.Load())
+	if d <= 0 {
+		return c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	c.rateMu.Lock()
+	rate, credit := c.minRate, c.credit
+	c.rateMu.Unlock()
+	byRate := rate > 0 && credit < d
+	if byRate {
+		if credit <= 0 {
+			return 0, errDataTooSlow // sticky: go-smtp's drain ends at once
+		}
+		d = credit
+	}
+	start := time.Now()
+	_ = c.Conn.SetReadDeadline(start.Add(d))
+	n, err := c.Conn.Read(p)
+	if rate > 0 {
+		// Only time spent waiting here counts against the client: time the
+		// spool takes between reads (fsync, a busy disk) is not its fault.
+		earned := time.Duration(n) * time.Second / time.Duration(rate)
+		c.rateMu.Lock()
+		c.credit += earned - time.Since(start)
+		c.rateMu.Unlock()
+	}
+	var ne net.Error
+	if byRate && errors.As(err, &ne) && ne.Timeout() {
+		err = errDataTooSlow
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -61,6 +61,9 @@ type session struct {
 	maxSize int64
 
 	goodbyeAfterReply bool
+	// closeAfterReply: Data answered 421, which closes the transmission
+	// channel (RFC 5321 section 3.8); go-smtp would read on.
+	closeAfterReply bool
 }
 
 func (ls *listenerState) newSession(c *smtp.Conn) (smtp.Session, error) {
@@ -92,8 +95,16 @@ func (s *session) reject(reason string, e *smtp.SMTPError) error {
 func (s *session) Reset() {
 	s.mu.Lock()
 	s.hasMail, s.from, s.to, s.account, s.maxSize = false, "", nil, "", 0
-	goodbye := s.goodbyeAfterReply
+	goodbye, closeNow := s.goodbyeAfterReply, s.closeAfterReply
 	s.mu.Unlock()
+	if closeNow && s.tc != nil {
+		// The 421 is out (go-smtp resets after replying): just close.
+		s.tc.mu.Lock()
+		s.tc.closed = true
+		_ = s.tc.Close()
+		s.tc.mu.Unlock()
+		return
+	}
 	if goodbye && s.tc != nil {
 		// Shutdown began during DATA; the DATA reply is out, now say 421.
 		s.tc.mu.Lock()
@@ -262,13 +273,24 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	err := s.data(r)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code == 421 {
+		s.mu.Lock()
+		s.closeAfterReply = true
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *session) data(r io.Reader) error {
 	if s.tc != nil {
 		s.tc.mu.Lock()
 		s.tc.inData = true
 		s.tc.mu.Unlock()
-		s.tc.dataTimeout.Store(int64(s.ls.cfg.ReadTimeout))
+		s.tc.startData(s.ls.cfg.ReadTimeout, s.ls.cfg.DataMinRate, s.ls.cfg.DataRateGrace)
 		defer func() {
-			s.tc.dataTimeout.Store(0)
+			s.tc.endData()
 			s.tc.mu.Lock()
 			s.tc.inData = false
 			goodbye := s.tc.closeAfterData
