@@ -23,7 +23,17 @@ const (
 	DefaultRedirectURL   = "http://localhost:9191/oauth2/callback"
 	DefaultRefreshBefore = 5 * time.Minute
 	DefaultKeepAlive     = 24 * time.Hour
-	DefaultHTTPTimeout   = 30 * time.Second
+	// DefaultTokenTimeout bounds one request to a token or device
+	// authorization endpoint. It is generous on purpose: a server that
+	// rotates refresh tokens may answer slowly after it has already retired
+	// the old one, and giving up early means retrying with that old token,
+	// which reuse-detecting servers punish by revoking the whole grant.
+	DefaultTokenTimeout = 2 * time.Minute
+	// MinTokenTimeout and MaxTokenTimeout bound token_timeout: shorter makes
+	// the lost-rotation case above likely; longer holds a refresh (and the
+	// messages waiting on it) for no benefit.
+	MinTokenTimeout = time.Second
+	MaxTokenTimeout = 10 * time.Minute
 	// SecretExpiryWarning is how far ahead a configured client-secret expiry is warned about.
 	SecretExpiryWarning = 14 * 24 * time.Hour
 	// GoogleTestingGrantWarning: Google apps in "testing" publishing status lose
@@ -57,7 +67,9 @@ type AccountConfig struct {
 	RedirectURL                      string        // default DefaultRedirectURL
 	RefreshBefore                    time.Duration // default 5m
 	KeepAlive                        time.Duration // default 24h
-	HTTPTimeout                      time.Duration // default 30s
+	// TokenTimeout bounds each token/device endpoint request (default
+	// DefaultTokenTimeout, at least MinTokenTimeout, at most MaxTokenTimeout).
+	TokenTimeout time.Duration
 }
 
 // resolved is a validated account: config with defaults plus parsed keys.
@@ -136,8 +148,12 @@ func resolve(c AccountConfig) (*resolved, error) {
 	if r.cfg.KeepAlive <= 0 {
 		r.cfg.KeepAlive = DefaultKeepAlive
 	}
-	if r.cfg.HTTPTimeout <= 0 {
-		r.cfg.HTTPTimeout = DefaultHTTPTimeout
+	switch t := r.cfg.TokenTimeout; {
+	case t == 0:
+		r.cfg.TokenTimeout = DefaultTokenTimeout
+	case t < MinTokenTimeout || t > MaxTokenTimeout:
+		bad("token_timeout %s is out of range (%s to %s; default %s): a token endpoint that answers after spoold gave up may have rotated the refresh token already",
+			t, MinTokenTimeout, MaxTokenTimeout, DefaultTokenTimeout)
 	}
 	r.cfg.Mailbox = strings.TrimSpace(c.Mailbox)
 	if r.cfg.Mailbox == "" {

@@ -413,10 +413,11 @@ func TestTransientFailureReturnsStillValidToken(t *testing.T) {
 
 func TestTokenEndpointSlowAndDown(t *testing.T) {
 	e := newEnv(t)
+	e.opts.RefreshAttempts = 2
 	e.start()
 	e.mustLogin()
 	cfg := e.cfg()
-	cfg.HTTPTimeout = 150 * time.Millisecond
+	cfg.TokenTimeout = auth.MinTokenTimeout
 	if err := e.m.Reload([]auth.AccountConfig{cfg}); err != nil {
 		t.Fatal(err)
 	}

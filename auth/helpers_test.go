@@ -147,7 +147,7 @@ func (e *env) cfg() auth.AccountConfig {
 	return auth.AccountConfig{
 		Name: testAccount, Provider: "microsoft", Tenant: "contoso.onmicrosoft.com", ClientID: testClient,
 		Mailbox: testMailbox, AuthURL: e.srv.AuthURL(), TokenURL: e.srv.TokenURL(), DeviceAuthURL: e.srv.DeviceAuthURL(),
-		RedirectURL: e.cb.URL + "/oauth2/callback", HTTPTimeout: 5 * time.Second,
+		RedirectURL: e.cb.URL + "/oauth2/callback", TokenTimeout: 5 * time.Second,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -140,4 +141,34 @@ func FuzzCallbackQuery(f *testing.F) {
 			t.Fatal("accepted without state")
 		}
 	})
+}
+
+func TestTokenTimeoutDefaultAndBounds(t *testing.T) {
+	base := AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "a@example.com",
+		AuthURL: "https://idp.example/auth", TokenURL: "https://idp.example/token", Scopes: []string{"smtp"}}
+	r, err := resolve(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Issue 12: the old fixed 30 s lost answers of slow, rotating servers.
+	if r.cfg.TokenTimeout != DefaultTokenTimeout || DefaultTokenTimeout < 2*time.Minute {
+		t.Fatalf("default token timeout = %s", r.cfg.TokenTimeout)
+	}
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, MaxTokenTimeout + time.Second} {
+		c := base
+		c.TokenTimeout = d
+		if _, err := resolve(c); err == nil || !strings.Contains(err.Error(), "token_timeout") {
+			t.Errorf("token_timeout %s: %v", d, err)
+		}
+		if err := ValidateAccounts([]AccountConfig{c}); err == nil {
+			t.Errorf("ValidateAccounts accepted token_timeout %s", d)
+		}
+	}
+	for _, d := range []time.Duration{MinTokenTimeout, 5 * time.Minute, MaxTokenTimeout} {
+		c := base
+		c.TokenTimeout = d
+		if r, err := resolve(c); err != nil || r.cfg.TokenTimeout != d {
+			t.Errorf("token_timeout %s: %v", d, err)
+		}
+	}
 }

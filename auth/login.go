@@ -113,7 +113,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 	p := &pendingLogin{id: id, account: name, mode: mode, done: make(chan struct{}), expires: now.Add(m.opts.LoginTTL)}
 
 	if !r.flow.Delegated() {
-		_, _, terr := m.token(ctx, name, true, true)
+		_, _, terr := m.token(ctx, name, true, "", true)
 		h, herr := m.Health(ctx, name)
 		if terr == nil && herr != nil {
 			terr = herr
@@ -162,7 +162,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 			return LoginStart{}, fmt.Errorf("auth: account %s: no device_auth_url for a device login: %w", name, ErrMisconfigured)
 		}
 		form := url.Values{"client_id": {r.cfg.ClientID}, "scope": {strings.Join(scopes, " ")}}
-		da, err := requestDeviceAuth(ctx, m.hc, r.devURL, form, r.cfg.HTTPTimeout)
+		da, err := requestDeviceAuth(ctx, m.hc, r.devURL, form, r.cfg.TokenTimeout)
 		if err != nil {
 			err = m.scrubErr(err, r, nil)
 			return LoginStart{}, fmt.Errorf("auth: account %s: starting device login: %w", name, err)
@@ -334,7 +334,7 @@ func (m *Manager) exchangeCode(ctx context.Context, p *pendingLogin, code string
 	}
 	// One attempt only: a code is single-use, so a retry after a lost answer
 	// would fail anyway.
-	resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.HTTPTimeout)
+	resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.TokenTimeout)
 	if err != nil {
 		err = m.scrubErr(err, r, nil)
 		return Health{}, fmt.Errorf("auth: account %s: exchanging the authorization code: %w", p.account, err)
@@ -368,26 +368,32 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		Expiry: now.Add(resp.ExpiresIn), GrantedAt: now, Identity: identity, Flow: r.flow, ClientID: r.cfg.ClientID}
 
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if err := m.loadLocked(ctx, a); err != nil {
+		a.mu.Unlock()
 		return Health{}, err
 	}
 	a.gen++
 	if err := m.putToken(ctx, name, rec); err != nil {
 		a.tok, a.dirty = rec, true
 		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
-		return m.healthLocked(a), fmt.Errorf("auth: account %s: saving the new grant: %w: %w", name, ErrTransient, err)
+		h := m.healthLocked(a)
+		a.mu.Unlock()
+		return h, fmt.Errorf("auth: account %s: saving the new grant: %w: %w", name, ErrTransient, err)
 	}
-	prev := a.hr.Status
+	prev, _ := m.statusLocked(a)
 	a.tok, a.dirty = rec, false
 	a.hr.LastRefresh, a.hr.Failures = now, 0
 	m.setStatusLocked(a, StatusOK, "")
 	m.saveHealthLocked(ctx, a)
 	m.log.Info("signed in", "account", name, "identity", identity)
+	h := m.healthLocked(a)
+	a.mu.Unlock()
+	// Before the caller reports the login (WaitLogin, the callback page):
+	// consumers clear their holds first, so no stale hold is shown after it.
 	if prev != StatusOK {
 		m.signalRecovered(name)
 	}
-	return m.healthLocked(a), nil
+	return h, nil
 }
 
 // checkIdentity reads the ID token's claims and requires one of
@@ -476,7 +482,7 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 			return
 		case <-timer.C:
 		}
-		resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.HTTPTimeout)
+		resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.TokenTimeout)
 		if err == nil {
 			h, err := m.acceptGrant(ctx, p.account, resp)
 			p.finish(h, err)
@@ -568,7 +574,14 @@ func (m *Manager) CallbackHandler() http.Handler {
 			return
 		}
 		// Detached: the browser going away must not abort storing the grant.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), 2*time.Minute)
+		// Bounded by the account's token timeout, plus time to store it.
+		timeout := DefaultTokenTimeout
+		if a, err := m.lookup(p.account); err == nil {
+			a.mu.Lock()
+			timeout = a.r.cfg.TokenTimeout
+			a.mu.Unlock()
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout+30*time.Second)
 		defer cancel()
 		h, err := m.completeCallback(ctx, p, q)
 		if err != nil {

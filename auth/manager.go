@@ -57,6 +57,9 @@ type Manager struct {
 	met       *metrics
 	recovered chan string
 
+	hookMu sync.Mutex
+	hooks  []func(account string) // OnRecovered
+
 	base      context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -83,15 +86,19 @@ type account struct {
 	dirty  bool         // tok holds a token not yet saved (the store failed)
 	hr     healthRecord
 	gen    uint64 // bumped by login/logout so a refresh started before is discarded
-	flight *flight
+	// lostAnswer: the last refresh had requests that got no answer in time;
+	// a later invalid_grant probably is reuse detection (see refresh).
+	lostAnswer bool
+	flight     *flight
 }
 
 // flight is one refresh in progress; concurrent callers wait on done.
 type flight struct {
-	done chan struct{}
-	tok  Secret
-	exp  time.Time
-	err  error
+	done  chan struct{}
+	force bool // a forced refresh: its token is new unless it failed
+	tok   Secret
+	exp   time.Time
+	err   error
 }
 
 // NewManager validates the accounts and returns a Manager storing grants in
@@ -214,18 +221,55 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// Reload replaces the account set (SIGHUP): new accounts are added, missing
-// ones removed, changed ones updated in place keeping their grants. It is
-// all or nothing: an invalid config changes nothing.
-func (m *Manager) Reload(accounts []AccountConfig) error {
+// ValidateAccounts checks accounts exactly as NewManager and Reload would
+// (defaults, presets, key files) and returns every problem. It has no side
+// effects: the daemon calls it for `-check` and, on SIGHUP, for every
+// subsystem before applying any.
+func ValidateAccounts(accounts []AccountConfig) error {
+	_, err := resolveAll(accounts)
+	return err
+}
+
+// PreparedReload is a validated account set waiting to be applied.
+type PreparedReload struct {
+	m  *Manager
+	rs []*resolved
+}
+
+// PrepareReload validates accounts and returns the change to apply; it
+// changes nothing. Apply cannot fail, so a daemon that prepares every
+// subsystem first and then applies them all reloads all or nothing.
+func (m *Manager) PrepareReload(accounts []AccountConfig) (*PreparedReload, error) {
 	rs, err := resolveAll(accounts)
+	if err != nil {
+		return nil, err
+	}
+	return &PreparedReload{m: m, rs: rs}, nil
+}
+
+// Reload replaces the account set (SIGHUP): PrepareReload, then Apply. An
+// invalid config changes nothing.
+func (m *Manager) Reload(accounts []AccountConfig) error {
+	p, err := m.PrepareReload(accounts)
 	if err != nil {
 		return err
 	}
+	p.Apply()
+	return nil
+}
+
+// Apply installs the prepared account set: new accounts are added, missing
+// ones removed, changed ones updated in place keeping their grants. It makes
+// no store or network calls. Whether a stored grant still fits an account
+// (client_id, mailbox) is derived from the config on every read, so a config
+// that goes back to what the grant was issued for makes the account usable
+// again: it is then reported recovered.
+func (p *PreparedReload) Apply() {
+	m := p.m
+	var recovered []string
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	keep := make(map[string]bool, len(rs))
-	for _, r := range rs {
+	keep := make(map[string]bool, len(p.rs))
+	for _, r := range p.rs {
 		name := r.cfg.Name
 		keep[name] = true
 		a, ok := m.accounts[name]
@@ -236,28 +280,34 @@ func (m *Manager) Reload(accounts []AccountConfig) error {
 		}
 		a.mu.Lock()
 		old := a.r
+		if reflect.DeepEqual(old.cfg, r.cfg) {
+			a.r = r // same settings; key material re-read
+			a.mu.Unlock()
+			continue
+		}
+		before, _ := m.statusLocked(a)
 		a.r = r
-		if !reflect.DeepEqual(old.cfg, r.cfg) {
-			m.log.Info("account updated", "account", name)
-			// A changed config is the fix for most misconfigurations: let the
-			// next token call decide again.
-			if a.hr.Status == StatusMisconfigured {
-				a.hr.Status, a.hr.Reason = StatusOK, ""
-				m.met.setHealth(name, StatusOK)
+		m.log.Info("account updated", "account", name)
+		// A changed config is the fix for most misconfigurations: let the
+		// next token call decide again.
+		if a.hr.Status == StatusMisconfigured {
+			a.hr.Status, a.hr.Reason = StatusOK, ""
+		}
+		if old.flow != r.flow || old.cfg.ClientID != r.cfg.ClientID || !slices.Equal(old.scopes, r.scopes) || old.tokenURL != r.tokenURL {
+			// The cached access token was issued for the old settings.
+			if a.tok != nil {
+				a.tok.Expiry = time.Time{}
 			}
-			if r.flow.Delegated() && a.tok != nil && a.tok.RefreshToken != "" {
-				switch {
-				case a.tok.ClientID != "" && a.tok.ClientID != r.cfg.ClientID:
-					m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", name))
-				case a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
-					m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("mailbox changed to %s but the grant is for %s: run `spoolctl auth login %s` and sign in as %s", r.cfg.Mailbox, a.tok.Identity, name, r.cfg.Mailbox))
-				}
-			}
-			if old.flow != r.flow || old.cfg.ClientID != r.cfg.ClientID || !slices.Equal(old.scopes, r.scopes) || old.tokenURL != r.tokenURL {
-				// The cached access token was issued for the old settings.
-				if a.tok != nil {
-					a.tok.Expiry = time.Time{}
-				}
+		}
+		if a.loaded {
+			after, why := m.statusLocked(a)
+			m.met.setHealth(name, after)
+			switch {
+			case after != before && after == StatusOK:
+				m.log.Info("account health changed", "account", name, "status", after, "previous", before)
+				recovered = append(recovered, name)
+			case after != before:
+				m.log.Warn("account health changed", "account", name, "status", after, "previous", before, "reason", why)
 			}
 		}
 		a.mu.Unlock()
@@ -269,7 +319,10 @@ func (m *Manager) Reload(accounts []AccountConfig) error {
 			m.log.Info("account removed (its stored grant is kept)", "account", name)
 		}
 	}
-	return nil
+	m.mu.Unlock()
+	for _, name := range recovered {
+		m.signalRecovered(name)
+	}
 }
 
 // HasAccount reports whether name is configured.
@@ -316,14 +369,42 @@ func (m *Manager) SMTPAddr(name string) string {
 
 // Recovered delivers names of accounts that went back to "ok" (after a login,
 // a successful refresh after failures): delivery drains their queues at once.
-// Sends never block; a slow reader may miss names when 64 are pending.
+// Sends never block; a slow reader may miss names when 64 are pending. The
+// signal is asynchronous, so a reader may act on it after the login that
+// caused it has already been reported; OnRecovered has no such gap.
 func (m *Manager) Recovered() <-chan string { return m.recovered }
 
+// OnRecovered registers f to be called with an account's name whenever the
+// account goes back to "ok": a login, a successful refresh after failures,
+// Resume, a reload that restored the config its grant was issued for. f runs
+// synchronously, outside the Manager's locks, before the operation that
+// recovered the account returns or reports its result (WaitLogin,
+// CompletePaste, the callback page, the token call), so a consumer that
+// clears its own hold in f never shows a stale hold after a successful login.
+// f must be quick (clear state, wake a loop) and may call the Manager.
+func (m *Manager) OnRecovered(f func(account string)) {
+	m.hookMu.Lock()
+	m.hooks = append(m.hooks, f)
+	m.hookMu.Unlock()
+}
+
+// signalRecovered runs the OnRecovered hooks and feeds Recovered. Callers
+// must not hold an account's lock (the hooks may call back).
 func (m *Manager) signalRecovered(name string) {
+	m.hookMu.Lock()
+	hooks := slices.Clone(m.hooks)
+	m.hookMu.Unlock()
+	for _, f := range hooks {
+		f(name)
+	}
 	select {
 	case m.recovered <- name:
 	default:
-		m.log.Warn("recovered-account signal dropped: nobody is reading", "account", name)
+		lvl := slog.LevelWarn
+		if len(hooks) > 0 {
+			lvl = slog.LevelDebug // the hooks got it; nobody needs to read the channel
+		}
+		m.log.Log(context.Background(), lvl, "recovered-account signal dropped: nobody is reading", "account", name)
 	}
 }
 
@@ -341,20 +422,35 @@ func (m *Manager) lookup(name string) (*account, error) {
 // within RefreshBefore. Concurrent callers share one refresh. Errors wrap
 // ErrNeedsReauth, ErrMisconfigured, ErrTransient or ErrUnknownAccount.
 func (m *Manager) AccessToken(ctx context.Context, account string) (string, error) {
-	t, _, err := m.token(ctx, account, false, false)
+	t, _, err := m.token(ctx, account, false, "", false)
 	return t.Reveal(), err
 }
 
-// ForceRefresh gets a new access token even if the current one looks valid
-// (after the upstream refused it with 535).
+// ForceRefresh gets a new access token even if the current one looks valid.
+// After an upstream refused a token, use RefreshRejected: ForceRefresh
+// rotates the refresh token on every call, even when a parallel caller has
+// just refreshed.
 func (m *Manager) ForceRefresh(ctx context.Context, account string) (string, error) {
-	t, _, err := m.token(ctx, account, true, false)
+	t, _, err := m.token(ctx, account, true, "", false)
+	return t.Reveal(), err
+}
+
+// RefreshRejected returns an access token to use instead of rejected, one
+// the upstream refused (SMTP 535). Refusals of the same token coalesce: if
+// the account's token already differs from rejected (a refresh that
+// superseded it is done), that token is returned without a token request;
+// if a refresh is in flight, its result is shared; otherwise one refresh is
+// forced. So N parallel connections refused with one token cause a single
+// refresh-token rotation, not N (providers may revoke a grant whose refresh
+// token is used twice). An empty rejected is ForceRefresh.
+func (m *Manager) RefreshRejected(ctx context.Context, account, rejected string) (string, error) {
+	t, _, err := m.token(ctx, account, true, Secret(rejected), false)
 	return t.Reveal(), err
 }
 
 // TokenSource returns a persisted, refreshing oauth2.TokenSource for the
-// account. Each Token call is bounded by the account's HTTP timeout times
-// the refresh attempts.
+// account. Each Token call is bounded by the account's TokenTimeout times the
+// refresh attempts.
 func (m *Manager) TokenSource(account string) oauth2.TokenSource {
 	return tokenSource{m: m, account: account}
 }
@@ -365,56 +461,71 @@ type tokenSource struct {
 }
 
 func (ts tokenSource) Token() (*oauth2.Token, error) {
-	t, exp, err := ts.m.token(context.Background(), ts.account, false, false)
+	t, exp, err := ts.m.token(context.Background(), ts.account, false, "", false)
 	if err != nil {
 		return nil, err
 	}
 	return &oauth2.Token{AccessToken: t.Reveal(), TokenType: "Bearer", Expiry: exp}, nil
 }
 
-// token is the core of AccessToken/ForceRefresh/verification logins.
-// ignoreBlock lets an admin's login retry an account in needs_reauth or
-// misconfigured (client credentials and service accounts).
-func (m *Manager) token(ctx context.Context, name string, force, ignoreBlock bool) (Secret, time.Time, error) {
+// token is the core of AccessToken/ForceRefresh/RefreshRejected and of
+// logins that obtain a token at once. With force, a refresh happens even if
+// the current token looks fresh, unless rejected is set and the current token
+// is no longer rejected (someone refreshed since). ignoreBlock lets an
+// admin's login retry an account in needs_reauth or misconfigured (client
+// credentials and service accounts).
+func (m *Manager) token(ctx context.Context, name string, force bool, rejected Secret, ignoreBlock bool) (Secret, time.Time, error) {
 	a, err := m.lookup(name)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	a.mu.Lock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		a.mu.Unlock()
-		return "", time.Time{}, err
-	}
-	fl := a.flight
-	if fl == nil {
-		if !ignoreBlock {
-			if err := blockedErr(a); err != nil {
-				a.mu.Unlock()
-				return "", time.Time{}, err
+	// Two rounds at most: a shared flight that handed back the rejected token
+	// (a refresh-ahead that failed transiently falls back to the current
+	// token) is followed by one forced refresh of our own.
+	for round := 0; ; round++ {
+		a.mu.Lock()
+		if err := m.loadLocked(ctx, a); err != nil {
+			a.mu.Unlock()
+			return "", time.Time{}, err
+		}
+		fl := a.flight
+		if fl == nil {
+			if !ignoreBlock {
+				if err := blockedErr(m, a); err != nil {
+					a.mu.Unlock()
+					return "", time.Time{}, err
+				}
 			}
+			now := m.now()
+			f := force
+			if f && rejected != "" && a.tok != nil && a.tok.AccessToken != "" && a.tok.AccessToken != rejected {
+				f = false // superseded: the current token is not the refused one
+			}
+			if !f && !a.dirty && fresh(a.tok, now, a.r.cfg.RefreshBefore) {
+				t, exp := a.tok.AccessToken, a.tok.Expiry
+				a.mu.Unlock()
+				return t, exp, nil
+			}
+			if !m.goSafe() {
+				a.mu.Unlock()
+				return "", time.Time{}, fmt.Errorf("auth: account %s: manager is closed: %w", name, ErrTransient)
+			}
+			fl = &flight{done: make(chan struct{}), force: f}
+			a.flight = fl
+			// The refresh runs detached from this caller's ctx: others share it,
+			// and it is bounded by per-request timeouts and a retry limit.
+			go m.runFlight(a, fl, f)
 		}
-		now := m.now()
-		if !force && !a.dirty && fresh(a.tok, now, a.r.cfg.RefreshBefore) {
-			t, exp := a.tok.AccessToken, a.tok.Expiry
-			a.mu.Unlock()
-			return t, exp, nil
+		a.mu.Unlock()
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return "", time.Time{}, fmt.Errorf("auth: account %s: waiting for a token: %w: %w", name, ErrTransient, ctx.Err())
 		}
-		if !m.goSafe() {
-			a.mu.Unlock()
-			return "", time.Time{}, fmt.Errorf("auth: account %s: manager is closed: %w", name, ErrTransient)
+		if fl.err == nil && rejected != "" && fl.tok == rejected && !fl.force && round == 0 {
+			continue
 		}
-		fl = &flight{done: make(chan struct{})}
-		a.flight = fl
-		// The refresh runs detached from this caller's ctx: others share it,
-		// and it is bounded by per-request timeouts and a retry limit.
-		go m.runFlight(a, fl, force)
-	}
-	a.mu.Unlock()
-	select {
-	case <-fl.done:
 		return fl.tok, fl.exp, fl.err
-	case <-ctx.Done():
-		return "", time.Time{}, fmt.Errorf("auth: account %s: waiting for a token: %w: %w", name, ErrTransient, ctx.Err())
 	}
 }
 
@@ -422,14 +533,56 @@ func fresh(t *tokenRecord, now time.Time, before time.Duration) bool {
 	return t != nil && t.AccessToken != "" && now.Before(t.Expiry.Add(-before))
 }
 
-func blockedErr(a *account) error {
-	switch a.hr.Status {
+func blockedErr(m *Manager, a *account) error {
+	switch st, why := m.statusLocked(a); st {
 	case StatusNeedsReauth:
-		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrNeedsReauth, a.hr.Reason)
+		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrNeedsReauth, why)
 	case StatusMisconfigured:
-		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrMisconfigured, a.hr.Reason)
+		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrMisconfigured, why)
 	}
 	return nil
+}
+
+// grantMismatch says why the stored grant cannot serve the account's current
+// config, "" if it can. It is derived from the config on every read and
+// never stored as the status: a reload that changes client_id or mailbox
+// blocks the grant, and one that restores them unblocks it, with no token
+// request in between (a refresh with the wrong client could get the grant
+// refused for good).
+func grantMismatch(a *account) string {
+	r, t := a.r, a.tok
+	if !r.flow.Delegated() || t == nil || t.RefreshToken == "" {
+		return ""
+	}
+	switch {
+	case t.ClientID != "" && t.ClientID != r.cfg.ClientID:
+		return fmt.Sprintf("client_id changed since sign-in (the grant was issued to client_id %s): restore it, or run `spoolctl auth login %s`", sanitize(t.ClientID, 128), a.name)
+	case t.Identity != "" && !strings.EqualFold(t.Identity, r.cfg.Mailbox):
+		return fmt.Sprintf("the stored grant is for %s but the mailbox is %s: restore mailbox, or run `spoolctl auth login %s` and sign in as %s", t.Identity, r.cfg.Mailbox, a.name, r.cfg.Mailbox)
+	}
+	return ""
+}
+
+// statusLocked is the account's effective status: the stored one, or
+// needs_reauth while the grant does not fit the config (grantMismatch).
+func (m *Manager) statusLocked(a *account) (Status, string) {
+	if a.hr.Status != StatusNeedsReauth {
+		if why := grantMismatch(a); why != "" {
+			return StatusNeedsReauth, why
+		}
+	}
+	return a.hr.Status, a.hr.Reason
+}
+
+// legacyMismatch recognises the reasons older versions stored as the status
+// for a config mismatch (now derived, see grantMismatch).
+func legacyMismatch(reason string) bool {
+	for _, p := range []string{"client_id changed since sign-in", "mailbox changed to ", "the stored grant is for "} {
+		if strings.HasPrefix(reason, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) runFlight(a *account, fl *flight, force bool) {
@@ -477,10 +630,10 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is unreadable (%v): run `spoolctl auth login %s`", tokErr, a.name)
 	case r.flow.Delegated() && (a.tok == nil || a.tok.RefreshToken == ""):
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", a.name, r.cfg.Mailbox)
-	case r.flow.Delegated() && a.tok.ClientID != "" && a.tok.ClientID != r.cfg.ClientID:
-		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("client_id changed since sign-in: run `spoolctl auth login %s`", a.name)
-	case r.flow.Delegated() && a.tok.Identity != "" && !strings.EqualFold(a.tok.Identity, r.cfg.Mailbox):
-		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is for %s but the mailbox is %s: run `spoolctl auth login %s`", a.tok.Identity, r.cfg.Mailbox, a.name)
+	case a.hr.Status == StatusNeedsReauth && legacyMismatch(a.hr.Reason):
+		// Stored by an older version; a config mismatch is derived now
+		// (grantMismatch), so it goes away when the config is restored.
+		a.hr.Status, a.hr.Reason = StatusOK, ""
 	case a.hr.Status == StatusNeedsReauth && a.tok != nil && a.tok.RefreshToken != "" && a.tok.GrantedAt.After(a.hr.GrantedAt):
 		// The grant is newer than the status (a login whose health write was
 		// lost): the grant wins.
@@ -489,7 +642,8 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 		a.hr.Status, a.hr.Reason = StatusOK, "" // the config changed since: try again
 	}
 	a.loaded = true
-	m.met.setHealth(a.name, a.hr.Status)
+	st, _ := m.statusLocked(a)
+	m.met.setHealth(a.name, st)
 	return nil
 }
 
@@ -503,7 +657,8 @@ func (m *Manager) setStatusLocked(a *account, st Status, reason string) {
 		m.log.Log(context.Background(), lvl, "account health changed", "account", a.name, "status", st, "previous", a.hr.Status, "reason", reason)
 	}
 	a.hr.Status, a.hr.Reason = st, reason
-	m.met.setHealth(a.name, st)
+	eff, _ := m.statusLocked(a)
+	m.met.setHealth(a.name, eff)
 }
 
 // saveHealthLocked persists the health record; failures are logged only
@@ -519,6 +674,7 @@ func (m *Manager) saveHealthLocked(ctx context.Context, a *account) {
 	}
 	a.hr.Updated = m.now()
 	a.hr.ConfigHash = r.fingerprint()
+	a.hr.Mismatch = grantMismatch(a)
 	b, err := jsonMarshal(a.hr)
 	if err == nil {
 		err = m.store.AccountPut(ctx, a.name, HealthKey, b)
@@ -573,8 +729,7 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 		a.mu.Unlock()
 		return err
 	}
-	if a.hr.Status == StatusNeedsReauth {
-		reason := a.hr.Reason
+	if st, reason := m.statusLocked(a); st == StatusNeedsReauth {
 		a.mu.Unlock()
 		return fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
 	}
@@ -622,8 +777,9 @@ func (m *Manager) AllHealth(ctx context.Context) []Health {
 
 func (m *Manager) healthLocked(a *account) Health {
 	r, now := a.r, m.now()
+	st, why := m.statusLocked(a)
 	h := Health{Account: a.name, Provider: string(r.provider), Flow: string(r.flow), Mailbox: r.cfg.Mailbox,
-		Status: a.hr.Status, Reason: a.hr.Reason, LastRefresh: a.hr.LastRefresh, ClientSecretExpires: r.cfg.ClientSecretExpires}
+		Status: st, Reason: why, LastRefresh: a.hr.LastRefresh, ClientSecretExpires: r.cfg.ClientSecretExpires}
 	if a.tok != nil {
 		h.Identity, h.AccessTokenExpiry, h.GrantedAt = a.tok.Identity, a.tok.Expiry, a.tok.GrantedAt
 		if !a.tok.GrantedAt.IsZero() {
@@ -678,7 +834,7 @@ func (m *Manager) keepAlive(ctx context.Context) {
 				return
 			}
 			if m.keepAliveDue(ctx, name) {
-				if _, _, err := m.token(ctx, name, true, false); err != nil {
+				if _, _, err := m.token(ctx, name, true, "", false); err != nil {
 					m.log.Warn("keep-alive refresh failed", "account", name, "error", err)
 				} else {
 					m.log.Debug("keep-alive refresh done", "account", name)
@@ -701,7 +857,7 @@ func (m *Manager) keepAliveDue(ctx context.Context, name string) bool {
 	if a.flight != nil {
 		return false
 	}
-	switch a.hr.Status {
+	switch st, _ := m.statusLocked(a); st {
 	case StatusRefreshFailing:
 		return true
 	case StatusOK:

@@ -261,6 +261,13 @@ func TestReloadKeepsGrants(t *testing.T) {
 	if h := e.health(); !strings.Contains(h.Reason, "bob@example.com") {
 		t.Fatalf("reason %q", h.Reason)
 	}
+	// Changing it back makes the grant usable again (issue 12).
+	if err := m.Reload([]auth.AccountConfig{e.cfg()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.token(); err != nil {
+		t.Fatalf("mailbox restored: %v", err)
+	}
 }
 
 func TestMisconfiguredClearedByConfigChangeOrResume(t *testing.T) {

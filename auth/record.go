@@ -126,6 +126,10 @@ type healthRecord struct {
 	// ConfigHash fingerprints the account config the status was decided
 	// under: a misconfigured status is retried once the config changed.
 	ConfigHash string `json:"config_hash,omitempty"`
+	// Mismatch is why the grant does not fit the config it was saved under
+	// (grantMismatch), for offline readers. The Manager derives it afresh
+	// from the running config and never reads it back.
+	Mismatch string `json:"grant_mismatch,omitempty"`
 }
 
 // ReadHealth reads an account's last stored health without a Manager (for
@@ -144,6 +148,9 @@ func ReadHealth(ctx context.Context, store Store, account string, now time.Time)
 	}
 	h = Health{Account: account, Provider: r.Provider, Flow: r.Flow, Mailbox: r.Mailbox, Status: r.Status, Reason: r.Reason,
 		Identity: r.Identity, LastRefresh: r.LastRefresh, AccessTokenExpiry: r.Expiry, GrantedAt: r.GrantedAt}
+	if r.Mismatch != "" && r.Status != StatusNeedsReauth {
+		h.Status, h.Reason = StatusNeedsReauth, r.Mismatch
+	}
 	if !r.GrantedAt.IsZero() {
 		h.GrantAge = now.Sub(r.GrantedAt)
 	}

@@ -29,7 +29,7 @@ func (e configError) Unwrap() error { return e.err }
 // refresh obtains a new access token for a (the flight leader's work).
 func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, time.Time, error) {
 	a.mu.Lock()
-	r, gen, dirty := a.r, a.gen, a.dirty
+	r, gen, dirty, lostAnswer := a.r, a.gen, a.dirty, a.lostAnswer
 	var cur *tokenRecord
 	if a.tok != nil {
 		c := *a.tok
@@ -61,12 +61,24 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, 
 		return "", time.Time{}, fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
 	}
 
-	resp, err := m.fetchWithRetry(ctx, name, r, cur, func() (url.Values, error) { return m.grantForm(r, cur) })
+	resp, timedOut, err := m.fetchWithRetry(ctx, name, r, cur, func() (url.Values, error) { return m.grantForm(r, cur) })
 	now := m.now()
+	if timedOut || err == nil {
+		a.mu.Lock()
+		if a.gen == gen {
+			a.lostAnswer = timedOut && err != nil
+		}
+		a.mu.Unlock()
+	}
 	if err != nil {
 		err = m.scrubErr(err, r, cur)
 		switch classify(err) {
 		case kindReauth:
+			if (lostAnswer || timedOut) && r.flow.Delegated() {
+				// An unanswered request probably rotated the refresh token,
+				// and a retry with the old one looked like reuse to the server.
+				err = fmt.Errorf("%w (an earlier token request got no answer within token_timeout %s: the server may have rotated the refresh token then and revoked the grant when the old one was retried; raise token_timeout)", err, r.cfg.TokenTimeout)
+			}
 			m.met.refresh(name, resultNeedsReauth)
 			reason := fmt.Sprintf("the token endpoint refused the grant (%v): run `spoolctl auth login %s` and sign in as %s", err, name, r.cfg.Mailbox)
 			if !r.flow.Delegated() {
@@ -188,14 +200,14 @@ func configReason(err error, r *resolved) string {
 
 // fetchWithRetry posts the grant, retrying transient failures with backoff a
 // bounded number of times. build runs per attempt (assertions are fresh).
-func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, cur *tokenRecord, build func() (url.Values, error)) (*tokenResponse, error) {
+// timedOut reports that an attempt got no answer within the token timeout.
+func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, cur *tokenRecord, build func() (url.Values, error)) (resp *tokenResponse, timedOut bool, _ error) {
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval = m.opts.RetryInitial
 	eb.MaxInterval = m.opts.RetryMax
 	eb.MaxElapsedTime = 0 // bounded by the attempt count instead
 	eb.Reset()
 	b := backoff.WithContext(backoff.WithMaxRetries(eb, uint64(m.opts.RefreshAttempts-1)), ctx)
-	var resp *tokenResponse
 	var last error
 	attempt := 0
 	err := backoff.Retry(func() error {
@@ -205,9 +217,12 @@ func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, 
 			last = configError{err}
 			return backoff.Permanent(last)
 		}
-		resp, err = requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.HTTPTimeout)
+		resp, err = requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.TokenTimeout)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			timedOut = true
 		}
 		last = err
 		if classify(err) != kindTransient {
@@ -218,11 +233,11 @@ func (m *Manager) fetchWithRetry(ctx context.Context, name string, r *resolved, 
 	}, b)
 	if err != nil {
 		if last != nil && !errors.Is(err, last) {
-			return nil, fmt.Errorf("%w (last attempt: %w)", err, last)
+			return nil, timedOut, fmt.Errorf("%w (last attempt: %w)", err, last)
 		}
-		return nil, err
+		return nil, timedOut, err
 	}
-	return resp, nil
+	return resp, timedOut, nil
 }
 
 // grantForm builds the token request for the account's flow.

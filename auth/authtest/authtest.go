@@ -57,6 +57,7 @@ type Server struct {
 	failNext               int
 	failStatus             int
 	delay                  time.Duration
+	answerDelay            time.Duration
 	clientCert             *x509.Certificate
 	saKeys                 map[string]*rsa.PublicKey // service account email -> key
 	lastSubject            string
@@ -158,8 +159,15 @@ func (s *Server) FailNext(n, status int) {
 	s.mu.Unlock()
 }
 
-// SetDelay delays every token answer (to test timeouts).
+// SetDelay delays every token answer (to test timeouts). The request is
+// handled after the delay: a client that gives up first changes nothing.
 func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock() }
+
+// SetAnswerDelay makes the token endpoint handle each request at once (a
+// refresh token is rotated, a code redeemed) and hold the answer back for d.
+// A client that gives up meanwhile never sees the new tokens, as with a slow
+// real server; retrying with the old refresh token is then reuse.
+func (s *Server) SetAnswerDelay(d time.Duration) { s.mu.Lock(); s.answerDelay = d; s.mu.Unlock() }
 
 // Calls counts requests: "authorize", "devicecode", "token:<grant type>".
 func (s *Server) Calls(key string) int {
@@ -353,8 +361,29 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	rec := httptest.NewRecorder()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.handleGrant(rec, gt, f)
+	answerDelay := s.answerDelay
+	s.mu.Unlock()
+	if answerDelay > 0 {
+		t := time.NewTimer(answerDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return // the answer is lost; what the request did stands
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// handleGrant answers one token request; s.mu is held.
+func (s *Server) handleGrant(w http.ResponseWriter, gt string, f url.Values) {
 	if s.failNext > 0 {
 		s.failNext--
 		oauthErr(w, s.failStatus, "temporarily_unavailable", "injected failure")
