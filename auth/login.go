@@ -373,6 +373,7 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		return Health{}, err
 	}
 	a.gen++
+	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
 	if err := m.putToken(ctx, name, rec); err != nil {
 		a.tok, a.dirty = rec, true
 		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
@@ -532,6 +533,7 @@ func (m *Manager) Logout(ctx context.Context, name string) error {
 		return fmt.Errorf("auth: account %s: deleting the grant: %w", name, err)
 	}
 	a.gen++
+	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
 	a.tok, a.dirty = nil, false
 	if a.r.flow.Delegated() {
 		m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.Mailbox))
