@@ -45,6 +45,11 @@ type Conn struct {
 	fromReceived bool
 	recipients   []string
 	didAuth      bool
+
+	// closed is set by Close (under locker). A spoold patch: the command
+	// loop stops on it, so commands pipelined behind QUIT or a 421 and
+	// already buffered are not run against a closed session.
+	closed bool
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -114,6 +119,15 @@ func (c *Conn) handle(cmd string, arg string) {
 	}
 
 	cmd = strings.ToUpper(cmd)
+	if hook := c.server.CommandHook; hook != nil {
+		if err := hook(c, cmd); err != nil {
+			c.writeError(451, EnhancedCode{4, 0, 0}, err)
+			if se, ok := err.(*SMTPError); ok && se.Code == 421 {
+				c.Close()
+			}
+			return
+		}
+	}
 	switch cmd {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
 		// These commands are not implemented in any state
@@ -188,7 +202,14 @@ func (c *Conn) Close() error {
 		c.session = nil
 	}
 
+	c.closed = true
 	return c.conn.Close()
+}
+
+func (c *Conn) isClosed() bool {
+	c.locker.Lock()
+	defer c.locker.Unlock()
+	return c.closed
 }
 
 // TLSConnectionState returns the connection's TLS connection state.

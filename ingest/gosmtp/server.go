@@ -82,6 +82,13 @@ type Server struct {
 	// The server backend.
 	Backend Backend
 
+	// CommandHook, if set, is called with each command's verb (upper case)
+	// before the command runs, on the connection's goroutine. A non-nil
+	// error is the reply instead (an *SMTPError as it is, anything else as
+	// 451) and the command does not run; a 421 also closes the connection.
+	// For limits the backend cannot see, such as NOOP floods (a spoold patch).
+	CommandHook func(c *Conn, cmd string) error
+
 	wg   sync.WaitGroup
 	done chan struct{}
 
@@ -181,10 +188,16 @@ func (s *Server) handleConn(c *Conn) error {
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
 				c.protocolError(501, EnhancedCode{5, 5, 2}, "Bad command")
+				if c.isClosed() {
+					return nil
+				}
 				continue
 			}
 
 			c.handle(cmd, arg)
+			if c.isClosed() {
+				return nil
+			}
 		} else {
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
 				return nil

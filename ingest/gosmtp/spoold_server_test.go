@@ -5,9 +5,12 @@ package smtp_test
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,4 +181,99 @@ func TestServerAuthBeforeTLS538(t *testing.T) {
 	if scanner.Text() != "538 5.7.11 Encryption required for requested authentication mechanism" {
 		t.Fatal("AUTH before TLS:", scanner.Text())
 	}
+}
+
+// CommandHook sees every command before it runs; an error is the reply
+// instead, and a 421 closes the connection.
+func TestServerCommandHook(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	_, s, c, scanner := testServerGreeted(t, func(s *smtp.Server) {
+		s.CommandHook = func(_ *smtp.Conn, cmd string) error {
+			mu.Lock()
+			seen = append(seen, cmd)
+			mu.Unlock()
+			switch cmd {
+			case "VRFY":
+				return &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no VRFY here"}
+			case "RSET":
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "enough"}
+			}
+			return nil
+		}
+	})
+	defer s.Close()
+	defer c.Close()
+
+	io.WriteString(c, "noop\r\n")
+	scanner.Scan()
+	if !strings.HasPrefix(scanner.Text(), "250 ") {
+		t.Fatal("NOOP:", scanner.Text())
+	}
+	io.WriteString(c, "VRFY root\r\n")
+	scanner.Scan()
+	if scanner.Text() != "502 5.5.1 no VRFY here" {
+		t.Fatal("VRFY:", scanner.Text())
+	}
+	io.WriteString(c, "RSET\r\nNOOP\r\n")
+	lines := readUntilClosed(t, c, scanner)
+	if len(lines) != 1 || lines[0] != "421 4.7.0 enough" {
+		t.Fatalf("after a 421 from the hook: %q, want only the 421 and a close", lines)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, " ") != "NOOP VRFY RSET" {
+		t.Fatalf("hook saw %q", seen)
+	}
+}
+
+// Commands pipelined after QUIT (or after any reply that closes the
+// connection) are not run: they are already in the read buffer.
+func TestServerNothingRunsAfterClose(t *testing.T) {
+	errs := &logRecorder{}
+	be, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.ErrorLog = errs })
+	defer s.Close()
+	defer c.Close()
+
+	io.WriteString(c, "QUIT\r\nMAIL FROM:<root@nsa.gov>\r\nRCPT TO:<root@gchq.gov.uk>\r\nDATA\r\nhi\r\n.\r\n")
+	lines := readUntilClosed(t, c, scanner)
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "221 ") {
+		t.Fatalf("replies after QUIT with pipelined commands: %q", lines)
+	}
+	if len(be.messages)+len(be.anonmsgs) != 0 {
+		t.Fatal("a message pipelined after QUIT was delivered")
+	}
+	// Shutdown waits for the connection's handler to return.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if log := errs.String(); log != "" {
+		t.Fatalf("commands after QUIT ran into a closed session: %s", log)
+	}
+}
+
+// logRecorder is a Server.ErrorLog that keeps what it is told.
+type logRecorder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logRecorder) Printf(format string, v ...interface{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.b, format+"\n", v...)
+}
+
+func (l *logRecorder) Println(v ...interface{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(&l.b, v...)
+}
+
+func (l *logRecorder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
