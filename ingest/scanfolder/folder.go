@@ -53,10 +53,10 @@ type folder struct {
 
 	leaseWarned atomic.Bool // the "leases unsupported" warning is logged once per folder
 
-	mu       sync.Mutex
-	root     *os.Root
-	fsw      *fsnotify.Watcher // nil in poll mode
-	cw       *closeWatcher     // IN_CLOSE_WRITE source; nil in poll mode and off Linux
+	mu   sync.Mutex
+	root *os.Root
+	fsw  *fsnotify.Watcher // nil in poll mode
+	cw   *closeWatcher     // IN_CLOSE_WRITE source; nil in poll mode and off Linux
 	// writing holds files modified since their last close-write (watch mode
 	// on Linux): a writer is between writes, so the file is not a candidate.
 	writing  map[string]bool
@@ -316,7 +316,10 @@ func (f *folder) watchDir(rel string) {
 	abs := filepath.Join(f.cfg.Path, filepath.FromSlash(rel))
 	// The close-write watch goes first: a file written between the two adds
 	// is then at worst seen modified without its create event (the rescan
-	// that follows finds it), never created without its close.
+	// that follows finds it), never created without its close. Files written
+	// into a new subfolder before its watch exists carry no close-write
+	// history; for them the open-writer check (lease) and the format checks
+	// decide.
 	if f.cw != nil {
 		if err := f.cw.add(abs, rel); err != nil {
 			f.log.Warn("scan folder: cannot watch directory for close-write", "path", rel, "err", err)
@@ -428,6 +431,13 @@ func (f *folder) closeEvent(ev closeEvent) {
 	}
 }
 
+// isWriting reports whether rel was modified and not closed since.
+func (f *folder) isWriting(rel string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writing[rel]
+}
+
 // checkPending looks at files whose quiet period may be over: unchanged size
 // and mtime since the last look means stable, so the file is queued for a
 // worker; a change restarts the quiet period; a vanished file is dropped.
@@ -449,15 +459,7 @@ func (f *folder) checkPending() {
 		if p.queued || p.inFlight || now.Before(p.notBefore) || now.Sub(p.since) < f.cfg.QuietPeriod {
 			continue
 		}
-		if f.writing[rel] {
-			// Modified and not closed since: a writer is pausing. The
-			// close-write event ends this; the quiet period restarts from
-			// there only if the close changed size or mtime.
-			if h := f.w.waitHook; h != nil {
-				h(rel, waitWriting)
-			}
-			continue
-		}
+
 		cands = append(cands, cand{rel, p.size, p.mtime, p.since})
 	}
 	f.mu.Unlock()

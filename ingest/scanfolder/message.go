@@ -204,7 +204,7 @@ func writeNotice(w io.Writer, h msgHeader, text string) error {
 // withParam formats "value; key=param". Plain ASCII names are quoted as
 // needed; non-ASCII names, and names that look like RFC 2047 encoded words
 // (which readers would decode) or with space runs (which header folding can
-// shorten), use RFC 2231 (key*=utf-8''<pct-encoded>), preceded by an RFC 2047
+// shorten), use RFC 2231 (key*=utf-8'<lang>'<pct-encoded>), preceded by an RFC 2047
 // encoded word in the plain parameter (key="=?utf-8?b?...?=") for mail
 // clients that predate RFC 2231 (older Outlook, many webmail viewers):
 // RFC 2231 readers take key*, the others decode the word. The name was

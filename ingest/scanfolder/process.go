@@ -82,6 +82,15 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	// unready and unchanged past its limit fails.
 	now := f.w.clock()
 	waited := st.waited(now, info.Size(), info.ModTime())
+	if f.isWriting(rel) {
+		// Modified and not closed since (watch mode): a writer is pausing
+		// between writes. Its close-write event ends this.
+		if waited >= f.cfg.IncompleteLimit {
+			return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
+				"never became complete: still open for writing (written to, never closed) after %v", f.cfg.IncompleteLimit))
+		}
+		return f.wait(rel, waitWriting, "")
+	}
 	if info.Size() == 0 {
 		// Scanners often create the file first and write it seconds later.
 		if waited >= f.cfg.EmptyGrace {
@@ -104,7 +113,11 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		return outChanged // swapped between Lstat and open
 	}
 	if *f.cfg.WriterCheck {
-		writing, unsupported, err := writerCheck(file)
+		check := writerCheck
+		if f.w.writerCheck != nil {
+			check = f.w.writerCheck
+		}
+		writing, unsupported, err := check(file)
 		switch {
 		case unsupported:
 			if f.leaseWarned.CompareAndSwap(false, true) {

@@ -20,9 +20,9 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
-	"strconv"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -149,6 +149,7 @@ type FolderConfig struct {
 	// under processed/ and failed/ and of <file>.error.txt; they are set
 	// explicitly, so a restrictive umask (the unit's UMask=0077) does not
 	// hide them from the share's users. Defaults 0755 and 0644.
+	// DirMode may include fs.ModeSetgid (ParseMode reads "2770").
 	DirMode  fs.FileMode
 	FileMode fs.FileMode
 	// Group, if set (a name or a numeric GID), owns those folders and files.
@@ -208,11 +209,12 @@ type Watcher struct {
 	metrics  *metrics
 
 	// Test hooks; nil in production.
-	openHook        func(rel string) error // fails the open of a file
-	afterCommitHook func(rel string) error // runs after Enqueue returned; an error abandons the file
-	noFsnotify      bool                   // forces poll behaviour even in watch mode
-	waitHook        func(rel, why string)  // a file was found not ready (why: waitEmpty, ...)
-	beforeEOFHook   func(rel string)       // runs when the message is built, before the spool sees its end
+	openHook        func(rel string) error                                // fails the open of a file
+	afterCommitHook func(rel string) error                                // runs after Enqueue returned; an error abandons the file
+	noFsnotify      bool                                                  // forces poll behaviour even in watch mode
+	waitHook        func(rel, why string)                                 // a file was found not ready (why: waitEmpty, ...)
+	beforeEOFHook   func(rel string)                                      // runs when the message is built, before the spool sees its end
+	writerCheck     func(*os.File) (writing, unsupported bool, err error) // replaces the lease probe
 
 	mu       sync.Mutex
 	configs  []FolderConfig
@@ -350,8 +352,8 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 	if f.FileMode == 0 {
 		f.FileMode = DefaultFileMode
 	}
-	if f.DirMode&^fs.ModePerm != 0 || f.FileMode&^fs.ModePerm != 0 {
-		return f, errors.New("dir_mode and file_mode take permission bits only (for example 0750)")
+	if f.DirMode&^(fs.ModePerm|fs.ModeSetgid) != 0 || f.FileMode&^fs.ModePerm != 0 {
+		return f, errors.New("dir_mode takes permission bits and set-GID (for example 2770), file_mode permission bits only (0640)")
 	}
 	if f.DirMode&0o700 != 0o700 {
 		return f, fmt.Errorf("dir_mode %#o: the owner (spoold) needs rwx on the folders it creates", uint32(f.DirMode))
@@ -559,4 +561,22 @@ func lookupGroup(g string) (int, error) {
 		return 0, fmt.Errorf("group %q: GID %q is not a number", g, gr.Gid)
 	}
 	return n, nil
+}
+
+// ParseMode parses an octal mode as admins write it ("0750", "2770"): the
+// permission bits plus set-GID (02000), which makes files created in a
+// folder inherit its group. Other special bits are refused.
+func ParseMode(s string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return 0, fmt.Errorf("mode %q: want octal digits such as 0750", s)
+	}
+	if n&^0o2777 != 0 {
+		return 0, fmt.Errorf("mode %q: only permission bits and set-GID (2000) are allowed", s)
+	}
+	m := fs.FileMode(n & 0o777)
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	return m, nil
 }
