@@ -80,6 +80,19 @@ type ListenerConfig struct {
 	DataMinRate   int64
 	DataRateGrace time.Duration // credit at the start of DATA; default 30s
 
+	// JunkCommandLimit is how many NOOP, RSET, VRFY, HELP and EXPN commands
+	// a session may send (Postfix's smtpd_junk_command_limit): past it the
+	// client gets 421 4.7.0 and is disconnected, so one connection cannot
+	// be kept busy for ever. Default 100; an accepted message starts the
+	// count afresh; negative turns the limit off.
+	JunkCommandLimit int
+	// HardErrorLimit is how many refused commands (bad addresses, domains
+	// not allowed, failed AUTH, refused messages) a session may collect
+	// without getting a message accepted (Postfix's smtpd_hard_error_limit):
+	// the next command gets 421 4.7.0 and the client is disconnected.
+	// Default 20; negative turns the limit off.
+	HardErrorLimit int
+
 	BareLF BareLFPolicy // default reject
 
 	AuthFailureLimit  int           // failures per IP within the window before 421 and disconnect; default 5
@@ -111,6 +124,8 @@ const (
 	defaultAuthFailLimit  = 5
 	defaultAuthFailWindow = 10 * time.Minute
 	defaultDataMinRate    = 4096
+	defaultJunkLimit      = 100
+	defaultHardErrorLimit = 20
 	defaultDataRateGrace  = 30 * time.Second
 )
 
@@ -205,6 +220,17 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 		c.MaxMessageSize = defaultMaxMessageSize
 	case c.MaxMessageSize < 0:
 		return fail("max message size must not be negative")
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{{&c.JunkCommandLimit, defaultJunkLimit}, {&c.HardErrorLimit, defaultHardErrorLimit}} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0:
+			*d.v = -1 // off
+		}
 	}
 	switch {
 	case c.DataMinRate == 0:

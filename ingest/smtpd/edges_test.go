@@ -218,3 +218,50 @@ func TestDataMinRateAllowsSteadyClient(t *testing.T) {
 		t.Fatalf("steady client: %d %s", code, msg)
 	}
 }
+
+// TestJunkCommandLimit: NOOP, RSET, VRFY and HELP count against a limit per
+// session (Postfix's smtpd_junk_command_limit); past it the client gets 421
+// 4.7.0 and is disconnected. An accepted message starts the count afresh.
+func TestJunkCommandLimit(t *testing.T) {
+	lc := baseListener()
+	lc.JunkCommandLimit = 5
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	c.expect(250, "", "NOOP")
+	c.expect(250, "", "RSET")
+	c.expect(252, "", "VRFY bob")
+	c.expect(502, "", "HELP")
+	if code, msg := c.send("a@corp.example", "b@corp.example", simpleBody); code != 250 {
+		t.Fatalf("message: %d %s", code, msg)
+	}
+	for i := 0; i < 5; i++ {
+		c.expect(250, "", "NOOP")
+	}
+	c.expect(421, "4.7.0", "NOOP")
+	if err := c.waitClosed(); err != nil {
+		t.Fatalf("connection not closed after 421: %v", err)
+	}
+}
+
+// TestHardErrorLimit: refused commands count against a limit per session
+// (Postfix's smtpd_hard_error_limit); past it the client gets 421 4.7.0.
+func TestHardErrorLimit(t *testing.T) {
+	lc := baseListener()
+	lc.HardErrorLimit = 3
+	lc.AllowedRecipientDomains = []string{"corp.example"}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, &fakeSpool{}, Options{})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	for i := 0; i < 3; i++ {
+		c.expect(550, "5.7.1", "RCPT TO:<x%d@elsewhere.example>", i)
+	}
+	c.expect(421, "4.7.0", "RCPT TO:<b@corp.example>")
+	if err := c.waitClosed(); err != nil {
+		t.Fatalf("connection not closed after 421: %v", err)
+	}
+}

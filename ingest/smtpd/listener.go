@@ -110,6 +110,11 @@ type trackedConn struct {
 	minRate int64         // bytes per second; 0: no check
 	credit  time.Duration // how long reads may still wait for the client
 
+	// Counts of the session's junk commands and refused commands since
+	// its last accepted message (see ListenerConfig.JunkCommandLimit and
+	// HardErrorLimit). Atomic: Data may run on BDAT's goroutine.
+	junk, hardErrors atomic.Int32
+
 	mu             sync.Mutex
 	top            net.Conn // what the session talks through (the TLS conn once TLS is up)
 	inData         bool

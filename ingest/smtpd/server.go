@@ -186,6 +186,7 @@ func (ls *listenerState) newSMTPServer() *smtp.Server {
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.AllowInsecureAuth = cfg.Legacy
 	srv.ErrorLog = slogPrintf{ls.log}
+	srv.CommandHook = ls.commandHook
 	if cfg.TLS == TLSStartTLS {
 		srv.TLSConfig = ls.tlsConfig
 	}

@@ -85,8 +85,51 @@ func (ls *listenerState) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}, nil
 }
 
+var (
+	errTooManyJunk   = smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many junk commands, closing connection")
+	errTooManyErrors = smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
+	errClosing       = smtpErr(421, smtp.EnhancedCode{4, 4, 2}, "Connection closed")
+)
+
+// commandHook runs before every command (go-smtp's CommandHook): it enforces
+// the junk command and hard error limits, which need commands go-smtp
+// answers itself, and stops a session whose connection smtpd has closed
+// from running commands the client had already pipelined.
+func (ls *listenerState) commandHook(c *smtp.Conn, cmd string) error {
+	tc := unwrapTracked(c.Conn())
+	if tc == nil {
+		return nil
+	}
+	tc.mu.Lock()
+	closed := tc.closed
+	tc.mu.Unlock()
+	if closed {
+		return errClosing
+	}
+	refuse := func(reason string, e *smtp.SMTPError, n int32) error {
+		ls.srv.metrics.rejections.WithLabelValues(ls.cfg.Name, reason).Inc()
+		ls.log.Info("smtp session closed", "peer", tc.ip.String(), "reason", reason, "count", n)
+		return e
+	}
+	if lim := ls.cfg.HardErrorLimit; lim > 0 {
+		if n := tc.hardErrors.Load(); n >= int32(lim) {
+			return refuse("hard_errors", errTooManyErrors, n)
+		}
+	}
+	switch cmd {
+	case "NOOP", "RSET", "VRFY", "HELP", "EXPN":
+		if n := tc.junk.Add(1); ls.cfg.JunkCommandLimit > 0 && n > int32(ls.cfg.JunkCommandLimit) {
+			return refuse("junk_commands", errTooManyJunk, n)
+		}
+	}
+	return nil
+}
+
 // reject counts a refusal and returns its reply.
 func (s *session) reject(reason string, e *smtp.SMTPError) error {
+	if s.tc != nil {
+		s.tc.hardErrors.Add(1)
+	}
 	s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, reason).Inc()
 	s.log.Info("smtp refused", "reason", reason, "code", e.Code, "reply", e.Message)
 	return e
@@ -345,6 +388,11 @@ func (s *session) data(r io.Reader) error {
 		return s.reject("spool_unavailable", errSpoolUnavail)
 	}
 	srv.metrics.enqueued.WithLabelValues(string(spool.SourceSMTP)).Inc()
+	if s.tc != nil {
+		// A client that delivers is not idling or probing.
+		s.tc.junk.Store(0)
+		s.tc.hardErrors.Store(0)
+	}
 	s.log.Info("smtp message accepted", "msg_id", id, "account", tx.account, "from", tx.from,
 		"recipients", len(req.To), "size", lim.n, "auth_user", tx.authUser, "took", time.Since(start).Round(time.Millisecond))
 	// go-smtp sends the code of a returned SMTPError as is, so 250 carries the ID.
