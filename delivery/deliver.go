@@ -19,15 +19,19 @@ import (
 )
 
 // tokenError: the token source could not give a token (wraps auth.Err*).
-type tokenError struct{ err error }
+type tokenError struct {
+	err        error
+	recoveries uint64 // the account's recovery count before the token was asked for
+}
 
 func (e *tokenError) Error() string { return "delivery: getting access token: " + e.err.Error() }
 func (e *tokenError) Unwrap() error { return e.err }
 
 // holdError: the account must wait (needs_reauth or misconfigured).
 type holdError struct {
-	reason string
-	rec    *SMTPError
+	reason     string
+	rec        *SMTPError
+	recoveries uint64 // as in tokenError
 }
 
 func (e *holdError) Error() string { return "delivery: account on hold: " + e.reason }
@@ -216,10 +220,11 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (ses
 	name := a.cfg.Name
 	oauth := a.cfg.Transport == "smtp" && a.cfg.Auth == "xoauth2"
 	token := ""
+	recoveries := e.recoveriesOf(a)
 	if oauth {
 		t, err := e.tokens.AccessToken(ctx, name)
 		if err != nil {
-			return nil, &tokenError{err}
+			return nil, &tokenError{err, recoveries}
 		}
 		token = t
 	}
@@ -232,9 +237,9 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (ses
 		return nil, err
 	}
 	log.Warn("delivery: upstream refused the access token; forcing a refresh", "err", se.Error())
-	t, rerr := e.tokens.ForceRefresh(ctx, name)
+	t, rerr := e.tokens.RefreshRejected(ctx, name, token)
 	if rerr != nil {
-		return nil, &tokenError{rerr}
+		return nil, &tokenError{rerr, recoveries}
 	}
 	s, err = a.tr.open(ctx, t)
 	if err == nil {
@@ -245,7 +250,7 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (ses
 		if merr := e.tokens.MarkNeedsReauth(ctx, name, reason); merr != nil {
 			log.Error("delivery: marking account needs_reauth", "err", merr)
 		}
-		return nil, &holdError{reason: reason, rec: se2}
+		return nil, &holdError{reason: reason, rec: se2, recoveries: recoveries}
 	}
 	return nil, err
 }
@@ -258,6 +263,12 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 	}
 	var te *tokenError
 	var he *holdError
+	if (errors.As(err, &te) && e.recoveriesOf(a) != te.recoveries) || (errors.As(err, &he) && e.recoveriesOf(a) != he.recoveries) {
+		// The account recovered (a login) after this token error was
+		// made: no hold, the message is due again now.
+		e.postpone(bg, a, m, e.opts.Clock(), "account recovered while connecting", log)
+		return
+	}
 	switch {
 	case errors.As(err, &te):
 		switch {

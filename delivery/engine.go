@@ -42,11 +42,18 @@ type Spool interface {
 // Tokens is the part of auth.Manager the engine uses (errors wrap auth.Err*).
 type Tokens interface {
 	AccessToken(ctx context.Context, account string) (string, error)
-	ForceRefresh(ctx context.Context, account string) (string, error)
+	// RefreshRejected returns a token other than rejected, the one the
+	// upstream refused: the current one when a refresh has already
+	// replaced it, else after one refresh shared by every caller (so
+	// three connections refused at once rotate the refresh token once).
+	RefreshRejected(ctx context.Context, account, rejected string) (string, error)
 	MarkNeedsReauth(ctx context.Context, account, reason string) error
 	MarkMisconfigured(ctx context.Context, account, reason string) error
-	// Recovered yields accounts back to ok (after a login); they are drained at once.
-	Recovered() <-chan string
+	// OnRecovered registers f, which the token source calls synchronously
+	// when an account is back to ok (a login, a reload that fixed it),
+	// before that login reports success: the hold is gone by the time the
+	// admin sees "ok", and the account is drained at once.
+	OnRecovered(f func(account string))
 }
 
 // Options configures the engine. Zero values take the defaults noted.
@@ -108,6 +115,7 @@ type account struct {
 	throttledAt     time.Time
 	holdUntil       time.Time
 	holdReason      string
+	recoveries      uint64 // times the token source reported the account recovered
 	lastDelivery    time.Time
 	lastErr         *spool.ErrorRecord
 	removed         bool
@@ -204,6 +212,9 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 		return nil, err
 	}
 	e.accounts = accs
+	if tokens != nil {
+		tokens.OnRecovered(e.accountRecovered)
+	}
 	return e, nil
 }
 
@@ -370,10 +381,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.soft, e.hard = ctx, hard
 	e.mu.Unlock()
 
-	var recovered <-chan string
-	if e.tokens != nil {
-		recovered = e.tokens.Recovered()
-	}
 	notify := e.sp.Notify()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -395,12 +402,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-notify:
 		case <-e.kick:
 		case <-timerC:
-		case acc, ok := <-recovered:
-			if !ok {
-				recovered = nil
-				continue
-			}
-			e.recover(ctx, acc)
 		}
 	}
 
@@ -421,19 +422,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-// recover clears an account's hold and makes its messages due now.
-func (e *Engine) recover(ctx context.Context, name string) {
+// accountRecovered is the token source's recovery hook: it clears the
+// account's hold, makes its messages due now and wakes the scheduler. It
+// runs on the caller's goroutine, so it must not block for long.
+func (e *Engine) accountRecovered(name string) {
 	e.mu.Lock()
 	if a := e.accounts[name]; a != nil {
 		a.holdUntil, a.holdReason = time.Time{}, ""
+		a.recoveries++
 	}
 	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	n, err := e.sp.FlushAll(ctx, name)
 	if err != nil {
 		e.log.Error("delivery: draining recovered account", "account", name, "err", err)
-		return
+	} else {
+		e.log.Info("delivery: account recovered; draining its queue", "account", name, "messages", n)
 	}
-	e.log.Info("delivery: account recovered; draining its queue", "account", name, "messages", n)
+	e.wake()
+}
+
+// recoveriesOf reads an account's recovery count; a token error seen before
+// a recovery must not put the recovered account back on hold.
+func (e *Engine) recoveriesOf(a *account) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.recoveries
 }
 
 // schedule starts connection workers for due accounts and returns when to

@@ -230,7 +230,7 @@ func TestInvalidGrantWaitsThenDrains(t *testing.T) {
 		t.Errorf("dialed %d times without a token", n)
 	}
 	h.tokens.set("tok-new", nil)
-	h.tokens.rec <- "m365"
+	h.tokens.recover("m365")
 	for _, id := range ids {
 		m := h.waitState(id, spool.StateDelivered)
 		if m.Attempts != 1 {

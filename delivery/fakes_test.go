@@ -374,28 +374,38 @@ type fakeTokens struct {
 	mu            sync.Mutex
 	token         string
 	err           error
-	refreshed     []string // tokens handed out by ForceRefresh, in order
+	refreshed     []string // tokens handed out by RefreshRejected, in order
 	refreshErr    error
 	refreshes     int
 	needsReauth   []string
 	misconfigured []string
-	rec           chan string
+	onRecovered   func(string)
+	gate          chan struct{} // when set, AccessToken sends on it, then waits for a second message
 }
 
-func newTokens() *fakeTokens { return &fakeTokens{token: "tok-1", rec: make(chan string, 4)} }
+func newTokens() *fakeTokens { return &fakeTokens{token: "tok-1"} }
 
 func (f *fakeTokens) AccessToken(ctx context.Context, account string) (string, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return "", fmt.Errorf("auth: account %s: %w", account, f.err)
+	token, err, gate := f.token, f.err, f.gate
+	f.mu.Unlock()
+	if gate != nil {
+		// The answer is made; hold it back as a slow caller would see it.
+		gate <- struct{}{}
+		<-gate
 	}
-	return f.token, nil
+	if err != nil {
+		return "", fmt.Errorf("auth: account %s: %w", account, err)
+	}
+	return token, nil
 }
 
-func (f *fakeTokens) ForceRefresh(ctx context.Context, account string) (string, error) {
+func (f *fakeTokens) RefreshRejected(ctx context.Context, account, rejected string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.token != rejected && f.err == nil {
+		return f.token, nil // already replaced: no second rotation
+	}
 	f.refreshes++
 	if f.refreshErr != nil {
 		return "", f.refreshErr
@@ -421,7 +431,23 @@ func (f *fakeTokens) MarkMisconfigured(ctx context.Context, account, reason stri
 	return nil
 }
 
-func (f *fakeTokens) Recovered() <-chan string { return f.rec }
+func (f *fakeTokens) OnRecovered(fn func(string)) {
+	f.mu.Lock()
+	f.onRecovered = fn
+	f.mu.Unlock()
+}
+
+// recover simulates a login: the account's error clears and the hook runs
+// before the login would report success.
+func (f *fakeTokens) recover(account string) {
+	f.mu.Lock()
+	f.err = nil
+	fn := f.onRecovered
+	f.mu.Unlock()
+	if fn != nil {
+		fn(account)
+	}
+}
 
 func (f *fakeTokens) set(token string, err error) {
 	f.mu.Lock()

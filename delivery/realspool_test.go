@@ -125,7 +125,7 @@ func TestRealSpoolNeedsReauthWaitsThenDrains(t *testing.T) {
 		t.Errorf("attempts %d next %v", m.Attempts, m.NextAttempt)
 	}
 	tok.set("tok-ok", nil)
-	tok.rec <- "m365"
+	tok.recover("m365")
 	realWait(t, sp, id, func(m *spool.Message) bool { return m.State == spool.StateDelivered })
 	if srv.Count() != 1 {
 		t.Errorf("upstream count %d", srv.Count())
@@ -179,5 +179,30 @@ func TestRealSpoolBodyDeletedWhileRunning(t *testing.T) {
 	}
 	if m.Attempts > 1 {
 		t.Errorf("attempts = %d", m.Attempts)
+	}
+}
+
+// TestRecoveryWhileTokenErrorInFlight: a "needs re-authorization" answer
+// made before a login but seen after it must not put the freshly recovered
+// account on hold for HoldInterval: the message goes out at once.
+func TestRecoveryWhileTokenErrorInFlight(t *testing.T) {
+	tok := newTokens()
+	tok.set("", auth.ErrNeedsReauth)
+	gate := make(chan struct{})
+	tok.gate = gate
+	sp, srv, _, _ := realHarness(t, smtpfake.Options{}, tok)
+	id := realEnqueue(t, sp, spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}}, simpleBody)
+	<-gate // the worker holds a stale needs_reauth answer
+	tok.mu.Lock()
+	tok.gate = nil
+	tok.mu.Unlock()
+	tok.set("tok-ok", nil)
+	tok.recover("m365") // the login completes
+	gate <- struct{}{}  // only now does the worker see the stale answer
+	m := realWait(t, sp, id, func(m *spool.Message) bool {
+		return m.State == spool.StateDelivered || (m.State == spool.StateDeferred && m.NextAttempt.After(time.Now().Add(time.Minute)))
+	})
+	if m.State != spool.StateDelivered || srv.Count() != 1 {
+		t.Fatalf("message %s (next attempt %v, reason %q): the recovered account was put back on hold", m.State, m.NextAttempt, m.Reason)
 	}
 }
