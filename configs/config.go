@@ -146,6 +146,9 @@ type Account struct {
 	RedirectURL         string        `yaml:"redirect_url" json:"redirect_url"`
 	RefreshBefore       time.Duration `yaml:"refresh_before" json:"refresh_before"` // default 5m
 	KeepAlive           time.Duration `yaml:"keep_alive" json:"keep_alive"`         // default 24h
+	// TokenTimeout bounds each token endpoint request; auth owns its
+	// default (2m) and range.
+	TokenTimeout time.Duration `yaml:"token_timeout" json:"token_timeout"`
 
 	Host         string      `yaml:"host" json:"host"`
 	Port         int         `yaml:"port" json:"port"`

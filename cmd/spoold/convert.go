@@ -171,6 +171,7 @@ func authAccounts(c *configs.Config) ([]auth.AccountConfig, error) {
 			RedirectURL:         a.RedirectURL,
 			RefreshBefore:       a.RefreshBefore,
 			KeepAlive:           a.KeepAlive,
+			TokenTimeout:        a.TokenTimeout,
 		}
 		if a.ServiceAccountFile != "" {
 			key, err := os.ReadFile(a.ServiceAccountFile)

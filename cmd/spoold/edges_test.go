@@ -138,7 +138,7 @@ accounts:
 routes: {default: out}
 `, smtpPort))
 	var logs syncBuffer
-	cmd, _ := startSpoold(t, bin, dir, config, &logs)
+	_, stop := startSpoold(t, bin, dir, config, &logs)
 	addr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
 	var c net.Conn
 	waitFor(t, "SMTP listener", 30*time.Second, func() bool {
@@ -174,11 +174,8 @@ routes: {default: out}
 	fmt.Fprint(c, "Subject: stalled\r\n\r\nhalf a scan")
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- stop() }() // SIGTERM, then wait
 	select {
 	case err := <-exited:
 		if err != nil {

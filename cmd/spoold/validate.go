@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
 )
@@ -14,7 +15,9 @@ import (
 // refuses, and a reload is validated whole before any subsystem applies it.
 func validateSubsystems(cfg *configs.Config) error {
 	var errs []error
-	if _, err := authAccounts(cfg); err != nil {
+	if accts, err := authAccounts(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("accounts (auth): %w", err))
+	} else if err := auth.ValidateAccounts(accts); err != nil {
 		errs = append(errs, fmt.Errorf("accounts (auth): %w", err))
 	}
 	if err := delivery.ValidateAccounts(deliveryAccounts(cfg)); err != nil {
