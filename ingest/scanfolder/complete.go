@@ -87,7 +87,10 @@ func checkPDF(r io.ReaderAt, size int64) (formatVerdict, string, error) {
 func checkJPEG(r io.ReaderAt, size int64) (formatVerdict, string, error) {
 	off := int64(2)
 	var hdr [4]byte
-	for {
+	for steps := 0; ; steps++ {
+		if steps > maxJPEGSegments {
+			return formatUnknown, "", nil // fill bytes or segments without end: not worth more reads
+		}
 		if off+4 > size {
 			return formatIncomplete, "JPEG ends inside its header segments", nil
 		}
@@ -127,12 +130,16 @@ func checkJPEG(r io.ReaderAt, size int64) (formatVerdict, string, error) {
 	if bytes.HasSuffix(t, []byte{0xFF, 0xD9}) {
 		return formatComplete, "", nil
 	}
-	// Some cameras pad with FF fill bytes before a final EOI; anything else
-	// means the writer has not finished.
 	return formatIncomplete, "JPEG does not end with EOI (FF D9)", nil
 }
 
+// maxJPEGSegments bounds the header walk (each step is one small read).
+const maxJPEGSegments = 10000
+
 var pngMagic = []byte("\x89PNG\r\n\x1a\n")
+
+// maxPNGChunks bounds the chunk walk: 35 MB in 8 KiB IDAT chunks is 4,500.
+const maxPNGChunks = 100000
 
 // checkPNG walks the chunk list: every chunk must lie inside the file and
 // the list must reach IEND.
@@ -140,6 +147,9 @@ func checkPNG(r io.ReaderAt, size int64) (formatVerdict, string, error) {
 	off := int64(len(pngMagic))
 	var hdr [8]byte
 	for n := 0; ; n++ {
+		if n > maxPNGChunks {
+			return formatUnknown, "", nil
+		}
 		if off+12 > size {
 			return formatIncomplete, "PNG ends before its IEND chunk", nil
 		}
@@ -227,10 +237,12 @@ func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, s
 			return formatIncomplete, "TIFF directory runs past the end of the file", nil
 		}
 		var offsets, counts []int64
+		dir := make([]byte, 12*n+4) // the entries and the next-IFD offset, in one read
+		if _, err := r.ReadAt(dir, ifd+2); err != nil {
+			return formatUnknown, "", err
+		}
 		for i := int64(0); i < n; i++ {
-			if _, err := r.ReadAt(b[:12], ifd+2+12*i); err != nil {
-				return formatUnknown, "", err
-			}
+			b := dir[12*i : 12*i+12]
 			tag, typ, cnt := bo.Uint16(b[0:2]), bo.Uint16(b[2:4]), int64(bo.Uint32(b[4:8]))
 			ts := tiffTypeSize(typ)
 			if ts == 0 {
@@ -278,10 +290,7 @@ func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, s
 				return formatIncomplete, fmt.Sprintf("TIFF strip or tile %d lies past the end of the file", i), nil
 			}
 		}
-		if _, err := r.ReadAt(b[:4], ifd+2+12*n); err != nil {
-			return formatUnknown, "", err
-		}
-		if nx := int64(bo.Uint32(b[:4])); nx != 0 {
+		if nx := int64(bo.Uint32(dir[12*n:])); nx != 0 {
 			queue = append(queue, nx)
 		}
 	}

@@ -52,6 +52,7 @@ type folder struct {
 	checks atomic.Int64 // readiness passes, for tests
 
 	leaseWarned atomic.Bool // the "leases unsupported" warning is logged once per folder
+	moveMu      sync.Mutex  // serialises moves into processed/ and failed/
 
 	mu   sync.Mutex
 	root *os.Root

@@ -210,7 +210,7 @@ func writeNotice(w io.Writer, h msgHeader, text string) error {
 // RFC 2231 readers take key*, the others decode the word. The name was
 // checked for control characters, so the result is one header-safe line.
 func withParam(value, key, param string) string {
-	if !strings.Contains(param, "=?") && !strings.Contains(param, "  ") &&
+	if isASCII(param) && !strings.Contains(param, "=?") && !strings.Contains(param, "  ") &&
 		!strings.HasPrefix(param, " ") && !strings.HasSuffix(param, " ") {
 		if v := mime.FormatMediaType(value, map[string]string{key: param}); v != "" {
 			return v
@@ -259,4 +259,13 @@ func encodeWords(s string) string {
 		s = s[n:]
 	}
 	return strings.Join(words, " ")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

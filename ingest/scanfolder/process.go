@@ -606,6 +606,11 @@ func (f *folder) finish(root *os.Root, rel, id string, log interface {
 // with a unique name when one exists. before, if set, runs with the
 // destination just before the rename. It returns the new relative path.
 func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst string) error) (string, error) {
+	// Workers move concurrently, and shortened long names can coincide: the
+	// free-name check and the rename must not interleave (a rename replaces
+	// an existing destination).
+	f.moveMu.Lock()
+	defer f.moveMu.Unlock()
 	dst, err := uniqueName(root, path.Join(dir, rel))
 	if err != nil {
 		return "", err
@@ -638,7 +643,7 @@ func (f *folder) mkdirs(root *os.Root, dir string) error {
 	parts := strings.Split(dir, "/")
 	for i := range parts {
 		p := strings.Join(parts[:i+1], "/")
-		err := root.Mkdir(p, f.cfg.DirMode)
+		err := root.Mkdir(p, f.cfg.DirMode.Perm()) // Mkdir takes permission bits only; Chmod below adds set-GID
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
