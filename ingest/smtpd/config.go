@@ -80,6 +80,16 @@ type ListenerConfig struct {
 	DataMinRate   int64
 	DataRateGrace time.Duration // credit at the start of DATA; default 30s
 
+	// StressThreshold is the connection count at which the listener goes
+	// into stress mode (as Postfix's stress mode): while it is reached,
+	// sessions waiting for a command get StressTimeout instead of
+	// ReadTimeout, so idle connections cannot hold every slot and a real
+	// client gets in. Default 80% of MaxConnections (at least 1); negative
+	// turns stress mode off. Stress mode ends once the count is below 3/4 of
+	// the threshold. Entering and leaving it is logged.
+	StressThreshold int
+	StressTimeout   time.Duration // default 10s; at most ReadTimeout
+
 	// JunkCommandLimit is how many NOOP, RSET, VRFY, HELP and EXPN commands
 	// a session may send (Postfix's smtpd_junk_command_limit): past it the
 	// client gets 421 4.7.0 and is disconnected, so one connection cannot
@@ -125,6 +135,7 @@ const (
 	defaultAuthFailWindow = 10 * time.Minute
 	defaultDataMinRate    = 4096
 	defaultJunkLimit      = 100
+	defaultStressTimeout  = 10 * time.Second
 	defaultHardErrorLimit = 20
 	defaultDataRateGrace  = 30 * time.Second
 )
@@ -238,7 +249,7 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	case c.DataMinRate < 0:
 		c.DataMinRate = -1 // off
 	}
-	for _, d := range []*time.Duration{&c.ReadTimeout, &c.WriteTimeout, &c.AuthFailureWindow, &c.DataRateGrace} {
+	for _, d := range []*time.Duration{&c.ReadTimeout, &c.WriteTimeout, &c.AuthFailureWindow, &c.DataRateGrace, &c.StressTimeout} {
 		if *d < 0 {
 			return fail("timeouts and windows must not be negative")
 		}
@@ -254,6 +265,21 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	}
 	if c.DataRateGrace == 0 {
 		c.DataRateGrace = defaultDataRateGrace
+	}
+	switch {
+	case c.StressThreshold == 0:
+		c.StressThreshold = max(c.MaxConnections*8/10, 1)
+	case c.StressThreshold < 0:
+		c.StressThreshold = -1 // off
+	case c.StressThreshold > c.MaxConnections:
+		return fail("stress threshold %d is above max connections %d: stress mode could never start",
+			c.StressThreshold, c.MaxConnections)
+	}
+	switch {
+	case c.StressTimeout == 0:
+		c.StressTimeout = min(defaultStressTimeout, c.ReadTimeout)
+	case c.StressTimeout > c.ReadTimeout:
+		return fail("stress timeout %v is longer than read timeout %v", c.StressTimeout, c.ReadTimeout)
 	}
 	switch c.BareLF {
 	case "":

@@ -5,6 +5,7 @@ package smtpd
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -263,5 +264,64 @@ func TestHardErrorLimit(t *testing.T) {
 	c.expect(421, "4.7.0", "RCPT TO:<b@corp.example>")
 	if err := c.waitClosed(); err != nil {
 		t.Fatalf("connection not closed after 421: %v", err)
+	}
+}
+
+// TestStressModeAdmitsRealClient: idle connections fill the listener; under
+// that pressure idle sessions get the short StressTimeout instead of
+// ReadTimeout, so a real client gets in long before ReadTimeout. Each change
+// of mode is logged once.
+func TestStressModeAdmitsRealClient(t *testing.T) {
+	lc := baseListener()
+	lc.ReadTimeout = 5 * time.Minute // what the idle clients would get without stress mode
+	lc.MaxConnections = 4
+	lc.StressTimeout = 300 * time.Millisecond
+	var logs logBuf
+	fs := &fakeSpool{}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{Logger: slogTo(&logs)})
+	addr := addrOf(t, s, "mfd")
+	idle := make([]*client, lc.MaxConnections)
+	for i := range idle {
+		idle[i] = dial(t, addr)
+		idle[i].greet()
+		idle[i].ehlo()
+	}
+	start := time.Now()
+	var c *client
+	eventually(t, "a new client admitted", func() bool {
+		c = dial(t, addr)
+		code, _, err := c.replyErr()
+		if err == nil && code == 220 {
+			return true
+		}
+		c.conn.Close()
+		return false
+	})
+	if took := time.Since(start); took > lc.ReadTimeout/2 {
+		t.Fatalf("admitted after %v", took)
+	}
+	c.ehlo()
+	if code, msg := c.send("a@corp.example", "b@corp.example", simpleBody); code != 250 {
+		t.Fatalf("real client: %d %s", code, msg)
+	}
+	// Idle clients were cut off until the pressure was gone (the count fell
+	// below 3/4 of the threshold of 3, so at least two of them); the rest
+	// got ReadTimeout back and stay.
+	replies := make(chan string, len(idle))
+	for _, ic := range idle {
+		go func() {
+			code, msg, err := ic.replyErr()
+			replies <- fmt.Sprint(code, " ", msg, " ", err)
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if r := <-replies; !strings.HasPrefix(r, "421 4.4.2") {
+			t.Fatalf("idle client told %q, want 421 4.4.2", r)
+		}
+	}
+	// One line per change of mode, not one per connection.
+	eventually(t, "stress mode off", func() bool { return strings.Contains(logs.String(), "stress mode off") })
+	if on, conns := strings.Count(logs.String(), "stress mode on"), strings.Count(logs.String(), "smtp connection refused"); on == 0 || on > len(idle) {
+		t.Fatalf("stress mode on logged %d times (%d connections refused):\n%s", on, conns, logs.String())
 	}
 }

@@ -93,9 +93,16 @@ func remoteIP(a net.Addr) netip.Addr {
 // knows whether its session is inside DATA, for graceful shutdown.
 type trackedConn struct {
 	net.Conn
+	ls      *listenerState
 	ip      netip.Addr
 	release func()
 	once    sync.Once
+
+	// The read deadline go-smtp asked for and when, kept so that stress
+	// mode can shorten it and restore it (see ListenerConfig.StressThreshold).
+	dlMu  sync.Mutex
+	want  time.Time
+	since time.Time
 
 	// dataTimeout, while non-zero (during DATA), renews the read deadline
 	// before every read: go-smtp sets it once per command, which would
@@ -169,6 +176,59 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		err = errDataTooSlow
 	}
 	return n, err
+}
+
+// SetReadDeadline records the deadline go-smtp sets before each command (and
+// the implicit TLS handshake) and applies it, shortened in stress mode.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	c.want, c.since = t, time.Now()
+	c.dlMu.Unlock()
+	return c.applyReadDeadline()
+}
+
+// applyReadDeadline sets the read deadline for the listener's current mode:
+// in stress mode a session waiting for a command gets StressTimeout from
+// when it started waiting (so a connection idle for long times out at once).
+// DATA reads set their own deadline.
+func (c *trackedConn) applyReadDeadline() error {
+	if c.dataTimeout.Load() > 0 {
+		return nil
+	}
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	t := c.want
+	if c.ls != nil && c.ls.stressed.Load() && !t.IsZero() {
+		if st := c.since.Add(c.ls.cfg.StressTimeout); st.Before(t) {
+			t = st
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// updateStressLocked enters or leaves stress mode after the connection count
+// changed, and re-applies every session's read deadline when it does.
+// Callers hold srv.mu.
+func (ls *listenerState) updateStressLocked() {
+	th := ls.cfg.StressThreshold
+	if th <= 0 {
+		return
+	}
+	n := len(ls.conns)
+	switch on := ls.stressed.Load(); {
+	case !on && n >= th:
+		ls.stressed.Store(true)
+		ls.log.Warn("smtp stress mode on: sessions waiting for a command get the stress timeout",
+			"connections", n, "threshold", th, "stress_timeout", ls.cfg.StressTimeout)
+	case on && n*4 < th*3: // hysteresis, so the log does not flap at the threshold
+		ls.stressed.Store(false)
+		ls.log.Info("smtp stress mode off", "connections", n)
+	default:
+		return
+	}
+	for c := range ls.conns {
+		_ = c.applyReadDeadline()
+	}
 }
 
 func (c *trackedConn) Close() error {

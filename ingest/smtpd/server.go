@@ -80,6 +80,8 @@ type listenerState struct {
 	// Guarded by srv.mu.
 	conns map[*trackedConn]struct{}
 	perIP map[netip.Addr]int
+
+	stressed atomic.Bool // written under srv.mu; read by sessions setting deadlines
 }
 
 // New validates the listener configs, loads or creates TLS certificates and
@@ -308,7 +310,7 @@ func (ls *listenerState) admit(c net.Conn, ip netip.Addr) (tc *trackedConn, repl
 	case ls.perIP[ip] >= ls.cfg.MaxConnectionsPerIP:
 		return nil, replyTooMany + " from your address", "too_many_connections"
 	}
-	tc = &trackedConn{Conn: c, ip: ip}
+	tc = &trackedConn{Conn: c, ls: ls, ip: ip}
 	tc.release = func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -318,9 +320,11 @@ func (ls *listenerState) admit(c net.Conn, ip netip.Addr) (tc *trackedConn, repl
 		} else {
 			ls.perIP[ip]--
 		}
+		ls.updateStressLocked()
 	}
 	ls.conns[tc] = struct{}{}
 	ls.perIP[ip]++
+	ls.updateStressLocked()
 	return tc, "", ""
 }
 
