@@ -325,3 +325,40 @@ func TestStressModeAdmitsRealClient(t *testing.T) {
 		t.Fatalf("stress mode on logged %d times (%d connections refused):\n%s", on, conns, logs.String())
 	}
 }
+
+// TestSessionLimitDefaults: the new limits' defaults, "off" values and
+// validation.
+func TestSessionLimitDefaults(t *testing.T) {
+	c, err := baseListener().normalize("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataMinRate != 4096 || c.DataRateGrace != 30*time.Second || c.JunkCommandLimit != 100 ||
+		c.HardErrorLimit != 20 || c.StressThreshold != 80 || c.StressTimeout != 10*time.Second {
+		t.Fatalf("defaults: rate %d grace %v junk %d errors %d stress %d/%v", c.DataMinRate, c.DataRateGrace,
+			c.JunkCommandLimit, c.HardErrorLimit, c.StressThreshold, c.StressTimeout)
+	}
+	off := baseListener()
+	off.DataMinRate, off.JunkCommandLimit, off.HardErrorLimit, off.StressThreshold = -5, -1, -1, -1
+	if c, err = off.normalize(""); err != nil || c.DataMinRate != -1 || c.JunkCommandLimit != -1 ||
+		c.HardErrorLimit != -1 || c.StressThreshold != -1 {
+		t.Fatalf("off: %+v %v", c, err)
+	}
+	short := baseListener()
+	short.ReadTimeout = 2 * time.Second
+	if c, err = short.normalize(""); err != nil || c.StressTimeout != 2*time.Second {
+		t.Fatalf("stress timeout with a 2s read timeout: %v %v", c.StressTimeout, err)
+	}
+	for name, mod := range map[string]func(*ListenerConfig){
+		"stress threshold above max connections": func(c *ListenerConfig) { c.MaxConnections, c.StressThreshold = 10, 11 },
+		"stress timeout above read timeout":      func(c *ListenerConfig) { c.StressTimeout = time.Hour },
+		"negative grace":                         func(c *ListenerConfig) { c.DataRateGrace = -time.Second },
+		"negative stress timeout":                func(c *ListenerConfig) { c.StressTimeout = -time.Second },
+	} {
+		lc := baseListener()
+		mod(&lc)
+		if _, err := lc.normalize(""); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -490,6 +490,9 @@ func TestDataTimeoutStoresNothing(t *testing.T) {
 	if err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
 		t.Fatalf("stalled DATA: %d %q %v, want 421 4.4.2", code, msg, err)
 	}
+	if err := c.waitClosed(); err != nil { // 421 closes the channel (RFC 5321 3.8)
+		t.Fatalf("connection not closed after 421: %v", err)
+	}
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages from a stalled DATA", n)
 	}
