@@ -88,7 +88,15 @@ type SMTPListener struct {
 	BareLF                  BareLF         `yaml:"bare_lf" json:"bare_lf"`                 // default reject
 	AuthFailureLimit        int            `yaml:"auth_failure_limit" json:"auth_failure_limit"`
 	AuthFailureWindow       time.Duration  `yaml:"auth_failure_window" json:"auth_failure_window"`
-	Account                 string         `yaml:"account" json:"account"`
+	// Session bounds; smtpd owns their defaults and validation (zero = its
+	// default, negative = off where it says so).
+	DataMinRate      int64         `yaml:"data_min_rate" json:"data_min_rate"`
+	DataRateGrace    time.Duration `yaml:"data_rate_grace" json:"data_rate_grace"`
+	StressThreshold  int           `yaml:"stress_threshold" json:"stress_threshold"`
+	StressTimeout    time.Duration `yaml:"stress_timeout" json:"stress_timeout"`
+	JunkCommandLimit int           `yaml:"junk_command_limit" json:"junk_command_limit"`
+	HardErrorLimit   int           `yaml:"hard_error_limit" json:"hard_error_limit"`
+	Account          string        `yaml:"account" json:"account"`
 }
 
 // SMTPUser is an AUTH user of a listener. PasswordHash is a bcrypt hash,

@@ -42,6 +42,12 @@ func smtpListeners(c *configs.Config) []smtpd.ListenerConfig {
 			BareLF:                  smtpd.BareLFPolicy(l.BareLF),
 			AuthFailureLimit:        l.AuthFailureLimit,
 			AuthFailureWindow:       l.AuthFailureWindow,
+			DataMinRate:             l.DataMinRate,
+			DataRateGrace:           l.DataRateGrace,
+			StressThreshold:         l.StressThreshold,
+			StressTimeout:           l.StressTimeout,
+			JunkCommandLimit:        l.JunkCommandLimit,
+			HardErrorLimit:          l.HardErrorLimit,
 			Account:                 l.Account,
 		})
 	}

@@ -61,6 +61,22 @@ routes:
   default: relay
 `, dir))
 
+	// configs accepts it; smtpd refuses it.
+	stress := filepath.Join(dir, "stress.yaml")
+	writeFile(t, stress, fmt.Sprintf(`data_dir: %s/data
+smtp_listeners:
+  - name: local
+    listen: 127.0.0.1:0
+    allowed_networks: [127.0.0.1]
+    max_connections: 10
+    stress_threshold: 50
+accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`, dir))
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -78,6 +94,7 @@ routes:
 		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
 		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`account "relay": auth xoauth2 needs TLS`}},
 		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`auth xoauth2 needs TLS`}},
+		{"check runs the listener's own validation", []string{"-config", stress, "-check"}, exitUsage, []string{`stress threshold 50 is above max connections 10`}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
 		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},
 		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},

@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
+	"github.com/spoold/spoold/ingest/smtpd"
 )
 
 // validateSubsystems runs every subsystem's own validation of the options
@@ -22,6 +24,9 @@ func validateSubsystems(cfg *configs.Config) error {
 	}
 	if err := delivery.ValidateAccounts(deliveryAccounts(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("accounts (delivery): %w", err))
+	}
+	if err := smtpd.ValidateListeners(smtpListeners(cfg), filepath.Join(cfg.DataDir, "tls")); err != nil {
+		errs = append(errs, fmt.Errorf("smtp_listeners: %w", err))
 	}
 	return errors.Join(errs...)
 }
