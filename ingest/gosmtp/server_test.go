@@ -330,9 +330,12 @@ func TestServerAcceptErrorHandling(t *testing.T) {
 	l.Send(temporaryError)
 	permanentError := newMockError("permanent mock error", false)
 	l.Send(permanentError)
+	// spoold patch: wait for Serve to return before Close; closing first
+	// races Serve's check for a closed server, which then returns
+	// ErrServerClosed instead of the permanent error (flaky upstream).
+	serveError := <-done
 	s.Close()
 
-	serveError := <-done
 	if serveError == nil {
 		t.Fatal("Serve had exited without an expected error")
 	} else if serveError != permanentError {
