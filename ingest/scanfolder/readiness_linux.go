@@ -157,8 +157,17 @@ func (cw *closeWatcher) read() {
 // unsupported is true when the kernel refuses leases here (EPERM: spoold is
 // neither the file's owner nor has CAP_LEASE; EINVAL/ENOSYS: the file system
 // has no leases); the caller then relies on the other signals.
+//
+// On network file systems a lease needs the server's oplock or delegation
+// (CIFS and NFS answer EAGAIN without one even when nobody writes), and a
+// remote writer never shows locally anyway: there the check is reported as
+// unsupported and the quiet period and format checks decide.
 func writerCheck(f *os.File) (writing, unsupported bool, err error) {
 	fd := int(f.Fd())
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err == nil && networkFS(int64(st.Type)) {
+		return false, true, fmt.Errorf("network file system (type %#x): open writers on other machines cannot be seen", st.Type)
+	}
 	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
 	switch {
 	case err == nil:
@@ -176,3 +185,15 @@ func writerCheck(f *os.File) (writing, unsupported bool, err error) {
 }
 
 const closeWatchSupported = true
+
+// networkFS reports file system types (statfs f_type) whose leases do not
+// mean "no writer": SMB/CIFS, NFS, Ceph, 9P, AFS/OpenAFS, Coda, FUSE (sshfs, rclone).
+func networkFS(t int64) bool {
+	switch t {
+	case unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, 0xFF534D42 /* CIFS */, 0xFE534D42, /* SMB2 */
+		unix.CEPH_SUPER_MAGIC, unix.V9FS_MAGIC, unix.AFS_SUPER_MAGIC, unix.CODA_SUPER_MAGIC,
+		unix.FUSE_SUPER_MAGIC:
+		return true
+	}
+	return false
+}

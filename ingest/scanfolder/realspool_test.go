@@ -168,3 +168,41 @@ func crashChild() {
 	time.Sleep(2 * time.Minute)
 	os.Exit(6)
 }
+
+// TestRealSpoolAppendBeforeCommit appends to the scan after its message was
+// built and before the real spool sees the body's end: the spool stores
+// nothing for that version (no half-built message, no orphan), and the
+// finished file is stored once, byte for byte. A 200 KB file makes the
+// spool take its body-file path.
+func TestRealSpoolAppendBeforeCommit(t *testing.T) {
+	for _, size := range []int{749, 200_000} {
+		spoolDir, scanDir := t.TempDir(), t.TempDir()
+		s := openSpool(t, spoolDir)
+		var once bool
+		first := testPDF(t, size)
+		extra := []byte("% appended\n%%EOF\n")
+		want := append(append([]byte{}, first...), extra...)
+		env := startIn(t, scanDir, s, nil, func(w *Watcher) {
+			w.beforeEOFHook = func(rel string) {
+				if !once { // workers are many, but one file: no race on once
+					once = true
+					appendFile(filepath.Join(scanDir, filepath.FromSlash(rel)), extra)
+				}
+			}
+		})
+		env.write("alice@example.com/scan.pdf", first)
+		waitFor(t, waitLong, "moved", func() bool { return env.exists("processed/alice@example.com/scan.pdf") })
+		env.w.Close()
+		checkOneStoredScan(t, s, want)
+		ents, _ := os.ReadDir(filepath.Join(spoolDir, "messages"))
+		for _, e := range ents {
+			if size < 64<<10 {
+				t.Errorf("inline-sized scan left a body file %s", e.Name())
+			}
+		}
+		if size >= 64<<10 && len(ents) != 1 {
+			t.Errorf("%d body files, want 1", len(ents))
+		}
+		s.Close()
+	}
+}
