@@ -35,4 +35,4 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/emersion/go-smtp => ./ingest/gosmtp
+replace github.com/emersion/go-smtp => ./third_party/go-smtp
