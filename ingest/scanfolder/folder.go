@@ -257,6 +257,13 @@ func (f *folder) rescan() {
 	root := f.getRoot()
 	now := f.w.clock()
 	seenDirs := map[string]bool{}
+	seenFiles := map[string]bool{}
+	f.mu.Lock()
+	wasWriting := make([]string, 0, len(f.writing))
+	for rel := range f.writing {
+		wasWriting = append(wasWriting, rel)
+	}
+	f.mu.Unlock()
 	walkErr := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == "." {
@@ -279,6 +286,7 @@ func (f *folder) rescan() {
 		if ignoredName(path.Base(p)) {
 			return nil
 		}
+		seenFiles[p] = true
 		info, err := d.Info()
 		if err != nil {
 			return nil // vanished
@@ -295,6 +303,17 @@ func (f *folder) rescan() {
 			}
 			if f.cw != nil {
 				f.cw.remove(d)
+			}
+		}
+	}
+	if walkErr == nil {
+		// Writers' files that went away without an event we saw (deleted
+		// with their folder, moved out) no longer need tracking.
+		// Only entries older than the walk: a file created during it may
+		// have been missed by it.
+		for _, rel := range wasWriting {
+			if !seenFiles[rel] {
+				delete(f.writing, rel)
 			}
 		}
 	}

@@ -277,3 +277,30 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// testPDF is a small, complete PDF of about n bytes (the sample padded with
+// a comment before its body), so cutting it in half cuts off %%EOF.
+func testPDF(t *testing.T, n int) []byte {
+	pdf := sample(t, "sample.pdf")
+	if n <= len(pdf) {
+		return pdf
+	}
+	nl := bytes.IndexByte(pdf, '\n') + 1
+	var b bytes.Buffer
+	b.Write(pdf[:nl])
+	for b.Len() < n-len(pdf) {
+		b.WriteString("% padding padding padding padding padding padding padding padding\n")
+	}
+	b.Write(pdf[nl:])
+	return b.Bytes()
+}
+
+// appendFile appends data to the file at p (a writer finishing late).
+func appendFile(p string, data []byte) {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		panic(err)
+	}
+	f.Write(data)
+	f.Close()
+}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package scanfolder
 
 import (
@@ -116,23 +118,6 @@ func declined(t *testing.T, rec *waitRecorder, rel string, n int, whys ...string
 	waitFor(t, waitLong, fmt.Sprintf("%s declined %d times %v", rel, n, whys), func() bool {
 		return rec.total(rel, whys...) >= n
 	})
-}
-
-// testPDF is a small, complete PDF of about n bytes (the sample padded with
-// a comment before its body), so cutting it in half cuts off %%EOF.
-func testPDF(t *testing.T, n int) []byte {
-	pdf := sample(t, "sample.pdf")
-	if n <= len(pdf) {
-		return pdf
-	}
-	nl := bytes.IndexByte(pdf, '\n') + 1
-	var b bytes.Buffer
-	b.Write(pdf[:nl])
-	for b.Len() < n-len(pdf) {
-		b.WriteString("% padding padding padding padding padding padding padding padding\n")
-	}
-	b.Write(pdf[nl:])
-	return b.Bytes()
 }
 
 // oneScanEquals waits for exactly one scan of rel and checks its attachment
@@ -313,15 +298,6 @@ func (a *appendingSpool) Enqueue(ctx context.Context, req spool.EnqueueRequest, 
 		a.once.Do(func() { appendFile(a.path, a.extra) })
 	}
 	return a.fakeSpool.Enqueue(ctx, req, body)
-}
-
-func appendFile(p string, data []byte) {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		panic(err)
-	}
-	f.Write(data)
-	f.Close()
 }
 
 // holdingSpool is a fake spool that can hold messages.
