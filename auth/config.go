@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // Defaults for AccountConfig fields left zero.
@@ -50,7 +52,7 @@ type AccountConfig struct {
 	Tenant   string
 	ClientID string
 	// ClientSecret is already resolved from *_file or ${ENV} by the config layer.
-	ClientSecret Secret
+	ClientSecret secret.Secret
 	// ClientSecretExpires is optional; Health warns SecretExpiryWarning ahead.
 	ClientSecretExpires time.Time
 	// CertificateFile and PrivateKeyFile (PEM) select a signed JWT client
@@ -58,7 +60,7 @@ type AccountConfig struct {
 	// may also sit in PrivateKeyFile.
 	CertificateFile, PrivateKeyFile string
 	// ServiceAccountJSON is a Google service account key file's contents.
-	ServiceAccountJSON Secret
+	ServiceAccountJSON secret.Secret
 	// Mailbox holds the grant and is the XOAUTH2 user.
 	Mailbox string
 	// Scopes, AuthURL, TokenURL and DeviceAuthURL override the preset.

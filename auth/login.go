@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // ErrIdentityMismatch: the user signed in as someone other than the
@@ -63,7 +65,7 @@ type pendingLogin struct {
 	id, account string
 	mode        LoginMode
 	state       string
-	verifier    Secret
+	verifier    secret.Secret
 	redirectURL string
 	expires     time.Time
 
@@ -143,7 +145,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 		if err != nil {
 			return LoginStart{}, err
 		}
-		p.state, p.verifier, p.redirectURL = state, Secret(oauth2.GenerateVerifier()), r.cfg.RedirectURL
+		p.state, p.verifier, p.redirectURL = state, secret.Secret(oauth2.GenerateVerifier()), r.cfg.RedirectURL
 		conf := oauth2.Config{ClientID: r.cfg.ClientID, Endpoint: oauth2.Endpoint{AuthURL: r.authURL}, RedirectURL: r.cfg.RedirectURL, Scopes: scopes}
 		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(p.verifier.Reveal()), oauth2.SetAuthURLParam("login_hint", r.cfg.Mailbox)}
 		if r.provider == ProviderGoogle {
@@ -364,7 +366,7 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		return Health{}, fmt.Errorf("auth: account %s: %w", name, err)
 	}
 	now := m.now()
-	rec := &tokenRecord{RefreshToken: Secret(resp.RefreshToken), AccessToken: Secret(resp.AccessToken), TokenType: resp.TokenType,
+	rec := &tokenRecord{RefreshToken: secret.Secret(resp.RefreshToken), AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType,
 		Expiry: now.Add(resp.ExpiresIn), GrantedAt: now, Identity: identity, Flow: r.flow, ClientID: r.cfg.ClientID}
 
 	a.mu.Lock()

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // Options are a Manager's injected dependencies and tunables. Zero values
@@ -96,7 +98,7 @@ type account struct {
 type flight struct {
 	done  chan struct{}
 	force bool // a forced refresh: its token is new unless it failed
-	tok   Secret
+	tok   secret.Secret
 	exp   time.Time
 	err   error
 }
@@ -444,7 +446,7 @@ func (m *Manager) ForceRefresh(ctx context.Context, account string) (string, err
 // refresh-token rotation, not N (providers may revoke a grant whose refresh
 // token is used twice). An empty rejected is ForceRefresh.
 func (m *Manager) RefreshRejected(ctx context.Context, account, rejected string) (string, error) {
-	t, _, err := m.token(ctx, account, true, Secret(rejected), false)
+	t, _, err := m.token(ctx, account, true, secret.Secret(rejected), false)
 	return t.Reveal(), err
 }
 
@@ -474,7 +476,7 @@ func (ts tokenSource) Token() (*oauth2.Token, error) {
 // is no longer rejected (someone refreshed since). ignoreBlock lets an
 // admin's login retry an account in needs_reauth or misconfigured (client
 // credentials and service accounts).
-func (m *Manager) token(ctx context.Context, name string, force bool, rejected Secret, ignoreBlock bool) (Secret, time.Time, error) {
+func (m *Manager) token(ctx context.Context, name string, force bool, rejected secret.Secret, ignoreBlock bool) (secret.Secret, time.Time, error) {
 	a, err := m.lookup(name)
 	if err != nil {
 		return "", time.Time{}, err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/auth/authtest"
+	"github.com/spoold/spoold/configs/secret"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -49,7 +50,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	cc.Name, cc.Flow, cc.ClientSecret = "cc", "client_credentials", clientSecret
 	cert := e.cfg()
 	cert.Name, cert.Flow, cert.CertificateFile, cert.PrivateKeyFile = "cert", "client_credentials", certFile, keyFile
-	sa := auth.AccountConfig{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: testMailbox, ServiceAccountJSON: auth.Secret(saKey)}
+	sa := auth.AccountConfig{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: testMailbox, ServiceAccountJSON: secret.Secret(saKey)}
 	cfgs := []auth.AccountConfig{deleg, dev, cc, cert, sa}
 	m := e.start(cfgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -127,16 +128,16 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		}
 	}
 	if !strings.Contains(fmt.Sprintf("%v", deleg.ClientSecret), "[redacted]") {
-		t.Fatal("Secret does not print [redacted]")
+		t.Fatal("a client secret does not print [redacted]")
 	}
 }
 
 func TestSecretRedaction(t *testing.T) {
-	s := auth.Secret("hunter2-value")
+	s := secret.Secret("hunter2-value")
 	var b strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&b, nil))
 	logger.Info("x", "s", s)
-	j, _ := json.Marshal(struct{ S auth.Secret }{s})
+	j, _ := json.Marshal(struct{ S secret.Secret }{s})
 	for _, out := range []string{s.String(), fmt.Sprintf("%v|%s|%q|%+v|%#v|%x", s, s, s, s, s, s), b.String(), string(j)} {
 		if strings.Contains(out, "hunter2") {
 			t.Fatalf("leak: %s", out)
@@ -145,7 +146,7 @@ func TestSecretRedaction(t *testing.T) {
 	if s.Reveal() != "hunter2-value" {
 		t.Fatal("Reveal")
 	}
-	if auth.Secret("").String() != "" {
+	if secret.Secret("").String() != "" {
 		t.Fatal("empty secret should print empty")
 	}
 }

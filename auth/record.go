@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // Store is what auth needs from the spool's account store (spool.Spool
@@ -60,8 +62,8 @@ type Health struct {
 // tokenRecord is the persisted grant. Token fields are Secrets so the record
 // can be logged or printed safely; storedToken is the on-disk form.
 type tokenRecord struct {
-	RefreshToken Secret
-	AccessToken  Secret
+	RefreshToken secret.Secret
+	AccessToken  secret.Secret
 	TokenType    string
 	Expiry       time.Time
 	GrantedAt    time.Time
@@ -103,7 +105,7 @@ func unmarshalToken(b []byte) (*tokenRecord, error) {
 	if s.V != 1 {
 		return nil, fmt.Errorf("token record has unknown version %d", s.V)
 	}
-	return &tokenRecord{RefreshToken: Secret(s.RefreshToken), AccessToken: Secret(s.AccessToken), TokenType: s.TokenType,
+	return &tokenRecord{RefreshToken: secret.Secret(s.RefreshToken), AccessToken: secret.Secret(s.AccessToken), TokenType: s.TokenType,
 		Expiry: s.Expiry, GrantedAt: s.GrantedAt, Identity: s.Identity, Flow: s.Flow, ClientID: s.ClientID, Rotations: s.Rotations}, nil
 }
 

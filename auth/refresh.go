@@ -11,6 +11,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
@@ -27,7 +29,7 @@ func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
 // refresh obtains a new access token for a (the flight leader's work).
-func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, time.Time, error) {
+func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.Secret, time.Time, error) {
 	a.mu.Lock()
 	r, gen, dirty, lostAnswer := a.r, a.gen, a.dirty, a.lostAnswer
 	var cur *tokenRecord
@@ -110,7 +112,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, 
 		}
 	}
 
-	next := &tokenRecord{AccessToken: Secret(resp.AccessToken), TokenType: resp.TokenType, Expiry: now.Add(resp.ExpiresIn),
+	next := &tokenRecord{AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType, Expiry: now.Add(resp.ExpiresIn),
 		Flow: r.flow, ClientID: r.cfg.ClientID, GrantedAt: now}
 	rotated := false
 	if cur != nil {
@@ -120,7 +122,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (Secret, 
 		}
 	}
 	if r.flow.Delegated() && resp.RefreshToken != "" && resp.RefreshToken != next.RefreshToken.Reveal() {
-		next.RefreshToken = Secret(resp.RefreshToken) // rotated; a missing one keeps the old
+		next.RefreshToken = secret.Secret(resp.RefreshToken) // rotated; a missing one keeps the old
 		next.Rotations++
 		rotated = true
 	}
@@ -334,7 +336,7 @@ func (m *Manager) serviceAssertion(r *resolved) (string, error) {
 func (m *Manager) scrubErr(err error, r *resolved, cur *tokenRecord) error {
 	var ee *EndpointError
 	if errors.As(err, &ee) {
-		secrets := []Secret{r.cfg.ClientSecret}
+		secrets := []secret.Secret{r.cfg.ClientSecret}
 		if cur != nil {
 			secrets = append(secrets, cur.RefreshToken, cur.AccessToken)
 		}
@@ -343,10 +345,10 @@ func (m *Manager) scrubErr(err error, r *resolved, cur *tokenRecord) error {
 	return err
 }
 
-func scrub(s string, secrets ...Secret) string {
+func scrub(s string, secrets ...secret.Secret) string {
 	for _, sec := range secrets {
 		if v := sec.Reveal(); len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, redacted)
+			s = strings.ReplaceAll(s, v, secret.Redacted)
 		}
 	}
 	return s

@@ -15,6 +15,8 @@ package configs
 import (
 	"net/netip"
 	"time"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // Config is a whole spoold configuration after Parse: defaults applied,
@@ -102,10 +104,10 @@ type SMTPListener struct {
 // SMTPUser is an AUTH user of a listener. PasswordHash is a bcrypt hash,
 // given inline (may use ${ENV}) or read from PasswordHashFile.
 type SMTPUser struct {
-	Name             string `yaml:"name" json:"name"`
-	PasswordHash     Secret `yaml:"password_hash" json:"password_hash"`
-	PasswordHashFile string `yaml:"password_hash_file" json:"password_hash_file"`
-	Account          string `yaml:"account" json:"account"`
+	Name             string        `yaml:"name" json:"name"`
+	PasswordHash     secret.Secret `yaml:"password_hash" json:"password_hash"`
+	PasswordHashFile string        `yaml:"password_hash_file" json:"password_hash_file"`
+	Account          string        `yaml:"account" json:"account"`
 }
 
 // ScanFolder is one watched scan folder.
@@ -140,7 +142,7 @@ type Account struct {
 	Flow                Flow          `yaml:"flow" json:"flow"` // default authcode with a provider
 	Tenant              string        `yaml:"tenant" json:"tenant"`
 	ClientID            string        `yaml:"client_id" json:"client_id"`
-	ClientSecret        Secret        `yaml:"client_secret" json:"client_secret"`
+	ClientSecret        secret.Secret `yaml:"client_secret" json:"client_secret"`
 	ClientSecretFile    string        `yaml:"client_secret_file" json:"client_secret_file"`
 	ClientSecretExpires time.Time     `yaml:"client_secret_expires" json:"client_secret_expires"` // zero = unknown
 	CertificateFile     string        `yaml:"certificate_file" json:"certificate_file"`
@@ -158,15 +160,15 @@ type Account struct {
 	// default (2m) and range.
 	TokenTimeout time.Duration `yaml:"token_timeout" json:"token_timeout"`
 
-	Host         string      `yaml:"host" json:"host"`
-	Port         int         `yaml:"port" json:"port"`
-	TLS          UpstreamTLS `yaml:"tls" json:"tls"` // default starttls
-	CAFile       string      `yaml:"ca_file" json:"ca_file"`
-	ServerName   string      `yaml:"server_name" json:"server_name"`
-	Auth         AuthMech    `yaml:"auth" json:"auth"`
-	Username     string      `yaml:"username" json:"username"`
-	Password     Secret      `yaml:"password" json:"password"`
-	PasswordFile string      `yaml:"password_file" json:"password_file"`
+	Host         string        `yaml:"host" json:"host"`
+	Port         int           `yaml:"port" json:"port"`
+	TLS          UpstreamTLS   `yaml:"tls" json:"tls"` // default starttls
+	CAFile       string        `yaml:"ca_file" json:"ca_file"`
+	ServerName   string        `yaml:"server_name" json:"server_name"`
+	Auth         AuthMech      `yaml:"auth" json:"auth"`
+	Username     string        `yaml:"username" json:"username"`
+	Password     secret.Secret `yaml:"password" json:"password"`
+	PasswordFile string        `yaml:"password_file" json:"password_file"`
 
 	SenderRule               SenderRule    `yaml:"sender_rule" json:"sender_rule"`
 	MaxConnections           int           `yaml:"max_connections" json:"max_connections"`

@@ -9,6 +9,9 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/spoold/spoold/configs/secret"
+	"github.com/spoold/spoold/configs/units"
 )
 
 // Decoding walks go-yaml's AST against the Config struct by reflection
@@ -232,7 +235,7 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	prefixType   = reflect.TypeFor[netip.Prefix]()
 	timeType     = reflect.TypeFor[time.Time]()
-	secretType   = reflect.TypeFor[Secret]()
+	secretType   = reflect.TypeFor[secret.Secret]()
 	enumType     = reflect.TypeFor[enum]()
 )
 
@@ -255,7 +258,7 @@ func (d *decoder) value(n ast.Node, v reflect.Value, key string) {
 	switch {
 	case t == durationType:
 		d.scalar(n, key, "a duration like 30s, 5m, 24h or 5d", func(s string) error {
-			dur, err := ParseDuration(s)
+			dur, err := units.ParseDuration(s)
 			if err == nil {
 				v.SetInt(int64(dur))
 			}

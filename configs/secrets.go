@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 // maxSecretFile bounds what is read from a *_file (a secret is a line).
@@ -131,7 +133,7 @@ func unwrapPathErr(err error) error {
 
 // resolveSecret fills *value from ${ENV} references or from file. key is
 // the value's key; fileKey that of the *_file key.
-func (v *validator) resolveSecret(value *Secret, file, key, fileKey string) {
+func (v *validator) resolveSecret(value *secret.Secret, file, key, fileKey string) {
 	if *value != "" && file != "" {
 		v.problem(fileKey, "set %s or %s, not both", lastKey(key), lastKey(fileKey))
 		return
@@ -142,7 +144,7 @@ func (v *validator) resolveSecret(value *Secret, file, key, fileKey string) {
 			v.problem(fileKey, "%s", reason)
 			return
 		}
-		*value = Secret(s)
+		*value = secret.Secret(s)
 		return
 	}
 	if *value == "" {
@@ -157,7 +159,7 @@ func (v *validator) resolveSecret(value *Secret, file, key, fileKey string) {
 		v.problem(key, "environment variable %s is not set", name)
 	}
 	if len(missing) == 0 {
-		*value = Secret(out)
+		*value = secret.Secret(out)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spoold/spoold/configs/secret"
 )
 
 func TestSecretFilePermissions(t *testing.T) {
@@ -158,10 +160,10 @@ routes: {default: m365}
 			}
 		}
 	}
-	if !strings.Contains(string(js), `"client_secret":"[REDACTED]"`) {
+	if !strings.Contains(string(js), `"client_secret":"[redacted]"`) {
 		t.Errorf("JSON does not show the redaction marker: %s", js)
 	}
-	if fmt.Sprint(Secret("")) != "" {
+	if fmt.Sprint(secret.Secret("")) != "" {
 		t.Error("an empty secret should print empty, to show it is unset")
 	}
 }

@@ -2,70 +2,13 @@ package configs
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
-
-// redacted is what a Secret prints as wherever it is shown.
-const redacted = "[REDACTED]"
-
-// Secret is a sensitive string (client secret, password, bcrypt hash). It
-// prints as "[REDACTED]" through fmt (every verb), slog, JSON and YAML, so a
-// Config can be logged or dumped whole. Use Reveal to get the value.
-type Secret string
-
-// Reveal returns the secret value; call it only where the value is used.
-func (s Secret) Reveal() string { return string(s) }
-
-// IsSet reports whether the secret has a value.
-func (s Secret) IsSet() bool { return s != "" }
-
-// String redacts a non-empty secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString redacts for %#v.
-func (s Secret) GoString() string { return strconv.Quote(s.String()) }
-
-// Format redacts for every fmt verb (%v %+v %#v %s %q %x ...), so no verb
-// leaks the value through reflection on the underlying string.
-func (s Secret) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q', 'x', 'X':
-		fmt.Fprintf(f, "%q", s.String())
-	case 'v':
-		if f.Flag('#') {
-			fmt.Fprint(f, s.GoString())
-			return
-		}
-		fmt.Fprint(f, s.String())
-	default:
-		fmt.Fprint(f, s.String())
-	}
-}
-
-// LogValue redacts in slog output.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalJSON redacts in JSON output (slog's JSON handler uses it for
-// nested structs).
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// MarshalText redacts for encoders that use encoding.TextMarshaler.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// MarshalYAML redacts when a Config is dumped as YAML.
-func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // enum is implemented by the string enum types: values lists the accepted
 // spellings (the empty string is accepted where the zero value means a
@@ -283,58 +226,6 @@ const (
 )
 
 func (NotifyPolicy) values() []string { return []string{"", "always", "never"} }
-
-// ParseDuration parses a Go duration with an extra unit d (24h): "30s",
-// "5m", "24h", "5d", "1d12h". Negative values are refused.
-func ParseDuration(s string) (time.Duration, error) {
-	orig := s
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	if strings.HasPrefix(s, "-") {
-		return 0, fmt.Errorf("duration %q must not be negative", orig)
-	}
-	if s == "0" {
-		return 0, nil
-	}
-	var total time.Duration
-	for s != "" {
-		// One segment: a number and its unit.
-		i := 0
-		for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
-			i++
-		}
-		j := i
-		for j < len(s) && (s[j] < '0' || s[j] > '9') && s[j] != '.' {
-			j++
-		}
-		num, unit := s[:i], s[i:j]
-		if num == "" || unit == "" {
-			return 0, fmt.Errorf("duration %q: want a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 24h, 5d", orig)
-		}
-		var d time.Duration
-		if unit == "d" {
-			f, err := strconv.ParseFloat(num, 64)
-			if err != nil || f < 0 || math.IsInf(f, 0) || f*24 > float64(math.MaxInt64)/float64(time.Hour) {
-				return 0, fmt.Errorf("duration %q is not valid", orig)
-			}
-			d = time.Duration(f * 24 * float64(time.Hour))
-		} else {
-			var err error
-			d, err = time.ParseDuration(num + unit)
-			if err != nil {
-				return 0, fmt.Errorf("duration %q: want a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 24h, 5d", orig)
-			}
-		}
-		if total > math.MaxInt64-d {
-			return 0, fmt.Errorf("duration %q is too large", orig)
-		}
-		total += d
-		s = s[j:]
-	}
-	return total, nil
-}
 
 var sizeUnits = map[string]int64{
 	"": 1, "b": 1,

@@ -6,37 +6,6 @@ import (
 	"time"
 )
 
-func TestParseDuration(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"30s", 30 * time.Second, true},
-		{"5m", 5 * time.Minute, true},
-		{"24h", 24 * time.Hour, true},
-		{"5d", 5 * 24 * time.Hour, true},
-		{"1d12h", 36 * time.Hour, true},
-		{"1.5d", 36 * time.Hour, true},
-		{"1h30m", 90 * time.Minute, true},
-		{"250ms", 250 * time.Millisecond, true},
-		{"0", 0, true},
-		{"", 0, false},
-		{"5", 0, false},
-		{"d", 0, false},
-		{"-1s", 0, false},
-		{"5 d", 0, false},
-		{"5w", 0, false},
-		{"99999999999d", 0, false},
-		{"2000000h2000000h", 0, false}, // sum overflows
-	} {
-		got, err := ParseDuration(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestParseSize(t *testing.T) {
 	for _, tt := range []struct {
 		in   string

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs/units"
 )
 
 func (a *app) accountsCmd() *cobra.Command {
@@ -139,7 +140,8 @@ func (a *app) authLoginCmd() *cobra.Command {
 	f.BoolVar(&device, "device", false, "device code flow: print a code to enter on another device")
 	f.BoolVar(&paste, "paste", false, "paste the redirected URL here instead of using the daemon's callback")
 	f.BoolVar(&asJSON, "json", false, "print the resulting account as JSON")
-	f.DurationVar(&wait, "wait", 15*time.Minute, "how long to wait for the sign-in to finish")
+	wait = 15 * time.Minute
+	f.Var(units.DurationFlag{D: &wait}, "wait", "how long to wait for the sign-in to finish")
 	cmd.MarkFlagsMutuallyExclusive("device", "paste")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		name := args[0]

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs/units"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -248,7 +249,7 @@ func (a *app) purgeCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().Var(stateFlag{&state}, "state", "purge messages in `STATE` (dead or delivered)")
-	cmd.Flags().Var(durationFlag{&olderThan}, "older-than", "only messages last changed more than `D` ago (e.g. 7d; 0 = all)")
+	cmd.Flags().Var(units.DurationFlag{D: &olderThan}, "older-than", "only messages last changed more than `D` ago (e.g. 7d; 0 = all)")
 	_ = cmd.MarkFlagRequired("state")
 	_ = cmd.MarkFlagRequired("older-than")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
@@ -257,7 +258,7 @@ func (a *app) purgeCmd() *cobra.Command {
 		}
 		if !yes {
 			ok, err := a.confirm(cmd, fmt.Sprintf("Purge every %s message older than %s? This cannot be undone.",
-				state, formatDurationFlag(olderThan)))
+				state, units.FormatDuration(olderThan)))
 			if err != nil || !ok {
 				return err
 			}

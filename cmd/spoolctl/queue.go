@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs/units"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -123,7 +124,7 @@ func (a *app) listCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.Var(stateFlag{&req.State}, "state", "only messages in `STATE` (queued, active, deferred, held, dead, delivered)")
 	f.StringVar(&req.Account, "account", "", "only messages routed to `ACCOUNT`")
-	f.Var(durationFlag{&olderThan}, "older-than", "only messages created more than `D` ago (e.g. 30m, 12h, 7d)")
+	f.Var(units.DurationFlag{D: &olderThan}, "older-than", "only messages created more than `D` ago (e.g. 30m, 12h, 7d)")
 	f.IntVar(&limit, "limit", 0, "show at most `N` messages (0 = all)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
 		if limit < 0 {

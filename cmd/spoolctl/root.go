@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/configs/units"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -45,7 +46,8 @@ func newRootCmd(d *deps) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.socket, "socket", socketDefault, "admin socket of the running daemon (env SPOOLD_SOCKET)")
 	pf.StringVar(&a.spoolDir, "spool", "", "read the spool in `DIR` directly while the daemon is stopped (read-only)")
-	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the daemon's answer (0 = no limit)")
+	a.timeout = 30 * time.Second
+	pf.Var(units.DurationFlag{D: &a.timeout}, "timeout", "how long to wait for the daemon's answer, e.g. 90s, 5m, 1d (0 = no limit)")
 
 	root.AddCommand(
 		a.statusCmd(), a.listCmd(), a.showCmd(),
@@ -135,27 +137,6 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-// durationFlag is a pflag.Value accepting Go durations plus d and w units.
-type durationFlag struct{ d *time.Duration }
-
-func (f durationFlag) String() string {
-	if f.d == nil || *f.d == 0 {
-		return "0"
-	}
-	return formatDurationFlag(*f.d)
-}
-
-func (f durationFlag) Set(s string) error {
-	d, err := parseDuration(s)
-	if err != nil {
-		return err
-	}
-	*f.d = d
-	return nil
-}
-
-func (f durationFlag) Type() string { return "duration" }
 
 // stateFlag validates a queue state name.
 type stateFlag struct{ s *spool.State }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/configs/secret"
 	"github.com/spoold/spoold/delivery"
 	"github.com/spoold/spoold/ingest/scanfolder"
 	"github.com/spoold/spoold/ingest/smtpd"
@@ -165,7 +166,7 @@ func authAccounts(c *configs.Config) ([]auth.AccountConfig, error) {
 			Flow:                string(a.Flow),
 			Tenant:              a.Tenant,
 			ClientID:            a.ClientID,
-			ClientSecret:        auth.Secret(a.ClientSecret.Reveal()),
+			ClientSecret:        a.ClientSecret,
 			ClientSecretExpires: a.ClientSecretExpires,
 			CertificateFile:     a.CertificateFile,
 			PrivateKeyFile:      a.PrivateKeyFile,
@@ -184,7 +185,7 @@ func authAccounts(c *configs.Config) ([]auth.AccountConfig, error) {
 			if err != nil {
 				return nil, fmt.Errorf("account %s: reading service account key: %w", a.Name, err)
 			}
-			ac.ServiceAccountJSON = auth.Secret(key)
+			ac.ServiceAccountJSON = secret.Secret(key)
 		}
 		out = append(out, ac)
 	}
