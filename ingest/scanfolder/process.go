@@ -89,14 +89,14 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 			return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
 				"never became complete: still open for writing (written to, never closed) after %v", f.cfg.IncompleteLimit))
 		}
-		return f.wait(rel, waitWriting, "")
+		return f.wait(rel, waitWriting, "", waited == 0)
 	}
 	if info.Size() == 0 {
 		// Scanners often create the file first and write it seconds later.
 		if waited >= f.cfg.EmptyGrace {
 			return f.fail(ctx, root, rel, user, info, fmt.Sprintf("empty file (0 bytes), still empty after %v", f.cfg.EmptyGrace))
 		}
-		return f.wait(rel, waitEmpty, "")
+		return f.wait(rel, waitEmpty, "", waited == 0)
 	}
 
 	if f.w.openHook != nil {
@@ -131,7 +131,7 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 				return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
 					"never became complete: still open for writing by another process after %v", f.cfg.IncompleteLimit))
 			}
-			return f.wait(rel, waitOpen, "")
+			return f.wait(rel, waitOpen, "", waited == 0)
 		}
 	}
 	verdict, why, err := completeness(file, info.Size())
@@ -144,7 +144,7 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 				"never became complete: %s, unchanged for %v (the scanner or the network may have stopped mid-file)",
 				why, f.cfg.IncompleteLimit))
 		}
-		return f.wait(rel, waitIncomplete, why)
+		return f.wait(rel, waitIncomplete, why, waited == 0)
 	}
 
 	sc, wait, err := f.readSidecar(root, rel)
@@ -364,12 +364,22 @@ func (f *folder) supersede(ctx context.Context, id string, log *slog.Logger) {
 	log.Warn("scan folder: file changed right after its message was committed; message held, file will be sent again", "msg_id", id)
 }
 
-// wait records that a file is not ready yet.
-func (f *folder) wait(rel, why, detail string) outcome {
+// wait records that a file is not ready yet. The first look at each
+// version of the file logs at Info (an admin wondering why a scan has not
+// arrived finds the reason), later looks at Debug.
+func (f *folder) wait(rel, why, detail string, first bool) outcome {
 	if h := f.w.waitHook; h != nil {
 		h(rel, why)
 	}
-	f.log.Debug("scan folder: file not ready; waiting", "path", rel, "why", why, "detail", detail)
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelInfo
+	}
+	args := []any{"path", rel, "why", why}
+	if detail != "" {
+		args = append(args, "detail", detail)
+	}
+	f.log.Log(context.Background(), level, "scan folder: file not ready; waiting", args...)
 	return outWait
 }
 

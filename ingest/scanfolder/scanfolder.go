@@ -1,9 +1,28 @@
 // Package scanfolder owns the scan hot folder: it watches one or more
 // directories (fsnotify plus periodic rescans, or rescans only in poll mode),
-// waits until each dropped file is stable, routes it to a user, builds a
+// waits until each dropped file is ready, routes it to a user, builds a
 // multipart e-mail with the file attached and streams it into the spool. After
 // the spool commits, the file moves to processed/ (or is deleted); files that
 // cannot be sent move to failed/ with a <file>.error.txt saying why.
+//
+// Readiness rests on several signals, because a quiet period alone cannot
+// tell a paused writer (a scanner between pages, an SMB client holding the
+// file open) from a finished one. A file is taken when all of these hold:
+//   - its size and mtime were unchanged for QuietPeriod;
+//   - in watch mode on Linux, it was not modified since its last
+//     IN_CLOSE_WRITE (own inotify instance: fsnotify does not export it);
+//   - no process has it open for writing (a read-lease probe; skipped with a
+//     one-time warning where leases are unavailable or meaningless, such as
+//     network file systems);
+//   - PDF, JPEG, PNG and TIFF files pass a format completeness check;
+//   - it is not empty.
+//
+// A file failing one of them waits and is looked at again; only after
+// IncompleteLimit (EmptyGrace for empty files) unchanged does it go to
+// failed/. Size and mtime are checked again once the message is built, before
+// the spool sees the end of the body (so a changed file stores nothing), and
+// after the commit (a message built from a file that changed in that window
+// is held, and the file is sent again).
 //
 // The package talks to the spool only through the Enqueuer interface. An
 // idempotency key (relative path + size + mtime + SHA-256) is committed with
