@@ -167,11 +167,12 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 	}
 	for try := 0; try < 2; try++ {
 		if *sessp == nil {
-			s, err := e.connect(ctx, a, log)
+			s, err := e.connect(ctx, a, log, false)
 			if err != nil {
 				e.connectFailed(bg, a, m, err, log)
 				return
 			}
+			e.connected(a, "a connection succeeded")
 			*sessp = s
 		}
 		res, err := (*sessp).send(ctx, env, p, m.Size)
@@ -216,8 +217,14 @@ func (e *Engine) renewLease(id string, log *slog.Logger) (stop func()) {
 
 // connect opens a session, handling tokens: a refused token gets one forced
 // refresh; refused again, the account needs re-authorization.
-func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (session, error) {
+// probe dials once (no quick redial): the outage backoff paces probes.
+func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger, probe bool) (session, error) {
 	name := a.cfg.Name
+	e.mu.Lock()
+	// After a connection-level failure, redialing at once mostly adds
+	// connections to an upstream that is down.
+	dialOnce := probe || a.connFails > 0
+	e.mu.Unlock()
 	oauth := a.cfg.Transport == "smtp" && a.cfg.Auth == "xoauth2"
 	token := ""
 	recoveries := e.recoveriesOf(a)
@@ -228,7 +235,7 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (ses
 		}
 		token = t
 	}
-	s, err := a.tr.open(ctx, token)
+	s, err := a.tr.open(ctx, token, dialOnce)
 	if err == nil || !oauth {
 		return s, err
 	}
@@ -241,7 +248,7 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger) (ses
 	if rerr != nil {
 		return nil, &tokenError{rerr, recoveries}
 	}
-	s, err = a.tr.open(ctx, t)
+	s, err = a.tr.open(ctx, t, dialOnce)
 	if err == nil {
 		return s, nil
 	}
@@ -269,22 +276,9 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		e.postpone(bg, a, m, e.opts.Clock(), "account recovered while connecting", log)
 		return
 	}
-	switch {
-	case errors.As(err, &te):
-		switch {
-		case errors.Is(err, auth.ErrNeedsReauth):
-			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account needs re-authorization: run spoolctl auth login "+a.cfg.Name, nil, log)
-		case errors.Is(err, auth.ErrUnknownAccount):
-			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "the token source has no OAuth account "+a.cfg.Name+": check the configuration", nil, log)
-		case errors.Is(err, auth.ErrMisconfigured):
-			e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "account is misconfigured: "+te.err.Error(), nil, log)
-		default:
-			// Token endpoint down: the auth manager retries with backoff; messages wait without attempts.
-			e.holdAndPostpone(bg, a, m, e.opts.TokenRetry, "token endpoint unavailable: "+te.err.Error(), nil, log)
-		}
-		return
-	case errors.As(err, &he):
-		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, he.reason, he.rec, log)
+	if errors.As(err, &te) || errors.As(err, &he) {
+		d, reason, rec := e.holdFor(a, err)
+		e.holdAndPostpone(bg, a, m, d, reason, rec, log)
 		return
 	}
 	se := asSMTPError(err)
@@ -292,6 +286,9 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		se = &SMTPError{Class: ClassTransient, Text: err.Error(), Err: err}
 	}
 	switch {
+	case isConnLevel(se):
+		// The upstream is unreachable: not this message's failure.
+		e.connLevelFailed(bg, a, m, se, log)
 	case se.Class == ClassConfig:
 		reason := fmt.Sprintf("SMTP AUTH is disabled (%s): %s", se.Error(), fixSMTPAuthDisabled)
 		if a.cfg.Auth == "xoauth2" {
@@ -312,6 +309,27 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		}
 		e.transient(bg, a, m, se, log)
 	}
+}
+
+// holdFor says how long an account waits after a token or hold error from
+// connect, why, and the upstream's answer if there was one.
+func (e *Engine) holdFor(a *account, err error) (time.Duration, string, *SMTPError) {
+	var te *tokenError
+	var he *holdError
+	switch {
+	case errors.As(err, &he):
+		return e.opts.HoldInterval, he.reason, he.rec
+	case errors.As(err, &te) && errors.Is(err, auth.ErrNeedsReauth):
+		return e.opts.HoldInterval, "account needs re-authorization: run spoolctl auth login " + a.cfg.Name, nil
+	case errors.As(err, &te) && errors.Is(err, auth.ErrUnknownAccount):
+		return e.opts.HoldInterval, "the token source has no OAuth account " + a.cfg.Name + ": check the configuration", nil
+	case errors.As(err, &te) && errors.Is(err, auth.ErrMisconfigured):
+		return e.opts.HoldInterval, "account is misconfigured: " + te.err.Error(), nil
+	case errors.As(err, &te):
+		// Token endpoint down: the auth manager retries with backoff; messages wait without attempts.
+		return e.opts.TokenRetry, "token endpoint unavailable: " + te.err.Error(), nil
+	}
+	return e.opts.HoldInterval, err.Error(), nil
 }
 
 func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Message, d time.Duration, reason string, se *SMTPError, log *slog.Logger) {
@@ -678,7 +696,7 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 	if err != nil {
 		return res, err
 	}
-	s, err := e.connect(ctx, a, log)
+	s, err := e.connect(ctx, a, log, false)
 	if err != nil {
 		if se := asSMTPError(err); se != nil {
 			res.Code, res.Enhanced, res.Text = se.Code, se.Enhanced, se.Text
@@ -686,6 +704,7 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
 	}
 	defer s.close()
+	e.connected(a, "a test send connected")
 	sr, err := s.send(ctx, envelope{ID: id, From: from, To: []string{to}}, p, int64(len(msg)))
 	res.Duration = time.Since(start)
 	if err == nil && len(sr.Rcpts) == 1 && sr.Rcpts[0].Err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,8 @@ type Spool interface {
 	Get(ctx context.Context, id string) (*spool.Message, error)
 	Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error)
 	FlushAll(ctx context.Context, account string) (int, error)
+	Flush(ctx context.Context, id string) error
+	List(ctx context.Context, f spool.Filter, cursor string, limit int) (spool.Page, error)
 }
 
 // Tokens is the part of auth.Manager the engine uses (errors wrap auth.Err*).
@@ -77,6 +80,9 @@ type Options struct {
 	ThrottlePause   time.Duration // pause of an account after a throttling answer; default 1m
 	ThrottleRecover time.Duration // successful period before concurrency/rate step back up; default 5m
 	IdleTimeout     time.Duration // keep an idle upstream connection open this long for more mail; default 2s
+	// Outage is when an account counts as upstream_down and how often it
+	// is probed then (outage.go); zero fields take DefaultOutagePolicy.
+	Outage OutagePolicy
 }
 
 // TestResult is the upstream's final answer to TestSend.
@@ -101,7 +107,17 @@ type AccountState struct {
 	ThrottledUntil time.Time
 	HeldUntil      time.Time
 	HoldReason     string
+	// UpstreamDownSince is set while the account is upstream_down (several
+	// connection-level failures in a row): its messages wait without using
+	// attempts and one probe connection at a time checks the upstream.
+	UpstreamDownSince  time.Time
+	UpstreamDownReason string    // the last connection failure
+	NextProbe          time.Time // when the next probe connects (zero while one runs)
+	ConnectFailures    int       // connection-level failures in a row
 }
+
+// StateUpstreamDown is the account state shown while UpstreamDownSince is set.
+const StateUpstreamDown = "upstream_down"
 
 type account struct {
 	cfg     AccountConfig
@@ -119,6 +135,20 @@ type account struct {
 	lastDelivery    time.Time
 	lastErr         *spool.ErrorRecord
 	removed         bool
+
+	// Upstream outage (outage.go), guarded by Engine.mu.
+	connFails  int       // connection-level failures in a row
+	downSince  time.Time // zero: not upstream_down
+	downReason string
+	downErr    *SMTPError
+	probeStep  int       // probes failed since downSince
+	probeAt    time.Time // next probe
+	probing    bool
+	// reached: a connection succeeded since the start or the last
+	// connection-level failure. Until then the account opens one
+	// connection at a time, so an upstream that is down on arrival costs
+	// one connection's failures, not one per connection slot.
+	reached bool
 }
 
 // Engine schedules and performs deliveries. Safe for concurrent use.
@@ -140,6 +170,10 @@ type Engine struct {
 	soft     context.Context // claiming; cancelled when Run's ctx is
 	wg       sync.WaitGroup
 	running  bool
+
+	// passes counts finished scheduler passes, so tests that step an
+	// injected clock can wait for the scheduler to have seen each step.
+	passes atomic.Int64
 }
 
 // New validates the accounts and builds an engine. tokens may be nil when no
@@ -201,6 +235,7 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Second
 	}
+	opts.Outage = opts.Outage.withDefaults()
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -308,7 +343,10 @@ func (e *Engine) Reload(accounts []AccountConfig) error {
 		}
 		// Workers of a changed or removed account finish their current
 		// message and stop; they count themselves out on the old record.
+		// A changed account starts up (not upstream_down): its parked
+		// messages are flushed below, so the new settings are tried at once.
 		old.removed = true
+		e.m.upstreamDown.DeleteLabelValues(name)
 	}
 	e.accounts = accs
 	e.mu.Unlock()
@@ -355,7 +393,11 @@ func (e *Engine) AccountStates() []AccountState {
 		}
 		s := AccountState{Name: a.cfg.Name, Transport: a.cfg.Transport, InFlight: a.inflight, Connections: a.conns,
 			ConnLimit: a.connLimit, RatePerMinute: r, LastDelivery: a.lastDelivery, ThrottledUntil: a.throttledUntil,
-			HeldUntil: a.holdUntil, HoldReason: a.holdReason}
+			HeldUntil: a.holdUntil, HoldReason: a.holdReason,
+			UpstreamDownSince: a.downSince, UpstreamDownReason: a.downReason, ConnectFailures: a.connFails}
+		if !a.downSince.IsZero() && !a.probing {
+			s.NextProbe = a.probeAt
+		}
 		if a.lastErr != nil {
 			le := *a.lastErr
 			s.LastError = &le
@@ -381,6 +423,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.soft, e.hard = ctx, hard
 	e.mu.Unlock()
 
+	e.resumeOutages(ctx)
 	notify := e.sp.Notify()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -467,6 +510,8 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			wake = t
 		}
 	}
+	defer e.passes.Add(1)
+	e.startProbes(now, earlier)
 	due, err := e.sp.DueAccounts(ctx, now)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -489,11 +534,19 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			until, reason := a.holdUntil, a.holdReason
 			e.mu.Unlock()
 			e.parkAll(ctx, name, until, reason)
+		case !a.downSince.IsZero():
+			// Upstream down: the probe (startProbes) connects, messages wait.
+			e.mu.Unlock()
+			e.parkDown(ctx, a)
 		case a.throttledUntil.After(now):
 			earlier(a.throttledUntil)
 			e.mu.Unlock()
 		case a.idle > 0:
 			// An idle connection of this account takes it (broadcast below).
+			e.mu.Unlock()
+		case !a.reached && a.conns > 0:
+			// Slow start: the connection being opened reports first
+			// (connected or connLevelFailed kick us).
 			e.mu.Unlock()
 		case a.conns < a.connLimit && e.workers < e.opts.Workers:
 			// One new connection per pass; a worker that claims a message
@@ -549,7 +602,8 @@ func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reas
 
 // blockedLocked says why a connection worker of a should stop (e.mu held).
 func (e *Engine) blockedLocked(a *account, now time.Time) bool {
-	return e.paused || a.removed || a.holdUntil.After(now) || a.throttledUntil.After(now) || a.conns > a.connLimit
+	return e.paused || a.removed || a.holdUntil.After(now) || a.throttledUntil.After(now) || a.conns > a.connLimit ||
+		!a.downSince.IsZero()
 }
 
 // connWorker sends due messages of one account over one connection.

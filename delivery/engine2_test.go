@@ -102,14 +102,20 @@ func TestAccountConfigNeverPrintsPassword(t *testing.T) {
 	}
 }
 
+// A refused connection is the upstream's failure, not the message's: the
+// message waits without using an attempt (issue 23), and the account records
+// the error.
 func TestConnectRefusedIsTransient(t *testing.T) {
 	h := newHarness(t, hopt{noStart: true})
 	h.up.Close() // nothing listens on the port any more
 	h.start()
 	id := h.enqueue()
 	m := h.waitState(id, spool.StateDeferred)
-	if m.LastError == nil || m.LastError.Command != "CONNECT" || m.LastError.Class != ClassTransient || m.Attempts != 1 {
-		t.Errorf("attempts %d last error %+v", m.Attempts, m.LastError)
+	if m.Attempts != 0 || !strings.HasPrefix(m.Reason, reasonUnreachable) || !strings.Contains(m.Reason, "CONNECT") {
+		t.Errorf("attempts %d reason %q", m.Attempts, m.Reason)
+	}
+	if le := h.eng.AccountStates()[0].LastError; le == nil || le.Command != "CONNECT" || le.Class != ClassTransient {
+		t.Errorf("account last error %+v", le)
 	}
 }
 
@@ -297,8 +303,8 @@ func TestHangingGreetingTimesOut(t *testing.T) {
 	}})
 	id := h.enqueue()
 	m := h.waitState(id, spool.StateDeferred)
-	if m.LastError == nil || m.LastError.Class != ClassTransient || !strings.Contains(m.LastError.Text, "took longer than") {
-		t.Errorf("last error %+v", m.LastError)
+	if m.Attempts != 0 || !strings.HasPrefix(m.Reason, reasonUnreachable) || !strings.Contains(m.Reason, "took longer than") {
+		t.Errorf("attempts %d reason %q", m.Attempts, m.Reason)
 	}
 }
 

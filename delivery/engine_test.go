@@ -523,7 +523,7 @@ func TestShutdownMidSend(t *testing.T) {
 
 type panicTransport struct{}
 
-func (panicTransport) open(ctx context.Context, token string) (session, error) { panic("boom") }
+func (panicTransport) open(ctx context.Context, token string, _ bool) (session, error) { panic("boom") }
 
 func TestPanicRecovery(t *testing.T) {
 	h := newHarness(t, hopt{noStart: true})
@@ -572,8 +572,9 @@ func TestUntrustedCertificateIsTransient(t *testing.T) {
 	h := newHarness(t, hopt{account: func(a *AccountConfig) { a.CAFile = "" }})
 	id := h.enqueue()
 	m := h.waitState(id, spool.StateDeferred)
-	if m.LastError == nil || m.LastError.Class != ClassTransient || !strings.Contains(m.LastError.Text, "certificate") {
-		t.Errorf("last error %+v", m.LastError)
+	// A failed handshake is connection-level: no attempt used (issue 23).
+	if m.Attempts != 0 || !strings.HasPrefix(m.Reason, reasonUnreachable) || !strings.Contains(m.Reason, "certificate") {
+		t.Errorf("attempts %d reason %q", m.Attempts, m.Reason)
 	}
 	if len(h.up.Messages()) != 0 {
 		t.Error("message sent over an unverified connection")

@@ -460,3 +460,39 @@ func (f *fakeTokens) snapshot() (refreshes int, reauth, misconf []string) {
 	defer f.mu.Unlock()
 	return f.refreshes, append([]string(nil), f.needsReauth...), append([]string(nil), f.misconfigured...)
 }
+
+func (f *fakeSpool) Flush(ctx context.Context, id string) error {
+	now := f.clock()
+	f.mu.Lock()
+	m := f.msgs[id]
+	if m == nil {
+		f.mu.Unlock()
+		return spool.ErrNotFound
+	}
+	if m.State != spool.StateQueued && m.State != spool.StateDeferred {
+		f.mu.Unlock()
+		return spool.ErrWrongState
+	}
+	if m.NextAttempt.After(now) {
+		m.NextAttempt = now
+	}
+	f.mu.Unlock()
+	f.signal()
+	return nil
+}
+
+// List pages by ID like the real spool (filters: state, account).
+func (f *fakeSpool) List(ctx context.Context, flt spool.Filter, cursor string, limit int) (spool.Page, error) {
+	var page spool.Page
+	for _, m := range f.all() {
+		if m.ID <= cursor || (flt.State != "" && m.State != flt.State) || (flt.Account != "" && m.Account != flt.Account) {
+			continue
+		}
+		if len(page.Messages) == limit {
+			page.Next = page.Messages[limit-1].ID
+			break
+		}
+		page.Messages = append(page.Messages, m)
+	}
+	return page, nil
+}

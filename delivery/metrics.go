@@ -11,6 +11,9 @@ type metrics struct {
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	// Upstream outages (outage.go).
+	upstreamDown *prometheus.GaugeVec
+	probes       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,8 +31,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "spoold_delivery_inflight",
 			Help: "Messages being sent right now.",
 		}),
+		upstreamDown: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spoold_delivery_upstream_down",
+			Help: "1 while the account is upstream_down (connection-level failures in a row; its messages wait and one probe connection checks the upstream), else 0.",
+		}, []string{"account"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spoold_delivery_upstream_probes_total",
+			Help: "Probe connections of upstream_down accounts by result (up, down, error: could not log in).",
+		}, []string{"account", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.duration, m.inflight} {
+	for _, c := range []prometheus.Collector{m.attempts, m.duration, m.inflight, m.upstreamDown, m.probes} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

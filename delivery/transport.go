@@ -53,7 +53,9 @@ type session interface {
 
 // transport opens sessions for one account.
 type transport interface {
-	open(ctx context.Context, token string) (session, error)
+	// open connects and logs in; dialOnce skips the quick redial of a
+	// refused dial.
+	open(ctx context.Context, token string, dialOnce bool) (session, error)
 }
 
 // errStale: a reused connection failed its RSET; redial without penalty.
@@ -63,7 +65,7 @@ var errStale = errors.New("delivery: reused connection is gone")
 
 type fileTransport struct{ dir string }
 
-func (t *fileTransport) open(ctx context.Context, _ string) (session, error) {
+func (t *fileTransport) open(ctx context.Context, _ string, _ bool) (session, error) {
 	if err := os.MkdirAll(t.dir, 0o750); err != nil {
 		return nil, classify(&SMTPError{Command: "WRITE", Text: "creating outbox dir: " + err.Error(), Err: err})
 	}
@@ -131,7 +133,7 @@ type smtpTransport struct {
 	hostname string
 }
 
-func (t *smtpTransport) open(ctx context.Context, token string) (session, error) {
+func (t *smtpTransport) open(ctx context.Context, token string, dialOnce bool) (session, error) {
 	cfg := t.cfg
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
@@ -139,10 +141,14 @@ func (t *smtpTransport) open(ctx context.Context, token string) (session, error)
 	// A refused or reset dial is retried briefly (a relay restarting); the
 	// message's own schedule handles longer outages.
 	var raw net.Conn
+	redials := uint64(2)
+	if dialOnce {
+		redials = 0
+	}
 	b := backoff.WithContext(backoff.WithMaxRetries(&backoff.ExponentialBackOff{
 		InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2,
 		MaxInterval: time.Second, MaxElapsedTime: cfg.ConnectTimeout, Stop: backoff.Stop, Clock: backoff.SystemClock,
-	}, 2), dctx)
+	}, redials), dctx)
 	err := backoff.Retry(func() error {
 		var derr error
 		raw, derr = t.dial(dctx, "tcp", addr)

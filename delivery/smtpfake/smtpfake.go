@@ -2,11 +2,14 @@
 // and benchmarks: it speaks STARTTLS or implicit TLS with a generated
 // self-signed certificate, requires AUTH XOAUTH2 (or PLAIN) when asked,
 // answers every command from a script (accept, 4xx/5xx, drop the connection,
-// hang) and counts concurrent sessions. It listens on 127.0.0.1 only.
+// hang) and counts concurrent sessions. SetOutage plays an upstream that is
+// down (connections refused, reset, or answered 421 at the greeting) and Dial
+// counts every connection attempt. It listens on 127.0.0.1 only.
 package smtpfake
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,6 +25,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -91,6 +95,101 @@ type Server struct {
 	maxConcurrent int
 	tokens        []string
 	closeOnce     sync.Once
+	outage        Outage
+	dials         int
+	accepted      int
+}
+
+// Outage is how the server behaves while it is down (SetOutage).
+type Outage int
+
+const (
+	// Up serves normally.
+	Up Outage = iota
+	// Refuse: Dial fails with ECONNREFUSED without connecting, exactly as
+	// the kernel answers for a closed port; a connection made otherwise
+	// (another process) is reset at once. The listener stays open, so the
+	// port cannot be taken by someone else while the upstream is "down".
+	Refuse
+	// Reset: every new connection is closed at once (RST), before the greeting.
+	Reset
+	// Greet421 answers "421 4.3.2 Service not available" as the greeting and
+	// closes, like a server in maintenance.
+	Greet421
+)
+
+// SetOutage switches the server's behaviour for new connections; sessions
+// already open go on.
+func (s *Server) SetOutage(o Outage) {
+	s.mu.Lock()
+	s.outage = o
+	s.mu.Unlock()
+}
+
+// Dial is a dialer for the client under test (delivery.Options.Dial): it
+// counts every attempt and refuses while the outage is Refuse.
+func (s *Server) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	s.mu.Lock()
+	s.dials++
+	o := s.outage
+	s.mu.Unlock()
+	if o == Refuse {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// Dials returns how many connection attempts went through Dial.
+func (s *Server) Dials() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dials
+}
+
+// Accepted returns how many TCP connections the listener accepted, including
+// those an outage reset or answered with 421.
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
+// outageListener applies the outage below TLS, where a real server's
+// connection handling starts.
+type outageListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l outageListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.s.mu.Lock()
+		l.s.accepted++
+		o := l.s.outage
+		l.s.mu.Unlock()
+		switch o {
+		case Up:
+			return c, nil
+		case Greet421:
+			// Written off the accept loop: a client that does not read
+			// must not stall the listener.
+			go func() {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(c, "421 4.3.2 fake.upstream Service not available, closing transmission channel\r\n")
+				c.Close()
+			}()
+		default:
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // RST, as a host whose service is gone
+			}
+			c.Close()
+		}
+	}
 }
 
 // Start starts a server on 127.0.0.1 with a random port.
@@ -114,6 +213,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtpfake: listen: %w", err)
 	}
+	ln = outageListener{Listener: ln, s: s}
 	if opts.TLS != "none" {
 		cert, pemBytes, err := selfSigned()
 		if err != nil {

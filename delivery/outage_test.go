@@ -1,0 +1,288 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
+)
+
+// outageRig is the engine on the real bbolt spool, both on an injected
+// clock, delivering to a relay account (no TLS, no AUTH, 10 connections, no
+// rate limit) on a scripted upstream whose connections the test can refuse.
+type outageRig struct {
+	t     *testing.T
+	clock *fakeClock
+	sp    *spool.Spool
+	up    *smtpfake.Server
+	eng   *Engine
+	reg   *prometheus.Registry
+	stop  func()
+}
+
+func newOutageRig(t *testing.T, opts func(*Options)) *outageRig {
+	t.Helper()
+	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	clock := newClock()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// No rescuer: the test moves the clock in jumps, and nothing may lose
+	// its lease to a jump (no message is active while the clock moves).
+	sp := spooltest.OpenTemp(t, spool.Options{Clock: clock.Now, RescueInterval: -1, Logger: quiet})
+	reg := prometheus.NewRegistry()
+	rng := rand.New(rand.NewPCG(23, 23))
+	var rmu sync.Mutex
+	o := Options{Clock: clock.Now, Owner: "node-1", Hostname: "spoold.test", ShutdownTimeout: 5 * time.Second,
+		Logger: quiet, Dial: up.Dial, Registerer: reg,
+		Rand: func() float64 { rmu.Lock(); defer rmu.Unlock(); return rng.Float64() }}
+	if opts != nil {
+		opts(&o)
+	}
+	acc := AccountConfig{Name: "relay", Host: up.Host, Port: up.Port, TLS: "none", Auth: "none",
+		MaxConnections: 10, RatePerMinute: -1, ConnectTimeout: 10 * time.Second, SenderRule: "keep"}
+	eng, err := New([]AccountConfig{acc}, sp, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	r := &outageRig{t: t, clock: clock, sp: sp, up: up, eng: eng, reg: reg}
+	stopped := false
+	r.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// enqueue stores n messages concurrently (sharing group commits); message i
+// carries "X-Seq: i".
+func (r *outageRig) enqueue(n int) {
+	r.t.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	next := atomic.Int64{}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				body := fmt.Sprintf("From: a@office.example\r\nTo: b@dest.example\r\nSubject: m%d\r\nX-Seq: %d\r\n\r\nhello\r\n", i, i)
+				if _, err := r.sp.Enqueue(context.Background(), spool.EnqueueRequest{From: "a@office.example",
+					To: []string{"b@dest.example"}, Account: "relay"}, strings.NewReader(body)); err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		r.t.Fatalf("%d enqueues failed", failed.Load())
+	}
+}
+
+func (r *outageRig) state() AccountState { return r.eng.AccountStates()[0] }
+
+func (r *outageRig) stats() map[spool.State]int {
+	st, err := r.sp.Stats(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return st
+}
+
+// step moves the clock by d and waits until the scheduler has run on the new
+// time and any probe it started has finished.
+func (r *outageRig) step(d time.Duration) {
+	r.t.Helper()
+	p := r.eng.passes.Load()
+	r.clock.Add(d)
+	r.eng.wake()
+	waitFor(r.t, "a scheduler pass and its probe", func() bool {
+		if r.eng.passes.Load() <= p {
+			return false
+		}
+		r.eng.mu.Lock()
+		defer r.eng.mu.Unlock()
+		return !r.eng.accounts["relay"].probing
+	})
+}
+
+// maxAttempts returns the largest attempt count of any stored message.
+func (r *outageRig) maxAttempts() int {
+	r.t.Helper()
+	most, cursor := 0, ""
+	for {
+		page, err := r.sp.List(context.Background(), spool.Filter{}, cursor, 1000)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		for _, m := range page.Messages {
+			most = max(most, m.Attempts)
+		}
+		if page.Next == "" {
+			return most
+		}
+		cursor = page.Next
+	}
+}
+
+var seqRe = regexp.MustCompile(`X-Seq: (\d+)`)
+
+// checkExactlyOnce fails unless the upstream received each of n messages once.
+func checkExactlyOnce(t *testing.T, up *smtpfake.Server, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range up.Messages() {
+		if s := seqRe.FindSubmatch(m.Data); s != nil {
+			seen[string(s[1])]++
+		}
+	}
+	dups, missing := 0, 0
+	for i := 0; i < n; i++ {
+		switch c := seen[fmt.Sprint(i)]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	if dups > 0 || missing > 0 {
+		t.Errorf("upstream: %d messages missing, %d duplicate copies (of %d)", missing, dups, n)
+	}
+}
+
+// TestUpstreamOutage2000 is issue 23's scenario: 2,000 messages queued for an
+// account whose upstream refuses connections. During the outage only the
+// account's probe connects (a handful of connections a minute at most), no
+// message uses an attempt, and once the upstream is back all 2,000 are
+// delivered within seconds, exactly once, also after an outage long enough
+// for per-message backoff to have reached its 1 h maximum.
+func TestUpstreamOutage2000(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,000 messages through the real spool")
+	}
+	for _, tc := range []struct {
+		name   string
+		outage time.Duration
+		step   time.Duration
+	}{
+		{"10min", 10 * time.Minute, 5 * time.Second},
+		// Per-message backoff (1m, 2m, 4m ... 1h) would be at its 1 h cap
+		// after about 2 h; 3 h also re-parks the queue 12 times.
+		{"3h", 3 * time.Hour, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 2000
+			r := newOutageRig(t, nil)
+			r.up.SetOutage(smtpfake.Refuse)
+			r.enqueue(n)
+			r.eng.wake()
+
+			onsetStart := time.Now()
+			waitFor(t, "upstream_down with every message parked", func() bool {
+				return !r.state().UpstreamDownSince.IsZero() && r.stats()[spool.StateDeferred] == n
+			})
+			onsetDials := r.up.Dials()
+			t.Logf("onset: upstream_down after %d connection attempts, %s; all %d messages parked",
+				onsetDials, time.Since(onsetStart).Round(time.Millisecond), n)
+			if onsetDials > 12 {
+				t.Errorf("%d connection attempts before the account was marked down", onsetDials)
+			}
+			if a := r.maxAttempts(); a != 0 {
+				t.Errorf("a message used %d attempts on a refused connection", a)
+			}
+			if got := testutil.ToFloat64(r.eng.m.upstreamDown.WithLabelValues("relay")); got != 1 {
+				t.Errorf("spoold_delivery_upstream_down = %v, want 1", got)
+			}
+
+			// The outage, minute by minute on the injected clock.
+			perMinute := []int{}
+			last, minuteEnd := r.up.Dials(), r.clock.Now().Add(time.Minute)
+			end := r.clock.Now().Add(tc.outage)
+			for r.clock.Now().Before(end) {
+				r.step(tc.step)
+				if !r.clock.Now().Before(minuteEnd) {
+					d := r.up.Dials()
+					perMinute = append(perMinute, d-last)
+					last, minuteEnd = d, minuteEnd.Add(time.Minute)
+				}
+			}
+			worst, total := 0, 0
+			for _, c := range perMinute {
+				worst, total = max(worst, c), total+c
+			}
+			t.Logf("outage of %s: %d connection attempts in %d minutes (first minutes %v, worst minute %d)",
+				tc.outage, total, len(perMinute), perMinute[:min(6, len(perMinute))], worst)
+			if worst > 5 {
+				t.Errorf("%d connection attempts in one minute of the outage, want a handful (<= 5)", worst)
+			}
+			if a := r.maxAttempts(); a != 0 {
+				t.Errorf("after the outage a message has %d attempts, want 0", a)
+			}
+			st := r.state()
+			if st.UpstreamDownSince.IsZero() || !strings.Contains(st.UpstreamDownReason, "connection refused") {
+				t.Errorf("account state during the outage: %+v", st)
+			}
+			if c := r.stats(); c[spool.StateDeferred] != n || c[spool.StateDead] != 0 {
+				t.Errorf("queue during the outage: %v", c)
+			}
+
+			// The upstream comes back; the next probe finds it.
+			r.up.SetOutage(smtpfake.Up)
+			detectStart := r.clock.Now()
+			for !r.state().UpstreamDownSince.IsZero() {
+				r.step(tc.step)
+				if r.clock.Now().Sub(detectStart) > 4*time.Minute {
+					t.Fatalf("no probe found the upstream back within 4 min")
+				}
+			}
+			began := time.Now()
+			waitFor(t, "all messages delivered", func() bool { return r.stats()[spool.StateDelivered] == n })
+			drain := time.Since(began)
+			t.Logf("recovery: probe found the upstream %s after it came back (injected clock); %d messages delivered %s after that (real time), over at most %d connections",
+				r.clock.Now().Sub(detectStart), n, drain.Round(time.Millisecond), r.up.MaxConcurrent())
+			if drain > 60*time.Second {
+				t.Errorf("drain took %s", drain)
+			}
+			if got := r.up.Count(); got != n {
+				t.Errorf("upstream accepted %d, want %d", got, n)
+			}
+			checkExactlyOnce(t, r.up, n)
+			if got := testutil.ToFloat64(r.eng.m.upstreamDown.WithLabelValues("relay")); got != 0 {
+				t.Errorf("spoold_delivery_upstream_down = %v after recovery, want 0", got)
+			}
+			if r.up.MaxConcurrent() > 10 {
+				t.Errorf("%d concurrent connections, cap is 10", r.up.MaxConcurrent())
+			}
+		})
+	}
+}
