@@ -27,10 +27,6 @@ type app struct {
 
 func newRootCmd(d *deps) *cobra.Command {
 	a := &app{d: d}
-	socketDefault := defaultSocket
-	if v := d.Getenv("SPOOLD_SOCKET"); v != "" {
-		socketDefault = v
-	}
 	root := &cobra.Command{
 		Use:   "spoolctl",
 		Short: "Inspect and repair spoold's mail queue",
@@ -44,7 +40,9 @@ func newRootCmd(d *deps) *cobra.Command {
 	root.SetErr(d.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.socket, "socket", socketDefault, "admin socket of the running daemon (env SPOOLD_SOCKET)")
+	// Empty: client() looks for the socket (findSocket) only when a command
+	// needs it, so --help and the man pages show no machine-dependent default.
+	pf.StringVar(&a.socket, "socket", "", socketHelp)
 	pf.StringVar(&a.spoolDir, "spool", "", "read the spool in `DIR` directly while the daemon is stopped (read-only)")
 	a.timeout = 30 * time.Second
 	pf.Var(units.DurationFlag{D: &a.timeout}, "timeout", "how long to wait for the daemon's answer, e.g. 90s, 5m, 1d (0 = no limit)")
@@ -53,6 +51,7 @@ func newRootCmd(d *deps) *cobra.Command {
 		a.statusCmd(), a.listCmd(), a.showCmd(),
 		a.flushCmd(), a.requeueCmd(), a.holdCmd(), a.releaseCmd(), a.deleteCmd(), a.purgeCmd(), a.pauseCmd(), a.resumeCmd(),
 		a.accountsCmd(), a.authCmd(), a.testSendCmd(), a.hashPasswordCmd(), a.salvageCmd(), a.versionCmd(),
+		a.manCmd(),
 	)
 	return root
 }
@@ -98,6 +97,9 @@ func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 // offline (offlineOK).
 func (a *app) client(cmd *cobra.Command, offlineOK bool) (*adminapi.Client, error) {
 	if a.spoolDir == "" {
+		if a.socket == "" {
+			a.socket = findSocket(a.d.Getenv, pathExists)
+		}
 		var c *adminapi.Client
 		if a.d.Dial != nil {
 			c = adminapi.NewClientDialer(a.socket, a.d.Dial)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/spoold/spoold/spool"
 )
 
@@ -24,6 +25,12 @@ type queueCollector struct {
 	depth  *prometheus.Desc
 	uptime *prometheus.Desc
 	start  time.Time
+	// build is spoold_build_info: always 1, labelled with the build's
+	// version, commit, build date and Go version, so dashboards and alerts
+	// can tell which build each daemon runs. It lives in this collector
+	// because, like uptime, it describes the running process.
+	build     *prometheus.Desc
+	buildInfo buildInfo
 }
 
 func newQueueCollector(q queueStats, log *slog.Logger, start time.Time) *queueCollector {
@@ -33,16 +40,22 @@ func newQueueCollector(q queueStats, log *slog.Logger, start time.Time) *queueCo
 		start:  start,
 		depth:  prometheus.NewDesc("spoold_queue_messages", "Messages in the spool by state.", []string{"state"}, nil),
 		uptime: prometheus.NewDesc("spoold_uptime_seconds", "Seconds since the daemon started.", nil, nil),
+		build: prometheus.NewDesc("spoold_build_info", "Build of the running spoold (value 1): version, commit, build date, Go version, platform.",
+			[]string{"version", "commit", "date", "goversion", "platform"}, nil),
+		buildInfo: readBuildInfo(),
 	}
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.uptime
+	ch <- c.build
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.uptime, prometheus.GaugeValue, time.Since(c.start).Seconds())
+	b := c.buildInfo
+	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, b.Version, b.Commit, b.Date, b.Go, b.Platform)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stats, err := c.q.Stats(ctx)
