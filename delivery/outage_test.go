@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -285,4 +286,267 @@ func TestUpstreamOutage2000(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stepClock moves the harness clock by d and waits for a scheduler pass on
+// the new time and for any probe it started.
+func (h *harness) stepClock(d time.Duration) {
+	h.t.Helper()
+	p := h.eng.passes.Load()
+	h.clock.Add(d)
+	h.eng.wake()
+	waitFor(h.t, "a scheduler pass and its probe", func() bool {
+		if h.eng.passes.Load() <= p {
+			return false
+		}
+		h.eng.mu.Lock()
+		defer h.eng.mu.Unlock()
+		return !h.eng.accounts["m365"].probing
+	})
+}
+
+// outageHarness is newHarness whose upstream connections go through the
+// fake's counting dialer (so Refuse refuses).
+func outageHarness(t *testing.T, o hopt) *harness {
+	t.Helper()
+	var up atomic.Pointer[smtpfake.Server]
+	user := o.opts
+	o.opts = func(op *Options) {
+		op.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return up.Load().Dial(ctx, network, addr)
+		}
+		if user != nil {
+			user(op)
+		}
+	}
+	start := !o.noStart
+	o.noStart = true
+	h := newHarness(t, o)
+	up.Store(h.up)
+	if start {
+		h.start()
+	}
+	return h
+}
+
+func (h *harness) waitDown() AccountState {
+	h.t.Helper()
+	var st AccountState
+	waitFor(h.t, "account upstream_down", func() bool {
+		st = h.eng.AccountStates()[0]
+		return !st.UpstreamDownSince.IsZero()
+	})
+	return st
+}
+
+// A message deferred for a reason of its own (a 4xx to its recipient) keeps
+// its schedule through an outage and the drain after it; messages parked by
+// the outage go at once.
+func TestOutageDrainKeepsOwnBackoff(t *testing.T) {
+	var slow atomic.Bool
+	slow.Store(true)
+	h := outageHarness(t, hopt{up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "RCPT" && c.Arg == "slow@dest.example" && slow.Load() {
+			return smtpfake.Reply{Code: 451, Enhanced: "4.2.1", Text: "mailbox busy, try later"}
+		}
+		return smtpfake.Reply{}
+	}}, opts: func(o *Options) { o.IdleTimeout = time.Millisecond }})
+	own := h.enqueue("slow@dest.example")
+	before := h.waitState(own, spool.StateDeferred)
+	if before.Attempts != 1 {
+		t.Fatalf("own failure: attempts %d", before.Attempts)
+	}
+	// An open connection would carry the next messages whatever the
+	// outage does to new ones.
+	waitFor(t, "the connection closed", func() bool { return h.eng.AccountStates()[0].Connections == 0 })
+
+	h.up.SetOutage(smtpfake.Refuse)
+	var parked []string
+	for i := 0; i < 5; i++ {
+		parked = append(parked, h.enqueue())
+	}
+	st := h.waitDown()
+	if !strings.Contains(st.UpstreamDownReason, "connection refused") || st.ConnectFailures < 3 || st.NextProbe.IsZero() {
+		t.Errorf("account state: %+v", st)
+	}
+	for _, id := range parked {
+		m := h.waitState(id, spool.StateDeferred)
+		if m.Attempts != 0 || !strings.HasPrefix(m.Reason, reasonUnreachable) {
+			t.Errorf("parked %s: attempts %d reason %q", id, m.Attempts, m.Reason)
+		}
+	}
+
+	h.up.SetOutage(smtpfake.Up)
+	h.stepClock(10 * time.Second) // the first probe (no jitter: Rand is 0.5)
+	for _, id := range parked {
+		h.waitState(id, spool.StateDelivered)
+	}
+	after := h.sp.get(own)
+	if after.State != spool.StateDeferred || !after.NextAttempt.Equal(before.NextAttempt) || after.Attempts != 1 {
+		t.Errorf("own-backoff message after the drain: state %s next %v (was %v) attempts %d",
+			after.State, after.NextAttempt, before.NextAttempt, after.Attempts)
+	}
+	if st := h.eng.AccountStates()[0]; !st.UpstreamDownSince.IsZero() || st.ConnectFailures != 0 {
+		t.Errorf("account after recovery: %+v", st)
+	}
+	slow.Store(false)
+	h.stepClock(time.Minute)
+	h.waitState(own, spool.StateDelivered)
+}
+
+// The lifetime runs during an outage: a parked message is dead-lettered at
+// its end with the last connection error as the reason.
+func TestOutageLifetimeEndsInDeadLetter(t *testing.T) {
+	h := outageHarness(t, hopt{noStart: true, account: func(a *AccountConfig) { a.Retry.Lifetime = time.Hour }})
+	h.up.SetOutage(smtpfake.Refuse)
+	h.start()
+	ids := []string{h.enqueue(), h.enqueue(), h.enqueue(), h.enqueue()}
+	h.waitDown()
+	for h.clock.Now().Before(time.Date(2026, 3, 1, 13, 1, 0, 0, time.UTC)) {
+		h.stepClock(time.Minute)
+	}
+	for _, id := range ids {
+		m := h.waitState(id, spool.StateDead)
+		if !strings.Contains(m.Reason, "lifetime of 1h0m0s expired") || !strings.Contains(m.Reason, "connection refused") {
+			t.Errorf("dead %s: reason %q", id, m.Reason)
+		}
+	}
+	if n := len(h.up.Messages()); n != 0 {
+		t.Errorf("%d messages reached a refusing upstream", n)
+	}
+}
+
+// 421 at the greeting (a server in maintenance) is an outage too; the probe
+// counts in the metrics and the state is visible in AccountStates.
+func TestGreeting421MakesUpstreamDown(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := outageHarness(t, hopt{noStart: true, opts: func(o *Options) { o.Registerer = reg }})
+	h.up.SetOutage(smtpfake.Greet421)
+	h.start()
+	ids := []string{h.enqueue(), h.enqueue(), h.enqueue()}
+	st := h.waitDown()
+	if !strings.Contains(st.UpstreamDownReason, "421") || st.LastError == nil || st.LastError.Code != 421 {
+		t.Errorf("state: %+v", st)
+	}
+	h.stepClock(10 * time.Second) // probe: still 421
+	if got := testutil.ToFloat64(h.eng.m.probes.WithLabelValues("m365", "down")); got != 1 {
+		t.Errorf("probes down = %v, want 1", got)
+	}
+	if st := h.eng.AccountStates()[0]; st.UpstreamDownSince.IsZero() || !st.NextProbe.After(h.clock.Now().Add(15*time.Second)) {
+		t.Errorf("after a failed probe: %+v (now %v)", st, h.clock.Now())
+	}
+	h.up.SetOutage(smtpfake.Up)
+	h.stepClock(20 * time.Second)
+	for _, id := range ids {
+		if m := h.waitState(id, spool.StateDelivered); m.Attempts != 1 {
+			t.Errorf("%s delivered after %d attempts, want 1", id, m.Attempts)
+		}
+	}
+	if got := testutil.ToFloat64(h.eng.m.probes.WithLabelValues("m365", "up")); got != 1 {
+		t.Errorf("probes up = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(h.eng.m.upstreamDown.WithLabelValues("m365")); got != 0 {
+		t.Errorf("upstream_down gauge = %v", got)
+	}
+}
+
+// An upstream that goes down and up again and again (refusing, resetting,
+// answering 421) while mail flows loses and duplicates nothing.
+func TestFlappingUpstreamLosesAndDuplicatesNothing(t *testing.T) {
+	const n = 300
+	var mode atomic.Int64 // the current smtpfake.Outage
+	h := outageHarness(t, hopt{noStart: true, opts: func(o *Options) {
+		o.Clock = time.Now
+		o.Outage = OutagePolicy{After: 2, First: time.Second, Max: 2 * time.Second}
+		o.HoldInterval = 3 * time.Second
+	}, account: func(a *AccountConfig) {
+		a.Retry = RetryPolicy{First: time.Second, Max: 2 * time.Second}
+	}, up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		// The link dies under established connections too, between
+		// messages (a drop after the final dot could duplicate: that is
+		// at-least-once, tested elsewhere).
+		if c.Name == "MAIL" && smtpfake.Outage(mode.Load()) != smtpfake.Up {
+			return smtpfake.Reply{Drop: true}
+		}
+		return smtpfake.Reply{}
+	}}})
+	h.eng.opts.Clock = time.Now
+	h.sp.clock = time.Now
+	h.start()
+	stop := make(chan struct{})
+	flapped := make(chan int)
+	go func() {
+		modes := []smtpfake.Outage{smtpfake.Refuse, smtpfake.Up, smtpfake.Reset, smtpfake.Up, smtpfake.Greet421, smtpfake.Up}
+		i := 0
+		defer func() { mode.Store(int64(smtpfake.Up)); h.up.SetOutage(smtpfake.Up); flapped <- i }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			mode.Store(int64(modes[i%len(modes)]))
+			h.up.SetOutage(modes[i%len(modes)])
+			i++
+		}
+	}()
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf("From: a@office.example\r\nTo: b@dest.example\r\nSubject: m%d\r\nX-Seq: %d\r\n\r\nhello\r\n", i, i)
+		h.sp.add(spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}, Account: "m365"}, body)
+		if i%50 == 0 {
+			time.Sleep(200 * time.Millisecond) // mail keeps arriving while the upstream flaps
+		}
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	flips := <-flapped
+	deadline := time.Now().Add(60 * time.Second)
+	for h.up.Count() < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, m := range h.sp.all() {
+		if m.State != spool.StateDelivered {
+			t.Errorf("%s: %s (%s)", m.ID, m.State, m.Reason)
+		}
+	}
+	checkExactlyOnce(t, h.up, n)
+	most := 0
+	for _, m := range h.sp.all() {
+		most = max(most, m.Attempts)
+	}
+	t.Logf("flapping: %d outage switches; %d connection attempts for %d messages; most attempts of one message: %d",
+		flips, h.up.Dials(), n, most)
+}
+
+// Messages parked by an outage outlive the process: the next engine on the
+// same spool starts the account upstream_down with a probe due at once, and
+// drains them as soon as it connects instead of after HoldInterval.
+func TestOutageParkedMessagesDrainAfterRestart(t *testing.T) {
+	r := newOutageRig(t, nil)
+	r.up.SetOutage(smtpfake.Refuse)
+	r.enqueue(50)
+	r.eng.wake()
+	waitFor(t, "all parked", func() bool {
+		return !r.state().UpstreamDownSince.IsZero() && r.stats()[spool.StateDeferred] == 50
+	})
+	r.stop()
+	r.up.SetOutage(smtpfake.Up)
+
+	acc := r.eng.AccountStates()
+	if len(acc) != 1 {
+		t.Fatal(acc)
+	}
+	eng2, err := New([]AccountConfig{{Name: "relay", Host: r.up.Host, Port: r.up.Port, TLS: "none", Auth: "none",
+		SenderRule: "keep", RatePerMinute: -1}}, r.sp, nil, Options{Clock: r.clock.Now, Owner: "node-1",
+		Hostname: "spoold.test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Dial: r.up.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng2.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// The injected clock stands still: only the start-up probe can drain them.
+	waitFor(t, "all delivered after the restart", func() bool { return r.stats()[spool.StateDelivered] == 50 })
+	checkExactlyOnce(t, r.up, 50)
 }
