@@ -100,6 +100,14 @@ func printAccount(w io.Writer, ac adminapi.AccountInfo, now time.Time) {
 	fmt.Fprintf(tw, "Granted:\t%s\n", stamp(ac.GrantedAt, now))
 	fmt.Fprintf(tw, "Last refresh:\t%s\n", stamp(ac.LastRefresh, now))
 	fmt.Fprintf(tw, "Last delivery:\t%s\n", stamp(ac.LastDelivery, now))
+	if !ac.UpstreamDownSince.IsZero() {
+		fmt.Fprintf(tw, "Upstream down since:\t%s\n", stamp(ac.UpstreamDownSince, now))
+		next := until(ac.NextProbe, now)
+		if ac.NextProbe.IsZero() {
+			next = "connecting now"
+		}
+		fmt.Fprintf(tw, "Next probe:\t%s\n", next)
+	}
 	if ac.LastError != "" {
 		fmt.Fprintf(tw, "Last error:\t%s (%s)\n", ac.LastError, since(ac.LastErrorTime, now))
 	}

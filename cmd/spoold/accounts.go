@@ -112,6 +112,15 @@ func (d *daemonAccounts) Accounts(ctx context.Context) ([]adminapi.AccountInfo, 
 			if st.HoldReason != "" && info.Reason == "" {
 				info.Reason = st.HoldReason
 			}
+			if !st.UpstreamDownSince.IsZero() {
+				info.UpstreamDownSince, info.NextProbe = st.UpstreamDownSince, st.NextProbe
+				// An auth problem needs the admin; an outage ends by itself.
+				if info.Status == string(auth.StatusOK) {
+					info.Status = delivery.StateUpstreamDown
+					info.Reason = "upstream unreachable (" + st.UpstreamDownReason + "): messages wait without using " +
+						"attempts and go as soon as a probe connects"
+				}
+			}
 		}
 		out = append(out, info)
 	}

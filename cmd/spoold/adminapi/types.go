@@ -53,7 +53,9 @@ type AccountInfo struct {
 	Provider  string `json:"provider,omitempty"` // microsoft, microsoft-usgov, google, generic, password
 	Flow      string `json:"flow,omitempty"`     // authcode, device, client_credentials, service_account, password
 	Mailbox   string `json:"mailbox,omitempty"`
-	// Status is ok, needs_reauth, misconfigured or refresh_failing.
+	// Status is ok, needs_reauth, misconfigured, refresh_failing or
+	// upstream_down (connections to the upstream failed several times in a
+	// row; an auth problem is shown instead when there is one).
 	Status string `json:"status"`
 	// Reason says what broke and how to fix it (empty when ok).
 	Reason              string    `json:"reason,omitempty"`
@@ -66,6 +68,12 @@ type AccountInfo struct {
 	LastErrorTime       time.Time `json:"last_error_time,omitzero"`
 	ClientSecretExpires time.Time `json:"client_secret_expires,omitzero"`
 	Warnings            []string  `json:"warnings,omitempty"`
+	// UpstreamDownSince is set while the account is upstream_down: its
+	// messages wait without using attempts, one probe connection at a time
+	// (the next at NextProbe; zero while one runs) checks the upstream, and
+	// the first connection that succeeds sends them all.
+	UpstreamDownSince time.Time `json:"upstream_down_since,omitzero"`
+	NextProbe         time.Time `json:"next_probe,omitzero"`
 }
 
 // Login modes accepted by StartLogin.
