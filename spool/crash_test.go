@@ -34,6 +34,18 @@ func TestMain(m *testing.M) {
 	case "lock":
 		os.Exit(childLock(os.Getenv(envDir)))
 	}
+	// The verifier child of TestVerifyCatchesBboltPanics: argv is
+	// [binary verify-child dbPath], as ChildVerifier calls it.
+	if len(os.Args) == 3 && os.Args[1] == "verify-child" {
+		if err := VerifyFile(os.Args[2]); err != nil {
+			fmt.Println(err)
+			if errors.Is(err, ErrInUse) {
+				os.Exit(VerifyExitInUse)
+			}
+			os.Exit(VerifyExitCorrupt)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

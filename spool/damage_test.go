@@ -205,7 +205,7 @@ func TestOrphanFloodIsQuarantined(t *testing.T) {
 	dir, _ := spoolWithBodies(t, 0, 1)
 	msgDir := filepath.Join(dir, MessagesDir)
 	var names []string
-	for i := 0; i < maxOrphansRemoved+1; i++ {
+	for i := 0; i < manyOrphans+1; i++ {
 		name := fmt.Sprintf("01ORPHAN%018d.eml", i)
 		names = append(names, name)
 		if err := os.WriteFile(filepath.Join(msgDir, name), []byte("orphan "+name), 0o600); err != nil {
@@ -252,4 +252,39 @@ func TestOpenBodyMissingFile(t *testing.T) {
 
 func newBufLogger(b *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, nil))
+}
+
+// TestOlderDatabaseRestoreKeepsNewerBodies: spool.db put back from a backup
+// older than messages/ (a partial restore). The bodies of messages accepted
+// after the backup are not deleted: they are moved to orphaned/ for salvage.
+func TestOlderDatabaseRestoreKeepsNewerBodies(t *testing.T) {
+	dir := t.TempDir()
+	clk := newFakeClock()
+	s := openTest(t, dir, fileOpts(clk))
+	mustEnqueue(t, s, req("a"), salvageBody(""))
+	s.Close()
+	backup, err := os.ReadFile(filepath.Join(dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, fileOpts(clk))
+	var later []string
+	for i := 0; i < 5; i++ {
+		later = append(later, mustEnqueue(t, s, req("a"), salvageBody("")))
+	}
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, DBFile), backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, fileOpts(clk))
+	for _, id := range later {
+		if _, err := os.Stat(filepath.Join(dir, OrphansDir, id+".eml")); err != nil {
+			t.Errorf("body of %s accepted after the backup was not kept: %v", id, err)
+		}
+	}
+	s.Close()
+	rep, err := Salvage(dir, salvageOpts())
+	if err != nil || len(rep.Bodies) != len(later) {
+		t.Fatalf("salvage of the kept bodies: %+v, %v", rep, err)
+	}
 }

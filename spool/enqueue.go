@@ -145,9 +145,20 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 		NotifyOnFailure: req.NotifyOnFailure,
 		BodyInline:      inline != nil,
 	}
+	if req.Hold != "" {
+		m.State, m.Reason = StateHeld, req.Hold
+	}
 	m.Recipients = make([]Recipient, len(req.To))
 	for i, to := range req.To {
 		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
+	}
+	if req.Verify != nil {
+		if err := req.Verify(); err != nil {
+			if inline == nil {
+				s.removeBody(id)
+			}
+			return "", fmt.Errorf("spool: enqueue: verify before commit: %w", err)
+		}
 	}
 	var res commitRes
 	if inline != nil {

@@ -18,16 +18,18 @@ import (
 // missing database is refused instead of silently started empty.
 const markerFile = "spool.marker"
 
-// OrphansDir is where Open moves body files without metadata when there are
-// more of them than a crash during enqueue could leave (maxOrphansRemoved).
+// OrphansDir is where Open moves body files that no message names. It never
+// deletes them: after a crash they are enqueues interrupted before their
+// acknowledgement (the client sent them again), but after spool.db was
+// replaced by an older copy they are accepted mail whose metadata was lost,
+// and nothing at start-up can tell the two apart for certain. 'spoolctl
+// salvage' re-queues them (held, for review); an admin may delete them.
 const OrphansDir = "orphaned"
 
-// maxOrphansRemoved is the most body files without metadata that recovery
-// deletes. Each is a body linked but not yet committed when the process
-// died; group commit batches at most a few hundred, but anything near this
-// number more likely means that metadata was lost (a restored or replaced
-// spool.db), so the files are kept for salvage instead.
-const maxOrphansRemoved = 64
+// manyOrphans is more bodies without metadata than interrupted enqueues
+// usually leave: the move is then logged as an error, since metadata was
+// more likely lost.
+const manyOrphans = 64
 
 // ErrNoDatabase is returned by Open for a directory that holds an earlier
 // spool's bodies or marker but no usable database.
@@ -41,6 +43,7 @@ type noDatabaseError struct {
 }
 
 func (e *noDatabaseError) Error() string {
+	dir := absDir(e.dir)
 	var signs []string
 	if e.bodies > 0 {
 		signs = append(signs, fmt.Sprintf("%d body files in %s/", e.bodies, MessagesDir))
@@ -52,7 +55,22 @@ func (e *noDatabaseError) Error() string {
 		"refusing to start with an empty queue so that nothing is deleted. Restore %s from a backup, "+
 		"or run 'spoolctl salvage --data-dir %s --account NAME' to re-queue the bodies as held messages, "+
 		"or move the directory away to start afresh",
-		DBFile, e.dir, e.what, strings.Join(signs, " and "), DBFile, e.dir)
+		DBFile, dir, e.what, strings.Join(signs, " and "), DBFile, dir)
+}
+
+// absDir names a directory as an admin can use it from anywhere (spoold may
+// run with a relative data_dir from its working directory).
+func absDir(dir string) string {
+	if a, err := filepath.Abs(dir); err == nil {
+		return a
+	}
+	return dir
+}
+
+// restoreHint ends a refusal of a damaged database with the ways out.
+func restoreHint(dbPath string) string {
+	return fmt.Sprintf("it was left untouched: restore it from a backup, or run 'spoolctl salvage --data-dir %s --account NAME' "+
+		"to re-queue the bodies of its messages", absDir(filepath.Dir(dbPath)))
 }
 
 func (e *noDatabaseError) Unwrap() error { return ErrNoDatabase }
@@ -80,8 +98,8 @@ func checkNoEarlierSpool(dir, what string) error {
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
 		e.marker = true
 	}
-	for _, d := range []string{MessagesDir, OrphansDir} {
-		names, _ := filepath.Glob(filepath.Join(dir, d, "*.eml"))
+	for _, pattern := range []string{MessagesDir, OrphansDir, salvageDirPrefix + "*"} {
+		names, _ := filepath.Glob(filepath.Join(dir, pattern, "*.eml"))
 		e.bodies += len(names)
 	}
 	if e.marker || e.bodies > 0 {
@@ -147,10 +165,11 @@ func checkPageExtent(dbPath string, size int64) error {
 	// gives when it is valid and the usual sizes are tried when it is not.
 	offsets := []int64{0, 4096, 8192, 16384, 32768, 65536}
 	for _, off := range offsets {
-		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("spool: reading %s: %w", dbPath, err)
 		}
-		m, ok := parseMeta(buf)
+		m, ok := parseMeta(buf[:n])
 		if !ok || (off != 0 && int64(m.pageSize) != off) {
 			continue
 		}
@@ -159,12 +178,13 @@ func checkPageExtent(dbPath string, size int64) error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("spool: %s: %w: no valid meta page (not a spool database, or its first pages are damaged)", dbPath, ErrCorrupt)
+		return fmt.Errorf("spool: %s: %w: no valid meta page (not a spool database, or its first pages are damaged); %s",
+			dbPath, ErrCorrupt, restoreHint(dbPath))
 	}
 	need := int64(best.pgid) * int64(best.pageSize)
 	if best.pgid < 2 || need < 0 || size < need {
-		return fmt.Errorf("spool: %s: %w: the file is %d bytes but its pages need %d (truncated copy or restore?); it was left untouched",
-			dbPath, ErrCorrupt, size, need)
+		return fmt.Errorf("spool: %s: %w: the file is %d bytes but its pages need %d (a truncated copy or restore?); %s",
+			dbPath, ErrCorrupt, size, need, restoreHint(dbPath))
 	}
 	return nil
 }

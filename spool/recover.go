@@ -117,14 +117,9 @@ func (s *Spool) reconcile() error {
 		s.log.Info("spool: recovery: removing the body of a delivered message", "msg_id", id)
 		s.removeBody(id)
 	}
-	if len(orphans) > maxOrphansRemoved {
+	if len(orphans) > 0 {
 		if err := s.quarantineOrphans(orphans); err != nil {
 			return fmt.Errorf("spool: recovery: %w", err)
-		}
-	} else {
-		for _, id := range orphans {
-			s.log.Info("spool: recovery: removing orphan body (written, never committed)", "msg_id", id)
-			s.removeBody(id)
 		}
 	}
 	// Open holds bbolt's exclusive lock, so whoever leased an active
@@ -139,10 +134,9 @@ func (s *Spool) reconcile() error {
 	return nil
 }
 
-// quarantineOrphans moves body files without metadata to OrphansDir instead
-// of deleting them: there are more than a crash during enqueue leaves, so the
-// metadata that named them was more likely lost, and the bodies are the only
-// copy of the mail ('spoolctl salvage' re-queues them).
+// quarantineOrphans moves body files without metadata to OrphansDir (see
+// there for why they are never deleted). The move is a rename on the same
+// file system, made durable before recovery goes on.
 func (s *Spool) quarantineOrphans(ids []string) error {
 	dst := filepath.Join(s.dir, OrphansDir)
 	if err := os.MkdirAll(dst, 0o700); err != nil {
@@ -159,9 +153,16 @@ func (s *Spool) quarantineOrphans(ids []string) error {
 	if err := s.fs.SyncDir(s.msgDir); err != nil {
 		return fmt.Errorf("fsync %s: %w", s.msgDir, err)
 	}
-	s.log.Error("spool: recovery: found many body files that no message names; kept them instead of deleting "+
-		"(was spool.db replaced or restored from an older copy?). Re-queue them with 'spoolctl salvage' or remove them",
-		"count", len(ids), "moved_to", dst)
+	if len(ids) > manyOrphans {
+		s.log.Error("spool: recovery: found many body files that no message names and moved them aside "+
+			"(was spool.db replaced or restored from an older copy?). Re-queue them with 'spoolctl salvage' or remove them",
+			"count", len(ids), "moved_to", dst)
+	} else {
+		s.log.Warn("spool: recovery: moved body files that no message names aside: enqueues cut off by the stop "+
+			"(never acknowledged: the senders send them again), or mail whose metadata was lost. "+
+			"Check them with 'spoolctl salvage --dry-run', then salvage or remove them",
+			"count", len(ids), "moved_to", dst)
+	}
 	return nil
 }
 

@@ -40,6 +40,10 @@ type SalvageReport struct {
 	Bodies    []SalvagedBody
 }
 
+// salvageDirPrefix names the folders where Salvage keeps bodies between
+// moving them out of messages/ and committing them.
+const salvageDirPrefix = "salvage-"
+
 // salvageHoldReason is the hold reason of a salvaged message.
 const salvageHoldReason = "salvaged: envelope rebuilt from the headers (Bcc recipients are lost); check it, then release it"
 
@@ -81,7 +85,10 @@ func Salvage(dir string, opts SalvageOptions) (*SalvageReport, error) {
 	default:
 		return nil, fmt.Errorf("spool: salvage: %w", err)
 	}
-	sources := []string{filepath.Join(dir, OrphansDir)}
+	// A salvage cut short leaves its bodies in salvage-*/: a rerun takes
+	// them too.
+	sources, _ := filepath.Glob(filepath.Join(dir, salvageDirPrefix+"*"))
+	sources = append(sources, filepath.Join(dir, OrphansDir))
 	if !usable {
 		sources = append(sources, filepath.Join(dir, MessagesDir))
 	}
@@ -115,7 +122,7 @@ func Salvage(dir string, opts SalvageOptions) (*SalvageReport, error) {
 		}
 		// Move the bodies out of messages/ first: the new spool's
 		// recovery would take them for orphans.
-		rep.KeptIn = filepath.Join(dir, "salvage-"+stamp)
+		rep.KeptIn = filepath.Join(dir, salvageDirPrefix+stamp)
 		if err := os.MkdirAll(rep.KeptIn, 0o700); err != nil {
 			return nil, fmt.Errorf("spool: salvage: %w", err)
 		}
@@ -177,12 +184,10 @@ func salvageOne(ctx context.Context, s *Spool, path, account string, b SalvagedB
 		Account:        account,
 		Source:         Source{Kind: SourceAdmin},
 		IdempotencyKey: "salvage:" + filepath.Base(path),
+		Hold:           salvageHoldReason, // held in the same commit: never delivered unreviewed
 	}, f)
 	if err != nil {
 		return "", err
-	}
-	if err := s.Hold(ctx, id, salvageHoldReason); err != nil && !errors.Is(err, ErrWrongState) {
-		return id, err
 	}
 	// The message is committed and held: the old copy can go.
 	if err := os.Remove(path); err != nil {

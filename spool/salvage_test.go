@@ -152,3 +152,41 @@ func TestSalvageOrphansIntoLiveSpool(t *testing.T) {
 		t.Errorf("re-queued orphan still in %s", OrphansDir)
 	}
 }
+
+// TestSalvageRerunAfterInterruption: a salvage cut off after it moved the
+// bodies to salvage-*/ and before it committed them; the rerun takes them,
+// and start-up without a database still refuses while they wait there.
+func TestSalvageRerunAfterInterruption(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, fileOpts(newFakeClock()))
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, mustEnqueue(t, s, req("a"), salvageBody("")))
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(dir, DBFile)); err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(dir, salvageDirPrefix+"20261128T070000Z")
+	if err := os.Mkdir(kept, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if err := os.Rename(filepath.Join(dir, MessagesDir, id+".eml"), filepath.Join(kept, id+".eml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(dir, testOpts(newFakeClock())); !errors.Is(err, ErrNoDatabase) || !strings.Contains(err.Error(), "3 body files") {
+		t.Fatalf("Open with bodies waiting in %s: %v", kept, err)
+	}
+	rep, err := Salvage(dir, salvageOpts())
+	if err != nil || len(rep.Bodies) != 3 {
+		t.Fatalf("rerun: %+v, %v", rep, err)
+	}
+	s = openTest(t, dir, testOpts(newFakeClock()))
+	for _, b := range rep.Bodies {
+		if m := mustGet(t, s, b.ID); m.State != StateHeld {
+			t.Errorf("salvaged message %s", describe(m))
+		}
+	}
+}

@@ -34,6 +34,11 @@ type Options struct {
 	// every body in a file.
 	InlineBodyMax int
 
+	// Verify, if set, checks an existing database file before Open maps it
+	// (ChildVerifier: bbolt's check in a child process, so that damage that
+	// makes bbolt panic cannot crash this one). An error refuses the Open.
+	Verify func(dbPath string) error
+
 	// allowNew lets Salvage create a database where an earlier spool's
 	// marker is (it has moved the bodies aside first).
 	allowNew bool
@@ -163,6 +168,11 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 	}
 	if err := checkDatabaseFile(dir, s.dbPath); err != nil && !(opts.allowNew && errors.Is(err, ErrNoDatabase)) {
 		return nil, err
+	}
+	if fi, err := os.Stat(s.dbPath); err == nil && fi.Size() > 0 && opts.Verify != nil {
+		if err := opts.Verify(s.dbPath); err != nil {
+			return nil, err
+		}
 	}
 	db, err := openBolt(s.dbPath, opts)
 	if err != nil {

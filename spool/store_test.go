@@ -331,8 +331,12 @@ func TestRecoveryOnOpen(t *testing.T) {
 	s = openTest(t, dir, testOpts(clk))
 	for _, p := range []string{orphan, tmp, staleDelivered} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s not removed by recovery: %v", filepath.Base(p), err)
+			t.Errorf("%s not removed from messages/ by recovery: %v", filepath.Base(p), err)
 		}
+	}
+	// A body no message names is kept aside, never deleted.
+	if b, err := os.ReadFile(filepath.Join(dir, OrphansDir, filepath.Base(orphan))); err != nil || string(b) != "x" {
+		t.Errorf("orphan body not kept in %s: %v", OrphansDir, err)
 	}
 	if m := mustGet(t, s, gone); m.State != StateDead || m.Reason != "body missing" {
 		t.Errorf("missing body: %s reason %q", describe(m), m.Reason)
@@ -743,4 +747,56 @@ func TestBodyStorage(t *testing.T) {
 	if got := readBody(t, s, kept); got != small {
 		t.Fatal("inline body changed across reopen")
 	}
+}
+
+// TestEnqueueVerify: Verify runs after the whole body is read and before the
+// commit; an error stores nothing, inline or as a file.
+func TestEnqueueVerify(t *testing.T) {
+	for _, size := range []int{100, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTest(t, dir, testOpts(newFakeClock()))
+			body := strings.Repeat("x", size)
+			r := &eofReader{r: strings.NewReader(body)}
+			rq := req("a")
+			calls := 0
+			rq.Verify = func() error {
+				calls++
+				if !r.eof {
+					t.Error("Verify ran before the body was read to its end")
+				}
+				return errors.New("file changed")
+			}
+			if _, err := s.Enqueue(context.Background(), rq, r); err == nil || !strings.Contains(err.Error(), "file changed") {
+				t.Fatalf("Enqueue: %v, want the Verify error", err)
+			}
+			if calls != 1 {
+				t.Fatalf("Verify called %d times", calls)
+			}
+			if st, _ := s.Stats(context.Background()); st[StateQueued] != 0 {
+				t.Fatalf("a message was stored: %+v", st)
+			}
+			if files, _ := filepath.Glob(filepath.Join(dir, MessagesDir, "*")); len(files) != 0 {
+				t.Fatalf("body files left: %v", files)
+			}
+			rq.Verify = func() error { return nil }
+			id := mustEnqueue(t, s, rq, body)
+			if readBody(t, s, id) != body {
+				t.Fatal("body differs")
+			}
+		})
+	}
+}
+
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.eof = true
+	}
+	return n, err
 }

@@ -144,6 +144,16 @@ type EnqueueRequest struct {
 	Source          Source
 	IdempotencyKey  string // optional; a second Enqueue with the same key returns the first ID and writes nothing
 	NotifyOnFailure bool
+	// Hold, if set, stores the message held with this reason in the same
+	// commit: it waits for an admin's release instead of being delivered
+	// (salvaged mail, which may have been delivered before).
+	Hold string
+	// Verify, if set, runs once the whole body is read and durable and just
+	// before the metadata commit; an error stores nothing and is returned
+	// (wrapped). The scan folder checks here that the file did not change
+	// while its message was built, closing the window between its last
+	// look and the commit.
+	Verify func() error
 }
 
 // RecipientResult reports one recipient's outcome of a delivery attempt.

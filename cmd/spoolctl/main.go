@@ -62,7 +62,7 @@ func osDeps() *deps {
 
 // openSpoolReadOnly is the default deps.OpenSpool.
 func openSpoolReadOnly(dir string) (adminapi.Queue, io.Closer, error) {
-	s, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1, LockTimeout: time.Second})
+	s, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1, LockTimeout: time.Second, Verify: spoolVerifier()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,7 +119,11 @@ func Main(ctx context.Context, args []string, d *deps) int {
 	}
 	var rt *runtimeError
 	var ue *usageError
+	var ce *exitCodeError
 	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintf(d.Stderr, "spoolctl: %v\n", ce.err)
+		return ce.code
 	case errors.As(err, &ue):
 		fmt.Fprintf(d.Stderr, "spoolctl: %v\n", err)
 		fmt.Fprintln(d.Stderr, "Run 'spoolctl --help' for usage.")
@@ -135,6 +139,15 @@ func Main(ctx context.Context, args []string, d *deps) int {
 		return exitUsage
 	}
 }
+
+// exitCodeError ends spoolctl with a code of its own (the verify-spool
+// child's answer to its parent).
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
 
 type eofReader struct{}
 

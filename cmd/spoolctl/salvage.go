@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -45,7 +47,10 @@ func (a *app) salvageCmd() *cobra.Command {
 		rep, err := spool.Salvage(dataDir, spool.SalvageOptions{
 			Account: account,
 			DryRun:  dryRun,
-			Spool:   spool.Options{Logger: slog.New(slog.NewTextHandler(a.d.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+			Spool: spool.Options{
+				Logger: slog.New(slog.NewTextHandler(a.d.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+				Verify: spoolVerifier(),
+			},
 		})
 		if err != nil {
 			return err
@@ -93,4 +98,37 @@ func printSalvage(w io.Writer, rep *spool.SalvageReport, dryRun bool) {
 	if !dryRun && done > 0 {
 		fmt.Fprintln(w, "check them with 'spoolctl list --state held', then 'spoolctl release ID'")
 	}
+}
+
+// verifySpoolCmd is the child process that spoolVerifier runs: bbolt may
+// panic on a damaged file in a goroutine of its own, which would otherwise
+// take spoolctl down with it. Hidden: admins use spoold -verify-spool.
+func (a *app) verifySpoolCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "verify-spool FILE",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := spool.VerifyFile(args[0]); err != nil {
+				code := spool.VerifyExitCorrupt
+				if errors.Is(err, spool.ErrInUse) {
+					code = spool.VerifyExitInUse
+				}
+				return &exitCodeError{code: code, err: err}
+			}
+			return nil
+		},
+	}
+}
+
+// spoolVerifier checks a spool database in a child process of this binary
+// before spoolctl opens it (see verifySpoolCmd).
+func spoolVerifier() func(string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return func(string) error {
+			return fmt.Errorf("cannot find the spoolctl binary to check the database: %w", err)
+		}
+	}
+	return spool.ChildVerifier(exe, "verify-spool")
 }

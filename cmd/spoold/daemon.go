@@ -61,6 +61,20 @@ func ensureDataDir(dir string) error {
 	return nil
 }
 
+// spoolVerifier checks an existing spool.db in a child process of this
+// binary (spoold -verify-spool) before the spool maps it: damage that makes
+// bbolt panic on a goroutine of its own then refuses the start with a clear
+// error instead of crashing spoold at every restart.
+func spoolVerifier() func(string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return func(string) error {
+			return fmt.Errorf("spool: cannot find the spoold binary to check the database: %w", err)
+		}
+	}
+	return spool.ChildVerifier(exe, "-verify-spool")
+}
+
 // startDaemon brings every subsystem up or, on the first failure, tears down
 // what was started and returns the error.
 func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
@@ -76,6 +90,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 		return nil, err
 	}
 	d.spool, err = spool.Open(cfg.DataDir, spool.Options{
+		Verify:             spoolVerifier(),
 		Logger:             log,
 		LockTimeout:        cfg.Spool.LockTimeout,
 		LeaseDuration:      cfg.Spool.Lease,

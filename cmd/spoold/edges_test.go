@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // crashChildEnv makes the test binary a child that panics on a goroutine,
@@ -22,6 +23,10 @@ import (
 const crashChildEnv = "SPOOLD_TEST_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
+	// In-process daemons check their spool with this binary as spoold would.
+	if len(os.Args) == 3 && os.Args[1] == "-verify-spool" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	switch os.Getenv(crashChildEnv) {
 	case "signal":
 		crashBySignal()
@@ -197,5 +202,46 @@ routes: {default: out}
 	}
 	if n := countEML(filepath.Join(dir, "out")); n != 0 {
 		t.Fatalf("%d messages delivered from a session cut off in DATA", n)
+	}
+}
+
+// TestStartRefusesDamagedDatabase: a spool.db of full length with a damaged
+// page tree made bbolt panic on a goroutine of its own at every start (a
+// crash loop under systemd). spoold checks it in a child process first and
+// refuses with exit 1 and a message that names the way out.
+func TestStartRefusesDamagedDatabase(t *testing.T) {
+	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	s, err := spool.Open(data, spool.Options{RescueInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		if _, err := s.Enqueue(context.Background(), spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "out"},
+			strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if err := spooltest.PointTwiceAtOnePage(filepath.Join(data, spool.DBFile)); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "spoold.yaml")
+	writeFile(t, config, "data_dir: ./data\nlog: {format: json}\nhttp: {listen: \"\"}\naccounts:\n  - {name: out, transport: file}\nroutes: {default: out}\n")
+	cmd := exec.Command(bin, "-config", config)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("spoold exit %v, want 1\n%s", err, out)
+	}
+	for _, want := range []string{"spoold: could not start", "database is corrupt", "spoolctl salvage"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "goroutine ") {
+		t.Errorf("spoold printed a Go crash:\n%s", out)
 	}
 }

@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	check := fs.Bool("check", false, "validate the config, list every problem and exit (0 ok, 2 problems)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
+	verifySpool := fs.String("verify-spool", "", "check the spool database `FILE` of a stopped spoold with bbolt's consistency check and exit\n(0 sound, 1 damaged, 3 in use); spoold runs it in a child process before every start")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -50,6 +51,16 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitOK
 	case *printDefault:
 		_, _ = stdout.Write(configs.Default())
+		return exitOK
+	case *verifySpool != "":
+		if err := spool.VerifyFile(*verifySpool); err != nil {
+			fmt.Fprintf(stderr, "spoold: %v\n", err)
+			if errors.Is(err, spool.ErrInUse) {
+				return spool.VerifyExitInUse
+			}
+			return spool.VerifyExitCorrupt
+		}
+		fmt.Fprintf(stdout, "%s: sound\n", *verifySpool)
 		return exitOK
 	}
 
