@@ -236,6 +236,9 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	// and must match pass 1, so the committed message is exactly the file
 	// the key names.
 	unchanged := func() error { return f.unchanged(root, rel, file, info) }
+	// Checked once more after the body is durable and right before the
+	// commit: a change in that window stores nothing.
+	req.Verify = unchanged
 	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum, unchanged)
 	if err != nil {
 		var re *readError
@@ -266,10 +269,10 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		}
 	}
 	if err := f.unchanged(root, rel, file, info); err != nil {
-		// Changed between the last check and the commit (a window of an
-		// fsync or two): the message holds the earlier bytes. It is held so
-		// it is not delivered, and the file stays to be sent again when it
-		// is ready, under a new idempotency key.
+		// Changed during the commit itself (Verify ran just before it):
+		// the message holds the earlier bytes. It is held so it is not
+		// delivered, and the file stays to be sent again when it is ready,
+		// under a new idempotency key.
 		f.supersede(ctx, id, log)
 		return outChanged
 	}
