@@ -12,7 +12,9 @@ type helpFlag struct {
 	Name, Arg, Usage string
 }
 
-var helpFlagLine = regexp.MustCompile(`^  -(\S+)(?: (\S+))?$`)
+// A one-letter flag without an argument has its usage on the same line,
+// after a tab.
+var helpFlagLine = regexp.MustCompile(`^  -([^\s=]+)(?: (\S+))?(?:\t(.*))?$`)
 
 // parseFlagHelp reads the flag package's PrintDefaults format:
 //
@@ -31,7 +33,7 @@ func parseFlagHelp(help string) ([]helpFlag, error) {
 			f.Usage = strings.TrimSpace(f.Usage + "\n" + strings.TrimPrefix(line, "    \t"))
 		case helpFlagLine.MatchString(line):
 			m := helpFlagLine.FindStringSubmatch(line)
-			flags = append(flags, helpFlag{Name: m[1], Arg: m[2]})
+			flags = append(flags, helpFlag{Name: m[1], Arg: m[2], Usage: m[3]})
 		default:
 			return nil, fmt.Errorf("unexpected line in spoold -h: %q", line)
 		}

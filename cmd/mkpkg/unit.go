@@ -44,6 +44,12 @@ func packageUnit(src []byte) ([]byte, error) {
 	if bytes.Contains(body, []byte("/usr/local/")) {
 		return nil, errors.New("configs/spoold.service: a /usr/local path is left that the package does not install")
 	}
+	// The packaged man page first: systemctl status and help show it.
+	const doc = "\nDocumentation="
+	if i := bytes.Index(body, []byte(doc)); i >= 0 && !bytes.Contains(body, []byte("man:spoold(8)")) {
+		i += len(doc)
+		body = append(body[:i:i], append([]byte("man:spoold(8) "), body[i:]...)...)
+	}
 	if !bytes.Contains(body, []byte("\nRuntimeDirectory=")) {
 		const anchor = "StateDirectoryMode=0700\n"
 		i := bytes.Index(body, []byte(anchor))
