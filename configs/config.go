@@ -116,7 +116,7 @@ type ScanFolder struct {
 	Path            string              `yaml:"path" json:"path"`
 	Mode            ScanMode            `yaml:"mode" json:"mode"`                       // default watch
 	RescanInterval  time.Duration       `yaml:"rescan_interval" json:"rescan_interval"` // default 30s
-	QuietPeriod     time.Duration       `yaml:"quiet_period" json:"quiet_period"`       // default 3s
+	QuietPeriod     time.Duration       `yaml:"quiet_period" json:"quiet_period"`       // default by mode: watch 3s, poll 30s (scan folder's)
 	AfterSuccess    AfterSuccess        `yaml:"after_success" json:"after_success"`     // default move
 	Account         string              `yaml:"account" json:"account"`                 // default routes.default
 	Users           map[string]ScanUser `yaml:"users" json:"users"`
@@ -124,6 +124,15 @@ type ScanFolder struct {
 	BodyTemplate    string              `yaml:"body_template" json:"body_template"`
 	FailureNotice   bool                `yaml:"failure_notice" json:"failure_notice"`     // default true
 	MaxReadRetries  int                 `yaml:"max_read_retries" json:"max_read_retries"` // default 5
+	// Readiness, file modes and time; the scan folder owns their defaults
+	// and validation (zero = its default).
+	IncompleteLimit time.Duration `yaml:"incomplete_limit" json:"incomplete_limit"`
+	EmptyGrace      time.Duration `yaml:"empty_grace" json:"empty_grace"`
+	WriterCheck     bool          `yaml:"writer_check" json:"writer_check"` // default true
+	DirMode         string        `yaml:"dir_mode" json:"dir_mode"`         // octal, e.g. "2770"
+	FileMode        string        `yaml:"file_mode" json:"file_mode"`       // octal, e.g. "0640"
+	Group           string        `yaml:"group" json:"group"`
+	TimeZone        string        `yaml:"time_zone" json:"time_zone"`
 }
 
 // ScanUser maps a scan subfolder to a person.

@@ -3,7 +3,6 @@ package configs
 import (
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 func TestDefaultMatchesProductContract(t *testing.T) {
@@ -33,7 +32,7 @@ func TestDefaultMatchesProductContract(t *testing.T) {
 	if len(c.ScanFolders) != 1 || c.ScanFolders[0].Path != "./scans" || c.ScanFolders[0].Account != "outbox" {
 		t.Errorf("scan folders = %+v", c.ScanFolders)
 	}
-	if c.ScanFolders[0].QuietPeriod != 3*time.Second || !c.ScanFolders[0].FailureNotice {
+	if c.ScanFolders[0].QuietPeriod != 0 || !c.ScanFolders[0].FailureNotice || !c.ScanFolders[0].WriterCheck { // quiet_period: the scan folder picks it by mode
 		t.Errorf("scan folder defaults not applied: %+v", c.ScanFolders[0])
 	}
 	a, ok := c.Account("outbox")

@@ -46,10 +46,10 @@ func (l *SMTPListener) setDefaults() {
 func (f *ScanFolder) setDefaults() {
 	f.Mode = ScanWatch
 	f.RescanInterval = 30 * time.Second
-	f.QuietPeriod = 3 * time.Second
 	f.AfterSuccess = AfterMove
 	f.FailureNotice = true
 	f.MaxReadRetries = 5
+	f.WriterCheck = true
 }
 
 func (a *Account) setDefaults() {

@@ -100,7 +100,7 @@ accounts:
 		t.Fatal(err)
 	}
 	f := c.ScanFolders[0]
-	if f.FailureNotice || f.MaxReadRetries != 0 || f.QuietPeriod != 3*time.Second || f.Name != "in" || f.Account != "out" {
+	if f.FailureNotice || f.MaxReadRetries != 0 || f.QuietPeriod != 0 || f.Name != "in" || f.Account != "out" {
 		t.Errorf("scan folder = %+v", f)
 	}
 	a, _ := c.Account("m365")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/spoold/spoold/auth"
@@ -84,14 +85,25 @@ func smtpRoutes(c *configs.Config) smtpd.Routes {
 	return r
 }
 
-func scanFolders(c *configs.Config) []scanfolder.FolderConfig {
+func scanFolders(c *configs.Config) ([]scanfolder.FolderConfig, error) {
 	out := make([]scanfolder.FolderConfig, 0, len(c.ScanFolders))
-	for _, f := range c.ScanFolders {
+	for i, f := range c.ScanFolders {
 		users := make(map[string]scanfolder.User, len(f.Users))
 		for k, u := range f.Users {
 			users[k] = scanfolder.User{Name: u.Name, Address: u.Address}
 		}
-		notice := f.FailureNotice
+		notice, writerCheck := f.FailureNotice, f.WriterCheck
+		var modes [2]fs.FileMode
+		for k, m := range []struct{ key, val string }{{"dir_mode", f.DirMode}, {"file_mode", f.FileMode}} {
+			if m.val == "" {
+				continue
+			}
+			mode, err := scanfolder.ParseMode(m.val)
+			if err != nil {
+				return nil, fmt.Errorf("scan_folders[%d].%s: %w", i, m.key, err)
+			}
+			modes[k] = mode
+		}
 		var maxSize int64
 		if a, ok := c.Account(f.Account); ok {
 			maxSize = a.MaxMessageSize
@@ -110,9 +122,16 @@ func scanFolders(c *configs.Config) []scanfolder.FolderConfig {
 			BodyTemplate:    f.BodyTemplate,
 			FailureNotice:   &notice,
 			MaxReadRetries:  f.MaxReadRetries,
+			IncompleteLimit: f.IncompleteLimit,
+			EmptyGrace:      f.EmptyGrace,
+			WriterCheck:     &writerCheck,
+			DirMode:         modes[0],
+			FileMode:        modes[1],
+			Group:           f.Group,
+			TimeZone:        f.TimeZone,
 		})
 	}
-	return out
+	return out, nil
 }
 
 func deliveryAccounts(c *configs.Config) []delivery.AccountConfig {

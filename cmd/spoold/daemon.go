@@ -155,7 +155,11 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 				}
 			}
 		}
-		d.scans, err = scanfolder.New(scanFolders(cfg), scanEnqueuer{Spool: d.spool, enqueued: enqueued}, scanfolder.Options{Logger: log, Registerer: d.reg})
+		folders, err := scanFolders(cfg)
+		if err != nil {
+			return nil, err
+		}
+		d.scans, err = scanfolder.New(folders, scanEnqueuer{Spool: d.spool, enqueued: enqueued}, scanfolder.Options{Logger: log, Registerer: d.reg})
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +282,8 @@ func (d *daemon) reload() {
 		}
 	}
 	if d.scans != nil {
-		if err := d.scans.Reload(scanFolders(cfg)); err != nil {
+		folders, _ := scanFolders(cfg) // validated above
+		if err := d.scans.Reload(folders); err != nil {
 			d.log.Error("reload: scan folders", "err", err)
 		}
 	}

@@ -77,6 +77,19 @@ routes:
   default: outbox
 `, dir))
 
+	// configs accepts it; the scan folder refuses the time zone.
+	tz := filepath.Join(dir, "tz.yaml")
+	writeFile(t, tz, fmt.Sprintf(`data_dir: %s/data
+scan_folders:
+  - path: %s
+    time_zone: Mars/Olympus
+accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`, dir, dir))
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -94,6 +107,7 @@ routes:
 		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
 		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`account "relay": auth xoauth2 needs TLS`}},
 		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`auth xoauth2 needs TLS`}},
+		{"check runs the scan folder's own validation", []string{"-config", tz, "-check"}, exitUsage, []string{`Mars/Olympus`}},
 		{"check runs the listener's own validation", []string{"-config", stress, "-check"}, exitUsage, []string{`stress threshold 50 is above max connections 10`}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
 		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},

@@ -8,6 +8,7 @@ import (
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
+	"github.com/spoold/spoold/ingest/scanfolder"
 	"github.com/spoold/spoold/ingest/smtpd"
 )
 
@@ -27,6 +28,11 @@ func validateSubsystems(cfg *configs.Config) error {
 	}
 	if err := smtpd.ValidateListeners(smtpListeners(cfg), filepath.Join(cfg.DataDir, "tls")); err != nil {
 		errs = append(errs, fmt.Errorf("smtp_listeners: %w", err))
+	}
+	if folders, err := scanFolders(cfg); err != nil {
+		errs = append(errs, err)
+	} else if err := scanfolder.ValidateFolders(folders); err != nil {
+		errs = append(errs, fmt.Errorf("scan_folders: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -599,3 +599,11 @@ func ParseMode(s string) (fs.FileMode, error) {
 	}
 	return m, nil
 }
+
+// ValidateFolders checks folder configs exactly as New does (defaults,
+// templates, time zone, group, modes) without watching anything, so spoold
+// -check and a reload refuse what start-up would.
+func ValidateFolders(folders []FolderConfig) error {
+	_, err := normalizeAll(folders)
+	return err
+}
