@@ -78,7 +78,7 @@ type ListenerConfig struct {
 	// the client. Default 4096 (32 kbit/s: an MFD on 10 Mbit/s sends at
 	// hundreds of KiB/s); negative turns the check off.
 	DataMinRate   int64
-	DataRateGrace time.Duration // credit at the start of DATA; default 30s
+	DataRateGrace time.Duration // credit at the start of DATA; default ReadTimeout
 
 	// StressThreshold is the connection count at which the listener goes
 	// into stress mode (as Postfix's stress mode): while it is reached,
@@ -137,7 +137,6 @@ const (
 	defaultJunkLimit      = 100
 	defaultStressTimeout  = 10 * time.Second
 	defaultHardErrorLimit = 20
-	defaultDataRateGrace  = 30 * time.Second
 )
 
 // normalize fills defaults and validates one listener config.
@@ -264,7 +263,10 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 		c.AuthFailureWindow = defaultAuthFailWindow
 	}
 	if c.DataRateGrace == 0 {
-		c.DataRateGrace = defaultDataRateGrace
+		// As Postfix's smtpd_min_data_rate starts from smtpd_timeout: a
+		// device may pause as long as it always could before the rate
+		// starts to count.
+		c.DataRateGrace = c.ReadTimeout
 	}
 	switch {
 	case c.StressThreshold == 0:

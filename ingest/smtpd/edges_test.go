@@ -265,6 +265,15 @@ func TestHardErrorLimit(t *testing.T) {
 	if err := c.waitClosed(); err != nil {
 		t.Fatalf("connection not closed after 421: %v", err)
 	}
+	// A client past the limit that only wants to leave gets a normal QUIT.
+	c = dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	c.expect(250, "", "MAIL FROM:<a@corp.example>")
+	for i := 0; i < 3; i++ {
+		c.expect(550, "5.7.1", "RCPT TO:<x%d@elsewhere.example>", i)
+	}
+	c.expect(221, "", "QUIT")
 }
 
 // TestStressModeAdmitsRealClient: idle connections fill the listener; under
@@ -333,7 +342,7 @@ func TestSessionLimitDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DataMinRate != 4096 || c.DataRateGrace != 30*time.Second || c.JunkCommandLimit != 100 ||
+	if c.DataMinRate != 4096 || c.DataRateGrace != c.ReadTimeout || c.JunkCommandLimit != 100 ||
 		c.HardErrorLimit != 20 || c.StressThreshold != 80 || c.StressTimeout != 10*time.Second {
 		t.Fatalf("defaults: rate %d grace %v junk %d errors %d stress %d/%v", c.DataMinRate, c.DataRateGrace,
 			c.JunkCommandLimit, c.HardErrorLimit, c.StressThreshold, c.StressTimeout)

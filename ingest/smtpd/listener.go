@@ -135,7 +135,11 @@ func (c *trackedConn) startData(readTimeout time.Duration, minRate int64, grace 
 	c.rateMu.Lock()
 	c.minRate, c.credit = max(minRate, 0), grace
 	c.rateMu.Unlock()
+	// Under dlMu: applyReadDeadline (stress mode, from another goroutine)
+	// must not set a command deadline after DATA's reads took over.
+	c.dlMu.Lock()
 	c.dataTimeout.Store(int64(readTimeout))
+	c.dlMu.Unlock()
 }
 
 func (c *trackedConn) endData() { c.dataTimeout.Store(0) }
@@ -192,11 +196,11 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 // when it started waiting (so a connection idle for long times out at once).
 // DATA reads set their own deadline.
 func (c *trackedConn) applyReadDeadline() error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	if c.dataTimeout.Load() > 0 {
 		return nil
 	}
-	c.dlMu.Lock()
-	defer c.dlMu.Unlock()
 	t := c.want
 	if c.ls != nil && c.ls.stressed.Load() && !t.IsZero() {
 		if st := c.since.Add(c.ls.cfg.StressTimeout); st.Before(t) {

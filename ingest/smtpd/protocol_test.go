@@ -502,6 +502,7 @@ func TestDataTimeoutStoresNothing(t *testing.T) {
 func TestSlowDataWithinTimeout(t *testing.T) {
 	lc := baseListener()
 	lc.ReadTimeout = time.Second
+	lc.DataMinRate = -1 // this test is about the read timeout alone (the rate check has its own tests)
 	fs := &fakeSpool{}
 	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
 	c := dial(t, addrOf(t, s, "mfd"))

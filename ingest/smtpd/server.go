@@ -118,15 +118,12 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 	s.SetRoutes(routes)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 
+	cfgs, err := normalizeListeners(listeners, opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	var selfSigned *tls.Certificate
-	for _, lc := range listeners {
-		cfg, err := lc.normalize(opts.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := s.byName[cfg.Name]; dup {
-			return nil, fmt.Errorf("smtpd: listener %q configured twice", cfg.Name)
-		}
+	for _, cfg := range cfgs {
 		ls := &listenerState{
 			srv:      s,
 			cfg:      cfg,

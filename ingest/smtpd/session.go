@@ -111,7 +111,7 @@ func (ls *listenerState) commandHook(c *smtp.Conn, cmd string) error {
 		ls.log.Info("smtp session closed", "peer", tc.ip.String(), "reason", reason, "count", n)
 		return e
 	}
-	if lim := ls.cfg.HardErrorLimit; lim > 0 {
+	if lim := ls.cfg.HardErrorLimit; lim > 0 && cmd != "QUIT" { // a client that wants to leave may
 		if n := tc.hardErrors.Load(); n >= int32(lim) {
 			return refuse("hard_errors", errTooManyErrors, n)
 		}
@@ -371,6 +371,12 @@ func (s *session) data(r io.Reader) error {
 	if err != nil {
 		if body.err != nil {
 			reply, reason := bodyReply(body.err, cfg.MaxLineLength)
+			if reason == "data_too_slow" {
+				// Enough for an admin to tell a stalled device from a limit set too high.
+				s.log.Warn("smtp message data arrived below smtp_listeners.data_min_rate; session closed",
+					"bytes", lim.n, "took", time.Since(start).Round(time.Millisecond),
+					"data_min_rate", cfg.DataMinRate, "data_rate_grace", cfg.DataRateGrace)
+			}
 			return s.reject(reason, reply)
 		}
 		if srv.baseCtx.Err() != nil {

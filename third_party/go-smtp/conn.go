@@ -1121,10 +1121,14 @@ func (c *Conn) handleBdat(arg string) {
 		// the whole chunk.
 		io.Copy(ioutil.Discard, chunk)
 
-		c.writeResponse(dataErrorToStatus(err))
+		code, enh, msg := dataErrorToStatus(err)
+		c.writeResponse(code, enh, msg)
 
-		if err == errPanic {
+		// spoold patch: a 421 ends the session (RFC 5321 section 4.2.2),
+		// as it does after DATA.
+		if err == errPanic || code == 421 {
 			c.Close()
+			return
 		}
 
 		c.reset()
@@ -1145,7 +1149,12 @@ func (c *Conn) handleBdat(arg string) {
 				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
 			}
 		} else {
-			c.writeResponse(dataErrorToStatus(err))
+			code, enh, msg := dataErrorToStatus(err)
+			c.writeResponse(code, enh, msg)
+			if code == 421 { // spoold patch: see above
+				c.Close()
+				return
+			}
 		}
 
 		if err == errPanic {

@@ -277,3 +277,21 @@ func (l *logRecorder) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A 421 answer to BDAT ends the session, as after DATA (RFC 5321 4.2.2): the
+// server closes once the reply is out. v0.25.1 kept reading, so the client
+// got a second "421 Connection error" and the session lived on.
+func TestServerBdat421Closes(t *testing.T) {
+	be, s, c, scanner, _ := testServerEhlo(t)
+	defer s.Close()
+	be.dataErr = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message data arriving too slowly"}
+	io.WriteString(c, "MAIL FROM:<root@nsa.gov>\r\n")
+	scanner.Scan()
+	io.WriteString(c, "RCPT TO:<root@gchq.gov.uk>\r\n")
+	scanner.Scan()
+	io.WriteString(c, "BDAT 5 LAST\r\nhello")
+	lines := readUntilClosed(t, c, scanner)
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "421 4.4.2 ") {
+		t.Fatalf("replies %q, want one 421 4.4.2 and the connection closed", lines)
+	}
+}
