@@ -258,20 +258,24 @@ func (d *daemon) reload() {
 	for _, why := range restartNeeded(old, cfg) {
 		d.log.Warn("reload: change needs a restart to take effect", "change", why)
 	}
-	if err := setLevel(d.level, string(cfg.Log.Level)); err != nil {
-		d.log.Warn("reload: log level", "err", err)
-	}
+	// Prepare auth's change (it reads key files) before applying anything;
+	// delivery's Reload fails only where validation did; auth's Apply cannot.
 	authAccts, err := authAccounts(cfg)
+	var authChange *auth.PreparedReload
 	if err == nil {
-		err = d.auth.Reload(authAccts)
+		authChange, err = d.auth.PrepareReload(authAccts)
 	}
 	if err != nil {
-		d.log.Error("reload: accounts (auth)", "err", err)
+		d.log.Error("reload: accounts (auth); keeping the running configuration", "err", err)
 		return
 	}
 	if err := d.engine.Reload(deliveryAccounts(cfg)); err != nil {
-		d.log.Error("reload: accounts (delivery)", "err", err)
+		d.log.Error("reload: accounts (delivery); keeping the running configuration", "err", err)
 		return
+	}
+	authChange.Apply()
+	if err := setLevel(d.level, string(cfg.Log.Level)); err != nil {
+		d.log.Warn("reload: log level", "err", err)
 	}
 	if d.smtp != nil {
 		d.smtp.SetRoutes(smtpRoutes(cfg))

@@ -186,8 +186,8 @@ routes: {default: out}
 		if err != nil {
 			t.Fatalf("spoold exit: %v, want 0\n%s", err, logs.String())
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("spoold still running 20 s after SIGTERM with a stalled DATA session (shutdown_timeout 2s)")
+	case <-time.After(7 * time.Second):
+		t.Fatalf("spoold still running 7 s after SIGTERM with a stalled DATA session (shutdown_timeout 2s plus 5 s)")
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(start).Round(10*time.Millisecond))
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))

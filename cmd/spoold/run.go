@@ -97,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 
 	crashBySignal()
+	if err := noCoreDumps(); err != nil {
+		log.Warn("could not turn off core dumps; a crash may write tokens to a core file", "err", err)
+	}
 	// A panic on this goroutine (start-up, reload, shutdown) is a runtime
 	// failure: exit 1, which the unit restarts.
 	defer func() {
