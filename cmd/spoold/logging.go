@@ -29,14 +29,24 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar,
 		if isTTY {
 			return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime})), lv, nil
 		}
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), lv, nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText})), lv, nil
 	case "text":
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTTY})), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), lv, nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText})), lv, nil
 	default:
 		return nil, nil, fmt.Errorf("log format %q: want auto, text or json", format)
 	}
+}
+
+// durationsAsText writes durations in JSON logs as Go duration strings
+// ("30s", "1m30s"): slog's JSON handler writes nanoseconds, which nobody
+// reading a log line can take in at a glance.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func setLevel(lv *slog.LevelVar, level string) error {
