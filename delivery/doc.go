@@ -21,6 +21,13 @@
 // account's connections and rate and pauses it (Options.ThrottlePause); both
 // step back up after quiet periods (Options.ThrottleRecover).
 //
+// An account whose upstream cannot be reached (connection refused or timed
+// out, TLS handshake failure, 421 at the greeting) several times in a row is
+// upstream_down: its messages wait without using attempts, one probe
+// connection at a time checks the upstream on a backoff of its own, and the
+// first connection that succeeds makes the waiting messages due at once
+// (outage.go, issue 23).
+//
 // Header rewrite decision: the header block is parsed bounded (MaxHeaderBytes,
 // 256 KiB). A header block that is larger, or that contains a line which is
 // neither a field nor a continuation, is refused before dialing and the
@@ -33,6 +40,8 @@
 //
 // Metrics: spoold_delivery_attempts_total{account,result,class} (result:
 // delivered, partial, deferred, dead, postponed), the histogram
-// spoold_delivery_duration_seconds{account} (enqueue to delivery) and the
-// gauge spoold_delivery_inflight.
+// spoold_delivery_duration_seconds{account} (enqueue to delivery), the
+// gauge spoold_delivery_inflight, the gauge
+// spoold_delivery_upstream_down{account} (1 while upstream_down) and
+// spoold_delivery_upstream_probes_total{account,result} (up, down, error).
 package delivery

@@ -144,6 +144,7 @@ type account struct {
 	probeStep  int       // probes failed since downSince
 	probeAt    time.Time // next probe
 	probing    bool
+	ups        uint64 // times upstream_down ended (a park racing a recovery re-drains)
 	// reached: a connection succeeded since the start or the last
 	// connection-level failure. Until then the account opens one
 	// connection at a time, so an upstream that is down on arrival costs

@@ -49,6 +49,8 @@ type fakeSpool struct {
 	onStart func(id string)
 	passes  atomic.Int64 // DueAccounts calls: one per scheduler pass
 	reasons []string     // Postpone reasons, in order
+	// onPostpone, if set, runs at the start of Postpone (race injection).
+	onPostpone func(id string)
 }
 
 func newFakeSpool(t testing.TB, clock func() time.Time) *fakeSpool {
@@ -308,6 +310,9 @@ func (f *fakeSpool) Dead(ctx context.Context, id, owner string, r spool.Result) 
 }
 
 func (f *fakeSpool) Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error {
+	if f.onPostpone != nil {
+		f.onPostpone(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m, err := f.active(id, owner)

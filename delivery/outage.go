@@ -200,15 +200,31 @@ const parkConcurrency = 16
 func (e *Engine) parkDown(ctx context.Context, a *account) {
 	name := a.cfg.Name
 	total := 0
+	e.mu.Lock()
+	ups := a.ups
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		raced := a.ups != ups
+		e.mu.Unlock()
+		if raced {
+			// The upstream came back while we parked: the drain may have
+			// listed the messages before we parked them.
+			e.drainParked(name)
+		}
+	}()
 	for ctx.Err() == nil {
+		e.mu.Lock()
+		reason, se, down := a.downReason, a.downErr, !a.downSince.IsZero()
+		e.mu.Unlock()
+		if !down {
+			break
+		}
 		msgs, err := e.sp.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
 			e.log.Error("delivery: claiming messages to park", "account", name, "err", err)
 			return
 		}
-		e.mu.Lock()
-		reason, se := a.downReason, a.downErr
-		e.mu.Unlock()
 		if se == nil {
 			se = &SMTPError{Class: ClassTransient, Text: reason}
 		}
@@ -231,7 +247,12 @@ func (e *Engine) parkDown(ctx context.Context, a *account) {
 		}
 	}
 	if total > 0 {
-		e.log.Info("delivery: upstream down: messages wait", "account", name, "messages", total,
+		// New mail parks one message at a time: only big batches are news.
+		level := slog.LevelDebug
+		if total >= 100 {
+			level = slog.LevelInfo
+		}
+		e.log.Log(ctx, level, "delivery: upstream down: messages wait", "account", name, "messages", total,
 			"until", e.opts.Clock().Add(e.opts.HoldInterval))
 	}
 }
@@ -357,6 +378,9 @@ func (e *Engine) upstreamBack(a *account, how string) {
 	since := a.downSince
 	a.connFails, a.downSince, a.downReason, a.downErr = 0, time.Time{}, "", nil
 	a.reached = true
+	if !since.IsZero() {
+		a.ups++
+	}
 	a.probeStep, a.probeAt = 0, time.Time{}
 	e.mu.Unlock()
 	if since.IsZero() {
@@ -429,8 +453,8 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	for _, name := range names {
-		reason := ""
-		for cursor := ""; reason == "" && ctx.Err() == nil; {
+		found, reason := false, ""
+		for cursor := ""; !found && ctx.Err() == nil; {
 			page, err := e.sp.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
 			if err != nil {
 				e.log.Error("delivery: looking for parked messages", "account", name, "err", err)
@@ -438,7 +462,7 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 			}
 			for _, m := range page.Messages {
 				if strings.HasPrefix(m.Reason, reasonUnreachable) {
-					reason = strings.TrimPrefix(m.Reason, reasonUnreachable)
+					found, reason = true, strings.TrimPrefix(m.Reason, reasonUnreachable)
 					break
 				}
 			}
@@ -447,7 +471,7 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 			}
 			cursor = page.Next
 		}
-		if reason == "" {
+		if !found {
 			continue
 		}
 		now := e.opts.Clock()

@@ -550,3 +550,35 @@ func TestOutageParkedMessagesDrainAfterRestart(t *testing.T) {
 	waitFor(t, "all delivered after the restart", func() bool { return r.stats()[spool.StateDelivered] == 50 })
 	checkExactlyOnce(t, r.up, 50)
 }
+
+// A recovery racing the parking of a big queue leaves nothing parked: the
+// drain may list the messages before the park has postponed them, so the
+// park makes them due again itself.
+func TestRecoveryRacingParkLeavesNothingParked(t *testing.T) {
+	h := outageHarness(t, hopt{noStart: true})
+	a := h.eng.accounts["m365"]
+	now := h.clock.Now()
+	h.eng.mu.Lock()
+	a.downSince, a.downReason = now, "connection refused"
+	a.downErr = &SMTPError{Command: "CONNECT", Class: ClassTransient, Text: "connection refused"}
+	h.eng.mu.Unlock()
+	for i := 0; i < 600; i++ {
+		h.enqueue()
+	}
+	// The upstream comes back, and its drain completes, just after the
+	// park claimed a batch and before it postponed any of it.
+	var once sync.Once
+	h.sp.onPostpone = func(string) {
+		once.Do(func() {
+			h.eng.upstreamBack(a, "test")
+			h.eng.wg.Wait()
+		})
+	}
+	h.eng.parkDown(context.Background(), a)
+	h.eng.wg.Wait()
+	for _, m := range h.sp.all() {
+		if m.NextAttempt.After(now) {
+			t.Fatalf("%s still parked until %v (%s)", m.ID, m.NextAttempt, m.Reason)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,30 @@ func relayAccount(name string, port int, extra string) string {
 // daemon stops cleanly and the spool database passes bbolt's check.
 func TestKill9Loop(t *testing.T) {
 	needSuite(t)
-	kills := *flagKills
+	killLoop(t, *flagKills, killOutage{})
+}
+
+// killOutage puts the upstream down (Modes in turn, one per round) for the
+// rounds From..To-1 of a kill loop.
+type killOutage struct {
+	From, To int
+	Modes    []smtpfake.Outage
+}
+
+// TestKill9LoopUpstreamOutage is the kill loop with the upstream down for
+// its middle third (connections reset, or 421 at the greeting): while it is
+// down the account shows upstream_down and spoold connects a few times per
+// restart, not once per message; afterwards every acknowledged message
+// arrives, nothing is dead-lettered, and the parked messages drain at once
+// after restarts (the next process probes at start).
+func TestKill9LoopUpstreamOutage(t *testing.T) {
+	needSuite(t)
+	kills := max(*flagKills/3, 18)
+	killLoop(t, kills, killOutage{From: kills / 3, To: 2 * kills / 3,
+		Modes: []smtpfake.Outage{smtpfake.Greet421, smtpfake.Greet421, smtpfake.Reset, smtpfake.Reset}})
+}
+
+func killLoop(t *testing.T, kills int, outage killOutage) {
 	if kills < 1 {
 		t.Fatalf("-systest.kills must be at least 1")
 	}
@@ -77,7 +101,21 @@ func TestKill9Loop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 8))
 	start := time.Now()
 	earlyKills := 0
+	var outageConns, outageRounds int
+	sawDown := false
 	for round := 1; round <= kills; round++ {
+		inOutage := round >= outage.From && round < outage.To
+		if inOutage {
+			if round == outage.From {
+				outageConns = up.Accepted()
+			}
+			up.SetOutage(outage.Modes[(round-outage.From)%len(outage.Modes)])
+			outageRounds++
+		}
+		if round == outage.To && outage.To > 0 {
+			outageConns = up.Accepted() - outageConns
+			up.SetOutage(smtpfake.Up)
+		}
 		if sourceBin != "" && round%4 == 1 {
 			sources.Add(1)
 			go func(tag int, a string) {
@@ -87,6 +125,16 @@ func TestKill9Loop(t *testing.T) {
 		}
 		// The random moment: anywhere from mid-commit to mid-delivery.
 		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		if inOutage && round == outage.To-1 {
+			// Once per outage, let the daemon see it and show it.
+			sawDown = poll(20*time.Second, func() bool {
+				return n.account("relay").Status == "upstream_down"
+			})
+			out, _, _ := n.ctl("accounts")
+			if !sawDown || !strings.Contains(out, "upstream_down") {
+				t.Errorf("during the outage spoolctl accounts shows no upstream_down:\n%s", out)
+			}
+		}
 		p.Kill()
 		if code := p.cmd.ProcessState.ExitCode(); code != -1 {
 			t.Fatalf("round %d: spoold exited with %d before it was killed; log:\n%s", round, code, tail(n.LogPath, 40))
@@ -188,6 +236,16 @@ func TestKill9Loop(t *testing.T) {
 		if c > 1 {
 			dups += c - 1
 			dupKeys++
+		}
+	}
+	if outage.To > 0 {
+		t.Logf("outage: %d rounds (restarts), %d connections accepted by the upstream during them (%.1f per round); upstream_down shown: %v",
+			outageRounds, outageConns, float64(outageConns)/float64(max(outageRounds, 1)), sawDown)
+		// Per restart: the start-up probe (or up to three failures before
+		// the state), and a probe every 10 s or more; once per message
+		// would be hundreds.
+		if outageConns > 6*outageRounds {
+			t.Errorf("%d connections during %d outage rounds", outageConns, outageRounds)
 		}
 	}
 	t.Logf("kill loop: %d kills (%d of them during start-up) in %s; Go clients: %d acknowledged of %d tried; "+
