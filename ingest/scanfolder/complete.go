@@ -24,11 +24,53 @@ const (
 	formatIncomplete                      // cut short: wait for the writer to finish
 )
 
+// Each check gets a budget: crafted files (a TIFF whose IFDs share one huge
+// SubIFD array, or overlap each other) must not make spoold read gigabytes or
+// run out of memory, and an incomplete file is checked again every few
+// seconds. Past the budget the check cannot tell, which is formatUnknown: the
+// other readiness signals decide, as for any unchecked type.
+const (
+	checkBudgetBytes   = 4 << 20 // bytes read by one check
+	checkBudgetEntries = 1 << 20 // TIFF directory entries parsed by one check
+)
+
+// errOverBudget ends a check that would read more than checkBudgetBytes.
+var errOverBudget = errors.New("scanfolder: completeness check over its read budget")
+
+// budgetReader refuses reads past the check's byte budget and reports a
+// short read (the file shrank since its size was taken) as errFileChanged:
+// that is a writer at work, not an unreadable file.
+type budgetReader struct {
+	r    io.ReaderAt
+	left int64
+}
+
+func (b *budgetReader) ReadAt(p []byte, off int64) (int, error) {
+	if int64(len(p)) > b.left {
+		return 0, errOverBudget
+	}
+	b.left -= int64(len(p))
+	n, err := b.r.ReadAt(p, off)
+	if n < len(p) && (err == nil || errors.Is(err, io.EOF)) {
+		return n, errFileChanged
+	}
+	return n, err
+}
+
 // completeness sniffs the format from the first bytes and runs its check.
 // The returned string says what is missing, for logs and the failed/ reason.
+// errFileChanged means the file shrank under the check.
 func completeness(r io.ReaderAt, size int64) (formatVerdict, string, error) {
+	v, why, err := sniffAndCheck(&budgetReader{r: r, left: checkBudgetBytes}, size)
+	if errors.Is(err, errOverBudget) {
+		return formatUnknown, "", nil
+	}
+	return v, why, err
+}
+
+func sniffAndCheck(r io.ReaderAt, size int64) (formatVerdict, string, error) {
 	head := make([]byte, min(size, 1024))
-	if _, err := r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := r.ReadAt(head, 0); err != nil {
 		return formatUnknown, "", err
 	}
 	switch {
@@ -58,7 +100,7 @@ func isTrailingSpace(b byte) bool {
 func tail(r io.ReaderAt, size, n int64) ([]byte, error) {
 	n = min(n, size)
 	buf := make([]byte, n)
-	if _, err := r.ReadAt(buf, size-n); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := r.ReadAt(buf, size-n); err != nil {
 		return nil, err
 	}
 	return bytes.TrimRightFunc(buf, func(r rune) bool { return r < 0x80 && isTrailingSpace(byte(r)) }), nil
@@ -178,7 +220,8 @@ const (
 	tagTileOffsets     = 324
 	tagTileByteCounts  = 325
 	tagSubIFDs         = 330
-	maxTIFFIFDs        = 10000 // a loop in the chain is refused long before this
+	maxTIFFIFDs        = 10000 // IFDs visited or waiting to be; a loop in the chain is refused long before this
+	maxTIFFSubIFDs     = 1024  // SubIFDs of one IFD (real files have a few: thumbnails, previews)
 )
 
 // tiffTypeSize is the byte size of one value of each TIFF field type; 0 for
@@ -216,6 +259,7 @@ func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, s
 	}
 	seen := map[int64]bool{}
 	queue := []int64{next}
+	entries := int64(0)
 	for len(queue) > 0 {
 		ifd := queue[0]
 		queue = queue[1:]
@@ -233,6 +277,9 @@ func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, s
 			return formatUnknown, "", err
 		}
 		n := int64(bo.Uint16(b[:2]))
+		if entries += n; entries > checkBudgetEntries {
+			return formatUnknown, "", nil
+		}
 		if ifd+2+12*n+4 > size {
 			return formatIncomplete, "TIFF directory runs past the end of the file", nil
 		}
@@ -261,7 +308,12 @@ func checkTIFF(r io.ReaderAt, size int64, bo binary.ByteOrder) (formatVerdict, s
 				if typ != 3 && typ != 4 && typ != 13 {
 					continue
 				}
-				if cnt > 1<<20 {
+				if cnt > 1<<20 || (tag == tagSubIFDs && cnt > maxTIFFSubIFDs) {
+					return formatUnknown, "", nil
+				}
+				if tag == tagSubIFDs && int64(len(seen)+len(queue))+cnt > maxTIFFIFDs {
+					// IFDs sharing one SubIFD array would queue it again
+					// and again: cannot tell, rather than grow without bound.
 					return formatUnknown, "", nil
 				}
 				vals, err := tiffValues(r, bo, b[8:12], valOff, typ, cnt)

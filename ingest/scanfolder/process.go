@@ -135,6 +135,9 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		}
 	}
 	verdict, why, err := completeness(file, info.Size())
+	if errors.Is(err, errFileChanged) {
+		return outChanged // shrank under the check: a writer at work, not a read failure
+	}
 	if err != nil {
 		return f.readFailed(ctx, root, rel, user, info, readFails, err)
 	}
