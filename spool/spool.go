@@ -174,6 +174,8 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 			return nil, err
 		}
 	}
+	_, statErr := os.Stat(s.dbPath)
+	newDB := errors.Is(statErr, os.ErrNotExist)
 	db, err := openBolt(s.dbPath, opts)
 	if err != nil {
 		return nil, err
@@ -184,6 +186,18 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		if err := fs.SyncDir(dir); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("spool: fsync %s: %w", dir, err)
+		}
+		// A new spool's directory may be new too (spoold creates the data
+		// dir before it opens the spool): until its parent is fsync'd, a
+		// power cut can take the whole directory, and every message
+		// acknowledged since, with it. The power-cut test found this.
+		if newDB {
+			if parent := filepath.Dir(dir); parent != dir {
+				if err := fs.SyncDir(parent); err != nil {
+					db.Close()
+					return nil, fmt.Errorf("spool: fsync %s: %w", parent, err)
+				}
+			}
 		}
 	}
 	if err := s.init(); err != nil {

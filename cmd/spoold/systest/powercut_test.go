@@ -1,0 +1,480 @@
+//go:build linux
+
+package systest
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest/lazyfs"
+)
+
+var flagCuts = flag.Int("powercut.cuts", 30, "power cuts in TestPowerCutLoop (raise for a soak run)")
+
+// requireLazyFS skips where FUSE cannot be mounted, except in CI (CI=true),
+// which promises /dev/fuse and root.
+func requireLazyFS(t *testing.T) {
+	t.Helper()
+	if err := lazyfs.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the power-cut test needs a FUSE mount in CI: %v", err)
+		}
+		t.Skipf("power-cut test skipped: no FUSE mount here (needs /dev/fuse and root): %v", err)
+	}
+}
+
+// powerFS is a node's lazy file system: data dir and scan folder live on it;
+// config, log and the backing directory do not.
+type powerFS struct {
+	t            *testing.T
+	backing, mnt string
+	fs           *lazyfs.FS
+	mounts       int
+	lost         lazyfs.Stats // pending work thrown away, summed over cuts
+}
+
+func (p *powerFS) mount() {
+	p.t.Helper()
+	p.mounts++
+	// Every other mount hides O_TMPFILE, so spoold's probe takes the
+	// named-temp-file path there and the linked-tmpfile path elsewhere.
+	f, err := lazyfs.Mount(p.backing, p.mnt, lazyfs.Options{NoTmpfile: p.mounts%2 == 0})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.fs = f
+}
+
+// cut throws away everything not durable; the caller killed spoold first.
+func (p *powerFS) cut() {
+	p.t.Helper()
+	st, err := p.fs.Cut()
+	p.fs = nil
+	if err != nil {
+		p.t.Fatalf("power cut: %v", err)
+	}
+	p.lost.PendingFiles += st.PendingFiles
+	p.lost.PendingDirs += st.PendingDirs
+	p.lost.FileSyncs += st.FileSyncs
+	p.lost.DirSyncs += st.DirSyncs
+}
+
+// TestPowerCutLoop runs spoold with its data dir and scan folder on lazyfs
+// under SMTP (small inline and large file-backed messages) and scan-folder
+// load, cuts power at random moments (-powercut.cuts times, 30 by default):
+// kill -9, throw away every write, create, rename and unlink that was not
+// fsync'd, remount, restart. After each cut the durable spool must open and
+// pass Check; at the end every message that got a 250 and every scan that
+// was dropped must reach the upstream at least once and nothing may be dead
+// or failed.
+func TestPowerCutLoop(t *testing.T) {
+	needSuite(t)
+	requireLazyFS(t)
+	cuts := *flagCuts
+	if cuts < 1 {
+		t.Fatalf("-powercut.cuts must be at least 1")
+	}
+	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+
+	n := newNode(t, nodeConfig{
+		Scan:     true,
+		LogLevel: "info",
+		Accounts: relayAccount("relay", up.Port, ""),
+		Routes:   "  default: relay\n",
+	})
+	pf := &powerFS{t: t, backing: filepath.Join(n.dir, "backing"), mnt: filepath.Join(n.dir, "lazy")}
+	for _, d := range []string{pf.backing, pf.mnt} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pf.mount()
+	// Registered before any spawn, so it runs after the kills of cleanup.
+	t.Cleanup(func() {
+		if pf.fs != nil {
+			pf.fs.Cut()
+		}
+	})
+	n.DataDir, n.ScanDir = filepath.Join(pf.mnt, "data"), filepath.Join(pf.mnt, "scans")
+	n.writeConfig()
+	// The scanner's side: a durable scan folder (the daemon creates the
+	// data dir itself, which is part of what is tested).
+	scans, err := startDurableScans(n.ScanDir, "alice@example.com", 120*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var addr atomic.Value
+	addr.Store(n.SMTPAddr())
+	small, big := newLedger(), newLedger()
+	p := n.start()
+	addr.Store(n.SMTPAddr())
+	load := startGoLoad(3, 80, func() string { return addr.Load().(string) }, small)
+	bigLoad := startBigLoad(func() string { return addr.Load().(string) }, big)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 24))
+	start := time.Now()
+	earlyCuts, checks := 0, 0
+	for round := 1; round <= cuts; round++ {
+		// The random moment: anywhere in a commit, a body write, a
+		// delivery or a scan move.
+		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+		powerCut(pf, p, scans)
+		checkDurable(t, pf, round, true)
+		checks++
+		pf.mount()
+		scans.resume()
+		if round == cuts {
+			break
+		}
+		if rng.IntN(5) == 0 {
+			// Cut again during start-up and recovery.
+			early := n.spawn()
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+			powerCut(pf, early, scans)
+			checkDurable(t, pf, round, false)
+			checks++
+			pf.mount()
+			scans.resume()
+			earlyCuts++
+		}
+		p = n.start()
+		addr.Store(n.SMTPAddr())
+	}
+	loopTime := time.Since(start)
+
+	// Final run: no more cuts; stop the load and let everything drain.
+	p = n.start()
+	addr.Store(n.SMTPAddr())
+	load.Stop()
+	bigLoad.Stop()
+	dropped := scans.stop()
+	smallAcked, smallTried := small.snapshot()
+	bigAcked, bigTried := big.snapshot()
+	if len(smallAcked) == 0 || len(bigAcked) == 0 || len(dropped) == 0 {
+		t.Fatalf("the load produced too little: %d small and %d large messages acknowledged, %d scans dropped",
+			len(smallAcked), len(bigAcked), len(dropped))
+	}
+	var got map[string]int
+	var missing []string
+	drained := poll(150*time.Second, func() bool {
+		got = received(up)
+		missing = missing[:0]
+		for _, k := range append(append([]string(nil), smallAcked...), bigAcked...) {
+			if got[k] == 0 {
+				missing = append(missing, k)
+			}
+		}
+		for _, name := range dropped {
+			if got[name] == 0 {
+				missing = append(missing, name)
+			}
+		}
+		return len(missing) == 0
+	})
+	if !drained {
+		sort.Strings(missing)
+		if len(missing) > 20 {
+			missing = append(missing[:20], fmt.Sprintf("... %d more", len(missing)-20))
+		}
+		t.Errorf("acknowledged messages or dropped scans never reached the upstream after power cuts: %v", missing)
+		t.Logf("queue: %v", n.status().Queue)
+	}
+	if left := scans.remaining(); len(left) > 0 {
+		t.Errorf("scans still in the folder after the drain: %v", left)
+	}
+	failed, _ := filepath.Glob(filepath.Join(n.ScanDir, "failed", "*", "*"))
+	if len(failed) > 0 {
+		t.Errorf("scans moved to failed/: %v", failed)
+	}
+	var counts map[spool.State]int
+	if !poll(90*time.Second, func() bool {
+		counts = n.status().Queue
+		return counts[spool.StateQueued]+counts[spool.StateActive]+counts[spool.StateDeferred] == 0
+	}) {
+		t.Errorf("queue did not drain: %v", counts)
+	}
+	if d := n.list(spool.StateDead); len(d) > 0 {
+		t.Errorf("%d messages dead-lettered after power cuts, first: %s: %s", len(d), d[0].ID, d[0].Reason)
+	}
+	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {
+		t.Errorf("spoold after the loop: SIGTERM exit %d, %v", code, err)
+	}
+	// A clean stop must have made everything durable: cut once more and
+	// look at what the disk holds.
+	pf.cut()
+	dataDir := n.DataDir
+	n.DataDir = filepath.Join(pf.backing, "data")
+	st := n.checkSpool()
+	n.DataDir = dataDir
+	for _, s := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateDead, spool.StateHeld} {
+		if st[s] != 0 {
+			t.Errorf("spool after shutdown and a cut: %d messages %s, want 0 (stats %v)", st[s], s, st)
+		}
+	}
+	dups := 0
+	for _, c := range got {
+		dups += max(c-1, 0)
+	}
+	t.Logf("power-cut loop: %d cuts (%d during start-up) in %s, %d offline checks; small messages: %d acknowledged of %d tried; "+
+		"large (file-backed) messages: %d acknowledged of %d tried; scans: %d dropped and delivered; upstream received %d (%d duplicates); "+
+		"thrown away at the cuts: %d unsynced files, %d unsynced directories",
+		cuts+earlyCuts, earlyCuts, loopTime.Round(time.Second), checks, len(smallAcked), smallTried, len(bigAcked), bigTried,
+		len(dropped), up.Count(), dups, pf.lost.PendingFiles, pf.lost.PendingDirs)
+}
+
+// powerCut stops proc the way a power cut does: SIGKILL (the process dies
+// with the machine), then the file system forgets what was not durable. The
+// scanner is paused across it, as a scanner would be down with the power.
+func powerCut(pf *powerFS, p *proc, scans *durableScans) {
+	pf.t.Helper()
+	p.Kill()
+	scans.pause()
+	pf.cut()
+}
+
+// checkDurable opens what the disk holds after a cut, outside FUSE and
+// read-only, and runs the spool's Check: every state the fsyncs leave
+// behind must be a consistent spool. Once spoold was ready (wasReady), its
+// spool must exist on disk: it acknowledged messages into it.
+func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool) {
+	t.Helper()
+	dir := filepath.Join(pf.backing, "data")
+	if _, err := os.Stat(filepath.Join(dir, spool.DBFile)); errors.Is(err, os.ErrNotExist) {
+		if wasReady {
+			t.Fatalf("cut %d: %s is gone after a power cut although spoold was ready and acknowledging", round, spool.DBFile)
+		}
+		return
+	}
+	sp, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1})
+	if err != nil {
+		t.Fatalf("cut %d: the durable spool does not open: %v", round, err)
+	}
+	defer sp.Close()
+	if err := sp.Check(); err != nil {
+		t.Fatalf("cut %d: spool check after the cut: %v", round, err)
+	}
+}
+
+// durableScans drops numbered scans into <scanDir>/<user>/ the way a
+// careful scanner on a power-safe share does: write *.part, fsync, rename,
+// fsync the folder. Only a drop that completed counts as dropped.
+type durableScans struct {
+	dir    string
+	every  time.Duration
+	gate   sync.RWMutex // held for writing while the power is off
+	paused atomic.Bool
+	n      int
+	mu     sync.Mutex
+	done   []string
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startDurableScans(scanDir, user string, every time.Duration) (*durableScans, error) {
+	s := &durableScans{dir: filepath.Join(scanDir, user), every: every, stopc: make(chan struct{})}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{s.dir, scanDir, filepath.Dir(scanDir)} {
+		if err := syncDir(d); err != nil {
+			return nil, err
+		}
+	}
+	s.wg.Add(1)
+	go s.run()
+	return s, nil
+}
+
+func (s *durableScans) pause() {
+	if s.paused.CompareAndSwap(false, true) {
+		s.gate.Lock()
+	}
+}
+
+func (s *durableScans) resume() {
+	if s.paused.CompareAndSwap(true, false) {
+		s.gate.Unlock()
+	}
+}
+
+func (s *durableScans) run() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-tick.C:
+		}
+		s.gate.RLock()
+		s.drop()
+		s.gate.RUnlock()
+	}
+}
+
+// drop writes one scan; failures (there are none while powered) leave the
+// name out of the dropped list.
+func (s *durableScans) drop() {
+	s.n++
+	name := fmt.Sprintf("scan-%06d.pdf", s.n)
+	part := filepath.Join(s.dir, name+".part")
+	// Large enough to be stored as a body file, not inline.
+	body := fmt.Sprintf("%%PDF-1.4\n%% systest %s\n%s\n%%%%EOF\n", name, strings.Repeat("x", 80<<10))
+	f, err := os.Create(part)
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(part, filepath.Join(s.dir, name))
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.done = append(s.done, name)
+	s.mu.Unlock()
+}
+
+// stop ends the drops and returns the names dropped durably.
+func (s *durableScans) stop() []string {
+	s.resume()
+	close(s.stopc)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.done...)
+}
+
+func (s *durableScans) remaining() []string {
+	var out []string
+	entries, _ := os.ReadDir(s.dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "scan-") && strings.HasSuffix(e.Name(), ".pdf") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// bigLoad is one SMTP client sending messages above the spool's inline
+// limit, so their bodies go to files (temp file or O_TMPFILE, fsync, link or
+// rename, directory fsync) before the commit.
+type bigLoad struct {
+	addr   func() string
+	ledger *ledger
+	seq    atomic.Int64
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startBigLoad(addr func() string, l *ledger) *bigLoad {
+	b := &bigLoad{addr: addr, ledger: l, stopc: make(chan struct{})}
+	b.wg.Add(1)
+	go b.run()
+	return b
+}
+
+func (b *bigLoad) Stop() { close(b.stopc); b.wg.Wait() }
+
+func (b *bigLoad) run() {
+	defer b.wg.Done()
+	filler := strings.Repeat(strings.Repeat("y", 76)+"\r\n", 1200) // ~94 KB
+	for {
+		select {
+		case <-b.stopc:
+			return
+		default:
+		}
+		if err := b.session(filler); err != nil {
+			select {
+			case <-b.stopc:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (b *bigLoad) session(filler string) error {
+	conn, err := net.DialTimeout("tcp", b.addr(), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = 15 * time.Second
+	c.SubmissionTimeout = 15 * time.Second
+	defer c.Close()
+	if err := c.Hello("bigload.systest"); err != nil {
+		return err
+	}
+	for i := 0; i < 4; i++ {
+		select {
+		case <-b.stopc:
+			return nil
+		case <-time.After(60 * time.Millisecond):
+		}
+		key := fmt.Sprintf("big%d", b.seq.Add(1))
+		b.ledger.try()
+		if err := c.Mail("mfd@example.com", nil); err != nil {
+			return err
+		}
+		if err := c.Rcpt("bob@example.com", nil); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "From: MFD <mfd@example.com>\r\nTo: bob@example.com\r\nSubject: big %s\r\nMessage-ID: <%s@systest>\r\n"+
+			"X-Systest-Id: %s\r\n\r\n%s", key, key, key, filler)
+		if err := w.Close(); err != nil {
+			return err
+		}
+		b.ledger.ack(key)
+	}
+	_ = c.Quit()
+	return nil
+}
