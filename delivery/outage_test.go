@@ -215,7 +215,7 @@ func TestUpstreamOutage2000(t *testing.T) {
 			onsetDials := r.up.Dials()
 			t.Logf("onset: upstream_down after %d connection attempts, %s; all %d messages parked",
 				onsetDials, time.Since(onsetStart).Round(time.Millisecond), n)
-			if onsetDials > 12 {
+			if onsetDials > 6 {
 				t.Errorf("%d connection attempts before the account was marked down", onsetDials)
 			}
 			if a := r.maxAttempts(); a != 0 {
