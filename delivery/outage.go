@@ -400,7 +400,6 @@ func (e *Engine) upstreamBack(a *account, how string) {
 // leaving messages deferred for reasons of their own on their schedule.
 func (e *Engine) drainParked(name string) {
 	ctx := e.soft
-	start := time.Now()
 	now := e.opts.Clock()
 	n, cursor := 0, ""
 	sem := make(chan struct{}, parkConcurrency)
@@ -438,7 +437,7 @@ func (e *Engine) drainParked(name string) {
 		cursor = page.Next
 	}
 	wg.Wait()
-	e.log.Info("delivery: parked messages are due", "account", name, "messages", n, "took", time.Since(start).Round(time.Millisecond))
+	e.log.Info("delivery: parked messages are due", "account", name, "messages", n, "took", e.opts.Clock().Sub(now))
 	e.wake()
 }
 

@@ -582,3 +582,32 @@ func TestRecoveryRacingParkLeavesNothingParked(t *testing.T) {
 		}
 	}
 }
+
+// The probe schedule: 10 s, doubling, capped at 3 min, jittered ±20 %.
+func TestProbeSchedule(t *testing.T) {
+	e := &Engine{opts: Options{Outage: OutagePolicy{}.withDefaults()}}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		step int
+		rnd  float64
+		want time.Duration
+	}{
+		{0, 0.5, 10 * time.Second}, {1, 0.5, 20 * time.Second}, {2, 0.5, 40 * time.Second},
+		{4, 0.5, 160 * time.Second}, {5, 0.5, 3 * time.Minute}, {50, 0.5, 3 * time.Minute},
+		{0, 0, 8 * time.Second}, {50, 0.999999, 216 * time.Second},
+	} {
+		e.opts.Rand = func() float64 { return tc.rnd }
+		if got := e.probeDelay(tc.step, now).Sub(now); got.Round(time.Second) != tc.want {
+			t.Errorf("step %d rnd %v: %s, want %s", tc.step, tc.rnd, got, tc.want)
+		}
+	}
+	if err := (OutagePolicy{}).Validate(); err != nil {
+		t.Errorf("zero policy: %v", err)
+	}
+	if err := (OutagePolicy{First: time.Hour, Max: time.Minute}).Validate(); err == nil {
+		t.Error("first > max accepted")
+	}
+	if err := (OutagePolicy{Multiplier: 0.5, Jitter: 2}).Validate(); err == nil {
+		t.Error("bad multiplier and jitter accepted")
+	}
+}
