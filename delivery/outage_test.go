@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
@@ -609,5 +610,33 @@ func TestProbeSchedule(t *testing.T) {
 	}
 	if err := (OutagePolicy{Multiplier: 0.5, Jitter: 2}).Validate(); err == nil {
 		t.Error("bad multiplier and jitter accepted")
+	}
+}
+
+// A probe that cannot get a token says nothing about the upstream: the
+// account is held as for any token failure (messages wait, no attempts) and
+// stays upstream_down; the probe after the hold connects and drains.
+func TestProbeWithoutTokenHoldsAndRetries(t *testing.T) {
+	h := outageHarness(t, hopt{noStart: true})
+	h.up.SetOutage(smtpfake.Refuse)
+	h.start()
+	ids := []string{h.enqueue(), h.enqueue(), h.enqueue()}
+	h.waitDown()
+	h.up.SetOutage(smtpfake.Up)
+	h.tokens.set("", fmt.Errorf("token endpoint: %w", auth.ErrTransient))
+	h.stepClock(10 * time.Second)
+	st := h.eng.AccountStates()[0]
+	if st.UpstreamDownSince.IsZero() || !strings.Contains(st.HoldReason, "token endpoint unavailable") {
+		t.Fatalf("after a probe without a token: %+v", st)
+	}
+	if got := testutil.ToFloat64(h.eng.m.probes.WithLabelValues("m365", "error")); got != 1 {
+		t.Errorf("probes error = %v", got)
+	}
+	h.tokens.set("tok-2", nil)
+	h.stepClock(time.Minute) // TokenRetry ends the hold; the probe is due by then
+	for _, id := range ids {
+		if m := h.waitState(id, spool.StateDelivered); m.Attempts != 1 {
+			t.Errorf("%s: %d attempts", id, m.Attempts)
+		}
 	}
 }
