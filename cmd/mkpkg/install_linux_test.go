@@ -112,11 +112,18 @@ func TestInstalledPackage(t *testing.T) {
 	if cf := h.run("rpm", "-qcp", rpm1); strings.TrimSpace(cf) != "/etc/spoold/spoold.yaml" {
 		t.Errorf("rpm config files: %q", cf)
 	}
+	scripts := h.run("rpm", "-qp", "--scripts", rpm1)
+	for _, want := range []string{"preinstall scriptlet", "useradd --system", "postuninstall scriptlet", "systemctl try-restart spoold.service", "preuninstall scriptlet"} {
+		if !strings.Contains(scripts, want) {
+			t.Errorf("rpm scriptlets lack %q:\n%s", want, scripts)
+		}
+	}
 
 	// Install: the user, the files, no daemon started.
 	h.dpkg("-i", deb1)
 	h.wantSystemctl("fresh install", []string{"daemon-reload"}, "start", "restart", "try-restart", "enable")
 	h.checkInstalled("0.9.0")
+	t.Logf("installed %s: files, owners and modes as packageFiles lists them; spoold system user", filepath.Base(deb1))
 
 	// -check on the installed config, as the spoold user.
 	if out, err := h.asSpoold("/usr/bin/spoold", "-config", "/etc/spoold/spoold.yaml", "-check").CombinedOutput(); err != nil ||
@@ -165,6 +172,7 @@ func TestInstalledPackage(t *testing.T) {
 		t.Error("no delivered message carries the scan invoice.pdf")
 	}
 	h.wantMetric(`spoold_build_info{commit=`, `version="0.9.0"`)
+	t.Log("the installed daemon, run as spoold with the unit's command line, delivered a swaks message and a scan; spoolctl reached it from another directory")
 
 	// A held message, to find in the queue after the upgrade.
 	h.wantSpoolctl("", "pause")
@@ -201,6 +209,7 @@ func TestInstalledPackage(t *testing.T) {
 		t.Errorf("the outbox has %d messages after the upgrade, want the 2 delivered before", len(files))
 	}
 	h.stopDaemon()
+	t.Logf("upgraded to %s: config kept, held message %s kept, try-restart only", filepath.Base(deb2), id)
 
 	// remove keeps config and data; purge removes them.
 	h.dpkg("-r", "spoold")
@@ -228,6 +237,7 @@ func TestInstalledPackage(t *testing.T) {
 	if _, err := user.Lookup("spoold"); err != nil {
 		t.Errorf("purge removed the spoold user (it stays, for files outside the package): %v", err)
 	}
+	t.Log("removed (config and data kept), purged (both gone, the user stays)")
 }
 
 type pkgHarness struct {
