@@ -91,6 +91,9 @@ func (n *node) isReg() bool { return n.mode&syscall.S_IFMT == syscall.S_IFREG }
 // Stats counts what the file system saw since it was mounted.
 type Stats struct {
 	FileSyncs, DirSyncs int
+	// Files created by name (open with O_CREAT, mknod) and unnamed
+	// (O_TMPFILE), to tell which path a program took.
+	Creates, Tmpfiles int
 	// At the cut: files whose live content differed from the durable one,
 	// and directories whose live entries differed (work that was lost).
 	PendingFiles, PendingDirs int
@@ -665,6 +668,7 @@ func (fn *fnode) Create(ctx context.Context, name string, flags uint32, mode uin
 	}
 	k := fn.fs.newNode(syscall.S_IFREG|mode&0o7777, ctx)
 	k.nlink = 1
+	fn.fs.stats.Creates++
 	fn.n.kids[name] = k
 	fn.n.mtime = k.mtime
 	return fn.child(ctx, k, out), nil, 0, 0
@@ -679,6 +683,7 @@ func (fn *fnode) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fu
 	}
 	defer fn.unlock()
 	k := fn.fs.newNode(syscall.S_IFREG|mode&0o7777, ctx)
+	fn.fs.stats.Tmpfiles++
 	return fn.child(ctx, k, out), nil, 0, 0
 }
 
