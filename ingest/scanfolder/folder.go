@@ -60,7 +60,14 @@ type folder struct {
 	cw   *closeWatcher     // IN_CLOSE_WRITE source; nil in poll mode and off Linux
 	// writing holds files modified since their last close-write (watch mode
 	// on Linux): a writer is between writes, so the file is not a candidate.
-	writing  map[string]bool
+	writing map[string]bool
+	// tracked holds files whose writes inotify saw whole: created while
+	// watched, or closed after writing. Other files (there at start or
+	// after a reload, in a new or renamed subfolder, after lost events)
+	// may have a writer pausing between writes we never saw; without a
+	// working open-writer probe they need the poll quiet period.
+	tracked  map[string]bool
+	moved    map[uint32]fileHistory // IN_MOVED_FROM history by cookie, for the IN_MOVED_TO that follows
 	pending  map[string]*pendingFile
 	ready    []string
 	inFlight int
@@ -86,6 +93,8 @@ func (w *Watcher) startFolder(cfg FolderConfig) (*folder, error) {
 		pending:   map[string]*pendingFile{},
 		watched:   map[string]bool{},
 		writing:   map[string]bool{},
+		tracked:   map[string]bool{},
+		moved:     map[uint32]fileHistory{},
 	}
 	err := f.openRoot()
 	go f.run(ctx)
@@ -190,7 +199,8 @@ func (f *folder) run(ctx context.Context) {
 			events, errs = fw.Events, fw.Errors
 			if closeWatchSupported {
 				if cw, err := newCloseWatcher(); err != nil {
-					f.log.Warn("scan folder: close-write events unavailable; relying on the other readiness signals", "err", err)
+					f.log.Warn("scan folder: close-write events unavailable; files need the poll quiet period "+
+						"unless the open-writer check can vouch for them", "err", err, "poll_quiet_period", f.untrackedQuiet())
 				} else {
 					defer cw.close()
 					f.mu.Lock()
@@ -259,8 +269,11 @@ func (f *folder) rescan() {
 	seenDirs := map[string]bool{}
 	seenFiles := map[string]bool{}
 	f.mu.Lock()
-	wasWriting := make([]string, 0, len(f.writing))
+	wasWriting := make([]string, 0, len(f.writing)+len(f.tracked))
 	for rel := range f.writing {
+		wasWriting = append(wasWriting, rel)
+	}
+	for rel := range f.tracked {
 		wasWriting = append(wasWriting, rel)
 	}
 	f.mu.Unlock()
@@ -314,6 +327,7 @@ func (f *folder) rescan() {
 		for _, rel := range wasWriting {
 			if !seenFiles[rel] {
 				delete(f.writing, rel)
+				delete(f.tracked, rel)
 			}
 		}
 	}
@@ -397,9 +411,11 @@ func (f *folder) event(ev fsnotify.Event) {
 	}
 	now := f.w.clock()
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		// The writer history of the name is the close watcher's business:
+		// this event comes from another inotify instance and may be handled
+		// after events about a new file of the same name.
 		f.mu.Lock()
 		isDir := f.watched[rel]
-		delete(f.writing, rel) // the name is gone; a writer's close is reported under the new name
 		f.mu.Unlock()
 		if isDir {
 			// A watched directory went away or moved: its files may now be
@@ -433,22 +449,80 @@ func (f *folder) event(ev fsnotify.Event) {
 	f.track(rel, info, now)
 }
 
-// closeEvent tracks writers through IN_MODIFY and IN_CLOSE_WRITE: a file
-// modified after its last close-write has a writer between writes.
+// fileHistory is what the close watcher knows about one name.
+type fileHistory struct{ writing, tracked bool }
+
+// closeEvent keeps the writer history of each name from the close
+// watcher's events: a file modified after its last close-write has a writer
+// between writes; a file created while watched, or closed after writing, is
+// tracked (all its writes were seen).
 func (f *folder) closeEvent(ev closeEvent) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case ev.overflow:
-		// Events were lost: a close may be among them. Forget what we knew
-		// and let the writer check and the quiet period decide.
-		f.log.Warn("scan folder: close-write event queue overflowed")
+	if ev.overflow {
+		// Events were lost: a modify or a close may be among them. Forget
+		// what we knew; every file needs a fresh close-write or the poll
+		// quiet period (or the writer check) from here on.
+		f.log.Warn("scan folder: inotify event queue overflowed; files need a close-write event or the poll quiet period")
 		clear(f.writing)
-	case ev.closed:
-		delete(f.writing, ev.rel)
-	case !ignoredPath(ev.rel):
-		f.writing[ev.rel] = true
+		clear(f.tracked)
+		clear(f.moved)
+		return
 	}
+	switch ev.kind {
+	case evModified:
+		f.writing[ev.rel] = true
+	case evClosed:
+		delete(f.writing, ev.rel)
+		f.tracked[ev.rel] = true
+	case evCreated:
+		f.tracked[ev.rel] = true
+	case evGone:
+		h := fileHistory{writing: f.writing[ev.rel], tracked: f.tracked[ev.rel]}
+		delete(f.writing, ev.rel)
+		delete(f.tracked, ev.rel)
+		if ev.cookie != 0 {
+			if len(f.moved) > 1000 {
+				clear(f.moved) // pairs whose IN_MOVED_TO went elsewhere
+			}
+			f.moved[ev.cookie] = h
+		}
+	case evMovedIn:
+		// A rename within the watched tree keeps the file's history; a
+		// file moved in from elsewhere has none (untracked).
+		h, ok := f.moved[ev.cookie]
+		delete(f.moved, ev.cookie)
+		delete(f.writing, ev.rel)
+		delete(f.tracked, ev.rel)
+		if ok && ev.cookie != 0 {
+			if h.writing {
+				f.writing[ev.rel] = true
+			}
+			if h.tracked {
+				f.tracked[ev.rel] = true
+			}
+		}
+	}
+}
+
+// isTracked reports whether inotify saw all of rel's writes (see tracked).
+func (f *folder) isTracked(rel string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tracked[rel]
+}
+
+// dropWriting forgets a writer mark the open-writer check contradicts.
+func (f *folder) dropWriting(rel string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.writing, rel)
+}
+
+// untrackedQuiet is the quiet period a file without inotify history needs
+// in watch mode when no open-writer check vouches for it.
+func (f *folder) untrackedQuiet() time.Duration {
+	return max(f.cfg.QuietPeriod, time.Duration(f.w.untrackedQuiet.Load()))
 }
 
 // isWriting reports whether rel was modified and not closed since.
@@ -537,10 +611,12 @@ const (
 	waitEmpty      = "empty"
 	waitOpen       = "open for writing"
 	waitIncomplete = "incomplete"
+	waitUntracked  = "writes not seen whole; waiting for the poll quiet period"
 )
 
 // fileState is a worker's copy of what the folder knows about a file.
 type fileState struct {
+	since     time.Time // size and mtime unchanged since
 	stableAt  time.Time
 	readFails int
 	waitSince time.Time
@@ -568,7 +644,7 @@ func (f *folder) handle(ctx context.Context, rel string) {
 	f.mu.Lock()
 	var st fileState
 	if p := f.pending[rel]; p != nil {
-		st = fileState{p.stableAt, p.readFails, p.waitSince, p.waitSize, p.waitMtime}
+		st = fileState{p.since, p.stableAt, p.readFails, p.waitSince, p.waitSize, p.waitMtime}
 	}
 	f.mu.Unlock()
 

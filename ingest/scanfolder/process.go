@@ -82,23 +82,6 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	// unready and unchanged past its limit fails.
 	now := f.w.clock()
 	waited := st.waited(now, info.Size(), info.ModTime())
-	if f.isWriting(rel) {
-		// Modified and not closed since (watch mode): a writer is pausing
-		// between writes. Its close-write event ends this.
-		if waited >= f.cfg.IncompleteLimit {
-			return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
-				"never became complete: still open for writing (written to, never closed) after %v", f.cfg.IncompleteLimit))
-		}
-		return f.wait(rel, waitWriting, "", waited == 0)
-	}
-	if info.Size() == 0 {
-		// Scanners often create the file first and write it seconds later.
-		if waited >= f.cfg.EmptyGrace {
-			return f.fail(ctx, root, rel, user, info, fmt.Sprintf("empty file (0 bytes), still empty after %v", f.cfg.EmptyGrace))
-		}
-		return f.wait(rel, waitEmpty, "", waited == 0)
-	}
-
 	if f.w.openHook != nil {
 		if err := f.w.openHook(rel); err != nil {
 			return f.readFailed(ctx, root, rel, user, info, readFails, err)
@@ -112,6 +95,10 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	if fi, err := file.Stat(); err != nil || !os.SameFile(fi, info) || !fi.Mode().IsRegular() {
 		return outChanged // swapped between Lstat and open
 	}
+	// noWriter: the open-writer check positively found no writer. It then
+	// overrules what inotify could not tell us (a file with no history) or
+	// told us wrongly (truncate(2) by path is an IN_MODIFY without a close).
+	noWriter := false
 	if *f.cfg.WriterCheck {
 		check := writerCheck
 		if f.w.writerCheck != nil {
@@ -122,7 +109,7 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		case unsupported:
 			if f.leaseWarned.CompareAndSwap(false, true) {
 				f.log.Warn("scan folder: cannot check for open writers (read leases need spoold to own the files or have CAP_LEASE, "+
-					"and a file system that supports them); relying on the quiet period and the format checks", "err", err)
+					"and a file system that supports them); relying on inotify, the quiet period and the format checks", "err", err)
 			}
 		case err != nil:
 			log.Warn("scan folder: open-writer check failed; relying on the other signals", "err", err)
@@ -132,6 +119,41 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 					"never became complete: still open for writing by another process after %v", f.cfg.IncompleteLimit))
 			}
 			return f.wait(rel, waitOpen, "", waited == 0)
+		default:
+			noWriter = true
+		}
+	}
+	if f.isWriting(rel) {
+		if noWriter {
+			// Modified without a close we saw, and nobody has it open
+			// (truncate by path, or a close still in the event queue).
+			f.dropWriting(rel)
+		} else {
+			// Modified and not closed since (watch mode): a writer is
+			// pausing between writes. Its close-write event ends this.
+			if waited >= f.cfg.IncompleteLimit {
+				return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
+					"never became complete: still open for writing (written to, never closed) after %v", f.cfg.IncompleteLimit))
+			}
+			return f.wait(rel, waitWriting, "", waited == 0)
+		}
+	}
+	if info.Size() == 0 {
+		// Scanners often create the file first and write it seconds later.
+		if waited >= f.cfg.EmptyGrace {
+			return f.fail(ctx, root, rel, user, info, fmt.Sprintf("empty file (0 bytes), still empty after %v", f.cfg.EmptyGrace))
+		}
+		return f.wait(rel, waitEmpty, "", waited == 0)
+	}
+	if f.cfg.Mode == ModeWatch && !noWriter && !f.isTracked(rel) {
+		// inotify did not see this file's writes whole (it was there at
+		// start or at a reload, events were lost, or its subfolder is new
+		// or renamed), and nothing else says its writer is done: a scanner
+		// pausing between pages of an unknown type, or of a multi-page TIFF
+		// that is whole after every page, looks finished. Only a close-write
+		// event or the poll quiet period lets it go.
+		if q := f.untrackedQuiet(); now.Sub(st.since) < q {
+			return f.wait(rel, waitUntracked, "", waited == 0)
 		}
 	}
 	verdict, why, err := completeness(file, info.Size())

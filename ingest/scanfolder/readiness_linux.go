@@ -12,10 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// closeWatcher reports IN_MODIFY and IN_CLOSE_WRITE from its own inotify
-// instance: fsnotify does not export IN_CLOSE_WRITE, and both events must come
-// from the same instance so their order is the order the writer caused them
-// (a modify after a close marks the file as being written again).
+// closeWatcher reports file events from its own raw inotify instance:
+// fsnotify does not export IN_CLOSE_WRITE, and everything that changes what
+// we know about a name (created, written, closed, moved, deleted) must come
+// from one instance so the events arrive in the order the kernel saw them (a
+// modify after a close marks the file as being written again; spoold's own
+// move of x.pdf, reported late by another instance, would otherwise erase
+// the mark of a new writer of x.pdf).
 type closeWatcher struct {
 	file   *os.File // the inotify fd, non-blocking, so Close wakes a pending Read
 	events chan closeEvent
@@ -27,13 +30,8 @@ type closeWatcher struct {
 	wds  map[string]int // relative dir -> watch descriptor
 }
 
-// closeEvent is one file event: written (IN_MODIFY) or closed after writing
-// (IN_CLOSE_WRITE). overflow means events were lost.
-type closeEvent struct {
-	rel      string
-	closed   bool
-	overflow bool
-}
+const closeWatchMask = unix.IN_CREATE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_DELETE | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
 
 func newCloseWatcher() (*closeWatcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
@@ -51,15 +49,22 @@ func newCloseWatcher() (*closeWatcher, error) {
 	return cw, nil
 }
 
+// add watches abs as rel. A renamed directory keeps its watch descriptor:
+// inotify_add_watch on the new name returns the wd the old name has, and
+// the watch is re-pointed to the new name (the old name then has none, so
+// removing it later cannot remove the kernel watch the new name uses).
 func (cw *closeWatcher) add(abs, rel string) error {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
 	if _, ok := cw.wds[rel]; ok {
 		return nil
 	}
-	wd, err := unix.InotifyAddWatch(int(cw.file.Fd()), abs, unix.IN_MODIFY|unix.IN_CLOSE_WRITE|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
+	wd, err := unix.InotifyAddWatch(int(cw.file.Fd()), abs, closeWatchMask)
 	if err != nil {
 		return fmt.Errorf("inotify_add_watch %s: %w", abs, err)
+	}
+	if old, ok := cw.dirs[wd]; ok && old != rel {
+		delete(cw.wds, old)
 	}
 	cw.dirs[wd], cw.wds[rel] = rel, wd
 	return nil
@@ -68,9 +73,13 @@ func (cw *closeWatcher) add(abs, rel string) error {
 func (cw *closeWatcher) remove(rel string) {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
-	if wd, ok := cw.wds[rel]; ok {
+	wd, ok := cw.wds[rel]
+	if !ok {
+		return
+	}
+	delete(cw.wds, rel)
+	if cw.dirs[wd] == rel { // never a watch another name uses now
 		_, _ = unix.InotifyRmWatch(int(cw.file.Fd()), uint32(wd))
-		delete(cw.wds, rel)
 		delete(cw.dirs, wd)
 	}
 }
@@ -98,7 +107,13 @@ func (cw *closeWatcher) read() {
 	for {
 		n, err := cw.file.Read(buf)
 		if err != nil {
-			return // closed (or broken: the other signals still decide)
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			// Broken: report it as lost events (every file loses its
+			// history and needs the poll quiet period) and stop.
+			cw.send(closeEvent{overflow: true})
+			return
 		}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
@@ -125,7 +140,9 @@ func (cw *closeWatcher) read() {
 				cw.mu.Lock()
 				if rel, ok := cw.dirs[int(ev.Wd)]; ok {
 					delete(cw.dirs, int(ev.Wd))
-					delete(cw.wds, rel)
+					if cw.wds[rel] == int(ev.Wd) {
+						delete(cw.wds, rel)
+					}
 				}
 				cw.mu.Unlock()
 				continue
@@ -142,7 +159,20 @@ func (cw *closeWatcher) read() {
 			if dir != "." {
 				rel = dir + "/" + name
 			}
-			if !cw.send(closeEvent{rel: rel, closed: ev.Mask&unix.IN_CLOSE_WRITE != 0}) {
+			var kind evKind
+			switch {
+			case ev.Mask&(unix.IN_MOVED_FROM|unix.IN_DELETE) != 0:
+				kind = evGone
+			case ev.Mask&unix.IN_MOVED_TO != 0:
+				kind = evMovedIn
+			case ev.Mask&unix.IN_CREATE != 0:
+				kind = evCreated
+			case ev.Mask&unix.IN_CLOSE_WRITE != 0:
+				kind = evClosed
+			default:
+				kind = evModified
+			}
+			if !cw.send(closeEvent{rel: rel, kind: kind, cookie: ev.Cookie}) {
 				return
 			}
 		}

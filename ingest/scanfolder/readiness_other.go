@@ -12,12 +12,6 @@ import (
 
 type closeWatcher struct{ events chan closeEvent }
 
-type closeEvent struct {
-	rel      string
-	closed   bool
-	overflow bool
-}
-
 func newCloseWatcher() (*closeWatcher, error) {
 	return nil, errors.New("close-write events need Linux inotify")
 }

@@ -510,6 +510,10 @@ func TestWriterCheckUnsupportedFallsBack(t *testing.T) {
 	var mu sync.Mutex
 	var calls atomic.Int32
 	dir := t.TempDir()
+	// The subfolder exists before the start, so inotify sees the files
+	// created in it whole (files in a folder created later would need the
+	// poll quiet period without the writer check).
+	os.MkdirAll(filepath.Join(dir, "alice@example.com"), 0o755)
 	cfg := testConfig(dir)
 	w, err := New([]FolderConfig{cfg}, newFakeSpool(), Options{Logger: newSyncLogger(&logs, &mu), Hostname: "spoold.test"})
 	if err != nil {

@@ -44,6 +44,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -234,6 +235,10 @@ type Watcher struct {
 	waitHook        func(rel, why string)                                 // a file was found not ready (why: waitEmpty, ...)
 	beforeEOFHook   func(rel string)                                      // runs when the message is built, before the spool sees its end
 	writerCheck     func(*os.File) (writing, unsupported bool, err error) // replaces the lease probe
+	// untrackedQuiet (a time.Duration) is the quiet period for files
+	// without inotify history in watch mode: DefaultPollQuietPeriod, set
+	// lower or higher by tests.
+	untrackedQuiet atomic.Int64
 
 	mu       sync.Mutex
 	configs  []FolderConfig
@@ -279,6 +284,7 @@ func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
 	if w.workers <= 0 {
 		w.workers = DefaultWorkers
 	}
+	w.untrackedQuiet.Store(int64(DefaultPollQuietPeriod))
 	w.metrics, err = newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
