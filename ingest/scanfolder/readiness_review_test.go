@@ -58,7 +58,7 @@ func openWriter(t *testing.T, env *testEnv, rel string) *os.File {
 	return f
 }
 
-// watchedDir creates a subfolder and waits until its close-write watch is
+// watchedDir creates a subfolder (if needed) and waits until its close-write watch is
 // in place, so a file created in it next has its whole history seen.
 func watchedDir(t *testing.T, env *testEnv, rel string) {
 	t.Helper()

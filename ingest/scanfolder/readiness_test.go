@@ -510,10 +510,6 @@ func TestWriterCheckUnsupportedFallsBack(t *testing.T) {
 	var mu sync.Mutex
 	var calls atomic.Int32
 	dir := t.TempDir()
-	// The subfolder exists before the start, so inotify sees the files
-	// created in it whole (files in a folder created later would need the
-	// poll quiet period without the writer check).
-	os.MkdirAll(filepath.Join(dir, "alice@example.com"), 0o755)
 	cfg := testConfig(dir)
 	w, err := New([]FolderConfig{cfg}, newFakeSpool(), Options{Logger: newSyncLogger(&logs, &mu), Hostname: "spoold.test"})
 	if err != nil {
@@ -529,6 +525,7 @@ func TestWriterCheckUnsupportedFallsBack(t *testing.T) {
 	}
 	defer w.Close()
 	env := &testEnv{t: t, dir: dir, w: w, enq: enq}
+	watchedDir(t, env, "alice@example.com")
 	env.write("alice@example.com/a.pdf", sample(t, "sample.pdf"))
 	env.write("alice@example.com/b.pdf", sample(t, "sample.pdf"))
 	waitFor(t, waitLong, "both sent", func() bool { return enq.count(spool.SourceScan) == 2 })
