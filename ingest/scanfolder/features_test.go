@@ -154,7 +154,7 @@ func TestParseModeAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n.IncompleteLimit != DefaultIncompleteLimit || n.EmptyGrace != DefaultEmptyGrace || !*n.WriterCheck ||
-		n.DirMode != DefaultDirMode || n.FileMode != DefaultFileMode || n.loc != time.Local || n.gid != -1 ||
+		n.DirMode != 0 || n.FileMode != 0 || n.loc != time.Local || n.gid != -1 ||
 		n.QuietPeriod != DefaultQuietPeriod {
 		t.Errorf("defaults: %+v", n)
 	}

@@ -2,4 +2,9 @@
 
 package scanfolder
 
+import "io/fs"
+
 const openFlags = 0
+
+// fileGid: no groups to copy here.
+func fileGid(fs.FileInfo) int { return -1 }

@@ -674,37 +674,107 @@ func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst strin
 	return dst, nil
 }
 
-// mkdirs creates dir and its missing parents with the folder's DirMode and
-// Group. Modes are set explicitly after creating (the umask would narrow
-// them); existing folders are left as the admin made them.
+// mkdirs creates dir (under processed/ or failed/) and its missing
+// parents. Nothing becomes more readable than it was: a mirrored subfolder
+// copies the permission bits and group of the source subfolder it mirrors
+// (a per-user 0700 folder stays 0700 once its files move), and the
+// top-level processed/ and failed/ take DirMode if set, else the scan
+// folder's own mode and group. A configured Group owns them all. Each
+// folder is made private (0700) and then given its mode, so the umask
+// cannot narrow it and it is never wider than meant, even for a moment; one
+// whose mode or group cannot be set is removed again (a later attempt would
+// find it existing and never fix it).
 func (f *folder) mkdirs(root *os.Root, dir string) error {
 	parts := strings.Split(dir, "/")
 	for i := range parts {
 		p := strings.Join(parts[:i+1], "/")
-		err := root.Mkdir(p, f.cfg.DirMode.Perm()) // Mkdir takes permission bits only; Chmod below adds set-GID
+		err := root.Mkdir(p, 0o700)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("creating %s: %w", p, err)
 		}
-		if err := f.setOwnership(root, p, f.cfg.DirMode); err != nil {
+		mode, gid := f.cfg.DirMode, -1
+		like := "." // the scan folder itself, for processed/ and failed/
+		if i > 0 {
+			like = strings.Join(parts[1:i+1], "/")
+		}
+		if i > 0 || mode == 0 {
+			src, err := root.Lstat(like)
+			if err != nil || !src.IsDir() {
+				src, err = root.Lstat(strings.Join(parts[:i], "/")) // source gone: as private as its new parent
+			}
+			if err == nil {
+				mode = src.Mode() & (fs.ModePerm | fs.ModeSetgid)
+				gid = fileGid(src)
+			} else {
+				mode = 0o700
+			}
+		}
+		mode |= 0o700 // spoold moves files into it
+		if err := f.setOwnership(root, p, mode, gid); err != nil {
+			_ = root.Remove(p)
 			return err
 		}
 	}
 	return nil
 }
 
-// setOwnership applies a mode and the configured group to a file spoold made.
-func (f *folder) setOwnership(root *os.Root, name string, mode fs.FileMode) error {
+// setOwnership gives a file or folder spoold made its mode and group: the
+// configured Group if any (an error if that fails: New checked spoold is a
+// member), else gid copied from the source, best effort (spoold may not be
+// in the share user's group; the file keeps spoold's group, which is no
+// wider).
+func (f *folder) setOwnership(root *os.Root, name string, mode fs.FileMode, gid int) error {
 	if f.cfg.gid >= 0 {
 		if err := root.Lchown(name, -1, f.cfg.gid); err != nil {
 			return fmt.Errorf("setting group of %s: %w", name, err)
 		}
+	} else if gid >= 0 {
+		_ = root.Lchown(name, -1, gid)
 	}
 	// After the chown: changing the group clears set-GID bits on some systems.
+	if h := f.w.chmodHook; h != nil {
+		if err := h(name); err != nil {
+			return fmt.Errorf("setting mode of %s: %w", name, err)
+		}
+	}
 	if err := root.Chmod(name, mode); err != nil {
 		return fmt.Errorf("setting mode of %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeErrorFile writes a failed file's reason next to where it goes. It
+// is created exclusively (never through a link someone planted in a
+// group-writable failed/) and removed again if it cannot be set up, so a
+// retry does not leave one more .error.txt each time. Its mode and group are
+// FileMode and Group if set, else the failed file's own: whoever could read
+// the scan can read why it failed.
+func (f *folder) writeErrorFile(root *os.Root, name, text string, info fs.FileInfo) error {
+	mode, gid := f.cfg.FileMode, -1
+	if info != nil {
+		if mode == 0 {
+			mode = info.Mode().Perm()
+		}
+		gid = fileGid(info)
+	}
+	mode |= 0o600
+	fh, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|openFlags, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(fh, text)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = f.setOwnership(root, name, mode, gid)
+	}
+	if err != nil {
+		_ = root.Remove(name)
+		return err
 	}
 	return nil
 }
@@ -777,12 +847,10 @@ func (f *folder) fail(ctx context.Context, root *os.Root, rel string, user *User
 	// The reason file is written before the move so that whoever sees the
 	// file in failed/ also finds the complete reason.
 	if _, err := f.moveAside(root, FailedDir, rel, func(dst string) error {
-		if err := root.WriteFile(dst+errorSuffix, []byte(text), f.cfg.FileMode); err != nil {
-			return err
-		}
-		return f.setOwnership(root, dst+errorSuffix, f.cfg.FileMode)
+		return f.writeErrorFile(root, dst+errorSuffix, text, info)
 	}); err != nil {
 		log.Error("scan folder: cannot move failed file to failed/; will retry", "err", err)
+		f.setErr(fmt.Errorf("scanfolder: %s: %s; cannot move it to %s/: %w", rel, reason, FailedDir, err))
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
 		return outRetry
 	}

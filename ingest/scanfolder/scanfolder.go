@@ -107,8 +107,6 @@ const (
 	// DefaultEmptyGrace is how long an empty file waits: scanners create
 	// the file first and write into it seconds later.
 	DefaultEmptyGrace = time.Minute
-	DefaultDirMode    = fs.FileMode(0o755) // processed/, failed/ and their subfolders
-	DefaultFileMode   = fs.FileMode(0o644) // <file>.error.txt
 )
 
 // DefaultSubjectTemplate and DefaultBodyTemplate are used when a folder
@@ -165,14 +163,18 @@ type FolderConfig struct {
 	// only for file systems whose leases misbehave.
 	WriterCheck *bool
 
-	// DirMode and FileMode are the permissions of the folders spoold creates
-	// under processed/ and failed/ and of <file>.error.txt; they are set
-	// explicitly, so a restrictive umask (the unit's UMask=0077) does not
-	// hide them from the share's users. Defaults 0755 and 0644.
+	// DirMode is the mode of the top-level processed/ and failed/; 0 (the
+	// default) means the scan folder's own mode and group. Subfolders
+	// spoold creates under them always copy the mode and group of the
+	// source subfolder they mirror, so a per-user 0700 folder stays 0700.
+	// FileMode is <file>.error.txt's; 0 (the default) means the failed
+	// file's own mode and group. Modes are set explicitly, so the unit's
+	// UMask=0077 neither hides them from the share's users nor widens them.
 	// DirMode may include fs.ModeSetgid (ParseMode reads "2770").
 	DirMode  fs.FileMode
 	FileMode fs.FileMode
-	// Group, if set (a name or a numeric GID), owns those folders and files.
+	// Group, if set (a name or a numeric GID), owns all those folders and
+	// files. spoold must be a member (SupplementaryGroups= in the unit).
 	Group string
 
 	// TimeZone is an IANA name ("Europe/Berlin") for the times in the scan
@@ -235,6 +237,7 @@ type Watcher struct {
 	waitHook        func(rel, why string)                                 // a file was found not ready (why: waitEmpty, ...)
 	beforeEOFHook   func(rel string)                                      // runs when the message is built, before the spool sees its end
 	writerCheck     func(*os.File) (writing, unsupported bool, err error) // replaces the lease probe
+	chmodHook       func(name string) error                               // fails setting a mode
 	// untrackedQuiet (a time.Duration) is the quiet period for files
 	// without inotify history in watch mode: DefaultPollQuietPeriod, set
 	// lower or higher by tests.
@@ -371,25 +374,26 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 		on := true
 		f.WriterCheck = &on
 	}
-	if f.DirMode == 0 {
-		f.DirMode = DefaultDirMode
-	}
-	if f.FileMode == 0 {
-		f.FileMode = DefaultFileMode
-	}
 	if f.DirMode&^(fs.ModePerm|fs.ModeSetgid) != 0 || f.FileMode&^fs.ModePerm != 0 {
 		return f, errors.New("dir_mode takes permission bits and set-GID (for example 2770), file_mode permission bits only (0640)")
 	}
-	if f.DirMode&0o700 != 0o700 {
-		return f, fmt.Errorf("dir_mode %#o: the owner (spoold) needs rwx on the folders it creates", uint32(f.DirMode))
+	if f.DirMode != 0 && f.DirMode&0o700 != 0o700 {
+		return f, fmt.Errorf("dir_mode %s: the owner (spoold) needs rwx on the folders it creates", FormatMode(f.DirMode))
 	}
-	if f.FileMode&0o600 != 0o600 {
-		return f, fmt.Errorf("file_mode %#o: the owner (spoold) needs rw on the files it writes", uint32(f.FileMode))
+	if f.FileMode != 0 && f.FileMode&0o600 != 0o600 {
+		return f, fmt.Errorf("file_mode %s: the owner (spoold) needs rw on the files it writes", FormatMode(f.FileMode))
 	}
 	f.gid = -1
 	if f.Group != "" {
 		gid, err := lookupGroup(f.Group)
 		if err != nil {
+			return f, err
+		}
+		groups, err := os.Getgroups()
+		if err != nil {
+			return f, fmt.Errorf("group %q: listing spoold's groups: %w", f.Group, err)
+		}
+		if err := checkGroupMember(f.Group, gid, os.Geteuid(), os.Getegid(), groups); err != nil {
 			return f, err
 		}
 		f.gid = gid
@@ -586,6 +590,26 @@ func lookupGroup(g string) (int, error) {
 		return 0, fmt.Errorf("group %q: GID %q is not a number", g, gr.Gid)
 	}
 	return n, nil
+}
+
+// checkGroupMember refuses a group the process cannot give its files (it
+// is neither its group nor a supplementary one, and it is not root): every
+// move would fail with EPERM, every RetryDelay.
+func checkGroupMember(name string, gid, euid, egid int, groups []int) error {
+	if euid == 0 || gid == egid || slices.Contains(groups, gid) {
+		return nil
+	}
+	return fmt.Errorf("group %q (GID %d): spoold is not a member, so it cannot give files that group; "+
+		"add SupplementaryGroups=%s to the systemd unit (or run spoold with that group)", name, gid, name)
+}
+
+// FormatMode prints a mode the way ParseMode reads it ("2770", "0640").
+func FormatMode(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	return fmt.Sprintf("%04o", n)
 }
 
 // ParseMode parses an octal mode as admins write it ("0750", "2770"): the
