@@ -32,12 +32,6 @@ var noLeaseModes = []readinessMode{
 	}},
 }
 
-func allModes(t *testing.T, fn func(t *testing.T, m readinessMode)) {
-	for _, m := range append(append([]readinessMode{}, readinessModes...), noLeaseModes...) {
-		t.Run(m.name, func(t *testing.T) { fn(t, m) })
-	}
-}
-
 // untrackedQuiet sets the quiet period for files whose writes inotify did
 // not see whole (the poll quiet period in production).
 func untrackedQuiet(d time.Duration) func(*Watcher) {
@@ -189,7 +183,7 @@ func TestOwnMoveDoesNotClearNewWriter(t *testing.T) {
 // clients write) is held back by the format check until written, in every
 // mode, with or without the lease probe.
 func TestPreallocatedFileThroughWatcher(t *testing.T) {
-	allModes(t, func(t *testing.T, m readinessMode) {
+	forModes(t, func(t *testing.T, m readinessMode) {
 		env, rec := startReady(t, m, nil, nil, nil)
 		rel := "alice@example.com/prealloc.jpg"
 		want := sample(t, "sample.jpg")
