@@ -67,6 +67,11 @@ func (s *fakeSpool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body 
 	if err != nil {
 		return "", fmt.Errorf("fake spool: reading body: %w", err)
 	}
+	if req.Verify != nil {
+		if err := req.Verify(); err != nil {
+			return "", fmt.Errorf("fake spool: verify before commit: %w", err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id, ok := s.keys[req.IdempotencyKey]; ok && req.IdempotencyKey != "" {

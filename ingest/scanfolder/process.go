@@ -259,12 +259,10 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 
 	// Pass 2: stream the message into the spool; the bytes are hashed again
 	// and must match pass 1, so the committed message is exactly the file
-	// the key names.
-	unchanged := func() error { return f.unchanged(root, rel, file, info) }
-	// Checked once more after the body is durable and right before the
-	// commit: a change in that window stores nothing.
-	req.Verify = unchanged
-	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum, unchanged)
+	// the key names. The spool runs Verify after the body is durable and
+	// right before the commit: a change up to then stores nothing.
+	req.Verify = func() error { return f.unchanged(root, rel, file, info) }
+	id, err := f.stream(ctx, req, hdr, body, base, ctype, file, info.Size(), sum)
 	if err != nil {
 		var re *readError
 		switch {
@@ -305,13 +303,11 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 }
 
 // stream builds the message in a goroutine writing into a pipe that Enqueue
-// reads; memory use does not depend on the file size.
-//
-// unchanged runs once the whole message is written and before the spool
-// reads its end: the spool commits only after EOF, so a file whose size or
-// mtime changed meanwhile turns the end into an error and nothing is stored.
+// reads; memory use does not depend on the file size. Whether the file
+// changed after it was read is req.Verify's question, which Enqueue asks
+// after the body is durable and before the commit.
 func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHeader, body, base, ctype string,
-	file *os.File, size int64, sum string, unchanged func() error) (string, error) {
+	file *os.File, size int64, sum string) (string, error) {
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return "", &readError{err}
 	}
@@ -328,7 +324,6 @@ func (f *folder) stream(ctx context.Context, req spool.EnqueueRequest, hdr msgHe
 			if h := f.w.beforeEOFHook; h != nil {
 				h(req.Source.Path)
 			}
-			err = unchanged()
 		}
 		pw.CloseWithError(err)
 		writeErr <- err

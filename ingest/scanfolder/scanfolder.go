@@ -57,7 +57,10 @@ import (
 type Enqueuer interface {
 	// Enqueue streams body into a new message and returns its ID once durable.
 	// With an IdempotencyKey already committed it returns the first ID and
-	// writes nothing.
+	// writes nothing. It must honour req.Verify: call it after the body is
+	// read to its end and before the commit, and on its error store nothing
+	// and return an error wrapping it. That is the scan folder's only check
+	// that the file did not change between its last read and the commit.
 	Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error)
 	// LookupKey returns the message ID committed with an idempotency key.
 	LookupKey(ctx context.Context, key string) (id string, found bool, err error)
