@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -232,4 +234,56 @@ func TestTruncateByPathNoStaleWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	oneScanEquals(t, env, rel, want)
+}
+
+// BenchmarkStableToEnqueueNoLease is BenchmarkStableToEnqueue as the shipped
+// unit runs (no lease probe): close-write events and the format check
+// decide, in a subfolder watched before the files arrive.
+func BenchmarkStableToEnqueueNoLease(b *testing.B) {
+	be := &benchEnqueuer{Enqueuer: benchEnq(b, true), done: make(chan string, 16)}
+	env := start(b, be, func(c *FolderConfig) { c.AfterSuccess = AfterDelete }, noLease)
+	os.MkdirAll(filepath.Join(env.dir, "b@example.com"), 0o755)
+	f := env.w.folders["scans"]
+	waitFor(b, waitLong, "watched", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.watched["b@example.com"]
+	})
+	quiet := 200 * time.Millisecond
+	var lat []time.Duration
+	data := append(bytes.Repeat([]byte("%PDF-1.4 "), 10_000), "\n%%EOF\n"...)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rel := "b@example.com/s" + strconv.Itoa(i) + ".pdf"
+		env.write(rel, data)
+		written := time.Now()
+		select {
+		case <-be.done:
+		case <-time.After(waitLong):
+			b.Fatal("timeout")
+		}
+		lat = append(lat, time.Since(written)-quiet)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "p99-ms")
+}
+
+// Lost inotify events (queue overflow) forget every file's history: a
+// close may be among them, and so may a modify.
+func TestOverflowForgetsHistory(t *testing.T) {
+	env := start(t, nil, nil, noLease)
+	f := env.w.folders["scans"]
+	f.closeEvent(closeEvent{rel: "a.pdf", kind: evCreated})
+	f.closeEvent(closeEvent{rel: "b.pdf", kind: evModified})
+	f.closeEvent(closeEvent{rel: "c.pdf", kind: evGone, cookie: 7})
+	f.closeEvent(closeEvent{rel: "d.pdf", kind: evMovedIn, cookie: 7})
+	if !f.isTracked("a.pdf") || !f.isWriting("b.pdf") {
+		t.Fatal("history not kept")
+	}
+	f.closeEvent(closeEvent{overflow: true})
+	if f.isTracked("a.pdf") || f.isWriting("b.pdf") {
+		t.Fatal("history kept across lost events")
+	}
 }
