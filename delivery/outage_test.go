@@ -371,8 +371,14 @@ func TestOutageDrainKeepsOwnBackoff(t *testing.T) {
 		t.Errorf("account state: %+v", st)
 	}
 	for _, id := range parked {
-		m := h.waitState(id, spool.StateDeferred)
-		if m.Attempts != 0 || !strings.HasPrefix(m.Reason, reasonUnreachable) {
+		// Messages a worker had claimed but not sent are released due now
+		// ("released unsent"); the next scheduler pass parks them.
+		var m *spool.Message
+		waitFor(t, id+" parked", func() bool {
+			m = h.sp.get(id)
+			return m.State == spool.StateDeferred && strings.HasPrefix(m.Reason, reasonUnreachable)
+		})
+		if m.Attempts != 0 {
 			t.Errorf("parked %s: attempts %d reason %q", id, m.Attempts, m.Reason)
 		}
 	}
