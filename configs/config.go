@@ -63,6 +63,19 @@ type Delivery struct {
 	Workers         int           `yaml:"workers" json:"workers"`                   // default 16
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"` // default 30s
 	Paused          bool          `yaml:"paused" json:"paused"`                     // start with delivery paused
+	// Outage tunes the upstream_down state; delivery owns the defaults
+	// and validation (zero = its default).
+	Outage Outage `yaml:"outage" json:"outage"`
+}
+
+// Outage is delivery.outage: when an account's upstream counts as down and
+// how often it is probed then.
+type Outage struct {
+	After      int           `yaml:"after" json:"after"`             // connection failures in a row; default 3
+	FirstProbe time.Duration `yaml:"first_probe" json:"first_probe"` // default 10s
+	MaxProbe   time.Duration `yaml:"max_probe" json:"max_probe"`     // default 3m
+	Multiplier float64       `yaml:"multiplier" json:"multiplier"`   // default 2
+	Jitter     float64       `yaml:"jitter" json:"jitter"`           // default 0.2
 }
 
 // SMTPListener is one SMTP ingest listener.

@@ -210,3 +210,8 @@ func authAccounts(c *configs.Config) ([]auth.AccountConfig, error) {
 	}
 	return out, nil
 }
+
+func outagePolicy(c *configs.Config) delivery.OutagePolicy {
+	o := c.Delivery.Outage
+	return delivery.OutagePolicy{After: o.After, First: o.FirstProbe, Max: o.MaxProbe, Multiplier: o.Multiplier, Jitter: o.Jitter}
+}

@@ -116,6 +116,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 		Logger:          log,
 		Workers:         cfg.Delivery.Workers,
 		ShutdownTimeout: cfg.Delivery.ShutdownTimeout,
+		Outage:          outagePolicy(cfg),
 		LeaseDuration:   cfg.Spool.Lease,
 		Registerer:      d.reg,
 	})
@@ -351,7 +352,7 @@ func restartNeeded(old, next *configs.Config) []string {
 		why = append(why, "spool")
 	}
 	if old.Delivery != next.Delivery {
-		why = append(why, "delivery (workers, shutdown_timeout, paused)")
+		why = append(why, "delivery (workers, shutdown_timeout, paused, outage)")
 	}
 	if len(old.ScanFolders) == 0 && len(next.ScanFolders) > 0 {
 		why = append(why, "scan_folders (the first folder)")

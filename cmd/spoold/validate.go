@@ -26,6 +26,9 @@ func validateSubsystems(cfg *configs.Config) error {
 	if err := delivery.ValidateAccounts(deliveryAccounts(cfg)); err != nil {
 		errs = append(errs, fmt.Errorf("accounts (delivery): %w", err))
 	}
+	if err := outagePolicy(cfg).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("delivery.outage: %w", err))
+	}
 	if err := smtpd.ValidateListeners(smtpListeners(cfg), filepath.Join(cfg.DataDir, "tls")); err != nil {
 		errs = append(errs, fmt.Errorf("smtp_listeners: %w", err))
 	}
