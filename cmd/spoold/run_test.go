@@ -90,6 +90,16 @@ routes:
   default: outbox
 `, dir, dir))
 
+	outage := filepath.Join(dir, "outage.yaml")
+	writeFile(t, outage, fmt.Sprintf(`data_dir: %s/data
+delivery: {outage: {first_probe: 10m, max_probe: 3m}}
+accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`, dir))
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -107,6 +117,7 @@ routes:
 		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
 		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`account "relay": auth xoauth2 needs TLS`}},
 		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`auth xoauth2 needs TLS`}},
+		{"check runs delivery's outage validation", []string{"-config", outage, "-check"}, exitUsage, []string{`first probe delay 10m0s exceeds the maximum 3m0s`}},
 		{"check runs the scan folder's own validation", []string{"-config", tz, "-check"}, exitUsage, []string{`Mars/Olympus`}},
 		{"check runs the listener's own validation", []string{"-config", stress, "-check"}, exitUsage, []string{`stress threshold 50 is above max connections 10`}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
