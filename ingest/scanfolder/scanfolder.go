@@ -9,13 +9,23 @@
 // tell a paused writer (a scanner between pages, an SMB client holding the
 // file open) from a finished one. A file is taken when all of these hold:
 //   - its size and mtime were unchanged for QuietPeriod;
-//   - in watch mode on Linux, it was not modified since its last
-//     IN_CLOSE_WRITE (own inotify instance: fsnotify does not export it);
 //   - no process has it open for writing (a read-lease probe; skipped with a
-//     one-time warning where leases are unavailable or meaningless, such as
-//     network file systems);
-//   - PDF, JPEG, PNG and TIFF files pass a format completeness check;
+//     one-time warning where leases are unavailable or meaningless: spoold
+//     without CAP_LEASE on files it does not own, network file systems);
+//   - in watch mode on Linux, it was not modified since its last
+//     IN_CLOSE_WRITE (a raw inotify instance of its own, since fsnotify does
+//     not export it; it also reports creates, moves and deletes so that all
+//     of a name's history arrives in order). A file whose writes inotify did
+//     not see whole (there at start or at a reload, in a new or renamed
+//     subfolder, after lost events) needs a close-write or the poll quiet
+//     period (DefaultPollQuietPeriod) unless the lease probe found no writer;
+//   - PDF, JPEG, PNG and TIFF files pass a format completeness check (within
+//     a read budget; past it the format cannot be told and does not count);
 //   - it is not empty.
+//
+// In poll mode without the lease probe (a network share), a writer that
+// pauses with a finished-looking file (a multi-page TIFF between pages, an
+// unchecked type) is held back by the quiet period alone.
 //
 // A file failing one of them waits and is looked at again; only after
 // IncompleteLimit (EmptyGrace for empty files) unchanged does it go to
