@@ -308,14 +308,27 @@ func (f *folder) rescan() {
 		return nil
 	})
 	f.mu.Lock()
+	removed := false
 	for d := range f.watched {
 		if !seenDirs[d] {
 			delete(f.watched, d)
+			removed = true
 			if f.fsw != nil {
 				_ = f.fsw.Remove(filepath.Join(f.cfg.Path, filepath.FromSlash(d)))
 			}
 			if f.cw != nil {
 				f.cw.remove(d)
+			}
+		}
+	}
+	if removed && f.fsw != nil {
+		// A renamed directory keeps its kernel watch under the new name,
+		// added by the walk above; fsnotify's Remove of the old name drops
+		// that watch. Adding every directory again restores it (for a
+		// watch that is still there, Add changes nothing).
+		for d := range f.watched {
+			if err := f.fsw.Add(filepath.Join(f.cfg.Path, filepath.FromSlash(d))); err != nil {
+				f.log.Warn("scan folder: cannot watch directory", "path", d, "err", err)
 			}
 		}
 	}

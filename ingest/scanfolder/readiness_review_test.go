@@ -134,7 +134,9 @@ func TestReloadMidWrite(t *testing.T) {
 // name, which gets the same watch descriptor, before it drops the old one),
 // and a file being written in it is not sent cut short.
 func TestRenamedSubfolder(t *testing.T) {
-	env, rec := startReady(t, noLeaseModes[0], nil, nil, untrackedQuiet(time.Hour))
+	// No periodic rescans: files in the renamed folder are found through
+	// its (fsnotify) watch, which must survive the rename too.
+	env, rec := startReady(t, noLeaseModes[0], nil, func(c *FolderConfig) { c.RescanInterval = time.Hour }, untrackedQuiet(time.Hour))
 	old, rel := "bob@example.com/moved.bin", "carol@example.com/moved.bin"
 	want := bytes.Repeat([]byte("page "), 40_000)
 	watchedDir(t, env, "bob@example.com")
