@@ -3,12 +3,15 @@
 package systest
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -129,22 +132,25 @@ func TestPowerCutLoop(t *testing.T) {
 	small, big := newLedger(), newLedger()
 	p := n.start()
 	addr.Store(n.SMTPAddr())
-	load := startGoLoad(3, 50, func() string { return addr.Load().(string) }, small)
+	load := startGoLoad(3, 30, func() string { return addr.Load().(string) }, small)
 	bigLoad := startBigLoad(func() string { return addr.Load().(string) }, big)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 24))
 	start := time.Now()
-	earlyCuts, checks := 0, 0
+	earlyCuts, checks, undelivered := 0, 0, 0
+	var checkTime time.Duration
 	for round := 1; round <= cuts; round++ {
 		// The random moment: anywhere in a commit, a body write, a
-		// delivery or a scan move. Up to 2.5 s, so that scans dropped
+		// delivery or a scan move. Up to 2 s, so that scans dropped
 		// while spoold runs get through their quiet period (0.5 s) and
 		// are taken before some of the cuts: files already there at a
 		// start wait for the 30 s poll quiet period on FUSE, which has no
 		// read leases, and are taken only in the final run.
-		time.Sleep(time.Duration(200+rng.IntN(2300)) * time.Millisecond)
+		time.Sleep(time.Duration(200+rng.IntN(1800)) * time.Millisecond)
 		powerCut(pf, p, scans)
-		checkDurable(t, pf, round, true)
+		checkStart := time.Now()
+		undelivered += checkDurable(t, pf, round, true, up, scans, small, big)
+		checkTime += time.Since(checkStart)
 		checks++
 		pf.mount()
 		scans.resume()
@@ -156,7 +162,7 @@ func TestPowerCutLoop(t *testing.T) {
 			early := n.spawn()
 			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 			powerCut(pf, early, scans)
-			checkDurable(t, pf, round, false)
+			undelivered += checkDurable(t, pf, round, false, up, scans, small, big)
 			checks++
 			pf.mount()
 			scans.resume()
@@ -166,6 +172,7 @@ func TestPowerCutLoop(t *testing.T) {
 		addr.Store(n.SMTPAddr())
 	}
 	loopTime := time.Since(start)
+	t.Logf("loop done in %s, %s of it in the offline checks", loopTime.Round(time.Second), checkTime.Round(time.Second))
 
 	// Final run: no more cuts; stop the load and let everything drain.
 	p = n.start()
@@ -242,10 +249,10 @@ func TestPowerCutLoop(t *testing.T) {
 	for _, c := range got {
 		dups += max(c-1, 0)
 	}
-	t.Logf("power-cut loop: %d cuts (%d during start-up) in %s, %d offline checks; small messages: %d acknowledged of %d tried; "+
+	t.Logf("power-cut loop: %d cuts (%d during start-up) in %s, %d offline checks (finding %d acknowledged messages and dropped scans not yet upstream, each in the durable queue or folder); small messages: %d acknowledged of %d tried; "+
 		"large (file-backed) messages: %d acknowledged of %d tried; scans: %d dropped and delivered; upstream received %d (%d duplicates); "+
 		"thrown away at the cuts: %d unsynced files, %d unsynced directories; O_TMPFILE bodies on odd mounts: %d (even mounts: named temp files)",
-		cuts+earlyCuts, earlyCuts, loopTime.Round(time.Second), checks, len(smallAcked), smallTried, len(bigAcked), bigTried,
+		cuts+earlyCuts, earlyCuts, loopTime.Round(time.Second), checks, undelivered, len(smallAcked), smallTried, len(bigAcked), bigTried,
 		len(dropped), up.Count(), dups, pf.lost.PendingFiles, pf.lost.PendingDirs, pf.lost.Tmpfiles)
 }
 
@@ -262,15 +269,25 @@ func powerCut(pf *powerFS, p *proc, scans *durableScans) {
 // checkDurable opens what the disk holds after a cut, outside FUSE and
 // read-only, and runs the spool's Check: every state the fsyncs leave
 // behind must be a consistent spool. Once spoold was ready (wasReady), its
-// spool must exist on disk: it acknowledged messages into it.
-func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool) {
+// spool must exist on disk: it acknowledged messages into it. Then nothing
+// may be lost at this cut: every message that got a 250 is upstream already
+// or in the durable queue, and every scan dropped is upstream, in the queue
+// or still in the durable folder.
+func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool, up *smtpfake.Server, scans *durableScans, ledgers ...*ledger) (pending int) {
 	t.Helper()
 	dir := filepath.Join(pf.backing, "data")
+	got := received(up)
+	var acked []string
+	for _, l := range ledgers {
+		a, _ := l.snapshot()
+		acked = append(acked, a...)
+	}
+	dropped := scans.dropped()
 	if _, err := os.Stat(filepath.Join(dir, spool.DBFile)); errors.Is(err, os.ErrNotExist) {
 		if wasReady {
 			t.Fatalf("cut %d: %s is gone after a power cut although spoold was ready and acknowledging", round, spool.DBFile)
 		}
-		return
+		return 0
 	}
 	sp, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1})
 	if err != nil {
@@ -280,6 +297,66 @@ func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool) {
 	if err := sp.Check(); err != nil {
 		t.Fatalf("cut %d: spool check after the cut: %v", round, err)
 	}
+	// What the durable queue holds, by the keys in the bodies: the test
+	// key header of SMTP messages, the file name in a scan's message.
+	// Delivered records are skipped: what they carried is upstream.
+	queued := map[string]bool{}
+	ctx := context.Background()
+	for _, state := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateHeld, spool.StateDead} {
+		for cursor := ""; ; {
+			page, err := sp.List(ctx, spool.Filter{State: state}, cursor, spool.MaxListLimit)
+			if err != nil {
+				t.Fatalf("cut %d: listing the durable spool: %v", round, err)
+			}
+			for _, m := range page.Messages {
+				if m.Source.Path != "" {
+					queued[path.Base(m.Source.Path)] = true
+				}
+				rc, err := sp.OpenBody(m.ID)
+				if err != nil {
+					t.Fatalf("cut %d: body of %s (%s): %v", round, m.ID, m.State, err)
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatalf("cut %d: reading the body of %s: %v", round, m.ID, err)
+				}
+				if k := goKeyRe.FindSubmatch(b); k != nil {
+					queued[string(k[1])] = true
+				}
+			}
+			if cursor = page.Next; cursor == "" {
+				break
+			}
+		}
+	}
+	inFolder := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join(pf.backing, "scans", scans.user))
+	for _, e := range entries {
+		inFolder[e.Name()] = true
+	}
+	var lost []string
+	for _, k := range acked {
+		if got[k] == 0 {
+			if !queued[k] {
+				lost = append(lost, k)
+			}
+			pending++
+		}
+	}
+	for _, name := range dropped {
+		if got[name] == 0 {
+			if !queued[name] && !inFolder[name] {
+				lost = append(lost, name)
+			}
+			pending++
+		}
+	}
+	if len(lost) > 0 {
+		sort.Strings(lost)
+		t.Fatalf("cut %d: acknowledged messages or dropped scans are neither upstream, nor in the durable queue, nor in the scan folder: %v", round, lost)
+	}
+	return pending
 }
 
 // durableScans drops numbered scans into <scanDir>/<user>/ the way a
@@ -287,6 +364,7 @@ func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool) {
 // fsync the folder. Only a drop that completed counts as dropped.
 type durableScans struct {
 	dir    string
+	user   string
 	every  time.Duration
 	gate   sync.RWMutex // held for writing while the power is off
 	paused atomic.Bool
@@ -298,7 +376,7 @@ type durableScans struct {
 }
 
 func startDurableScans(scanDir, user string, every time.Duration) (*durableScans, error) {
-	s := &durableScans{dir: filepath.Join(scanDir, user), every: every, stopc: make(chan struct{})}
+	s := &durableScans{dir: filepath.Join(scanDir, user), user: user, every: every, stopc: make(chan struct{})}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -376,6 +454,13 @@ func (s *durableScans) drop() {
 	s.mu.Lock()
 	s.done = append(s.done, name)
 	s.mu.Unlock()
+}
+
+// dropped returns the names dropped durably so far.
+func (s *durableScans) dropped() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.done...)
 }
 
 // stop ends the drops and returns the names dropped durably.

@@ -24,6 +24,13 @@
 // sockets), hard links and O_TMPFILE with linkat (unless Options.NoTmpfile).
 // Modes, owners and times other than mtime are kept but not tracked for
 // durability. Symlinks and xattrs are not supported.
+//
+// Never touch a memory mapping of a file on the mount from the process that
+// serves it (bbolt maps its database): the faulting thread cannot reach a Go
+// safe point, so a garbage collection waits for it while the goroutines that
+// would answer the fault are stopped, and the process hangs. Run such
+// programs in a child process, or open what they wrote in the backing
+// directory after Cut.
 package lazyfs
 
 import (
