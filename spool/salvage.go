@@ -63,6 +63,10 @@ func Salvage(dir string, opts SalvageOptions) (*SalvageReport, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// A mistyped path must not become a new, empty spool.
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("spool: salvage: %s is not a data directory: %w", dir, errors.Join(err, ErrInvalid))
+	}
 	rep := &SalvageReport{}
 	dbPath := filepath.Join(dir, DBFile)
 	stamp := opts.Now().UTC().Format("20060102T150405Z")

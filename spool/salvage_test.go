@@ -190,3 +190,15 @@ func TestSalvageRerunAfterInterruption(t *testing.T) {
 		}
 	}
 }
+
+// TestSalvageRefusesMissingDirectory: a mistyped --data-dir is an error, not
+// a new empty spool.
+func TestSalvageRefusesMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo")
+	if _, err := Salvage(dir, salvageOpts()); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Salvage of a missing directory: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("salvage created %s", dir)
+	}
+}
