@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs/units"
 )
 
@@ -48,7 +48,7 @@ func (a *app) accountsCmd() *cobra.Command {
 
 // printAccountsTable prints one line per account, then each problem's reason
 // and warnings so the fix is on screen.
-func printAccountsTable(w io.Writer, accs []adminapi.AccountInfo, now time.Time, indent string) {
+func printAccountsTable(w io.Writer, accs []wire.AccountInfo, now time.Time, indent string) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "%sNAME\tTRANSPORT\tPROVIDER\tMAILBOX\tSTATUS\tTOKEN EXPIRES\tGRANT AGE\tLAST DELIVERY\tLAST ERROR\n", indent)
 	for _, ac := range accs {
@@ -82,7 +82,7 @@ func until2(t, now time.Time) string {
 	return "in " + age(t.Sub(now))
 }
 
-func printAccount(w io.Writer, ac adminapi.AccountInfo, now time.Time) {
+func printAccount(w io.Writer, ac wire.AccountInfo, now time.Time) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "Account:\t%s\n", ac.Name)
 	fmt.Fprintf(tw, "Status:\t%s\n", ac.Status)
@@ -153,12 +153,12 @@ func (a *app) authLoginCmd() *cobra.Command {
 	cmd.MarkFlagsMutuallyExclusive("device", "paste")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		name := args[0]
-		mode := adminapi.LoginBrowser
+		mode := wire.LoginBrowser
 		switch {
 		case device:
-			mode = adminapi.LoginDevice
+			mode = wire.LoginDevice
 		case paste:
-			mode = adminapi.LoginPaste
+			mode = wire.LoginPaste
 		}
 		c, err := a.client(cmd, false)
 		if err != nil {
@@ -178,16 +178,16 @@ func (a *app) authLoginCmd() *cobra.Command {
 		if ls.Message != "" {
 			fmt.Fprintln(msgw, ls.Message)
 		}
-		var ai adminapi.AccountInfo
+		var ai wire.AccountInfo
 		switch mode {
-		case adminapi.LoginDevice:
+		case wire.LoginDevice:
 			fmt.Fprintf(msgw, "To sign in account %s, open %s and enter the code %s\n", name, ls.VerificationURI, ls.UserCode)
 			if !ls.ExpiresAt.IsZero() {
 				fmt.Fprintf(msgw, "The code expires at %s.\n", ls.ExpiresAt.UTC().Format("15:04:05Z"))
 			}
 			fmt.Fprintln(msgw, "Waiting for the sign-in to finish (Ctrl-C to stop waiting)...")
 			ai, err = a.waitLogin(cmd, c, ls.LoginID, wait)
-		case adminapi.LoginPaste:
+		case wire.LoginPaste:
 			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as the account's mailbox:\n\n  %s\n\n", ls.URL)
 			fmt.Fprintln(msgw, "Your browser is then sent to a page that may fail to load: copy that page's full address")
 			fmt.Fprint(msgw, "from the address bar and paste it here: ")
@@ -228,7 +228,7 @@ func (a *app) authLoginCmd() *cobra.Command {
 }
 
 // waitLogin long-polls with its own deadline: a person is typing a password.
-func (a *app) waitLogin(cmd *cobra.Command, c *adminapi.Client, id string, wait time.Duration) (adminapi.AccountInfo, error) {
+func (a *app) waitLogin(cmd *cobra.Command, c *wire.Client, id string, wait time.Duration) (wire.AccountInfo, error) {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()

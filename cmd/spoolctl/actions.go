@@ -10,23 +10,22 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs/units"
-	"github.com/spoold/spoold/spool"
 )
 
 // opResult is one ID's outcome of a multi-ID command (--json).
 type opResult struct {
-	ID    string             `json:"id"`
-	OK    bool               `json:"ok"`
-	State spool.State        `json:"state,omitempty"`
-	Error *adminapi.APIError `json:"error,omitempty"`
+	ID    string         `json:"id"`
+	OK    bool           `json:"ok"`
+	State wire.State     `json:"state,omitempty"`
+	Error *wire.APIError `json:"error,omitempty"`
 }
 
 // perID runs op for each ID, prints "<verb> <id>" or the error, and fails
 // (exit 1) if any ID failed. Errors for one ID do not stop the others.
 func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
-	op func(c *adminapi.Client, id string) (spool.State, error)) error {
+	op func(c *wire.Client, id string) (wire.State, error)) error {
 	c, err := a.client(cmd, false)
 	if err != nil {
 		return err
@@ -37,7 +36,7 @@ func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
 	for _, id := range ids {
 		st, err := op(c, id)
 		if err != nil {
-			var de *adminapi.DialError
+			var de *wire.DialError
 			if errors.As(err, &de) {
 				return err // the daemon is down: no point in trying the others
 			}
@@ -74,21 +73,21 @@ func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
 
 func errReportedf() error { return fmt.Errorf("%w", errReported) }
 
-func asAPIError(err error) *adminapi.APIError {
-	var ae *adminapi.APIError
+func asAPIError(err error) *wire.APIError {
+	var ae *wire.APIError
 	if errors.As(err, &ae) {
 		return ae
 	}
-	return &adminapi.APIError{Code: adminapi.CodeInternal, Message: err.Error()}
+	return &wire.APIError{Code: wire.CodeInternal, Message: err.Error()}
 }
 
 // msgAction builds hold/release/requeue/flush style per-ID commands.
-func (a *app) msgCmd(use, short, verb string, op func(cmd *cobra.Command, c *adminapi.Client, id string) (adminapi.MessageView, error)) *cobra.Command {
+func (a *app) msgCmd(use, short, verb string, op func(cmd *cobra.Command, c *wire.Client, id string) (wire.MessageView, error)) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{Use: use, Short: short, Args: minArgs("at least one message ID")}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		return a.perID(cmd, args, asJSON, verb, func(c *adminapi.Client, id string) (spool.State, error) {
+		return a.perID(cmd, args, asJSON, verb, func(c *wire.Client, id string) (wire.State, error) {
 			m, err := op(cmd, c, id)
 			return m.State, err
 		})
@@ -99,7 +98,7 @@ func (a *app) msgCmd(use, short, verb string, op func(cmd *cobra.Command, c *adm
 func (a *app) holdCmd() *cobra.Command {
 	var reason string
 	cmd := a.msgCmd("hold ID...", "Hold messages (queued, deferred or dead) until released", "held",
-		func(cmd *cobra.Command, c *adminapi.Client, id string) (adminapi.MessageView, error) {
+		func(cmd *cobra.Command, c *wire.Client, id string) (wire.MessageView, error) {
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
 			return c.Hold(ctx, id, reason)
@@ -110,7 +109,7 @@ func (a *app) holdCmd() *cobra.Command {
 
 func (a *app) releaseCmd() *cobra.Command {
 	cmd := a.msgCmd("release ID...", "Release held messages: they are queued, due now", "released",
-		func(cmd *cobra.Command, c *adminapi.Client, id string) (adminapi.MessageView, error) {
+		func(cmd *cobra.Command, c *wire.Client, id string) (wire.MessageView, error) {
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
 			return c.Release(ctx, id)
@@ -132,7 +131,7 @@ func (a *app) flushCmd() *cobra.Command {
 			if account != "" {
 				return usagef("--account cannot be combined with message IDs")
 			}
-			return a.perID(cmd, args, asJSON, "flushed", func(c *adminapi.Client, id string) (spool.State, error) {
+			return a.perID(cmd, args, asJSON, "flushed", func(c *wire.Client, id string) (wire.State, error) {
 				ctx, cancel := a.ctx(cmd)
 				defer cancel()
 				m, err := c.Flush(ctx, id)
@@ -161,7 +160,7 @@ func (a *app) flushCmd() *cobra.Command {
 func (a *app) requeueCmd() *cobra.Command {
 	var asJSON bool
 	var account string
-	var state spool.State
+	var state wire.State
 	cmd := &cobra.Command{
 		Use:   "requeue ID... | --state dead [--account A]",
 		Short: "Move dead or held messages back to the queue with attempts reset",
@@ -177,11 +176,11 @@ func (a *app) requeueCmd() *cobra.Command {
 			return usagef("--account only works with --state")
 		case len(args) == 0 && state == "":
 			return usagef("requeue needs message IDs or --state dead")
-		case state != "" && state != spool.StateDead && state != spool.StateHeld:
+		case state != "" && state != wire.StateDead && state != wire.StateHeld:
 			return usagef("--state must be dead or held, not %s", state)
 		}
 		if len(args) > 0 {
-			return a.perID(cmd, args, asJSON, "requeued", func(c *adminapi.Client, id string) (spool.State, error) {
+			return a.perID(cmd, args, asJSON, "requeued", func(c *wire.Client, id string) (wire.State, error) {
 				ctx, cancel := a.ctx(cmd)
 				defer cancel()
 				m, err := c.Requeue(ctx, id)
@@ -228,7 +227,7 @@ func (a *app) deleteCmd() *cobra.Command {
 				return err
 			}
 		}
-		return a.perID(cmd, args, asJSON, "deleted", func(c *adminapi.Client, id string) (spool.State, error) {
+		return a.perID(cmd, args, asJSON, "deleted", func(c *wire.Client, id string) (wire.State, error) {
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
 			return "", c.Delete(ctx, id)
@@ -239,7 +238,7 @@ func (a *app) deleteCmd() *cobra.Command {
 
 func (a *app) purgeCmd() *cobra.Command {
 	var asJSON, yes bool
-	var state spool.State
+	var state wire.State
 	var olderThan time.Duration
 	cmd := &cobra.Command{
 		Use:   "purge --state dead --older-than 7d",
@@ -253,7 +252,7 @@ func (a *app) purgeCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("state")
 	_ = cmd.MarkFlagRequired("older-than")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		if state != spool.StateDead && state != spool.StateDelivered {
+		if state != wire.StateDead && state != wire.StateDelivered {
 			return usagef("--state must be dead or delivered, not %s", state)
 		}
 		if !yes {

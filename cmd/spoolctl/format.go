@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -114,7 +114,7 @@ func sender(from string) string {
 }
 
 // recipients prints the first recipient and how many more there are.
-func recipients(rs []adminapi.RecipientInfo) string {
+func recipients(rs []wire.RecipientInfo) string {
 	switch len(rs) {
 	case 0:
 		return "-"
@@ -126,7 +126,7 @@ func recipients(rs []adminapi.RecipientInfo) string {
 }
 
 // errLine prints an error record on one line: "451 4.7.500 DATA: text".
-func errLine(e *adminapi.ErrorInfo) string {
+func errLine(e *wire.ErrorInfo) string {
 	if e == nil {
 		return ""
 	}

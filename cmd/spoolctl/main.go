@@ -1,6 +1,9 @@
 // Command spoolctl inspects and repairs spoold's queue. It talks to the
-// running daemon over its admin socket (package adminapi); with --spool DIR
-// it reads a stopped daemon's spool directly, read-only.
+// running daemon over its admin socket through the admin API's client
+// package (cmd/spoold/adminapi/wire), which links neither the spool nor
+// bbolt. Only offline.go opens a stopped daemon's spool itself: --spool DIR
+// (list, show and status, read-only), salvage, and the hidden verify-spool
+// child (TestImportRule enforces this).
 //
 // Exit codes: 0 ok, 1 runtime failure (daemon down, not found, wrong
 // state...), 2 usage error (bad flags or arguments).
@@ -18,9 +21,6 @@ import (
 	"time"
 
 	"golang.org/x/term"
-
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
-	"github.com/spoold/spoold/spool"
 )
 
 // Exit codes of the product contract (DESIGN.md section 1).
@@ -43,7 +43,7 @@ type deps struct {
 	// and purge confirmations).
 	StdinIsTTY func() bool
 	// OpenSpool opens a spool read-only for --spool.
-	OpenSpool func(dir string) (adminapi.Queue, io.Closer, error)
+	OpenSpool spoolOpener
 	// Dial connects to the admin socket; nil = a plain unix dial.
 	Dial func(ctx context.Context, socket string) (net.Conn, error)
 	// Clock is the offline service's clock; nil = time.Now.
@@ -58,15 +58,6 @@ func osDeps() *deps {
 		Getenv:     os.Getenv,
 		StdinIsTTY: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
 	}
-}
-
-// openSpoolReadOnly is the default deps.OpenSpool.
-func openSpoolReadOnly(dir string) (adminapi.Queue, io.Closer, error) {
-	s, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1, LockTimeout: time.Second, Verify: spoolVerifier()})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, s, nil
 }
 
 func main() {

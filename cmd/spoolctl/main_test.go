@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
 )
@@ -45,8 +46,8 @@ func (c *clock) Add(d time.Duration) {
 // fakeAccounts is the daemon's account backend, scripted.
 type fakeAccounts struct {
 	mu       sync.Mutex
-	accounts []adminapi.AccountInfo
-	logins   map[string]chan adminapi.AccountInfo
+	accounts []wire.AccountInfo
+	logins   map[string]chan wire.AccountInfo
 	pasted   []string
 	started  chan string
 	paused   bool
@@ -65,31 +66,31 @@ func (f *fakeAccounts) DeliveryPaused() bool {
 	return f.paused
 }
 
-func (f *fakeAccounts) Accounts(context.Context) ([]adminapi.AccountInfo, error) {
+func (f *fakeAccounts) Accounts(context.Context) ([]wire.AccountInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]adminapi.AccountInfo(nil), f.accounts...), nil
+	return append([]wire.AccountInfo(nil), f.accounts...), nil
 }
 
-func (f *fakeAccounts) find(name string) (adminapi.AccountInfo, bool) {
+func (f *fakeAccounts) find(name string) (wire.AccountInfo, bool) {
 	for _, a := range f.accounts {
 		if a.Name == name {
 			return a, true
 		}
 	}
-	return adminapi.AccountInfo{}, false
+	return wire.AccountInfo{}, false
 }
 
-func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (adminapi.LoginStart, error) {
+func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (wire.LoginStart, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.find(account); !ok {
-		return adminapi.LoginStart{}, fmt.Errorf("daemon: %w", adminapi.ErrUnknownAccount)
+		return wire.LoginStart{}, fmt.Errorf("daemon: %w", adminapi.ErrUnknownAccount)
 	}
 	id := "login-" + account
-	f.logins[id] = make(chan adminapi.AccountInfo, 1)
-	ls := adminapi.LoginStart{LoginID: id, Account: account, Mode: mode}
-	if mode == adminapi.LoginDevice {
+	f.logins[id] = make(chan wire.AccountInfo, 1)
+	ls := wire.LoginStart{LoginID: id, Account: account, Mode: mode}
+	if mode == wire.LoginDevice {
 		ls.UserCode, ls.VerificationURI = "ABCD-EFGH", "https://microsoft.com/devicelogin"
 	} else {
 		ls.URL = "https://login.example.com/authorize?client_id=app&state=xyz"
@@ -101,28 +102,28 @@ func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (admi
 	return ls, nil
 }
 
-func (f *fakeAccounts) CompletePaste(_ context.Context, loginID, u string) (adminapi.AccountInfo, error) {
+func (f *fakeAccounts) CompletePaste(_ context.Context, loginID, u string) (wire.AccountInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.logins[loginID]; !ok {
-		return adminapi.AccountInfo{}, fmt.Errorf("daemon: %w", adminapi.ErrNotFound)
+		return wire.AccountInfo{}, fmt.Errorf("daemon: %w", adminapi.ErrNotFound)
 	}
 	f.pasted = append(f.pasted, u)
-	return adminapi.AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"}, nil
+	return wire.AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"}, nil
 }
 
-func (f *fakeAccounts) WaitLogin(ctx context.Context, loginID string) (adminapi.AccountInfo, error) {
+func (f *fakeAccounts) WaitLogin(ctx context.Context, loginID string) (wire.AccountInfo, error) {
 	f.mu.Lock()
 	ch, ok := f.logins[loginID]
 	f.mu.Unlock()
 	if !ok {
-		return adminapi.AccountInfo{}, fmt.Errorf("daemon: %w", adminapi.ErrNotFound)
+		return wire.AccountInfo{}, fmt.Errorf("daemon: %w", adminapi.ErrNotFound)
 	}
 	select {
 	case ai := <-ch:
 		return ai, nil
 	case <-ctx.Done():
-		return adminapi.AccountInfo{}, ctx.Err()
+		return wire.AccountInfo{}, ctx.Err()
 	}
 }
 
@@ -133,29 +134,29 @@ func (f *fakeAccounts) Logout(_ context.Context, account string) error {
 	return nil
 }
 
-func (f *fakeAccounts) TestSend(_ context.Context, account, to string) (adminapi.TestSendResult, error) {
+func (f *fakeAccounts) TestSend(_ context.Context, account, to string) (wire.TestSendResult, error) {
 	a, ok := f.find(account)
 	if !ok {
-		return adminapi.TestSendResult{}, fmt.Errorf("daemon: %w", adminapi.ErrUnknownAccount)
+		return wire.TestSendResult{}, fmt.Errorf("daemon: %w", adminapi.ErrUnknownAccount)
 	}
 	if a.Status != "ok" {
-		return adminapi.TestSendResult{}, fmt.Errorf("daemon: %w: run spoolctl auth login %s", adminapi.ErrNeedsReauth, account)
+		return wire.TestSendResult{}, fmt.Errorf("daemon: %w: run spoolctl auth login %s", adminapi.ErrNeedsReauth, account)
 	}
-	return adminapi.TestSendResult{Account: account, To: to, Code: 250, Enhanced: "2.0.0", Text: "OK <abc@example.com> [Hostname=X]", DurationMS: 1234}, nil
+	return wire.TestSendResult{Account: account, To: to, Code: 250, Enhanced: "2.0.0", Text: "OK <abc@example.com> [Hostname=X]", DurationMS: 1234}, nil
 }
 
 type fakeInfo struct{}
 
 func (fakeInfo) Version() string    { return "1.2.3" }
 func (fakeInfo) Started() time.Time { return tEnd.Add(-26 * time.Hour) }
-func (fakeInfo) Listeners() []adminapi.ListenerInfo {
-	return []adminapi.ListenerInfo{
+func (fakeInfo) Listeners() []wire.ListenerInfo {
+	return []wire.ListenerInfo{
 		{Name: "submission", Kind: "smtp", Addr: "127.0.0.1:2525", TLS: "none"},
 		{Name: "http", Kind: "http", Addr: "127.0.0.1:9191"},
 	}
 }
-func (fakeInfo) ScanFolders() []adminapi.FolderInfo {
-	return []adminapi.FolderInfo{{Name: "scans", Path: "./scans", Mode: "watch", Pending: 2, LastScan: tEnd.Add(-30 * time.Second)}}
+func (fakeInfo) ScanFolders() []wire.FolderInfo {
+	return []wire.FolderInfo{{Name: "scans", Path: "./scans", Mode: "watch", Pending: 2, LastScan: tEnd.Add(-30 * time.Second)}}
 }
 
 // env is an in-process daemon: a real spool and the admin Service on a unix socket.
@@ -196,9 +197,9 @@ func newEnv(t *testing.T) *env {
 	clk := &clock{now: t0}
 	sp := spooltest.OpenTemp(t, testSpoolOptions(clk))
 	acc := &fakeAccounts{
-		logins:  map[string]chan adminapi.AccountInfo{},
+		logins:  map[string]chan wire.AccountInfo{},
 		started: make(chan string, 4),
-		accounts: []adminapi.AccountInfo{
+		accounts: []wire.AccountInfo{
 			{Name: "m365", Transport: "smtp", Provider: "microsoft", Flow: "authcode", Mailbox: "scanner@example.com",
 				Status: "ok", Identity: "scanner@example.com", TokenExpiry: tEnd.Add(40 * time.Minute),
 				GrantedAt: tEnd.Add(-10 * 24 * time.Hour), LastRefresh: tEnd.Add(-20 * time.Minute), LastDelivery: tEnd.Add(-5 * time.Minute)},
@@ -388,7 +389,7 @@ func TestShowBody(t *testing.T) {
 		t.Fatalf("headers json %q", r.stdout)
 	}
 	r = e.run(t, "show", id, "--json")
-	var mv adminapi.MessageView
+	var mv wire.MessageView
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &mv) != nil || mv.ID != id || mv.Recipients[0].Addr != "bob@example.com" {
 		t.Fatalf("show json %q", r.stdout)
 	}
@@ -406,7 +407,7 @@ func TestJSONOutputs(t *testing.T) {
 			t.Fatalf("%v: exit %d, stdout %q stderr %q", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	var l adminapi.ListResponse
+	var l wire.ListResponse
 	r := e.run(t, "list", "--json", "--state", "deferred")
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil || len(l.Messages) != 2 {
 		t.Fatalf("list json: %v %+v", err, l)
@@ -541,7 +542,7 @@ func TestRuntimeErrors(t *testing.T) {
 	wantExit(t, e.run(t, "auth", "login", "nope"), 1, `unknown account "nope"`)
 	r := e.run(t, "hold", "--json", "01JQMISSING")
 	var res []opResult
-	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &res) != nil || res[0].Error.Code != adminapi.CodeNotFound {
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &res) != nil || res[0].Error.Code != wire.CodeNotFound {
 		t.Fatalf("hold --json: %+v", r)
 	}
 }
@@ -684,7 +685,7 @@ func TestAuthLogin(t *testing.T) {
 		t.Fatal("login not started")
 	}
 	e.acc.mu.Lock()
-	e.acc.logins[id] <- adminapi.AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"}
+	e.acc.logins[id] <- wire.AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"}
 	e.acc.mu.Unlock()
 	var r result
 	select {

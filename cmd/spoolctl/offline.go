@@ -1,5 +1,15 @@
 package main
 
+// This is the only file of spoolctl that links the spool (and so bbolt) or
+// the admin API's server side: the modes that work without the daemon. Every
+// other file talks to spoold through package wire only (TestImportRule).
+//
+//   - --spool DIR: list, show and status read a stopped daemon's spool
+//     read-only, served in-process by the daemon's own admin API service;
+//   - salvage: re-queues the bodies of a lost or damaged spool database;
+//   - verify-spool (hidden): the child process that checks a database
+//     before spoolctl opens it.
+
 import (
 	"errors"
 	"fmt"
@@ -7,11 +17,47 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 )
+
+// spoolOpener opens a spool read-only for --spool (deps.OpenSpool).
+type spoolOpener func(dir string) (adminapi.Queue, io.Closer, error)
+
+// openSpoolReadOnly is the default deps.OpenSpool.
+func openSpoolReadOnly(dir string) (adminapi.Queue, io.Closer, error) {
+	s, err := spool.Open(dir, spool.Options{ReadOnly: true, RescueInterval: -1, LockTimeout: time.Second, Verify: spoolVerifier()})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s, nil
+}
+
+// offlineClient opens the --spool directory read-only and serves the admin
+// API over it in-process, so the offline commands print exactly what the
+// daemon would.
+func (a *app) offlineClient() (*wire.Client, error) {
+	q, closer, err := a.d.OpenSpool(a.spoolDir)
+	if errors.Is(err, spool.ErrInUse) {
+		return nil, fmt.Errorf("spool %s is locked: the daemon is running: use the socket (--socket PATH)", a.spoolDir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no spool in %s (%s not found): give the daemon's data directory", a.spoolDir, spool.DBFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening spool %s: %w", a.spoolDir, err)
+	}
+	svc := adminapi.NewService(q, nil, nil, adminapi.Options{ReadOnly: true, Clock: a.d.Clock, Logger: discardLogger()})
+	c, stop := adminapi.InProcess(svc.Handler(), "spool "+a.spoolDir)
+	// Stop serving before closing the spool.
+	a.closers = append(a.closers, stop, closer)
+	return c, nil
+}
 
 // salvageCmd re-queues the bodies of a spool whose database was lost or
 // damaged. It works on the data directory itself, so spoold must be stopped

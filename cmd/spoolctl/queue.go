@@ -11,9 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs/units"
-	"github.com/spoold/spoold/spool"
 )
 
 func (a *app) statusCmd() *cobra.Command {
@@ -44,7 +43,7 @@ func (a *app) statusCmd() *cobra.Command {
 	return cmd
 }
 
-func printStatus(w io.Writer, st adminapi.StatusResponse, spoolDir string) {
+func printStatus(w io.Writer, st wire.StatusResponse, spoolDir string) {
 	now := st.Now
 	if st.Offline {
 		fmt.Fprintf(w, "spool %s (offline, read-only: the daemon is not running)\n", spoolDir)
@@ -62,7 +61,7 @@ func printStatus(w io.Writer, st adminapi.StatusResponse, spoolDir string) {
 	fmt.Fprintln(w, "\nQueue:")
 	tw := newTable(w)
 	total := 0
-	for _, s := range spool.States {
+	for _, s := range wire.States {
 		fmt.Fprintf(tw, "  %s\t%d\n", s, st.Queue[s])
 		total += st.Queue[s]
 	}
@@ -111,7 +110,7 @@ const listPage = 500
 func (a *app) listCmd() *cobra.Command {
 	var (
 		asJSON    bool
-		req       adminapi.ListRequest
+		req       wire.ListRequest
 		olderThan time.Duration
 		limit     int
 	)
@@ -137,7 +136,7 @@ func (a *app) listCmd() *cobra.Command {
 		ctx, cancel := a.ctx(cmd)
 		defer cancel()
 		req.OlderThan = olderThan
-		all := adminapi.ListResponse{Messages: []adminapi.MessageView{}}
+		all := wire.ListResponse{Messages: []wire.MessageView{}}
 		for {
 			req.Limit = listPage
 			if limit > 0 && limit-len(all.Messages) < listPage {
@@ -164,7 +163,7 @@ func (a *app) listCmd() *cobra.Command {
 	return cmd
 }
 
-func printList(w io.Writer, l adminapi.ListResponse) {
+func printList(w io.Writer, l wire.ListResponse) {
 	if len(l.Messages) == 0 {
 		fmt.Fprintln(w, "Mail queue is empty")
 		return
@@ -174,7 +173,7 @@ func printList(w io.Writer, l adminapi.ListResponse) {
 	var total int64
 	for _, m := range l.Messages {
 		next := "-"
-		if m.State == spool.StateQueued || m.State == spool.StateDeferred {
+		if m.State == wire.StateQueued || m.State == wire.StateDeferred {
 			next = until(m.NextAttempt, l.Now)
 		}
 		last := errLine(m.LastError)
@@ -312,7 +311,7 @@ func copyBody(w io.Writer, r io.Reader) error {
 	return err
 }
 
-func printMessage(w io.Writer, m adminapi.MessageView, now time.Time) {
+func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "Message:\t%s\n", m.ID)
 	state := string(m.State)
@@ -326,14 +325,14 @@ func printMessage(w io.Writer, m adminapi.MessageView, now time.Time) {
 	fmt.Fprintf(tw, "Created:\t%s\n", stamp(m.Created, now))
 	fmt.Fprintf(tw, "Updated:\t%s\n", stamp(m.Updated, now))
 	fmt.Fprintf(tw, "Attempts:\t%d\n", m.Attempts)
-	if m.State == spool.StateQueued || m.State == spool.StateDeferred {
+	if m.State == wire.StateQueued || m.State == wire.StateDeferred {
 		next := stamp(m.NextAttempt, now)
 		if !m.NextAttempt.IsZero() && !m.NextAttempt.After(now) {
 			next = m.NextAttempt.UTC().Format("2006-01-02 15:04:05Z") + " (due now)"
 		}
 		fmt.Fprintf(tw, "Next attempt:\t%s\n", next)
 	}
-	if m.State == spool.StateActive {
+	if m.State == wire.StateActive {
 		fmt.Fprintf(tw, "Lease:\t%s until %s\n", m.LeaseOwner, stamp(m.LeaseUntil, now))
 	}
 	if !m.DeliveredAt.IsZero() {
@@ -378,7 +377,7 @@ func printMessage(w io.Writer, m adminapi.MessageView, now time.Time) {
 	tw.Flush()
 }
 
-func sourceLine(s adminapi.SourceInfo) string {
+func sourceLine(s wire.SourceInfo) string {
 	var b strings.Builder
 	b.WriteString(orDash(s.Kind))
 	add := func(label, v string) {

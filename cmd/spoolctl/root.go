@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs/units"
-	"github.com/spoold/spoold/spool"
 )
 
 // app is one invocation's state: global flags and the open connection.
@@ -95,16 +93,16 @@ func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 // client connects to the daemon, or with --spool opens the spool read-only
 // and serves the same API in-process. Only list, show and status may run
 // offline (offlineOK).
-func (a *app) client(cmd *cobra.Command, offlineOK bool) (*adminapi.Client, error) {
+func (a *app) client(cmd *cobra.Command, offlineOK bool) (*wire.Client, error) {
 	if a.spoolDir == "" {
 		if a.socket == "" {
 			a.socket = findSocket(a.d.Getenv, pathExists)
 		}
-		var c *adminapi.Client
+		var c *wire.Client
 		if a.d.Dial != nil {
-			c = adminapi.NewClientDialer(a.socket, a.d.Dial)
+			c = wire.NewClientDialer(a.socket, a.d.Dial)
 		} else {
-			c = adminapi.NewClient(a.socket)
+			c = wire.NewClient(a.socket)
 		}
 		a.closers = append(a.closers, closeIdle{c})
 		return c, nil
@@ -112,24 +110,10 @@ func (a *app) client(cmd *cobra.Command, offlineOK bool) (*adminapi.Client, erro
 	if !offlineOK {
 		return nil, usagef("%s changes state or needs the daemon; --spool is read-only and only supports list, show and status: use the socket (--socket PATH)", cmd.CommandPath())
 	}
-	q, closer, err := a.d.OpenSpool(a.spoolDir)
-	if errors.Is(err, spool.ErrInUse) {
-		return nil, fmt.Errorf("spool %s is locked: the daemon is running: use the socket (--socket PATH)", a.spoolDir)
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no spool in %s (%s not found): give the daemon's data directory", a.spoolDir, spool.DBFile)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening spool %s: %w", a.spoolDir, err)
-	}
-	svc := adminapi.NewService(q, nil, nil, adminapi.Options{ReadOnly: true, Clock: a.d.Clock, Logger: discardLogger()})
-	c, stop := adminapi.InProcess(svc.Handler(), "spool "+a.spoolDir)
-	// Stop serving before closing the spool.
-	a.closers = append(a.closers, stop, closer)
-	return c, nil
+	return a.offlineClient()
 }
 
-type closeIdle struct{ c *adminapi.Client }
+type closeIdle struct{ c *wire.Client }
 
 func (c closeIdle) Close() error { c.c.CloseIdleConnections(); return nil }
 
@@ -141,11 +125,11 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // stateFlag validates a queue state name.
-type stateFlag struct{ s *spool.State }
+type stateFlag struct{ s *wire.State }
 
 func (f stateFlag) String() string { return string(*f.s) }
 func (f stateFlag) Set(v string) error {
-	st := spool.State(v)
+	st := wire.State(v)
 	if !st.Valid() {
 		return fmt.Errorf("unknown state %q (want one of queued, active, deferred, held, dead, delivered)", v)
 	}

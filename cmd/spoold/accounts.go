@@ -8,6 +8,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
 	"github.com/spoold/spoold/ingest/scanfolder"
@@ -67,15 +68,15 @@ func (d *daemonAccounts) config() *configs.Config {
 	return d.cfg
 }
 
-func (d *daemonAccounts) Accounts(ctx context.Context) ([]adminapi.AccountInfo, error) {
+func (d *daemonAccounts) Accounts(ctx context.Context) ([]wire.AccountInfo, error) {
 	cfg := d.config()
 	live := map[string]delivery.AccountState{}
 	for _, st := range d.engine.AccountStates() {
 		live[st.Name] = st
 	}
-	out := make([]adminapi.AccountInfo, 0, len(cfg.Accounts))
+	out := make([]wire.AccountInfo, 0, len(cfg.Accounts))
 	for _, a := range cfg.Accounts {
-		info := adminapi.AccountInfo{
+		info := wire.AccountInfo{
 			Name:      a.Name,
 			Transport: string(a.Transport),
 			Provider:  string(a.Provider),
@@ -138,15 +139,15 @@ func (d *daemonAccounts) oauthAccount(name string) error {
 	return nil
 }
 
-func (d *daemonAccounts) StartLogin(ctx context.Context, account, mode string) (adminapi.LoginStart, error) {
+func (d *daemonAccounts) StartLogin(ctx context.Context, account, mode string) (wire.LoginStart, error) {
 	if err := d.oauthAccount(account); err != nil {
-		return adminapi.LoginStart{}, err
+		return wire.LoginStart{}, err
 	}
 	ls, err := d.auth.StartLogin(ctx, account, auth.LoginMode(mode))
 	if err != nil {
-		return adminapi.LoginStart{}, toAdminError(err)
+		return wire.LoginStart{}, toAdminError(err)
 	}
-	out := adminapi.LoginStart{
+	out := wire.LoginStart{
 		LoginID:         ls.ID,
 		Account:         ls.Account,
 		Mode:            string(ls.Mode),
@@ -161,31 +162,31 @@ func (d *daemonAccounts) StartLogin(ctx context.Context, account, mode string) (
 	return out, nil
 }
 
-func (d *daemonAccounts) info(ctx context.Context, account string) (adminapi.AccountInfo, error) {
+func (d *daemonAccounts) info(ctx context.Context, account string) (wire.AccountInfo, error) {
 	all, err := d.Accounts(ctx)
 	if err != nil {
-		return adminapi.AccountInfo{}, err
+		return wire.AccountInfo{}, err
 	}
 	for _, a := range all {
 		if a.Name == account {
 			return a, nil
 		}
 	}
-	return adminapi.AccountInfo{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
+	return wire.AccountInfo{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
 }
 
-func (d *daemonAccounts) CompletePaste(ctx context.Context, loginID, redirectedURL string) (adminapi.AccountInfo, error) {
+func (d *daemonAccounts) CompletePaste(ctx context.Context, loginID, redirectedURL string) (wire.AccountInfo, error) {
 	h, err := d.auth.CompletePaste(ctx, loginID, redirectedURL)
 	if err != nil {
-		return adminapi.AccountInfo{}, toAdminError(err)
+		return wire.AccountInfo{}, toAdminError(err)
 	}
 	return d.info(ctx, h.Account)
 }
 
-func (d *daemonAccounts) WaitLogin(ctx context.Context, loginID string) (adminapi.AccountInfo, error) {
+func (d *daemonAccounts) WaitLogin(ctx context.Context, loginID string) (wire.AccountInfo, error) {
 	h, err := d.auth.WaitLogin(ctx, loginID)
 	if err != nil {
-		return adminapi.AccountInfo{}, toAdminError(err)
+		return wire.AccountInfo{}, toAdminError(err)
 	}
 	return d.info(ctx, h.Account)
 }
@@ -197,12 +198,12 @@ func (d *daemonAccounts) Logout(ctx context.Context, account string) error {
 	return toAdminError(d.auth.Logout(ctx, account))
 }
 
-func (d *daemonAccounts) TestSend(ctx context.Context, account, to string) (adminapi.TestSendResult, error) {
+func (d *daemonAccounts) TestSend(ctx context.Context, account, to string) (wire.TestSendResult, error) {
 	if _, ok := d.config().Account(account); !ok {
-		return adminapi.TestSendResult{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
+		return wire.TestSendResult{}, &adminError{err: errors.New("account " + account + " is not configured"), kind: adminapi.ErrUnknownAccount}
 	}
 	r, err := d.engine.TestSend(ctx, account, to)
-	out := adminapi.TestSendResult{
+	out := wire.TestSendResult{
 		Account:    account,
 		To:         to,
 		Code:       r.Code,
@@ -222,21 +223,21 @@ func (i daemonInfo) Version() string { return version() }
 
 func (i daemonInfo) Started() time.Time { return i.d.started }
 
-func (i daemonInfo) Listeners() []adminapi.ListenerInfo { return i.d.listenerInfo() }
+func (i daemonInfo) Listeners() []wire.ListenerInfo { return i.d.listenerInfo() }
 
-func (i daemonInfo) ScanFolders() []adminapi.FolderInfo {
+func (i daemonInfo) ScanFolders() []wire.FolderInfo {
 	if i.d.scans == nil {
 		return nil
 	}
-	var out []adminapi.FolderInfo
+	var out []wire.FolderInfo
 	for _, f := range i.d.scans.Folders() {
 		out = append(out, folderInfo(f))
 	}
 	return out
 }
 
-func folderInfo(f scanfolder.FolderStatus) adminapi.FolderInfo {
-	return adminapi.FolderInfo{Name: f.Name, Path: f.Path, Mode: f.Mode, Pending: f.Pending, LastScan: f.LastScan, LastError: f.LastError}
+func folderInfo(f scanfolder.FolderStatus) wire.FolderInfo {
+	return wire.FolderInfo{Name: f.Name, Path: f.Path, Mode: f.Mode, Pending: f.Pending, LastScan: f.LastScan, LastError: f.LastError}
 }
 
 // SetDeliveryPaused implements adminapi.DeliveryControl: delivery stops

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
 	"github.com/spoold/spoold/ingest/scanfolder"
@@ -211,17 +212,17 @@ func (d *daemon) ready() error {
 	return nil
 }
 
-func (d *daemon) listenerInfo() []adminapi.ListenerInfo {
+func (d *daemon) listenerInfo() []wire.ListenerInfo {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
-	var out []adminapi.ListenerInfo
+	var out []wire.ListenerInfo
 	var addrs map[string]net.Addr
 	if d.smtp != nil {
 		addrs = d.smtp.Addrs()
 	}
 	for _, l := range cfg.SMTPListeners {
-		li := adminapi.ListenerInfo{Name: l.Name, Kind: "smtp", Addr: l.Listen, TLS: string(l.TLS)}
+		li := wire.ListenerInfo{Name: l.Name, Kind: "smtp", Addr: l.Listen, TLS: string(l.TLS)}
 		if a, ok := addrs[l.Name]; ok {
 			li.Addr = a.String()
 		} else {
@@ -230,9 +231,9 @@ func (d *daemon) listenerInfo() []adminapi.ListenerInfo {
 		out = append(out, li)
 	}
 	if d.http != nil {
-		out = append(out, adminapi.ListenerInfo{Name: "http", Kind: "http", Addr: d.http.Addr().String()})
+		out = append(out, wire.ListenerInfo{Name: "http", Kind: "http", Addr: d.http.Addr().String()})
 	}
-	out = append(out, adminapi.ListenerInfo{Name: "admin", Kind: "admin", Addr: cfg.Admin.Socket})
+	out = append(out, wire.ListenerInfo{Name: "admin", Kind: "admin", Addr: cfg.Admin.Socket})
 	return out
 }
 

@@ -1,13 +1,16 @@
 package adminapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
 )
@@ -38,41 +42,41 @@ func (c *clock) Add(d time.Duration) {
 // fakeAccounts implements Accounts with scripted answers.
 type fakeAccounts struct {
 	mu        sync.Mutex
-	accounts  []AccountInfo
+	accounts  []wire.AccountInfo
 	err       error
-	logins    map[string]chan AccountInfo
+	logins    map[string]chan wire.AccountInfo
 	pasted    []string
 	loggedOut []string
 }
 
-func (f *fakeAccounts) Accounts(context.Context) ([]AccountInfo, error) {
+func (f *fakeAccounts) Accounts(context.Context) ([]wire.AccountInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]AccountInfo(nil), f.accounts...), f.err
+	return append([]wire.AccountInfo(nil), f.accounts...), f.err
 }
 
-func (f *fakeAccounts) find(name string) (AccountInfo, bool) {
+func (f *fakeAccounts) find(name string) (wire.AccountInfo, bool) {
 	for _, a := range f.accounts {
 		if a.Name == name {
 			return a, true
 		}
 	}
-	return AccountInfo{}, false
+	return wire.AccountInfo{}, false
 }
 
-func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (LoginStart, error) {
+func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (wire.LoginStart, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.find(account); !ok {
-		return LoginStart{}, fmt.Errorf("daemon: %w: %s", ErrUnknownAccount, account)
+		return wire.LoginStart{}, fmt.Errorf("daemon: %w: %s", ErrUnknownAccount, account)
 	}
 	id := "login-" + account
 	if f.logins == nil {
-		f.logins = map[string]chan AccountInfo{}
+		f.logins = map[string]chan wire.AccountInfo{}
 	}
-	f.logins[id] = make(chan AccountInfo, 1)
-	ls := LoginStart{LoginID: id, Account: account, Mode: mode}
-	if mode == LoginDevice {
+	f.logins[id] = make(chan wire.AccountInfo, 1)
+	ls := wire.LoginStart{LoginID: id, Account: account, Mode: mode}
+	if mode == wire.LoginDevice {
 		ls.UserCode, ls.VerificationURI = "ABCD-EFGH", "https://microsoft.com/devicelogin"
 	} else {
 		ls.URL = "https://login.example.com/authorize?state=xyz"
@@ -80,18 +84,18 @@ func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (Logi
 	return ls, nil
 }
 
-func (f *fakeAccounts) finish(id string, ai AccountInfo) {
+func (f *fakeAccounts) finish(id string, ai wire.AccountInfo) {
 	f.mu.Lock()
 	ch := f.logins[id]
 	f.mu.Unlock()
 	ch <- ai
 }
 
-func (f *fakeAccounts) CompletePaste(_ context.Context, loginID, u string) (AccountInfo, error) {
+func (f *fakeAccounts) CompletePaste(_ context.Context, loginID, u string) (wire.AccountInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.logins[loginID]; !ok {
-		return AccountInfo{}, fmt.Errorf("daemon: login %s: %w", loginID, ErrNotFound)
+		return wire.AccountInfo{}, fmt.Errorf("daemon: login %s: %w", loginID, ErrNotFound)
 	}
 	f.pasted = append(f.pasted, u)
 	a, _ := f.find(strings.TrimPrefix(loginID, "login-"))
@@ -99,18 +103,18 @@ func (f *fakeAccounts) CompletePaste(_ context.Context, loginID, u string) (Acco
 	return a, nil
 }
 
-func (f *fakeAccounts) WaitLogin(ctx context.Context, loginID string) (AccountInfo, error) {
+func (f *fakeAccounts) WaitLogin(ctx context.Context, loginID string) (wire.AccountInfo, error) {
 	f.mu.Lock()
 	ch, ok := f.logins[loginID]
 	f.mu.Unlock()
 	if !ok {
-		return AccountInfo{}, fmt.Errorf("daemon: login %s: %w", loginID, ErrNotFound)
+		return wire.AccountInfo{}, fmt.Errorf("daemon: login %s: %w", loginID, ErrNotFound)
 	}
 	select {
 	case ai := <-ch:
 		return ai, nil
 	case <-ctx.Done():
-		return AccountInfo{}, ctx.Err()
+		return wire.AccountInfo{}, ctx.Err()
 	}
 }
 
@@ -124,26 +128,26 @@ func (f *fakeAccounts) Logout(_ context.Context, account string) error {
 	return nil
 }
 
-func (f *fakeAccounts) TestSend(_ context.Context, account, to string) (TestSendResult, error) {
+func (f *fakeAccounts) TestSend(_ context.Context, account, to string) (wire.TestSendResult, error) {
 	a, ok := f.find(account)
 	if !ok {
-		return TestSendResult{}, fmt.Errorf("daemon: %w", ErrUnknownAccount)
+		return wire.TestSendResult{}, fmt.Errorf("daemon: %w", ErrUnknownAccount)
 	}
 	if a.Status == "needs_reauth" {
-		return TestSendResult{}, fmt.Errorf("daemon: %w: run spoolctl auth login %s", ErrNeedsReauth, account)
+		return wire.TestSendResult{}, fmt.Errorf("daemon: %w: run spoolctl auth login %s", ErrNeedsReauth, account)
 	}
-	return TestSendResult{Account: account, To: to, Code: 250, Enhanced: "2.0.0", Text: "OK queued", DurationMS: 1200}, nil
+	return wire.TestSendResult{Account: account, To: to, Code: 250, Enhanced: "2.0.0", Text: "OK queued", DurationMS: 1200}, nil
 }
 
 type fakeInfo struct{}
 
 func (fakeInfo) Version() string    { return "1.2.3" }
 func (fakeInfo) Started() time.Time { return t0.Add(-90 * time.Minute) }
-func (fakeInfo) Listeners() []ListenerInfo {
-	return []ListenerInfo{{Name: "smtp", Kind: "smtp", Addr: "127.0.0.1:2525", TLS: "none"}}
+func (fakeInfo) Listeners() []wire.ListenerInfo {
+	return []wire.ListenerInfo{{Name: "smtp", Kind: "smtp", Addr: "127.0.0.1:2525", TLS: "none"}}
 }
-func (fakeInfo) ScanFolders() []FolderInfo {
-	return []FolderInfo{{Name: "scans", Path: "./scans", Mode: "watch", Pending: 1, LastScan: t0.Add(-time.Minute)}}
+func (fakeInfo) ScanFolders() []wire.FolderInfo {
+	return []wire.FolderInfo{{Name: "scans", Path: "./scans", Mode: "watch", Pending: 1, LastScan: t0.Add(-time.Minute)}}
 }
 
 // env is a Service over a real spool, served on a unix socket.
@@ -151,8 +155,36 @@ type env struct {
 	sp  *spool.Spool
 	clk *clock
 	acc *fakeAccounts
-	c   *Client
+	c   *wire.Client
+	h   http.Handler
 	dir string
+}
+
+// call sends a raw request to the handler, for requests the typed Client
+// cannot make; a non-2xx answer is returned as the decoded *wire.APIError.
+func (e *env) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, method, path, body))
+	if rec.Code/100 != 2 {
+		var eb wire.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == nil {
+			return fmt.Errorf("status %d, body %q", rec.Code, rec.Body.String())
+		}
+		eb.Error.Status = rec.Code
+		return eb.Error
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(rec.Body.Bytes(), out)
 }
 
 func shortTempDir(t *testing.T) string {
@@ -180,7 +212,7 @@ func newEnv(t *testing.T, opts Options) *env {
 			return fmt.Sprintf("01TEST%04d", n)
 		},
 	})
-	acc := &fakeAccounts{accounts: []AccountInfo{
+	acc := &fakeAccounts{accounts: []wire.AccountInfo{
 		{Name: "m365", Transport: "smtp", Provider: "microsoft", Flow: "authcode", Mailbox: "scanner@example.com", Status: "ok"},
 		{Name: "gmail", Transport: "smtp", Provider: "google", Mailbox: "x@gmail.com", Status: "needs_reauth", Reason: "run spoolctl auth login gmail"},
 	}}
@@ -201,13 +233,13 @@ func newEnv(t *testing.T, opts Options) *env {
 	srv := &http.Server{Handler: svc.Handler()}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	c := NewClient(sock)
+	c := wire.NewClient(sock)
 	t.Cleanup(func() {
 		c.CloseIdleConnections()
 		srv.Close()
 		<-done
 	})
-	return &env{sp: sp, clk: clk, acc: acc, c: c, dir: dir}
+	return &env{sp: sp, clk: clk, acc: acc, c: c, h: svc.Handler(), dir: dir}
 }
 
 func (e *env) enqueue(t *testing.T, from string, to ...string) string {
@@ -247,9 +279,9 @@ func (e *env) kill(t *testing.T, id string) {
 
 func wantCode(t *testing.T, err error, code string, msgPart string) {
 	t.Helper()
-	var ae *APIError
+	var ae *wire.APIError
 	if !errors.As(err, &ae) {
-		t.Fatalf("error %v (%T), want APIError %s", err, err, code)
+		t.Fatalf("error %v (%T), want wire.APIError %s", err, err, code)
 	}
 	if ae.Code != code {
 		t.Fatalf("code %s (%q), want %s", ae.Code, ae.Message, code)
@@ -272,7 +304,7 @@ func TestMessageLifecycleOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.State != spool.StateQueued || m.AgeSeconds != 7200 || len(m.Recipients) != 2 || m.Source.PeerIP != "192.0.2.7" {
+	if m.State != wire.StateQueued || m.AgeSeconds != 7200 || len(m.Recipients) != 2 || m.Source.PeerIP != "192.0.2.7" {
 		t.Fatalf("view %+v", m)
 	}
 	rc, err := e.c.Body(ctx, id)
@@ -288,37 +320,37 @@ func TestMessageLifecycleOverSocket(t *testing.T) {
 	if _, err := e.c.Release(ctx, id); err == nil {
 		t.Fatal("release of a queued message succeeded")
 	} else {
-		wantCode(t, err, CodeWrongState, "cannot release message "+id+": it is queued (release needs held)")
+		wantCode(t, err, wire.CodeWrongState, "cannot release message "+id+": it is queued (release needs held)")
 	}
 	hv, err := e.c.Hold(ctx, id, "checking")
-	if err != nil || hv.State != spool.StateHeld || hv.Reason != "checking" {
+	if err != nil || hv.State != wire.StateHeld || hv.Reason != "checking" {
 		t.Fatalf("hold: %+v %v", hv, err)
 	}
 	rv, err := e.c.Release(ctx, id)
-	if err != nil || rv.State != spool.StateQueued {
+	if err != nil || rv.State != wire.StateQueued {
 		t.Fatalf("release: %+v %v", rv, err)
 	}
 	if _, err := e.c.Requeue(ctx, id); err == nil {
 		t.Fatal("requeue of queued succeeded")
 	} else {
-		wantCode(t, err, CodeWrongState, "requeue needs dead or held")
+		wantCode(t, err, wire.CodeWrongState, "requeue needs dead or held")
 	}
 	e.kill(t, id)
 	qv, err := e.c.Requeue(ctx, id)
-	if err != nil || qv.State != spool.StateQueued || qv.Attempts != 0 {
+	if err != nil || qv.State != wire.StateQueued || qv.Attempts != 0 {
 		t.Fatalf("requeue: %+v %v", qv, err)
 	}
 	if err := e.c.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.c.Get(ctx, id)
-	wantCode(t, err, CodeNotFound, "message "+id+" not found")
+	wantCode(t, err, wire.CodeNotFound, "message "+id+" not found")
 	_, err = e.c.Body(ctx, id)
-	wantCode(t, err, CodeNotFound, "message "+id+" not found")
+	wantCode(t, err, wire.CodeNotFound, "message "+id+" not found")
 	err = e.c.Delete(ctx, id)
-	wantCode(t, err, CodeNotFound, "message "+id+" not found")
+	wantCode(t, err, wire.CodeNotFound, "message "+id+" not found")
 	_, err = e.c.Hold(ctx, "nope", "")
-	wantCode(t, err, CodeNotFound, "message nope not found")
+	wantCode(t, err, wire.CodeNotFound, "message nope not found")
 }
 
 func TestActiveMessageRefusals(t *testing.T) {
@@ -329,9 +361,9 @@ func TestActiveMessageRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := e.c.Delete(ctx, id)
-	wantCode(t, err, CodeWrongState, "it is active")
+	wantCode(t, err, wire.CodeWrongState, "it is active")
 	_, err = e.c.Flush(ctx, id)
-	wantCode(t, err, CodeWrongState, "flush needs queued or deferred")
+	wantCode(t, err, wire.CodeWrongState, "flush needs queued or deferred")
 }
 
 func TestListPagingAndFilters(t *testing.T) {
@@ -343,7 +375,7 @@ func TestListPagingAndFilters(t *testing.T) {
 		e.clk.Add(time.Hour)
 	}
 	var got []string
-	req := ListRequest{Limit: 2}
+	req := wire.ListRequest{Limit: 2}
 	for pages := 0; ; pages++ {
 		if pages > 5 {
 			t.Fatal("paging does not end")
@@ -367,21 +399,21 @@ func TestListPagingAndFilters(t *testing.T) {
 		t.Fatalf("paged %v, want %v", got, ids)
 	}
 	// Created at t0..t0+4h, now t0+5h: older than 2h30m keeps the first three.
-	resp, err := e.c.List(ctx, ListRequest{OlderThan: 150 * time.Minute})
+	resp, err := e.c.List(ctx, wire.ListRequest{OlderThan: 150 * time.Minute})
 	if err != nil || len(resp.Messages) != 3 {
 		t.Fatalf("older-than: %d %v", len(resp.Messages), err)
 	}
 	e.kill(t, ids[1])
-	resp, err = e.c.List(ctx, ListRequest{State: spool.StateDead})
+	resp, err = e.c.List(ctx, wire.ListRequest{State: wire.StateDead})
 	if err != nil || len(resp.Messages) != 1 || resp.Messages[0].ID != ids[1] || resp.Messages[0].LastError.Enhanced != "5.7.60" {
 		t.Fatalf("dead: %+v %v", resp.Messages, err)
 	}
-	resp, err = e.c.List(ctx, ListRequest{Account: "other"})
+	resp, err = e.c.List(ctx, wire.ListRequest{Account: "other"})
 	if err != nil || len(resp.Messages) != 0 || resp.Messages == nil {
 		t.Fatalf("account filter: %+v %v", resp, err)
 	}
-	_, err = e.c.List(ctx, ListRequest{State: "bogus"})
-	wantCode(t, err, CodeInvalidArgument, `unknown state "bogus"`)
+	_, err = e.c.List(ctx, wire.ListRequest{State: "bogus"})
+	wantCode(t, err, wire.CodeInvalidArgument, `unknown state "bogus"`)
 }
 
 func TestBulkOperations(t *testing.T) {
@@ -390,7 +422,7 @@ func TestBulkOperations(t *testing.T) {
 	a := e.enqueue(t, "a@example.com", "x@example.com")
 	b := e.enqueue(t, "a@example.com", "y@example.com")
 	e.kill(t, a) // b is deferred by an hour
-	if m, _ := e.c.Get(ctx, b); m.State != spool.StateDeferred {
+	if m, _ := e.c.Get(ctx, b); m.State != wire.StateDeferred {
 		t.Fatalf("b is %s", m.State)
 	}
 	n, err := e.c.FlushAll(ctx, "")
@@ -400,21 +432,21 @@ func TestBulkOperations(t *testing.T) {
 	if m, _ := e.c.Get(ctx, b); m.NextAttempt.After(e.clk.Now()) {
 		t.Fatalf("b not due after flush: %v", m.NextAttempt)
 	}
-	n, err = e.c.RequeueAll(ctx, spool.StateDead, "")
+	n, err = e.c.RequeueAll(ctx, wire.StateDead, "")
 	if err != nil || n.Count != 1 {
 		t.Fatalf("requeue all: %+v %v", n, err)
 	}
-	_, err = e.c.RequeueAll(ctx, spool.StateQueued, "")
-	wantCode(t, err, CodeInvalidArgument, "requeue needs state dead or held")
+	_, err = e.c.RequeueAll(ctx, wire.StateQueued, "")
+	wantCode(t, err, wire.CodeInvalidArgument, "requeue needs state dead or held")
 
 	e.kill(t, a)
 	e.clk.Add(8 * 24 * time.Hour)
-	n, err = e.c.Purge(ctx, spool.StateDead, 7*24*time.Hour)
+	n, err = e.c.Purge(ctx, wire.StateDead, 7*24*time.Hour)
 	if err != nil || n.Count != 1 {
 		t.Fatalf("purge: %+v %v", n, err)
 	}
-	_, err = e.c.Purge(ctx, spool.StateQueued, 0)
-	wantCode(t, err, CodeInvalidArgument, "purge needs state dead or delivered")
+	_, err = e.c.Purge(ctx, wire.StateQueued, 0)
+	wantCode(t, err, wire.CodeInvalidArgument, "purge needs state dead or delivered")
 }
 
 func TestStatusAndAccounts(t *testing.T) {
@@ -425,7 +457,7 @@ func TestStatusAndAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Version != "1.2.3" || st.UptimeSeconds != 5400 || st.Queue[spool.StateQueued] != 1 || len(st.Queue) != len(spool.States) ||
+	if st.Version != "1.2.3" || st.UptimeSeconds != 5400 || st.Queue[wire.StateQueued] != 1 || len(st.Queue) != len(wire.States) ||
 		len(st.Accounts) != 2 || len(st.Listeners) != 1 || len(st.ScanFolders) != 1 || st.Offline {
 		t.Fatalf("status %+v", st)
 	}
@@ -433,7 +465,7 @@ func TestStatusAndAccounts(t *testing.T) {
 	e.acc.err = errors.New("auth manager stopped")
 	e.acc.mu.Unlock()
 	st, err = e.c.Status(ctx)
-	if err != nil || st.AccountsError != "auth manager stopped" || st.Queue[spool.StateQueued] != 1 {
+	if err != nil || st.AccountsError != "auth manager stopped" || st.Queue[wire.StateQueued] != 1 {
 		t.Fatalf("status with failing accounts: %+v %v", st, err)
 	}
 	e.acc.mu.Lock()
@@ -445,17 +477,17 @@ func TestStatusAndAccounts(t *testing.T) {
 		t.Fatalf("account: %+v %v", ai, err)
 	}
 	_, err = e.c.Account(ctx, "nope")
-	wantCode(t, err, CodeUnknownAccount, `unknown account "nope"`)
+	wantCode(t, err, wire.CodeUnknownAccount, `unknown account "nope"`)
 	_, err = e.c.TestSend(ctx, "gmail", "x@example.com")
-	wantCode(t, err, CodeNeedsReauth, "test-send through account gmail")
+	wantCode(t, err, wire.CodeNeedsReauth, "test-send through account gmail")
 	_, err = e.c.TestSend(ctx, "m365", "not-an-address")
-	wantCode(t, err, CodeInvalidArgument, "bad recipient")
+	wantCode(t, err, wire.CodeInvalidArgument, "bad recipient")
 	res, err := e.c.TestSend(ctx, "m365", "x@example.com")
 	if err != nil || res.Code != 250 {
 		t.Fatalf("test-send %+v %v", res, err)
 	}
 	err = e.c.Logout(ctx, "nope")
-	wantCode(t, err, CodeUnknownAccount, `unknown account "nope"`)
+	wantCode(t, err, wire.CodeUnknownAccount, `unknown account "nope"`)
 	if err := e.c.Logout(ctx, "m365"); err != nil || len(e.acc.loggedOut) != 1 {
 		t.Fatalf("logout %v", err)
 	}
@@ -465,22 +497,22 @@ func TestLoginFlows(t *testing.T) {
 	e := newEnv(t, Options{})
 	ctx := context.Background()
 	_, err := e.c.StartLogin(ctx, "m365", "carrier-pigeon")
-	wantCode(t, err, CodeInvalidArgument, "unknown login mode")
-	_, err = e.c.StartLogin(ctx, "nope", LoginBrowser)
-	wantCode(t, err, CodeUnknownAccount, `unknown account "nope"`)
+	wantCode(t, err, wire.CodeInvalidArgument, "unknown login mode")
+	_, err = e.c.StartLogin(ctx, "nope", wire.LoginBrowser)
+	wantCode(t, err, wire.CodeUnknownAccount, `unknown account "nope"`)
 
-	ls, err := e.c.StartLogin(ctx, "m365", LoginBrowser)
+	ls, err := e.c.StartLogin(ctx, "m365", wire.LoginBrowser)
 	if err != nil || ls.URL == "" {
 		t.Fatalf("start %+v %v", ls, err)
 	}
-	got := make(chan AccountInfo, 1)
+	got := make(chan wire.AccountInfo, 1)
 	errc := make(chan error, 1)
 	go func() {
 		ai, err := e.c.WaitLogin(ctx, ls.LoginID)
 		got <- ai
 		errc <- err
 	}()
-	e.acc.finish(ls.LoginID, AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"})
+	e.acc.finish(ls.LoginID, wire.AccountInfo{Name: "m365", Status: "ok", Identity: "scanner@example.com"})
 	select {
 	case ai := <-got:
 		if err := <-errc; err != nil || ai.Identity != "scanner@example.com" {
@@ -491,8 +523,8 @@ func TestLoginFlows(t *testing.T) {
 	}
 
 	_, err = e.c.CompletePaste(ctx, "login-unknown", "http://localhost/cb?code=x")
-	wantCode(t, err, CodeNotFound, "login login-unknown not found")
-	ls, _ = e.c.StartLogin(ctx, "m365", LoginPaste)
+	wantCode(t, err, wire.CodeNotFound, "login login-unknown not found")
+	ls, _ = e.c.StartLogin(ctx, "m365", wire.LoginPaste)
 	ai, err := e.c.CompletePaste(ctx, ls.LoginID, " http://localhost/cb?code=secret\n")
 	if err != nil || ai.Status != "ok" || e.acc.pasted[0] != "http://localhost/cb?code=secret" {
 		t.Fatalf("paste %+v %v %v", ai, err, e.acc.pasted)
@@ -511,11 +543,11 @@ func TestReadOnlyOffline(t *testing.T) {
 		t.Fatalf("status %+v %v", st, err)
 	}
 	_, err = e.c.Hold(ctx, id, "")
-	wantCode(t, err, CodeReadOnly, "needs the running daemon")
-	_, err = e.c.Purge(ctx, spool.StateDead, 0)
-	wantCode(t, err, CodeReadOnly, "read-only")
+	wantCode(t, err, wire.CodeReadOnly, "needs the running daemon")
+	_, err = e.c.Purge(ctx, wire.StateDead, 0)
+	wantCode(t, err, wire.CodeReadOnly, "read-only")
 	_, err = e.c.Accounts(ctx)
-	wantCode(t, err, CodeUnavailable, "only available from the running daemon")
+	wantCode(t, err, wire.CodeUnavailable, "only available from the running daemon")
 	if m, _ := e.sp.Get(ctx, id); m.State != spool.StateQueued {
 		t.Fatalf("read-only hold changed state to %s", m.State)
 	}
@@ -525,27 +557,27 @@ func TestBadRequests(t *testing.T) {
 	e := newEnv(t, Options{})
 	ctx := context.Background()
 	// Strict JSON: unknown fields are refused.
-	var out CountResponse
-	err := e.c.call(ctx, http.MethodPost, "/v1/purge", map[string]any{"state": "dead", "older": 1}, &out)
-	wantCode(t, err, CodeInvalidArgument, "bad request body")
-	err = e.c.call(ctx, http.MethodGet, "/v1/nothing", nil, nil)
-	wantCode(t, err, CodeNotFound, "no endpoint GET /v1/nothing")
-	err = e.c.call(ctx, http.MethodGet, "/v1/messages?limit=-1", nil, nil)
-	wantCode(t, err, CodeInvalidArgument, "bad limit")
-	err = e.c.call(ctx, http.MethodGet, "/v1/messages?older_than=soon", nil, nil)
-	wantCode(t, err, CodeInvalidArgument, "bad older_than")
+	var out wire.CountResponse
+	err := e.call(ctx, http.MethodPost, "/v1/purge", map[string]any{"state": "dead", "older": 1}, &out)
+	wantCode(t, err, wire.CodeInvalidArgument, "bad request body")
+	err = e.call(ctx, http.MethodGet, "/v1/nothing", nil, nil)
+	wantCode(t, err, wire.CodeNotFound, "no endpoint GET /v1/nothing")
+	err = e.call(ctx, http.MethodGet, "/v1/messages?limit=-1", nil, nil)
+	wantCode(t, err, wire.CodeInvalidArgument, "bad limit")
+	err = e.call(ctx, http.MethodGet, "/v1/messages?older_than=soon", nil, nil)
+	wantCode(t, err, wire.CodeInvalidArgument, "bad older_than")
 }
 
 func TestDaemonDown(t *testing.T) {
 	dir := shortTempDir(t)
-	c := NewClient(filepath.Join(dir, "missing.sock"))
+	c := wire.NewClient(filepath.Join(dir, "missing.sock"))
 	_, err := c.Status(context.Background())
-	var de *DialError
+	var de *wire.DialError
 	if !errors.As(err, &de) || err.Error() != "cannot reach spoold at "+filepath.Join(dir, "missing.sock")+": is it running?" {
 		t.Fatalf("err %v", err)
 	}
 	// Permission denied (simulated: root ignores socket permissions).
-	c = NewClientDialer("/run/spoold.sock", func(context.Context, string) (net.Conn, error) {
+	c = wire.NewClientDialer("/run/spoold.sock", func(context.Context, string) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)}
 	})
 	_, err = c.Status(context.Background())
@@ -568,7 +600,7 @@ func TestPermissionDeniedReal(t *testing.T) {
 	if err := os.Chmod(sock, 0); err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewClient(sock).Status(context.Background())
+	_, err = wire.NewClient(sock).Status(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "permission denied on "+sock) {
 		t.Fatalf("err %v", err)
 	}
@@ -636,25 +668,25 @@ func TestErrorMapping(t *testing.T) {
 		err  error
 		code string
 	}{
-		{fmt.Errorf("x: %w", spool.ErrNotFound), CodeNotFound},
-		{fmt.Errorf("x: %w: %w", spool.ErrLeaseLost, spool.ErrWrongState), CodeLeaseLost},
-		{fmt.Errorf("x: %w", spool.ErrWrongState), CodeWrongState},
-		{fmt.Errorf("x: %w", spool.ErrReadOnly), CodeReadOnly},
-		{fmt.Errorf("x: %w", spool.ErrInvalid), CodeInvalidArgument},
-		{fmt.Errorf("x: %w", spool.ErrClosed), CodeUnavailable},
-		{fmt.Errorf("x: %w", ErrUnavailable), CodeUnavailable},
-		{fmt.Errorf("x: %w", ErrUnknownAccount), CodeUnknownAccount},
-		{fmt.Errorf("x: %w", ErrNeedsReauth), CodeNeedsReauth},
-		{context.DeadlineExceeded, CodeUnavailable},
-		{errors.New("boom"), CodeInternal},
-		{fmt.Errorf("wrapped: %w", &APIError{Code: CodeReadOnly, Message: "m"}), CodeReadOnly},
+		{fmt.Errorf("x: %w", spool.ErrNotFound), wire.CodeNotFound},
+		{fmt.Errorf("x: %w: %w", spool.ErrLeaseLost, spool.ErrWrongState), wire.CodeLeaseLost},
+		{fmt.Errorf("x: %w", spool.ErrWrongState), wire.CodeWrongState},
+		{fmt.Errorf("x: %w", spool.ErrReadOnly), wire.CodeReadOnly},
+		{fmt.Errorf("x: %w", spool.ErrInvalid), wire.CodeInvalidArgument},
+		{fmt.Errorf("x: %w", spool.ErrClosed), wire.CodeUnavailable},
+		{fmt.Errorf("x: %w", ErrUnavailable), wire.CodeUnavailable},
+		{fmt.Errorf("x: %w", ErrUnknownAccount), wire.CodeUnknownAccount},
+		{fmt.Errorf("x: %w", ErrNeedsReauth), wire.CodeNeedsReauth},
+		{context.DeadlineExceeded, wire.CodeUnavailable},
+		{errors.New("boom"), wire.CodeInternal},
+		{fmt.Errorf("wrapped: %w", &wire.APIError{Code: wire.CodeReadOnly, Message: "m"}), wire.CodeReadOnly},
 	}
 	for _, c := range cases {
 		if got := toAPIError(c.err); got.Code != c.code {
 			t.Errorf("%v: code %s, want %s", c.err, got.Code, c.code)
 		}
 	}
-	if !errors.Is(&APIError{Code: CodeNotFound, Message: "x"}, &APIError{Code: CodeNotFound}) || !HasCode(fmt.Errorf("w: %w", &APIError{Code: CodeLeaseLost}), CodeLeaseLost) {
+	if !errors.Is(&wire.APIError{Code: wire.CodeNotFound, Message: "x"}, &wire.APIError{Code: wire.CodeNotFound}) || !wire.HasCode(fmt.Errorf("w: %w", &wire.APIError{Code: wire.CodeLeaseLost}), wire.CodeLeaseLost) {
 		t.Fatal("APIError matching")
 	}
 }
@@ -709,10 +741,10 @@ func BenchmarkListPage(b *testing.B) {
 	srv := &http.Server{Handler: svc.Handler()}
 	go srv.Serve(ln)
 	defer srv.Close()
-	c := NewClient(filepath.Join(dir, "s.sock"))
+	c := wire.NewClient(filepath.Join(dir, "s.sock"))
 	b.ResetTimer()
 	for b.Loop() {
-		resp, err := c.List(ctx, ListRequest{Limit: 500})
+		resp, err := c.List(ctx, wire.ListRequest{Limit: 500})
 		if err != nil || len(resp.Messages) != 500 {
 			b.Fatalf("%d %v", len(resp.Messages), err)
 		}
@@ -736,10 +768,10 @@ func TestDeliveryPauseEndpoints(t *testing.T) {
 	// A daemon without the control answers unavailable; read-only refuses.
 	e := newEnv(t, Options{})
 	_, err := e.c.SetDeliveryPaused(ctx, true)
-	wantCode(t, err, CodeUnavailable, "cannot pause")
+	wantCode(t, err, wire.CodeUnavailable, "cannot pause")
 	ro := newEnv(t, Options{ReadOnly: true})
 	_, err = ro.c.SetDeliveryPaused(ctx, true)
-	wantCode(t, err, CodeReadOnly, "read-only")
+	wantCode(t, err, wire.CodeReadOnly, "read-only")
 
 	pa := &pausingAccounts{fakeAccounts: e.acc}
 	svc := NewService(e.sp, pa, fakeInfo{}, Options{Logger: slog.New(slog.DiscardHandler)})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
 )
@@ -34,10 +35,10 @@ func FuzzHandler(f *testing.F) {
 		strings.NewReader("Subject: x\r\n\r\nhi\r\n")); err != nil {
 		f.Fatal(err)
 	}
-	acc := &fakeAccounts{accounts: []AccountInfo{{Name: "m365", Status: "ok"}}}
+	acc := &fakeAccounts{accounts: []wire.AccountInfo{{Name: "m365", Status: "ok"}}}
 	h := NewService(sp, acc, fakeInfo{}, Options{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)}).Handler()
-	known := map[string]bool{CodeNotFound: true, CodeWrongState: true, CodeLeaseLost: true, CodeInvalidArgument: true,
-		CodeUnavailable: true, CodeNeedsReauth: true, CodeUnknownAccount: true, CodeReadOnly: true, CodeInternal: true}
+	known := map[string]bool{wire.CodeNotFound: true, wire.CodeWrongState: true, wire.CodeLeaseLost: true, wire.CodeInvalidArgument: true,
+		wire.CodeUnavailable: true, wire.CodeNeedsReauth: true, wire.CodeUnknownAccount: true, wire.CodeReadOnly: true, wire.CodeInternal: true}
 	f.Fuzz(func(t *testing.T, method, path, query, body string) {
 		switch method {
 		case "GET", "POST", "DELETE", "PUT":
@@ -58,7 +59,7 @@ func FuzzHandler(f *testing.F) {
 			rec.Code == http.StatusTemporaryRedirect || rec.Code == http.StatusPermanentRedirect {
 			return
 		}
-		var eb errorBody
+		var eb wire.ErrorBody
 		if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == nil || !known[eb.Error.Code] {
 			t.Fatalf("%s %s: status %d body %q", method, u, rec.Code, rec.Body.String())
 		}

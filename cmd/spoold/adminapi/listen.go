@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 )
 
 // Listen creates the admin unix socket at path. A socket file left behind by
@@ -70,10 +72,10 @@ func lookupGroup(group string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// InProcess serves h in memory and returns a Client talking to it, for
+// InProcess serves h in memory and returns a wire.Client talking to it, for
 // spoolctl --spool (offline mode) and tests. Bodies stream through pipes, so
 // large messages are not buffered. Close stops the server.
-func InProcess(h http.Handler, name string) (*Client, io.Closer) {
+func InProcess(h http.Handler, name string) (*wire.Client, io.Closer) {
 	ln := newPipeListener()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -81,7 +83,7 @@ func InProcess(h http.Handler, name string) (*Client, io.Closer) {
 		defer close(done)
 		_ = srv.Serve(ln) // returns when closed
 	}()
-	c := NewClientDialer(name, func(ctx context.Context, _ string) (net.Conn, error) { return ln.dial(ctx) })
+	c := wire.NewClientDialer(name, func(ctx context.Context, _ string) (net.Conn, error) { return ln.dial(ctx) })
 	return c, closerFunc(func() error {
 		c.CloseIdleConnections()
 		err := srv.Close()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -36,21 +37,21 @@ type Queue interface {
 // login ID) so the API answers with the right code. Errors must not contain
 // secrets.
 type Accounts interface {
-	Accounts(ctx context.Context) ([]AccountInfo, error)
-	StartLogin(ctx context.Context, account, mode string) (LoginStart, error)
-	CompletePaste(ctx context.Context, loginID, redirectedURL string) (AccountInfo, error)
+	Accounts(ctx context.Context) ([]wire.AccountInfo, error)
+	StartLogin(ctx context.Context, account, mode string) (wire.LoginStart, error)
+	CompletePaste(ctx context.Context, loginID, redirectedURL string) (wire.AccountInfo, error)
 	// WaitLogin blocks until the login finishes, fails, or ctx ends.
-	WaitLogin(ctx context.Context, loginID string) (AccountInfo, error)
+	WaitLogin(ctx context.Context, loginID string) (wire.AccountInfo, error)
 	Logout(ctx context.Context, account string) error
-	TestSend(ctx context.Context, account, to string) (TestSendResult, error)
+	TestSend(ctx context.Context, account, to string) (wire.TestSendResult, error)
 }
 
 // Info is the daemon's self-description; nil in offline mode.
 type Info interface {
 	Version() string
 	Started() time.Time
-	Listeners() []ListenerInfo
-	ScanFolders() []FolderInfo
+	Listeners() []wire.ListenerInfo
+	ScanFolders() []wire.FolderInfo
 }
 
 // Options configures a Service.
@@ -113,7 +114,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/logins/{id}/paste", s.handle(s.write(s.paste)))
 	mux.HandleFunc("GET /v1/logins/{id}/wait", s.handle(s.write(s.wait)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apiErrorf(CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+		writeError(w, apiErrorf(wire.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -126,7 +127,7 @@ func (s *Service) handle(ep endpoint) http.HandlerFunc {
 		out, err := ep(r)
 		if err != nil {
 			ae := toAPIError(err)
-			if ae.Code == CodeInternal {
+			if ae.Code == wire.CodeInternal {
 				s.log.Error("admin: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeError(w, ae)
@@ -140,7 +141,7 @@ func (s *Service) handle(ep endpoint) http.HandlerFunc {
 func (s *Service) write(ep endpoint) endpoint {
 	return func(r *http.Request) (any, error) {
 		if s.ro {
-			return nil, apiErrorf(CodeReadOnly, "read-only access (spoolctl --spool): %s %s needs the running daemon; use the socket", r.Method, r.URL.Path)
+			return nil, apiErrorf(wire.CodeReadOnly, "read-only access (spoolctl --spool): %s %s needs the running daemon; use the socket", r.Method, r.URL.Path)
 		}
 		return ep(r)
 	}
@@ -154,8 +155,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v) // the client went away; nothing to do
 }
 
-func writeError(w http.ResponseWriter, ae *APIError) {
-	writeJSON(w, httpStatus(ae.Code), errorBody{Error: ae})
+func writeError(w http.ResponseWriter, ae *wire.APIError) {
+	writeJSON(w, httpStatus(ae.Code), wire.ErrorBody{Error: ae})
 }
 
 // decode reads a strict JSON body into v; an empty body leaves v zero.
@@ -163,7 +164,7 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return apiErrorf(CodeInvalidArgument, "bad request body: %v", err)
+		return apiErrorf(wire.CodeInvalidArgument, "bad request body: %v", err)
 	}
 	return nil
 }
@@ -175,9 +176,9 @@ func (s *Service) status(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adminapi: reading queue stats: %w", err)
 	}
-	resp := StatusResponse{Now: now, Queue: make(map[spool.State]int, len(spool.States)), ReadOnly: s.ro}
+	resp := wire.StatusResponse{Now: now, Queue: make(map[wire.State]int, len(spool.States)), ReadOnly: s.ro}
 	for _, state := range spool.States {
-		resp.Queue[state] = st[state]
+		resp.Queue[wireState(state)] = st[state]
 	}
 	if s.info != nil {
 		resp.Version = s.info.Version()
@@ -204,28 +205,28 @@ func (s *Service) status(r *http.Request) (any, error) {
 	return resp, nil
 }
 
-// ParseListQuery is the server side of ListRequest's query encoding.
-func parseListQuery(r *http.Request) (ListRequest, error) {
+// parseListQuery is the server side of wire.ListRequest's query encoding.
+func parseListQuery(r *http.Request) (wire.ListRequest, error) {
 	q := r.URL.Query()
-	req := ListRequest{
-		State:   spool.State(q.Get("state")),
+	req := wire.ListRequest{
+		State:   wire.State(q.Get("state")),
 		Account: q.Get("account"),
 		Cursor:  q.Get("cursor"),
 	}
-	if req.State != "" && !req.State.Valid() {
-		return req, apiErrorf(CodeInvalidArgument, "unknown state %q (want one of %s)", req.State, statesList())
+	if req.State != "" && !spoolState(req.State).Valid() {
+		return req, apiErrorf(wire.CodeInvalidArgument, "unknown state %q (want one of %s)", req.State, statesList())
 	}
 	if v := q.Get("older_than"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			return req, apiErrorf(CodeInvalidArgument, "bad older_than %q: want a non-negative duration", v)
+			return req, apiErrorf(wire.CodeInvalidArgument, "bad older_than %q: want a non-negative duration", v)
 		}
 		req.OlderThan = d
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return req, apiErrorf(CodeInvalidArgument, "bad limit %q: want a non-negative integer", v)
+			return req, apiErrorf(wire.CodeInvalidArgument, "bad limit %q: want a non-negative integer", v)
 		}
 		req.Limit = n
 	}
@@ -246,7 +247,7 @@ func (s *Service) list(r *http.Request) (any, error) {
 		return nil, err
 	}
 	now := s.clock()
-	f := spool.Filter{State: req.State, Account: req.Account}
+	f := spool.Filter{State: spoolState(req.State), Account: req.Account}
 	if req.OlderThan > 0 {
 		f.CreatedBefore = now.Add(-req.OlderThan)
 	}
@@ -254,7 +255,7 @@ func (s *Service) list(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adminapi: listing messages: %w", err)
 	}
-	resp := ListResponse{Messages: make([]MessageView, 0, len(page.Messages)), Next: page.Next, Now: now}
+	resp := wire.ListResponse{Messages: make([]wire.MessageView, 0, len(page.Messages)), Next: page.Next, Now: now}
 	for _, m := range page.Messages {
 		resp.Messages = append(resp.Messages, View(m, now))
 	}
@@ -265,7 +266,7 @@ func (s *Service) list(r *http.Request) (any, error) {
 func (s *Service) get(ctx context.Context, id string) (*spool.Message, error) {
 	m, err := s.q.Get(ctx, id)
 	if errors.Is(err, spool.ErrNotFound) {
-		return nil, apiErrorf(CodeNotFound, "message %s not found", id)
+		return nil, apiErrorf(wire.CodeNotFound, "message %s not found", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("adminapi: reading message %s: %w", id, err)
@@ -292,7 +293,7 @@ func (s *Service) body(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.q.OpenBody(id)
 	if errors.Is(err, spool.ErrNotFound) {
-		writeError(w, apiErrorf(CodeNotFound, "body of message %s is no longer stored (state %s)", id, m.State))
+		writeError(w, apiErrorf(wire.CodeNotFound, "body of message %s is no longer stored (state %s)", id, m.State))
 		return
 	}
 	if err != nil {
@@ -322,20 +323,20 @@ var allowed = map[string]string{
 func (s *Service) opError(ctx context.Context, op, id string, err error) error {
 	switch {
 	case errors.Is(err, spool.ErrLeaseLost):
-		return apiErrorf(CodeLeaseLost, "cannot %s message %s: a delivery worker holds it right now", op, id)
+		return apiErrorf(wire.CodeLeaseLost, "cannot %s message %s: a delivery worker holds it right now", op, id)
 	case errors.Is(err, spool.ErrWrongState):
 		state := "in another state"
 		if m, gerr := s.q.Get(ctx, id); gerr == nil {
 			state = string(m.State)
 		}
-		return apiErrorf(CodeWrongState, "cannot %s message %s: it is %s (%s needs %s)", op, id, state, op, allowed[op])
+		return apiErrorf(wire.CodeWrongState, "cannot %s message %s: it is %s (%s needs %s)", op, id, state, op, allowed[op])
 	case errors.Is(err, spool.ErrNotFound):
 		if _, gerr := s.q.Get(ctx, id); gerr == nil {
-			return apiErrorf(CodeNotFound, "cannot %s message %s: its body file is missing", op, id)
+			return apiErrorf(wire.CodeNotFound, "cannot %s message %s: its body file is missing", op, id)
 		}
-		return apiErrorf(CodeNotFound, "message %s not found", id)
+		return apiErrorf(wire.CodeNotFound, "message %s not found", id)
 	case errors.Is(err, spool.ErrReadOnly):
-		return apiErrorf(CodeReadOnly, "cannot %s message %s: the spool is open read-only", op, id)
+		return apiErrorf(wire.CodeReadOnly, "cannot %s message %s: the spool is open read-only", op, id)
 	}
 	return fmt.Errorf("adminapi: %s %s: %w", op, id, err)
 }
@@ -351,7 +352,7 @@ func (s *Service) afterOp(ctx context.Context, id string) (any, error) {
 
 func (s *Service) hold(r *http.Request) (any, error) {
 	id := r.PathValue("id")
-	var req HoldRequest
+	var req wire.HoldRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
@@ -392,11 +393,11 @@ func (s *Service) del(r *http.Request) (any, error) {
 		return nil, s.opError(r.Context(), "delete", id, err)
 	}
 	s.log.Info("admin: message deleted", "msg_id", id)
-	return CountResponse{Count: 1}, nil
+	return wire.CountResponse{Count: 1}, nil
 }
 
 func (s *Service) flushAll(r *http.Request) (any, error) {
-	var req FlushRequest
+	var req wire.FlushRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
@@ -405,24 +406,24 @@ func (s *Service) flushAll(r *http.Request) (any, error) {
 		return nil, fmt.Errorf("adminapi: flushing queue: %w", err)
 	}
 	s.log.Info("admin: queue flushed", "account", req.Account, "count", n)
-	return CountResponse{Count: n}, nil
+	return wire.CountResponse{Count: n}, nil
 }
 
 // requeueAll walks the state index page by page; a message that moved on in
 // the meantime (delivered by a release race, deleted) is counted as skipped.
 func (s *Service) requeueAll(r *http.Request) (any, error) {
-	var req RequeueRequest
+	var req wire.RequeueRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if req.State != spool.StateDead && req.State != spool.StateHeld {
-		return nil, apiErrorf(CodeInvalidArgument, "requeue needs state dead or held, not %q", req.State)
+	if st := spoolState(req.State); st != spool.StateDead && st != spool.StateHeld {
+		return nil, apiErrorf(wire.CodeInvalidArgument, "requeue needs state dead or held, not %q", req.State)
 	}
 	ctx := r.Context()
-	var resp CountResponse
+	var resp wire.CountResponse
 	cursor := ""
 	for {
-		page, err := s.q.List(ctx, spool.Filter{State: req.State, Account: req.Account}, cursor, bulkPage)
+		page, err := s.q.List(ctx, spool.Filter{State: spoolState(req.State), Account: req.Account}, cursor, bulkPage)
 		if err != nil {
 			return nil, fmt.Errorf("adminapi: listing %s messages: %w", req.State, err)
 		}
@@ -446,29 +447,29 @@ func (s *Service) requeueAll(r *http.Request) (any, error) {
 }
 
 func (s *Service) purge(r *http.Request) (any, error) {
-	var req PurgeRequest
+	var req wire.PurgeRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if req.State != spool.StateDead && req.State != spool.StateDelivered {
-		return nil, apiErrorf(CodeInvalidArgument, "purge needs state dead or delivered, not %q", req.State)
+	if st := spoolState(req.State); st != spool.StateDead && st != spool.StateDelivered {
+		return nil, apiErrorf(wire.CodeInvalidArgument, "purge needs state dead or delivered, not %q", req.State)
 	}
 	if req.OlderThanSeconds < 0 {
-		return nil, apiErrorf(CodeInvalidArgument, "older_than_seconds must not be negative")
+		return nil, apiErrorf(wire.CodeInvalidArgument, "older_than_seconds must not be negative")
 	}
 	before := s.clock().Add(-time.Duration(req.OlderThanSeconds) * time.Second)
-	n, err := s.q.Purge(r.Context(), req.State, before)
+	n, err := s.q.Purge(r.Context(), spoolState(req.State), before)
 	if err != nil {
 		return nil, fmt.Errorf("adminapi: purging %s messages: %w", req.State, err)
 	}
 	s.log.Info("admin: purged", "state", string(req.State), "count", n)
-	return CountResponse{Count: n}, nil
+	return wire.CountResponse{Count: n}, nil
 }
 
 // needAccounts reports the offline case clearly.
 func (s *Service) needAccounts() error {
 	if s.acc == nil {
-		return apiErrorf(CodeUnavailable, "accounts are only available from the running daemon")
+		return apiErrorf(wire.CodeUnavailable, "accounts are only available from the running daemon")
 	}
 	return nil
 }
@@ -482,9 +483,9 @@ func (s *Service) accounts(r *http.Request) (any, error) {
 		return nil, fmt.Errorf("adminapi: reading accounts: %w", err)
 	}
 	if accs == nil {
-		accs = []AccountInfo{}
+		accs = []wire.AccountInfo{}
 	}
-	return AccountsResponse{Accounts: accs, Now: s.clock()}, nil
+	return wire.AccountsResponse{Accounts: accs, Now: s.clock()}, nil
 }
 
 func (s *Service) account(r *http.Request) (any, error) {
@@ -501,7 +502,7 @@ func (s *Service) account(r *http.Request) (any, error) {
 			return a, nil
 		}
 	}
-	return nil, apiErrorf(CodeUnknownAccount, "unknown account %q", name)
+	return nil, apiErrorf(wire.CodeUnknownAccount, "unknown account %q", name)
 }
 
 func (s *Service) login(r *http.Request) (any, error) {
@@ -509,17 +510,17 @@ func (s *Service) login(r *http.Request) (any, error) {
 		return nil, err
 	}
 	name := r.PathValue("name")
-	var req LoginRequest
+	var req wire.LoginRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
 	if req.Mode == "" {
-		req.Mode = LoginBrowser
+		req.Mode = wire.LoginBrowser
 	}
 	switch req.Mode {
-	case LoginBrowser, LoginPaste, LoginDevice:
+	case wire.LoginBrowser, wire.LoginPaste, wire.LoginDevice:
 	default:
-		return nil, apiErrorf(CodeInvalidArgument, "unknown login mode %q (want browser, paste or device)", req.Mode)
+		return nil, apiErrorf(wire.CodeInvalidArgument, "unknown login mode %q (want browser, paste or device)", req.Mode)
 	}
 	ls, err := s.acc.StartLogin(r.Context(), name, req.Mode)
 	if err != nil {
@@ -532,10 +533,10 @@ func (s *Service) login(r *http.Request) (any, error) {
 // accountError adds the account name to errors of the Accounts backend.
 func accountError(name, doing string, err error) error {
 	if errors.Is(err, ErrUnknownAccount) {
-		return apiErrorf(CodeUnknownAccount, "unknown account %q", name)
+		return apiErrorf(wire.CodeUnknownAccount, "unknown account %q", name)
 	}
 	ae := toAPIError(err)
-	return &APIError{Code: ae.Code, Message: fmt.Sprintf("%s account %s: %s", doing, name, ae.Message)}
+	return &wire.APIError{Code: ae.Code, Message: fmt.Sprintf("%s account %s: %s", doing, name, ae.Message)}
 }
 
 func (s *Service) paste(r *http.Request) (any, error) {
@@ -543,12 +544,12 @@ func (s *Service) paste(r *http.Request) (any, error) {
 		return nil, err
 	}
 	id := r.PathValue("id")
-	var req PasteRequest
+	var req wire.PasteRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(req.RedirectedURL) == "" {
-		return nil, apiErrorf(CodeInvalidArgument, "empty redirected URL")
+		return nil, apiErrorf(wire.CodeInvalidArgument, "empty redirected URL")
 	}
 	ai, err := s.acc.CompletePaste(r.Context(), id, strings.TrimSpace(req.RedirectedURL))
 	if err != nil {
@@ -560,7 +561,7 @@ func (s *Service) paste(r *http.Request) (any, error) {
 
 func loginError(id string, err error) error {
 	if errors.Is(err, ErrNotFound) {
-		return apiErrorf(CodeNotFound, "login %s not found (expired or already finished)", id)
+		return apiErrorf(wire.CodeNotFound, "login %s not found (expired or already finished)", id)
 	}
 	return err
 }
@@ -590,13 +591,13 @@ func (s *Service) setPaused(paused bool) endpoint {
 	return func(r *http.Request) (any, error) {
 		dc, ok := s.acc.(DeliveryControl)
 		if !ok {
-			return nil, apiErrorf(CodeUnavailable, "this daemon cannot pause or resume delivery")
+			return nil, apiErrorf(wire.CodeUnavailable, "this daemon cannot pause or resume delivery")
 		}
 		if err := dc.SetDeliveryPaused(r.Context(), paused); err != nil {
 			return nil, fmt.Errorf("adminapi: setting delivery paused=%t: %w", paused, err)
 		}
 		s.log.Info("admin: delivery paused changed", "paused", paused)
-		return DeliveryState{Paused: dc.DeliveryPaused()}, nil
+		return wire.DeliveryState{Paused: dc.DeliveryPaused()}, nil
 	}
 }
 
@@ -617,13 +618,13 @@ func (s *Service) testSend(r *http.Request) (any, error) {
 		return nil, err
 	}
 	name := r.PathValue("name")
-	var req TestSendRequest
+	var req wire.TestSendRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
 	to := strings.TrimSpace(req.To)
 	if to == "" || strings.ContainsAny(to, "\r\n<>") || !strings.Contains(to, "@") {
-		return nil, apiErrorf(CodeInvalidArgument, "bad recipient %q: want an address like user@example.com", req.To)
+		return nil, apiErrorf(wire.CodeInvalidArgument, "bad recipient %q: want an address like user@example.com", req.To)
 	}
 	res, err := s.acc.TestSend(r.Context(), name, to)
 	if err != nil {
@@ -633,39 +634,46 @@ func (s *Service) testSend(r *http.Request) (any, error) {
 	return res, nil
 }
 
+// wireState maps a spool state to the API's; spoolState is its inverse. The
+// names are the same strings (TestStatesMatchSpool), so the mapping is a
+// conversion, but only this package may make it.
+func wireState(s spool.State) wire.State { return wire.State(s) }
+
+func spoolState(s wire.State) spool.State { return spool.State(s) }
+
 // View converts a spool message into its API view; now gives the age.
-func View(m *spool.Message, now time.Time) MessageView {
-	v := MessageView{
-		ID: m.ID, State: m.State, From: m.From, Account: m.Account, Size: m.Size,
+func View(m *spool.Message, now time.Time) wire.MessageView {
+	v := wire.MessageView{
+		ID: m.ID, State: wireState(m.State), From: m.From, Account: m.Account, Size: m.Size,
 		Created: m.Created, Updated: m.Updated, Attempts: m.Attempts, NextAttempt: m.NextAttempt,
 		LeaseOwner: m.LeaseOwner, LeaseUntil: m.LeaseUntil, LastError: errInfo(m.LastError),
 		Reason: m.Reason, DeliveredAt: m.DeliveredAt,
-		Source: SourceInfo{
+		Source: wire.SourceInfo{
 			Kind: string(m.Source.Kind), Listener: m.Source.Listener, PeerIP: m.Source.PeerIP,
 			AuthUser: m.Source.AuthUser, HELO: m.Source.HELO, Folder: m.Source.Folder, Path: m.Source.Path,
 			SHA256: m.Source.SHA256, NoticeFor: m.Source.NoticeFor,
 		},
-		Recipients: make([]RecipientInfo, 0, len(m.Recipients)),
+		Recipients: make([]wire.RecipientInfo, 0, len(m.Recipients)),
 	}
 	if !m.Created.IsZero() && now.After(m.Created) {
 		v.AgeSeconds = int64(now.Sub(m.Created) / time.Second)
 	}
 	for _, r := range m.Recipients {
-		v.Recipients = append(v.Recipients, RecipientInfo{
+		v.Recipients = append(v.Recipients, wire.RecipientInfo{
 			Addr: r.Addr, State: string(r.State), Error: errInfo(r.Error), DeliveredAt: r.DeliveredAt,
 		})
 	}
 	for _, a := range m.History {
-		v.History = append(v.History, AttemptInfo{
+		v.History = append(v.History, wire.AttemptInfo{
 			Start: a.Start, End: a.End, Owner: a.Owner, Result: a.Result, Error: errInfo(a.Error),
 		})
 	}
 	return v
 }
 
-func errInfo(e *spool.ErrorRecord) *ErrorInfo {
+func errInfo(e *spool.ErrorRecord) *wire.ErrorInfo {
 	if e == nil {
 		return nil
 	}
-	return &ErrorInfo{Time: e.Time, Class: e.Class, Code: e.Code, Enhanced: e.Enhanced, Command: e.Command, Text: e.Text}
+	return &wire.ErrorInfo{Time: e.Time, Class: e.Class, Code: e.Code, Enhanced: e.Enhanced, Command: e.Command, Text: e.Text}
 }

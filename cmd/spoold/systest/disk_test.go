@@ -14,8 +14,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
-	"github.com/spoold/spoold/spool"
 )
 
 // TestTwoDaemonsOneSpool starts a second spoold on a running daemon's data
@@ -230,7 +230,7 @@ func TestDiskFull(t *testing.T) {
 	}) {
 		t.Fatalf("not every accepted message reached the upstream: want %v, got %v", want, got)
 	}
-	if d := n.list(spool.StateDead); len(d) > 0 {
+	if d := n.list(wire.StateDead); len(d) > 0 {
 		t.Errorf("%d messages dead-lettered around the full disk, first %s: %s", len(d), d[0].ID, d[0].Reason)
 	}
 	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {

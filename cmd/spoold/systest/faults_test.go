@@ -15,7 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 )
@@ -25,10 +25,10 @@ import (
 type faultCase struct {
 	name  string
 	to    []string
-	port  int                             // the upstream's port, set by setup
-	check func(adminapi.MessageView) bool // final state reached?
+	port  int                         // the upstream's port, set by setup
+	check func(wire.MessageView) bool // final state reached?
 	// verify asserts details once check is true.
-	verify func(t *testing.T, m adminapi.MessageView)
+	verify func(t *testing.T, m wire.MessageView)
 }
 
 // nthAttempt answers with reply for the first n sessions that reach cmd,
@@ -178,7 +178,7 @@ func startSink(t *testing.T, bin string, opts ...string) int {
 	return 0
 }
 
-func hasHistory(m adminapi.MessageView, result string, code int) bool {
+func hasHistory(m wire.MessageView, result string, code int) bool {
 	for _, h := range m.History {
 		if h.Result == result && (code == 0 || (h.Error != nil && h.Error.Code == code)) {
 			return true
@@ -198,16 +198,16 @@ func TestUpstreamFaults(t *testing.T) {
 		fakes  = map[string]*smtpfake.Server{}
 		accept = startFake(t, nil)
 	)
-	add := func(name string, to []string, port int, check func(adminapi.MessageView) bool, verify func(*testing.T, adminapi.MessageView)) {
+	add := func(name string, to []string, port int, check func(wire.MessageView) bool, verify func(*testing.T, wire.MessageView)) {
 		if len(to) == 0 {
 			to = []string{"bob@example.com"}
 		}
 		cases = append(cases, &faultCase{name: name, to: to, port: port, check: check, verify: verify})
 	}
-	delivered := func(m adminapi.MessageView) bool { return m.State == spool.StateDelivered }
-	dead := func(m adminapi.MessageView) bool { return m.State == spool.StateDead }
-	lastCode := func(code int, enhanced string) func(*testing.T, adminapi.MessageView) {
-		return func(t *testing.T, m adminapi.MessageView) {
+	delivered := func(m wire.MessageView) bool { return m.State == wire.StateDelivered }
+	dead := func(m wire.MessageView) bool { return m.State == wire.StateDead }
+	lastCode := func(code int, enhanced string) func(*testing.T, wire.MessageView) {
+		return func(t *testing.T, m wire.MessageView) {
 			if m.LastError == nil || m.LastError.Code != code || (enhanced != "" && m.LastError.Enhanced != enhanced) {
 				t.Errorf("last error %+v, want %d %s", m.LastError, code, enhanced)
 			}
@@ -218,13 +218,13 @@ func TestUpstreamFaults(t *testing.T) {
 	}
 
 	fakes["storm"] = startFake(t, nthAttempt("MAIL", 3, smtpfake.Reply{Code: 451, Enhanced: "4.3.0", Text: "storm"}))
-	add("storm", nil, fakes["storm"].Port, delivered, func(t *testing.T, m adminapi.MessageView) {
+	add("storm", nil, fakes["storm"].Port, delivered, func(t *testing.T, m wire.MessageView) {
 		if m.Attempts < 4 || !hasHistory(m, "deferred", 451) {
 			t.Errorf("4xx storm: attempts %d, history %+v; want >= 4 attempts with deferred 451s", m.Attempts, m.History)
 		}
 	})
 	fakes["throttle"] = startFake(t, nthAttempt("RCPT", 1, smtpfake.Reply{Code: 432, Enhanced: "4.3.2", Text: "STOREDRV.ClientSubmit; sender thread limit exceeded"}))
-	add("throttle", nil, fakes["throttle"].Port, delivered, func(t *testing.T, m adminapi.MessageView) {
+	add("throttle", nil, fakes["throttle"].Port, delivered, func(t *testing.T, m wire.MessageView) {
 		if !hasHistory(m, "deferred", 432) {
 			t.Errorf("432 4.3.2: history %+v; want a deferred attempt with 432", m.History)
 		}
@@ -233,7 +233,7 @@ func TestUpstreamFaults(t *testing.T) {
 	add("perm", nil, fakes["perm"].Port, dead, lastCode(554, "5.6.0"))
 	fakes["sendas"] = startFake(t, always("DATA", smtpfake.Reply{Code: 550, Enhanced: "5.7.60",
 		Text: "SMTP; Client does not have permissions to send as this sender"}))
-	add("sendas", nil, fakes["sendas"].Port, dead, func(t *testing.T, m adminapi.MessageView) {
+	add("sendas", nil, fakes["sendas"].Port, dead, func(t *testing.T, m wire.MessageView) {
 		lastCode(550, "5.7.60")(t, m)
 		if !strings.Contains(m.Reason, "From not permitted") {
 			t.Errorf("SendAsDenied reason %q, want it to say From not permitted", m.Reason)
@@ -248,15 +248,15 @@ func TestUpstreamFaults(t *testing.T) {
 		return smtpfake.Reply{}
 	})
 	add("onercpt", []string{"bob@example.com", "bad@example.com"}, fakes["onercpt"].Port,
-		func(m adminapi.MessageView) bool {
+		func(m wire.MessageView) bool {
 			for _, r := range m.Recipients {
 				if r.State == string(spool.RcptPending) {
 					return false
 				}
 			}
-			return m.State != spool.StateActive && m.State != spool.StateQueued
+			return m.State != wire.StateActive && m.State != wire.StateQueued
 		},
-		func(t *testing.T, m adminapi.MessageView) {
+		func(t *testing.T, m wire.MessageView) {
 			for _, r := range m.Recipients {
 				want := "delivered"
 				if strings.HasPrefix(r.Addr, "bad@") {
@@ -273,14 +273,14 @@ func TestUpstreamFaults(t *testing.T) {
 	// Hang after the final dot, then drop: the outcome is unknown, so spoold
 	// retries (a possible duplicate) and delivers.
 	fakes["hang"] = startFake(t, nthAttempt("DATA", 1, smtpfake.Reply{Hang: 3 * time.Second, Drop: true}))
-	add("hang", nil, fakes["hang"].Port, delivered, func(t *testing.T, m adminapi.MessageView) {
+	add("hang", nil, fakes["hang"].Port, delivered, func(t *testing.T, m wire.MessageView) {
 		if m.Attempts < 2 || !hasHistory(m, "deferred", 0) {
 			t.Errorf("hang after dot: attempts %d, history %+v; want a deferred attempt, then delivery", m.Attempts, m.History)
 		}
 	})
 	fakes["middata"] = startFake(t, nil)
 	cutPort, cuts := midDataProxy(t, fakes["middata"].Addr)
-	add("middata", nil, cutPort, delivered, func(t *testing.T, m adminapi.MessageView) {
+	add("middata", nil, cutPort, delivered, func(t *testing.T, m wire.MessageView) {
 		if cuts.Load() != 1 || m.Attempts < 2 || !hasHistory(m, "deferred", 0) {
 			t.Errorf("mid-DATA disconnect: %d cuts, attempts %d, history %+v; want a deferred attempt, then delivery", cuts.Load(), m.Attempts, m.History)
 		}
@@ -297,20 +297,20 @@ func TestUpstreamFaults(t *testing.T) {
 	sink := findTool("smtp-sink", "/usr/sbin/smtp-sink")
 	switch {
 	case sink != "":
-		add("sinkr", nil, startSink(t, sink, "-r", "RCPT"), func(m adminapi.MessageView) bool {
-			return m.State == spool.StateDeferred && m.Attempts >= 2
-		}, func(t *testing.T, m adminapi.MessageView) {
+		add("sinkr", nil, startSink(t, sink, "-r", "RCPT"), func(m wire.MessageView) bool {
+			return m.State == wire.StateDeferred && m.Attempts >= 2
+		}, func(t *testing.T, m wire.MessageView) {
 			if m.LastError == nil || m.LastError.Code/100 != 4 {
 				t.Errorf("smtp-sink -r RCPT: last error %+v, want a 4xx", m.LastError)
 			}
 		})
-		add("sinkf", nil, startSink(t, sink, "-f", "DATA"), dead, func(t *testing.T, m adminapi.MessageView) {
+		add("sinkf", nil, startSink(t, sink, "-f", "DATA"), dead, func(t *testing.T, m wire.MessageView) {
 			if m.LastError == nil || m.LastError.Code/100 != 5 {
 				t.Errorf("smtp-sink -f DATA: last error %+v, want a 5xx", m.LastError)
 			}
 		})
-		add("sinkq", nil, startSink(t, sink, "-q", "."), func(m adminapi.MessageView) bool {
-			return m.State == spool.StateDeferred && m.Attempts >= 1 && m.LastError != nil
+		add("sinkq", nil, startSink(t, sink, "-q", "."), func(m wire.MessageView) bool {
+			return m.State == wire.StateDeferred && m.Attempts >= 1 && m.LastError != nil
 		}, nil)
 		add("sinkw", nil, startSink(t, sink, "-w", "2"), delivered, nil)
 	case isCI():
@@ -345,7 +345,7 @@ func TestUpstreamFaults(t *testing.T) {
 		}
 		pending[c.name] = c
 	}
-	final := map[string]adminapi.MessageView{}
+	final := map[string]wire.MessageView{}
 	// The 432 case pauses its account for delivery's fixed one-minute
 	// throttle pause, so allow well over that.
 	poll(150*time.Second, func() bool {

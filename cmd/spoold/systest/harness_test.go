@@ -20,7 +20,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -458,34 +458,34 @@ func (n *node) ctlJSON(v any, args ...string) {
 }
 
 // list returns every message in state ("" = all).
-func (n *node) list(state spool.State) []adminapi.MessageView {
+func (n *node) list(state wire.State) []wire.MessageView {
 	n.t.Helper()
 	args := []string{"list", "--json"}
 	if state != "" {
 		args = append(args, "--state", string(state))
 	}
-	var r adminapi.ListResponse
+	var r wire.ListResponse
 	n.ctlJSON(&r, args...)
 	return r.Messages
 }
 
-func (n *node) status() adminapi.StatusResponse {
+func (n *node) status() wire.StatusResponse {
 	n.t.Helper()
-	var st adminapi.StatusResponse
+	var st wire.StatusResponse
 	n.ctlJSON(&st, "status", "--json")
 	return st
 }
 
-func (n *node) show(id string) adminapi.MessageView {
+func (n *node) show(id string) wire.MessageView {
 	n.t.Helper()
-	var m adminapi.MessageView
+	var m wire.MessageView
 	n.ctlJSON(&m, "show", id, "--json")
 	return m
 }
 
-func (n *node) account(name string) adminapi.AccountInfo {
+func (n *node) account(name string) wire.AccountInfo {
 	n.t.Helper()
-	var r adminapi.AccountsResponse
+	var r wire.AccountsResponse
 	n.ctlJSON(&r, "accounts", "--json")
 	for _, a := range r.Accounts {
 		if a.Name == name {
@@ -493,7 +493,7 @@ func (n *node) account(name string) adminapi.AccountInfo {
 		}
 	}
 	n.t.Fatalf("account %s not in spoolctl accounts --json: %+v", name, r.Accounts)
-	return adminapi.AccountInfo{}
+	return wire.AccountInfo{}
 }
 
 // checkSpool opens the stopped daemon's spool and runs the bbolt check.

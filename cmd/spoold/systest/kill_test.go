@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 )
@@ -209,15 +210,15 @@ func killLoop(t *testing.T, kills int, outage killOutage) {
 
 	// Messages whose client lost the connection before the 250 may still be
 	// stored; they drain too, and nothing may end up dead.
-	var counts map[spool.State]int
+	var counts map[wire.State]int
 	settled := poll(90*time.Second, func() bool {
 		counts = n.status().Queue
-		return counts[spool.StateQueued]+counts[spool.StateActive]+counts[spool.StateDeferred] == 0
+		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
 	})
 	if !settled {
 		t.Errorf("queue did not drain: %v", counts)
 	}
-	if d := n.list(spool.StateDead); len(d) > 0 {
+	if d := n.list(wire.StateDead); len(d) > 0 {
 		t.Errorf("%d messages dead-lettered after crashes, first: %s: %s", len(d), d[0].ID, d[0].Reason)
 	}
 

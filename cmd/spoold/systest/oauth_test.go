@@ -20,9 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/spoold/spoold/auth/authtest"
-	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
-	"github.com/spoold/spoold/spool"
 )
 
 func randHex(t *testing.T, prefix string) string {
@@ -100,10 +99,10 @@ func sendAuth(addr, user, pass, from, key string) error {
 
 // waitMessage polls spoolctl show for the message tagged by its sender
 // until cond holds.
-func (n *node) waitMessage(t *testing.T, from, what string, timeout time.Duration, cond func(adminapi.MessageView) bool) adminapi.MessageView {
+func (n *node) waitMessage(t *testing.T, from, what string, timeout time.Duration, cond func(wire.MessageView) bool) wire.MessageView {
 	t.Helper()
 	var id string
-	var m adminapi.MessageView
+	var m wire.MessageView
 	ok := poll(timeout, func() bool {
 		if id == "" {
 			for _, v := range n.list("") {
@@ -231,8 +230,8 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	if err := sendOne2(n, "mfd@app.test", "app-1"); err != nil {
 		t.Fatalf("submitting to the app account: %v", err)
 	}
-	m := n.waitMessage(t, "mfd@app.test", "delivered", 90*time.Second, func(m adminapi.MessageView) bool {
-		return m.State == spool.StateDelivered
+	m := n.waitMessage(t, "mfd@app.test", "delivered", 90*time.Second, func(m wire.MessageView) bool {
+		return m.State == wire.StateDelivered
 	})
 	if m.Attempts > 1 {
 		t.Errorf("app account: %d attempts while the token endpoint failed, want 1 (waiting must not use attempts)", m.Attempts)
@@ -254,8 +253,8 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	if err := sendOne2(n, "mfd@user.test", "user-1"); err != nil {
 		t.Fatal(err)
 	}
-	n.waitMessage(t, "mfd@user.test", "delivered", 60*time.Second, func(m adminapi.MessageView) bool {
-		return m.State == spool.StateDelivered
+	n.waitMessage(t, "mfd@user.test", "delivered", 60*time.Second, func(m wire.MessageView) bool {
+		return m.State == wire.StateDelivered
 	})
 	// Tokens are refreshed when delivery needs one: once the current access
 	// token has expired, the next message meets invalid_grant.
@@ -267,7 +266,7 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	if err := sendOne2(n, "mfd2@user.test", "user-2"); err != nil {
 		t.Fatal(err)
 	}
-	var acct adminapi.AccountInfo
+	var acct wire.AccountInfo
 	waitFor(t, "account user to need re-authorization", 60*time.Second, func() bool {
 		acct = n.account("user")
 		return acct.Status == "needs_reauth"
@@ -276,8 +275,8 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 		t.Errorf("needs_reauth without a reason telling the admin what to do")
 	}
 	refreshes := asUser.Calls("token:refresh_token")
-	held := n.waitMessage(t, "mfd2@user.test", "waiting for re-authorization", 30*time.Second, func(m adminapi.MessageView) bool {
-		return m.State == spool.StateDeferred || m.State == spool.StateQueued
+	held := n.waitMessage(t, "mfd2@user.test", "waiting for re-authorization", 30*time.Second, func(m wire.MessageView) bool {
+		return m.State == wire.StateDeferred || m.State == wire.StateQueued
 	})
 	if held.Attempts > 0 {
 		t.Errorf("message for a needs_reauth account: state %s, attempts %d; want waiting with 0 attempts", held.State, held.Attempts)
@@ -287,8 +286,8 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	}
 	asUser.SetInvalidGrant("")
 	n.login(t, "user")
-	m = n.waitMessage(t, "mfd2@user.test", "delivered after re-login", 90*time.Second, func(m adminapi.MessageView) bool {
-		return m.State == spool.StateDelivered
+	m = n.waitMessage(t, "mfd2@user.test", "delivered after re-login", 90*time.Second, func(m wire.MessageView) bool {
+		return m.State == wire.StateDelivered
 	})
 	if got := asUser.Calls("token:refresh_token") - refreshes; got > 3 {
 		t.Errorf("%d refresh requests after invalid_grant, want none until the new login (and a few after it)", got)
@@ -298,8 +297,8 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	if err := sendAuth(n.SMTPAddr(), "scanner", smtpPass, "mfd@pw.test", "pw-1"); err != nil {
 		t.Fatalf("AUTH PLAIN submission: %v", err)
 	}
-	n.waitMessage(t, "mfd@pw.test", "delivered", 60*time.Second, func(m adminapi.MessageView) bool {
-		return m.State == spool.StateDelivered
+	n.waitMessage(t, "mfd@pw.test", "delivered", 60*time.Second, func(m wire.MessageView) bool {
+		return m.State == wire.StateDelivered
 	})
 	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"accounts"}, {"accounts", "--json"},
 		{"list", "--json", "--state", "delivered"}, {"show", m.ID}, {"show", m.ID, "--json"}} {

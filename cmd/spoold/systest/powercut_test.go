@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest/lazyfs"
@@ -219,15 +220,15 @@ func TestPowerCutLoop(t *testing.T) {
 	if len(failed) > 0 {
 		t.Errorf("scans moved to failed/: %v", failed)
 	}
-	var counts map[spool.State]int
+	var counts map[wire.State]int
 	if !poll(90*time.Second, func() bool {
 		counts = n.status().Queue
-		return counts[spool.StateQueued]+counts[spool.StateActive]+counts[spool.StateDeferred] == 0
+		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
 	}) {
 		t.Errorf("queue did not drain: %v", counts)
 	}
 	t.Logf("settled after %s", time.Since(start).Round(time.Second))
-	if d := n.list(spool.StateDead); len(d) > 0 {
+	if d := n.list(wire.StateDead); len(d) > 0 {
 		t.Errorf("%d messages dead-lettered after power cuts, first: %s: %s", len(d), d[0].ID, d[0].Reason)
 	}
 	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {

@@ -1,4 +1,4 @@
-package adminapi
+package wire
 
 import (
 	"bytes"
@@ -11,10 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"syscall"
 	"time"
-
-	"github.com/spoold/spoold/spool"
 )
 
 // baseURL is a placeholder host: every request goes to the unix socket.
@@ -91,7 +88,7 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Res
 // decodeError reads the JSON error envelope, or makes one from a non-JSON answer.
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb errorBody
+	var eb ErrorBody
 	if err := json.Unmarshal(b, &eb); err == nil && eb.Error != nil && eb.Error.Code != "" {
 		eb.Error.Status = resp.StatusCode
 		return eb.Error
@@ -213,13 +210,13 @@ func (c *Client) FlushAll(ctx context.Context, account string) (CountResponse, e
 }
 
 // RequeueAll requeues every message in state (dead or held), of account if set.
-func (c *Client) RequeueAll(ctx context.Context, state spool.State, account string) (CountResponse, error) {
+func (c *Client) RequeueAll(ctx context.Context, state State, account string) (CountResponse, error) {
 	var out CountResponse
 	return out, c.call(ctx, http.MethodPost, "/v1/requeue", RequeueRequest{State: state, Account: account}, &out)
 }
 
 // Purge deletes messages in state last updated more than olderThan ago.
-func (c *Client) Purge(ctx context.Context, state spool.State, olderThan time.Duration) (CountResponse, error) {
+func (c *Client) Purge(ctx context.Context, state State, olderThan time.Duration) (CountResponse, error) {
 	var out CountResponse
 	req := PurgeRequest{State: state, OlderThanSeconds: int64(olderThan / time.Second)}
 	return out, c.call(ctx, http.MethodPost, "/v1/purge", req, &out)
@@ -274,8 +271,4 @@ func (c *Client) SetDeliveryPaused(ctx context.Context, paused bool) (DeliverySt
 func (c *Client) TestSend(ctx context.Context, account, to string) (TestSendResult, error) {
 	var out TestSendResult
 	return out, c.call(ctx, http.MethodPost, "/v1/accounts/"+esc(account)+"/test-send", TestSendRequest{To: to}, &out)
-}
-
-func isPermission(err error) bool {
-	return errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
 }

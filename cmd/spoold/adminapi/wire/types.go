@@ -1,49 +1,7 @@
-// Package adminapi owns spoold's admin API: HTTP+JSON over the daemon's unix
-// socket, versioned under /v1/. It holds the typed request/response structs,
-// the stable error codes, the Service that implements the endpoints over
-// small consumer-declared interfaces (the spool, the daemon's accounts and
-// info), the Client used by spoolctl, and Listen for the socket itself.
-//
-// spoolctl imports only this package for talking to the daemon, so every
-// type it prints is defined here rather than in spool or auth.
-//
-// Wiring in the daemon:
-//
-//	ln, err := adminapi.Listen(filepath.Join(dataDir, "spoold.sock"), 0o660, group)
-//	svc := adminapi.NewService(sp, accounts, info, adminapi.Options{Logger: log})
-//	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
-//	go srv.Serve(ln)
-//
-// Leave the server's WriteTimeout at 0: GET /v1/logins/{id}/wait long-polls
-// for an interactive sign-in and /v1/messages/{id}/body streams up to the
-// largest message. Endpoints (all JSON unless noted):
-//
-//	GET    /v1/status                       StatusResponse
-//	GET    /v1/messages?state=&account=&older_than=&cursor=&limit=   ListResponse
-//	GET    /v1/messages/{id}                MessageView
-//	GET    /v1/messages/{id}/body           message/rfc822 stream
-//	POST   /v1/messages/{id}/hold           HoldRequest -> MessageView
-//	POST   /v1/messages/{id}/release|requeue|flush           -> MessageView
-//	DELETE /v1/messages/{id}                CountResponse
-//	POST   /v1/flush                        FlushRequest -> CountResponse
-//	POST   /v1/requeue                      RequeueRequest -> CountResponse
-//	POST   /v1/purge                        PurgeRequest -> CountResponse
-//	GET    /v1/accounts                     AccountsResponse
-//	GET    /v1/accounts/{name}              AccountInfo
-//	POST   /v1/accounts/{name}/login        LoginRequest -> LoginStart
-//	POST   /v1/accounts/{name}/logout       {}
-//	POST   /v1/accounts/{name}/test-send    TestSendRequest -> TestSendResult
-//	POST   /v1/logins/{id}/paste            PasteRequest -> AccountInfo
-//	GET    /v1/logins/{id}/wait             AccountInfo (long poll)
-//
-// Errors are {"error":{"code":...,"message":...}} with a stable code and an
-// HTTP status (see the Code* constants).
-package adminapi
+package wire
 
 import (
 	"time"
-
-	"github.com/spoold/spoold/spool"
 )
 
 // AccountInfo is one upstream account's configuration summary and health.
@@ -142,11 +100,11 @@ type StatusResponse struct {
 	// (delivery.paused or spoolctl pause); ingest still accepts.
 	DeliveryPaused bool `json:"delivery_paused,omitempty"`
 	// Queue counts messages per state; every state is present.
-	Queue         map[spool.State]int `json:"queue"`
-	Accounts      []AccountInfo       `json:"accounts,omitempty"`
-	AccountsError string              `json:"accounts_error,omitempty"`
-	Listeners     []ListenerInfo      `json:"listeners,omitempty"`
-	ScanFolders   []FolderInfo        `json:"scan_folders,omitempty"`
+	Queue         map[State]int  `json:"queue"`
+	Accounts      []AccountInfo  `json:"accounts,omitempty"`
+	AccountsError string         `json:"accounts_error,omitempty"`
+	Listeners     []ListenerInfo `json:"listeners,omitempty"`
+	ScanFolders   []FolderInfo   `json:"scan_folders,omitempty"`
 }
 
 // DeliveryState is the answer of the pause and resume endpoints.
@@ -197,7 +155,7 @@ type AttemptInfo struct {
 // MessageView is the admin view of one spooled message.
 type MessageView struct {
 	ID          string          `json:"id"`
-	State       spool.State     `json:"state"`
+	State       State           `json:"state"`
 	From        string          `json:"from"`
 	Recipients  []RecipientInfo `json:"recipients"`
 	Account     string          `json:"account"`
@@ -218,7 +176,7 @@ type MessageView struct {
 
 // ListRequest selects messages for GET /v1/messages.
 type ListRequest struct {
-	State   spool.State
+	State   State
 	Account string
 	// OlderThan keeps messages created more than this long ago (0 = all).
 	OlderThan time.Duration
@@ -247,13 +205,13 @@ type FlushRequest struct {
 // RequeueRequest is the body of POST /v1/requeue: every message in State
 // (dead or held), optionally of one account, goes back to queued.
 type RequeueRequest struct {
-	State   spool.State `json:"state"`
-	Account string      `json:"account,omitempty"`
+	State   State  `json:"state"`
+	Account string `json:"account,omitempty"`
 }
 
 // PurgeRequest is the body of POST /v1/purge.
 type PurgeRequest struct {
-	State spool.State `json:"state"` // dead or delivered
+	State State `json:"state"` // dead or delivered
 	// OlderThanSeconds purges messages last updated at least this long ago.
 	OlderThanSeconds int64 `json:"older_than_seconds"`
 }
@@ -287,7 +245,7 @@ type TestSendRequest struct {
 	To string `json:"to"`
 }
 
-// errorBody is the JSON error envelope.
-type errorBody struct {
+// ErrorBody is the JSON error envelope: {"error":{"code":...,"message":...}}.
+type ErrorBody struct {
 	Error *APIError `json:"error"`
 }
