@@ -68,13 +68,21 @@ func requireTool(t *testing.T, name string, extra ...string) string {
 // waitFor polls cond until it is true or the deadline passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// poll reports whether cond became true within timeout.
+func poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 // TestEmbeddedDefaultEndToEnd runs the real spoold binary with its embedded
@@ -230,20 +238,33 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	ctl("resume")
 	waitFor(t, "the queued message to be delivered after resume", 30*time.Second, func() bool { return countEML(outbox) == 3 })
 
-	// Metrics count both sources and the delivered records.
-	resp, err := http.Get("http://127.0.0.1:9191/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	// Metrics count both sources and the delivered records. The file
+	// transport writes the .eml before the delivered state commits, so wait
+	// for the metrics rather than read them once.
+	wants := []string{
 		`spoold_enqueued_total{source="smtp"} 2`,
 		`spoold_enqueued_total{source="scan"} 1`,
 		`spoold_queue_messages{state="delivered"} 3`,
-	} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("/metrics lacks %q", want)
+	}
+	var metrics []byte
+	if !poll(30*time.Second, func() bool {
+		resp, err := http.Get("http://127.0.0.1:9191/metrics")
+		if err != nil {
+			return false
+		}
+		metrics, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range wants {
+			if !strings.Contains(string(metrics), want) {
+				return false
+			}
+		}
+		return true
+	}) {
+		for _, want := range wants {
+			if !strings.Contains(string(metrics), want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
 		}
 	}
 
