@@ -151,7 +151,7 @@ func (e *Engine) connLevelFailed(bg context.Context, a *account, m *spool.Messag
 		a.downReason, a.downErr = se.Error(), se
 	}
 	down := !a.downSince.IsZero()
-	fails, probeAt := a.connFails, a.probeAt
+	fails, probeAt, ups := a.connFails, a.probeAt, a.ups
 	until := now.Add(e.opts.HoldInterval)
 	if !down {
 		// Not yet an outage: a short, growing account-level wait.
@@ -166,7 +166,18 @@ func (e *Engine) connLevelFailed(bg context.Context, a *account, m *spool.Messag
 		log.Warn("delivery: connection to the upstream failed; the message waits without using an attempt",
 			"failures_in_a_row", fails, "until", until, "err", se.Error())
 	}
-	e.park(bg, a, m, until, reasonUnreachable+se.Error(), se)
+	if e.park(bg, a, m, until, reasonUnreachable+se.Error(), se) {
+		e.mu.Lock()
+		raced := a.ups != ups
+		e.mu.Unlock()
+		if raced {
+			// The upstream came back between our look and the park, and
+			// its drain may have missed this message: make it due now.
+			if err := e.sp.Flush(bg, m.ID); err != nil {
+				log.Warn("delivery: making a parked message due after the upstream came back", "err", err)
+			}
+		}
+	}
 }
 
 // park postpones a claimed message of an unreachable upstream until until
@@ -319,6 +330,14 @@ func (e *Engine) probe(a *account) {
 	var te *tokenError
 	var he *holdError
 	if errors.As(err, &te) || errors.As(err, &he) {
+		if (te != nil && te.recoveries != e.recoveriesOf(a)) || (he != nil && he.recoveries != e.recoveriesOf(a)) {
+			// The account recovered (a login) after this token answer was
+			// made: no hold; probe again at once.
+			e.mu.Lock()
+			a.probeAt = now
+			e.mu.Unlock()
+			return
+		}
 		// Not an answer from the upstream: hold the account as a message
 		// would, and probe again after the next step.
 		d, reason, rec := e.holdFor(a, err)

@@ -268,13 +268,18 @@ func TestUpstreamOutage2000(t *testing.T) {
 				}
 			}
 			began := time.Now()
-			waitFor(t, "all messages delivered", func() bool { return r.stats()[spool.StateDelivered] == n })
+			// A bound for a stuck drain, not a speed target (the drain takes
+			// seconds; a loaded 2-core CI machine under -race or qemu is slower).
+			deadline := began.Add(3 * time.Minute)
+			for r.stats()[spool.StateDelivered] != n {
+				if time.Now().After(deadline) {
+					t.Fatalf("after the upstream came back, %d of %d messages delivered in 3 min: %v", r.stats()[spool.StateDelivered], n, r.stats())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			drain := time.Since(began)
 			t.Logf("recovery: probe found the upstream %s after it came back (injected clock); %d messages delivered %s after that (real time), over at most %d connections",
 				r.clock.Now().Sub(detectStart), n, drain.Round(time.Millisecond), r.up.MaxConcurrent())
-			if drain > 60*time.Second {
-				t.Errorf("drain took %s", drain)
-			}
 			if got := r.up.Count(); got != n {
 				t.Errorf("upstream accepted %d, want %d", got, n)
 			}
