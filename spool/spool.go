@@ -174,8 +174,6 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 			return nil, err
 		}
 	}
-	_, statErr := os.Stat(s.dbPath)
-	newDB := errors.Is(statErr, os.ErrNotExist)
 	db, err := openBolt(s.dbPath, opts)
 	if err != nil {
 		return nil, err
@@ -187,16 +185,16 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 			db.Close()
 			return nil, fmt.Errorf("spool: fsync %s: %w", dir, err)
 		}
-		// A new spool's directory may be new too (spoold creates the data
-		// dir before it opens the spool): until its parent is fsync'd, a
-		// power cut can take the whole directory, and every message
-		// acknowledged since, with it. The power-cut test found this.
-		if newDB {
-			if parent := filepath.Dir(dir); parent != dir {
-				if err := fs.SyncDir(parent); err != nil {
-					db.Close()
-					return nil, fmt.Errorf("spool: fsync %s: %w", parent, err)
-				}
+		// The spool's directory may be new (spoold creates the data dir
+		// before it opens the spool): until its parent is fsync'd, a power
+		// cut can take the whole directory, and every message acknowledged
+		// since, with it; the power-cut test found this. Every Open does it,
+		// not only the first: a crash between creating spool.db and this
+		// fsync would otherwise leave the entry unsynced for good.
+		if parent := filepath.Dir(dir); parent != dir {
+			if err := fs.SyncDir(parent); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("spool: fsync %s: %w", parent, err)
 			}
 		}
 	}
