@@ -121,6 +121,9 @@ func packageInfo(o options, format, arch string, list []pkgFile) *nfpm.Info {
 			PostRemove:  filepath.Join(scripts, "deb", "postrm"),
 		}
 		info.Deb.Compression = "xz"
+		// preinst creates the spoold user with useradd/groupadd, which are
+		// not Essential: they must be there before unpacking.
+		info.Deb.Predepends = []string{"passwd"}
 	case "rpm":
 		info.Scripts = nfpm.Scripts{
 			PreInstall:  filepath.Join(scripts, "rpm", "pre"),
@@ -128,6 +131,7 @@ func packageInfo(o options, format, arch string, list []pkgFile) *nfpm.Info {
 			PreRemove:   filepath.Join(scripts, "rpm", "preun"),
 			PostRemove:  filepath.Join(scripts, "rpm", "postun"),
 		}
+		info.Depends = []string{"shadow-utils"} // useradd/groupadd in %pre
 		info.RPM.Summary = "durable mail spooler for office devices"
 		info.RPM.Group = "System Environment/Daemons"
 		info.RPM.BuildHost = "spoold"
