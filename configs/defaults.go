@@ -28,19 +28,12 @@ func (c *Config) setDefaults() {
 	c.Delivery = Delivery{Workers: 16, ShutdownTimeout: 30 * time.Second}
 }
 
+// setDefaults sets only the listener's enums, which the cross-checks here
+// read; the limits and timeouts are smtpd's (ListenerConfig), where zero
+// means its default, so the two can no longer disagree.
 func (l *SMTPListener) setDefaults() {
 	l.TLS = ListenerTLSNone
-	l.MinTLSVersion = "1.2"
-	l.MaxMessageSize = 35 * MB
-	l.MaxRecipients = 100
-	l.ReadTimeout = 5 * time.Minute
-	l.WriteTimeout = time.Minute
-	l.MaxConnections = 200
-	l.MaxConnectionsPerIP = 20
-	l.MaxLineLength = 4000
 	l.BareLF = BareLFReject
-	l.AuthFailureLimit = 5
-	l.AuthFailureWindow = 5 * time.Minute
 }
 
 func (f *ScanFolder) setDefaults() {

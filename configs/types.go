@@ -91,6 +91,8 @@ func (TLSVersion) values() []string { return []string{"1.0", "1.1", "1.2", "1.3"
 // Uint16 is the crypto/tls constant (tls.VersionTLS12 for an unknown value).
 func (v TLSVersion) Uint16() uint16 {
 	switch v {
+	case "":
+		return 0 // smtpd's default (TLS 1.2)
 	case "1.0":
 		return tls.VersionTLS10
 	case "1.1":

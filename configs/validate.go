@@ -196,17 +196,18 @@ func (v *validator) listener(l *SMTPListener, key string, names map[string]bool,
 			v.problem(fmt.Sprintf("%s.allowed_recipient_domains[%d]", key, i), "%q is not a domain name", clip(dom))
 		}
 	}
-	v.positive(key+".max_message_size", l.MaxMessageSize)
-	v.positive(key+".max_recipients", int64(l.MaxRecipients))
-	v.positive(key+".read_timeout", int64(l.ReadTimeout))
-	v.positive(key+".write_timeout", int64(l.WriteTimeout))
-	v.positive(key+".max_connections", int64(l.MaxConnections))
-	v.positive(key+".max_connections_per_ip", int64(l.MaxConnectionsPerIP))
-	if l.MaxLineLength < 1000 {
+	// Zero takes smtpd's default; smtpd validates the rest at -check too.
+	v.nonNegative(key+".max_message_size", l.MaxMessageSize)
+	v.nonNegative(key+".max_recipients", int64(l.MaxRecipients))
+	v.nonNegative(key+".read_timeout", int64(l.ReadTimeout))
+	v.nonNegative(key+".write_timeout", int64(l.WriteTimeout))
+	v.nonNegative(key+".max_connections", int64(l.MaxConnections))
+	v.nonNegative(key+".max_connections_per_ip", int64(l.MaxConnectionsPerIP))
+	if l.MaxLineLength != 0 && l.MaxLineLength < 1000 {
 		v.problem(key+".max_line_length", "must be at least 1000 (RFC 5321)")
 	}
-	v.positive(key+".auth_failure_limit", int64(l.AuthFailureLimit))
-	v.positive(key+".auth_failure_window", int64(l.AuthFailureWindow))
+	v.nonNegative(key+".auth_failure_limit", int64(l.AuthFailureLimit))
+	v.nonNegative(key+".auth_failure_window", int64(l.AuthFailureWindow))
 	ref(key+".account", l.Account)
 }
 

@@ -59,13 +59,13 @@ type ListenerConfig struct {
 	AllowedSenderDomains    []string // empty = any
 	AllowedRecipientDomains []string // empty = any
 
-	MaxMessageSize      int64         // bytes; default 50 MiB
+	MaxMessageSize      int64         // bytes; default 35 MB (35·10⁶)
 	MaxRecipients       int           // default 100
 	ReadTimeout         time.Duration // per command and per DATA read; default 5m
 	WriteTimeout        time.Duration // default 1m
-	MaxConnections      int           // default 100
+	MaxConnections      int           // default 200
 	MaxConnectionsPerIP int           // default 20
-	MaxLineLength       int           // default 2000 (RFC 5321 allows 1000; old devices send longer)
+	MaxLineLength       int           // default 4000 (RFC 5321 allows 1000; old devices send longer)
 
 	// DataMinRate is the lowest average rate, in bytes per second, at which
 	// a client may send DATA or BDAT once DataRateGrace is used up: each
@@ -106,7 +106,7 @@ type ListenerConfig struct {
 	BareLF BareLFPolicy // default reject
 
 	AuthFailureLimit  int           // failures per IP within the window before 421 and disconnect; default 5
-	AuthFailureWindow time.Duration // default 10m
+	AuthFailureWindow time.Duration // default 5m
 
 	Account string // route: mail on this listener goes to this account unless a user route applies
 }
@@ -123,16 +123,16 @@ type Routes struct {
 }
 
 const (
-	defaultMaxMessageSize = 50 << 20
+	defaultMaxMessageSize = 35 * 1000 * 1000 // the 35 MB Microsoft 365 and Gmail accept
 	defaultMaxRecipients  = 100
 	defaultReadTimeout    = 5 * time.Minute
 	defaultWriteTimeout   = time.Minute
-	defaultMaxConns       = 100
+	defaultMaxConns       = 200
 	defaultMaxConnsPerIP  = 20
-	defaultMaxLineLength  = 2000
+	defaultMaxLineLength  = 4000
 	minLineLength         = 1000 // RFC 5321 section 4.5.3.1.6
 	defaultAuthFailLimit  = 5
-	defaultAuthFailWindow = 10 * time.Minute
+	defaultAuthFailWindow = 5 * time.Minute
 	defaultDataMinRate    = 4096
 	defaultJunkLimit      = 100
 	defaultStressTimeout  = 10 * time.Second

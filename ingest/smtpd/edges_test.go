@@ -343,7 +343,7 @@ func TestSessionLimitDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DataMinRate != 4096 || c.DataRateGrace != c.ReadTimeout || c.JunkCommandLimit != 100 ||
-		c.HardErrorLimit != 20 || c.StressThreshold != 80 || c.StressTimeout != 10*time.Second {
+		c.HardErrorLimit != 20 || c.StressThreshold != 160 || c.StressTimeout != 10*time.Second {
 		t.Fatalf("defaults: rate %d grace %v junk %d errors %d stress %d/%v", c.DataMinRate, c.DataRateGrace,
 			c.JunkCommandLimit, c.HardErrorLimit, c.StressThreshold, c.StressTimeout)
 	}

@@ -34,7 +34,7 @@ func TestAcceptsAndStoresMessage(t *testing.T) {
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	ehlo := c.ehlo()
-	for _, want := range []string{"PIPELINING", "8BITMIME", "SIZE 52428800"} {
+	for _, want := range []string{"PIPELINING", "8BITMIME", "SIZE 35000000"} {
 		if !strings.Contains(ehlo, want) {
 			t.Errorf("EHLO reply lacks %q: %q", want, ehlo)
 		}
