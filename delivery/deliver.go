@@ -286,6 +286,13 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		se = &SMTPError{Class: ClassTransient, Text: err.Error(), Err: err}
 	}
 	switch {
+	case isConnLevel(se) && se.Code == 421 && e.othersConnected(a):
+		// A 421 greeting while other sessions of the account work is the
+		// server's connection limit (Exchange: "421 4.3.2 ... concurrent
+		// server connections"), not an outage: slow the account down as
+		// for any 4.3.2; the message waits without using an attempt.
+		e.throttle(a, log)
+		e.park(bg, a, m, e.opts.Clock().Add(e.opts.ThrottlePause), "upstream refused another connection (its connection limit?): "+se.Error(), se)
 	case isConnLevel(se):
 		// The upstream is unreachable: not this message's failure.
 		e.connLevelFailed(bg, a, m, se, log)
@@ -497,6 +504,14 @@ func (e *Engine) succeeded(a *account, now time.Time) {
 	if atFull && a.connLimit == a.cfg.MaxConnections {
 		a.throttledAt = time.Time{}
 	}
+}
+
+// othersConnected reports whether connection workers of a other than the
+// caller are running.
+func (e *Engine) othersConnected(a *account) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.conns > 1
 }
 
 // throttle slows the whole account down: half the connections and rate, and

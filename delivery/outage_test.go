@@ -661,3 +661,44 @@ func TestProbeWithoutTokenHoldsAndRetries(t *testing.T) {
 		}
 	}
 }
+
+// A 421 greeting while another session of the account is up is the server's
+// connection limit (Exchange answers "421 4.3.2 ... concurrent server
+// connections" when a mailbox has too many), not an outage: the account is
+// throttled, never upstream_down, and no message uses an attempt for it.
+func TestGreeting421WhileConnectedIsAThrottle(t *testing.T) {
+	inData := make(chan struct{}, 1)
+	gate := make(chan struct{})
+	var held atomic.Bool
+	h := outageHarness(t, hopt{noStart: true, up: smtpfake.Options{Script: func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "DATA" && held.CompareAndSwap(false, true) {
+			inData <- struct{}{}
+			<-gate // the first session stays up, busy with its message
+		}
+		return smtpfake.Reply{}
+	}}})
+	h.start()
+	ids := []string{h.enqueue()}
+	<-inData
+	h.up.SetOutage(smtpfake.Greet421) // new connections only: the busy session lives on
+	for i := 0; i < 5; i++ {
+		ids = append(ids, h.enqueue())
+	}
+	waitFor(t, "a refused second connection", func() bool { return h.up.Accepted() >= 2 })
+	for i := 0; i < 6; i++ {
+		h.stepClock(30 * time.Second)
+		if st := h.eng.AccountStates()[0]; !st.UpstreamDownSince.IsZero() {
+			t.Fatalf("a connection limit while a session works made the account upstream_down: %+v", st)
+		}
+	}
+	close(gate)
+	h.up.SetOutage(smtpfake.Up)
+	for i := 0; i < 4; i++ {
+		h.stepClock(time.Minute) // past the throttle pause
+	}
+	for _, id := range ids {
+		if m := h.waitState(id, spool.StateDelivered); m.Attempts != 1 {
+			t.Errorf("%s delivered after %d attempts, want 1", id, m.Attempts)
+		}
+	}
+}
