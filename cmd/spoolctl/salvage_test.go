@@ -56,17 +56,7 @@ func TestSalvageCommand(t *testing.T) {
 // not a crash; salvage then moves it aside.
 func TestOfflineDamagedSpool(t *testing.T) {
 	dir := t.TempDir()
-	s, err := spool.Open(dir, spool.Options{RescueInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 400; i++ {
-		if _, err := s.Enqueue(context.Background(), spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "a"},
-			strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
+	spooltest.FillClosed(t, dir, "a")
 	if err := spooltest.PointTwiceAtOnePage(filepath.Join(dir, spool.DBFile)); err != nil {
 		t.Fatal(err)
 	}

@@ -213,17 +213,7 @@ func TestStartRefusesDamagedDatabase(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	s, err := spool.Open(data, spool.Options{RescueInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 400; i++ {
-		if _, err := s.Enqueue(context.Background(), spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "out"},
-			strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
+	spooltest.FillClosed(t, data, "out")
 	if err := spooltest.PointTwiceAtOnePage(filepath.Join(data, spool.DBFile)); err != nil {
 		t.Fatal(err)
 	}

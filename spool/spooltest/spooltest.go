@@ -2,9 +2,12 @@
 package spooltest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/spoold/spoold/spool"
@@ -72,4 +75,24 @@ func PointTwiceAtOnePage(path string) error {
 		return os.WriteFile(path, data, 0o600)
 	}
 	return errors.New("spooltest: no bucket has a branch root with two children: enqueue more messages")
+}
+
+// FillClosed makes a spool in dir holding enough small messages for
+// account that its buckets have branch pages (see PointTwiceAtOnePage), and
+// closes it.
+func FillClosed(t testing.TB, dir, account string) {
+	t.Helper()
+	s, err := spool.Open(dir, spool.Options{RescueInterval: -1})
+	if err != nil {
+		t.Fatalf("spooltest: opening spool: %v", err)
+	}
+	for i := 0; i < 400; i++ {
+		if _, err := s.Enqueue(context.Background(), spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: account},
+			strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))); err != nil {
+			t.Fatalf("spooltest: enqueue: %v", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("spooltest: closing spool: %v", err)
+	}
 }
