@@ -130,7 +130,10 @@ func TestFailedSetupLeavesNothing(t *testing.T) {
 		t.Errorf("status does not say why the move failed: %q", env.w.Folders()[0].LastError)
 	}
 	refuse.Store(false)
-	waitFor(t, waitLong, "failed", func() bool { return env.exists("failed/noroute.pdf.error.txt") })
+	// The reason is written before the file is moved: wait for both.
+	waitFor(t, waitLong, "failed", func() bool {
+		return env.exists("failed/noroute.pdf.error.txt") && env.exists("failed/noroute.pdf")
+	})
 	entries, _ := os.ReadDir(filepath.Join(env.dir, FailedDir))
 	if len(entries) != 2 {
 		t.Errorf("failed/ holds %d entries, want the file and its reason", len(entries))
