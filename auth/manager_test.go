@@ -172,6 +172,15 @@ func TestPresets(t *testing.T) {
 	if p, _ := auth.Preset(auth.ProviderMicrosoft, "x"); p.AppScopes[0] != "https://outlook.office365.com/.default" {
 		t.Fatalf("app scope %v", p.AppScopes)
 	}
+	for _, prov := range []auth.Provider{auth.ProviderMicrosoft, auth.ProviderMicrosoftUSGov} {
+		if p, _ := auth.Preset(prov, "t"); p.MaxConnections != 3 || p.RatePerMinute != 30 || p.MaxMessageSize != 35_000_000 {
+			t.Fatalf("%s limits: %d conns, %v/min, %d bytes", prov, p.MaxConnections, p.RatePerMinute, p.MaxMessageSize)
+		}
+	}
+	// Google documents none of the three for smtp.gmail.com: delivery's defaults apply.
+	if p, _ := auth.Preset(auth.ProviderGoogle, ""); p.MaxConnections != 0 || p.RatePerMinute != 0 || p.MaxMessageSize != 0 {
+		t.Fatalf("google limits: %+v", p)
+	}
 	if p, err := auth.Preset(auth.ProviderGeneric, ""); err != nil || p.TokenURL != "" || p.SMTPAddr() != "" {
 		t.Fatalf("generic %+v %v", p, err)
 	}

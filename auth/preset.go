@@ -34,7 +34,12 @@ const (
 // Delegated reports whether the flow holds a user's refresh token.
 func (f Flow) Delegated() bool { return f == FlowAuthCode || f == FlowDevice }
 
-// PresetInfo is a provider's endpoints, scopes and SMTP submission address.
+// MB is 10^6 bytes, the unit providers state their limits in.
+const MB = 1000 * 1000
+
+// PresetInfo is a provider's endpoints, scopes, SMTP submission address and
+// the sending limits delivery uses as an account's defaults. A zero limit
+// means the provider documents none: delivery applies its generic default.
 type PresetInfo struct {
 	Provider      Provider
 	AuthURL       string
@@ -49,6 +54,13 @@ type PresetInfo struct {
 	IdentityScopes []string
 	SMTPHost       string
 	SMTPPort       int
+	// MaxConnections is how many SMTP connections one mailbox may have open
+	// at once (more are refused, e.g. Exchange's 432 4.3.2).
+	MaxConnections int
+	// RatePerMinute is how many messages one mailbox may submit per minute.
+	RatePerMinute float64
+	// MaxMessageSize is the largest message the provider accepts, in bytes.
+	MaxMessageSize int64
 }
 
 // SMTPAddr is host:port, or "" when the preset has no SMTP host.
@@ -59,8 +71,8 @@ func (p PresetInfo) SMTPAddr() string {
 	return fmt.Sprintf("%s:%d", p.SMTPHost, p.SMTPPort)
 }
 
-// Preset returns a provider's endpoints, default scopes and SMTP host:port
-// with the tenant substituted. For Microsoft an empty tenant means
+// Preset returns a provider's endpoints, default scopes, SMTP host:port and
+// sending limits with the tenant substituted. For Microsoft an empty tenant means
 // "organizations" (any work account). Generic returns an empty preset: every
 // value comes from the config.
 func Preset(provider Provider, tenant string) (PresetInfo, error) {
@@ -87,6 +99,16 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			IdentityScopes: []string{"openid", "profile", "email"},
 			SMTPHost:       smtpHost,
 			SMTPPort:       587,
+			// SMTP AUTH submission: 3 concurrent connections per mailbox,
+			// 30 messages per minute (learn.microsoft.com/en-us/exchange/
+			// troubleshoot/send-emails/smtp-submission-improvements); the
+			// default maximum send size is 35 MB (learn.microsoft.com/en-us/
+			// office365/servicedescriptions/exchange-online-service-description/
+			// exchange-online-limits#message-limits). The US Government
+			// clouds share these limits.
+			MaxConnections: 3,
+			RatePerMinute:  30,
+			MaxMessageSize: 35 * MB,
 		}, nil
 	case ProviderGoogle:
 		return PresetInfo{
@@ -99,6 +121,14 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			IdentityScopes: []string{"openid", "email"},
 			SMTPHost:       "smtp.gmail.com",
 			SMTPPort:       587,
+			// No limits: Google documents per-day sending limits for
+			// smtp.gmail.com (support.google.com/a/answer/166852: 2,000
+			// messages a day, 100 recipients per message over SMTP) but no
+			// per-minute rate and no connection limit, and its 25 MB is a
+			// limit on attachments (support.google.com/mail/answer/6584,
+			// support.google.com/a/answer/9050120), not on the encoded
+			// message, which is about a third larger. Delivery's generic
+			// defaults and the server's own SIZE answer apply.
 		}, nil
 	case ProviderGeneric:
 		return PresetInfo{Provider: provider}, nil
