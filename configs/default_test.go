@@ -6,7 +6,7 @@ import (
 )
 
 func TestDefaultMatchesProductContract(t *testing.T) {
-	c, err := Parse(DefaultName, Default(), func(string) (string, bool) { return "", false })
+	c, err := Parse(DefaultName, Default(), func(string) (string, bool) { return "", false }, nil)
 	if err != nil {
 		t.Fatalf("embedded default does not validate:\n%v", err)
 	}

@@ -48,7 +48,7 @@ func TestShippedExamplesValidate(t *testing.T) {
 				t.Fatal(err)
 			}
 			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
-			c, err := parse(path, data, env, fixedHost)
+			c, err := parse(path, data, env, fixedHost, nil)
 			if err != nil {
 				t.Fatalf("shipped example does not validate:\n%v", err)
 			}
@@ -72,7 +72,7 @@ func TestExampleDefaultsResolved(t *testing.T) {
 		t.Fatal(err)
 	}
 	data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/m365.secret", secretFile))
-	c, err := parse("m365-app-only.yaml", data, noEnv, fixedHost)
+	c, err := parse("m365-app-only.yaml", data, noEnv, fixedHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestExampleDefaultsResolved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err = parse("m365-delegated.yaml", data, func(n string) (string, bool) { return "env-" + n, true }, fixedHost)
+	c, err = parse("m365-delegated.yaml", data, func(n string) (string, bool) { return "env-" + n, true }, fixedHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

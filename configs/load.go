@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/spoold/spoold/configs/field"
 )
 
 //go:embed default.yaml
@@ -26,13 +27,21 @@ const DefaultName = "(embedded default)"
 // account "outbox" writing .eml files into ./data/outbox.
 func Default() []byte { return slices.Clone(defaultYAML) }
 
+// Checker validates a decoded config as the daemon will run it: it converts
+// the config into each subsystem's options and returns their problems, keyed
+// by dotted YAML key (smtp_listeners[0].max_connections). configs attaches
+// file:line to them. nil checks decoding and references only.
+type Checker func(*Config) field.Problems
+
 // LoadDefault parses the embedded default with the process environment.
-func LoadDefault() (*Config, error) { return Parse(DefaultName, defaultYAML, nil) }
+func LoadDefault(check Checker) (*Config, error) {
+	return Parse(DefaultName, defaultYAML, nil, check)
+}
 
 // Load reads, decodes, resolves secrets and validates the config file at
 // path. Any failure, including an unreadable file, is a *Problems listing
 // every problem found.
-func Load(path string) (*Config, error) {
+func Load(path string, check Checker) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", unwrapPathErr(err))}}
@@ -42,19 +51,19 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", unwrapPathErr(err))}}
 	}
-	return Parse(path, data, nil)
+	return Parse(path, data, nil, check)
 }
 
 // Parse decodes and validates a config. name is used in problems (the file
 // path for Load); env looks up ${NAME} references in secret fields (nil means
 // os.LookupEnv). *_file paths are read from the file system, relative to the
 // working directory. On any problem it returns nil and a *Problems with
-// every problem found, sorted by line.
-func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, error) {
-	return parse(name, data, env, osHostname)
+// every problem found, sorted by line, including those check returns.
+func Parse(name string, data []byte, env func(string) (string, bool), check Checker) (*Config, error) {
+	return parse(name, data, env, osHostname, check)
 }
 
-func parse(name string, data []byte, env func(string) (string, bool), hostname func() (string, error)) (*Config, error) {
+func parse(name string, data []byte, env func(string) (string, bool), hostname func() (string, error), check Checker) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
@@ -96,6 +105,11 @@ func parse(name string, data []byte, env func(string) (string, bool), hostname f
 	c.derive(hostname)
 	v := &validator{d: d, env: env}
 	v.validate(c)
+	if check != nil && !d.bad[""] {
+		for _, p := range check(c) {
+			v.problem(p.Key, "%s", p.Reason)
+		}
+	}
 	if len(d.probs) > 0 {
 		d.probs.sortByLine()
 		return nil, &d.probs

@@ -23,7 +23,7 @@ func fixedHost() (string, error) { return "mx.test", nil }
 
 func parseProblems(t *testing.T, src string) Problems {
 	t.Helper()
-	c, err := parse("test.yaml", []byte(src), noEnv, fixedHost)
+	c, err := parse("test.yaml", []byte(src), noEnv, fixedHost, nil)
 	if err == nil {
 		t.Fatalf("config validated but should not have:\n%s\n=> %+v", src, c)
 	}
@@ -251,7 +251,7 @@ routes:
 
 func TestLoadReportsPathAndUnreadableFile(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Load(filepath.Join(dir, "missing.yaml"))
+	_, err := Load(filepath.Join(dir, "missing.yaml"), nil)
 	var ps *Problems
 	if !errors.As(err, &ps) || len(*ps) != 1 || !strings.Contains((*ps)[0].Reason, "cannot read config") {
 		t.Fatalf("Load of a missing file: %v", err)
@@ -260,14 +260,14 @@ func TestLoadReportsPathAndUnreadableFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(base+"bogus: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Load(path)
+	_, err = Load(path, nil)
 	if err == nil || err.Error() != path+`:6: bogus: unknown key "bogus"` {
 		t.Fatalf("Load: %v", err)
 	}
 	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(path)
+	c, err := Load(path, nil)
 	if err != nil || c.Routes.Default != "out" {
 		t.Fatalf("Load of a valid file: %v, %+v", err, c)
 	}

@@ -48,7 +48,7 @@ delivery:
 http:
   listen: ""
 `
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost)
+	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ accounts:
 	// base already has accounts; the later key would be a duplicate, so
 	// build the document without it.
 	src = strings.Replace(src, base, "routes:\n  default: out\n", 1)
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost)
+	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ accounts:
     name: b
 routes: {default: a}
 `
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost)
+	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
 	if err == nil {
 		t.Fatal("x-common is an unknown key and must be reported")
 	}
@@ -144,7 +144,7 @@ routes: {default: a}
     port: 26
 routes: {default: a}
 `
-	c, err = parse("t.yaml", []byte(src), noEnv, fixedHost)
+	c, err = parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 		b.WriteString("]\n")
 	}
 	b.WriteString("accounts:\n  - name: out\n    transport: file\n    scopes: *a7\n")
-	_, err := parse("t.yaml", []byte(b.String()), noEnv, fixedHost)
+	_, err := parse("t.yaml", []byte(b.String()), noEnv, fixedHost, nil)
 	if err == nil {
 		t.Fatal("want problems")
 	}

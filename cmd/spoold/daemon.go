@@ -245,7 +245,7 @@ func (d *daemon) reload() {
 		d.log.Info("reload: running the embedded default configuration; nothing to reload")
 		return
 	}
-	cfg, err := configs.Load(d.cfgPath)
+	cfg, err := configs.Load(d.cfgPath, nil)
 	if err == nil {
 		// Every subsystem validates before any applies: all or nothing.
 		err = validateSubsystems(cfg)

@@ -37,7 +37,7 @@ routes:
   default: out
 `, dir)
 	writeFile(t, path, base)
-	cfg, err := configs.Load(path)
+	cfg, err := configs.Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

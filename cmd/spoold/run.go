@@ -67,9 +67,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	var cfg *configs.Config
 	var err error
 	if *configPath == "" {
-		cfg, err = configs.LoadDefault()
+		cfg, err = configs.LoadDefault(nil)
 	} else {
-		cfg, err = configs.Load(*configPath)
+		cfg, err = configs.Load(*configPath, nil)
 	}
 	if err == nil {
 		err = validateSubsystems(cfg)

@@ -83,7 +83,15 @@ func FormatDuration(d time.Duration) string {
 	if d > 0 && d%day == 0 {
 		return strconv.FormatInt(int64(d/day), 10) + "d"
 	}
-	return d.String()
+	s := d.String()
+	// 5m0s reads better as 5m, 1h0m0s as 1h; both parse back the same.
+	if d >= time.Minute && d%time.Minute == 0 {
+		s = strings.TrimSuffix(s, "0s")
+		if d%time.Hour == 0 {
+			s = strings.TrimSuffix(s, "0m")
+		}
+	}
+	return s
 }
 
 // DurationFlag is a command-line flag value (spf13/pflag's Value) that reads
