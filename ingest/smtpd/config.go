@@ -4,12 +4,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/spoold/spoold/configs/field"
 )
 
 // TLSMode says how a listener offers TLS.
@@ -41,7 +46,8 @@ type User struct {
 }
 
 // ListenerConfig configures one SMTP listener. Zero values take the defaults
-// noted; New validates everything.
+// noted (WithDefaults); Validate reports problems under the YAML key names of
+// smtp_listeners[] (Addr is "listen"). New applies both.
 type ListenerConfig struct {
 	Name     string // unique; used in logs, metrics and Source.Listener
 	Addr     string // host:port
@@ -139,17 +145,12 @@ const (
 	defaultHardErrorLimit = 20
 )
 
-// normalize fills defaults and validates one listener config.
-func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
-	if c.Name == "" {
-		return c, errors.New("smtpd: listener without a name")
-	}
-	fail := func(format string, a ...any) (ListenerConfig, error) {
-		return c, fmt.Errorf("smtpd: listener %q: "+format, append([]any{c.Name}, a...)...)
-	}
-	if c.Addr == "" {
-		return fail("addr is required")
-	}
+// WithDefaults returns c with every zero field set to its default (noted on
+// the field) and the "off" values (any negative DataMinRate,
+// JunkCommandLimit, HardErrorLimit, StressThreshold) set to -1. Domains are
+// trimmed and lower-cased. It never fails and is idempotent; Validate judges
+// the result.
+func (c ListenerConfig) WithDefaults() ListenerConfig {
 	if c.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
@@ -157,79 +158,33 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 		}
 		c.Hostname = h
 	}
-	if strings.ContainsAny(c.Hostname, " \t\r\n") {
-		return fail("hostname %q contains white space", c.Hostname)
-	}
-	switch c.TLS {
-	case "":
+	if c.TLS == "" {
 		c.TLS = TLSNone
-	case TLSNone, TLSStartTLS, TLSImplicit:
-	default:
-		return fail("tls mode %q is not one of none, starttls, implicit", c.TLS)
 	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fail("cert_file and key_file must be set together")
-	}
-	if c.TLS == TLSNone && c.CertFile != "" {
-		return fail("cert_file is set but tls is none")
-	}
-	if c.TLS != TLSNone && c.CertFile == "" && dataDir == "" {
-		return fail("tls %s without cert_file needs a data dir for the self-signed certificate", c.TLS)
-	}
-	switch {
-	case c.MinTLSVersion == 0:
+	if c.MinTLSVersion == 0 {
 		c.MinTLSVersion = tls.VersionTLS12
-	case c.MinTLSVersion < tls.VersionTLS10 || c.MinTLSVersion > tls.VersionTLS13:
-		return fail("min tls version %#04x is not between TLS 1.0 and TLS 1.3", c.MinTLSVersion)
 	}
-	if c.Legacy && len(c.AllowedNetworks) == 0 {
-		return fail("legacy (AUTH without TLS) is only allowed together with allowed networks")
+	if c.BareLF == "" {
+		c.BareLF = BareLFReject
 	}
-	for _, p := range c.AllowedNetworks {
-		if !p.IsValid() {
-			return fail("invalid allowed network %v", p)
-		}
-	}
-	if err := checkUsers(c.Users); err != nil {
-		return fail("%w", err)
-	}
-	if err := c.checkAccess(c.Users); err != nil {
-		return fail("%w", err)
-	}
-	var err error
-	if c.AllowedSenderDomains, err = normDomains(c.AllowedSenderDomains); err != nil {
-		return fail("allowed sender domains: %w", err)
-	}
-	if c.AllowedRecipientDomains, err = normDomains(c.AllowedRecipientDomains); err != nil {
-		return fail("allowed recipient domains: %w", err)
-	}
-	type intDefault struct {
+	c.AllowedSenderDomains = lowerDomains(c.AllowedSenderDomains)
+	c.AllowedRecipientDomains = lowerDomains(c.AllowedRecipientDomains)
+	for _, d := range []struct {
 		v   *int
 		def int
-		nm  string
-	}
-	for _, d := range []intDefault{
-		{&c.MaxRecipients, defaultMaxRecipients, "max recipients"},
-		{&c.MaxConnections, defaultMaxConns, "max connections"},
-		{&c.MaxConnectionsPerIP, defaultMaxConnsPerIP, "max connections per ip"},
-		{&c.MaxLineLength, defaultMaxLineLength, "max line length"},
-		{&c.AuthFailureLimit, defaultAuthFailLimit, "auth failure limit"},
+	}{
+		{&c.MaxRecipients, defaultMaxRecipients},
+		{&c.MaxConnections, defaultMaxConns},
+		{&c.MaxConnectionsPerIP, defaultMaxConnsPerIP},
+		{&c.MaxLineLength, defaultMaxLineLength},
+		{&c.AuthFailureLimit, defaultAuthFailLimit},
 	} {
-		switch {
-		case *d.v == 0:
+		if *d.v == 0 {
 			*d.v = d.def
-		case *d.v < 0:
-			return fail("%s must not be negative", d.nm)
 		}
 	}
-	if c.MaxLineLength < minLineLength {
-		return fail("max line length %d is below the RFC 5321 minimum of %d", c.MaxLineLength, minLineLength)
-	}
-	switch {
-	case c.MaxMessageSize == 0:
+	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = defaultMaxMessageSize
-	case c.MaxMessageSize < 0:
-		return fail("max message size must not be negative")
 	}
 	for _, d := range []struct {
 		v   *int
@@ -248,11 +203,6 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	case c.DataMinRate < 0:
 		c.DataMinRate = -1 // off
 	}
-	for _, d := range []*time.Duration{&c.ReadTimeout, &c.WriteTimeout, &c.AuthFailureWindow, &c.DataRateGrace, &c.StressTimeout} {
-		if *d < 0 {
-			return fail("timeouts and windows must not be negative")
-		}
-	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = defaultReadTimeout
 	}
@@ -262,80 +212,226 @@ func (c ListenerConfig) normalize(dataDir string) (ListenerConfig, error) {
 	if c.AuthFailureWindow == 0 {
 		c.AuthFailureWindow = defaultAuthFailWindow
 	}
-	if c.DataRateGrace == 0 {
+	// The defaults derived from ReadTimeout and MaxConnections are only
+	// derived from valid values: Validate reports the bad base once, not
+	// again through what was derived from it.
+	if c.DataRateGrace == 0 && c.ReadTimeout > 0 {
 		// As Postfix's smtpd_min_data_rate starts from smtpd_timeout: a
 		// device may pause as long as it always could before the rate
 		// starts to count.
 		c.DataRateGrace = c.ReadTimeout
 	}
 	switch {
-	case c.StressThreshold == 0:
+	case c.StressThreshold == 0 && c.MaxConnections > 0:
 		c.StressThreshold = max(c.MaxConnections*8/10, 1)
 	case c.StressThreshold < 0:
 		c.StressThreshold = -1 // off
-	case c.StressThreshold > c.MaxConnections:
-		return fail("stress threshold %d is above max connections %d: stress mode could never start",
+	}
+	if c.StressTimeout == 0 {
+		c.StressTimeout = defaultStressTimeout
+		if c.ReadTimeout > 0 {
+			c.StressTimeout = min(defaultStressTimeout, c.ReadTimeout)
+		}
+	}
+	return c
+}
+
+// Validate reports every problem of c with its defaults filled (as New
+// runs it), as field.Problems keyed by the YAML names of
+// smtp_listeners[] ("listen" for Addr, "users[1].name", "" for the
+// listener as a whole). It checks that cert_file and key_file can be read
+// but not that they hold a key pair (ValidateListeners does), and not what
+// needs the data dir. Whether Account names a configured account is the
+// caller's check.
+func (c ListenerConfig) Validate() error {
+	return c.WithDefaults().problems().Err()
+}
+
+// problems validates a config that has its defaults filled.
+func (c ListenerConfig) problems() field.Problems {
+	var ps field.Problems
+	if strings.TrimSpace(c.Name) == "" {
+		ps.Add("name", "required: every listener needs a name")
+	}
+	if c.Addr == "" {
+		ps.Add("listen", "required: host:port to listen on, e.g. 127.0.0.1:2525")
+	} else if reason := checkHostPort(c.Addr); reason != "" {
+		ps.Add("listen", "%s", reason)
+	}
+	if strings.ContainsAny(c.Hostname, " \t\r\n") {
+		ps.Add("hostname", "%q contains white space", clip(c.Hostname))
+	}
+	switch c.TLS {
+	case TLSNone, TLSStartTLS, TLSImplicit:
+	default:
+		ps.Add("tls", "tls mode %q is not one of none, starttls, implicit", clip(string(c.TLS)))
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		if c.CertFile == "" {
+			ps.Add("cert_file", "key_file is set without cert_file: set both, or neither for a self-signed certificate")
+		} else {
+			ps.Add("key_file", "cert_file is set without key_file: set both, or neither for a self-signed certificate")
+		}
+	}
+	if c.TLS == TLSNone && (c.CertFile != "" || c.KeyFile != "") {
+		ps.Add("tls", "cert_file/key_file are set but tls is none: set tls to starttls or implicit")
+	}
+	for _, f := range []struct{ key, path string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if r := checkReadable(f.path); r != "" {
+			ps.Add(f.key, "%s", r)
+		}
+	}
+	if c.MinTLSVersion < tls.VersionTLS10 || c.MinTLSVersion > tls.VersionTLS13 {
+		ps.Add("min_tls_version", "min tls version %#04x is not between TLS 1.0 and TLS 1.3", c.MinTLSVersion)
+	}
+	if c.Legacy && len(c.AllowedNetworks) == 0 {
+		ps.Add("legacy", "legacy (AUTH without TLS) requires allowed_networks to restrict who may use it")
+	}
+	for i, p := range c.AllowedNetworks {
+		if !p.IsValid() {
+			ps.Add(field.Index("allowed_networks", i), "invalid network %v", p)
+		}
+	}
+	c.accessProblems(&ps, c.Users)
+	userProblems(&ps, c.Users)
+	for _, l := range []struct {
+		key  string
+		doms []string
+	}{{"allowed_sender_domains", c.AllowedSenderDomains}, {"allowed_recipient_domains", c.AllowedRecipientDomains}} {
+		for i, d := range l.doms {
+			if checkDomain(d) != nil {
+				ps.Add(field.Index(l.key, i), "%q is not a domain name", clip(d))
+			}
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"max_message_size", c.MaxMessageSize},
+		{"max_recipients", int64(c.MaxRecipients)},
+		{"read_timeout", int64(c.ReadTimeout)},
+		{"write_timeout", int64(c.WriteTimeout)},
+		{"max_connections", int64(c.MaxConnections)},
+		{"max_connections_per_ip", int64(c.MaxConnectionsPerIP)},
+		{"auth_failure_limit", int64(c.AuthFailureLimit)},
+		{"auth_failure_window", int64(c.AuthFailureWindow)},
+		{"data_rate_grace", int64(c.DataRateGrace)},
+		{"stress_timeout", int64(c.StressTimeout)},
+	} {
+		if n.v < 0 {
+			ps.Add(n.key, "must not be negative")
+		}
+	}
+	if c.MaxLineLength < minLineLength {
+		ps.Add("max_line_length", "must be at least %d (RFC 5321)", minLineLength)
+	}
+	if c.MaxConnections > 0 && c.StressThreshold > c.MaxConnections {
+		ps.Add("stress_threshold", "stress threshold %d is above max connections %d: stress mode could never start",
 			c.StressThreshold, c.MaxConnections)
 	}
-	switch {
-	case c.StressTimeout == 0:
-		c.StressTimeout = min(defaultStressTimeout, c.ReadTimeout)
-	case c.StressTimeout > c.ReadTimeout:
-		return fail("stress timeout %v is longer than read timeout %v", c.StressTimeout, c.ReadTimeout)
+	if c.ReadTimeout > 0 && c.StressTimeout > c.ReadTimeout {
+		ps.Add("stress_timeout", "stress timeout %v is longer than read timeout %v", c.StressTimeout, c.ReadTimeout)
 	}
 	switch c.BareLF {
-	case "":
-		c.BareLF = BareLFReject
 	case BareLFReject, BareLFNormalize:
 	default:
-		return fail("bare_lf policy %q is not reject or normalize", c.BareLF)
+		ps.Add("bare_lf", "bare_lf policy %q is not reject or normalize", clip(string(c.BareLF)))
 	}
-	return c, nil
+	return ps
 }
 
-// checkAccess enforces "never an open relay" and that configured users can
-// actually authenticate.
-func (c ListenerConfig) checkAccess(users []User) error {
+// accessProblems enforces "never an open relay" and that configured users
+// can actually authenticate; users is passed separately for SetUsers.
+func (c ListenerConfig) accessProblems(ps *field.Problems, users []User) {
 	if len(c.AllowedNetworks) == 0 && len(users) == 0 {
-		return errors.New("neither allowed networks nor users: refusing to run an open relay")
+		ps.Add("", "neither allowed_networks nor users is set: this listener would be an open relay")
 	}
 	if c.RequireAuth && len(users) == 0 {
-		return errors.New("require_auth without users: nobody could send")
+		ps.Add("require_auth", "require_auth is set but there are no users")
 	}
 	if len(users) > 0 && c.TLS == TLSNone && !c.Legacy {
-		return errors.New("users without TLS: AUTH is only offered after TLS unless the listener is legacy")
+		ps.Add("tls", "users without TLS: AUTH is only offered after TLS unless the listener is legacy")
 	}
-	return nil
 }
 
-func checkUsers(users []User) error {
+// userProblems checks names and password hashes, keyed users[i].
+func userProblems(ps *field.Problems, users []User) {
 	seen := make(map[string]bool, len(users))
-	for _, u := range users {
-		if u.Name == "" {
-			return errors.New("user without a name")
-		}
-		if seen[u.Name] {
-			return fmt.Errorf("user %q listed twice", u.Name)
+	for i, u := range users {
+		key := field.Index("users", i)
+		switch {
+		case strings.TrimSpace(u.Name) == "":
+			ps.Add(key+".name", "required: every user needs a name")
+		case seen[u.Name]:
+			ps.Add(key+".name", "duplicate user name %q", clip(u.Name))
 		}
 		seen[u.Name] = true
-		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
-			// The hash itself is not secret-free enough to print; the name is.
-			return fmt.Errorf("user %q: password hash is not a bcrypt hash: %w", u.Name, err)
+		// The hash itself is not secret-free enough to print; the name is.
+		if u.PasswordHash == "" {
+			ps.Add(key+".password_hash", "required: a bcrypt hash (spoolctl hash-password or htpasswd -nbB) or password_hash_file")
+		} else if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			ps.Add(key+".password_hash", "not a bcrypt hash: want $2a$, $2b$ or $2y$ followed by cost and salt")
 		}
 	}
-	return nil
 }
 
-func normDomains(in []string) ([]string, error) {
-	out := make([]string, 0, len(in))
-	for _, d := range in {
-		d = strings.ToLower(strings.TrimSpace(d))
-		if err := checkDomain(d); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
+// lowerDomains trims and lower-cases domains (a new slice: the caller's is
+// not touched).
+func lowerDomains(in []string) []string {
+	if in == nil {
+		return nil
 	}
-	return out, nil
+	out := make([]string, len(in))
+	for i, d := range in {
+		out[i] = strings.ToLower(strings.TrimSpace(d))
+	}
+	return out
+}
+
+// checkHostPort validates a listen address host:port (port 0 = any free
+// port, handy in tests).
+func checkHostPort(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port, e.g. 127.0.0.1:2525 or [::1]:2525", clip(s))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port %q is out of range 0-65535", clip(port))
+	}
+	if strings.ContainsAny(host, " \t\r\n/") {
+		return fmt.Sprintf("%q is not a host", clip(host))
+	}
+	return ""
+}
+
+// checkReadable says why path cannot be used as a certificate or key file
+// ("" if it can).
+func checkReadable(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is printed already
+		}
+		return fmt.Sprintf("cannot read %s: %v", path, err)
+	}
+	if fi.IsDir() {
+		return fmt.Sprintf("%s is a directory, want a file", path)
+	}
+	return ""
+}
+
+// clip shortens a value quoted in a problem, so a pasted blob stays one line.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
 }
 
 // HashPassword returns a bcrypt hash of pw for User.PasswordHash.

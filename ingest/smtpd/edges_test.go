@@ -338,8 +338,8 @@ func TestStressModeAdmitsRealClient(t *testing.T) {
 // TestSessionLimitDefaults: the new limits' defaults, "off" values and
 // validation.
 func TestSessionLimitDefaults(t *testing.T) {
-	c, err := baseListener().normalize("")
-	if err != nil {
+	c := baseListener().WithDefaults()
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if c.DataMinRate != 4096 || c.DataRateGrace != c.ReadTimeout || c.JunkCommandLimit != 100 ||
@@ -349,13 +349,13 @@ func TestSessionLimitDefaults(t *testing.T) {
 	}
 	off := baseListener()
 	off.DataMinRate, off.JunkCommandLimit, off.HardErrorLimit, off.StressThreshold = -5, -1, -1, -1
-	if c, err = off.normalize(""); err != nil || c.DataMinRate != -1 || c.JunkCommandLimit != -1 ||
+	if c, err := off.WithDefaults(), off.Validate(); err != nil || c.DataMinRate != -1 || c.JunkCommandLimit != -1 ||
 		c.HardErrorLimit != -1 || c.StressThreshold != -1 {
 		t.Fatalf("off: %+v %v", c, err)
 	}
 	short := baseListener()
 	short.ReadTimeout = 2 * time.Second
-	if c, err = short.normalize(""); err != nil || c.StressTimeout != 2*time.Second {
+	if c, err := short.WithDefaults(), short.Validate(); err != nil || c.StressTimeout != 2*time.Second {
 		t.Fatalf("stress timeout with a 2s read timeout: %v %v", c.StressTimeout, err)
 	}
 	for name, mod := range map[string]func(*ListenerConfig){
@@ -366,7 +366,7 @@ func TestSessionLimitDefaults(t *testing.T) {
 	} {
 		lc := baseListener()
 		mod(&lc)
-		if _, err := lc.normalize(""); err == nil {
+		if err := lc.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -118,9 +119,9 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 	s.SetRoutes(routes)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 
-	cfgs, err := normalizeListeners(listeners, opts.DataDir)
-	if err != nil {
-		return nil, err
+	cfgs, ps := prepareListeners(listeners, opts.DataDir)
+	if len(ps) > 0 {
+		return nil, listenersError(ps)
 	}
 	var selfSigned *tls.Certificate
 	for _, cfg := range cfgs {
@@ -272,11 +273,11 @@ func (s *Server) SetUsers(listener string, users []User) error {
 	if !ok {
 		return fmt.Errorf("smtpd: setting users: no listener %q", listener)
 	}
-	if err := checkUsers(users); err != nil {
-		return fmt.Errorf("smtpd: setting users of listener %q: %w", listener, err)
-	}
-	if err := ls.cfg.checkAccess(users); err != nil {
-		return fmt.Errorf("smtpd: setting users of listener %q: %w", listener, err)
+	var ps field.Problems
+	ls.cfg.accessProblems(&ps, users)
+	userProblems(&ps, users)
+	if len(ps) > 0 {
+		return fmt.Errorf("smtpd: setting users of listener %q: %w", listener, ps)
 	}
 	ls.users.Store(newUserTable(users))
 	ls.log.Info("smtp users replaced", "users", len(users))

@@ -331,10 +331,10 @@ func TestNewRejectsUnsafeConfig(t *testing.T) {
 		{"bad tls mode", func(l *ListenerConfig) { l.TLS = "ssl" }, "tls mode"},
 		{"min tls", func(l *ListenerConfig) { l.TLS = TLSStartTLS; l.MinTLSVersion = 0x0300 }, "min tls"},
 		{"require auth without users", func(l *ListenerConfig) { l.RequireAuth = true }, "require_auth"},
-		{"short lines", func(l *ListenerConfig) { l.MaxLineLength = 200 }, "line length"},
+		{"short lines", func(l *ListenerConfig) { l.MaxLineLength = 200 }, "max_line_length"},
 		{"bad bare lf", func(l *ListenerConfig) { l.BareLF = "ignore" }, "bare_lf"},
-		{"bad domain", func(l *ListenerConfig) { l.AllowedSenderDomains = []string{"a b"} }, "sender domains"},
-		{"cert without key", func(l *ListenerConfig) { l.TLS = TLSStartTLS; l.CertFile = "x.pem" }, "together"},
+		{"bad domain", func(l *ListenerConfig) { l.AllowedSenderDomains = []string{"a b"} }, "allowed_sender_domains[0]"},
+		{"cert without key", func(l *ListenerConfig) { l.TLS = TLSStartTLS; l.CertFile = "x.pem" }, "without key_file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
