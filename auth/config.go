@@ -11,18 +11,21 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"net/mail"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/configs/secret"
 )
 
-// Defaults for AccountConfig fields left zero.
+// Defaults for AccountConfig fields left zero (WithDefaults).
 const (
-	DefaultRedirectURL   = "http://localhost:9191/oauth2/callback"
 	DefaultRefreshBefore = 5 * time.Minute
 	DefaultKeepAlive     = 24 * time.Hour
 	// DefaultTokenTimeout bounds one request to a token or device
@@ -43,35 +46,118 @@ const (
 	GoogleTestingGrantWarning = 6 * 24 * time.Hour
 )
 
+// maxKeyFile bounds what is read from a service account key file.
+const maxKeyFile = 1 << 20
+
 // AccountConfig is one OAuth account as the daemon's config gives it (plain
-// Go values; the YAML layer converts and resolves *_file and ${ENV}).
+// Go values; the YAML layer resolves client_secret's ${ENV} and
+// client_secret_file). Zero fields take the defaults WithDefaults fills;
+// Validate reports the rest keyed by the account's YAML names.
 type AccountConfig struct {
 	Name     string
-	Provider string // microsoft, microsoft-usgov, google, generic
+	Provider string // microsoft, microsoft-usgov, google or generic; required
 	Flow     string // authcode (default), device, client_credentials, service_account
+	// Tenant is the Entra ID directory (ID or domain); required for Microsoft.
 	Tenant   string
 	ClientID string
-	// ClientSecret is already resolved from *_file or ${ENV} by the config layer.
+	// ClientSecret is already resolved from client_secret_file or ${ENV}.
 	ClientSecret secret.Secret
 	// ClientSecretExpires is optional; Health warns SecretExpiryWarning ahead.
 	ClientSecretExpires time.Time
 	// CertificateFile and PrivateKeyFile (PEM) select a signed JWT client
 	// assertion for client_credentials instead of a secret. The certificate
-	// may also sit in PrivateKeyFile.
+	// may also sit in PrivateKeyFile, which must be private (mode 0600).
 	CertificateFile, PrivateKeyFile string
-	// ServiceAccountJSON is a Google service account key file's contents.
-	ServiceAccountJSON secret.Secret
+	// ServiceAccountFile is a Google service account key file (JSON, mode
+	// 0600). It is read when the account is validated and (re)loaded.
+	ServiceAccountFile string
 	// Mailbox holds the grant and is the XOAUTH2 user.
 	Mailbox string
-	// Scopes, AuthURL, TokenURL and DeviceAuthURL override the preset.
+	// Scopes, AuthURL, TokenURL and DeviceAuthURL default to the preset's
+	// (scopes by flow: delegated or app-only). A service account without
+	// token_url uses its key file's token_uri.
 	Scopes                           []string
 	AuthURL, TokenURL, DeviceAuthURL string
-	RedirectURL                      string        // default DefaultRedirectURL
-	RefreshBefore                    time.Duration // default 5m
-	KeepAlive                        time.Duration // default 24h
+	// RedirectURL is the OAuth callback the browser returns to; required for
+	// flow authcode. It has no default here: it names the daemon's HTTP
+	// listener, which the daemon owns and fills in.
+	RedirectURL   string
+	RefreshBefore time.Duration // default DefaultRefreshBefore
+	KeepAlive     time.Duration // default DefaultKeepAlive
 	// TokenTimeout bounds each token/device endpoint request (default
 	// DefaultTokenTimeout, at least MinTokenTimeout, at most MaxTokenTimeout).
 	TokenTimeout time.Duration
+}
+
+// WithDefaults returns c with provider and flow lower-cased, the mailbox
+// trimmed and every zero field that auth owns set: flow authcode when a
+// provider is set; the preset's endpoints (delegated flows get the
+// authorize and device endpoints too, for `spoolctl auth login --device`)
+// and its scopes for the flow; refresh_before, keep_alive and
+// token_timeout. It is idempotent and never fails; what is wrong is left for
+// Validate. RedirectURL stays as given.
+func (c AccountConfig) WithDefaults() AccountConfig {
+	c.Provider = strings.ToLower(strings.TrimSpace(c.Provider))
+	c.Flow = strings.ToLower(strings.TrimSpace(c.Flow))
+	c.Mailbox = strings.TrimSpace(c.Mailbox)
+	if c.Provider != "" && c.Flow == "" {
+		c.Flow = string(FlowAuthCode)
+	}
+	if c.RefreshBefore == 0 {
+		c.RefreshBefore = DefaultRefreshBefore
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.TokenTimeout == 0 {
+		c.TokenTimeout = DefaultTokenTimeout
+	}
+	p, err := Preset(Provider(c.Provider), c.Tenant)
+	if err != nil {
+		return c // unknown provider or bad tenant: Validate says so
+	}
+	flow := Flow(c.Flow)
+	if flow != FlowServiceAccount && c.TokenURL == "" {
+		// A service account's key file names its token endpoint (token_uri);
+		// the preset's is the fallback when the key is loaded.
+		c.TokenURL = p.TokenURL
+	}
+	if flow.Delegated() {
+		if c.AuthURL == "" {
+			c.AuthURL = p.AuthURL
+		}
+		if c.DeviceAuthURL == "" {
+			c.DeviceAuthURL = p.DeviceAuthURL
+		}
+	}
+	if len(c.Scopes) == 0 {
+		switch {
+		case flow.Delegated():
+			c.Scopes = slices.Clone(p.Scopes)
+		case flow == FlowClientCredentials || flow == FlowServiceAccount:
+			c.Scopes = slices.Clone(p.AppScopes)
+		}
+	}
+	return c
+}
+
+// Validate reports what is wrong with the account as it would run (with
+// WithDefaults applied) as field.Problems keyed by the account's YAML names
+// ("mailbox", "token_timeout"). It reads the key files (certificate,
+// private key, service account) to check that they load, so that -check
+// refuses what start-up would; it writes nothing.
+func (c AccountConfig) Validate() error {
+	_, ps := check(c)
+	return ps.Err()
+}
+
+// ValidateAccounts validates each account and the set: a name used twice is
+// a problem of the later entry. Keys are relative to the list ("[2].tenant",
+// i being the position in accounts); the caller merges them under the
+// list's key, mapping positions back if it passed a subset of its accounts.
+func ValidateAccounts(accounts []AccountConfig) error {
+	_, ps := checkAll(accounts)
+	return ps.Err()
 }
 
 // resolved is a validated account: config with defaults plus parsed keys.
@@ -82,9 +168,8 @@ type resolved struct {
 	authURL  string
 	tokenURL string
 	devURL   string
-	scopes   []string // requested on token calls
-	idScopes []string // added to delegated logins
-	smtpAddr string
+	scopes   []string    // requested on token calls
+	idScopes []string    // added to delegated logins
 	cert     *clientCert // client_credentials with certificate
 	sa       *serviceAccountKey
 }
@@ -102,134 +187,291 @@ type serviceAccountKey struct {
 	key          *rsa.PrivateKey
 }
 
-// resolve validates c, fills defaults and preset values, and loads key
-// material. Every problem is listed in one error.
-func resolve(c AccountConfig) (*resolved, error) {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Name == "" {
-		return nil, errors.New("auth: account config: name is empty")
+// checkAll checks every account and the set; it returns the resolved
+// accounts only when there is no problem.
+func checkAll(accounts []AccountConfig) ([]*resolved, field.Problems) {
+	var ps field.Problems
+	first := map[string]int{}
+	rs := make([]*resolved, 0, len(accounts))
+	for i, c := range accounts {
+		at := field.Index("", i)
+		r, cps := check(c)
+		ps.Merge(at, cps)
+		rs = append(rs, r)
+		if c.Name == "" {
+			continue
+		}
+		if j, ok := first[c.Name]; ok {
+			ps.Add(field.Join(at, "name"), "account %q is defined twice (also [%d])", c.Name, j)
+			continue
+		}
+		first[c.Name] = i
 	}
-	r := &resolved{cfg: c}
-	r.provider = Provider(strings.ToLower(strings.TrimSpace(c.Provider)))
-	if r.provider == "" {
-		r.provider = ProviderMicrosoft
+	if len(ps) > 0 {
+		return nil, ps
 	}
-	r.flow = Flow(strings.ToLower(strings.TrimSpace(c.Flow)))
-	if r.flow == "" {
-		r.flow = FlowAuthCode
+	return rs, nil
+}
+
+// check is Validate and the Manager's loading in one: it applies the
+// defaults, checks every key and loads the key material. r is usable only
+// when there is no problem.
+func check(c AccountConfig) (*resolved, field.Problems) {
+	c = c.WithDefaults()
+	var ps field.Problems
+	r := &resolved{cfg: c, provider: Provider(c.Provider), flow: Flow(c.Flow),
+		authURL: c.AuthURL, tokenURL: c.TokenURL, devURL: c.DeviceAuthURL, scopes: slices.Clone(c.Scopes)}
+	if strings.TrimSpace(c.Name) == "" {
+		ps.Add("name", "required: every account needs a name")
+	}
+	known := true
+	switch r.provider {
+	case ProviderMicrosoft, ProviderMicrosoftUSGov, ProviderGoogle, ProviderGeneric:
+	case "":
+		known = false
+		ps.Add("provider", "required for OAuth accounts: microsoft, microsoft-usgov, google or generic")
+	default:
+		known = false
+		ps.Add("provider", "%q is unknown (want microsoft, microsoft-usgov, google or generic)", c.Provider)
 	}
 	switch r.flow {
 	case FlowAuthCode, FlowDevice, FlowClientCredentials, FlowServiceAccount:
+	case "": // no provider, reported above
 	default:
-		bad("flow %q is unknown (want authcode, device, client_credentials or service_account)", c.Flow)
+		known = false
+		ps.Add("flow", "%q is unknown (want authcode, device, client_credentials or service_account)", c.Flow)
 	}
-	p, err := Preset(r.provider, c.Tenant)
-	if err != nil {
-		bad("%v", strings.TrimPrefix(err.Error(), "auth: "))
-	}
-	r.authURL = firstNonEmpty(c.AuthURL, p.AuthURL)
-	r.tokenURL = firstNonEmpty(c.TokenURL, p.TokenURL)
-	r.devURL = firstNonEmpty(c.DeviceAuthURL, p.DeviceAuthURL)
-	r.smtpAddr = p.SMTPAddr()
-	r.idScopes = p.IdentityScopes
 	switch {
-	case len(c.Scopes) > 0:
-		r.scopes = slices.Clone(c.Scopes)
-	case r.flow.Delegated():
-		r.scopes = slices.Clone(p.Scopes)
-	default:
-		r.scopes = slices.Clone(p.AppScopes)
+	case c.Mailbox == "":
+		ps.Add("mailbox", "required for OAuth accounts: the mailbox that sends (the signed-in user, or the user to impersonate)")
+	case !validAddress(c.Mailbox):
+		ps.Add("mailbox", "%q is not an e-mail address", sanitize(c.Mailbox, 320))
 	}
-	if r.cfg.RedirectURL == "" {
-		r.cfg.RedirectURL = DefaultRedirectURL
+	if known {
+		checkProvider(c, r, &ps)
+		checkFlow(c, r, &ps)
 	}
-	if r.cfg.RefreshBefore <= 0 {
-		r.cfg.RefreshBefore = DefaultRefreshBefore
+	for _, u := range []struct{ key, val string }{
+		{"auth_url", c.AuthURL}, {"token_url", c.TokenURL}, {"device_auth_url", c.DeviceAuthURL}, {"redirect_url", c.RedirectURL},
+	} {
+		if u.val == "" {
+			continue
+		}
+		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			ps.Add(u.key, "%q is not an http(s) URL", sanitize(u.val, 200))
+		}
 	}
-	if r.cfg.KeepAlive <= 0 {
-		r.cfg.KeepAlive = DefaultKeepAlive
+	if c.RefreshBefore < 0 {
+		ps.Add("refresh_before", "%s is negative: want a duration, or 0 for the default %s", c.RefreshBefore, DefaultRefreshBefore)
 	}
-	switch t := r.cfg.TokenTimeout; {
-	case t == 0:
-		r.cfg.TokenTimeout = DefaultTokenTimeout
-	case t < MinTokenTimeout || t > MaxTokenTimeout:
-		bad("token_timeout %s is out of range (%s to %s; default %s): a token endpoint that answers after spoold gave up may have rotated the refresh token already",
+	if c.KeepAlive < 0 {
+		ps.Add("keep_alive", "%s is negative: want a duration, or 0 for the default %s", c.KeepAlive, DefaultKeepAlive)
+	}
+	if t := c.TokenTimeout; t < MinTokenTimeout || t > MaxTokenTimeout {
+		ps.Add("token_timeout", "%s is out of range (%s to %s; default %s): a token endpoint that answers after spoold gave up may have rotated the refresh token already",
 			t, MinTokenTimeout, MaxTokenTimeout, DefaultTokenTimeout)
 	}
-	r.cfg.Mailbox = strings.TrimSpace(c.Mailbox)
-	if r.cfg.Mailbox == "" {
-		bad("mailbox is empty (it is the XOAUTH2 user and the identity that must sign in)")
-	} else if !strings.Contains(r.cfg.Mailbox, "@") || strings.ContainsAny(r.cfg.Mailbox, " \t\r\n\x00\x01") {
-		bad("mailbox %q is not an e-mail address", r.cfg.Mailbox)
-	}
-	checkURL := func(field, v string) {
-		if v == "" {
-			bad("%s is empty (required for provider %s, flow %s)", field, r.provider, r.flow)
-			return
-		}
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("%s %q is not an http(s) URL", field, v)
+	if p, err := Preset(r.provider, c.Tenant); err == nil {
+		r.idScopes = p.IdentityScopes
+		if r.tokenURL == "" {
+			r.tokenURL = p.TokenURL // a service account whose key names no token_uri
 		}
 	}
-	checkURL("token_url", r.tokenURL)
-	if len(r.scopes) == 0 {
-		bad("scopes are empty (required for provider %s)", r.provider)
+	return r, ps
+}
+
+// checkProvider checks what the provider requires.
+func checkProvider(c AccountConfig, r *resolved, ps *field.Problems) {
+	switch r.provider {
+	case ProviderMicrosoft, ProviderMicrosoftUSGov:
+		switch {
+		case c.Tenant == "":
+			ps.Add("tenant", "required for provider %s: the directory (tenant) ID or domain, e.g. contoso.onmicrosoft.com", r.provider)
+		case !validDomain(c.Tenant):
+			ps.Add("tenant", "%q is not a tenant ID or domain", sanitize(c.Tenant, 253))
+		case r.flow == FlowClientCredentials && slices.Contains([]string{"common", "organizations", "consumers"}, strings.ToLower(c.Tenant)):
+			ps.Add("tenant", "client_credentials needs a specific tenant ID or domain, not %q", c.Tenant)
+		}
+		if strings.TrimSpace(c.ClientID) == "" {
+			ps.Add("client_id", "required for provider %s: the application (client) ID of the app registration", r.provider)
+		}
+		if r.flow == FlowServiceAccount {
+			ps.Add("flow", "flow service_account is for provider google; Microsoft app-only access uses client_credentials")
+		}
+	case ProviderGoogle:
+		switch r.flow {
+		case FlowAuthCode:
+			if strings.TrimSpace(c.ClientID) == "" {
+				ps.Add("client_id", "required for flow authcode: the OAuth client ID from the Google Cloud console")
+			}
+		case FlowDevice:
+			ps.Add("flow", "Google does not allow the Gmail scope in the device flow: use authcode or service_account")
+		case FlowClientCredentials:
+			ps.Add("flow", "Google has no client_credentials grant: use service_account with domain-wide delegation")
+		}
+	case ProviderGeneric:
+		if c.TokenURL == "" {
+			ps.Add("token_url", "required for provider generic")
+		}
+		if r.flow == FlowAuthCode && c.AuthURL == "" {
+			ps.Add("auth_url", "required for provider generic with flow authcode")
+		}
+		if r.flow == FlowDevice && c.DeviceAuthURL == "" {
+			ps.Add("device_auth_url", "required for provider generic with flow device")
+		}
+		if len(c.Scopes) == 0 {
+			ps.Add("scopes", "required for provider generic")
+		}
+		if r.flow == FlowServiceAccount {
+			ps.Add("flow", "flow service_account is for provider google")
+		} else if strings.TrimSpace(c.ClientID) == "" {
+			ps.Add("client_id", "required for provider generic: the client ID the authorization server issued")
+		}
+	}
+}
+
+// checkFlow checks what the flow requires and loads its key material.
+func checkFlow(c AccountConfig, r *resolved, ps *field.Problems) {
+	if r.flow == FlowAuthCode && c.RedirectURL == "" {
+		ps.Add("redirect_url", "required for flow authcode: the callback the browser returns to, http://localhost:<http port>/oauth2/callback, as registered in the app registration")
+	}
+	// Key files are checked whenever they are set; they are loaded for the
+	// flow that uses them.
+	certOK, keyOK := true, true
+	if c.CertificateFile != "" {
+		if why := checkReadable(c.CertificateFile); why != "" {
+			ps.Add("certificate_file", "%s", why)
+			certOK = false
+		}
+		if c.PrivateKeyFile == "" {
+			ps.Add("private_key_file", "certificate_file is set without private_key_file: set both")
+		}
+	}
+	if c.PrivateKeyFile != "" {
+		if why := checkPrivateFile(c.PrivateKeyFile); why != "" {
+			ps.Add("private_key_file", "%s", why)
+			keyOK = false
+		}
 	}
 	switch r.flow {
-	case FlowAuthCode:
-		checkURL("auth_url", r.authURL)
-		checkURL("redirect_url", r.cfg.RedirectURL)
-	case FlowDevice:
-		checkURL("device_auth_url", r.devURL)
 	case FlowClientCredentials:
-		if r.provider == ProviderMicrosoft || r.provider == ProviderMicrosoftUSGov {
-			switch strings.ToLower(c.Tenant) {
-			case "", "common", "organizations", "consumers":
-				bad("client_credentials needs a specific tenant ID or domain, not %q", c.Tenant)
-			}
-		}
 		switch {
 		case c.PrivateKeyFile != "":
-			cc, err := loadClientCert(c.CertificateFile, c.PrivateKeyFile)
-			if err != nil {
-				bad("%v", err)
+			if certOK && keyOK {
+				cc, key, err := loadClientCert(c.CertificateFile, c.PrivateKeyFile)
+				if err != nil {
+					ps.Add(key, "%v", err)
+				}
+				r.cert = cc
 			}
-			r.cert = cc
-		case c.ClientSecret == "":
-			bad("client_credentials needs client_secret or certificate_file + private_key_file")
+		case c.ClientSecret == "" && c.CertificateFile == "":
+			ps.Add("client_secret", "flow client_credentials needs client_secret (or client_secret_file) or certificate_file and private_key_file")
 		}
 	case FlowServiceAccount:
-		if c.ServiceAccountJSON == "" {
-			bad("service_account needs service_account_json (the key file)")
-		} else {
-			sa, err := parseServiceAccount([]byte(c.ServiceAccountJSON.Reveal()))
-			if err != nil {
-				bad("%v", err)
-			}
-			r.sa = sa
-			if sa != nil && c.TokenURL == "" && sa.TokenURI != "" {
+		if c.ServiceAccountFile == "" {
+			ps.Add("service_account_file", "required for flow service_account: the JSON key of the service account")
+			return
+		}
+		sa, err := loadServiceAccount(c.ServiceAccountFile)
+		if err != nil {
+			ps.Add("service_account_file", "%v", err)
+			return
+		}
+		r.sa = sa
+		if c.TokenURL == "" && sa.TokenURI != "" {
+			if u, err := url.Parse(sa.TokenURI); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+				ps.Add("service_account_file", "the key's token_uri is not an http(s) URL: set token_url")
+			} else {
 				r.tokenURL = sa.TokenURI
 			}
 		}
 	}
-	if r.flow != FlowServiceAccount && strings.TrimSpace(c.ClientID) == "" {
-		bad("client_id is empty")
+}
+
+// validAddress accepts a bare addr-spec (no display name, no brackets).
+func validAddress(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@") && !strings.ContainsAny(s, "\x00\x01")
+}
+
+// validDomain accepts a DNS name of letters, digits and hyphens (a tenant
+// GUID is one label of hex digits and hyphens).
+func validDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("auth: account %s: %w", c.Name, errors.Join(errs...))
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
 	}
-	return r, nil
+	return true
+}
+
+// checkReadable verifies that a non-secret file (a certificate) exists; the
+// reason is user-facing.
+func checkReadable(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
+	}
+	if fi.IsDir() {
+		return fmt.Sprintf("%s is a directory, want a file", path)
+	}
+	return ""
+}
+
+// checkPrivateFile verifies that path is a regular file only its owner can
+// access (mode 0600 or 0400): it holds a private key.
+func checkPrivateFile(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Sprintf("%s is not a regular file", path)
+	}
+	if runtime.GOOS == "windows" {
+		return "" // no Unix permission bits to check
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o044 != 0:
+		return fmt.Sprintf("secret file %s is readable by group/others: run chmod 600 %s", path, path)
+	case perm&0o033 != 0:
+		return fmt.Sprintf("secret file %s is writable by group/others: run chmod 600 %s", path, path)
+	}
+	return ""
+}
+
+// unwrapPathErr drops the path from an *os.PathError (the reason names it).
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // fingerprint identifies the settings that decide whether token requests can
-// work. Secrets enter only through a truncated hash.
+// work. Secrets enter only through a truncated hash; key files through the
+// identity of the key they held when loaded.
 func (r *resolved) fingerprint() string {
 	h := sha256.New()
-	for _, v := range []string{string(r.provider), string(r.flow), r.cfg.Tenant, r.cfg.ClientID, r.cfg.ClientSecret.Reveal(),
-		r.cfg.CertificateFile, r.cfg.PrivateKeyFile, r.cfg.ServiceAccountJSON.Reveal(), r.cfg.Mailbox,
-		strings.Join(r.scopes, " "), r.authURL, r.tokenURL, r.devURL, r.cfg.RedirectURL} {
+	vals := []string{string(r.provider), string(r.flow), r.cfg.Tenant, r.cfg.ClientID, r.cfg.ClientSecret.Reveal(),
+		r.cfg.CertificateFile, r.cfg.PrivateKeyFile, r.cfg.ServiceAccountFile, r.cfg.Mailbox,
+		strings.Join(r.scopes, " "), r.authURL, r.tokenURL, r.devURL, r.cfg.RedirectURL}
+	if r.cert != nil {
+		vals = append(vals, r.cert.thumbprint)
+	}
+	if r.sa != nil {
+		vals = append(vals, r.sa.ClientEmail, r.sa.PrivateKeyID)
+	}
+	for _, v := range vals {
 		h.Write([]byte(v))
 		h.Write([]byte{0})
 	}
@@ -245,17 +487,18 @@ func firstNonEmpty(v ...string) string {
 	return ""
 }
 
-// loadClientCert reads the certificate and RSA key for a JWT client assertion.
-// Errors name the files, never their contents.
-func loadClientCert(certFile, keyFile string) (*clientCert, error) {
+// loadClientCert reads the certificate and RSA key for a JWT client
+// assertion; key is the config key a failure belongs to. Errors name the
+// files, never their contents.
+func loadClientCert(certFile, keyFile string) (_ *clientCert, key string, _ error) {
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading private_key_file: %w", err)
+		return nil, "private_key_file", fmt.Errorf("cannot read %s: %v", keyFile, unwrapPathErr(err))
 	}
 	certPEM := keyPEM
 	if certFile != "" && certFile != keyFile {
 		if certPEM, err = os.ReadFile(certFile); err != nil {
-			return nil, fmt.Errorf("reading certificate_file: %w", err)
+			return nil, "certificate_file", fmt.Errorf("cannot read %s: %v", certFile, unwrapPathErr(err))
 		}
 	}
 	var certDER []byte
@@ -271,21 +514,24 @@ func loadClientCert(certFile, keyFile string) (*clientCert, error) {
 		}
 	}
 	if certDER == nil {
-		return nil, fmt.Errorf("no PEM CERTIFICATE block in %s", firstNonEmpty(certFile, keyFile))
+		if certFile == "" {
+			return nil, "certificate_file", fmt.Errorf("private_key_file is set without certificate_file, and %s holds no PEM CERTIFICATE block: set both, or put the certificate in private_key_file", keyFile)
+		}
+		return nil, "certificate_file", fmt.Errorf("no PEM CERTIFICATE block in %s", certFile)
 	}
 	cert, err := x509.ParseCertificate(certDER)
 	if err != nil {
-		return nil, fmt.Errorf("parsing certificate in %s: %w", firstNonEmpty(certFile, keyFile), err)
+		return nil, "certificate_file", fmt.Errorf("parsing certificate in %s: %w", firstNonEmpty(certFile, keyFile), err)
 	}
-	key, err := parseRSAKey(keyPEM)
+	rk, err := parseRSAKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("private_key_file %s: %w", keyFile, err)
+		return nil, "private_key_file", fmt.Errorf("%s: %w", keyFile, err)
 	}
-	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
-		return nil, fmt.Errorf("private_key_file %s does not match the certificate", keyFile)
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&rk.PublicKey) {
+		return nil, "private_key_file", fmt.Errorf("%s does not match the certificate", keyFile)
 	}
 	sum := sha1.Sum(cert.Raw) // x5t is defined as the SHA-1 thumbprint (RFC 7515 4.1.7).
-	return &clientCert{key: key, thumbprint: base64.RawURLEncoding.EncodeToString(sum[:])}, nil
+	return &clientCert{key: rk, thumbprint: base64.RawURLEncoding.EncodeToString(sum[:])}, "", nil
 }
 
 // parseRSAKey finds the first RSA private key (PKCS#1 or PKCS#8) in PEM data.
@@ -317,23 +563,44 @@ func parseRSAKey(data []byte) (*rsa.PrivateKey, error) {
 	}
 }
 
-// parseServiceAccount parses a Google service account key file. Errors never
-// quote the file (it holds the private key).
+// loadServiceAccount reads and parses a Google service account key file,
+// which must be private. Errors never quote the file (it holds the private
+// key).
+func loadServiceAccount(path string) (*serviceAccountKey, error) {
+	if why := checkPrivateFile(path); why != "" {
+		return nil, errors.New(why)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", path, unwrapPathErr(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", path, unwrapPathErr(err))
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("%s is larger than 1 MiB: not a service account key", path)
+	}
+	return parseServiceAccount(data)
+}
+
+// parseServiceAccount parses a Google service account key file's contents.
 func parseServiceAccount(data []byte) (*serviceAccountKey, error) {
 	var sa serviceAccountKey
 	if err := json.Unmarshal(data, &sa); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("service_account_json is not valid JSON (offset %d)", se.Offset)
+			return nil, fmt.Errorf("the key file is not valid JSON (offset %d)", se.Offset)
 		}
-		return nil, errors.New("service_account_json is not a service account key file")
+		return nil, errors.New("the file is not a service account key file")
 	}
 	if sa.ClientEmail == "" || sa.PrivateKey == "" {
-		return nil, errors.New("service_account_json lacks client_email or private_key")
+		return nil, errors.New("the key file lacks client_email or private_key")
 	}
 	k, err := parseRSAKey([]byte(sa.PrivateKey))
 	if err != nil {
-		return nil, fmt.Errorf("service_account_json private_key: %w", err)
+		return nil, fmt.Errorf("the key file's private_key: %w", err)
 	}
 	sa.key = k
 	sa.PrivateKey = ""

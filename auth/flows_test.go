@@ -13,7 +13,6 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/auth/authtest"
-	"github.com/spoold/spoold/configs/secret"
 )
 
 func TestAuthCodeBrowserLoginEndToEnd(t *testing.T) {
@@ -612,7 +611,7 @@ func TestGoogleServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := auth.AccountConfig{Name: testAccount, Provider: "google", Flow: "service_account", Mailbox: testMailbox,
-		ServiceAccountJSON: secret.Secret(key)} // token_uri from the key file points at the fake
+		ServiceAccountFile: writePrivate(t, "sa.json", key)} // token_uri from the key file points at the fake
 	e.start(cfg)
 	tok, err := e.token()
 	if err != nil || tok == "" {

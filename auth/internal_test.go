@@ -145,10 +145,11 @@ func FuzzCallbackQuery(f *testing.F) {
 
 func TestTokenTimeoutDefaultAndBounds(t *testing.T) {
 	base := AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "a@example.com",
-		AuthURL: "https://idp.example/auth", TokenURL: "https://idp.example/token", Scopes: []string{"smtp"}}
-	r, err := resolve(base)
-	if err != nil {
-		t.Fatal(err)
+		AuthURL: "https://idp.example/auth", TokenURL: "https://idp.example/token", Scopes: []string{"smtp"},
+		RedirectURL: "http://localhost:9191/oauth2/callback"}
+	r, ps := check(base)
+	if len(ps) > 0 {
+		t.Fatal(ps)
 	}
 	// Issue 12: the old fixed 30 s lost answers of slow, rotating servers.
 	if r.cfg.TokenTimeout != DefaultTokenTimeout || DefaultTokenTimeout < 2*time.Minute {
@@ -157,8 +158,8 @@ func TestTokenTimeoutDefaultAndBounds(t *testing.T) {
 	for _, d := range []time.Duration{-time.Second, time.Millisecond, MaxTokenTimeout + time.Second} {
 		c := base
 		c.TokenTimeout = d
-		if _, err := resolve(c); err == nil || !strings.Contains(err.Error(), "token_timeout") {
-			t.Errorf("token_timeout %s: %v", d, err)
+		if _, ps := check(c); len(ps) != 1 || ps[0].Key != "token_timeout" {
+			t.Errorf("token_timeout %s: %v", d, ps)
 		}
 		if err := ValidateAccounts([]AccountConfig{c}); err == nil {
 			t.Errorf("ValidateAccounts accepted token_timeout %s", d)
@@ -167,8 +168,8 @@ func TestTokenTimeoutDefaultAndBounds(t *testing.T) {
 	for _, d := range []time.Duration{MinTokenTimeout, 5 * time.Minute, MaxTokenTimeout} {
 		c := base
 		c.TokenTimeout = d
-		if r, err := resolve(c); err != nil || r.cfg.TokenTimeout != d {
-			t.Errorf("token_timeout %s: %v", d, err)
+		if r, ps := check(c); len(ps) > 0 || r.cfg.TokenTimeout != d {
+			t.Errorf("token_timeout %s: %v", d, ps)
 		}
 	}
 }

@@ -138,8 +138,8 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 	scopes := loginScopes(r)
 	switch mode {
 	case LoginBrowser, LoginPaste:
-		if r.authURL == "" {
-			return LoginStart{}, fmt.Errorf("auth: account %s: no auth_url for a browser login: %w", name, ErrMisconfigured)
+		if r.authURL == "" || r.cfg.RedirectURL == "" {
+			return LoginStart{}, fmt.Errorf("auth: account %s: a browser login needs auth_url and redirect_url: %w", name, ErrMisconfigured)
 		}
 		state, err := m.randomString(24)
 		if err != nil {

@@ -160,24 +160,14 @@ func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, 
 	return m, nil
 }
 
+// resolveAll is checkAll for the Manager: the accounts with their defaults
+// and key material, or every problem as one error.
 func resolveAll(accounts []AccountConfig) ([]*resolved, error) {
-	var errs []error
-	seen := map[string]bool{}
-	var rs []*resolved
-	for _, c := range accounts {
-		if seen[c.Name] {
-			errs = append(errs, fmt.Errorf("auth: account %s is configured twice", c.Name))
-			continue
-		}
-		seen[c.Name] = true
-		r, err := resolve(c)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rs = append(rs, r)
+	rs, ps := checkAll(accounts)
+	if len(ps) > 0 {
+		return nil, fmt.Errorf("auth: invalid accounts:\n%w", ps)
 	}
-	return rs, errors.Join(errs...)
+	return rs, nil
 }
 
 // Start starts the keep-alive loop: idle delegated grants are refreshed every
@@ -221,15 +211,6 @@ func (m *Manager) Close() error {
 	m.lmu.Unlock()
 	m.wg.Wait()
 	return nil
-}
-
-// ValidateAccounts checks accounts exactly as NewManager and Reload would
-// (defaults, presets, key files) and returns every problem. It has no side
-// effects: the daemon calls it for `-check` and, on SIGHUP, for every
-// subsystem before applying any.
-func ValidateAccounts(accounts []AccountConfig) error {
-	_, err := resolveAll(accounts)
-	return err
 }
 
 // PreparedReload is a validated account set waiting to be applied.
@@ -356,17 +337,6 @@ func (m *Manager) Mailbox(name string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.r.cfg.Mailbox
-}
-
-// SMTPAddr returns the provider preset's SMTP host:port ("" for generic).
-func (m *Manager) SMTPAddr(name string) string {
-	a, err := m.lookup(name)
-	if err != nil {
-		return ""
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.r.smtpAddr
 }
 
 // Recovered delivers names of accounts that went back to "ok" (after a login,

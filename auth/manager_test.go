@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/auth/authtest"
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/configs/secret"
 	"github.com/spoold/spoold/spool"
 )
@@ -50,7 +53,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	cc.Name, cc.Flow, cc.ClientSecret = "cc", "client_credentials", clientSecret
 	cert := e.cfg()
 	cert.Name, cert.Flow, cert.CertificateFile, cert.PrivateKeyFile = "cert", "client_credentials", certFile, keyFile
-	sa := auth.AccountConfig{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: testMailbox, ServiceAccountJSON: secret.Secret(saKey)}
+	sa := auth.AccountConfig{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: testMailbox, ServiceAccountFile: writePrivate(t, "sa.json", saKey)}
 	cfgs := []auth.AccountConfig{deleg, dev, cc, cert, sa}
 	m := e.start(cfgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -192,41 +195,213 @@ func TestPresets(t *testing.T) {
 	}
 }
 
-func TestConfigValidation(t *testing.T) {
-	store := newMemStore()
-	bad := []struct {
-		cfg  auth.AccountConfig
-		want string
-	}{
-		{auth.AccountConfig{Name: "a", ClientID: "c"}, "mailbox is empty"},
-		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Provider: "aol"}, "unknown provider"},
-		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Flow: "implicit"}, "flow"},
-		{auth.AccountConfig{Name: "a", Mailbox: "x@y"}, "client_id is empty"},
-		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Flow: "client_credentials", ClientSecret: "s"}, "specific tenant"},
-		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Tenant: "t", Flow: "client_credentials"}, "client_secret or certificate"},
-		{auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y", Tenant: "t", Flow: "client_credentials", PrivateKeyFile: "/nonexistent.pem"}, "private_key_file"},
-		{auth.AccountConfig{Name: "a", Provider: "google", Mailbox: "x@y", Flow: "service_account", ServiceAccountJSON: "{not json"}, "not valid JSON"},
-		{auth.AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "x@y"}, "token_url is empty"},
-		{auth.AccountConfig{Name: "a", Provider: "generic", ClientID: "c", Mailbox: "x@y", TokenURL: "ftp://x", AuthURL: "https://a", Scopes: []string{"s"}}, "not an http(s) URL"},
-		{auth.AccountConfig{Name: ""}, "name is empty"},
+// TestValidateKeys checks that each problem is reported at the account's
+// YAML key, so configs can point at the line.
+func TestValidateKeys(t *testing.T) {
+	dir := t.TempDir()
+	srv := authtest.New("c", "")
+	certPEM, keyPEM, err := srv.NewClientCertificate()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range bad {
-		_, err := auth.NewManager([]auth.AccountConfig{c.cfg}, store, auth.Options{})
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: err = %v, want %q", c.cfg, err, c.want)
+	_, otherKey, err := srv.NewClientCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saKey, err := srv.NewServiceAccount("sa@p.iam.gserviceaccount.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(name string, data []byte, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // umask may have narrowed it
+			t.Fatal(err)
+		}
+		return path
+	}
+	certFile, keyFile := file("c.pem", certPEM, 0o644), file("k.pem", keyPEM, 0o600)
+	bothFile := file("both.pem", append(append([]byte{}, keyPEM...), certPEM...), 0o600)
+	otherKeyFile := file("other.pem", otherKey, 0o600)
+	openKey := file("open.pem", keyPEM, 0o644)
+	saFile, saOpen := file("sa.json", saKey, 0o600), file("sa-open.json", saKey, 0o644)
+	saBad := file("sa-bad.json", []byte("{not json"), 0o600)
+
+	ms := auth.AccountConfig{Name: "a", Provider: "microsoft", Tenant: "contoso.com", ClientID: "c", Mailbox: "x@contoso.com",
+		RedirectURL: "http://localhost:9191/oauth2/callback"}
+	with := func(f func(*auth.AccountConfig)) auth.AccountConfig { c := ms; f(&c); return c }
+	cases := []struct {
+		name string
+		cfg  auth.AccountConfig
+		key  string
+		want string // part of the reason
+	}{
+		{"no name", with(func(c *auth.AccountConfig) { c.Name = "" }), "name", "required"},
+		{"no provider", with(func(c *auth.AccountConfig) { c.Provider = "" }), "provider", "required"},
+		{"unknown provider", with(func(c *auth.AccountConfig) { c.Provider = "aol" }), "provider", "unknown"},
+		{"unknown flow", with(func(c *auth.AccountConfig) { c.Flow = "implicit" }), "flow", "unknown"},
+		{"no mailbox", with(func(c *auth.AccountConfig) { c.Mailbox = "" }), "mailbox", "required"},
+		{"bad mailbox", with(func(c *auth.AccountConfig) { c.Mailbox = "Alice <a@b.c>" }), "mailbox", "not an e-mail address"},
+		{"no tenant", with(func(c *auth.AccountConfig) { c.Tenant = "" }), "tenant", "required for provider microsoft"},
+		{"bad tenant", with(func(c *auth.AccountConfig) { c.Tenant = "evil/../x" }), "tenant", "not a tenant ID or domain"},
+		{"app-only on organizations", with(func(c *auth.AccountConfig) {
+			c.Flow, c.Tenant, c.ClientSecret = "client_credentials", "organizations", "s"
+		}), "tenant", "specific tenant"},
+		{"no client_id", with(func(c *auth.AccountConfig) { c.ClientID = "" }), "client_id", "application (client) ID"},
+		{"microsoft service account", with(func(c *auth.AccountConfig) { c.Flow, c.ServiceAccountFile = "service_account", saFile }), "flow", "uses client_credentials"},
+		{"no redirect", with(func(c *auth.AccountConfig) { c.RedirectURL = "" }), "redirect_url", "required for flow authcode"},
+		{"bad redirect", with(func(c *auth.AccountConfig) { c.RedirectURL = "localhost:9191" }), "redirect_url", "not an http(s) URL"},
+		{"bad token_url", with(func(c *auth.AccountConfig) { c.TokenURL = "ftp://x" }), "token_url", "not an http(s) URL"},
+		{"bad auth_url", with(func(c *auth.AccountConfig) { c.AuthURL = "/authorize" }), "auth_url", "not an http(s) URL"},
+		{"bad device_auth_url", with(func(c *auth.AccountConfig) { c.DeviceAuthURL = "https://" }), "device_auth_url", "not an http(s) URL"},
+		{"negative refresh_before", with(func(c *auth.AccountConfig) { c.RefreshBefore = -time.Second }), "refresh_before", "negative"},
+		{"negative keep_alive", with(func(c *auth.AccountConfig) { c.KeepAlive = -time.Hour }), "keep_alive", "negative"},
+		{"short token_timeout", with(func(c *auth.AccountConfig) { c.TokenTimeout = time.Millisecond }), "token_timeout", "out of range"},
+		{"long token_timeout", with(func(c *auth.AccountConfig) { c.TokenTimeout = time.Hour }), "token_timeout", "out of range"},
+		{"no app credential", with(func(c *auth.AccountConfig) { c.Flow = "client_credentials" }), "client_secret", "needs client_secret"},
+		{"certificate without key", with(func(c *auth.AccountConfig) { c.Flow, c.CertificateFile = "client_credentials", certFile }), "private_key_file", "set both"},
+		{"key without certificate", with(func(c *auth.AccountConfig) { c.Flow, c.PrivateKeyFile = "client_credentials", keyFile }), "certificate_file", "set both"},
+		{"missing key", with(func(c *auth.AccountConfig) {
+			c.Flow, c.CertificateFile, c.PrivateKeyFile = "client_credentials", certFile, filepath.Join(dir, "none.pem")
+		}), "private_key_file", "cannot read"},
+		{"missing certificate", with(func(c *auth.AccountConfig) {
+			c.Flow, c.CertificateFile, c.PrivateKeyFile = "client_credentials", filepath.Join(dir, "none.pem"), keyFile
+		}), "certificate_file", "cannot read"},
+		{"readable key", with(func(c *auth.AccountConfig) {
+			c.Flow, c.CertificateFile, c.PrivateKeyFile = "client_credentials", certFile, openKey
+		}), "private_key_file", "chmod 600"},
+		{"key of another certificate", with(func(c *auth.AccountConfig) {
+			c.Flow, c.CertificateFile, c.PrivateKeyFile = "client_credentials", certFile, otherKeyFile
+		}), "private_key_file", "does not match"},
+		{"google device", auth.AccountConfig{Name: "g", Provider: "google", Flow: "device", ClientID: "c", Mailbox: "x@y.example"}, "flow", "device flow"},
+		{"google client_credentials", auth.AccountConfig{Name: "g", Provider: "google", Flow: "client_credentials", ClientID: "c", ClientSecret: "s", Mailbox: "x@y.example"}, "flow", "no client_credentials grant"},
+		{"google authcode without client_id", auth.AccountConfig{Name: "g", Provider: "google", Mailbox: "x@y.example", RedirectURL: "http://localhost/cb"}, "client_id", "Google Cloud console"},
+		{"no service account key", auth.AccountConfig{Name: "g", Provider: "google", Flow: "service_account", Mailbox: "x@y.example"}, "service_account_file", "required"},
+		{"service account key not JSON", auth.AccountConfig{Name: "g", Provider: "google", Flow: "service_account", Mailbox: "x@y.example", ServiceAccountFile: saBad}, "service_account_file", "not valid JSON"},
+		{"service account key readable", auth.AccountConfig{Name: "g", Provider: "google", Flow: "service_account", Mailbox: "x@y.example", ServiceAccountFile: saOpen}, "service_account_file", "chmod 600"},
+		{"generic without token_url", auth.AccountConfig{Name: "x", Provider: "generic", ClientID: "c", Mailbox: "x@y.example", AuthURL: "https://a", Scopes: []string{"s"}, RedirectURL: "http://localhost/cb"}, "token_url", "required for provider generic"},
+		{"generic without auth_url", auth.AccountConfig{Name: "x", Provider: "generic", ClientID: "c", Mailbox: "x@y.example", TokenURL: "https://t", Scopes: []string{"s"}, RedirectURL: "http://localhost/cb"}, "auth_url", "required"},
+		{"generic device without device_auth_url", auth.AccountConfig{Name: "x", Provider: "generic", Flow: "device", ClientID: "c", Mailbox: "x@y.example", TokenURL: "https://t", Scopes: []string{"s"}}, "device_auth_url", "required"},
+		{"generic without scopes", auth.AccountConfig{Name: "x", Provider: "generic", ClientID: "c", Mailbox: "x@y.example", TokenURL: "https://t", AuthURL: "https://a", RedirectURL: "http://localhost/cb"}, "scopes", "required"},
+		{"generic without client_id", auth.AccountConfig{Name: "x", Provider: "generic", Mailbox: "x@y.example", TokenURL: "https://t", AuthURL: "https://a", Scopes: []string{"s"}, RedirectURL: "http://localhost/cb"}, "client_id", "required"},
+		{"generic service account", auth.AccountConfig{Name: "x", Provider: "generic", Flow: "service_account", Mailbox: "x@y.example", TokenURL: "https://t", Scopes: []string{"s"}, ServiceAccountFile: saFile}, "flow", "for provider google"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ps field.Problems
+			if err := c.cfg.Validate(); !errors.As(err, &ps) {
+				t.Fatalf("Validate = %v, want field.Problems", err)
+			}
+			found := false
+			for _, p := range ps {
+				if p.Key == c.key && strings.Contains(p.Reason, c.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("problems %q, want key %q with %q", ps, c.key, c.want)
+			}
+			// Manager construction refuses exactly what Validate refuses.
+			if _, err := auth.NewManager([]auth.AccountConfig{c.cfg}, newMemStore(), auth.Options{}); err == nil {
+				t.Fatal("NewManager accepted what Validate refused")
+			}
+		})
+	}
+
+	// Valid accounts of every flow pass Validate and start a Manager.
+	good := []auth.AccountConfig{
+		ms,
+		with(func(c *auth.AccountConfig) { c.Name, c.Flow, c.RedirectURL = "dev", "device", "" }),
+		with(func(c *auth.AccountConfig) {
+			c.Name, c.Flow, c.ClientSecret, c.RedirectURL = "cc", "client_credentials", "s", ""
+		}),
+		with(func(c *auth.AccountConfig) {
+			c.Name, c.Flow, c.CertificateFile, c.PrivateKeyFile = "cert", "client_credentials", certFile, keyFile
+		}),
+		with(func(c *auth.AccountConfig) { c.Name, c.Flow, c.PrivateKeyFile = "both", "client_credentials", bothFile }),
+		{Name: "sa", Provider: "google", Flow: "service_account", Mailbox: "x@y.example", ServiceAccountFile: saFile},
+		{Name: "gmail", Provider: "Google", ClientID: "c", Mailbox: " x@y.example ", RedirectURL: "http://localhost/cb"},
+		{Name: "gen", Provider: "generic", Flow: "device", ClientID: "c", Mailbox: "x@y.example", TokenURL: "https://t", DeviceAuthURL: "https://d", Scopes: []string{"s"}},
+	}
+	for _, c := range good {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
 		}
 	}
-	ok := auth.AccountConfig{Name: "a", ClientID: "c", Mailbox: "x@y"}
-	if _, err := auth.NewManager([]auth.AccountConfig{ok, ok}, store, auth.Options{}); err == nil || !strings.Contains(err.Error(), "twice") {
-		t.Fatalf("duplicate: %v", err)
+	if err := auth.ValidateAccounts(good); err != nil {
+		t.Fatal(err)
 	}
-	m, err := auth.NewManager([]auth.AccountConfig{ok}, store, auth.Options{})
+	m, err := auth.NewManager(good, newMemStore(), auth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if !m.HasAccount("a") || m.HasAccount("b") || m.Mailbox("a") != "x@y" || m.SMTPAddr("a") != "smtp.office365.com:587" {
-		t.Fatal("accessors")
+	if got := m.Accounts(); len(got) != len(good) {
+		t.Fatalf("accounts = %v", got)
+	}
+
+	// ValidateAccounts prefixes keys with the position and finds names used twice.
+	err = auth.ValidateAccounts([]auth.AccountConfig{ms, with(func(c *auth.AccountConfig) { c.Name, c.Mailbox = "b", "" }), ms})
+	var ps field.Problems
+	if !errors.As(err, &ps) || len(ps) != 2 || ps[0].Key != "[1].mailbox" || ps[1].Key != "[2].name" || !strings.Contains(ps[1].Reason, "twice (also [0])") {
+		t.Fatalf("ValidateAccounts = %q", err)
+	}
+}
+
+// TestWithDefaults checks the defaults of each provider and flow, and that
+// applying them twice changes nothing.
+func TestWithDefaults(t *testing.T) {
+	const (
+		msBase  = "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/"
+		govBase = "https://login.microsoftonline.us/contoso.us/oauth2/v2.0/"
+	)
+	cases := []struct {
+		in               auth.AccountConfig
+		flow             string
+		auth, token, dev string
+		scopes           string
+	}{
+		{auth.AccountConfig{Provider: "microsoft", Tenant: "contoso.com"}, "authcode",
+			msBase + "authorize", msBase + "token", msBase + "devicecode", "https://outlook.office.com/SMTP.Send offline_access"},
+		{auth.AccountConfig{Provider: "Microsoft", Tenant: "contoso.com", Flow: "device"}, "device",
+			msBase + "authorize", msBase + "token", msBase + "devicecode", "https://outlook.office.com/SMTP.Send offline_access"},
+		{auth.AccountConfig{Provider: "microsoft", Tenant: "contoso.com", Flow: "client_credentials"}, "client_credentials",
+			"", msBase + "token", "", "https://outlook.office365.com/.default"},
+		{auth.AccountConfig{Provider: "microsoft-usgov", Tenant: "contoso.us"}, "authcode",
+			govBase + "authorize", govBase + "token", govBase + "devicecode", "https://outlook.office365.us/SMTP.Send offline_access"},
+		{auth.AccountConfig{Provider: "microsoft-usgov", Tenant: "contoso.us", Flow: "client_credentials"}, "client_credentials",
+			"", govBase + "token", "", "https://outlook.office365.us/.default"},
+		{auth.AccountConfig{Provider: "google"}, "authcode",
+			"https://accounts.google.com/o/oauth2/v2/auth", "https://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/device/code", "https://mail.google.com/"},
+		// A service account's token endpoint comes from its key file (token_uri).
+		{auth.AccountConfig{Provider: "google", Flow: "service_account"}, "service_account", "", "", "", "https://mail.google.com/"},
+		{auth.AccountConfig{Provider: "generic", TokenURL: "https://t", Scopes: []string{"s"}}, "authcode", "", "https://t", "", "s"},
+		// Set values win over the preset.
+		{auth.AccountConfig{Provider: "microsoft", Tenant: "contoso.com", TokenURL: "https://t", Scopes: []string{"s"}}, "authcode",
+			msBase + "authorize", "https://t", msBase + "devicecode", "s"},
+		// Without a provider there is no flow to default.
+		{auth.AccountConfig{}, "", "", "", "", ""},
+	}
+	for _, c := range cases {
+		got := c.in.WithDefaults()
+		if got.Flow != c.flow || got.AuthURL != c.auth || got.TokenURL != c.token || got.DeviceAuthURL != c.dev || strings.Join(got.Scopes, " ") != c.scopes {
+			t.Errorf("%+v: got flow %q auth %q token %q device %q scopes %q", c.in, got.Flow, got.AuthURL, got.TokenURL, got.DeviceAuthURL, got.Scopes)
+		}
+		if got.RefreshBefore != auth.DefaultRefreshBefore || got.KeepAlive != auth.DefaultKeepAlive || got.TokenTimeout != auth.DefaultTokenTimeout {
+			t.Errorf("%+v: durations %s %s %s", c.in, got.RefreshBefore, got.KeepAlive, got.TokenTimeout)
+		}
+		if got.RedirectURL != "" {
+			t.Errorf("%+v: redirect_url %q: it is the daemon's to fill", c.in, got.RedirectURL)
+		}
+		if again := got.WithDefaults(); !reflect.DeepEqual(again, got) {
+			t.Errorf("not idempotent: %+v then %+v", got, again)
+		}
+	}
+	set := auth.AccountConfig{Provider: "google", RefreshBefore: time.Minute, KeepAlive: time.Hour, TokenTimeout: 5 * time.Second}.WithDefaults()
+	if set.RefreshBefore != time.Minute || set.KeepAlive != time.Hour || set.TokenTimeout != 5*time.Second {
+		t.Fatalf("set durations overwritten: %+v", set)
 	}
 }
 
@@ -243,15 +418,15 @@ func TestReloadKeepsGrants(t *testing.T) {
 	if t2, err := e.token(); err != nil || t2 != tok {
 		t.Fatalf("grant lost on reload: %v", err)
 	}
-	if !m.HasAccount("other") {
+	if !slices.Contains(m.Accounts(), "other") {
 		t.Fatal("account not added")
 	}
 	bad := other
 	bad.Mailbox = ""
-	if err := m.Reload([]auth.AccountConfig{bad}); err == nil || !m.HasAccount(testAccount) {
+	if err := m.Reload([]auth.AccountConfig{bad}); err == nil || !slices.Contains(m.Accounts(), testAccount) {
 		t.Fatal("an invalid reload changed the account set")
 	}
-	if err := m.Reload([]auth.AccountConfig{other}); err != nil || m.HasAccount(testAccount) {
+	if err := m.Reload([]auth.AccountConfig{other}); err != nil || slices.Contains(m.Accounts(), testAccount) {
 		t.Fatalf("removal: %v", err)
 	}
 	if _, err := m.AccessToken(context.Background(), testAccount); !errors.Is(err, auth.ErrUnknownAccount) {
