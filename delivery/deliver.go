@@ -16,6 +16,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/notice"
 )
 
 // tokenError: the token source could not give a token (wraps auth.Err*).
@@ -598,7 +599,7 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 	if !wants || m.Source.Kind == spool.SourceNotice || m.From == "" {
 		return
 	}
-	to, subject := "", ""
+	to, subject, origID := "", "", ""
 	if body, err := e.sp.OpenBody(m.ID); err == nil {
 		if p, err := prepare(body, "keep", ""); err == nil {
 			subject = p.subject
@@ -607,6 +608,9 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 				to = p.replyTo[0].Address
 			case len(p.from) > 0:
 				to = p.from[0].Address
+			}
+			if h, err := mail.ReadMessage(bytes.NewReader(p.header)); err == nil {
+				origID = h.Header.Get("Message-Id")
 			}
 		}
 		body.Close()
@@ -618,28 +622,45 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 		log.Warn("delivery: no usable address for a failure notice", "sender", to)
 		return
 	}
-	failed := []string{}
+	// Each failed recipient once: refused now, or in an earlier attempt
+	// (with that attempt's reply, which the notice's reason may not name).
+	var failed []notice.Failure
 	seen := map[string]bool{}
+	add := func(addr string, rec *spool.ErrorRecord) {
+		if seen[addr] {
+			return
+		}
+		seen[addr] = true
+		own := ""
+		if rec != nil && rec.Text != "" && !strings.Contains(reason, rec.Text) {
+			own = strings.TrimSpace(fmt.Sprintf("%s %s %s", codeText(rec.Code), rec.Enhanced, rec.Text))
+		}
+		failed = append(failed, notice.Failure{Recipient: addr, Reason: own})
+	}
 	for _, r := range results {
-		if r.State == spool.RcptFailed && !seen[r.Addr] {
-			seen[r.Addr] = true
-			failed = append(failed, r.Addr)
+		if r.State == spool.RcptFailed {
+			add(r.Addr, r.Error)
 		}
 	}
-	for _, r := range m.Recipients { // refused in an earlier attempt
-		if r.State == spool.RcptFailed && !seen[r.Addr] {
-			seen[r.Addr] = true
-			failed = append(failed, r.Addr)
+	for _, r := range m.Recipients {
+		if r.State == spool.RcptFailed {
+			add(r.Addr, r.Error)
 		}
 	}
 	if len(failed) == 0 {
-		failed = pendingRcpts(m)
+		for _, addr := range pendingRcpts(m) {
+			add(addr, nil)
+		}
 	}
-	body := e.buildNotice(a, m, to, subject, reason, failed)
+	body, err := e.buildNotice(a, m, to, subject, origID, reason, failed)
+	if err != nil {
+		log.Error("delivery: building failure notice", "err", err)
+		return
+	}
 	id, err := e.sp.Enqueue(bg, spool.EnqueueRequest{
 		To: []string{to}, Account: m.Account,
 		Source:         spool.Source{Kind: spool.SourceNotice, NoticeFor: m.ID},
-		IdempotencyKey: "notice:" + m.ID,
+		IdempotencyKey: noticeKey(m.ID),
 	}, bytes.NewReader(body))
 	if err != nil {
 		log.Error("delivery: queueing failure notice", "err", err)
@@ -648,7 +669,21 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 	log.Info("delivery: failure notice queued", "notice_id", id, "to", to)
 }
 
-func (e *Engine) buildNotice(a *account, m *spool.Message, to, subject, reason string, failed []string) []byte {
+// noticeKey is the idempotency key of the failure notice about message id
+// (one notice per message) and the seed of its Message-ID.
+func noticeKey(id string) string { return "notice:" + id }
+
+// codeText is an SMTP reply code as text, "" for none.
+func codeText(code int) string {
+	if code == 0 {
+		return ""
+	}
+	return fmt.Sprint(code)
+}
+
+// buildNotice writes the dead-letter notice to the original sender: a reply
+// to their message (Auto-Submitted: auto-replied), from the account's mailbox.
+func (e *Engine) buildNotice(a *account, m *spool.Message, to, subject, origID, reason string, failed []notice.Failure) ([]byte, error) {
 	now := e.opts.Clock().UTC()
 	from := a.cfg.Mailbox
 	if from == "" {
@@ -658,28 +693,22 @@ func (e *Engine) buildNotice(a *account, m *spool.Message, to, subject, reason s
 		subject = dec
 	}
 	subject = cleanDisplay(subject)
-	var b bytes.Buffer
-	fromAddr := &mail.Address{Name: "Mail Delivery System", Address: from}
-	writeFolded(&b, "From: "+fromAddr.String())
-	writeFolded(&b, "To: "+(&mail.Address{Address: to}).String())
-	writeFolded(&b, "Subject: "+mime.QEncoding.Encode("utf-8", "Undeliverable: "+subject))
-	b.WriteString("Date: " + now.Format(time.RFC1123Z) + "\r\n")
-	b.WriteString("Message-ID: <notice." + m.ID + "@" + e.opts.Hostname + ">\r\n")
-	b.WriteString("Auto-Submitted: auto-replied\r\n")
-	b.WriteString("MIME-Version: 1.0\r\n")
-	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
-	b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
-	fmt.Fprintf(&b, "Your message could not be delivered.\r\n\r\n")
-	if subject != "" {
-		fmt.Fprintf(&b, "Subject:    %s\r\n", subject)
-	}
-	fmt.Fprintf(&b, "Created:    %s\r\n", m.Created.UTC().Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Failed at:  %s\r\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(&b, "Recipients: %s\r\n", strings.Join(failed, ", "))
-	fmt.Fprintf(&b, "Reason:     %s\r\n", strings.NewReplacer("\r", " ", "\n", " ").Replace(reason))
-	fmt.Fprintf(&b, "Queue ID:   %s\r\n\r\n", m.ID)
-	b.WriteString("An administrator can see the message with: spoolctl show " + m.ID + "\r\n")
-	return b.Bytes()
+	return notice.Bytes(notice.Notice{
+		From: from, FromName: "Mail Delivery System", To: to,
+		Subject: "Undeliverable: " + subject, Date: now,
+		MessageID: notice.MessageID(noticeKey(m.ID), e.opts.Hostname),
+		Reply:     true, InReplyTo: origID,
+		Text:        "Your message could not be delivered.",
+		OrigSubject: subject,
+		Details: []notice.Detail{
+			{Label: "Created", Value: m.Created.UTC().Format(time.RFC1123Z)},
+			{Label: "Failed at", Value: now.Format(time.RFC1123Z)},
+			{Label: "Queue ID", Value: m.ID},
+		},
+		Failed: failed,
+		Reason: reason,
+		Footer: "An administrator can see the message with: spoolctl show " + m.ID,
+	})
 }
 
 // TestSend sends a short test message through account now (not via the
