@@ -52,11 +52,6 @@ func TestAuthCodeBrowserLoginEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("login did not signal recovery")
 	}
-	// TokenSource gives the same token.
-	ot, err := m.TokenSource(testAccount).Token()
-	if err != nil || ot.AccessToken != tok || ot.Expiry.IsZero() {
-		t.Fatalf("TokenSource = %+v, %v", ot, err)
-	}
 	// Health survives in the store for offline readers.
 	oh, ok, err := auth.ReadHealth(context.Background(), e.store, testAccount, e.clock.Now())
 	if err != nil || !ok || oh.Status != auth.StatusOK || oh.Mailbox != testMailbox {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -13,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/oauth2"
 
 	"github.com/spoold/spoold/configs/secret"
 )
@@ -145,17 +144,15 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 		if err != nil {
 			return LoginStart{}, err
 		}
-		p.state, p.verifier, p.redirectURL = state, secret.Secret(oauth2.GenerateVerifier()), r.cfg.RedirectURL
-		conf := oauth2.Config{ClientID: r.cfg.ClientID, Endpoint: oauth2.Endpoint{AuthURL: r.authURL}, RedirectURL: r.cfg.RedirectURL, Scopes: scopes}
-		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(p.verifier.Reveal()), oauth2.SetAuthURLParam("login_hint", r.cfg.Mailbox)}
-		if r.provider == ProviderGoogle {
-			// Google returns a refresh token only with offline access, and a
-			// new one on re-login only with prompt=consent.
-			opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
-		} else if r.provider != ProviderGeneric {
-			opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
+		verifier, err := m.randomBase64URL(32)
+		if err != nil {
+			return LoginStart{}, err
 		}
-		authURL := conf.AuthCodeURL(state, opts...)
+		p.state, p.verifier, p.redirectURL = state, secret.Secret(verifier), r.cfg.RedirectURL
+		authURL, err := authorizeURL(r, state, verifier, scopes)
+		if err != nil {
+			return LoginStart{}, fmt.Errorf("auth: account %s: %w: %w", name, ErrMisconfigured, err)
+		}
 		m.addLogin(p)
 		m.log.Info("login started", "account", name, "mode", mode, "login_id", id)
 		return LoginStart{ID: id, Account: name, Mode: mode, AuthURL: authURL, RedirectURL: r.cfg.RedirectURL, ExpiresAt: p.expires}, nil
@@ -181,6 +178,37 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 	default:
 		return LoginStart{}, fmt.Errorf("auth: account %s: unknown login mode %q (want browser, paste or device)", name, mode)
 	}
+}
+
+// authorizeURL is the authorization request (RFC 6749 4.1.1) with a PKCE
+// S256 challenge (RFC 7636 4.2) for verifier. Parameters already in
+// auth_url are kept.
+func authorizeURL(r *resolved, state, verifier string, scopes []string) (string, error) {
+	u, err := url.Parse(r.authURL)
+	if err != nil {
+		return "", fmt.Errorf("auth_url: %w", err)
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	q := u.Query()
+	q.Set("response_type", "code")
+	q.Set("client_id", r.cfg.ClientID)
+	q.Set("redirect_uri", r.cfg.RedirectURL)
+	q.Set("scope", strings.Join(scopes, " "))
+	q.Set("state", state)
+	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+	q.Set("code_challenge_method", "S256")
+	q.Set("login_hint", r.cfg.Mailbox)
+	switch r.provider {
+	case ProviderGoogle:
+		// Google returns a refresh token only with offline access, and a
+		// new one on re-login only with prompt=consent.
+		q.Set("access_type", "offline")
+		q.Set("prompt", "consent")
+	case ProviderMicrosoft, ProviderMicrosoftUSGov:
+		q.Set("prompt", "select_account")
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // loginScopes adds the identity scopes (ID token) to a delegated login.

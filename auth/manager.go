@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/oauth2"
 
 	"github.com/spoold/spoold/configs/secret"
 )
@@ -418,26 +418,6 @@ func (m *Manager) ForceRefresh(ctx context.Context, account string) (string, err
 func (m *Manager) RefreshRejected(ctx context.Context, account, rejected string) (string, error) {
 	t, _, err := m.token(ctx, account, true, secret.Secret(rejected), false)
 	return t.Reveal(), err
-}
-
-// TokenSource returns a persisted, refreshing oauth2.TokenSource for the
-// account. Each Token call is bounded by the account's TokenTimeout times the
-// refresh attempts.
-func (m *Manager) TokenSource(account string) oauth2.TokenSource {
-	return tokenSource{m: m, account: account}
-}
-
-type tokenSource struct {
-	m       *Manager
-	account string
-}
-
-func (ts tokenSource) Token() (*oauth2.Token, error) {
-	t, exp, err := ts.m.token(context.Background(), ts.account, false, "", false)
-	if err != nil {
-		return nil, err
-	}
-	return &oauth2.Token{AccessToken: t.Reveal(), TokenType: "Bearer", Expiry: exp}, nil
 }
 
 // token is the core of AccessToken/ForceRefresh/RefreshRejected and of
@@ -844,6 +824,16 @@ func (m *Manager) keepAliveDue(ctx context.Context, name string) bool {
 		last = a.tok.GrantedAt
 	}
 	return !m.now().Before(last.Add(a.r.cfg.KeepAlive))
+}
+
+// randomBase64URL returns n random bytes base64url-encoded (a PKCE
+// verifier: RFC 7636 4.1 asks for 32 bytes).
+func (m *Manager) randomBase64URL(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(m.opts.Rand, b); err != nil {
+		return "", fmt.Errorf("auth: reading randomness: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // randomString returns n random bytes hex-encoded.
