@@ -6,32 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/mail"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spoold/spoold/configs/field"
+	"github.com/spoold/spoold/configs/secret"
 )
 
-// AccountConfig is one upstream account (route). Zero fields take defaults.
+// AccountConfig is one upstream account (route). Zero fields take the
+// defaults noted (WithDefaults); Validate says what is wrong with the rest,
+// keyed by the account's YAML names. Provider limits (Microsoft's 3
+// connections and 30 messages a minute) are not delivery's: they come from
+// auth's provider preset, which the daemon puts into MaxConnections and
+// RatePerMinute.
 type AccountConfig struct {
 	Name      string
 	Transport string // "smtp" (default) or "file"
 
 	// SMTP transport.
 	Host       string
-	Port       int    // default 587 (starttls), 465 (implicit), 25 (none)
-	TLS        string // "starttls" (default), "implicit", or "none" (internal relay only)
-	CAFile     string // PEM roots for an internal relay with its own CA; default system roots
-	ServerName string // certificate name to verify; default Host
-	Auth       string // "xoauth2", "plain", "login" or "none"; default xoauth2
-	Username   string // SASL user; default Mailbox
-	Password   string // plain/login; never logged
+	Port       int           // default 587 (starttls), 465 (implicit), 25 (none)
+	TLS        string        // "starttls" (default), "implicit", or "none" (internal relay only)
+	CAFile     string        // PEM roots for an internal relay with its own CA; default system roots
+	ServerName string        // certificate name to verify; default Host
+	Auth       string        // "xoauth2", "plain", "login" or "none"; default xoauth2
+	Username   string        // SASL user; default Mailbox
+	Password   secret.Secret // plain/login; never printed or logged
 
 	Mailbox    string // the account mailbox: envelope sender and From address under "rewrite"
-	SenderRule string // "rewrite" (default when Mailbox is set) or "keep"
+	SenderRule string // "rewrite" (default, except a file account without a mailbox: "keep") or "keep"
 
-	MaxConnections           int     // default 3 for xoauth2 (Microsoft thread limit) else 10
-	RatePerMinute            float64 // 0 = default (30 for xoauth2, else unlimited); <0 = unlimited
+	MaxConnections           int     // default 10 (smtp) or 4 (file)
+	RatePerMinute            float64 // messages a minute; 0 = default (unlimited); -1 = unlimited
 	MaxMessagesPerConnection int     // default 50
 	MaxMessageSize           int64   // 0 = no local limit; larger messages are dead-lettered before dialing
 
@@ -50,6 +59,19 @@ type AccountConfig struct {
 	DataTimeout    time.Duration // body transfer and the reply after the final dot; default 10m
 }
 
+// Account defaults that do not come from a provider preset.
+const (
+	defaultSMTPConnections   = 10
+	defaultFileConnections   = 4
+	defaultMessagesPerConn   = 50
+	defaultConnectTimeout    = 30 * time.Second
+	defaultCommandTimeout    = 2 * time.Minute
+	defaultDataTimeout       = 10 * time.Minute
+	unlimitedRate            = -1.0
+	maxRatePerMinute         = 1e6 // beyond this a limiter is meaningless; catches unit mistakes
+	maxMessagesPerConnection = 100000
+)
+
 // String never shows the password.
 func (a AccountConfig) String() string {
 	return fmt.Sprintf("account %s (%s %s:%d auth=%s mailbox=%s)", a.Name, a.Transport, a.Host, a.Port, a.Auth, a.Mailbox)
@@ -62,77 +84,47 @@ func (a AccountConfig) LogValue() slog.Value {
 		slog.String("mailbox", a.Mailbox), slog.Bool("password_set", a.Password != ""))
 }
 
-// normalize fills defaults and validates; it also loads the CA file.
-func (a AccountConfig) normalize() (AccountConfig, *tls.Config, error) {
-	fail := func(format string, args ...any) (AccountConfig, *tls.Config, error) {
-		return a, nil, fmt.Errorf("delivery: account %q: %s", a.Name, fmt.Sprintf(format, args...))
-	}
-	if strings.TrimSpace(a.Name) == "" {
-		return fail("name is required")
-	}
+// WithDefaults returns a with every zero field set to its default and the
+// enumerations lower-cased. It is idempotent and never fails: values that
+// are out of range are left for Validate to report. SMTP-only fields stay
+// empty for a file account.
+func (a AccountConfig) WithDefaults() AccountConfig {
 	a.Transport = strings.ToLower(a.Transport)
 	if a.Transport == "" {
 		a.Transport = "smtp"
 	}
 	a.SenderRule = strings.ToLower(a.SenderRule)
 	if a.SenderRule == "" {
+		a.SenderRule = "rewrite"
 		if a.Mailbox == "" && a.Transport == "file" {
+			// A file outbox without a mailbox writes messages as received.
 			a.SenderRule = "keep"
-		} else {
-			a.SenderRule = "rewrite"
 		}
 	}
-	switch a.NotifyOnFailure {
-	case "", "always", "never":
-	default:
-		return fail("notify on failure %q: want always, never or empty", a.NotifyOnFailure)
+	if a.MaxMessagesPerConnection == 0 {
+		a.MaxMessagesPerConnection = defaultMessagesPerConn
 	}
-	if a.SenderRule != "rewrite" && a.SenderRule != "keep" {
-		return fail("sender rule %q: want rewrite or keep", a.SenderRule)
+	if a.RatePerMinute == 0 {
+		a.RatePerMinute = unlimitedRate
 	}
-	if a.Mailbox != "" {
-		addr, err := mail.ParseAddress(a.Mailbox)
-		if err != nil || addr.Name != "" || strings.ContainsAny(a.Mailbox, "<> \t\r\n") {
-			return fail("mailbox %q is not a plain address", a.Mailbox)
+	if a.ConnectTimeout == 0 {
+		a.ConnectTimeout = defaultConnectTimeout
+	}
+	if a.CommandTimeout == 0 {
+		a.CommandTimeout = defaultCommandTimeout
+	}
+	if a.DataTimeout == 0 {
+		a.DataTimeout = defaultDataTimeout
+	}
+	a.Retry = a.Retry.WithDefaults()
+	if a.Transport == "file" {
+		if a.MaxConnections == 0 {
+			a.MaxConnections = defaultFileConnections
 		}
+		return a
 	}
-	if a.SenderRule == "rewrite" && a.Mailbox == "" {
-		return fail("sender rule rewrite needs a mailbox")
-	}
-	if a.MaxMessagesPerConnection <= 0 {
-		a.MaxMessagesPerConnection = 50
-	}
-	if a.MaxMessageSize < 0 {
-		return fail("max message size is negative")
-	}
-	a.Retry = a.Retry.withDefaults()
-	if a.ConnectTimeout <= 0 {
-		a.ConnectTimeout = 30 * time.Second
-	}
-	if a.CommandTimeout <= 0 {
-		a.CommandTimeout = 2 * time.Minute
-	}
-	if a.DataTimeout <= 0 {
-		a.DataTimeout = 10 * time.Minute
-	}
-	switch a.Transport {
-	case "file":
-		if a.Dir == "" {
-			return fail("file transport needs a dir")
-		}
-		if a.MaxConnections <= 0 {
-			a.MaxConnections = 4
-		}
-		if a.RatePerMinute == 0 {
-			a.RatePerMinute = -1
-		}
-		return a, nil, nil
-	case "smtp":
-	default:
-		return fail("transport %q: want smtp or file", a.Transport)
-	}
-	if a.Host == "" || strings.ContainsAny(a.Host, " \t\r\n/") {
-		return fail("host %q is invalid", a.Host)
+	if a.MaxConnections == 0 {
+		a.MaxConnections = defaultSMTPConnections
 	}
 	a.TLS = strings.ToLower(a.TLS)
 	if a.TLS == "" {
@@ -142,79 +134,181 @@ func (a AccountConfig) normalize() (AccountConfig, *tls.Config, error) {
 	if a.Auth == "" {
 		a.Auth = "xoauth2"
 	}
-	switch a.TLS {
-	case "starttls":
-		if a.Port == 0 {
+	if a.Port == 0 {
+		switch a.TLS {
+		case "starttls":
 			a.Port = 587
-		}
-	case "implicit":
-		if a.Port == 0 {
+		case "implicit":
 			a.Port = 465
-		}
-	case "none":
-		if a.Port == 0 {
+		case "none":
 			a.Port = 25
 		}
-	default:
-		return fail("tls %q: want starttls, implicit or none", a.TLS)
-	}
-	if a.Port < 1 || a.Port > 65535 {
-		return fail("port %d out of range", a.Port)
-	}
-	switch a.Auth {
-	case "xoauth2":
-		if a.Mailbox == "" && a.Username == "" {
-			return fail("xoauth2 needs a mailbox")
-		}
-	case "plain", "login":
-		if a.Password == "" {
-			return fail("auth %s needs a password", a.Auth)
-		}
-	case "none":
-	default:
-		return fail("auth %q: want xoauth2, plain, login or none", a.Auth)
-	}
-	if a.Auth != "none" && a.TLS == "none" {
-		// Credentials never cross the network in clear text.
-		return fail("auth %s needs TLS (starttls or implicit)", a.Auth)
 	}
 	if a.Username == "" {
 		a.Username = a.Mailbox
 	}
-	if a.Auth != "none" && a.Username == "" {
-		return fail("auth %s needs a username or mailbox", a.Auth)
+	return a
+}
+
+// Validate reports what is wrong with the account as it would run (with
+// WithDefaults applied), as field.Problems keyed by the account's YAML names
+// ("host", "retry.first"). It reads ca_file to check that it holds PEM
+// certificates, so that -check refuses what start-up would.
+func (a AccountConfig) Validate() error {
+	a = a.WithDefaults()
+	var ps field.Problems
+	if strings.TrimSpace(a.Name) == "" {
+		ps.Add("name", "required: every account needs a name")
 	}
-	if a.MaxConnections <= 0 {
-		if a.Auth == "xoauth2" {
-			a.MaxConnections = 3
-		} else {
-			a.MaxConnections = 10
+	switch a.NotifyOnFailure {
+	case "", "always", "never":
+	default:
+		ps.Add("notify_on_failure", "%q: want always, never or empty", a.NotifyOnFailure)
+	}
+	if a.Mailbox != "" {
+		addr, err := mail.ParseAddress(a.Mailbox)
+		if err != nil || addr.Name != "" || strings.ContainsAny(a.Mailbox, "<> \t\r\n") {
+			ps.Add("mailbox", "%q is not a plain e-mail address", a.Mailbox)
 		}
 	}
-	if a.RatePerMinute == 0 {
-		if a.Auth == "xoauth2" {
-			a.RatePerMinute = 30
-		} else {
-			a.RatePerMinute = -1
+	switch {
+	case a.SenderRule != "rewrite" && a.SenderRule != "keep":
+		ps.Add("sender_rule", "%q: want rewrite or keep", a.SenderRule)
+	case a.SenderRule == "rewrite" && a.Mailbox == "":
+		ps.Add("sender_rule", "rewrite needs a mailbox (the address to send as); set mailbox or use keep")
+	}
+	if a.MaxConnections < 0 {
+		ps.Add("max_connections", "%d is negative: want at least 1, or 0 for the default", a.MaxConnections)
+	}
+	if a.RatePerMinute != unlimitedRate && (a.RatePerMinute < 0 || a.RatePerMinute > maxRatePerMinute || math.IsNaN(a.RatePerMinute)) {
+		ps.Add("rate_per_minute", "%v: want a positive rate up to %v, 0 (the default: unlimited) or -1 (unlimited)", a.RatePerMinute, maxRatePerMinute)
+	}
+	if a.MaxMessagesPerConnection < 0 || a.MaxMessagesPerConnection > maxMessagesPerConnection {
+		ps.Add("max_messages_per_connection", "%d: want 1 to %d, or 0 for the default %d", a.MaxMessagesPerConnection,
+			maxMessagesPerConnection, defaultMessagesPerConn)
+	}
+	if a.MaxMessageSize < 0 {
+		ps.Add("max_message_size", "%d is negative: want a size in bytes, or 0 for no local limit", a.MaxMessageSize)
+	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"connect_timeout", a.ConnectTimeout}, {"command_timeout", a.CommandTimeout}, {"data_timeout", a.DataTimeout}} {
+		if t.d < 0 {
+			ps.Add(t.key, "%s is negative: want a duration, or 0 for the default", t.d)
 		}
 	}
-	if a.TLS == "none" {
-		return a, nil, nil
+	ps.MergeErr("retry", a.Retry.Validate())
+	switch a.Transport {
+	case "file":
+		if strings.TrimSpace(a.Dir) == "" {
+			ps.Add("dir", "required for the file transport: the directory the .eml files are written to")
+		}
+		return ps.Err()
+	case "smtp":
+	default:
+		ps.Add("transport", "%q: want smtp or file", a.Transport)
+		return ps.Err()
+	}
+	if a.Host == "" {
+		ps.Add("host", "required: the upstream SMTP server")
+	} else if strings.ContainsAny(a.Host, " \t\r\n/") {
+		ps.Add("host", "%q is not a host name", a.Host)
+	}
+	if strings.ContainsAny(a.ServerName, " \t\r\n/") {
+		ps.Add("server_name", "%q is not a host name", a.ServerName)
+	}
+	tlsOK := true
+	switch a.TLS {
+	case "starttls", "implicit", "none":
+	default:
+		tlsOK = false
+		ps.Add("tls", "%q: want starttls, implicit or none", a.TLS)
+	}
+	if (a.Port < 1 || a.Port > 65535) && (a.Port != 0 || tlsOK) { // no default port for an unknown tls
+		ps.Add("port", "%d is out of range 1-65535", a.Port)
+	}
+	switch a.Auth {
+	case "xoauth2":
+		if a.Mailbox == "" && a.Username == "" {
+			ps.Add("mailbox", "required with auth xoauth2: the mailbox the token is for")
+		}
+	case "plain", "login":
+		if a.Password == "" {
+			ps.Add("password", "auth %s needs a password", a.Auth)
+		}
+		if a.Username == "" {
+			ps.Add("username", "auth %s needs a username (or a mailbox to use as one)", a.Auth)
+		}
+	case "none":
+	default:
+		ps.Add("auth", "%q: want xoauth2, plain, login or none", a.Auth)
+	}
+	if a.Auth != "none" && a.TLS == "none" {
+		// Credentials never cross the network in clear text.
+		ps.Add("tls", "auth %s would send credentials in clear text: use starttls or implicit", a.Auth)
+	}
+	if a.CAFile != "" && tlsOK && a.TLS != "none" {
+		if _, err := loadCAFile(a.CAFile); err != nil {
+			ps.Add("ca_file", "%v", err)
+		}
+	}
+	return ps.Err()
+}
+
+// tlsConfig builds the account's TLS settings, loading ca_file; nil for
+// tls none. a has its defaults and passed Validate. The engine calls it at
+// start and reload, so a CA file replaced on disk is read again then.
+func (a AccountConfig) tlsConfig() (*tls.Config, error) {
+	if a.Transport != "smtp" || a.TLS == "none" {
+		return nil, nil
 	}
 	tc := &tls.Config{ServerName: a.ServerName, MinVersion: tls.VersionTLS12}
 	if tc.ServerName == "" {
 		tc.ServerName = a.Host
 	}
 	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
+		pool, err := loadCAFile(a.CAFile)
 		if err != nil {
-			return a, nil, fmt.Errorf("delivery: account %q: reading CA file: %w", a.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return a, nil, fmt.Errorf("delivery: account %q: CA file %s: %w", a.Name, a.CAFile, errors.New("no PEM certificates found"))
+			return nil, fmt.Errorf("delivery: account %q: %w", a.Name, err)
 		}
 		tc.RootCAs = pool
 	}
-	return a, tc, nil
+	return tc, nil
+}
+
+// loadCAFile reads PEM certificates into a pool.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: %w", path, errors.New("no PEM certificates found"))
+	}
+	return pool, nil
+}
+
+// ValidateAccounts checks accounts exactly as New and Reload do, without
+// starting anything, so that spoold -check refuses what start-up would and
+// a reload can validate every subsystem before it applies any. Keys are
+// relative to the list ("[2].host"); the caller merges them under
+// "accounts". A name used twice is a problem of the later entry.
+func ValidateAccounts(cfgs []AccountConfig) error {
+	var ps field.Problems
+	first := map[string]int{}
+	for i, c := range cfgs {
+		at := field.Index("", i)
+		ps.MergeErr(at, c.Validate())
+		if c.Name == "" {
+			continue
+		}
+		if j, ok := first[c.Name]; ok {
+			ps.Add(field.Join(at, "name"), "account %q is defined twice (first at [%d])", c.Name, j)
+			continue
+		}
+		first[c.Name] = i
+	}
+	return ps.Err()
 }

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -254,48 +253,16 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	return e, nil
 }
 
-// ValidateAccounts checks accounts exactly as New and Reload do, without
-// starting anything, so that spoold -check refuses what start-up would and
-// a reload can validate every subsystem before it applies any.
-func ValidateAccounts(cfgs []AccountConfig) error {
-	_, err := normalizeAll(cfgs)
-	return err
-}
-
-type normalized struct {
-	cfg AccountConfig
-	tls *tls.Config
-}
-
-func normalizeAll(cfgs []AccountConfig) ([]normalized, error) {
-	var out []normalized
-	seen := map[string]bool{}
+// build checks the accounts as ValidateAccounts does and makes their live
+// records, with transports and TLS settings (ca_file is read here).
+func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
+	if err := ValidateAccounts(cfgs); err != nil {
+		return nil, fmt.Errorf("delivery: accounts: %w", err)
+	}
+	out := make(map[string]*account, len(cfgs))
 	var errs []error
 	for _, c := range cfgs {
-		n, tc, err := c.normalize()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if seen[n.Name] {
-			errs = append(errs, fmt.Errorf("delivery: account %q defined twice", n.Name))
-			continue
-		}
-		seen[n.Name] = true
-		out = append(out, normalized{n, tc})
-	}
-	return out, errors.Join(errs...)
-}
-
-func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
-	all, err := normalizeAll(cfgs)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*account, len(all))
-	var errs []error
-	for _, na := range all {
-		n, tc := na.cfg, na.tls
+		n := c.WithDefaults()
 		if n.Transport == "smtp" && n.Auth == "xoauth2" && e.tokens == nil {
 			errs = append(errs, fmt.Errorf("delivery: account %q uses xoauth2 but no token source is configured", n.Name))
 			continue
@@ -304,6 +271,11 @@ func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
 		if n.Transport == "file" {
 			a.tr = &fileTransport{dir: n.Dir}
 		} else {
+			tc, err := n.tlsConfig()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			a.tr = &smtpTransport{cfg: n, tls: tc, dial: e.opts.Dial, hostname: e.opts.Hostname}
 		}
 		if n.RatePerMinute > 0 {

@@ -682,7 +682,7 @@ func TestNoticePolicyPerAccount(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := (AccountConfig{Name: "x", Transport: "file", Dir: t.TempDir(), NotifyOnFailure: "sometimes"}).normalize(); err == nil {
+	if err := (AccountConfig{Name: "x", Transport: "file", Dir: t.TempDir(), NotifyOnFailure: "sometimes"}).Validate(); err == nil {
 		t.Error("an unknown notify policy is accepted")
 	}
 }

@@ -61,10 +61,11 @@ type harness struct {
 
 const testMailbox = "scanner@tenant.example"
 
-// testAccount returns an xoauth2 STARTTLS account pointing at up.
+// testAccount returns an xoauth2 STARTTLS account pointing at up, with
+// Microsoft's connection limit as the daemon sets it from auth's preset.
 func testAccount(up *smtpfake.Server) AccountConfig {
 	return AccountConfig{Name: "m365", Host: up.Host, Port: up.Port, TLS: "starttls", CAFile: up.CAFile,
-		ServerName: "127.0.0.1", Auth: "xoauth2", Mailbox: testMailbox, RatePerMinute: -1,
+		ServerName: "127.0.0.1", Auth: "xoauth2", Mailbox: testMailbox, MaxConnections: 3, RatePerMinute: -1,
 		ConnectTimeout: 10 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second}
 }
 

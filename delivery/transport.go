@@ -207,9 +207,9 @@ func (t *smtpTransport) open(ctx context.Context, token string, dialOnce bool) (
 	case "xoauth2":
 		sc = auth.NewXOAUTH2Client(cfg.Username, token)
 	case "plain":
-		sc = sasl.NewPlainClient("", cfg.Username, cfg.Password)
+		sc = sasl.NewPlainClient("", cfg.Username, cfg.Password.Reveal())
 	case "login":
-		sc = sasl.NewLoginClient(cfg.Username, cfg.Password)
+		sc = sasl.NewLoginClient(cfg.Username, cfg.Password.Reveal())
 	}
 	if sc != nil {
 		if err := c.Auth(sc); err != nil {

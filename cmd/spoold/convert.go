@@ -1,13 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"io/fs"
-	"os"
+	"cmp"
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
-	"github.com/spoold/spoold/configs/secret"
 	"github.com/spoold/spoold/delivery"
 	"github.com/spoold/spoold/ingest/scanfolder"
 	"github.com/spoold/spoold/ingest/smtpd"
@@ -17,43 +14,39 @@ import (
 // its own option structs. These functions are the only place that knows both,
 // so a subsystem never depends on the YAML layout.
 
-func smtpListeners(c *configs.Config) []smtpd.ListenerConfig {
-	out := make([]smtpd.ListenerConfig, 0, len(c.SMTPListeners))
-	for _, l := range c.SMTPListeners {
-		out = append(out, smtpd.ListenerConfig{
-			Name:                    l.Name,
-			Addr:                    l.Listen,
-			Hostname:                l.Hostname,
-			TLS:                     smtpd.TLSMode(l.TLS),
-			CertFile:                l.CertFile,
-			KeyFile:                 l.KeyFile,
-			MinTLSVersion:           l.MinTLSVersion.Uint16(),
-			AllowedNetworks:         l.AllowedNetworks,
-			Users:                   smtpUsers(l.Users),
-			Legacy:                  l.Legacy,
-			RequireAuth:             l.RequireAuth,
-			AllowedSenderDomains:    l.AllowedSenderDomains,
-			AllowedRecipientDomains: l.AllowedRecipientDomains,
-			MaxMessageSize:          l.MaxMessageSize,
-			MaxRecipients:           l.MaxRecipients,
-			ReadTimeout:             l.ReadTimeout,
-			WriteTimeout:            l.WriteTimeout,
-			MaxConnections:          l.MaxConnections,
-			MaxConnectionsPerIP:     l.MaxConnectionsPerIP,
-			MaxLineLength:           l.MaxLineLength,
-			BareLF:                  smtpd.BareLFPolicy(l.BareLF),
-			AuthFailureLimit:        l.AuthFailureLimit,
-			AuthFailureWindow:       l.AuthFailureWindow,
-			DataMinRate:             l.DataMinRate,
-			DataRateGrace:           l.DataRateGrace,
-			StressThreshold:         l.StressThreshold,
-			StressTimeout:           l.StressTimeout,
-			JunkCommandLimit:        l.JunkCommandLimit,
-			HardErrorLimit:          l.HardErrorLimit,
-			Account:                 l.Account,
-		})
+func smtpListener(l configs.SMTPListener) smtpd.ListenerConfig {
+	return smtpd.ListenerConfig{
+		Name:                    l.Name,
+		Addr:                    l.Listen,
+		Hostname:                l.Hostname,
+		TLS:                     smtpd.TLSMode(l.TLS),
+		CertFile:                l.CertFile,
+		KeyFile:                 l.KeyFile,
+		MinTLSVersion:           l.MinTLSVersion.Uint16(),
+		AllowedNetworks:         l.AllowedNetworks,
+		Users:                   smtpUsers(l.Users),
+		Legacy:                  l.Legacy,
+		RequireAuth:             l.RequireAuth,
+		AllowedSenderDomains:    l.AllowedSenderDomains,
+		AllowedRecipientDomains: l.AllowedRecipientDomains,
+		MaxMessageSize:          l.MaxMessageSize,
+		MaxRecipients:           l.MaxRecipients,
+		ReadTimeout:             l.ReadTimeout,
+		WriteTimeout:            l.WriteTimeout,
+		MaxConnections:          l.MaxConnections,
+		MaxConnectionsPerIP:     l.MaxConnectionsPerIP,
+		MaxLineLength:           l.MaxLineLength,
+		BareLF:                  smtpd.BareLFPolicy(l.BareLF),
+		AuthFailureLimit:        l.AuthFailureLimit,
+		AuthFailureWindow:       l.AuthFailureWindow,
+		DataMinRate:             l.DataMinRate,
+		DataRateGrace:           l.DataRateGrace,
+		StressThreshold:         l.StressThreshold,
+		StressTimeout:           l.StressTimeout,
+		JunkCommandLimit:        l.JunkCommandLimit,
+		HardErrorLimit:          l.HardErrorLimit,
+		Account:                 l.Account,
 	}
-	return out
 }
 
 func smtpUsers(us []configs.SMTPUser) []smtpd.User {
@@ -64,7 +57,9 @@ func smtpUsers(us []configs.SMTPUser) []smtpd.User {
 	return out
 }
 
-func smtpRoutes(c *configs.Config) smtpd.Routes {
+// smtpRoutes is the listener's routing table; each account's size limit is
+// the one delivery runs with, so SIZE never promises more than it sends.
+func smtpRoutes(c *configs.Config, accounts []delivery.AccountConfig) smtpd.Routes {
 	r := smtpd.Routes{
 		ByUser:         map[string]string{},
 		BySenderDomain: map[string]string{},
@@ -77,7 +72,7 @@ func smtpRoutes(c *configs.Config) smtpd.Routes {
 	for k, v := range c.Routes.SenderDomains {
 		r.BySenderDomain[k] = v
 	}
-	for _, a := range c.Accounts {
+	for _, a := range accounts {
 		if a.MaxMessageSize > 0 {
 			r.AccountMaxSize[a.Name] = a.MaxMessageSize
 		}
@@ -85,130 +80,126 @@ func smtpRoutes(c *configs.Config) smtpd.Routes {
 	return r
 }
 
-func scanFolders(c *configs.Config) ([]scanfolder.FolderConfig, error) {
-	out := make([]scanfolder.FolderConfig, 0, len(c.ScanFolders))
-	for i, f := range c.ScanFolders {
-		users := make(map[string]scanfolder.User, len(f.Users))
-		for k, u := range f.Users {
-			users[k] = scanfolder.User{Name: u.Name, Address: u.Address}
-		}
-		notice, writerCheck := f.FailureNotice, f.WriterCheck
-		var modes [2]fs.FileMode
-		for k, m := range []struct{ key, val string }{{"dir_mode", f.DirMode}, {"file_mode", f.FileMode}} {
-			if m.val == "" {
-				continue
-			}
-			mode, err := scanfolder.ParseMode(m.val)
-			if err != nil {
-				return nil, fmt.Errorf("scan_folders[%d].%s: %w", i, m.key, err)
-			}
-			modes[k] = mode
-		}
-		var maxSize int64
-		if a, ok := c.Account(f.Account); ok {
-			maxSize = a.MaxMessageSize
-		}
-		out = append(out, scanfolder.FolderConfig{
-			Name:            f.Name,
-			Path:            f.Path,
-			Mode:            string(f.Mode),
-			RescanInterval:  f.RescanInterval,
-			QuietPeriod:     f.QuietPeriod,
-			AfterSuccess:    string(f.AfterSuccess),
-			Account:         f.Account,
-			MaxMessageSize:  maxSize,
-			Users:           users,
-			SubjectTemplate: f.SubjectTemplate,
-			BodyTemplate:    f.BodyTemplate,
-			FailureNotice:   &notice,
-			MaxReadRetries:  f.MaxReadRetries,
-			IncompleteLimit: f.IncompleteLimit,
-			EmptyGrace:      f.EmptyGrace,
-			WriterCheck:     &writerCheck,
-			DirMode:         modes[0],
-			FileMode:        modes[1],
-			Group:           f.Group,
-			TimeZone:        f.TimeZone,
-		})
+// scanFolder converts one folder; its account defaults to routes.default
+// (routing is the daemon's), and the caller sets the account's size limit.
+func scanFolder(f configs.ScanFolder, defaultAccount string) scanfolder.FolderConfig {
+	users := make(map[string]scanfolder.User, len(f.Users))
+	for k, u := range f.Users {
+		users[k] = scanfolder.User{Name: u.Name, Address: u.Address}
 	}
-	return out, nil
+	notice, writerCheck := f.FailureNotice, f.WriterCheck
+	account := f.Account
+	if account == "" {
+		account = defaultAccount
+	}
+	return scanfolder.FolderConfig{
+		Name:            f.Name,
+		Path:            f.Path,
+		Mode:            string(f.Mode),
+		RescanInterval:  f.RescanInterval,
+		QuietPeriod:     f.QuietPeriod,
+		AfterSuccess:    string(f.AfterSuccess),
+		Account:         account,
+		Users:           users,
+		SubjectTemplate: f.SubjectTemplate,
+		BodyTemplate:    f.BodyTemplate,
+		FailureNotice:   &notice,
+		MaxReadRetries:  f.MaxReadRetries,
+		IncompleteLimit: f.IncompleteLimit,
+		EmptyGrace:      f.EmptyGrace,
+		WriterCheck:     &writerCheck,
+		DirMode:         f.DirMode,
+		FileMode:        f.FileMode,
+		Group:           f.Group,
+		TimeZone:        f.TimeZone,
+	}
 }
 
-func deliveryAccounts(c *configs.Config) []delivery.AccountConfig {
-	out := make([]delivery.AccountConfig, 0, len(c.Accounts))
-	for _, a := range c.Accounts {
-		out = append(out, delivery.AccountConfig{
-			Name:                     a.Name,
-			Transport:                string(a.Transport),
-			Host:                     a.Host,
-			Port:                     a.Port,
-			TLS:                      string(a.TLS),
-			CAFile:                   a.CAFile,
-			ServerName:               a.ServerName,
-			Auth:                     string(a.Auth),
-			Username:                 a.Username,
-			Password:                 a.Password.Reveal(),
-			Mailbox:                  a.Mailbox,
-			SenderRule:               string(a.SenderRule),
-			MaxConnections:           a.MaxConnections,
-			RatePerMinute:            a.RatePerMinute,
-			MaxMessagesPerConnection: a.MaxMessagesPerConnection,
-			MaxMessageSize:           a.MaxMessageSize,
-			NotifyOnFailure:          string(a.NotifyOnFailure),
-			Dir:                      a.Dir,
-			ConnectTimeout:           a.ConnectTimeout,
-			CommandTimeout:           a.CommandTimeout,
-			DataTimeout:              a.DataTimeout,
-			Retry: delivery.RetryPolicy{
-				First:      a.Retry.First,
-				Multiplier: a.Retry.Multiplier,
-				Max:        a.Retry.Max,
-				Jitter:     a.Retry.Jitter,
-				Lifetime:   a.Retry.Lifetime,
-			},
-		})
+// deliveryAccount converts one account. What the provider implies (its SMTP
+// host and sending limits) comes from auth's preset, the one home of
+// provider facts, for delivery's defaults to start from.
+func deliveryAccount(a configs.Account) delivery.AccountConfig {
+	d := delivery.AccountConfig{
+		Name:                     a.Name,
+		Transport:                string(a.Transport),
+		Host:                     a.Host,
+		Port:                     a.Port,
+		TLS:                      string(a.TLS),
+		CAFile:                   a.CAFile,
+		ServerName:               a.ServerName,
+		Auth:                     string(a.Auth),
+		Username:                 a.Username,
+		Password:                 a.Password,
+		Mailbox:                  a.Mailbox,
+		SenderRule:               string(a.SenderRule),
+		MaxConnections:           a.MaxConnections,
+		RatePerMinute:            a.RatePerMinute,
+		MaxMessagesPerConnection: a.MaxMessagesPerConnection,
+		MaxMessageSize:           a.MaxMessageSize,
+		NotifyOnFailure:          string(a.NotifyOnFailure),
+		Dir:                      a.Dir,
+		ConnectTimeout:           a.ConnectTimeout,
+		CommandTimeout:           a.CommandTimeout,
+		DataTimeout:              a.DataTimeout,
+		Retry: delivery.RetryPolicy{
+			First:      a.Retry.First,
+			Multiplier: a.Retry.Multiplier,
+			Max:        a.Retry.Max,
+			Jitter:     a.Retry.Jitter,
+			Lifetime:   a.Retry.Lifetime,
+		},
 	}
-	return out
+	if !a.IsOAuth() {
+		if d.Auth == "" && d.Password != "" {
+			// A relay password without an explicit mechanism means PLAIN
+			// (over TLS), rather than silently not authenticating.
+			d.Auth = "plain"
+		}
+		if d.Auth == "" && d.Transport != "file" {
+			d.Auth = "none"
+		}
+		return d
+	}
+	if d.Auth == "" {
+		d.Auth = "xoauth2"
+	}
+	if p, err := auth.Preset(auth.Provider(a.Provider), a.Tenant); err == nil {
+		d.Host = cmp.Or(d.Host, p.SMTPHost)
+		d.MaxConnections = cmp.Or(d.MaxConnections, p.MaxConnections)
+		d.RatePerMinute = cmp.Or(d.RatePerMinute, p.RatePerMinute)
+		d.MaxMessageSize = cmp.Or(d.MaxMessageSize, p.MaxMessageSize)
+	}
+	return d
 }
 
-// authAccounts returns the OAuth accounts; password and file accounts have no
-// tokens to manage.
-func authAccounts(c *configs.Config) ([]auth.AccountConfig, error) {
-	var out []auth.AccountConfig
-	for _, a := range c.Accounts {
-		if !a.IsOAuth() {
-			continue
-		}
-		ac := auth.AccountConfig{
-			Name:                a.Name,
-			Provider:            string(a.Provider),
-			Flow:                string(a.Flow),
-			Tenant:              a.Tenant,
-			ClientID:            a.ClientID,
-			ClientSecret:        a.ClientSecret,
-			ClientSecretExpires: a.ClientSecretExpires,
-			CertificateFile:     a.CertificateFile,
-			PrivateKeyFile:      a.PrivateKeyFile,
-			Mailbox:             a.Mailbox,
-			Scopes:              a.Scopes,
-			AuthURL:             a.AuthURL,
-			TokenURL:            a.TokenURL,
-			DeviceAuthURL:       a.DeviceAuthURL,
-			RedirectURL:         a.RedirectURL,
-			RefreshBefore:       a.RefreshBefore,
-			KeepAlive:           a.KeepAlive,
-			TokenTimeout:        a.TokenTimeout,
-		}
-		if a.ServiceAccountFile != "" {
-			key, err := os.ReadFile(a.ServiceAccountFile)
-			if err != nil {
-				return nil, fmt.Errorf("account %s: reading service account key: %w", a.Name, err)
-			}
-			ac.ServiceAccountJSON = secret.Secret(key)
-		}
-		out = append(out, ac)
+// authAccount converts one OAuth account. The redirect URL defaults to the
+// daemon's own HTTP listener, which serves the callback.
+func authAccount(a configs.Account, httpListen string) auth.AccountConfig {
+	ac := auth.AccountConfig{
+		Name:                a.Name,
+		Provider:            string(a.Provider),
+		Flow:                string(a.Flow),
+		Tenant:              a.Tenant,
+		ClientID:            a.ClientID,
+		ClientSecret:        a.ClientSecret,
+		ClientSecretExpires: a.ClientSecretExpires,
+		CertificateFile:     a.CertificateFile,
+		PrivateKeyFile:      a.PrivateKeyFile,
+		Mailbox:             a.Mailbox,
+		Scopes:              a.Scopes,
+		AuthURL:             a.AuthURL,
+		TokenURL:            a.TokenURL,
+		DeviceAuthURL:       a.DeviceAuthURL,
+		RedirectURL:         a.RedirectURL,
+		RefreshBefore:       a.RefreshBefore,
+		KeepAlive:           a.KeepAlive,
+		TokenTimeout:        a.TokenTimeout,
+		ServiceAccountFile:  a.ServiceAccountFile,
 	}
-	return out, nil
+	if ac.RedirectURL == "" && (ac.Flow == "" || ac.Flow == string(auth.FlowAuthCode)) {
+		ac.RedirectURL = defaultRedirect(httpListen)
+	}
+	return ac
 }
 
 func outagePolicy(c *configs.Config) delivery.OutagePolicy {
