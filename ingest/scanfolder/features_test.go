@@ -124,20 +124,20 @@ func TestFitName(t *testing.T) {
 
 func TestParseModeAndValidation(t *testing.T) {
 	for in, want := range map[string]fs.FileMode{"0750": 0o750, "2770": 0o770 | fs.ModeSetgid, "644": 0o644} {
-		if got, err := ParseMode(in); err != nil || got != want {
-			t.Errorf("ParseMode(%q) = %v, %v; want %v", in, got, err, want)
+		if got, err := parseMode(in); err != nil || got != want {
+			t.Errorf("parseMode(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "rwx", "4755", "1777", "0999"} {
-		if _, err := ParseMode(in); err == nil {
-			t.Errorf("ParseMode(%q) accepted", in)
+		if _, err := parseMode(in); err == nil {
+			t.Errorf("parseMode(%q) accepted", in)
 		}
 	}
 	base := FolderConfig{Name: "s", Path: t.TempDir(), Account: "a"}
 	for name, mod := range map[string]func(*FolderConfig){
-		"dir mode without owner rwx": func(c *FolderConfig) { c.DirMode = 0o570 },
-		"file mode without owner rw": func(c *FolderConfig) { c.FileMode = 0o440 },
-		"file mode with set-GID":     func(c *FolderConfig) { c.FileMode = 0o640 | fs.ModeSetgid },
+		"dir mode without owner rwx": func(c *FolderConfig) { c.DirMode = "0570" },
+		"file mode without owner rw": func(c *FolderConfig) { c.FileMode = "0440" },
+		"file mode with set-GID":     func(c *FolderConfig) { c.FileMode = "2640" },
 		"unknown group":              func(c *FolderConfig) { c.Group = "no-such-group-spoold" },
 		"bad time zone":              func(c *FolderConfig) { c.TimeZone = "Mars/Olympus" },
 		"negative empty grace":       func(c *FolderConfig) { c.EmptyGrace = -time.Second },
@@ -145,21 +145,21 @@ func TestParseModeAndValidation(t *testing.T) {
 	} {
 		c := base
 		mod(&c)
-		if _, err := normalize(c); err == nil {
+		if _, err := c.prepare(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	n, err := normalize(base)
+	n, err := base.prepare()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.IncompleteLimit != DefaultIncompleteLimit || n.EmptyGrace != DefaultEmptyGrace || !*n.WriterCheck ||
-		n.DirMode != 0 || n.FileMode != 0 || n.loc != time.Local || n.gid != -1 ||
+		n.dirMode != 0 || n.fileMode != 0 || n.loc != time.Local || n.gid != -1 ||
 		n.QuietPeriod != DefaultQuietPeriod {
 		t.Errorf("defaults: %+v", n)
 	}
 	base.Mode = ModePoll
-	if n, _ := normalize(base); n.QuietPeriod != DefaultPollQuietPeriod {
+	if n, _ := base.prepare(); n.QuietPeriod != DefaultPollQuietPeriod {
 		t.Errorf("poll mode quiet period %v, want %v", n.QuietPeriod, DefaultPollQuietPeriod)
 	}
 }

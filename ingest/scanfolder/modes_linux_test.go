@@ -45,8 +45,8 @@ func TestModesAndGroupUnderUmask077(t *testing.T) {
 	os.Chmod(src, 0o750|fs.ModeSetgid)
 	os.Lchown(src, -1, gid)
 	env := startIn(t, dir, nil, func(c *FolderConfig) {
-		c.DirMode = 0o750 | fs.ModeSetgid
-		c.FileMode = 0o640
+		c.DirMode = "2750"
+		c.FileMode = "0640"
 		c.Group = group
 	}, nil)
 	env.write("alice@example.com/ok.pdf", sample(t, "sample.pdf"))
@@ -108,7 +108,7 @@ func TestFailedSetupLeavesNothing(t *testing.T) {
 	var refuse, dirRefused atomic.Bool
 	refuse.Store(true)
 	var refused atomic.Int32
-	env := start(t, nil, func(c *FolderConfig) { c.FileMode = 0o640 }, func(w *Watcher) {
+	env := start(t, nil, func(c *FolderConfig) { c.FileMode = "0640" }, func(w *Watcher) {
 		w.chmodHook = func(name string) error {
 			if name == FailedDir && dirRefused.CompareAndSwap(false, true) {
 				return errors.New("operation not permitted (test, dir)")
@@ -162,11 +162,11 @@ func TestGroupMembership(t *testing.T) {
 
 // Modes in messages read the way they are configured ("2650", not 020000650).
 func TestModeMessagesInOctal(t *testing.T) {
-	if got := FormatMode(0o750 | fs.ModeSetgid); got != "2750" {
+	if got := formatMode(0o750 | fs.ModeSetgid); got != "2750" {
 		t.Errorf("FormatMode = %q, want 2750", got)
 	}
-	c := FolderConfig{Name: "s", Path: t.TempDir(), Account: "a", DirMode: 0o650 | fs.ModeSetgid}
-	if _, err := normalize(c); err == nil || !strings.Contains(err.Error(), "dir_mode 2650:") {
+	c := FolderConfig{Name: "s", Path: t.TempDir(), Account: "a", DirMode: "02650"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "dir_mode: 2650:") {
 		t.Errorf("error %v, want it to name dir_mode 2650", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/notice"
 )
 
 // errorSuffix names the reason file next to a file in failed/.
@@ -246,7 +247,7 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	}
 	hdr := msgHeader{
 		from: from, replyTo: replyTo, to: rt.to, cc: rt.cc, subject: subject,
-		date: f.w.clock().In(f.cfg.loc), messageID: messageID("scan", key, f.w.hostname),
+		date: f.w.clock().In(f.cfg.loc), messageID: notice.MessageID(key, f.w.hostname),
 	}
 	req := spool.EnqueueRequest{
 		From:            from.Address,
@@ -690,7 +691,7 @@ func (f *folder) mkdirs(root *os.Root, dir string) error {
 		if err != nil {
 			return fmt.Errorf("creating %s: %w", p, err)
 		}
-		mode, gid := f.cfg.DirMode, -1
+		mode, gid := f.cfg.dirMode, -1
 		like := "." // the scan folder itself, for processed/ and failed/
 		if i > 0 {
 			like = strings.Join(parts[1:i+1], "/")
@@ -748,7 +749,7 @@ func (f *folder) setOwnership(root *os.Root, name string, mode fs.FileMode, gid 
 // FileMode and Group if set, else the failed file's own: whoever could read
 // the scan can read why it failed.
 func (f *folder) writeErrorFile(root *os.Root, name, text string, info fs.FileInfo) error {
-	mode, gid := f.cfg.FileMode, -1
+	mode, gid := f.cfg.fileMode, -1
 	if info != nil {
 		if mode == 0 {
 			mode = info.Mode().Perm()
@@ -862,23 +863,24 @@ func (f *folder) notify(ctx context.Context, rel string, user *User, info fs.Fil
 		size, mtime = info.Size(), info.ModTime()
 	}
 	key := "notice:" + strings.TrimPrefix(IdempotencyKey(f.cfg.Name, rel, size, mtime, reason), "scan:")
-	from := mail.Address{Name: "spoold scan folder", Address: "postmaster@" + f.w.hostname}
-	hdr := msgHeader{
-		from: from, to: []string{user.Address}, subject: oneLine("Scan failed: " + path.Base(rel)),
-		date: f.w.clock().In(f.cfg.loc), messageID: messageID("notice", key, f.w.hostname), auto: true,
-	}
-	text := fmt.Sprintf("Your scan %q could not be sent.\n\nReason: %s\n\nThe file was moved to the %s/ folder of the scan folder %q.\n",
-		path.Base(rel), reason, FailedDir, f.cfg.Name)
-	var b bytes.Buffer
-	if err := writeNotice(&b, hdr, text); err != nil {
+	from := "postmaster@" + f.w.hostname
+	body, err := notice.Bytes(notice.Notice{
+		From: from, FromName: "spoold scan folder", To: user.Address,
+		Subject: oneLine("Scan failed: " + path.Base(rel)), Date: f.w.clock().In(f.cfg.loc),
+		MessageID: notice.MessageID(key, f.w.hostname),
+		Text:      fmt.Sprintf("Your scan %q could not be sent.", path.Base(rel)),
+		Reason:    reason,
+		Footer:    fmt.Sprintf("The file was moved to the %s/ folder of the scan folder %q.", FailedDir, f.cfg.Name),
+	})
+	if err != nil {
 		return "", err
 	}
 	req := spool.EnqueueRequest{
-		From:           from.Address,
+		From:           from,
 		To:             []string{user.Address},
 		Account:        f.cfg.Account,
 		Source:         spool.Source{Kind: spool.SourceNotice, Folder: f.cfg.Name, Path: rel},
 		IdempotencyKey: key,
 	}
-	return f.w.enq.Enqueue(ctx, req, &b)
+	return f.w.enq.Enqueue(ctx, req, bytes.NewReader(body))
 }

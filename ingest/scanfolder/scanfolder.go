@@ -47,6 +47,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -60,6 +61,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -100,7 +102,7 @@ const (
 	FailedDir    = "failed"
 )
 
-// Defaults applied by New to zero FolderConfig fields.
+// Defaults WithDefaults applies to zero FolderConfig fields.
 const (
 	DefaultRescanInterval = 30 * time.Second
 	// DefaultQuietPeriod is watch mode's: there the close-write event and
@@ -151,9 +153,11 @@ type TemplateData struct {
 	UserAddress string    // scanning user's address ("" if unknown)
 }
 
-// FolderConfig configures one watched folder.
+// FolderConfig configures one watched folder. Zero values take the defaults
+// noted (WithDefaults); Validate reports problems under the YAML key names of
+// scan_folders[]. New applies both.
 type FolderConfig struct {
-	Name string // unique; used in logs, metrics and the message source
+	Name string // unique; used in logs, metrics and the message source; default the base name of Path
 	Path string // directory to watch
 
 	Mode           string        // ModeWatch (default) or ModePoll
@@ -172,20 +176,22 @@ type FolderConfig struct {
 	// goes to failed/. Default 1m.
 	EmptyGrace time.Duration
 	// WriterCheck probes, with a read lease, that no process has the file
-	// open for writing before it is taken. Nil means the default, on. Off
-	// only for file systems whose leases misbehave.
+	// open for writing before it is taken. A pointer so that the zero
+	// FolderConfig takes the default: nil means on (WithDefaults sets it).
+	// Off only for file systems whose leases misbehave.
 	WriterCheck *bool
 
-	// DirMode is the mode of the top-level processed/ and failed/; 0 (the
+	// DirMode is the mode of the top-level processed/ and failed/, in octal
+	// as admins write it ("2770": permission bits and set-GID); "" (the
 	// default) means the scan folder's own mode and group. Subfolders
 	// spoold creates under them always copy the mode and group of the
 	// source subfolder they mirror, so a per-user 0700 folder stays 0700.
-	// FileMode is <file>.error.txt's; 0 (the default) means the failed
-	// file's own mode and group. Modes are set explicitly, so the unit's
-	// UMask=0077 neither hides them from the share's users nor widens them.
-	// DirMode may include fs.ModeSetgid (ParseMode reads "2770").
-	DirMode  fs.FileMode
-	FileMode fs.FileMode
+	// FileMode ("0640", permission bits only) is <file>.error.txt's; ""
+	// (the default) means the failed file's own mode and group. Modes are
+	// set explicitly, so the unit's UMask=0077 neither hides them from the
+	// share's users nor widens them.
+	DirMode  string
+	FileMode string
 	// Group, if set (a name or a numeric GID), owns all those folders and
 	// files. spoold must be a member (SupplementaryGroups= in the unit).
 	Group string
@@ -205,14 +211,17 @@ type FolderConfig struct {
 	BodyTemplate    string // text/template; default DefaultBodyTemplate
 
 	// FailureNotice tells the scanning user (if known) when a scan fails.
-	// Nil means the default, on.
+	// Nil means the default, on (WithDefaults sets it).
 	FailureNotice *bool
 
 	MaxReadRetries int           // unreadable files: attempts before failed/; default 5
 	RetryDelay     time.Duration // wait before retrying unreadable files and spool errors; default 10s
 
-	loc *time.Location // resolved TimeZone
-	gid int            // resolved Group; -1 = unchanged
+	// Resolved by New from the fields above.
+	loc      *time.Location // TimeZone
+	gid      int            // Group; -1 = unchanged
+	dirMode  fs.FileMode    // DirMode; 0 = unset
+	fileMode fs.FileMode    // FileMode; 0 = unset
 }
 
 // Options configures the Watcher. Zero values take the defaults noted.
@@ -270,9 +279,9 @@ func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
 	if enq == nil {
 		return nil, errors.New("scanfolder: nil Enqueuer")
 	}
-	cfgs, err := normalizeAll(folders)
-	if err != nil {
-		return nil, err
+	cfgs, ps := prepareAll(folders)
+	if len(ps) > 0 {
+		return nil, foldersError(ps)
 	}
 	w := &Watcher{
 		enq:      enq,
@@ -301,72 +310,24 @@ func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
 		w.workers = DefaultWorkers
 	}
 	w.untrackedQuiet.Store(int64(DefaultPollQuietPeriod))
-	w.metrics, err = newMetrics(opts.Registerer)
-	if err != nil {
+	var err error
+	if w.metrics, err = newMetrics(opts.Registerer); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-func normalizeAll(folders []FolderConfig) ([]FolderConfig, error) {
-	var errs []error
-	seen := map[string]bool{}
-	out := make([]FolderConfig, 0, len(folders))
-	for i, f := range folders {
-		n, err := normalize(f)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("scanfolder: folder %d (%q): %w", i, f.Name, err))
-			continue
-		}
-		if seen[n.Name] {
-			errs = append(errs, fmt.Errorf("scanfolder: folder %q: duplicate name", n.Name))
-			continue
-		}
-		seen[n.Name] = true
-		out = append(out, n)
+// WithDefaults returns f with every zero field set to its default (noted on
+// the field). It never fails and is idempotent; Validate judges the result.
+func (f FolderConfig) WithDefaults() FolderConfig {
+	if f.Name == "" && f.Path != "" {
+		f.Name = filepath.Base(filepath.Clean(f.Path))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
-}
-
-// normalize applies defaults and validates one folder config.
-func normalize(f FolderConfig) (FolderConfig, error) {
-	if f.Name == "" {
-		return f, errors.New("name is required")
-	}
-	if hasCtl(f.Name) {
-		return f, errors.New("name contains control characters")
-	}
-	if f.Path == "" {
-		return f, errors.New("path is required")
-	}
-	abs, err := filepath.Abs(f.Path)
-	if err != nil {
-		return f, fmt.Errorf("path %q: %w", f.Path, err)
-	}
-	f.Path = abs
-	if f.Account == "" {
-		return f, errors.New("account is required")
-	}
-	switch f.Mode {
-	case "":
+	if f.Mode == "" {
 		f.Mode = ModeWatch
-	case ModeWatch, ModePoll:
-	default:
-		return f, fmt.Errorf("mode %q: want %q or %q", f.Mode, ModeWatch, ModePoll)
 	}
-	switch f.AfterSuccess {
-	case "":
+	if f.AfterSuccess == "" {
 		f.AfterSuccess = AfterMove
-	case AfterMove, AfterDelete:
-	default:
-		return f, fmt.Errorf("after_success %q: want %q or %q", f.AfterSuccess, AfterMove, AfterDelete)
-	}
-	if f.RescanInterval < 0 || f.QuietPeriod < 0 || f.RetryDelay < 0 || f.MaxReadRetries < 0 || f.MaxMessageSize < 0 ||
-		f.IncompleteLimit < 0 || f.EmptyGrace < 0 {
-		return f, errors.New("durations, sizes and retry counts must not be negative")
 	}
 	if f.RescanInterval == 0 {
 		f.RescanInterval = DefaultRescanInterval
@@ -387,37 +348,9 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 		on := true
 		f.WriterCheck = &on
 	}
-	if f.DirMode&^(fs.ModePerm|fs.ModeSetgid) != 0 || f.FileMode&^fs.ModePerm != 0 {
-		return f, errors.New("dir_mode takes permission bits and set-GID (for example 2770), file_mode permission bits only (0640)")
-	}
-	if f.DirMode != 0 && f.DirMode&0o700 != 0o700 {
-		return f, fmt.Errorf("dir_mode %s: the owner (spoold) needs rwx on the folders it creates", FormatMode(f.DirMode))
-	}
-	if f.FileMode != 0 && f.FileMode&0o600 != 0o600 {
-		return f, fmt.Errorf("file_mode %s: the owner (spoold) needs rw on the files it writes", FormatMode(f.FileMode))
-	}
-	f.gid = -1
-	if f.Group != "" {
-		gid, err := lookupGroup(f.Group)
-		if err != nil {
-			return f, err
-		}
-		groups, err := os.Getgroups()
-		if err != nil {
-			return f, fmt.Errorf("group %q: listing spoold's groups: %w", f.Group, err)
-		}
-		if err := checkGroupMember(f.Group, gid, os.Geteuid(), os.Getegid(), groups); err != nil {
-			return f, err
-		}
-		f.gid = gid
-	}
-	f.loc = time.Local
-	if f.TimeZone != "" {
-		loc, err := time.LoadLocation(f.TimeZone)
-		if err != nil {
-			return f, fmt.Errorf("time_zone %q: %w", f.TimeZone, err)
-		}
-		f.loc = loc
+	if f.FailureNotice == nil {
+		on := true
+		f.FailureNotice = &on
 	}
 	if f.RetryDelay == 0 {
 		f.RetryDelay = DefaultRetryDelay
@@ -431,32 +364,200 @@ func normalize(f FolderConfig) (FolderConfig, error) {
 	if f.BodyTemplate == "" {
 		f.BodyTemplate = DefaultBodyTemplate
 	}
-	if _, err := template.New("subject").Option("missingkey=error").Parse(f.SubjectTemplate); err != nil {
-		return f, fmt.Errorf("subject template: %w", err)
+	return f
+}
+
+// Validate reports every problem of f with its defaults filled (as New runs
+// it), as field.Problems keyed by the YAML names of scan_folders[]
+// ("users.<subfolder>.address", "dir_mode"). It resolves the time zone and
+// the group as New does. Whether Account names a configured account is the
+// caller's check.
+func (f FolderConfig) Validate() error {
+	_, ps := f.WithDefaults().resolve()
+	return ps.Err()
+}
+
+// ValidateFolders checks folder configs exactly as New does (defaults,
+// templates, time zone, group, modes, names used twice) without watching
+// anything, so spoold -check and a reload refuse what start-up would. The
+// error is nil or field.Problems keyed "[i].<yaml key>" by the folder's
+// index, for the caller to merge under scan_folders.
+func ValidateFolders(folders []FolderConfig) error {
+	_, ps := prepareAll(folders)
+	return ps.Err()
+}
+
+// prepareAll fills defaults, validates and resolves every folder, and
+// refuses a name used twice.
+func prepareAll(folders []FolderConfig) ([]FolderConfig, field.Problems) {
+	var ps field.Problems
+	seen := map[string]bool{}
+	out := make([]FolderConfig, 0, len(folders))
+	for i, f := range folders {
+		n, fps := f.WithDefaults().resolve()
+		if n.Name != "" {
+			if seen[n.Name] {
+				fps.Add("name", "duplicate scan folder name %q", clip(n.Name))
+			}
+			seen[n.Name] = true
+		}
+		ps.Merge(field.Index("", i), fps)
+		out = append(out, n)
 	}
-	if _, err := template.New("body").Option("missingkey=error").Parse(f.BodyTemplate); err != nil {
-		return f, fmt.Errorf("body template: %w", err)
+	return out, ps
+}
+
+// foldersError is New's and Reload's error for invalid configs: the
+// problems, still reachable with errors.As.
+func foldersError(ps field.Problems) error {
+	return fmt.Errorf("scanfolder: invalid folder configuration:\n%w", ps)
+}
+
+// prepare is WithDefaults, Validate and the resolution New does, for one
+// folder.
+func (f FolderConfig) prepare() (FolderConfig, error) {
+	n, ps := f.WithDefaults().resolve()
+	return n, ps.Err()
+}
+
+// resolve validates f, which has its defaults filled, and fills what New
+// derives from it: the absolute path, time zone, group, modes and the
+// checked users.
+func (f FolderConfig) resolve() (FolderConfig, field.Problems) {
+	var ps field.Problems
+	switch {
+	case strings.TrimSpace(f.Name) == "":
+		ps.Add("name", "required: every scan folder needs a name")
+	case hasCtl(f.Name):
+		ps.Add("name", "%q contains control characters", clip(f.Name))
 	}
-	if f.FailureNotice == nil {
-		on := true
-		f.FailureNotice = &on
+	if strings.TrimSpace(f.Path) == "" {
+		ps.Add("path", "required: the directory to watch")
+	} else if abs, err := filepath.Abs(f.Path); err != nil {
+		ps.Add("path", "%q: %v", clip(f.Path), err)
+	} else {
+		f.Path = abs
+	}
+	if f.Account == "" {
+		ps.Add("account", "required: the account that sends this folder's mail")
+	}
+	if f.Mode != ModeWatch && f.Mode != ModePoll {
+		ps.Add("mode", "%q: want %q or %q", clip(f.Mode), ModeWatch, ModePoll)
+	}
+	if f.AfterSuccess != AfterMove && f.AfterSuccess != AfterDelete {
+		ps.Add("after_success", "%q: want %q or %q", clip(f.AfterSuccess), AfterMove, AfterDelete)
+	}
+	if f.RescanInterval < 0 {
+		ps.Add("rescan_interval", "must be greater than 0")
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"quiet_period", int64(f.QuietPeriod)},
+		{"incomplete_limit", int64(f.IncompleteLimit)},
+		{"empty_grace", int64(f.EmptyGrace)},
+		{"max_read_retries", int64(f.MaxReadRetries)},
+		{"retry_delay", int64(f.RetryDelay)},
+		{"max_message_size", f.MaxMessageSize},
+	} {
+		if n.v < 0 {
+			ps.Add(n.key, "must not be negative")
+		}
+	}
+	f.dirMode, f.fileMode = 0, 0
+	if f.DirMode != "" {
+		m, err := parseMode(f.DirMode)
+		switch {
+		case err != nil:
+			ps.Add("dir_mode", "%v", err)
+		case m&0o700 != 0o700:
+			ps.Add("dir_mode", "%s: the owner (spoold) needs rwx on the folders it creates", formatMode(m))
+		default:
+			f.dirMode = m
+		}
+	}
+	if f.FileMode != "" {
+		m, err := parseMode(f.FileMode)
+		switch {
+		case err != nil:
+			ps.Add("file_mode", "%v", err)
+		case m&fs.ModeSetgid != 0:
+			ps.Add("file_mode", "%s: file_mode takes permission bits only (for example 0640)", formatMode(m))
+		case m&0o600 != 0o600:
+			ps.Add("file_mode", "%s: the owner (spoold) needs rw on the files it writes", formatMode(m))
+		default:
+			f.fileMode = m
+		}
+	}
+	f.gid = -1
+	if f.Group != "" {
+		if gid, err := checkGroup(f.Group); err != nil {
+			ps.Add("group", "%v", err)
+		} else {
+			f.gid = gid
+		}
+	}
+	f.loc = time.Local
+	if f.TimeZone != "" {
+		if loc, err := time.LoadLocation(f.TimeZone); err != nil {
+			ps.Add("time_zone", "%q: %v", clip(f.TimeZone), err)
+		} else {
+			f.loc = loc
+		}
+	}
+	for _, t := range []struct{ key, text string }{
+		{"subject_template", f.SubjectTemplate},
+		{"body_template", f.BodyTemplate},
+	} {
+		if _, err := template.New(t.key).Option("missingkey=error").Parse(t.text); err != nil {
+			ps.Add(t.key, "template does not parse: %v", err)
+		}
 	}
 	users := make(map[string]User, len(f.Users))
-	for name, u := range f.Users {
+	for _, name := range slices.Sorted(maps.Keys(f.Users)) {
+		u, key := f.Users[name], "users."+name
 		if name == "" || strings.ContainsAny(name, `/\`) || hasCtl(name) {
-			return f, fmt.Errorf("users: bad subfolder name %q", name)
+			ps.Add(key, "%q is not a subfolder name", clip(name))
 		}
-		addr, err := checkAddress(u.Address)
-		if err != nil {
-			return f, fmt.Errorf("users: %q: %w", name, err)
+		if u.Address == "" {
+			ps.Add(key+".address", "required: the user's e-mail address")
+		} else if addr, err := checkAddress(u.Address); err != nil {
+			ps.Add(key+".address", "%q is not an e-mail address", clip(u.Address))
+		} else {
+			u.Address = addr
 		}
 		if hasCtl(u.Name) || len(u.Name) > maxNameLen {
-			return f, fmt.Errorf("users: %q: bad display name", name)
+			ps.Add(key+".name", "bad display name: no control characters, at most %d bytes", maxNameLen)
 		}
-		users[name] = User{Name: u.Name, Address: addr}
+		users[name] = u
 	}
 	f.Users = users
-	return f, nil
+	return f, ps
+}
+
+// checkGroup resolves a group spoold can give its files.
+func checkGroup(group string) (int, error) {
+	gid, err := lookupGroup(group)
+	if err != nil {
+		return 0, err
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		return 0, fmt.Errorf("group %q: listing spoold's groups: %w", group, err)
+	}
+	if err := checkGroupMember(group, gid, os.Geteuid(), os.Getegid(), groups); err != nil {
+		return 0, err
+	}
+	return gid, nil
+}
+
+// clip shortens a value quoted in a problem, so a pasted blob stays one line.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
 }
 
 // Start runs the initial rescan and starts watching every folder. It returns
@@ -489,9 +590,9 @@ func (w *Watcher) Start(ctx context.Context) error {
 // unchanged keep running; changed ones are restarted (after their in-flight
 // files finish); removed ones stop. On a validation error nothing changes.
 func (w *Watcher) Reload(folders []FolderConfig) error {
-	cfgs, err := normalizeAll(folders)
-	if err != nil {
-		return err
+	cfgs, ps := prepareAll(folders)
+	if len(ps) > 0 {
+		return foldersError(ps)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -566,7 +667,7 @@ func sameConfig(a, b FolderConfig) bool {
 		a.BodyTemplate != b.BodyTemplate || *a.FailureNotice != *b.FailureNotice ||
 		a.MaxReadRetries != b.MaxReadRetries || a.RetryDelay != b.RetryDelay || len(a.Users) != len(b.Users) ||
 		a.IncompleteLimit != b.IncompleteLimit || a.EmptyGrace != b.EmptyGrace || *a.WriterCheck != *b.WriterCheck ||
-		a.DirMode != b.DirMode || a.FileMode != b.FileMode || a.Group != b.Group || a.TimeZone != b.TimeZone {
+		a.dirMode != b.dirMode || a.fileMode != b.fileMode || a.Group != b.Group || a.TimeZone != b.TimeZone {
 		return false
 	}
 	for k, v := range a.Users {
@@ -616,8 +717,8 @@ func checkGroupMember(name string, gid, euid, egid int, groups []int) error {
 		"add SupplementaryGroups=%s to the systemd unit (or run spoold with that group)", name, gid, name)
 }
 
-// FormatMode prints a mode the way ParseMode reads it ("2770", "0640").
-func FormatMode(m fs.FileMode) string {
+// formatMode prints a mode the way parseMode reads it ("2770", "0640").
+func formatMode(m fs.FileMode) string {
 	n := uint32(m.Perm())
 	if m&fs.ModeSetgid != 0 {
 		n |= 0o2000
@@ -625,10 +726,10 @@ func FormatMode(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", n)
 }
 
-// ParseMode parses an octal mode as admins write it ("0750", "2770"): the
+// parseMode parses an octal mode as admins write it ("0750", "2770"): the
 // permission bits plus set-GID (02000), which makes files created in a
 // folder inherit its group. Other special bits are refused.
-func ParseMode(s string) (fs.FileMode, error) {
+func parseMode(s string) (fs.FileMode, error) {
 	n, err := strconv.ParseUint(s, 8, 32)
 	if err != nil {
 		return 0, fmt.Errorf("mode %q: want octal digits such as 0750", s)
@@ -641,12 +742,4 @@ func ParseMode(s string) (fs.FileMode, error) {
 		m |= fs.ModeSetgid
 	}
 	return m, nil
-}
-
-// ValidateFolders checks folder configs exactly as New does (defaults,
-// templates, time zone, group, modes) without watching anything, so spoold
-// -check and a reload refuse what start-up would.
-func ValidateFolders(folders []FolderConfig) error {
-	_, err := normalizeAll(folders)
-	return err
 }

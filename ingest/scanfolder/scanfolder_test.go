@@ -588,7 +588,7 @@ func TestReloadAndFolders(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	base := testConfig(t.TempDir())
 	cases := map[string]func(*FolderConfig){
-		"no name":     func(c *FolderConfig) { c.Name = "" },
+		"no name":     func(c *FolderConfig) { c.Name, c.Path = "", "" }, // the name defaults to the path's base name
 		"no account":  func(c *FolderConfig) { c.Account = "" },
 		"bad mode":    func(c *FolderConfig) { c.Mode = "inotify" },
 		"bad after":   func(c *FolderConfig) { c.AfterSuccess = "copy" },
