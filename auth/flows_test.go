@@ -17,7 +17,7 @@ import (
 
 func TestAuthCodeBrowserLoginEndToEnd(t *testing.T) {
 	e := newEnv(t)
-	m := e.start()
+	e.start()
 	if h := e.health(); h.Status != auth.StatusNeedsReauth || !strings.Contains(h.Reason, "spoolctl auth login scanner") {
 		t.Fatalf("before login: %+v", h)
 	}
@@ -45,17 +45,16 @@ func TestAuthCodeBrowserLoginEndToEnd(t *testing.T) {
 		t.Fatal("grant not persisted")
 	}
 	select {
-	case name := <-m.Recovered():
+	case name := <-e.recovered:
 		if name != testAccount {
 			t.Fatalf("recovered %q", name)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("login did not signal recovery")
 	}
-	// Health survives in the store for offline readers.
-	oh, ok, err := auth.ReadHealth(context.Background(), e.store, testAccount, e.clock.Now())
-	if err != nil || !ok || oh.Status != auth.StatusOK || oh.Mailbox != testMailbox {
-		t.Fatalf("ReadHealth = %+v %v %v", oh, ok, err)
+	// Health survives in the store, readable without the config.
+	if oh := e.storedHealth(); oh["status"] != string(auth.StatusOK) || oh["mailbox"] != testMailbox {
+		t.Fatalf("stored health = %v", oh)
 	}
 }
 
@@ -310,10 +309,10 @@ func TestExpiryWithInjectedClock(t *testing.T) {
 	if h := e.health(); !h.AccessTokenExpiry.Equal(e.clock.Now().Add(time.Hour)) || !h.LastRefresh.Equal(e.clock.Now()) {
 		t.Fatalf("health times %+v (now %v)", h, e.clock.Now())
 	}
-	// ForceRefresh ignores a valid token.
-	t4, err := e.m.ForceRefresh(context.Background(), testAccount)
+	// A forced refresh ignores a valid token.
+	t4, err := e.m.RefreshRejected(context.Background(), testAccount, "")
 	if err != nil || t4 == t3 {
-		t.Fatalf("ForceRefresh = %v", err)
+		t.Fatalf("forced refresh = %v", err)
 	}
 }
 
@@ -321,9 +320,9 @@ func TestInvalidGrantNeedsReauth(t *testing.T) {
 	for _, desc := range []string{"AADSTS700082: The refresh token has expired due to inactivity.", "AADSTS50173: grant revoked"} {
 		t.Run(desc[:12], func(t *testing.T) {
 			e := newEnv(t)
-			m := e.start()
+			e.start()
 			e.mustLogin()
-			<-m.Recovered()
+			<-e.recovered
 			stored := e.store.get(testAccount, auth.TokenKey)
 			e.srv.SetInvalidGrant(desc)
 			e.clock.Advance(2 * time.Hour)
@@ -347,7 +346,7 @@ func TestInvalidGrantNeedsReauth(t *testing.T) {
 			e.srv.SetInvalidGrant("")
 			e.mustLogin()
 			select {
-			case <-m.Recovered():
+			case <-e.recovered:
 			case <-time.After(10 * time.Second):
 				t.Fatal("no recovery signal after login")
 			}
@@ -359,9 +358,9 @@ func TestTokenEndpointFailingIsTransient(t *testing.T) {
 	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusInternalServerError} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			e := newEnv(t)
-			m := e.start()
+			e.start()
 			e.mustLogin()
-			<-m.Recovered()
+			<-e.recovered
 			e.clock.Advance(2 * time.Hour)
 			e.srv.FailNext(100, status)
 			_, err := e.token()
@@ -380,7 +379,7 @@ func TestTokenEndpointFailingIsTransient(t *testing.T) {
 				t.Fatalf("status = %s", h.Status)
 			}
 			select {
-			case <-m.Recovered():
+			case <-e.recovered:
 			case <-time.After(10 * time.Second):
 				t.Fatal("no recovery signal")
 			}
@@ -402,7 +401,7 @@ func TestTransientFailureReturnsStillValidToken(t *testing.T) {
 	if h := e.health(); h.Status != auth.StatusRefreshFailing {
 		t.Fatalf("status = %s", h.Status)
 	}
-	_, err = e.m.ForceRefresh(context.Background(), testAccount)
+	_, err = e.m.RefreshRejected(context.Background(), testAccount, "")
 	wantErr(t, err, auth.ErrTransient)
 }
 
@@ -437,7 +436,7 @@ func TestTokenEndpointSlowAndDown(t *testing.T) {
 	// A caller's own deadline is honoured too.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	_, err = e.m.ForceRefresh(ctx, testAccount)
+	_, err = e.m.RefreshRejected(ctx, testAccount, "")
 	if err == nil {
 		t.Fatal("no error with an expired context")
 	}
@@ -552,7 +551,7 @@ func TestClientCredentialsWithSecret(t *testing.T) {
 	if err := e.m.Reload([]auth.AccountConfig{cfg}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.m.ForceRefresh(context.Background(), testAccount)
+	_, err = e.m.RefreshRejected(context.Background(), testAccount, "")
 	e.note(err)
 	wantErr(t, err, auth.ErrMisconfigured)
 	if h := e.health(); h.Status != auth.StatusMisconfigured || !strings.Contains(h.Reason, "client_secret") {
@@ -579,7 +578,7 @@ func TestClientCredentialsWithCertificate(t *testing.T) {
 	}
 	e.start(cfg)
 	for i := 0; i < 2; i++ {
-		if _, err := e.m.ForceRefresh(context.Background(), testAccount); err != nil {
+		if _, err := e.m.RefreshRejected(context.Background(), testAccount, ""); err != nil {
 			t.Fatalf("assertion %d: %v", i, err)
 		}
 	}
@@ -616,7 +615,7 @@ func TestGoogleServiceAccount(t *testing.T) {
 		t.Fatalf("assertion sub = %q, want the mailbox", got)
 	}
 	e.srv.SetInvalidGrant("Client is unauthorized to retrieve access tokens using this method")
-	_, err = e.m.ForceRefresh(context.Background(), testAccount)
+	_, err = e.m.RefreshRejected(context.Background(), testAccount, "")
 	wantErr(t, err, auth.ErrNeedsReauth)
 	if h := e.health(); !strings.Contains(h.Reason, "delegation") {
 		t.Fatalf("reason does not point at delegation: %q", h.Reason)
@@ -640,8 +639,8 @@ func TestLogoutAndMarks(t *testing.T) {
 	}
 	_, err := e.token()
 	wantErr(t, err, auth.ErrMisconfigured)
-	if _, _, err := auth.ReadHealth(ctx, e.store, testAccount, e.clock.Now()); err != nil {
-		t.Fatal(err)
+	if oh := e.storedHealth(); oh["status"] != string(auth.StatusMisconfigured) {
+		t.Fatalf("stored health = %v", oh)
 	}
 	e.start() // survives a restart
 	_, err = e.token()

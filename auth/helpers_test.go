@@ -3,6 +3,7 @@ package auth_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -114,12 +115,15 @@ type env struct {
 	opts     auth.Options
 	m        *auth.Manager
 	errTexts []string
+	// recovered gets the names OnRecovered reports, for every Manager started.
+	recovered chan string
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, srv: authtest.New(testClient, testMailbox), store: newMemStore(),
-		clock: &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+		clock: &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, logs: &syncBuffer{},
+		recovered: make(chan string, 64)}
 	t.Cleanup(e.srv.Close)
 	e.srv.SetClock(e.clock.Now)
 	e.cb = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +171,12 @@ func (e *env) start(cfgs ...auth.AccountConfig) *auth.Manager {
 		e.t.Fatalf("NewManager: %v", err)
 	}
 	e.m = m
+	m.OnRecovered(func(account string) {
+		select {
+		case e.recovered <- account:
+		default: // a test that does not read them
+		}
+	})
 	e.hmu.Lock()
 	e.handler = m.CallbackHandler()
 	e.hmu.Unlock()
@@ -226,6 +236,17 @@ func (e *env) token() (string, error) {
 	defer cancel()
 	tok, err := e.m.AccessToken(ctx, testAccount)
 	return tok, e.note(err)
+}
+
+// storedHealth decodes the health record as stored (what a reader of the
+// spool without the config sees).
+func (e *env) storedHealth() map[string]any {
+	e.t.Helper()
+	var h map[string]any
+	if err := json.Unmarshal(e.store.get(testAccount, auth.HealthKey), &h); err != nil {
+		e.t.Fatalf("stored health: %v", err)
+	}
+	return h
 }
 
 func (e *env) health() auth.Health {

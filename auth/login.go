@@ -48,17 +48,6 @@ type LoginStart struct {
 	Health *Health `json:"health,omitempty"`
 }
 
-// LoginAPI is what `spoolctl auth login` reaches through the admin socket.
-// Manager implements it.
-type LoginAPI interface {
-	StartLogin(ctx context.Context, account string, mode LoginMode) (LoginStart, error)
-	CompletePaste(ctx context.Context, loginID, redirectedURL string) (Health, error)
-	WaitLogin(ctx context.Context, loginID string) (Health, error)
-	Logout(ctx context.Context, account string) error
-}
-
-var _ LoginAPI = (*Manager)(nil)
-
 // pendingLogin is a started login waiting for its user step.
 type pendingLogin struct {
 	id, account string
@@ -525,7 +514,7 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 			case "authorization_pending":
 			case "slow_down":
 				interval += 5 // RFC 8628 3.5: for this and all later requests
-				m.log.Debug("device login: slowing down", "account", p.account, "interval", interval*m.opts.PollUnit)
+				m.log.Debug("device login slowing down", "account", p.account, "interval", interval*m.opts.PollUnit)
 			case "expired_token":
 				p.finish(Health{}, fmt.Errorf("auth: account %s: the device code expired before sign-in finished: start the login again", p.account))
 				return
@@ -538,10 +527,10 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 					p.finish(Health{}, fmt.Errorf("auth: account %s: device login failed: %w", p.account, err))
 					return
 				}
-				m.log.Warn("device login: token endpoint failing; still polling", "account", p.account, "error", err)
+				m.log.Warn("token endpoint failing during a device login; still polling", "account", p.account, "error", err)
 			}
 		} else {
-			m.log.Warn("device login: token endpoint unreachable; still polling", "account", p.account, "error", err)
+			m.log.Warn("token endpoint unreachable during a device login; still polling", "account", p.account, "error", err)
 		}
 		timer.Reset(interval * m.opts.PollUnit)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,13 +52,12 @@ type Options struct {
 // refreshes and persists them, tracks health and runs logins. It is safe
 // for concurrent use.
 type Manager struct {
-	store     Store
-	now       func() time.Time
-	hc        *http.Client
-	log       *slog.Logger
-	opts      Options
-	met       *metrics
-	recovered chan string
+	store Store
+	now   func() time.Time
+	hc    *http.Client
+	log   *slog.Logger
+	opts  Options
+	met   *metrics
 
 	hookMu sync.Mutex
 	hooks  []func(account string) // OnRecovered
@@ -149,9 +149,8 @@ func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, 
 	}
 	m := &Manager{
 		store: store, now: opts.Clock, hc: opts.HTTPClient, log: opts.Logger.With("component", "auth"), opts: opts, met: met,
-		recovered: make(chan string, 64),
-		accounts:  make(map[string]*account, len(rs)),
-		logins:    make(map[string]*pendingLogin), byState: make(map[string]*pendingLogin),
+		accounts: make(map[string]*account, len(rs)),
+		logins:   make(map[string]*pendingLogin), byState: make(map[string]*pendingLogin),
 	}
 	m.base, m.cancel = context.WithCancel(context.Background())
 	for _, r := range rs {
@@ -308,14 +307,6 @@ func (p *PreparedReload) Apply() {
 	}
 }
 
-// HasAccount reports whether name is configured.
-func (m *Manager) HasAccount(name string) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	_, ok := m.accounts[name]
-	return ok
-}
-
 // Accounts lists the configured account names, sorted.
 func (m *Manager) Accounts() []string {
 	m.mu.RLock()
@@ -327,24 +318,6 @@ func (m *Manager) Accounts() []string {
 	sort.Strings(names)
 	return names
 }
-
-// Mailbox returns the account's mailbox (the XOAUTH2 user), "" if unknown.
-func (m *Manager) Mailbox(name string) string {
-	a, err := m.lookup(name)
-	if err != nil {
-		return ""
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.r.cfg.Mailbox
-}
-
-// Recovered delivers names of accounts that went back to "ok" (after a login,
-// a successful refresh after failures): delivery drains their queues at once.
-// Sends never block; a slow reader may miss names when 64 are pending. The
-// signal is asynchronous, so a reader may act on it after the login that
-// caused it has already been reported; OnRecovered has no such gap.
-func (m *Manager) Recovered() <-chan string { return m.recovered }
 
 // OnRecovered registers f to be called with an account's name whenever the
 // account goes back to "ok": a login, a successful refresh after failures,
@@ -360,23 +333,14 @@ func (m *Manager) OnRecovered(f func(account string)) {
 	m.hookMu.Unlock()
 }
 
-// signalRecovered runs the OnRecovered hooks and feeds Recovered. Callers
-// must not hold an account's lock (the hooks may call back).
+// signalRecovered runs the OnRecovered hooks. Callers must not hold an
+// account's lock (the hooks may call back).
 func (m *Manager) signalRecovered(name string) {
 	m.hookMu.Lock()
 	hooks := slices.Clone(m.hooks)
 	m.hookMu.Unlock()
 	for _, f := range hooks {
 		f(name)
-	}
-	select {
-	case m.recovered <- name:
-	default:
-		lvl := slog.LevelWarn
-		if len(hooks) > 0 {
-			lvl = slog.LevelDebug // the hooks got it; nobody needs to read the channel
-		}
-		m.log.Log(context.Background(), lvl, "recovered-account signal dropped: nobody is reading", "account", name)
 	}
 }
 
@@ -398,29 +362,21 @@ func (m *Manager) AccessToken(ctx context.Context, account string) (string, erro
 	return t.Reveal(), err
 }
 
-// ForceRefresh gets a new access token even if the current one looks valid.
-// After an upstream refused a token, use RefreshRejected: ForceRefresh
-// rotates the refresh token on every call, even when a parallel caller has
-// just refreshed.
-func (m *Manager) ForceRefresh(ctx context.Context, account string) (string, error) {
-	t, _, err := m.token(ctx, account, true, "", false)
-	return t.Reveal(), err
-}
-
 // RefreshRejected returns an access token to use instead of rejected, one
-// the upstream refused (SMTP 535). Refusals of the same token coalesce: if
+// the upstream refused (SMTP 535), or a new one in any case when rejected is
+// empty. Refusals of the same token coalesce: if
 // the account's token already differs from rejected (a refresh that
 // superseded it is done), that token is returned without a token request;
 // if a refresh is in flight, its result is shared; otherwise one refresh is
 // forced. So N parallel connections refused with one token cause a single
 // refresh-token rotation, not N (providers may revoke a grant whose refresh
-// token is used twice). An empty rejected is ForceRefresh.
+// token is used twice).
 func (m *Manager) RefreshRejected(ctx context.Context, account, rejected string) (string, error) {
 	t, _, err := m.token(ctx, account, true, secret.Secret(rejected), false)
 	return t.Reveal(), err
 }
 
-// token is the core of AccessToken/ForceRefresh/RefreshRejected and of
+// token is the core of AccessToken and RefreshRejected and of
 // logins that obtain a token at once. With force, a refresh happens even if
 // the current token looks fresh, unless rejected is set and the current token
 // is no longer rejected (someone refreshed since). ignoreBlock lets an
@@ -570,9 +526,9 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 	a.hr = healthRecord{V: 1, Status: StatusOK}
 	if hok {
 		var hr healthRecord
-		if err := jsonUnmarshal(hb, &hr); err != nil {
+		if err := json.Unmarshal(hb, &hr); err != nil {
 			m.log.Warn("stored health is unreadable; starting fresh", "account", a.name, "error", err)
-		} else if slices.Contains(Statuses, hr.Status) {
+		} else if slices.Contains(statuses, hr.Status) {
 			a.hr = hr
 		}
 	}
@@ -627,7 +583,7 @@ func (m *Manager) saveHealthLocked(ctx context.Context, a *account) {
 	a.hr.Updated = m.now()
 	a.hr.ConfigHash = r.fingerprint()
 	a.hr.Mismatch = grantMismatch(a)
-	b, err := jsonMarshal(a.hr)
+	b, err := json.Marshal(a.hr)
 	if err == nil {
 		err = m.store.AccountPut(ctx, a.name, HealthKey, b)
 	}

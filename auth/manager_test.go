@@ -81,11 +81,11 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	}
 	// Failures: transient, invalid_grant, bad secret, identity mismatch.
 	e.srv.FailNext(3, http.StatusServiceUnavailable)
-	_, err = m.ForceRefresh(ctx, testAccount)
+	_, err = m.RefreshRejected(ctx, testAccount, "")
 	e.note(err)
 	e.srv.SetInvalidGrant("AADSTS700082: expired")
 	for _, name := range m.Accounts() {
-		_, err := m.ForceRefresh(ctx, name)
+		_, err := m.RefreshRejected(ctx, name, "")
 		e.note(err)
 	}
 	e.srv.SetInvalidGrant("")
@@ -97,7 +97,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	if err := m.Reload([]auth.AccountConfig{deleg, dev, wrong, cert, sa}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.ForceRefresh(ctx, "cc")
+	_, err = m.RefreshRejected(ctx, "cc", "")
 	e.note(err)
 	for _, h := range m.AllHealth(ctx) {
 		b, _ := json.Marshal(h)
@@ -520,7 +520,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.SetInvalidGrant("x")
-	_, _ = e.m.ForceRefresh(context.Background(), testAccount)
+	_, _ = e.m.RefreshRejected(context.Background(), testAccount, "")
 	e.start() // a second Manager on the same registry reuses the collectors
 	want := `
 # HELP spoold_account_health 1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing), 0 for the others.
@@ -606,7 +606,7 @@ func TestLostHealthWriteAfterLogin(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "saving account health failed") {
 		t.Fatal("health write failure not logged")
 	}
-	if _, ok, _ := auth.ReadHealth(context.Background(), e.store, testAccount, e.clock.Now()); !ok {
+	if len(e.store.get(testAccount, auth.HealthKey)) == 0 {
 		t.Fatal("setup: no stored health")
 	}
 	e.start()

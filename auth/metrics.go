@@ -71,7 +71,7 @@ func (mt *metrics) setHealth(account string, st Status) {
 	if mt == nil {
 		return
 	}
-	for _, s := range Statuses {
+	for _, s := range statuses {
 		v := 0.0
 		if s == st {
 			v = 1

@@ -21,7 +21,7 @@ type Store interface {
 // Keys of the per-account records auth keeps in the Store.
 const (
 	TokenKey  = "auth.token"  // the grant: one record per account
-	HealthKey = "auth.health" // the last known health, for offline status and restarts
+	HealthKey = "auth.health" // the last known health: survives restarts, readable without the config
 )
 
 // Status is an account's health.
@@ -38,8 +38,8 @@ const (
 	StatusRefreshFailing Status = "refresh_failing"
 )
 
-// Statuses lists every status (metrics export one gauge per status).
-var Statuses = []Status{StatusOK, StatusNeedsReauth, StatusMisconfigured, StatusRefreshFailing}
+// statuses lists every status (metrics export one gauge per status).
+var statuses = []Status{StatusOK, StatusNeedsReauth, StatusMisconfigured, StatusRefreshFailing}
 
 // Health is an account's state for status, metrics and the admin API.
 type Health struct {
@@ -109,7 +109,10 @@ func unmarshalToken(b []byte) (*tokenRecord, error) {
 		Expiry: s.Expiry, GrantedAt: s.GrantedAt, Identity: s.Identity, Flow: s.Flow, ClientID: s.ClientID, Rotations: s.Rotations}, nil
 }
 
-// healthRecord is the persisted health (also what offline readers see).
+// healthRecord is the persisted health. It repeats the account's settings
+// and the grant's dates so that the record explains itself to a reader of
+// the spool that lacks the config; the Manager reads back only the status
+// fields and ConfigHash.
 type healthRecord struct {
 	V           int       `json:"v"`
 	Status      Status    `json:"status"`
@@ -117,7 +120,7 @@ type healthRecord struct {
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	LastError   time.Time `json:"last_error,omitzero"`
 	Failures    int       `json:"failures,omitempty"`
-	// Copies for offline readers (spoolctl --spool without the config).
+	// Copies for readers without the config.
 	Provider  string    `json:"provider,omitempty"`
 	Flow      string    `json:"flow,omitempty"`
 	Mailbox   string    `json:"mailbox,omitempty"`
@@ -129,32 +132,7 @@ type healthRecord struct {
 	// under: a misconfigured status is retried once the config changed.
 	ConfigHash string `json:"config_hash,omitempty"`
 	// Mismatch is why the grant does not fit the config it was saved under
-	// (grantMismatch), for offline readers. The Manager derives it afresh
-	// from the running config and never reads it back.
+	// (grantMismatch), for readers without the config. The Manager derives
+	// it afresh from the running config and never reads it back.
 	Mismatch string `json:"grant_mismatch,omitempty"`
-}
-
-// ReadHealth reads an account's last stored health without a Manager (for
-// `spoolctl --spool` offline and tools). ok is false if nothing is stored.
-func ReadHealth(ctx context.Context, store Store, account string, now time.Time) (h Health, ok bool, err error) {
-	b, ok, err := store.AccountGet(ctx, account, HealthKey)
-	if err != nil || !ok {
-		if err != nil {
-			err = fmt.Errorf("auth: reading health of %s: %w", account, err)
-		}
-		return Health{}, false, err
-	}
-	var r healthRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Health{}, false, fmt.Errorf("auth: health record of %s is corrupt: %w", account, err)
-	}
-	h = Health{Account: account, Provider: r.Provider, Flow: r.Flow, Mailbox: r.Mailbox, Status: r.Status, Reason: r.Reason,
-		Identity: r.Identity, LastRefresh: r.LastRefresh, AccessTokenExpiry: r.Expiry, GrantedAt: r.GrantedAt}
-	if r.Mismatch != "" && r.Status != StatusNeedsReauth {
-		h.Status, h.Reason = StatusNeedsReauth, r.Mismatch
-	}
-	if !r.GrantedAt.IsZero() {
-		h.GrantAge = now.Sub(r.GrantedAt)
-	}
-	return h, true, nil
 }

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,9 +13,6 @@ import (
 
 	"github.com/spoold/spoold/configs/secret"
 )
-
-func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // stillUsable is how long before expiry an old access token is still handed
 // out when a refresh fails transiently.
