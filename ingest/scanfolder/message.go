@@ -1,9 +1,7 @@
 package scanfolder
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"mime"
@@ -98,14 +96,8 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// messageID derives a stable Message-ID from the idempotency key, so the same
-// scan always gets the same ID (and no randomness is needed).
-func messageID(kind, key, hostname string) string {
-	sum := sha256.Sum256([]byte(key))
-	return kind + "." + hex.EncodeToString(sum[:12]) + "@" + hostname
-}
-
-// msgHeader holds the top-level header values of a scan or notice message.
+// msgHeader holds the top-level header values of a scan message (failure
+// notices are built by spool/notice).
 // Every value has been validated (no control characters); go-message encodes
 // non-ASCII text (RFC 2047) and refuses CR/LF as a last line of defence.
 type msgHeader struct {
@@ -114,8 +106,7 @@ type msgHeader struct {
 	to, cc    []string
 	subject   string
 	date      time.Time
-	messageID string
-	auto      bool // Auto-Submitted: auto-generated (failure notices)
+	messageID string // from notice.MessageID, without angle brackets
 }
 
 func (m msgHeader) build() mail.Header {
@@ -131,9 +122,6 @@ func (m msgHeader) build() mail.Header {
 	}
 	h.SetSubject(m.subject)
 	h.SetMessageID(m.messageID)
-	if m.auto {
-		h.Set("Auto-Submitted", "auto-generated")
-	}
 	return h
 }
 
@@ -180,23 +168,6 @@ func writeScanMessage(w io.Writer, h msgHeader, text, fileName, ctype string, fi
 	}
 	if err := mw.Close(); err != nil {
 		return fmt.Errorf("closing message: %w", err)
-	}
-	return nil
-}
-
-// writeNotice writes a single-part text/plain message.
-func writeNotice(w io.Writer, h msgHeader, text string) error {
-	mh := h.build()
-	mh.Set("Content-Type", "text/plain; charset=utf-8")
-	tw, err := mail.CreateSingleInlineWriter(w, mh)
-	if err != nil {
-		return fmt.Errorf("writing notice: %w", err)
-	}
-	if _, err := io.WriteString(tw, text); err != nil {
-		return fmt.Errorf("writing notice: %w", err)
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("writing notice: %w", err)
 	}
 	return nil
 }
