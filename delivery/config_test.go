@@ -198,3 +198,80 @@ func TestRetryPolicyDefaultsAndKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestOutagePolicyDefaultsAndKeys(t *testing.T) {
+	def := DefaultOutagePolicy()
+	for _, tc := range []struct {
+		in, want OutagePolicy
+	}{
+		{OutagePolicy{}, def},
+		// Jitter off is spelled the same way as in RetryPolicy.
+		{OutagePolicy{Jitter: NoJitter}, OutagePolicy{After: 3, First: 10 * time.Second, Multiplier: 2, Max: 3 * time.Minute, Jitter: NoJitter}},
+		{OutagePolicy{First: 5 * time.Minute}, OutagePolicy{After: 3, First: 5 * time.Minute, Multiplier: 2, Max: 5 * time.Minute, Jitter: 0.2}},
+		{OutagePolicy{After: 1, First: time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.1},
+			OutagePolicy{After: 1, First: time.Second, Multiplier: 1.5, Max: time.Minute, Jitter: 0.1}},
+	} {
+		got := tc.in.WithDefaults()
+		if got != tc.want || got.WithDefaults() != got {
+			t.Errorf("%+v: got %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in   OutagePolicy
+		keys []string
+	}{
+		{OutagePolicy{}, nil},
+		{OutagePolicy{Jitter: NoJitter}, nil},
+		{OutagePolicy{After: -1}, []string{"after"}},
+		{OutagePolicy{First: time.Hour, Max: time.Minute}, []string{"max_probe"}},
+		{OutagePolicy{First: -time.Second, Max: -time.Second}, []string{"first_probe", "max_probe"}},
+		{OutagePolicy{Multiplier: 0.5, Jitter: 2}, []string{"jitter", "multiplier"}},
+	} {
+		if got := problemKeys(t, tc.in.Validate()); !slices.Equal(got, tc.keys) {
+			t.Errorf("%+v: keys %q, want %q", tc.in, got, tc.keys)
+		}
+	}
+}
+
+// Jitter off means no jitter in both schedules.
+func TestNoJitterIsExact(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rnd := func() float64 { return 0 }
+	if next, _ := NextRetry(RetryPolicy{Jitter: NoJitter}, 1, now, now, rnd); next.Sub(now) != time.Minute {
+		t.Errorf("retry without jitter: %s", next.Sub(now))
+	}
+	e := &Engine{opts: Options{Rand: rnd, Outage: OutagePolicy{Jitter: NoJitter}.WithDefaults()}}
+	if got := e.probeDelay(0, now).Sub(now); got != 10*time.Second {
+		t.Errorf("probe without jitter: %s", got)
+	}
+}
+
+func TestOptionsDefaultsAndKeys(t *testing.T) {
+	o := Options{Hostname: "h", Owner: "o"}.WithDefaults()
+	if o.Workers != 16 || o.ShutdownTimeout != 30*time.Second || o.Outage != DefaultOutagePolicy() ||
+		o.LeaseDuration != 5*time.Minute || o.HoldInterval != 15*time.Minute || o.IdleTimeout != 2*time.Second ||
+		o.Clock == nil || o.Rand == nil || o.Logger == nil || o.Dial == nil || o.Registerer == nil {
+		t.Errorf("defaults %+v", o)
+	}
+	if again := o.WithDefaults(); again.Workers != o.Workers || again.Registerer != o.Registerer || again.Outage != o.Outage {
+		t.Error("WithDefaults is not idempotent")
+	}
+	for _, tc := range []struct {
+		in   Options
+		keys []string
+	}{
+		{Options{}, nil},
+		{Options{Workers: 4, ShutdownTimeout: time.Second}, nil},
+		{Options{Workers: -1}, []string{"workers"}},
+		{Options{ShutdownTimeout: -time.Second}, []string{"shutdown_timeout"}},
+		{Options{Outage: OutagePolicy{After: -1, Jitter: 3}}, []string{"outage.after", "outage.jitter"}},
+		{Options{LeaseDuration: -time.Second}, []string{""}},
+	} {
+		if got := problemKeys(t, tc.in.Validate()); !slices.Equal(got, tc.keys) {
+			t.Errorf("%+v: keys %q, want %q", tc.in, got, tc.keys)
+		}
+	}
+	if _, err := New(nil, newFakeSpool(t, time.Now), nil, Options{Workers: -1}); err == nil {
+		t.Error("New accepted negative workers")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -58,7 +59,8 @@ type Tokens interface {
 	OnRecovered(f func(account string))
 }
 
-// Options configures the engine. Zero values take the defaults noted.
+// Options configures the engine. Zero values take the defaults noted
+// (WithDefaults); Validate reports the rest.
 type Options struct {
 	Clock           func() time.Time // default time.Now
 	Rand            func() float64   // jitter source in [0,1); default math/rand/v2
@@ -176,66 +178,109 @@ type Engine struct {
 	passes atomic.Int64
 }
 
-// New validates the accounts and builds an engine. tokens may be nil when no
-// account uses xoauth2.
-func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engine, error) {
-	if sp == nil {
-		return nil, errors.New("delivery: new engine: nil spool")
+// Engine option defaults.
+const (
+	defaultWorkers         = 16
+	defaultShutdownTimeout = 30 * time.Second
+)
+
+// WithDefaults returns o with every zero field set to its default (the
+// injected clock, randomness, logger, dialer and registry included). It is
+// idempotent; negative values are left for Validate.
+func (o Options) WithDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
+	if o.Rand == nil {
+		o.Rand = rand.Float64
 	}
-	if opts.Rand == nil {
-		opts.Rand = rand.Float64
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+	if o.Workers == 0 {
+		o.Workers = defaultWorkers
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = 16
-	}
-	if opts.Hostname == "" {
+	if o.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			h = "localhost"
 		}
-		opts.Hostname = h
+		o.Hostname = h
 	}
-	if opts.Owner == "" {
-		opts.Owner = fmt.Sprintf("%s:%d", opts.Hostname, os.Getpid())
+	if o.Owner == "" {
+		o.Owner = fmt.Sprintf("%s:%d", o.Hostname, os.Getpid())
 	}
-	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 30 * time.Second
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = defaultShutdownTimeout
 	}
-	if opts.Dial == nil {
+	if o.Dial == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
-		opts.Dial = d.DialContext
+		o.Dial = d.DialContext
 	}
-	if opts.NoticeForSources == nil {
-		opts.NoticeForSources = []spool.SourceKind{spool.SourceScan}
+	if o.NoticeForSources == nil {
+		o.NoticeForSources = []spool.SourceKind{spool.SourceScan}
 	}
-	if opts.Registerer == nil {
-		opts.Registerer = prometheus.NewRegistry()
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
 	}
-	if opts.LeaseDuration <= 0 {
-		opts.LeaseDuration = 5 * time.Minute
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = 5 * time.Minute
 	}
-	if opts.HoldInterval <= 0 {
-		opts.HoldInterval = 15 * time.Minute
+	if o.HoldInterval == 0 {
+		o.HoldInterval = 15 * time.Minute
 	}
-	if opts.TokenRetry <= 0 {
-		opts.TokenRetry = time.Minute
+	if o.TokenRetry == 0 {
+		o.TokenRetry = time.Minute
 	}
-	if opts.ThrottlePause <= 0 {
-		opts.ThrottlePause = time.Minute
+	if o.ThrottlePause == 0 {
+		o.ThrottlePause = time.Minute
 	}
-	if opts.ThrottleRecover <= 0 {
-		opts.ThrottleRecover = 5 * time.Minute
+	if o.ThrottleRecover == 0 {
+		o.ThrottleRecover = 5 * time.Minute
 	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = 2 * time.Second
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 2 * time.Second
 	}
-	opts.Outage = opts.Outage.withDefaults()
+	o.Outage = o.Outage.WithDefaults()
+	return o
+}
+
+// Validate reports what is wrong with o as it would run (defaults applied),
+// keyed by the delivery section's YAML names: workers, shutdown_timeout and
+// outage.*. The durations that come from elsewhere (LeaseDuration is
+// spool.lease) or from no key at all are reported without a key.
+func (o Options) Validate() error {
+	o = o.WithDefaults()
+	var ps field.Problems
+	if o.Workers < 0 {
+		ps.Add("workers", "%d is negative: want at least 1, or 0 for the default %d", o.Workers, defaultWorkers)
+	}
+	if o.ShutdownTimeout < 0 {
+		ps.Add("shutdown_timeout", "%s is negative: want a duration, or 0 for the default %s", o.ShutdownTimeout, defaultShutdownTimeout)
+	}
+	ps.MergeErr("outage", o.Outage.Validate())
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"lease duration", o.LeaseDuration}, {"hold interval", o.HoldInterval}, {"token retry", o.TokenRetry},
+		{"throttle pause", o.ThrottlePause}, {"throttle recover", o.ThrottleRecover}, {"idle timeout", o.IdleTimeout}} {
+		if d.v < 0 {
+			ps.Add("", "delivery %s %s is negative", d.name, d.v)
+		}
+	}
+	return ps.Err()
+}
+
+// New validates the accounts and options and builds an engine. tokens may
+// be nil when no account uses xoauth2.
+func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engine, error) {
+	if sp == nil {
+		return nil, errors.New("delivery: new engine: nil spool")
+	}
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("delivery: options: %w", err)
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err

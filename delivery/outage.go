@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -40,69 +41,50 @@ import (
 // account in upstream_down with a probe due at once.
 
 // OutagePolicy says when an account is upstream_down and how often it is
-// probed then. Zero fields take DefaultOutagePolicy's values.
+// probed then. Zero fields take DefaultOutagePolicy's values; jitter follows
+// the same rule as RetryPolicy's (0 = default, NoJitter = none).
 type OutagePolicy struct {
 	After      int           // connection-level failures in a row that make the account upstream_down; default 3
 	First      time.Duration // delay before the first probe (and the wait of a message after such a failure); default 10s
-	Multiplier float64       // growth per failed probe; default 2
-	Max        time.Duration // longest delay between probes; default 3m
-	Jitter     float64       // ± fraction, 0..1; default 0.2 (negative = none)
+	Multiplier float64       // growth per failed probe, 1..100; default 2
+	Max        time.Duration // longest delay between probes; default 3m (or First, if longer)
+	Jitter     float64       // ± fraction, 0..1; default 0.2; NoJitter (-1) = none
 }
 
 // DefaultOutagePolicy: three failures in a row; probes after 10 s, 20 s,
 // 40 s ... at most 3 min apart, ±20 %. A link that comes back is found within
 // 3.6 min at worst, and a long outage costs about one connection per 3 min.
 func DefaultOutagePolicy() OutagePolicy {
-	return OutagePolicy{After: 3, First: 10 * time.Second, Multiplier: 2, Max: 3 * time.Minute, Jitter: 0.2}
+	return OutagePolicy{After: 3, First: 10 * time.Second, Multiplier: 2, Max: 3 * time.Minute, Jitter: DefaultJitter}
 }
 
-func (p OutagePolicy) withDefaults() OutagePolicy {
+func (p OutagePolicy) shape() backoffShape {
+	return backoffShape{first: p.First, multiplier: p.Multiplier, max: p.Max, jitter: p.Jitter}
+}
+
+// WithDefaults returns p with its zero fields set from DefaultOutagePolicy.
+// It is idempotent and leaves out-of-range values for Validate.
+func (p OutagePolicy) WithDefaults() OutagePolicy {
 	def := DefaultOutagePolicy()
-	if p.After <= 0 {
+	s := p.shape().withDefaults(def.shape())
+	p.First, p.Multiplier, p.Max, p.Jitter = s.first, s.multiplier, s.max, s.jitter
+	if p.After == 0 {
 		p.After = def.After
-	}
-	if p.First <= 0 {
-		p.First = def.First
-	}
-	if p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) {
-		p.Multiplier = def.Multiplier
-	}
-	if p.Max <= 0 {
-		p.Max = def.Max
-	}
-	if p.Max < p.First {
-		p.Max = p.First
-	}
-	switch {
-	case p.Jitter == 0:
-		p.Jitter = def.Jitter
-	case p.Jitter < 0 || math.IsNaN(p.Jitter):
-		p.Jitter = -1 // RetryPolicy's "none"
-	case p.Jitter > 1:
-		p.Jitter = 1
 	}
 	return p
 }
 
-// Validate reports a policy that New would silently correct; for -check.
+// Validate reports what is wrong with p as it would run (defaults
+// applied), keyed by delivery.outage's YAML names: after, first_probe,
+// max_probe, multiplier, jitter.
 func (p OutagePolicy) Validate() error {
-	var errs []error
+	p = p.WithDefaults()
+	var ps field.Problems
 	if p.After < 0 {
-		errs = append(errs, fmt.Errorf("delivery: outage: after %d is negative", p.After))
+		ps.Add("after", "%d is negative: want a count of failures, or 0 for the default", p.After)
 	}
-	if p.First < 0 || p.Max < 0 {
-		errs = append(errs, errors.New("delivery: outage: probe delays must not be negative"))
-	}
-	if p.Max > 0 && p.First > p.Max {
-		errs = append(errs, fmt.Errorf("delivery: outage: first probe delay %s exceeds the maximum %s", p.First, p.Max))
-	}
-	if p.Multiplier != 0 && (p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0)) {
-		errs = append(errs, fmt.Errorf("delivery: outage: multiplier %v: want at least 1", p.Multiplier))
-	}
-	if p.Jitter > 1 || math.IsNaN(p.Jitter) {
-		errs = append(errs, fmt.Errorf("delivery: outage: jitter %v: want 0..1", p.Jitter))
-	}
-	return errors.Join(errs...)
+	p.shape().validate(&ps, "first_probe", "max_probe")
+	return ps.Err()
 }
 
 // probeDelay is the wait after the step-th failure (0-based), computed with
