@@ -179,6 +179,9 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 		}
 		return res.id, nil
 	}
+	if s.opts.Enqueued != nil {
+		s.opts.Enqueued(m.Source.Kind)
+	}
 	s.log.Debug("spool: enqueued", "msg_id", id, "account", m.Account, "size", size)
 	return id, nil
 }

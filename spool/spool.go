@@ -34,6 +34,14 @@ type Options struct {
 	// every body in a file.
 	InlineBodyMax int
 
+	// Enqueued, if set, is called once for every message an Enqueue
+	// commits, after the commit is durable, with the message's source kind:
+	// the one place spoold counts spoold_enqueued_total, so every source
+	// (SMTP, scans, failure notices, salvage) is counted once. A failed
+	// commit or a duplicate idempotency key commits nothing and is not
+	// counted. It runs on the enqueuing goroutine and must not block.
+	Enqueued func(SourceKind)
+
 	// Verify, if set, checks an existing database file before Open maps it
 	// (ChildVerifier: bbolt's check in a child process, so that damage that
 	// makes bbolt panic cannot crash this one). An error refuses the Open.
