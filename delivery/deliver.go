@@ -19,24 +19,6 @@ import (
 	"github.com/spoold/spoold/spool/notice"
 )
 
-// tokenError: the token source could not give a token (wraps auth.Err*).
-type tokenError struct {
-	err        error
-	recoveries uint64 // the account's recovery count before the token was asked for
-}
-
-func (e *tokenError) Error() string { return "delivery: getting access token: " + e.err.Error() }
-func (e *tokenError) Unwrap() error { return e.err }
-
-// holdError: the account must wait (needs_reauth or misconfigured).
-type holdError struct {
-	reason     string
-	rec        *SMTPError
-	recoveries uint64 // as in tokenError
-}
-
-func (e *holdError) Error() string { return "delivery: account on hold: " + e.reason }
-
 // deliverSafe runs one delivery; a panic is recovered and counted as an
 // attempt (deferred with "internal error"), and the engine goes on.
 // started says the claim already started the attempt (ClaimAccountStart).
@@ -63,7 +45,7 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session, start
 		bg := context.WithoutCancel(e.hard)
 		if !started {
 			now := e.opts.Clock()
-			if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, now.Add(a.cfg.Retry.First)); err != nil {
+			if err := e.msgs.StartAttempt(bg, m.ID, e.opts.Owner, now, now.Add(a.cfg.Retry.First)); err != nil {
 				log.Error("delivery: recording attempt after internal error", "err", err)
 				return
 			}
@@ -100,7 +82,7 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 	// cannot cause a hot loop.
 	if !*started {
 		now := e.opts.Clock()
-		if err := e.sp.StartAttempt(bg, m.ID, e.opts.Owner, now, e.ifCrash(a, m, now)); err != nil {
+		if err := e.msgs.StartAttempt(bg, m.ID, e.opts.Owner, now, e.ifCrash(a, m, now)); err != nil {
 			log.Warn("delivery: starting attempt", "err", err)
 			return
 		}
@@ -120,7 +102,7 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 		e.finish(bg, a, m, nil, log)
 		return
 	}
-	body, err := e.sp.OpenBody(m.ID)
+	body, err := e.msgs.OpenBody(m.ID)
 	if errors.Is(err, spool.ErrBodyMissing) {
 		// Deleted under messages/ while we ran: no retry can bring it back.
 		e.dead(bg, a, m, "body missing (its file was removed from the spool)",
@@ -207,7 +189,7 @@ func (e *Engine) renewLease(id string, log *slog.Logger) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := e.sp.RenewLease(ctx, id, e.opts.Owner, e.opts.Clock().Add(e.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
+				if err := e.msgs.RenewLease(ctx, id, e.opts.Owner, e.opts.Clock().Add(e.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
 					log.Warn("delivery: renewing lease", "err", err)
 				}
 			}
@@ -269,15 +251,12 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		e.postpone(bg, a, m, e.opts.Clock(), "interrupted by shutdown", log)
 		return
 	}
-	var te *tokenError
-	var he *holdError
-	if (errors.As(err, &te) && e.recoveriesOf(a) != te.recoveries) || (errors.As(err, &he) && e.recoveriesOf(a) != he.recoveries) {
+	if holds, stale := e.holdCause(a, err); stale {
 		// The account recovered (a login) after this token error was
 		// made: no hold, the message is due again now.
 		e.postpone(bg, a, m, e.opts.Clock(), "account recovered while connecting", log)
 		return
-	}
-	if errors.As(err, &te) || errors.As(err, &he) {
+	} else if holds {
 		d, reason, rec := e.holdFor(a, err)
 		e.holdAndPostpone(bg, a, m, d, reason, rec, log)
 		return
@@ -319,42 +298,8 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 	}
 }
 
-// holdFor says how long an account waits after a token or hold error from
-// connect, why, and the upstream's answer if there was one.
-func (e *Engine) holdFor(a *account, err error) (time.Duration, string, *SMTPError) {
-	var te *tokenError
-	var he *holdError
-	switch {
-	case errors.As(err, &he):
-		return e.opts.HoldInterval, he.reason, he.rec
-	case errors.As(err, &te) && errors.Is(err, auth.ErrNeedsReauth):
-		return e.opts.HoldInterval, "account needs re-authorization: run spoolctl auth login " + a.cfg.Name, nil
-	case errors.As(err, &te) && errors.Is(err, auth.ErrUnknownAccount):
-		return e.opts.HoldInterval, "the token source has no OAuth account " + a.cfg.Name + ": check the configuration", nil
-	case errors.As(err, &te) && errors.Is(err, auth.ErrMisconfigured):
-		return e.opts.HoldInterval, "account is misconfigured: " + te.err.Error(), nil
-	case errors.As(err, &te):
-		// Token endpoint down: the auth manager retries with backoff; messages wait without attempts.
-		return e.opts.TokenRetry, "token endpoint unavailable: " + te.err.Error(), nil
-	}
-	return e.opts.HoldInterval, err.Error(), nil
-}
-
-func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Message, d time.Duration, reason string, se *SMTPError, log *slog.Logger) {
-	now := e.opts.Clock()
-	until := now.Add(d)
-	e.mu.Lock()
-	a.holdUntil, a.holdReason = until, reason
-	if se != nil {
-		a.lastErr = se.Record(now)
-	}
-	e.mu.Unlock()
-	log.Warn("delivery: account on hold; its messages wait without using attempts", "until", until, "reason", reason)
-	e.postpone(bg, a, m, until, reason, log)
-}
-
 func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, until time.Time, reason string, log *slog.Logger) {
-	if err := e.sp.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
+	if err := e.claims.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
 		log.Error("delivery: postponing", "err", err)
 		return
 	}
@@ -428,7 +373,7 @@ func (e *Engine) outcome(bg context.Context, a *account, m *spool.Message, res s
 			e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, tempErr.Error()), tempErr, results, log)
 			return
 		}
-		if err := e.sp.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: tempErr.Record(now), Recipients: results}); err != nil {
+		if err := e.msgs.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: tempErr.Record(now), Recipients: results}); err != nil {
 			log.Error("delivery: deferring", "err", err)
 			return
 		}
@@ -471,7 +416,7 @@ func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, result
 			r.Reason = "recipient " + rr.Addr + " refused: " + rr.Error.Text
 		}
 	}
-	if err := e.sp.Delivered(bg, m.ID, e.opts.Owner, r); err != nil {
+	if err := e.msgs.Delivered(bg, m.ID, e.opts.Owner, r); err != nil {
 		log.Error("delivery: recording delivery", "err", err)
 		return
 	}
@@ -551,7 +496,7 @@ func (e *Engine) transient(bg context.Context, a *account, m *spool.Message, se 
 		e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, se.Error()), se, nil, log)
 		return
 	}
-	if err := e.sp.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: se.Record(now)}); err != nil {
+	if err := e.msgs.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: se.Record(now)}); err != nil {
 		log.Error("delivery: deferring", "err", err)
 		return
 	}
@@ -569,7 +514,7 @@ func (e *Engine) dead(bg context.Context, a *account, m *spool.Message, reason s
 		r.Error = se.Record(now)
 		class = se.Class
 	}
-	if err := e.sp.Dead(bg, m.ID, e.opts.Owner, r); err != nil {
+	if err := e.msgs.Dead(bg, m.ID, e.opts.Owner, r); err != nil {
 		log.Error("delivery: dead-lettering", "err", err)
 		return
 	}

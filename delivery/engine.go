@@ -21,25 +21,57 @@ import (
 	"github.com/spoold/spoold/spool"
 )
 
-// Spool is the part of *spool.Spool the engine uses.
-type Spool interface {
+// The engine's parts each declare the little they need from the spool.
+
+// dueQueue is what the scheduler watches: which accounts have due mail and
+// when the next is due.
+type dueQueue interface {
+	Notify() <-chan struct{}
+	DueAccounts(ctx context.Context, now time.Time) ([]string, error)
+	NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error)
+}
+
+// claimer is how connection workers and the parking of held or unreachable
+// accounts take due messages and give them back without an attempt.
+type claimer interface {
 	ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*spool.Message, error)
 	ClaimAccountStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *spool.Message) time.Time) ([]*spool.Message, error)
-	NextDue(ctx context.Context, account string) (due time.Time, ok bool, err error)
-	DueAccounts(ctx context.Context, now time.Time) ([]string, error)
-	Notify() <-chan struct{}
+	Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error
+}
+
+// attempts is what one delivery attempt of a claimed message reads and ends with.
+type attempts interface {
 	OpenBody(id string) (io.ReadCloser, error)
 	StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error
 	RenewLease(ctx context.Context, id, owner string, until time.Time) error
 	Delivered(ctx context.Context, id, owner string, r spool.Result) error
 	Defer(ctx context.Context, id, owner string, next time.Time, r spool.Result) error
 	Dead(ctx context.Context, id, owner string, r spool.Result) error
-	Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error
-	Get(ctx context.Context, id string) (*spool.Message, error)
+}
+
+// noticeQueue is what a failure notice needs: the failed message's header
+// and a way to queue the notice.
+type noticeQueue interface {
+	OpenBody(id string) (io.ReadCloser, error)
 	Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error)
+}
+
+// flusher makes waiting messages due now: after a recovery, a reload, or
+// the end of an upstream outage (which lists the parked ones first).
+type flusher interface {
 	FlushAll(ctx context.Context, account string) (int, error)
 	Flush(ctx context.Context, id string) error
 	List(ctx context.Context, f spool.Filter, cursor string, limit int) (spool.Page, error)
+}
+
+// Spool is what New takes: one value with every part's methods
+// (*spool.Spool). The engine keeps it only as those parts.
+type Spool interface {
+	dueQueue
+	claimer
+	attempts
+	noticeQueue
+	flusher
 }
 
 // Tokens is the part of auth.Manager the engine uses (errors wrap auth.Err*).
@@ -130,9 +162,7 @@ type account struct {
 	connLimit       int
 	throttledUntil  time.Time
 	throttledAt     time.Time
-	holdUntil       time.Time
-	holdReason      string
-	recoveries      uint64 // times the token source reported the account recovered
+	hold            hold // hold.go
 	lastDelivery    time.Time
 	lastErr         *spool.ErrorRecord
 	removed         bool
@@ -155,7 +185,11 @@ type account struct {
 
 // Engine schedules and performs deliveries. Safe for concurrent use.
 type Engine struct {
-	sp     Spool
+	due    dueQueue
+	claims claimer
+	msgs   attempts
+	sp     noticeQueue // failure notices
+	drains flusher
 	tokens Tokens
 	opts   Options
 	log    *slog.Logger
@@ -285,7 +319,7 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{sp: sp, tokens: tokens, opts: opts, log: opts.Logger, m: m,
+	e := &Engine{due: sp, claims: sp, msgs: sp, sp: sp, drains: sp, tokens: tokens, opts: opts, log: opts.Logger, m: m,
 		kick: make(chan struct{}, 1), workCh: make(chan struct{}), soft: context.Background(), hard: context.Background()}
 	accs, err := e.build(accounts)
 	if err != nil {
@@ -369,7 +403,7 @@ func (e *Engine) Reload(accounts []AccountConfig) error {
 	e.accounts = accs
 	e.mu.Unlock()
 	for _, name := range flush {
-		if _, err := e.sp.FlushAll(context.Background(), name); err != nil {
+		if _, err := e.drains.FlushAll(context.Background(), name); err != nil {
 			e.log.Warn("delivery: flushing account after reload", "account", name, "err", err)
 		}
 	}
@@ -411,7 +445,7 @@ func (e *Engine) AccountStates() []AccountState {
 		}
 		s := AccountState{Name: a.cfg.Name, Transport: a.cfg.Transport, InFlight: a.inflight, Connections: a.conns,
 			ConnLimit: a.connLimit, RatePerMinute: r, LastDelivery: a.lastDelivery, ThrottledUntil: a.throttledUntil,
-			HeldUntil: a.holdUntil, HoldReason: a.holdReason,
+			HeldUntil: a.hold.until, HoldReason: a.hold.reason,
 			UpstreamDownSince: a.downSince, UpstreamDownReason: a.downReason, ConnectFailures: a.connFails}
 		if !a.downSince.IsZero() && !a.probing {
 			s.NextProbe = a.probeAt
@@ -442,7 +476,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Unlock()
 
 	e.resumeOutages(ctx)
-	notify := e.sp.Notify()
+	notify := e.due.Notify()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	e.log.Info("delivery: engine started", "workers", e.opts.Workers, "owner", e.opts.Owner)
@@ -483,35 +517,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-// accountRecovered is the token source's recovery hook: it clears the
-// account's hold, makes its messages due now and wakes the scheduler. It
-// runs on the caller's goroutine, so it must not block for long.
-func (e *Engine) accountRecovered(name string) {
-	e.mu.Lock()
-	if a := e.accounts[name]; a != nil {
-		a.holdUntil, a.holdReason = time.Time{}, ""
-		a.recoveries++
-	}
-	e.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n, err := e.sp.FlushAll(ctx, name)
-	if err != nil {
-		e.log.Error("delivery: draining recovered account", "account", name, "err", err)
-	} else {
-		e.log.Info("delivery: account recovered; draining its queue", "account", name, "messages", n)
-	}
-	e.wake()
-}
-
-// recoveriesOf reads an account's recovery count; a token error seen before
-// a recovery must not put the recovered account back on hold.
-func (e *Engine) recoveriesOf(a *account) uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return a.recoveries
-}
-
 // schedule starts connection workers for due accounts and returns when to
 // look again (zero: only on a signal).
 func (e *Engine) schedule(ctx context.Context) time.Time {
@@ -530,7 +535,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 	}
 	defer e.passes.Add(1)
 	e.startProbes(now, earlier)
-	due, err := e.sp.DueAccounts(ctx, now)
+	due, err := e.due.DueAccounts(ctx, now)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("delivery: listing due accounts", "err", err)
@@ -548,8 +553,8 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		case a == nil:
 			e.mu.Unlock()
 			e.parkAll(ctx, name, now.Add(e.opts.HoldInterval), fmt.Sprintf("account %q is not configured", name))
-		case a.holdUntil.After(now):
-			until, reason := a.holdUntil, a.holdReason
+		case a.hold.active(now):
+			until, reason := a.hold.until, a.hold.reason
 			e.mu.Unlock()
 			e.parkAll(ctx, name, until, reason)
 		case !a.downSince.IsZero():
@@ -578,7 +583,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			e.mu.Unlock()
 		}
 	}
-	next, ok, err := e.sp.NextDue(ctx, "")
+	next, ok, err := e.due.NextDue(ctx, "")
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -599,13 +604,13 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 // using attempts.
 func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reason string) {
 	for ctx.Err() == nil {
-		msgs, err := e.sp.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
+		msgs, err := e.claims.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
 			e.log.Error("delivery: claiming messages to postpone", "account", name, "err", err)
 			return
 		}
 		for _, m := range msgs {
-			if err := e.sp.Postpone(ctx, m.ID, e.opts.Owner, until, reason); err != nil {
+			if err := e.claims.Postpone(ctx, m.ID, e.opts.Owner, until, reason); err != nil {
 				e.log.Error("delivery: postponing", "msg_id", m.ID, "account", name, "err", err)
 			} else {
 				e.m.attempt(name, "postponed", "")
@@ -620,7 +625,7 @@ func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reas
 
 // blockedLocked says why a connection worker of a should stop (e.mu held).
 func (e *Engine) blockedLocked(a *account, now time.Time) bool {
-	return e.paused || a.removed || a.holdUntil.After(now) || a.throttledUntil.After(now) || a.conns > a.connLimit ||
+	return e.paused || a.removed || a.hold.active(now) || a.throttledUntil.After(now) || a.conns > a.connLimit ||
 		!a.downSince.IsZero()
 }
 
@@ -684,10 +689,10 @@ func (e *Engine) connWorker(a *account) {
 			queueStarted = a.limiter == nil
 			if queueStarted {
 				batch := min(claimBatch, a.cfg.MaxMessagesPerConnection-sent)
-				msgs, err = e.sp.ClaimAccountStart(soft, a.cfg.Name, now, batch, e.opts.Owner,
+				msgs, err = e.claims.ClaimAccountStart(soft, a.cfg.Name, now, batch, e.opts.Owner,
 					func(m *spool.Message) time.Time { return e.ifCrash(a, m, now) })
 			} else {
-				msgs, err = e.sp.ClaimAccount(soft, a.cfg.Name, now, 1, e.opts.Owner)
+				msgs, err = e.claims.ClaimAccount(soft, a.cfg.Name, now, 1, e.opts.Owner)
 			}
 			if err != nil {
 				if soft.Err() == nil {

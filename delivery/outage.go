@@ -155,7 +155,7 @@ func (e *Engine) connLevelFailed(bg context.Context, a *account, m *spool.Messag
 		if raced {
 			// The upstream came back between our look and the park, and
 			// its drain may have missed this message: make it due now.
-			if err := e.sp.Flush(bg, m.ID); err != nil {
+			if err := e.drains.Flush(bg, m.ID); err != nil {
 				log.Warn("delivery: making a parked message due after the upstream came back", "err", err)
 			}
 		}
@@ -177,7 +177,7 @@ func (e *Engine) park(bg context.Context, a *account, m *spool.Message, until ti
 	if until.After(deadline) {
 		until = deadline
 	}
-	if err := e.sp.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
+	if err := e.claims.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
 		log.Error("delivery: postponing", "err", err)
 		return false
 	}
@@ -213,7 +213,7 @@ func (e *Engine) parkDown(ctx context.Context, a *account) {
 		if !down {
 			break
 		}
-		msgs, err := e.sp.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
+		msgs, err := e.claims.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
 			e.log.Error("delivery: claiming messages to park", "account", name, "err", err)
 			return
@@ -263,10 +263,10 @@ func (e *Engine) startProbes(now time.Time, earlier func(time.Time)) {
 		case a.downSince.IsZero() || a.probing || a.removed:
 		case a.probeAt.After(now):
 			earlier(a.probeAt)
-		case a.holdUntil.After(now):
+		case a.hold.active(now):
 			// Held (token endpoint down, needs re-authorization): a probe
 			// could not even log in; try again when the hold ends.
-			earlier(a.holdUntil)
+			earlier(a.hold.until)
 		case e.workers >= e.opts.Workers:
 			earlier(now.Add(time.Second))
 		default:
@@ -309,10 +309,8 @@ func (e *Engine) probe(a *account) {
 		return
 	}
 	now := e.opts.Clock()
-	var te *tokenError
-	var he *holdError
-	if errors.As(err, &te) || errors.As(err, &he) {
-		if (te != nil && te.recoveries != e.recoveriesOf(a)) || (he != nil && he.recoveries != e.recoveriesOf(a)) {
+	if holds, stale := e.holdCause(a, err); holds {
+		if stale {
 			// The account recovered (a login) after this token answer was
 			// made: no hold; probe again at once.
 			e.mu.Lock()
@@ -324,10 +322,7 @@ func (e *Engine) probe(a *account) {
 		// would, and probe again after the next step.
 		d, reason, rec := e.holdFor(a, err)
 		e.mu.Lock()
-		a.holdUntil, a.holdReason = now.Add(d), reason
-		if rec != nil {
-			a.lastErr = rec.Record(now)
-		}
+		a.holdLocked(now.Add(d), reason, rec, now)
 		a.probeAt = e.probeDelay(a.probeStep, now)
 		e.mu.Unlock()
 		e.m.probes.WithLabelValues(name, "error").Inc()
@@ -407,7 +402,7 @@ func (e *Engine) drainParked(name string) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for ctx.Err() == nil {
-		page, err := e.sp.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
+		page, err := e.drains.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Error("delivery: listing parked messages to drain", "account", name, "err", err)
@@ -423,7 +418,7 @@ func (e *Engine) drainParked(name string) {
 			go func(id string) {
 				defer func() { <-sem; wg.Done() }()
 				// A message claimed or finished meanwhile is not ours to flush.
-				if err := e.sp.Flush(ctx, id); err == nil {
+				if err := e.drains.Flush(ctx, id); err == nil {
 					mu.Lock()
 					n++
 					mu.Unlock()
@@ -455,7 +450,7 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 	for _, name := range names {
 		found, reason := false, ""
 		for cursor := ""; !found && ctx.Err() == nil; {
-			page, err := e.sp.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
+			page, err := e.drains.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
 			if err != nil {
 				e.log.Error("delivery: looking for parked messages", "account", name, "err", err)
 				break
