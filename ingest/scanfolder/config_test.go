@@ -1,9 +1,12 @@
 package scanfolder
 
 import (
+	"bytes"
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,5 +129,30 @@ func TestValidateFoldersKeys(t *testing.T) {
 	}
 	if err := ValidateFolders([]FolderConfig{a}); err != nil {
 		t.Errorf("valid folder: %v", err)
+	}
+}
+
+// Log records say which subsystem wrote them in the component attribute.
+func TestLogComponent(t *testing.T) {
+	var (
+		logs bytes.Buffer
+		mu   sync.Mutex
+	)
+	cfg := FolderConfig{Name: "s", Path: filepath.Join(t.TempDir(), "missing"), Account: "a"}
+	w, err := New([]FolderConfig{cfg}, newFakeSpool(), Options{Logger: newSyncLogger(&logs, &mu), Hostname: "spoold.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_ = w.Start(t.Context()) // the missing folder is logged
+	waitFor(t, 5*time.Second, "a log record", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Len() > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logs.String(); !strings.Contains(out, "component=scanfolder") || strings.Contains(out, `msg="scan folder: `) {
+		t.Errorf("want component=scanfolder and no message prefix:\n%s", out)
 	}
 }

@@ -189,7 +189,7 @@ func (f *folder) run(ctx context.Context) {
 	if f.cfg.Mode == ModeWatch && !f.w.noFsnotify {
 		fw, err := fsnotify.NewWatcher()
 		if err != nil {
-			f.log.Error("scan folder: fsnotify unavailable; rescans only", "err", err)
+			f.log.Error("fsnotify unavailable; rescans only", "err", err)
 			f.setErr(fmt.Errorf("scanfolder: fsnotify: %w", err))
 		} else {
 			defer fw.Close()
@@ -199,7 +199,7 @@ func (f *folder) run(ctx context.Context) {
 			events, errs = fw.Events, fw.Errors
 			if closeWatchSupported {
 				if cw, err := newCloseWatcher(); err != nil {
-					f.log.Warn("scan folder: close-write events unavailable; files need the poll quiet period "+
+					f.log.Warn("close-write events unavailable; files need the poll quiet period "+
 						"unless the open-writer check can vouch for them", "err", err, "poll_quiet_period", f.untrackedQuiet())
 				} else {
 					defer cw.close()
@@ -246,9 +246,9 @@ func (f *folder) run(ctx context.Context) {
 				continue
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				f.log.Warn("scan folder: fsnotify event queue overflowed; rescanning")
+				f.log.Warn("fsnotify event queue overflowed; rescanning")
 			} else {
-				f.log.Error("scan folder: fsnotify error; rescanning", "err", err)
+				f.log.Error("fsnotify error; rescanning", "err", err)
 				f.setErr(fmt.Errorf("scanfolder: fsnotify: %w", err))
 			}
 			f.rescan()
@@ -261,7 +261,7 @@ func (f *folder) run(ctx context.Context) {
 // directories in watch mode and starts tracking files it does not know yet.
 func (f *folder) rescan() {
 	if err := f.openRoot(); err != nil {
-		f.log.Error("scan folder: cannot open", "err", err)
+		f.log.Error("cannot open", "err", err)
 		return
 	}
 	root := f.getRoot()
@@ -282,7 +282,7 @@ func (f *folder) rescan() {
 			if p == "." {
 				return err
 			}
-			f.log.Warn("scan folder: cannot read", "path", p, "err", err)
+			f.log.Warn("cannot read", "path", p, "err", err)
 			return nil
 		}
 		if p != "." && ignoredPath(p) {
@@ -328,7 +328,7 @@ func (f *folder) rescan() {
 		// watch that is still there, Add changes nothing).
 		for d := range f.watched {
 			if err := f.fsw.Add(filepath.Join(f.cfg.Path, filepath.FromSlash(d))); err != nil {
-				f.log.Warn("scan folder: cannot watch directory", "path", d, "err", err)
+				f.log.Warn("cannot watch directory", "path", d, "err", err)
 			}
 		}
 	}
@@ -350,7 +350,7 @@ func (f *folder) rescan() {
 	}
 	f.mu.Unlock()
 	if walkErr != nil {
-		f.log.Error("scan folder: rescan failed", "err", walkErr)
+		f.log.Error("rescan failed", "err", walkErr)
 	}
 }
 
@@ -369,11 +369,11 @@ func (f *folder) watchDir(rel string) {
 	// decide.
 	if f.cw != nil {
 		if err := f.cw.add(abs, rel); err != nil {
-			f.log.Warn("scan folder: cannot watch directory for close-write", "path", rel, "err", err)
+			f.log.Warn("cannot watch directory for close-write", "path", rel, "err", err)
 		}
 	}
 	if err := f.fsw.Add(abs); err != nil {
-		f.log.Warn("scan folder: cannot watch directory", "path", rel, "err", err)
+		f.log.Warn("cannot watch directory", "path", rel, "err", err)
 		return
 	}
 	f.watched[rel] = true
@@ -476,7 +476,7 @@ func (f *folder) closeEvent(ev closeEvent) {
 		// Events were lost: a modify or a close may be among them. Forget
 		// what we knew; every file needs a fresh close-write or the poll
 		// quiet period (or the writer check) from here on.
-		f.log.Warn("scan folder: inotify event queue overflowed; files need a close-write event or the poll quiet period")
+		f.log.Warn("inotify event queue overflowed; files need a close-write event or the poll quiet period")
 		clear(f.writing)
 		clear(f.tracked)
 		clear(f.moved)

@@ -109,11 +109,11 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		switch {
 		case unsupported:
 			if f.leaseWarned.CompareAndSwap(false, true) {
-				f.log.Warn("scan folder: cannot check for open writers (read leases need spoold to own the files or have CAP_LEASE, "+
+				f.log.Warn("cannot check for open writers (read leases need spoold to own the files or have CAP_LEASE, "+
 					"and a file system that supports them); relying on inotify, the quiet period and the format checks", "err", err)
 			}
 		case err != nil:
-			log.Warn("scan folder: open-writer check failed; relying on the other signals", "err", err)
+			log.Warn("open-writer check failed; relying on the other signals", "err", err)
 		case writing:
 			if waited >= f.cfg.IncompleteLimit {
 				return f.fail(ctx, root, rel, user, info, fmt.Sprintf(
@@ -206,13 +206,13 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	key := IdempotencyKey(f.cfg.Name, rel, info.Size(), info.ModTime(), sum)
 
 	if id, found, err := f.w.enq.LookupKey(ctx, key); err != nil {
-		log.Error("scan folder: spool lookup failed; will retry", "err", err)
+		log.Error("spool lookup failed; will retry", "err", err)
 		f.setErr(fmt.Errorf("scanfolder: spool lookup: %w", err))
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
 		return outRetry
 	} else if found {
 		// Committed before, not moved (crash between commit and move): only move.
-		log.Info("scan folder: file was already enqueued; finishing the move", "msg_id", id)
+		log.Info("file was already enqueued; finishing the move", "msg_id", id)
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultDuplicate).Inc()
 		return f.finish(root, rel, id, log)
 	}
@@ -268,15 +268,15 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		var re *readError
 		switch {
 		case errors.Is(err, errFileChanged):
-			log.Info("scan folder: file changed while being sent; waiting again")
+			log.Info("file changed while being sent; waiting again")
 			return outChanged
 		case errors.As(err, &re):
 			return f.readFailed(ctx, root, rel, user, info, readFails, re.err)
 		}
 		if errors.Is(err, spool.ErrNoSpace) {
-			log.Error("scan folder: spool is out of space; file left in place, will retry", "err", err)
+			log.Error("spool is out of space; file left in place, will retry", "err", err)
 		} else {
-			log.Error("scan folder: enqueue failed; file left in place, will retry", "err", err)
+			log.Error("enqueue failed; file left in place, will retry", "err", err)
 		}
 		f.setErr(fmt.Errorf("scanfolder: %s: enqueue: %w", rel, err))
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
@@ -286,7 +286,7 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 	if !stableAt.IsZero() {
 		f.w.metrics.latency.WithLabelValues(f.cfg.Name).Observe(f.w.clock().Sub(stableAt).Seconds())
 	}
-	log.Info("scan folder: enqueued", "msg_id", id, "to", req.To, "size", info.Size(), "type", ctype)
+	log.Info("enqueued", "msg_id", id, "to", req.To, "size", info.Size(), "type", ctype)
 	if f.w.afterCommitHook != nil {
 		if err := f.w.afterCommitHook(rel); err != nil {
 			return outRetry
@@ -376,16 +376,16 @@ type Holder interface {
 func (f *folder) supersede(ctx context.Context, id string, log *slog.Logger) {
 	h, ok := f.w.enq.(Holder)
 	if !ok {
-		log.Warn("scan folder: file changed right after its message was committed; the spool cannot hold it, "+
+		log.Warn("file changed right after its message was committed; the spool cannot hold it, "+
 			"so the earlier version may be delivered too", "msg_id", id)
 		return
 	}
 	if err := h.Hold(ctx, id, "scan file changed right after enqueue; superseded by a later version"); err != nil {
-		log.Warn("scan folder: file changed right after its message was committed; holding it failed, "+
+		log.Warn("file changed right after its message was committed; holding it failed, "+
 			"so the earlier version may be delivered too", "msg_id", id, "err", err)
 		return
 	}
-	log.Warn("scan folder: file changed right after its message was committed; message held, file will be sent again", "msg_id", id)
+	log.Warn("file changed right after its message was committed; message held, file will be sent again", "msg_id", id)
 }
 
 // wait records that a file is not ready yet. The first look at each
@@ -403,7 +403,7 @@ func (f *folder) wait(rel, why, detail string, first bool) outcome {
 	if detail != "" {
 		args = append(args, "detail", detail)
 	}
-	f.log.Log(context.Background(), level, "scan folder: file not ready; waiting", args...)
+	f.log.Log(context.Background(), level, "file not ready; waiting", args...)
 	return outWait
 }
 
@@ -608,7 +608,7 @@ func (f *folder) readFailed(ctx context.Context, root *os.Root, rel string, user
 	if fails+1 >= f.cfg.MaxReadRetries {
 		return f.fail(ctx, root, rel, user, info, fmt.Sprintf("unreadable after %d attempts: %v", fails+1, err))
 	}
-	f.log.Warn("scan folder: cannot read file; will retry", "path", rel, "attempt", fails+1, "err", err)
+	f.log.Warn("cannot read file; will retry", "path", rel, "attempt", fails+1, "err", err)
 	f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
 	return outReadFail
 }
@@ -619,17 +619,17 @@ func (f *folder) finish(root *os.Root, rel, id string, log interface {
 }) outcome {
 	if f.cfg.AfterSuccess == AfterDelete {
 		if err := root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Error("scan folder: cannot delete sent file; will retry", "msg_id", id, "err", err)
+			log.Error("cannot delete sent file; will retry", "msg_id", id, "err", err)
 			f.setErr(fmt.Errorf("scanfolder: deleting %s: %w", rel, err))
 			return outRetry
 		}
 		if err := root.Remove(rel + SidecarSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Error("scan folder: cannot delete sidecar", "msg_id", id, "err", err)
+			log.Error("cannot delete sidecar", "msg_id", id, "err", err)
 		}
 		return outDone
 	}
 	if _, err := f.moveAside(root, ProcessedDir, rel, nil); err != nil {
-		log.Error("scan folder: cannot move sent file to processed/; will retry", "msg_id", id, "err", err)
+		log.Error("cannot move sent file to processed/; will retry", "msg_id", id, "err", err)
 		f.setErr(fmt.Errorf("scanfolder: moving %s: %w", rel, err))
 		return outRetry
 	}
@@ -665,7 +665,7 @@ func (f *folder) moveAside(root *os.Root, dir, rel string, before func(dst strin
 	}
 	err = root.Rename(rel+SidecarSuffix, dst+SidecarSuffix)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENAMETOOLONG) {
-		f.log.Warn("scan folder: cannot move sidecar", "path", rel, "err", err)
+		f.log.Warn("cannot move sidecar", "path", rel, "err", err)
 	}
 	return dst, nil
 }
@@ -829,13 +829,13 @@ func fitName(stem, tail string, limit int) string {
 // user. If the file cannot be moved it is left alone and retried later.
 func (f *folder) fail(ctx context.Context, root *os.Root, rel string, user *User, info fs.FileInfo, reason string) outcome {
 	log := f.log.With("path", rel, "account", f.cfg.Account)
-	log.Warn("scan folder: file failed", "reason", reason)
+	log.Warn("file failed", "reason", reason)
 	f.setErr(fmt.Errorf("scanfolder: %s: %s", rel, reason))
 	if user != nil && *f.cfg.FailureNotice {
 		if id, err := f.notify(ctx, rel, user, info, reason); err != nil {
-			log.Error("scan folder: failure notice not enqueued", "err", err)
+			log.Error("failure notice not enqueued", "err", err)
 		} else {
-			log.Info("scan folder: failure notice enqueued", "msg_id", id, "to", user.Address)
+			log.Info("failure notice enqueued", "msg_id", id, "to", user.Address)
 		}
 	}
 	text := fmt.Sprintf("spoold could not send this scan.\n\nFile:   %s\nFolder: %s\nTime:   %s\nReason: %s\n",
@@ -845,7 +845,7 @@ func (f *folder) fail(ctx context.Context, root *os.Root, rel string, user *User
 	if _, err := f.moveAside(root, FailedDir, rel, func(dst string) error {
 		return f.writeErrorFile(root, dst+errorSuffix, text, info)
 	}); err != nil {
-		log.Error("scan folder: cannot move failed file to failed/; will retry", "err", err)
+		log.Error("cannot move failed file to failed/; will retry", "err", err)
 		f.setErr(fmt.Errorf("scanfolder: %s: %s; cannot move it to %s/: %w", rel, reason, FailedDir, err))
 		f.w.metrics.files.WithLabelValues(f.cfg.Name, resultRetry).Inc()
 		return outRetry

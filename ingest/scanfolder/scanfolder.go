@@ -34,6 +34,10 @@
 // after the commit (a message built from a file that changed in that window
 // is held, and the file is sent again).
 //
+// The package owns every folder setting's default and validation
+// (FolderConfig.WithDefaults and Validate, ValidateFolders): spoold -check
+// and start-up judge the same FolderConfig.
+//
 // The package talks to the spool only through the Enqueuer interface. An
 // idempotency key (relative path + size + mtime + SHA-256) is committed with
 // each message and looked up before a file is sent, so a crash between the
@@ -226,7 +230,7 @@ type FolderConfig struct {
 
 // Options configures the Watcher. Zero values take the defaults noted.
 type Options struct {
-	Logger     *slog.Logger          // default slog.Default()
+	Logger     *slog.Logger          // default slog.Default(); records carry component=scanfolder
 	Clock      func() time.Time      // default time.Now
 	Hostname   string                // Message-ID domain; default os.Hostname(), else "localhost"
 	Registerer prometheus.Registerer // metrics are registered here when non-nil
@@ -274,7 +278,9 @@ type Watcher struct {
 	stopRoot context.CancelFunc
 }
 
-// New validates folders and returns a Watcher that does nothing until Start.
+// New fills the folders' defaults, validates them as ValidateFolders does
+// (its error wraps the field.Problems) and returns a Watcher that does
+// nothing until Start.
 func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
 	if enq == nil {
 		return nil, errors.New("scanfolder: nil Enqueuer")
@@ -295,6 +301,7 @@ func New(folders []FolderConfig, enq Enqueuer, opts Options) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
+	w.log = w.log.With("component", "scanfolder")
 	if w.clock == nil {
 		w.clock = time.Now
 	}

@@ -41,7 +41,7 @@ const (
 // User is one SMTP AUTH user of a listener.
 type User struct {
 	Name         string
-	PasswordHash string // bcrypt, see HashPassword
+	PasswordHash string // bcrypt ($2a$, $2b$ or $2y$; spoolctl hash-password makes one)
 	Account      string // optional: route this user's mail to this account
 }
 
@@ -432,16 +432,4 @@ func clip(s string) string {
 		return s[:57] + "..."
 	}
 	return s
-}
-
-// HashPassword returns a bcrypt hash of pw for User.PasswordHash.
-func HashPassword(pw string) (string, error) {
-	if pw == "" {
-		return "", errors.New("smtpd: hashing password: empty password")
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
-	if err != nil {
-		return "", fmt.Errorf("smtpd: hashing password: %w", err)
-	}
-	return string(h), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,18 @@ func TestValidateListenersKeys(t *testing.T) {
 	// New refuses the same, with the same problems.
 	if _, err := New([]ListenerConfig{ok, dup}, Routes{}, &fakeSpool{}, Options{}); !slices.Equal(keys(t, err), []string{"[1].name"}) {
 		t.Errorf("New: %v", err)
+	}
+}
+
+// Log records say which subsystem wrote them in the component attribute.
+func TestLogComponent(t *testing.T) {
+	var logs logBuf
+	lc := baseListener()
+	lc.AllowedNetworks = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")} // logs a warning at New
+	if _, err := New([]ListenerConfig{lc}, Routes{}, &fakeSpool{}, Options{Logger: slogTo(&logs)}); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "component=smtpd") || strings.Contains(out, `msg="smtp `) {
+		t.Errorf("want component=smtpd and no message prefix:\n%s", out)
 	}
 }

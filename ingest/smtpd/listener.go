@@ -38,7 +38,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		tc, reply, reason := l.ls.admit(c, ip)
 		if tc == nil {
 			l.ls.srv.metrics.rejections.WithLabelValues(l.ls.cfg.Name, reason).Inc()
-			l.ls.log.Info("smtp connection refused", "peer", ip.String(), "reason", reason)
+			l.ls.log.Info("connection refused", "peer", ip.String(), "reason", reason)
 			select {
 			case l.ls.srv.refusing <- struct{}{}:
 				l.ls.srv.bg.Add(1)
@@ -222,11 +222,11 @@ func (ls *listenerState) updateStressLocked() {
 	switch on := ls.stressed.Load(); {
 	case !on && n >= th:
 		ls.stressed.Store(true)
-		ls.log.Warn("smtp stress mode on: sessions waiting for a command get the stress timeout",
+		ls.log.Warn("stress mode on: sessions waiting for a command get the stress timeout",
 			"connections", n, "threshold", th, "stress_timeout", ls.cfg.StressTimeout)
 	case on && n*4 < th*3: // hysteresis, so the log does not flap at the threshold
 		ls.stressed.Store(false)
-		ls.log.Info("smtp stress mode off", "connections", n)
+		ls.log.Info("stress mode off", "connections", n)
 	default:
 		return
 	}
@@ -246,12 +246,13 @@ func (c *trackedConn) setTop(top net.Conn) {
 	c.mu.Unlock()
 }
 
-// sayGoodbye writes a final reply through the session's connection and closes
-// it. Callers hold c.mu.
+// sayGoodbyeLocked writes a final reply through the session's connection
+// and closes it. Callers hold c.mu.
 func (c *trackedConn) sayGoodbyeLocked(reply string) {
 	c.sayGoodbyeWithinLocked(reply, refuseTimeout)
 }
 
+// sayGoodbyeWithinLocked is sayGoodbyeLocked with the write bounded by d.
 func (c *trackedConn) sayGoodbyeWithinLocked(reply string, d time.Duration) {
 	if c.closed {
 		return

@@ -5,6 +5,10 @@
 // persisted self-signed certificate), SMTP smuggling defence, routing of each
 // message to an upstream account, and streaming each accepted body into the
 // spool through Enqueue. A client hears 250 only after the spool committed.
+//
+// It owns every listener setting's default and validation
+// (ListenerConfig.WithDefaults and Validate, ValidateListeners): spoold
+// -check and start-up judge the same ListenerConfig.
 package smtpd
 
 import (
@@ -36,7 +40,7 @@ type Enqueuer interface {
 // Options configures New. Zero values take the defaults noted.
 type Options struct {
 	DataDir    string                // self-signed certificate is persisted here
-	Logger     *slog.Logger          // default slog.Default()
+	Logger     *slog.Logger          // default slog.Default(); records carry component=smtpd
 	Clock      func() time.Time      // default time.Now; for headers and the AUTH throttle
 	Registerer prometheus.Registerer // nil: metrics are kept but not registered
 	// AuthFailureDelay is how long a failed AUTH waits before its 535 reply,
@@ -85,8 +89,10 @@ type listenerState struct {
 	stressed atomic.Bool // written under srv.mu; read by sessions setting deadlines
 }
 
-// New validates the listener configs, loads or creates TLS certificates and
-// prepares the servers. Nothing listens until Start.
+// New fills the listener configs' defaults and validates them as
+// ValidateListeners does (its error wraps the field.Problems), loads or
+// creates TLS certificates and prepares the servers. Nothing listens until
+// Start.
 func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) (*Server, error) {
 	if enq == nil {
 		return nil, errors.New("smtpd: nil Enqueuer")
@@ -106,6 +112,7 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.log = s.log.With("component", "smtpd")
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -151,7 +158,7 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 					if created {
 						verb = "generated"
 					}
-					s.log.Info("smtp self-signed certificate "+verb, "dir", opts.DataDir,
+					s.log.Info("self-signed certificate "+verb, "dir", opts.DataDir,
 						"sha256_fingerprint", fingerprint(c))
 					selfSigned = &c
 				}
@@ -159,13 +166,13 @@ func New(listeners []ListenerConfig, routes Routes, enq Enqueuer, opts Options) 
 			}
 			ls.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: cfg.MinTLSVersion}
 			if cfg.MinTLSVersion < tls.VersionTLS12 {
-				ls.log.Warn("smtp listener allows TLS versions below 1.2 for old devices; they are weak",
-					"min_tls", tlsVersionName(cfg.MinTLSVersion))
+				ls.log.Warn("listener allows TLS versions below 1.2 for old devices; they are weak",
+					"min_tls", tls.VersionName(cfg.MinTLSVersion))
 			}
 		}
 		for _, p := range cfg.AllowedNetworks {
 			if p.Bits() == 0 {
-				ls.log.Warn("smtp listener allows clients from every address without AUTH", "network", p.String())
+				ls.log.Warn("listener allows clients from every address without AUTH", "network", p.String())
 			}
 		}
 		ls.smtp = ls.newSMTPServer()
@@ -198,9 +205,9 @@ func (ls *listenerState) newSMTPServer() *smtp.Server {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, v ...any) {
-	l.log.Info("smtp connection error", "err", fmt.Sprintf(format, v...))
+	l.log.Info("connection error", "err", fmt.Sprintf(format, v...))
 }
-func (l slogPrintf) Println(v ...any) { l.log.Info("smtp connection error", "err", fmt.Sprint(v...)) }
+func (l slogPrintf) Println(v ...any) { l.log.Info("connection error", "err", fmt.Sprint(v...)) }
 
 // Start binds every listener (closing all of them again if any bind fails)
 // and serves them in the background.
@@ -226,12 +233,12 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	for _, ls := range s.listeners {
-		ls.log.Info("smtp listener started", "addr", ls.ln.Addr().String(), "tls", string(ls.cfg.TLS))
+		ls.log.Info("listener started", "addr", ls.ln.Addr().String(), "tls", string(ls.cfg.TLS))
 		s.serving.Add(1)
 		go func(ls *listenerState) {
 			defer s.serving.Done()
 			if err := ls.smtp.Serve(ls.ln); err != nil && !errors.Is(err, net.ErrClosed) {
-				ls.log.Error("smtp listener stopped", "err", err)
+				ls.log.Error("listener stopped", "err", err)
 			}
 		}(ls)
 	}
@@ -280,7 +287,7 @@ func (s *Server) SetUsers(listener string, users []User) error {
 		return fmt.Errorf("smtpd: setting users of listener %q: %w", listener, ps)
 	}
 	ls.users.Store(newUserTable(users))
-	ls.log.Info("smtp users replaced", "users", len(users))
+	ls.log.Info("users replaced", "users", len(users))
 	return nil
 }
 
@@ -381,7 +388,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case err := <-done:
 		s.cancel()
-		s.log.Info("smtp listeners shut down")
+		s.log.Info("listeners shut down")
 		return err
 	case <-ctx.Done():
 		s.cancel()
@@ -391,7 +398,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// left ourselves.
 		n := s.closeAll(replyShutdown)
 		<-done
-		s.log.Warn("smtp shutdown timed out; closed the sessions left", "sessions", n)
+		s.log.Warn("shutdown timed out; closed the sessions left", "sessions", n)
 		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
 	}
 }
@@ -435,17 +442,12 @@ func lowerASCII(s string) string {
 
 // metrics are the Prometheus collectors of all listeners.
 type metrics struct {
-	enqueued   *prometheus.CounterVec
 	sessions   *prometheus.CounterVec
 	rejections *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		// Shared with scanfolder (source="scan"): same name, help and labels.
-		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spoold_enqueued_total", Help: "Messages enqueued into the spool, by source.",
-		}, []string{"source"}),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spoold_smtp_sessions_total", Help: "SMTP connections admitted, by listener.",
 		}, []string{"listener"}),
@@ -456,7 +458,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.enqueued, &m.sessions, &m.rejections} {
+	for _, c := range []**prometheus.CounterVec{&m.sessions, &m.rejections} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

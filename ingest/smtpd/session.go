@@ -1,16 +1,13 @@
 package smtpd
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/notice"
 )
 
 func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -108,7 +106,7 @@ func (ls *listenerState) commandHook(c *smtp.Conn, cmd string) error {
 	}
 	refuse := func(reason string, e *smtp.SMTPError, n int32) error {
 		ls.srv.metrics.rejections.WithLabelValues(ls.cfg.Name, reason).Inc()
-		ls.log.Info("smtp session closed", "peer", tc.ip.String(), "reason", reason, "count", n)
+		ls.log.Info("session closed", "peer", tc.ip.String(), "reason", reason, "count", n)
 		return e
 	}
 	if lim := ls.cfg.HardErrorLimit; lim > 0 && cmd != "QUIT" { // a client that wants to leave may
@@ -131,7 +129,7 @@ func (s *session) reject(reason string, e *smtp.SMTPError) error {
 		s.tc.hardErrors.Add(1)
 	}
 	s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, reason).Inc()
-	s.log.Info("smtp refused", "reason", reason, "code", e.Code, "reply", e.Message)
+	s.log.Info("command refused", "reason", reason, "code", e.Code, "reply", e.Message)
 	return e
 }
 
@@ -205,13 +203,13 @@ func (s *session) authenticate(username, password string) error {
 	s.mu.Lock()
 	s.authUser, s.userAccount = u.Name, u.Account
 	s.mu.Unlock()
-	s.log.Info("smtp auth succeeded", "user", u.Name)
+	s.log.Info("auth succeeded", "user", u.Name)
 	return nil
 }
 
 func (s *session) authFailed(username string) error {
 	n := s.ls.throttle.fail(s.ip, s.ls.srv.clock())
-	s.log.Warn("smtp auth failed", "user", username, "failures_in_window", n)
+	s.log.Warn("auth failed", "user", username, "failures_in_window", n)
 	if n >= s.ls.cfg.AuthFailureLimit {
 		s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, "auth_throttled").Inc()
 		if s.tc != nil {
@@ -373,14 +371,14 @@ func (s *session) data(r io.Reader) error {
 			reply, reason := bodyReply(body.err, cfg.MaxLineLength)
 			if reason == "data_too_slow" {
 				// Enough for an admin to tell a stalled device from a limit set too high.
-				s.log.Warn("smtp message data arrived below smtp_listeners.data_min_rate; session closed",
+				s.log.Warn("message data arrived below smtp_listeners.data_min_rate; session closed",
 					"bytes", lim.n, "took", time.Since(start).Round(time.Millisecond),
 					"data_min_rate", cfg.DataMinRate, "data_rate_grace", cfg.DataRateGrace)
 			}
 			return s.reject(reason, reply)
 		}
 		if srv.baseCtx.Err() != nil {
-			s.log.Warn("smtp message not accepted: shutdown", "account", tx.account, "err", err)
+			s.log.Warn("message not accepted: shutdown", "account", tx.account, "err", err)
 			return s.reject("shutdown", errShuttingDown)
 		}
 		kind := "storage error"
@@ -390,16 +388,15 @@ func (s *session) data(r io.Reader) error {
 		case errors.Is(err, spool.ErrClosed):
 			kind = "spool closed"
 		}
-		s.log.Error("smtp message not accepted: "+kind, "account", tx.account, "err", err)
+		s.log.Error("message not accepted: "+kind, "account", tx.account, "err", err)
 		return s.reject("spool_unavailable", errSpoolUnavail)
 	}
-	srv.metrics.enqueued.WithLabelValues(string(spool.SourceSMTP)).Inc()
 	if s.tc != nil {
 		// A client that delivers is not idling or probing.
 		s.tc.junk.Store(0)
 		s.tc.hardErrors.Store(0)
 	}
-	s.log.Info("smtp message accepted", "msg_id", id, "account", tx.account, "from", tx.from,
+	s.log.Info("message accepted", "msg_id", id, "account", tx.account, "from", tx.from,
 		"recipients", len(req.To), "size", lim.n, "auth_user", tx.authUser, "took", time.Since(start).Round(time.Millisecond))
 	// go-smtp sends the code of a returned SMTPError as is, so 250 carries the ID.
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+id)
@@ -449,10 +446,7 @@ func (s *session) missingHeaders(hasMsgID, hasDate bool) []byte {
 	var b []byte
 	now := s.ls.srv.clock()
 	if !hasMsgID {
-		var rnd [8]byte
-		_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
-		b = fmt.Appendf(b, "Message-ID: <%s.%s@%s>\r\n",
-			strconv.FormatInt(now.UnixNano(), 36), hex.EncodeToString(rnd[:]), s.ls.cfg.Hostname)
+		b = fmt.Appendf(b, "Message-ID: <%s>\r\n", notice.MessageID("", s.ls.cfg.Hostname))
 	}
 	if !hasDate {
 		b = fmt.Appendf(b, "Date: %s\r\n", now.Format(time.RFC1123Z))

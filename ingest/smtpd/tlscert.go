@@ -113,7 +113,3 @@ func fingerprint(c tls.Certificate) string {
 	sum := sha256.Sum256(c.Certificate[0])
 	return hex.EncodeToString(sum[:])
 }
-
-func tlsVersionName(v uint16) string {
-	return tls.VersionName(v)
-}
