@@ -90,7 +90,11 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 	if err := ensureDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// The spool counts spoold_enqueued_total on each commit: every source
+	// (SMTP, scans, failure notices) once, in one place.
+	enqueued := newEnqueuedCounter(d.reg)
 	d.spool, err = spool.Open(cfg.DataDir, spool.Options{
+		Enqueued:           func(k spool.SourceKind) { enqueued.WithLabelValues(string(k)).Inc() },
 		Verify:             spoolVerifier(),
 		Logger:             log,
 		LockTimeout:        cfg.Spool.LockTimeout,
@@ -101,7 +105,6 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 		return nil, err
 	}
 	d.reg.MustRegister(newQueueCollector(d.spool, log, d.started))
-	enqueued := newEnqueuedCounter(d.reg)
 
 	authAccts, err := authAccounts(cfg)
 	if err != nil {
@@ -161,7 +164,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 		if err != nil {
 			return nil, err
 		}
-		d.scans, err = scanfolder.New(folders, scanEnqueuer{Spool: d.spool, enqueued: enqueued}, scanfolder.Options{Logger: log, Registerer: d.reg})
+		d.scans, err = scanfolder.New(folders, d.spool, scanfolder.Options{Logger: log, Registerer: d.reg})
 		if err != nil {
 			return nil, err
 		}

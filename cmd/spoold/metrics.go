@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"time"
 
@@ -68,28 +67,12 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// newEnqueuedCounter is spoold_enqueued_total, shared with the SMTP listener
-// (which registers the same name and help and reuses this collector), so the
-// metric counts every source in one family.
+// newEnqueuedCounter is spoold_enqueued_total by source; the spool's
+// Options.Enqueued hook counts it once per committed message.
 func newEnqueuedCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spoold_enqueued_total", Help: "Messages enqueued into the spool, by source.",
 	}, []string{"source"})
 	reg.MustRegister(c)
 	return c
-}
-
-// scanEnqueuer counts what the scan folder commits (scans and failure
-// notices); the scan folder package reports per-file results of its own.
-type scanEnqueuer struct {
-	*spool.Spool
-	enqueued *prometheus.CounterVec
-}
-
-func (e scanEnqueuer) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.Reader) (string, error) {
-	id, err := e.Spool.Enqueue(ctx, req, body)
-	if err == nil {
-		e.enqueued.WithLabelValues(string(req.Source.Kind)).Inc()
-	}
-	return id, err
 }

@@ -69,7 +69,7 @@ func TestAcceptsAndStoresMessage(t *testing.T) {
 		t.Errorf("body does not start with the Received header:\n%q", body)
 	}
 	rest := strings.TrimPrefix(body, wantReceived)
-	re := regexp.MustCompile(`^Subject: scan\r\nFrom: scanner@corp.example\r\nMessage-ID: <[0-9a-z]+\.[0-9a-f]{16}@spoold.test>\r\nDate: Fri, 27 Nov 2026 08:00:00 \+0000\r\n\r\nHello.\r\n$`)
+	re := regexp.MustCompile(`^Subject: scan\r\nFrom: scanner@corp.example\r\nMessage-ID: <[0-9a-hjkmnp-tv-z]{26}@spoold.test>\r\nDate: Fri, 27 Nov 2026 08:00:00 \+0000\r\n\r\nHello.\r\n$`)
 	if !re.MatchString(rest) {
 		t.Errorf("headers not added as expected:\n%q", rest)
 	}
