@@ -135,13 +135,13 @@ type ScanFolder struct {
 	Users           map[string]ScanUser `yaml:"users" json:"users"`
 	SubjectTemplate string              `yaml:"subject_template" json:"subject_template"`
 	BodyTemplate    string              `yaml:"body_template" json:"body_template"`
-	FailureNotice   bool                `yaml:"failure_notice" json:"failure_notice"`     // default true
+	FailureNotice   *bool               `yaml:"failure_notice" json:"failure_notice"`     // nil = the scan folder's default (true)
 	MaxReadRetries  int                 `yaml:"max_read_retries" json:"max_read_retries"` // default 5
 	// Readiness, file modes and time; the scan folder owns their defaults
 	// and validation (zero = its default).
 	IncompleteLimit time.Duration `yaml:"incomplete_limit" json:"incomplete_limit"`
 	EmptyGrace      time.Duration `yaml:"empty_grace" json:"empty_grace"`
-	WriterCheck     bool          `yaml:"writer_check" json:"writer_check"` // default true
+	WriterCheck     *bool         `yaml:"writer_check" json:"writer_check"` // nil = the scan folder's default (true)
 	DirMode         string        `yaml:"dir_mode" json:"dir_mode"`         // octal, e.g. "2770"
 	FileMode        string        `yaml:"file_mode" json:"file_mode"`       // octal, e.g. "0640"
 	Group           string        `yaml:"group" json:"group"`

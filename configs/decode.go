@@ -28,11 +28,6 @@ const (
 	maxProblems   = 500
 )
 
-// defaulter is implemented by schema structs whose defaults are set before
-// their keys are decoded, so an explicit zero (paused: false, listen: "")
-// is kept while absent keys get the default.
-type defaulter interface{ setDefaults() }
-
 type decoder struct {
 	file    string
 	probs   Problems
@@ -311,6 +306,14 @@ func (d *decoder) value(n ast.Node, v reflect.Value, key string) {
 		return
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		// An optional value: nil when absent, so the subsystem that owns
+		// the default can tell "not set" from an explicit false or zero.
+		elem := reflect.New(t.Elem())
+		d.value(n, elem.Elem(), key)
+		if !d.bad[key] {
+			v.Set(elem)
+		}
 	case reflect.Struct:
 		d.structure(n, v, key)
 	case reflect.Slice:
@@ -481,11 +484,7 @@ func (d *decoder) slice(n ast.Node, v reflect.Value, key string) {
 	for i, item := range seq.Values {
 		ikey := fmt.Sprintf("%s[%d]", key, i)
 		d.lines[ikey] = nodeLine(item)
-		elem := out.Index(i)
-		if df, ok := elem.Addr().Interface().(defaulter); ok {
-			df.setDefaults()
-		}
-		d.value(item, elem, ikey)
+		d.value(item, out.Index(i), ikey)
 	}
 	v.Set(out)
 }
@@ -509,9 +508,6 @@ func (d *decoder) mapping(n ast.Node, v reflect.Value, key string) {
 		ekey := join(key, name)
 		d.lines[ekey] = nodeLine(kn)
 		elem := reflect.New(v.Type().Elem()).Elem()
-		if df, ok := elem.Addr().Interface().(defaulter); ok {
-			df.setDefaults()
-		}
 		d.value(p.Value, elem, ekey)
 		out.SetMapIndex(reflect.ValueOf(name), elem)
 	}

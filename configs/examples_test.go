@@ -48,7 +48,7 @@ func TestShippedExamplesValidate(t *testing.T) {
 				t.Fatal(err)
 			}
 			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
-			c, err := parse(path, data, env, fixedHost, nil)
+			c, err := parse(path, data, env, nil)
 			if err != nil {
 				t.Fatalf("shipped example does not validate:\n%v", err)
 			}
@@ -59,8 +59,9 @@ func TestShippedExamplesValidate(t *testing.T) {
 	}
 }
 
-// TestExampleDefaultsResolved checks what the examples rely on: secrets read
-// from env and files, and provider presets filled in.
+// TestExampleDefaultsResolved checks what the examples rely on from this
+// layer: secrets read from env and files (cmd/spoold's plan tests check the
+// provider presets the daemon applies).
 func TestExampleDefaultsResolved(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "m365.secret")
@@ -72,25 +73,13 @@ func TestExampleDefaultsResolved(t *testing.T) {
 		t.Fatal(err)
 	}
 	data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/m365.secret", secretFile))
-	c, err := parse("m365-app-only.yaml", data, noEnv, fixedHost, nil)
+	c, err := parse("m365-app-only.yaml", data, noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ := c.Account("m365")
 	if a.ClientSecret.Reveal() != "s3cr3t-from-file" {
 		t.Errorf("client secret from file = %q, want trimmed content", a.ClientSecret.Reveal())
-	}
-	if a.Host != "smtp.office365.com" || a.Port != 587 || a.TLS != UpstreamStartTLS || a.Auth != AuthXOAuth2 {
-		t.Errorf("Microsoft preset not applied: %s:%d tls=%s auth=%s", a.Host, a.Port, a.TLS, a.Auth)
-	}
-	if a.TokenURL != "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token" {
-		t.Errorf("token URL = %q", a.TokenURL)
-	}
-	if strings.Join(a.Scopes, " ") != "https://outlook.office365.com/.default" {
-		t.Errorf("app-only scopes = %v", a.Scopes)
-	}
-	if a.MaxConnections != 3 || a.RatePerMinute != 30 || a.MaxMessageSize != 35*MB || a.SenderRule != SenderRewrite {
-		t.Errorf("Microsoft limits not applied: %+v", a)
 	}
 	if !a.ClientSecretExpires.Equal(time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("client_secret_expires = %v", a.ClientSecretExpires)
@@ -100,18 +89,12 @@ func TestExampleDefaultsResolved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err = parse("m365-delegated.yaml", data, func(n string) (string, bool) { return "env-" + n, true }, fixedHost, nil)
+	c, err = parse("m365-delegated.yaml", data, func(n string) (string, bool) { return "env-" + n, true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ = c.Account("m365")
 	if a.ClientSecret.Reveal() != "env-M365_CLIENT_SECRET" {
 		t.Errorf("client secret from env = %q", a.ClientSecret.Reveal())
-	}
-	if a.Flow != FlowAuthCode || a.RedirectURL != "http://localhost:9191/oauth2/callback" {
-		t.Errorf("flow %q redirect %q", a.Flow, a.RedirectURL)
-	}
-	if strings.Join(a.Scopes, " ") != "https://outlook.office.com/SMTP.Send offline_access" {
-		t.Errorf("delegated scopes = %v", a.Scopes)
 	}
 }

@@ -24,7 +24,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := parse("fuzz.yaml", data, noEnv, fixedHost, nil)
+		c, err := parse("fuzz.yaml", data, noEnv, nil)
 		if err == nil {
 			if c == nil {
 				t.Fatal("nil config without error")
@@ -52,7 +52,7 @@ func BenchmarkParseExample(b *testing.B) {
 	env := func(string) (string, bool) { return "x", true }
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parse("spoold.example.yaml", data, env, fixedHost, nil); err != nil {
+		if _, err := parse("spoold.example.yaml", data, env, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -60,10 +60,10 @@ func Load(path string, check Checker) (*Config, error) {
 // working directory. On any problem it returns nil and a *Problems with
 // every problem found, sorted by line, including those check returns.
 func Parse(name string, data []byte, env func(string) (string, bool), check Checker) (*Config, error) {
-	return parse(name, data, env, osHostname, check)
+	return parse(name, data, env, check)
 }
 
-func parse(name string, data []byte, env func(string) (string, bool), hostname func() (string, error), check Checker) (*Config, error) {
+func parse(name string, data []byte, env func(string) (string, bool), check Checker) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
@@ -102,7 +102,7 @@ func parse(name string, data []byte, env func(string) (string, bool), hostname f
 		ast.Walk(anchorVisitor{d}, body)
 		d.value(body, reflect.ValueOf(c).Elem(), "")
 	}
-	c.derive(hostname)
+	c.derive()
 	v := &validator{d: d, env: env}
 	v.validate(c)
 	if check != nil && !d.bad[""] {

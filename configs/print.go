@@ -39,6 +39,12 @@ type printer struct {
 
 // scalar renders a leaf value, or ok=false for a list, map or struct.
 func (p *printer) scalar(v reflect.Value) (string, bool) {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return "", true // null: not set
+		}
+		return p.scalar(v.Elem())
+	}
 	switch v.Type() {
 	case durationType:
 		return units.FormatDuration(time.Duration(v.Int())), true

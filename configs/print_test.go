@@ -31,7 +31,7 @@ func TestPrintReadsBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
-			c, err := parse(path, data, env, fixedHost, nil)
+			c, err := parse(path, data, env, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +53,7 @@ func TestPrintReadsBack(t *testing.T) {
 					return hash, true // valid wherever a secret is (a bcrypt hash is also a fine password)
 				}
 				return env(n)
-			}, fixedHost, nil)
+			}, nil)
 			if err != nil {
 				t.Fatalf("printed config does not parse:\n%v\n%s", err, printed)
 			}

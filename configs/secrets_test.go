@@ -38,12 +38,12 @@ func TestSecretFilePermissions(t *testing.T) {
 		if err := os.Chmod(path, tt.mode); err != nil {
 			t.Fatal(err)
 		}
-		c, err := parse("test.yaml", []byte(src), noEnv, fixedHost, nil)
+		c, err := parse("test.yaml", []byte(src), noEnv, nil)
 		if tt.want == "" {
 			if err != nil {
 				t.Errorf("mode %o: %v", tt.mode, err)
-			} else if a, _ := c.Account("relay"); a.Password.Reveal() != "pw" || a.Auth != AuthPlain {
-				t.Errorf("mode %o: password %q auth %q, want the trimmed file content and plain", tt.mode, a.Password.Reveal(), a.Auth)
+			} else if a, _ := c.Account("relay"); a.Password.Reveal() != "pw" {
+				t.Errorf("mode %o: password %q, want the trimmed file content", tt.mode, a.Password.Reveal())
 			}
 			continue
 		}
@@ -57,7 +57,7 @@ func TestSecretFilePermissions(t *testing.T) {
 	if err := os.WriteFile(path, []byte(" \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := parse("test.yaml", []byte(src), noEnv, fixedHost, nil)
+	_, err := parse("test.yaml", []byte(src), noEnv, nil)
 	if want := "test.yaml:5: accounts[0].password_file: secret file " + path + " is empty"; err == nil || err.Error() != want {
 		t.Errorf("empty secret file: %v", err)
 	}
@@ -127,7 +127,7 @@ accounts:
 routes: {default: m365}
 `
 	env := func(n string) (string, bool) { return "client-secret-from-env", n == "CS" }
-	c, err := parse("test.yaml", []byte(src), env, fixedHost, nil)
+	c, err := parse("test.yaml", []byte(src), env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ routes: {default: m365}
 // without echoing it.
 func TestProblemsNeverShowSecrets(t *testing.T) {
 	src := "accounts:\n  - name: relay\n    host: mail.example.com\n    username: u\n    password: [\"hunter2\"]\nroutes: {default: relay}\n"
-	_, err := parse("test.yaml", []byte(src), noEnv, fixedHost, nil)
+	_, err := parse("test.yaml", []byte(src), noEnv, nil)
 	var ps *Problems
 	if !errors.As(err, &ps) {
 		t.Fatalf("want problems, got %v", err)

@@ -48,7 +48,7 @@ delivery:
 http:
   listen: ""
 `
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
+	c, err := parse("t.yaml", []byte(src), noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +63,11 @@ http:
 	if l.MaxMessageSize != 20<<20 || l.ReadTimeout != 24*time.Hour || l.MinTLSVersion.Uint16() != 0x0301 {
 		t.Errorf("listener = %+v", l)
 	}
-	// Limits left out stay zero: smtpd owns their defaults.
-	if l.Hostname != "mx.test" || l.MaxConnections != 0 || l.BareLF != BareLFReject {
+	// Keys left out stay zero: smtpd and delivery own their defaults.
+	if l.Hostname != "" || l.MaxConnections != 0 || l.BareLF != "" {
 		t.Errorf("listener defaults: %+v", l)
 	}
-	if !c.Delivery.Paused || c.Delivery.Workers != 16 {
+	if !c.Delivery.Paused || c.Delivery.Workers != 0 {
 		t.Errorf("delivery = %+v", c.Delivery)
 	}
 	if c.HTTP.Listen != "" {
@@ -96,20 +96,18 @@ accounts:
 	// base already has accounts; the later key would be a duplicate, so
 	// build the document without it.
 	src = strings.Replace(src, base, "routes:\n  default: out\n", 1)
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
+	c, err := parse("t.yaml", []byte(src), noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An explicit false is kept apart from "not set" (nil), so the scan
+	// folder's default (true) applies only to the latter; null keeps zero.
 	f := c.ScanFolders[0]
-	if f.FailureNotice || f.MaxReadRetries != 0 || f.QuietPeriod != 0 || f.Name != "in" || f.Account != "out" {
+	if f.FailureNotice == nil || *f.FailureNotice || f.WriterCheck != nil || f.QuietPeriod != 0 {
 		t.Errorf("scan folder = %+v", f)
 	}
-	a, _ := c.Account("m365")
-	if a.MaxConnections != 1 || a.RatePerMinute != 30 {
-		t.Errorf("explicit max_connections must win over the preset: %+v", a)
-	}
-	if a.RedirectURL != "http://localhost:8080/oauth2/callback" {
-		t.Errorf("redirect follows the HTTP port: %q", a.RedirectURL)
+	if a, _ := c.Account("m365"); a.MaxConnections != 1 || a.RatePerMinute != 0 {
+		t.Errorf("account = %+v", a)
 	}
 }
 
@@ -126,7 +124,7 @@ accounts:
     name: b
 routes: {default: a}
 `
-	c, err := parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
+	c, err := parse("t.yaml", []byte(src), noEnv, nil)
 	if err == nil {
 		t.Fatal("x-common is an unknown key and must be reported")
 	}
@@ -144,7 +142,7 @@ routes: {default: a}
     port: 26
 routes: {default: a}
 `
-	c, err = parse("t.yaml", []byte(src), noEnv, fixedHost, nil)
+	c, err = parse("t.yaml", []byte(src), noEnv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +167,7 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 		b.WriteString("]\n")
 	}
 	b.WriteString("accounts:\n  - name: out\n    transport: file\n    scopes: *a7\n")
-	_, err := parse("t.yaml", []byte(b.String()), noEnv, fixedHost, nil)
+	_, err := parse("t.yaml", []byte(b.String()), noEnv, nil)
 	if err == nil {
 		t.Fatal("want problems")
 	}
