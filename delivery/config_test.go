@@ -1,7 +1,9 @@
 package delivery
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -273,5 +275,16 @@ func TestOptionsDefaultsAndKeys(t *testing.T) {
 	}
 	if _, err := New(nil, newFakeSpool(t, time.Now), nil, Options{Workers: -1}); err == nil {
 		t.Error("New accepted negative workers")
+	}
+}
+
+func TestAccountConfigNeverPrintsPassword(t *testing.T) {
+	a := AccountConfig{Name: "relay", Host: "smtp.example", Auth: "plain", Username: "u", Password: "hunter2-secret"}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "account", a)
+	for _, s := range []string{buf.String(), a.String()} {
+		if strings.Contains(s, "hunter2-secret") {
+			t.Errorf("password printed: %s", s)
+		}
 	}
 }

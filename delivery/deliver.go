@@ -19,11 +19,14 @@ import (
 	"github.com/spoold/spoold/spool/notice"
 )
 
-// deliverSafe runs one delivery; a panic is recovered and counted as an
-// attempt (deferred with "internal error"), and the engine goes on.
-// started says the claim already started the attempt (ClaimAccountStart).
-func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session, started bool) {
+// deliverSafe runs one attempt of m over sess (nil: connect first) and
+// returns the session to send the next message over (nil when there is no
+// usable one). started says the claim already started the attempt
+// (ClaimAccountStart). A panic is recovered and counted as an attempt
+// (deferred with "internal error"), and the engine goes on.
+func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started bool) (next session) {
 	log := e.log.With("msg_id", m.ID, "account", a.cfg.Name)
+	bg := context.WithoutCancel(e.hard) // state commits happen even while shutting down
 	e.mu.Lock()
 	a.inflight++
 	e.mu.Unlock()
@@ -37,22 +40,35 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sessp *session, start
 		if r == nil {
 			return
 		}
-		log.Error("delivery: internal error while sending", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		if *sessp != nil {
-			(*sessp).close()
-			*sessp = nil
+		log.Error("internal error while sending", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		if next != nil { // the panic came after the attempt (apply)
+			next.close()
 		}
-		bg := context.WithoutCancel(e.hard)
+		next = nil // a panic inside the attempt closed its session there
 		if !started {
 			now := e.opts.Clock()
 			if err := e.msgs.StartAttempt(bg, m.ID, e.opts.Owner, now, now.Add(a.cfg.Retry.First)); err != nil {
-				log.Error("delivery: recording attempt after internal error", "err", err)
+				log.Error("recording attempt after internal error", "err", err)
 				return
 			}
 		}
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "internal error"}, log)
 	}()
-	e.deliver(a, m, sessp, log, &started)
+	// Attempts and the next time are durable before we dial: a crash mid-send
+	// cannot cause a hot loop.
+	if !started {
+		now := e.opts.Clock()
+		if err := e.msgs.StartAttempt(bg, m.ID, e.opts.Owner, now, e.ifCrash(a, m, now)); err != nil {
+			log.Warn("starting attempt", "err", err)
+			return sess
+		}
+		started = true
+	}
+	stop := e.renewLease(m.ID, log)
+	defer stop()
+	d, next := e.attempt(a, m, sess, log)
+	e.apply(bg, a, m, d, log)
+	return next
 }
 
 func pendingRcpts(m *spool.Message) []string {
@@ -75,63 +91,54 @@ func (e *Engine) ifCrash(a *account, m *spool.Message, now time.Time) time.Time 
 	return next
 }
 
-func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog.Logger, started *bool) {
-	ctx := e.hard
-	bg := context.WithoutCancel(ctx) // state commits happen even while shutting down
-	// Attempts and the next time are durable before we dial: a crash mid-send
-	// cannot cause a hot loop.
-	if !*started {
-		now := e.opts.Clock()
-		if err := e.msgs.StartAttempt(bg, m.ID, e.opts.Owner, now, e.ifCrash(a, m, now)); err != nil {
-			log.Warn("delivery: starting attempt", "err", err)
-			return
+// attempt sends m over sess, connecting first when sess is nil, and says
+// what should happen to m; it changes no message state. It returns the
+// session to go on with, and closes a session it gives up, even when it
+// panics.
+func (e *Engine) attempt(a *account, m *spool.Message, sess session, log *slog.Logger) (_ disposition, next session) {
+	defer func() {
+		if r := recover(); r != nil {
+			if sess != nil {
+				sess.close()
+			}
+			panic(r) // deliverSafe counts it; the frames that panicked are still on the stack
 		}
-		*started = true
-	}
-	stop := e.renewLease(m.ID, log)
-	defer stop()
-
+	}()
+	ctx := e.hard
 	if a.cfg.MaxMessageSize > 0 && m.Size > a.cfg.MaxMessageSize {
 		se := &SMTPError{Code: 552, Enhanced: "5.3.4", Class: ClassPermanent,
 			Text: fmt.Sprintf("message of %d bytes exceeds the account limit of %d bytes", m.Size, a.cfg.MaxMessageSize)}
-		e.dead(bg, a, m, "message too big: "+se.Text, se, nil, log)
-		return
+		return deadVerdict("message too big: "+se.Text, se, nil), sess
 	}
 	pending := pendingRcpts(m)
 	if len(pending) == 0 {
-		e.finish(bg, a, m, nil, log)
-		return
+		return disposition{verdict: verdictDelivered}, sess
 	}
 	body, err := e.msgs.OpenBody(m.ID)
 	if errors.Is(err, spool.ErrBodyMissing) {
 		// Deleted under messages/ while we ran: no retry can bring it back.
-		e.dead(bg, a, m, "body missing (its file was removed from the spool)",
-			&SMTPError{Class: ClassPermanent, Text: "body missing", Err: err}, nil, log)
-		return
+		return deadVerdict("body missing (its file was removed from the spool)",
+			&SMTPError{Class: ClassPermanent, Text: "body missing", Err: err}, nil), sess
 	}
 	if err != nil {
-		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "opening the spooled body: " + err.Error(), Err: err}, log)
-		return
+		return e.retry(a, m, &SMTPError{Class: ClassInternal, Text: "opening the spooled body: " + err.Error(), Err: err}, nil, 0, e.opts.Clock()), sess
 	}
 	defer body.Close()
 	p, err := prepare(body, a.cfg.SenderRule, a.cfg.Mailbox)
 	if err != nil {
 		var ce *ContentError
 		if errors.As(err, &ce) {
-			e.dead(bg, a, m, "cannot send as stored: "+ce.Reason, &SMTPError{Class: ClassPermanent, Text: ce.Reason}, nil, log)
-			return
+			return deadVerdict("cannot send as stored: "+ce.Reason, &SMTPError{Class: ClassPermanent, Text: ce.Reason}, nil), sess
 		}
-		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}, log)
-		return
+		return e.retry(a, m, &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}, nil, 0, e.opts.Clock()), sess
 	}
 	env := envelope{ID: m.ID, From: m.From}
 	if a.cfg.SenderRule == "rewrite" {
 		env.From = a.cfg.Mailbox
 	}
 	if !validEnvelopeAddr(env.From) {
-		e.dead(bg, a, m, fmt.Sprintf("invalid envelope sender %q", truncate(env.From, 80)),
-			&SMTPError{Code: 553, Enhanced: "5.1.7", Command: "MAIL", Class: ClassPermanent, Text: "invalid sender address (local check)"}, nil, log)
-		return
+		return deadVerdict(fmt.Sprintf("invalid envelope sender %q", truncate(env.From, 80)),
+			&SMTPError{Code: 553, Enhanced: "5.1.7", Command: "MAIL", Class: ClassPermanent, Text: "invalid sender address (local check)"}, nil), sess
 	}
 	// Addresses that cannot be sent (line breaks, brackets) fail locally
 	// and permanently instead of breaking the connection on every retry.
@@ -145,30 +152,32 @@ func (e *Engine) deliver(a *account, m *spool.Message, sessp *session, log *slog
 			Class: ClassPermanent, Text: "invalid recipient address (local check)"}})
 	}
 	if len(env.To) == 0 {
-		e.outcome(bg, a, m, sendResult{Rcpts: refused}, nil, log)
-		return
+		return e.decide(a, m, sendResult{Rcpts: refused}, nil, e.opts.Clock()), sess
 	}
 	for try := 0; try < 2; try++ {
-		if *sessp == nil {
+		if sess == nil {
 			s, err := e.connect(ctx, a, log, false)
 			if err != nil {
-				e.connectFailed(bg, a, m, err, log)
-				return
+				return disposition{verdict: verdictConnFailed, connErr: err}, nil
 			}
 			e.connected(a, "a connection succeeded")
-			*sessp = s
+			sess = s
 		}
-		res, err := (*sessp).send(ctx, env, p, m.Size)
+		res, err := sess.send(ctx, env, p, m.Size)
 		if errors.Is(err, errStale) {
-			(*sessp).close()
-			*sessp = nil
+			sess.close()
+			sess = nil
 			continue
 		}
 		res.Rcpts = append(res.Rcpts, refused...)
-		e.outcome(bg, a, m, res, err, log)
-		return
+		d := e.decide(a, m, res, err, e.opts.Clock())
+		if !sess.usable() {
+			sess.close()
+			sess = nil
+		}
+		return d, sess
 	}
-	e.transient(bg, a, m, &SMTPError{Class: ClassTransient, Text: "connection lost before sending"}, log)
+	return e.retry(a, m, &SMTPError{Class: ClassTransient, Text: "connection lost before sending"}, nil, 0, e.opts.Clock()), nil
 }
 
 // validEnvelopeAddr rejects what cannot go into MAIL FROM:<...>/RCPT TO:<...>.
@@ -306,104 +315,6 @@ func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, unti
 	e.m.attempt(a.cfg.Name, "postponed", "")
 }
 
-// outcome records what the upstream said about a sent message.
-func (e *Engine) outcome(bg context.Context, a *account, m *spool.Message, res sendResult, err error, log *slog.Logger) {
-	now := e.opts.Clock()
-	if err != nil {
-		se := asSMTPError(err)
-		if se == nil {
-			se = &SMTPError{Class: ClassInternal, Text: err.Error(), Err: err}
-		}
-		if se.Class == ClassUnknown {
-			log.Warn("delivery: no reply after the final dot; the upstream may have the message: retrying (possible duplicate)", "err", se.Error())
-		}
-		switch {
-		case e.hard.Err() != nil && se.Code == 0:
-			e.postpone(bg, a, m, now, "interrupted by shutdown", log)
-		case se.Class == ClassConfig || se.Class == ClassAuth:
-			// e.g. 530 5.7.57 at MAIL: the tenant refuses this client; wait.
-			e.connectFailed(bg, a, m, se, log)
-		case isSendAsDenied(se):
-			se.Class = ClassPermanent
-			e.dead(bg, a, m, ReasonSendAsDenied, se, nil, log)
-		case se.Class == ClassPermanent:
-			e.dead(bg, a, m, "upstream refused the message: "+se.Error(), se, nil, log)
-		default:
-			e.transient(bg, a, m, se, log)
-		}
-		return
-	}
-	var (
-		results          []spool.RecipientResult
-		tempErr, permErr *SMTPError
-		delivered        int
-	)
-	for _, r := range res.Rcpts {
-		switch {
-		case r.Err == nil:
-			delivered++
-			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptDelivered})
-		case r.Err.Temporary():
-			if tempErr == nil {
-				tempErr = r.Err
-			}
-			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptPending, Error: r.Err.Record(now)})
-		default:
-			if permErr == nil {
-				permErr = r.Err
-			}
-			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptFailed, Error: r.Err.Record(now)})
-		}
-	}
-	if delivered > 0 {
-		e.succeeded(a, now)
-	}
-	switch {
-	case tempErr != nil:
-		if tempErr.Class == ClassThrottled {
-			e.throttle(a, log)
-		}
-		next, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
-		if expired {
-			for i := range results {
-				if results[i].State == spool.RcptPending {
-					results[i].State = spool.RcptFailed
-				}
-			}
-			e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, tempErr.Error()), tempErr, results, log)
-			return
-		}
-		if err := e.msgs.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: tempErr.Record(now), Recipients: results}); err != nil {
-			log.Error("delivery: deferring", "err", err)
-			return
-		}
-		e.noteErr(a, tempErr, now)
-		e.m.attempt(a.cfg.Name, "deferred", tempErr.Class)
-		log.Info("delivery: some recipients deferred", "delivered", delivered, "next_attempt", next, "err", tempErr.Error())
-	case delivered == 0 && permErr != nil:
-		e.dead(bg, a, m, "upstream refused every remaining recipient: "+permErr.Error(), permErr, results, log)
-	default:
-		e.finish(bg, a, m, results, log)
-		// Recipients refused in this or an earlier attempt make the message
-		// dead for them: tell the sender once, now that the rest is done.
-		reason := ""
-		if permErr != nil {
-			reason = "upstream refused some recipients: " + permErr.Error()
-		}
-		for _, r := range m.Recipients {
-			if r.State == spool.RcptFailed && reason == "" {
-				reason = "upstream refused some recipients"
-				if r.Error != nil {
-					reason += ": " + r.Error.Text
-				}
-			}
-		}
-		if reason != "" {
-			e.notice(bg, a, m, reason, results, log)
-		}
-	}
-}
-
 // finish commits a delivery (failed recipients make the spool dead-letter them).
 func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, results []spool.RecipientResult, log *slog.Logger) {
 	now := e.opts.Clock()
@@ -482,27 +393,6 @@ func (e *Engine) noteErr(a *account, se *SMTPError, now time.Time) {
 	e.mu.Lock()
 	a.lastErr = se.Record(now)
 	e.mu.Unlock()
-}
-
-// transient defers m with the retry schedule, or dead-letters it when its
-// lifetime is over.
-func (e *Engine) transient(bg context.Context, a *account, m *spool.Message, se *SMTPError, log *slog.Logger) {
-	now := e.opts.Clock()
-	if se.Class == ClassThrottled {
-		e.throttle(a, log)
-	}
-	next, expired := NextRetry(a.cfg.Retry, m.Attempts+1, m.Created, now, e.opts.Rand)
-	if expired {
-		e.dead(bg, a, m, fmt.Sprintf("delivery lifetime of %s expired; last error: %s", a.cfg.Retry.Lifetime, se.Error()), se, nil, log)
-		return
-	}
-	if err := e.msgs.Defer(bg, m.ID, e.opts.Owner, next, spool.Result{Now: now, Error: se.Record(now)}); err != nil {
-		log.Error("delivery: deferring", "err", err)
-		return
-	}
-	e.noteErr(a, se, now)
-	e.m.attempt(a.cfg.Name, "deferred", se.Class)
-	log.Info("delivery: deferred", "next_attempt", next, "attempts", m.Attempts+1, "class", se.Class, "err", se.Error())
 }
 
 // dead dead-letters m and sends a failure notice when configured.

@@ -724,12 +724,8 @@ func (e *Engine) connWorker(a *account) {
 		}
 		m := queue[0]
 		queue = queue[1:]
-		e.deliverSafe(a, m, &sess, queueStarted)
+		sess = e.deliverSafe(a, m, sess, queueStarted)
 		sent++
-		if sess != nil && !sess.usable() {
-			sess.close()
-			sess = nil
-		}
 	}
 }
 
