@@ -231,7 +231,7 @@ func verifyAcked(t *testing.T, dir string, acked map[string]bool) {
 		t.Fatalf("Check after kill: %v", err)
 	}
 	for id := range acked {
-		if len(id) != IDLen {
+		if len(id) != idLen {
 			t.Fatalf("child printed a malformed ID %q", id)
 		}
 		m, err := s.Get(context.Background(), id)

@@ -182,7 +182,7 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 	if s.opts.Enqueued != nil {
 		s.opts.Enqueued(m.Source.Kind)
 	}
-	s.log.Debug("spool: enqueued", "msg_id", id, "account", m.Account, "size", size)
+	s.log.Debug("enqueued", "msg_id", id, "account", m.Account, "size", size)
 	return id, nil
 }
 
@@ -327,18 +327,18 @@ func copyBody(f io.Writer, body io.Reader, buf []byte) (int64, error) {
 func (s *Spool) probeAnon() bool {
 	f, err := s.fs.CreateAnon(s.msgDir)
 	if err != nil {
-		s.log.Debug("spool: unnamed temp files unavailable, using named ones", "err", err)
+		s.log.Debug("unnamed temp files unavailable, using named ones", "err", err)
 		return false
 	}
 	defer f.Close()
 	probe := filepath.Join(s.msgDir, ".probe-"+strconv.Itoa(os.Getpid())+".tmp")
 	s.fs.Remove(probe)
 	if err := f.Link(probe); err != nil {
-		s.log.Debug("spool: linking unnamed temp files fails, using named ones", "err", err)
+		s.log.Debug("linking unnamed temp files fails, using named ones", "err", err)
 		return false
 	}
 	if err := s.fs.Remove(probe); err != nil {
-		s.log.Warn("spool: removing probe file", "file", probe, "err", err)
+		s.log.Warn("removing probe file", "file", probe, "err", err)
 	}
 	return true
 }

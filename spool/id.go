@@ -14,8 +14,8 @@ import (
 // lexically in creation order and avoid ambiguous letters.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// IDLen is the length of IDs made by the default generator.
-const IDLen = 26
+// idLen is the length of IDs made by the default generator.
+const idLen = 26
 
 // idGen makes ULID-style IDs: 48-bit millisecond timestamp + 80 random bits.
 type idGen struct {
@@ -52,7 +52,7 @@ func (g *idGen) next(t time.Time) (string, error) {
 // encodeULID encodes 128 bits as 26 Crockford base32 characters (the first
 // character carries only 3 bits, as in ULID).
 func encodeULID(b [16]byte) string {
-	var out [IDLen]byte
+	var out [idLen]byte
 	// Treat b as a 130-bit number with two leading zero bits.
 	var bits uint
 	var acc uint64

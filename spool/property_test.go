@@ -218,7 +218,7 @@ func TestPropertyStateMachine(t *testing.T) {
 			},
 			"rescue": func(t *rapid.T) {
 				p.clk.Add(5*time.Minute + time.Second)
-				if _, err := p.s.Rescue(); err != nil {
+				if _, err := p.s.rescueNow(); err != nil {
 					t.Fatal(err)
 				}
 				p.rescueModel()

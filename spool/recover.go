@@ -34,7 +34,7 @@ func (s *Spool) reconcile() error {
 		case strings.HasSuffix(name, ".eml") && e.Type().IsRegular():
 			bodies[strings.TrimSuffix(name, ".eml")] = true
 		default:
-			s.log.Warn("spool: recovery: unexpected file in messages directory left alone", "file", name)
+			s.log.Warn("recovery: unexpected file in messages directory left alone", "file", name)
 		}
 	}
 
@@ -111,10 +111,10 @@ func (s *Spool) reconcile() error {
 		return fmt.Errorf("spool: recovery: %w", err)
 	}
 	for _, id := range deadened {
-		s.log.Error("spool: recovery: body file missing, message dead-lettered", "msg_id", id)
+		s.log.Error("recovery: body file missing, message dead-lettered", "msg_id", id)
 	}
 	for _, id := range stale {
-		s.log.Info("spool: recovery: removing the body of a delivered message", "msg_id", id)
+		s.log.Info("recovery: removing the body of a delivered message", "msg_id", id)
 		s.removeBody(id)
 	}
 	if len(orphans) > 0 {
@@ -154,11 +154,11 @@ func (s *Spool) quarantineOrphans(ids []string) error {
 		return fmt.Errorf("fsync %s: %w", s.msgDir, err)
 	}
 	if len(ids) > manyOrphans {
-		s.log.Error("spool: recovery: found many body files that no message names and moved them aside "+
+		s.log.Error("recovery: found many body files that no message names and moved them aside "+
 			"(was spool.db replaced or restored from an older copy?). Re-queue them with 'spoolctl salvage' or remove them",
 			"count", len(ids), "moved_to", dst)
 	} else {
-		s.log.Warn("spool: recovery: moved body files that no message names aside: enqueues cut off by the stop "+
+		s.log.Warn("recovery: moved body files that no message names aside: enqueues cut off by the stop "+
 			"(never acknowledged: the senders send them again), or mail whose metadata was lost. "+
 			"Check them with 'spoolctl salvage --dry-run', then salvage or remove them",
 			"count", len(ids), "moved_to", dst)
@@ -168,7 +168,7 @@ func (s *Spool) quarantineOrphans(ids []string) error {
 
 func (s *Spool) removeFile(name, what string) {
 	if err := s.fs.Remove(filepath.Join(s.msgDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("spool: recovery: removing "+what, "file", name, "err", err)
+		s.log.Warn("recovery: removing "+what, "file", name, "err", err)
 	}
 }
 
@@ -190,7 +190,7 @@ func (s *Spool) rescue(now, leasesBefore time.Time) (int, error) {
 			id := string(k[8:])
 			old, err := getMsg(tx, id)
 			if errors.Is(err, ErrNotFound) || (err == nil && old.State != StateActive) {
-				s.log.Error("spool: removing stale lease-index entry", "msg_id", id)
+				s.log.Error("removing stale lease-index entry", "msg_id", id)
 				if err := tx.Bucket(bktLeases).Delete(k); err != nil {
 					return err
 				}
@@ -221,7 +221,7 @@ func (s *Spool) rescue(now, leasesBefore time.Time) (int, error) {
 		return 0, fmt.Errorf("rescuing expired leases: %w", err)
 	}
 	for _, id := range ids {
-		s.log.Warn("spool: lease expired, message requeued", "msg_id", id)
+		s.log.Warn("lease expired, message requeued", "msg_id", id)
 	}
 	if len(ids) > 0 {
 		s.signal()
@@ -229,11 +229,10 @@ func (s *Spool) rescue(now, leasesBefore time.Time) (int, error) {
 	return len(ids), nil
 }
 
-// Rescue runs one rescuer pass now: expired leases are requeued and delivered
+// rescueNow runs one rescuer pass: expired leases are requeued and delivered
 // records past DeliveredRetention purged. It returns how many were requeued.
-// The rescuer goroutine calls it every RescueInterval; tests and admin tools
-// may call it directly.
-func (s *Spool) Rescue() (int, error) {
+// The rescuer goroutine calls it every RescueInterval.
+func (s *Spool) rescueNow() (int, error) {
 	if err := s.begin(context.Background(), true); err != nil {
 		return 0, fmt.Errorf("spool: rescue: %w", err)
 	}
@@ -258,8 +257,8 @@ func (s *Spool) rescueLoop() {
 		case <-s.rescueStop:
 			return
 		case <-t.C:
-			if _, err := s.Rescue(); err != nil && !errors.Is(err, ErrClosed) {
-				s.log.Error("spool: rescuer", "err", err)
+			if _, err := s.rescueNow(); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("rescuer", "err", err)
 			}
 		}
 	}

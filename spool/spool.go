@@ -141,8 +141,10 @@ func (e *inUseError) Error() string {
 func (e *inUseError) Unwrap() error { return ErrInUse }
 
 // Open opens (creating if needed, dirs 0700, db 0600) the spool in dir:
-// dir/spool.db and dir/messages/. It runs recovery (orphan bodies removed,
-// missing bodies dead-lettered, expired leases requeued) and starts the rescuer.
+// dir/spool.db and dir/messages/. It runs recovery (leftover temp files
+// removed, body files no message names moved to OrphansDir, missing bodies
+// dead-lettered, every lease requeued: the lock proves its owner is gone) and
+// starts the rescuer.
 // A second process gets ErrInUse ("spool <path> is in use by another process");
 // a corrupt database gets ErrCorrupt and is left untouched.
 func Open(dir string, opts Options) (*Spool, error) { return open(dir, opts, osFS{}) }
@@ -157,7 +159,7 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		msgDir:  filepath.Join(dir, MessagesDir),
 		dbPath:  filepath.Join(dir, DBFile),
 		opts:    opts,
-		log:     opts.Logger,
+		log:     opts.Logger.With("component", "spool"),
 		fs:      fs,
 		ids:     newIDGen(opts.Rand),
 		notify:  make(chan struct{}, 1),
@@ -217,7 +219,7 @@ func open(dir string, opts Options, fs fsys) (*Spool, error) {
 		}
 	}
 	if err := db.View(releaseMapping); err != nil {
-		s.log.Warn("spool: releasing the database mapping after recovery", "err", err)
+		s.log.Warn("releasing the database mapping after recovery", "err", err)
 	}
 	if !opts.ReadOnly {
 		s.anon = s.probeAnon()
@@ -456,6 +458,6 @@ func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 // Failure only leaves an orphan that the next Open removes, so it is logged.
 func (s *Spool) removeBody(id string) {
 	if err := s.fs.Remove(s.bodyPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("spool: removing body file", "msg_id", id, "err", err)
+		s.log.Warn("removing body file", "msg_id", id, "err", err)
 	}
 }

@@ -18,8 +18,8 @@ func TestLifecycleEnqueueClaimDeliver(t *testing.T) {
 	ctx := context.Background()
 
 	id := mustEnqueue(t, s, req("outbox", "a@example.com", "b@example.com"), "Subject: hi\r\n\r\nbody\r\n")
-	if len(id) != IDLen {
-		t.Fatalf("id %q: want length %d", id, IDLen)
+	if len(id) != idLen {
+		t.Fatalf("id %q: want length %d", id, idLen)
 	}
 	select {
 	case <-s.Notify():

@@ -150,7 +150,7 @@ func TestContextAndClosed(t *testing.T) {
 		"Enqueue":   func() error { _, err := s.Enqueue(bg, req("a"), strings.NewReader("x")); return err }(),
 		"Stats":     func() error { _, err := s.Stats(bg); return err }(),
 		"List":      func() error { _, err := s.List(bg, Filter{}, "", 0); return err }(),
-		"Rescue":    func() error { _, err := s.Rescue(); return err }(),
+		"rescueNow": func() error { _, err := s.rescueNow(); return err }(),
 		"NextDue":   func() error { _, _, err := s.NextDue(bg, ""); return err }(),
 		"LookupKey": func() error { _, _, err := s.LookupKey(bg, "k"); return err }(),
 	}

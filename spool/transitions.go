@@ -248,9 +248,9 @@ func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error
 		if !inline {
 			s.removeBody(id) // an inline body went with the commit
 		}
-		s.log.Info("spool: delivered", "msg_id", id, "account", m.Account)
+		s.log.Info("delivered", "msg_id", id, "account", m.Account)
 	} else {
-		s.log.Warn("spool: dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
+		s.log.Warn("dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
 	}
 	return nil
 }
@@ -305,7 +305,7 @@ func (s *Spool) Dead(ctx context.Context, id, owner string, r Result) error {
 		return nil
 	})
 	if err == nil {
-		s.log.Warn("spool: dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
+		s.log.Warn("dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
 	}
 	return err
 }
@@ -499,7 +499,7 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 	if !inline {
 		s.removeBody(id)
 	}
-	s.log.Info("spool: deleted", "msg_id", id)
+	s.log.Info("deleted", "msg_id", id)
 	return nil
 }
 
@@ -555,7 +555,7 @@ func (s *Spool) purge(state State, olderThan time.Time) ([]string, error) {
 		s.removeBody(id)
 	}
 	for _, id := range ids {
-		s.log.Info("spool: purged", "msg_id", id, "state", string(state))
+		s.log.Info("purged", "msg_id", id, "state", string(state))
 	}
 	return ids, nil
 }
@@ -638,7 +638,7 @@ func (s *Spool) claimStart(ctx context.Context, account string, now time.Time, l
 			if errors.Is(err, ErrNotFound) || (err == nil && !isDueState(old.State)) {
 				// The index is kept in the same transactions as the
 				// messages, so this is damage; repair it loudly.
-				s.log.Error("spool: removing stale due-index entry", "msg_id", e.id)
+				s.log.Error("removing stale due-index entry", "msg_id", e.id)
 				if err := tx.Bucket(e.bucket).Delete(e.key); err != nil {
 					return err
 				}

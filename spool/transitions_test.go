@@ -393,12 +393,12 @@ func TestDeliveredRetentionByRescuer(t *testing.T) {
 	s := openTest(t, t.TempDir(), opts)
 	id := makeInState(t, s, clk, StateDelivered)
 	clk.Add(30 * time.Minute)
-	if _, err := s.Rescue(); err != nil {
+	if _, err := s.rescueNow(); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, s, id)
 	clk.Add(31 * time.Minute)
-	if _, err := s.Rescue(); err != nil {
+	if _, err := s.rescueNow(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(context.Background(), id); !errors.Is(err, ErrNotFound) {
@@ -421,7 +421,7 @@ func TestLeaseExpiryAndRescue(t *testing.T) {
 		t.Fatalf("renew of expired, unrescued lease: %v", err)
 	}
 	clk.Add(2 * time.Minute)
-	n, err := s.Rescue()
+	n, err := s.rescueNow()
 	if err != nil || n != 1 {
 		t.Fatalf("Rescue = %d %v, want 1", n, err)
 	}
