@@ -199,7 +199,7 @@ func (e *Engine) renewLease(id string, log *slog.Logger) (stop func()) {
 				return
 			case <-t.C:
 				if err := e.msgs.RenewLease(ctx, id, e.opts.Owner, e.opts.Clock().Add(e.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
-					log.Warn("delivery: renewing lease", "err", err)
+					log.Warn("renewing lease", "err", err)
 				}
 			}
 		}
@@ -235,7 +235,7 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger, prob
 	if se == nil || se.Command != "AUTH" || !isAuthRejected(se) {
 		return nil, err
 	}
-	log.Warn("delivery: upstream refused the access token; forcing a refresh", "err", se.Error())
+	log.Warn("upstream refused the access token; forcing a refresh", "err", se.Error())
 	t, rerr := e.tokens.RefreshRejected(ctx, name, token)
 	if rerr != nil {
 		return nil, &tokenError{rerr, recoveries}
@@ -247,7 +247,7 @@ func (e *Engine) connect(ctx context.Context, a *account, log *slog.Logger, prob
 	if se2 := asSMTPError(err); se2 != nil && se2.Command == "AUTH" && isAuthRejected(se2) {
 		reason := "upstream refused a freshly refreshed token (" + se2.Error() + "): run spoolctl auth login " + name
 		if merr := e.tokens.MarkNeedsReauth(ctx, name, reason); merr != nil {
-			log.Error("delivery: marking account needs_reauth", "err", merr)
+			log.Error("marking account needs_reauth", "err", merr)
 		}
 		return nil, &holdError{reason: reason, rec: se2, recoveries: recoveries}
 	}
@@ -289,7 +289,7 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		reason := fmt.Sprintf("SMTP AUTH is disabled (%s): %s", se.Error(), fixSMTPAuthDisabled)
 		if a.cfg.Auth == "xoauth2" {
 			if merr := e.tokens.MarkMisconfigured(bg, a.cfg.Name, reason); merr != nil {
-				log.Error("delivery: marking account misconfigured", "err", merr)
+				log.Error("marking account misconfigured", "err", merr)
 			}
 		}
 		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, reason, se, log)
@@ -309,7 +309,7 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 
 func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, until time.Time, reason string, log *slog.Logger) {
 	if err := e.claims.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
-		log.Error("delivery: postponing", "err", err)
+		log.Error("postponing", "err", err)
 		return
 	}
 	e.m.attempt(a.cfg.Name, "postponed", "")
@@ -328,7 +328,7 @@ func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, result
 		}
 	}
 	if err := e.msgs.Delivered(bg, m.ID, e.opts.Owner, r); err != nil {
-		log.Error("delivery: recording delivery", "err", err)
+		log.Error("recording delivery", "err", err)
 		return
 	}
 	class := ""
@@ -337,7 +337,7 @@ func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, result
 	}
 	e.m.attempt(a.cfg.Name, result, class)
 	e.m.duration.WithLabelValues(a.cfg.Name).Observe(now.Sub(m.Created).Seconds())
-	log.Info("delivery: delivered", "result", result, "attempts", m.Attempts+1)
+	log.Info("delivered", "result", result, "attempts", m.Attempts+1)
 }
 
 func (e *Engine) succeeded(a *account, now time.Time) {
@@ -386,7 +386,7 @@ func (e *Engine) throttle(a *account, log *slog.Logger) {
 	a.throttledUntil, a.throttledAt = until, now
 	limit := a.connLimit
 	e.mu.Unlock()
-	log.Warn("delivery: upstream is throttling the account: slowing down", "until", until, "max_connections", limit)
+	log.Warn("upstream is throttling the account: slowing down", "until", until, "max_connections", limit)
 }
 
 func (e *Engine) noteErr(a *account, se *SMTPError, now time.Time) {
@@ -405,14 +405,14 @@ func (e *Engine) dead(bg context.Context, a *account, m *spool.Message, reason s
 		class = se.Class
 	}
 	if err := e.msgs.Dead(bg, m.ID, e.opts.Owner, r); err != nil {
-		log.Error("delivery: dead-lettering", "err", err)
+		log.Error("dead-lettering", "err", err)
 		return
 	}
 	if se != nil {
 		e.noteErr(a, se, now)
 	}
 	e.m.attempt(a.cfg.Name, "dead", class)
-	log.Warn("delivery: dead-lettered", "reason", reason)
+	log.Warn("dead-lettered", "reason", reason)
 	e.notice(bg, a, m, reason, results, log)
 }
 
@@ -596,6 +596,6 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
 	}
 	res.Code, res.Text = 250, sr.Reply
-	log.Info("delivery: test message sent", "to", to, "reply", sr.Reply)
+	log.Info("test message sent", "to", to, "reply", sr.Reply)
 	return res, nil
 }

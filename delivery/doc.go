@@ -4,20 +4,33 @@
 // implicit TLS and XOAUTH2/PLAIN/LOGIN, and a file transport), the sender
 // rewrite applied while streaming, the classification of upstream answers
 // (DESIGN.md section 5), the retry schedule, dead-lettering and failure
-// notices.
+// notices. It logs with the attribute component=delivery.
+//
+// Configuration: AccountConfig, RetryPolicy, OutagePolicy and Options each
+// own their defaults (WithDefaults, which fills zero fields) and their
+// validation (Validate, field.Problems keyed by the YAML names), so spoold
+// -check approves exactly what New runs. Provider limits (Microsoft's 3
+// connections, 30 messages a minute) are auth's presets, put into
+// AccountConfig by the daemon; delivery's own defaults are generic.
 //
 // The scheduler sleeps until the spool's earliest due time, a Notify signal,
 // a recovered account or a finished worker; it never polls while idle. Each
 // connection worker serves one account: it claims due messages, commits the
-// attempt before dialing (in the claim itself, ClaimAccountStart, for accounts
-// without a rate limit; StartAttempt just before sending for the others), sends over one connection (RSET
-// between messages, at most MaxMessagesPerConnection) and keeps an idle
+// attempt before dialing (in the claim itself, ClaimAccountStart, for
+// accounts without a rate limit; StartAttempt just before sending for the
+// others), sends over one connection (RSET between messages, at most
+// MaxMessagesPerConnection) and keeps an idle
 // connection for Options.IdleTimeout in case more mail arrives.
 //
+// Each attempt ends in a disposition (disposition.go): a value saying
+// whether the message is delivered, deferred, dead-lettered, postponed or
+// waits on a connection failure, which apply then carries out.
+//
 // Accounts that cannot send (needs re-authorization, misconfigured tenant,
-// token endpoint down, not configured) are held: their messages are
-// postponed without using attempts, and drained at once when the token
-// source reports the account recovered. A throttling answer halves the
+// token endpoint down, not configured) are held (hold.go): their messages
+// are postponed without using attempts, and drained at once when the token
+// source reports the account recovered. The account's health status is
+// auth's; delivery keeps only the hold. A throttling answer halves the
 // account's connections and rate and pauses it (Options.ThrottlePause); both
 // step back up after quiet periods (Options.ThrottleRecover).
 //

@@ -96,7 +96,7 @@ type Tokens interface {
 type Options struct {
 	Clock           func() time.Time // default time.Now
 	Rand            func() float64   // jitter source in [0,1); default math/rand/v2
-	Logger          *slog.Logger     // default slog.Default()
+	Logger          *slog.Logger     // default slog.Default(); the engine adds component=delivery
 	Workers         int              // global concurrent sends; default 16
 	Owner           string           // lease owner id; default hostname:pid
 	Hostname        string           // EHLO name; default os.Hostname()
@@ -319,7 +319,7 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{due: sp, claims: sp, msgs: sp, sp: sp, drains: sp, tokens: tokens, opts: opts, log: opts.Logger, m: m,
+	e := &Engine{due: sp, claims: sp, msgs: sp, sp: sp, drains: sp, tokens: tokens, opts: opts, log: opts.Logger.With("component", "delivery"), m: m,
 		kick: make(chan struct{}, 1), workCh: make(chan struct{}), soft: context.Background(), hard: context.Background()}
 	accs, err := e.build(accounts)
 	if err != nil {
@@ -404,7 +404,7 @@ func (e *Engine) Reload(accounts []AccountConfig) error {
 	e.mu.Unlock()
 	for _, name := range flush {
 		if _, err := e.drains.FlushAll(context.Background(), name); err != nil {
-			e.log.Warn("delivery: flushing account after reload", "account", name, "err", err)
+			e.log.Warn("flushing account after reload", "account", name, "err", err)
 		}
 	}
 	e.wake()
@@ -479,7 +479,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	notify := e.due.Notify()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	e.log.Info("delivery: engine started", "workers", e.opts.Workers, "owner", e.opts.Owner)
+	e.log.Info("engine started", "workers", e.opts.Workers, "owner", e.opts.Owner)
 	for ctx.Err() == nil {
 		wake := e.schedule(ctx)
 		timer.Stop()
@@ -500,20 +500,20 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 
-	e.log.Info("delivery: shutting down", "timeout", e.opts.ShutdownTimeout)
+	e.log.Info("shutting down", "timeout", e.opts.ShutdownTimeout)
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(e.opts.ShutdownTimeout):
-		e.log.Warn("delivery: shutdown timeout: interrupting in-flight sends")
+		e.log.Warn("shutdown timeout: interrupting in-flight sends")
 		hardCancel()
 		<-done
 	}
 	e.mu.Lock()
 	e.running = false
 	e.mu.Unlock()
-	e.log.Info("delivery: engine stopped")
+	e.log.Info("engine stopped")
 	return nil
 }
 
@@ -538,7 +538,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 	due, err := e.due.DueAccounts(ctx, now)
 	if err != nil {
 		if ctx.Err() == nil {
-			e.log.Error("delivery: listing due accounts", "err", err)
+			e.log.Error("listing due accounts", "err", err)
 			earlier(now.Add(5 * time.Second))
 		}
 		return wake
@@ -587,7 +587,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
-			e.log.Error("delivery: reading next due time", "err", err)
+			e.log.Error("reading next due time", "err", err)
 			earlier(now.Add(5 * time.Second))
 		}
 	case ok && next.After(now):
@@ -606,15 +606,15 @@ func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reas
 	for ctx.Err() == nil {
 		msgs, err := e.claims.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
-			e.log.Error("delivery: claiming messages to postpone", "account", name, "err", err)
+			e.log.Error("claiming messages to postpone", "account", name, "err", err)
 			return
 		}
 		for _, m := range msgs {
 			if err := e.claims.Postpone(ctx, m.ID, e.opts.Owner, until, reason); err != nil {
-				e.log.Error("delivery: postponing", "msg_id", m.ID, "account", name, "err", err)
+				e.log.Error("postponing", "msg_id", m.ID, "account", name, "err", err)
 			} else {
 				e.m.attempt(name, "postponed", "")
-				e.log.Info("delivery: message waits", "msg_id", m.ID, "account", name, "until", until, "reason", reason)
+				e.log.Info("message waits", "msg_id", m.ID, "account", name, "until", until, "reason", reason)
 			}
 		}
 		if len(msgs) < 100 {
@@ -696,7 +696,7 @@ func (e *Engine) connWorker(a *account) {
 			}
 			if err != nil {
 				if soft.Err() == nil {
-					e.log.Error("delivery: claiming", "account", a.cfg.Name, "err", err)
+					e.log.Error("claiming", "account", a.cfg.Name, "err", err)
 				}
 				return
 			}

@@ -142,10 +142,10 @@ func (e *Engine) connLevelFailed(bg context.Context, a *account, m *spool.Messag
 	e.mu.Unlock()
 	if entered {
 		e.m.upstreamDown.WithLabelValues(a.cfg.Name).Set(1)
-		e.log.Warn("delivery: upstream is down: messages wait without using attempts; probing with one connection",
+		e.log.Warn("upstream is down: messages wait without using attempts; probing with one connection",
 			"account", a.cfg.Name, "failures", fails, "next_probe", probeAt, "err", se.Error())
 	} else if !down {
-		log.Warn("delivery: connection to the upstream failed; the message waits without using an attempt",
+		log.Warn("connection to the upstream failed; the message waits without using an attempt",
 			"failures_in_a_row", fails, "until", until, "err", se.Error())
 	}
 	if e.park(bg, a, m, until, reasonUnreachable+se.Error(), se) {
@@ -156,7 +156,7 @@ func (e *Engine) connLevelFailed(bg context.Context, a *account, m *spool.Messag
 			// The upstream came back between our look and the park, and
 			// its drain may have missed this message: make it due now.
 			if err := e.drains.Flush(bg, m.ID); err != nil {
-				log.Warn("delivery: making a parked message due after the upstream came back", "err", err)
+				log.Warn("making a parked message due after the upstream came back", "err", err)
 			}
 		}
 	}
@@ -178,7 +178,7 @@ func (e *Engine) park(bg context.Context, a *account, m *spool.Message, until ti
 		until = deadline
 	}
 	if err := e.claims.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
-		log.Error("delivery: postponing", "err", err)
+		log.Error("postponing", "err", err)
 		return false
 	}
 	e.m.attempt(a.cfg.Name, "postponed", se.Class)
@@ -215,7 +215,7 @@ func (e *Engine) parkDown(ctx context.Context, a *account) {
 		}
 		msgs, err := e.claims.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
-			e.log.Error("delivery: claiming messages to park", "account", name, "err", err)
+			e.log.Error("claiming messages to park", "account", name, "err", err)
 			return
 		}
 		if se == nil {
@@ -245,7 +245,7 @@ func (e *Engine) parkDown(ctx context.Context, a *account) {
 		if total >= 100 {
 			level = slog.LevelInfo
 		}
-		e.log.Log(ctx, level, "delivery: upstream down: messages wait", "account", name, "messages", total,
+		e.log.Log(ctx, level, "upstream down: messages wait", "account", name, "messages", total,
 			"until", e.opts.Clock().Add(e.opts.HoldInterval))
 	}
 }
@@ -326,7 +326,7 @@ func (e *Engine) probe(a *account) {
 		a.probeAt = e.probeDelay(a.probeStep, now)
 		e.mu.Unlock()
 		e.m.probes.WithLabelValues(name, "error").Inc()
-		log.Warn("delivery: upstream probe could not log in; the account is held", "reason", reason)
+		log.Warn("upstream probe could not log in; the account is held", "reason", reason)
 		return
 	}
 	se := asSMTPError(err)
@@ -350,7 +350,7 @@ func (e *Engine) probe(a *account) {
 	next := a.probeAt
 	e.mu.Unlock()
 	e.m.probes.WithLabelValues(name, "down").Inc()
-	log.Info("delivery: upstream still down", "next_probe", next, "err", se.Error())
+	log.Info("upstream still down", "next_probe", next, "err", se.Error())
 }
 
 // connected is called after every successful connection of the account.
@@ -383,7 +383,7 @@ func (e *Engine) upstreamBack(a *account, how string) {
 		return // another success got here first
 	}
 	e.m.upstreamDown.WithLabelValues(a.cfg.Name).Set(0)
-	e.log.Info("delivery: upstream is back; draining the account's waiting messages", "account", a.cfg.Name,
+	e.log.Info("upstream is back; draining the account's waiting messages", "account", a.cfg.Name,
 		"down_for", now.Sub(since).Round(time.Second), "how", how)
 	e.wg.Add(1)
 	go func() {
@@ -405,7 +405,7 @@ func (e *Engine) drainParked(name string) {
 		page, err := e.drains.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
 		if err != nil {
 			if ctx.Err() == nil {
-				e.log.Error("delivery: listing parked messages to drain", "account", name, "err", err)
+				e.log.Error("listing parked messages to drain", "account", name, "err", err)
 			}
 			break
 		}
@@ -423,7 +423,7 @@ func (e *Engine) drainParked(name string) {
 					n++
 					mu.Unlock()
 				} else if !errors.Is(err, spool.ErrWrongState) && !errors.Is(err, spool.ErrNotFound) && ctx.Err() == nil {
-					e.log.Warn("delivery: making a parked message due", "msg_id", id, "account", name, "err", err)
+					e.log.Warn("making a parked message due", "msg_id", id, "account", name, "err", err)
 				}
 			}(m.ID)
 		}
@@ -433,7 +433,7 @@ func (e *Engine) drainParked(name string) {
 		cursor = page.Next
 	}
 	wg.Wait()
-	e.log.Info("delivery: parked messages are due", "account", name, "messages", n, "took", e.opts.Clock().Sub(now))
+	e.log.Info("parked messages are due", "account", name, "messages", n, "took", e.opts.Clock().Sub(now))
 	e.wake()
 }
 
@@ -452,7 +452,7 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 		for cursor := ""; !found && ctx.Err() == nil; {
 			page, err := e.drains.List(ctx, spool.Filter{State: spool.StateDeferred, Account: name}, cursor, 1000)
 			if err != nil {
-				e.log.Error("delivery: looking for parked messages", "account", name, "err", err)
+				e.log.Error("looking for parked messages", "account", name, "err", err)
 				break
 			}
 			for _, m := range page.Messages {
@@ -480,7 +480,7 @@ func (e *Engine) resumeOutages(ctx context.Context) {
 		e.mu.Unlock()
 		if a != nil {
 			e.m.upstreamDown.WithLabelValues(name).Set(1)
-			e.log.Info("delivery: messages wait from an upstream outage before the restart; probing now", "account", name)
+			e.log.Info("messages wait from an upstream outage before the restart; probing now", "account", name)
 		}
 	}
 }

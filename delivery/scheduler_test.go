@@ -180,3 +180,18 @@ func TestIdleConnectionYieldsWorkerSlot(t *testing.T) {
 	id := h.sp.add(spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}, Account: "other"}, simpleBody)
 	h.waitState(id, spool.StateDelivered)
 }
+
+// Log lines name their subsystem with the component attribute, not with a
+// prefix in the message.
+func TestLogsCarryComponent(t *testing.T) {
+	h := newHarness(t, hopt{})
+	h.waitState(h.enqueue(), spool.StateDelivered)
+	h.stop()
+	logs := h.logs.String()
+	if !strings.Contains(logs, `msg=delivered`) || !strings.Contains(logs, "component=delivery") {
+		t.Errorf("no component attribute on the delivery log line:\n%s", logs)
+	}
+	if strings.Contains(logs, `msg="delivery: delivered`) {
+		t.Errorf("message prefix still there:\n%s", logs)
+	}
+}
