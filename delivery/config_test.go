@@ -46,13 +46,13 @@ func TestAccountConfigWithDefaults(t *testing.T) {
 		in   AccountConfig
 		want AccountConfig
 	}{
-		{"smtp generic", AccountConfig{Name: "m", Host: "h", Mailbox: "a@b.example"},
+		{"smtp generic", AccountConfig{Name: "m", Host: "h", Auth: "xoauth2", Mailbox: "a@b.example"},
 			timeouts(AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 587, TLS: "starttls", Auth: "xoauth2",
 				Username: "a@b.example", Mailbox: "a@b.example", SenderRule: "rewrite", MaxConnections: 10, RatePerMinute: -1})},
 		{"xoauth2 has no provider limits of its own", AccountConfig{Name: "m", Host: "h", Auth: "XOAUTH2", Mailbox: "a@b.example"},
 			timeouts(AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 587, TLS: "starttls", Auth: "xoauth2",
 				Username: "a@b.example", Mailbox: "a@b.example", SenderRule: "rewrite", MaxConnections: 10, RatePerMinute: -1})},
-		{"preset limits kept", AccountConfig{Name: "m", Host: "h", Mailbox: "a@b.example", MaxConnections: 3, RatePerMinute: 30},
+		{"preset limits kept", AccountConfig{Name: "m", Host: "h", Auth: "xoauth2", Mailbox: "a@b.example", MaxConnections: 3, RatePerMinute: 30},
 			timeouts(AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 587, TLS: "starttls", Auth: "xoauth2",
 				Username: "a@b.example", Mailbox: "a@b.example", SenderRule: "rewrite", MaxConnections: 3, RatePerMinute: 30})},
 		{"implicit", AccountConfig{Name: "m", Host: "h", TLS: "implicit", Auth: "plain", Username: "u", Password: "p", SenderRule: "keep"},
@@ -67,7 +67,7 @@ func TestAccountConfigWithDefaults(t *testing.T) {
 			timeouts(AccountConfig{Name: "o", Transport: "file", Dir: "/x", Mailbox: "a@b.example", SenderRule: "rewrite",
 				MaxConnections: 4, RatePerMinute: -1})},
 		{"set values stay, negatives are left for Validate",
-			AccountConfig{Name: "m", Host: "h", Port: 2525, Mailbox: "a@b.example", MaxConnections: -2, RatePerMinute: -5,
+			AccountConfig{Name: "m", Host: "h", Port: 2525, Auth: "xoauth2", Mailbox: "a@b.example", MaxConnections: -2, RatePerMinute: -5,
 				MaxMessagesPerConnection: 7, ConnectTimeout: time.Second, CommandTimeout: -time.Second, DataTimeout: time.Minute,
 				Retry: RetryPolicy{First: time.Second, Multiplier: 3, Max: time.Minute, Jitter: NoJitter, Lifetime: time.Hour}},
 			AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 2525, TLS: "starttls", Auth: "xoauth2",
@@ -93,7 +93,7 @@ func TestAccountConfigValidateKeys(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ok := AccountConfig{Name: "m", Host: "smtp.example", Mailbox: "a@b.example"}
+	ok := AccountConfig{Name: "m", Host: "smtp.example", Auth: "xoauth2", Mailbox: "a@b.example"}
 	with := func(f func(*AccountConfig)) AccountConfig { a := ok; f(&a); return a }
 	for _, tc := range []struct {
 		name string
@@ -120,7 +120,7 @@ func TestAccountConfigValidateKeys(t *testing.T) {
 		{"login without user", AccountConfig{Name: "m", Host: "h", Auth: "login", Password: "p", SenderRule: "keep"}, []string{"username"}},
 		{"mailbox with name", with(func(a *AccountConfig) { a.Mailbox = "Bob <a@b.example>" }), []string{"mailbox"}},
 		{"sender rule", with(func(a *AccountConfig) { a.SenderRule = "forge" }), []string{"sender_rule"}},
-		{"rewrite without mailbox", AccountConfig{Name: "r", Host: "h", Auth: "none"}, []string{"sender_rule"}},
+		{"rewrite without mailbox", AccountConfig{Name: "r", Host: "h", Auth: "none", SenderRule: "rewrite"}, []string{"sender_rule"}},
 		{"max connections", with(func(a *AccountConfig) { a.MaxConnections = -1 }), []string{"max_connections"}},
 		{"rate", with(func(a *AccountConfig) { a.RatePerMinute = -2 }), []string{"rate_per_minute"}},
 		{"rate NaN", with(func(a *AccountConfig) { a.RatePerMinute = math.NaN() }), []string{"rate_per_minute"}},
