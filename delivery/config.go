@@ -32,12 +32,12 @@ type AccountConfig struct {
 	TLS        string        // "starttls" (default), "implicit", or "none" (internal relay only)
 	CAFile     string        // PEM roots for an internal relay with its own CA; default system roots
 	ServerName string        // certificate name to verify; default Host
-	Auth       string        // "xoauth2", "plain", "login" or "none"; default xoauth2
+	Auth       string        // "xoauth2", "plain", "login" or "none"; default plain with a Password, else none
 	Username   string        // SASL user; default Mailbox
 	Password   secret.Secret // plain/login; never printed or logged
 
 	Mailbox    string // the account mailbox: envelope sender and From address under "rewrite"
-	SenderRule string // "rewrite" (default, except a file account without a mailbox: "keep") or "keep"
+	SenderRule string // "rewrite" (default with a Mailbox) or "keep" (default without)
 
 	MaxConnections           int     // default 10 (smtp) or 4 (file)
 	RatePerMinute            float64 // messages a minute; 0 = default (unlimited); -1 = unlimited
@@ -95,9 +95,10 @@ func (a AccountConfig) WithDefaults() AccountConfig {
 	}
 	a.SenderRule = strings.ToLower(a.SenderRule)
 	if a.SenderRule == "" {
+		// The sender rule needs the account's mailbox; without one (a
+		// plain relay or a file outbox) messages go as received.
 		a.SenderRule = "rewrite"
-		if a.Mailbox == "" && a.Transport == "file" {
-			// A file outbox without a mailbox writes messages as received.
+		if a.Mailbox == "" {
 			a.SenderRule = "keep"
 		}
 	}
@@ -132,7 +133,13 @@ func (a AccountConfig) WithDefaults() AccountConfig {
 	}
 	a.Auth = strings.ToLower(a.Auth)
 	if a.Auth == "" {
-		a.Auth = "xoauth2"
+		// A password without a mechanism means PLAIN (over TLS) rather
+		// than silently not authenticating; xoauth2 is stated by whoever
+		// holds the tokens (the daemon, for a provider account).
+		a.Auth = "none"
+		if a.Password != "" {
+			a.Auth = "plain"
+		}
 	}
 	if a.Port == 0 {
 		switch a.TLS {

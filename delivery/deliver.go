@@ -454,7 +454,7 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 		to = m.From
 	}
 	if addr, err := mail.ParseAddress(to); err != nil || addr.Address != to || strings.ContainsAny(to, "<>\r\n ") {
-		log.Warn("delivery: no usable address for a failure notice", "sender", to)
+		log.Warn("no usable address for a failure notice", "sender", to)
 		return
 	}
 	// Each failed recipient once: refused now, or in an earlier attempt
@@ -489,7 +489,7 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 	}
 	body, err := e.buildNotice(a, m, to, subject, origID, reason, failed)
 	if err != nil {
-		log.Error("delivery: building failure notice", "err", err)
+		log.Error("building failure notice", "err", err)
 		return
 	}
 	id, err := e.sp.Enqueue(bg, spool.EnqueueRequest{
@@ -498,10 +498,10 @@ func (e *Engine) notice(bg context.Context, a *account, m *spool.Message, reason
 		IdempotencyKey: noticeKey(m.ID),
 	}, bytes.NewReader(body))
 	if err != nil {
-		log.Error("delivery: queueing failure notice", "err", err)
+		log.Error("queueing failure notice", "err", err)
 		return
 	}
-	log.Info("delivery: failure notice queued", "notice_id", id, "to", to)
+	log.Info("failure notice queued", "notice_id", id, "to", to)
 }
 
 // noticeKey is the idempotency key of the failure notice about message id
@@ -566,11 +566,11 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 	if from == "" {
 		from = "spoold@" + e.opts.Hostname
 	}
-	id := fmt.Sprintf("test-%d", now.UnixNano())
-	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: spoold test message\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n"+
+	id := fmt.Sprintf("test-%d", now.UnixNano()) // names the send in logs; it is never queued
+	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: spoold test message\r\nDate: %s\r\nMessage-ID: %s\r\n"+
 		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
 		"This is a test message sent by spoold through account %s.\r\n",
-		(&mail.Address{Address: from}).String(), (&mail.Address{Address: to}).String(), now.Format(time.RFC1123Z), id, e.opts.Hostname, account)
+		(&mail.Address{Address: from}).String(), (&mail.Address{Address: to}).String(), now.Format(time.RFC1123Z), notice.MessageID("", e.opts.Hostname), account)
 	p, err := prepare(strings.NewReader(msg), "keep", "")
 	if err != nil {
 		return res, err

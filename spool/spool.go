@@ -58,7 +58,9 @@ type Options struct {
 // against the transfer time of a message that size.
 const MaxInlineBody = 64<<10 - 1
 
-func (o *Options) setDefaults() {
+// WithDefaults returns o with every zero field set to its default; the
+// daemon prints and passes on these values (delivery's lease is spool.lease).
+func (o Options) WithDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -83,6 +85,7 @@ func (o *Options) setDefaults() {
 	if o.InlineBodyMax == 0 || o.InlineBodyMax > MaxInlineBody {
 		o.InlineBodyMax = MaxInlineBody
 	}
+	return o
 }
 
 // DBFile and MessagesDir are the names of the database and body directory in
@@ -150,7 +153,7 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 func Open(dir string, opts Options) (*Spool, error) { return open(dir, opts, osFS{}) }
 
 func open(dir string, opts Options, fs fsys) (*Spool, error) {
-	opts.setDefaults()
+	opts = opts.WithDefaults()
 	if dir == "" {
 		return nil, fmt.Errorf("spool: open: %w: empty directory", ErrInvalid)
 	}
