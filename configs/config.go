@@ -205,7 +205,7 @@ type Account struct {
 }
 
 // IsOAuth reports whether the account authenticates with OAuth2 tokens.
-func (a *Account) IsOAuth() bool { return a.Transport == TransportSMTP && a.Provider != ProviderNone }
+func (a *Account) IsOAuth() bool { return a.Transport != TransportFile && a.Provider != ProviderNone }
 
 // Retry is an account's retry schedule (DESIGN.md section 5).
 type Retry struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -106,8 +107,32 @@ func parse(name string, data []byte, env func(string) (string, bool), check Chec
 	v := &validator{d: d, env: env}
 	v.validate(c)
 	if check != nil && !d.bad[""] {
+		// One complaint per key: auth and delivery both judge an account's
+		// name and mailbox, and a key this layer already refused needs no
+		// second opinion.
+		seen := map[string]bool{}
+		for _, p := range d.probs {
+			seen[p.Key] = true
+		}
+		// Some keys decide which checks apply to their list item; when one
+		// did not decode, the item holds a default there, and judging it
+		// would mislead (an account whose transport is "ftp" is not an SMTP
+		// account without a host).
+		var badItems []string
+		for k := range d.bad {
+			i := strings.Index(k, "].")
+			if i > 0 && strings.HasPrefix(k, "accounts[") && slices.Contains([]string{"transport", "provider", "flow", "auth", "tls"}, k[i+2:]) {
+				badItems = append(badItems, k[:i+1])
+			}
+		}
 		for _, p := range check(c) {
-			v.problem(p.Key, "%s", p.Reason)
+			if slices.ContainsFunc(badItems, func(item string) bool { return strings.HasPrefix(p.Key, item) }) {
+				continue
+			}
+			if !seen[p.Key] {
+				seen[p.Key] = true
+				v.problem(p.Key, "%s", p.Reason)
+			}
 		}
 	}
 	if len(d.probs) > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"path/filepath"
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
@@ -87,7 +88,6 @@ func scanFolder(f configs.ScanFolder, defaultAccount string) scanfolder.FolderCo
 	for k, u := range f.Users {
 		users[k] = scanfolder.User{Name: u.Name, Address: u.Address}
 	}
-	notice, writerCheck := f.FailureNotice, f.WriterCheck
 	account := f.Account
 	if account == "" {
 		account = defaultAccount
@@ -103,11 +103,11 @@ func scanFolder(f configs.ScanFolder, defaultAccount string) scanfolder.FolderCo
 		Users:           users,
 		SubjectTemplate: f.SubjectTemplate,
 		BodyTemplate:    f.BodyTemplate,
-		FailureNotice:   &notice,
+		FailureNotice:   f.FailureNotice,
 		MaxReadRetries:  f.MaxReadRetries,
 		IncompleteLimit: f.IncompleteLimit,
 		EmptyGrace:      f.EmptyGrace,
-		WriterCheck:     &writerCheck,
+		WriterCheck:     f.WriterCheck,
 		DirMode:         f.DirMode,
 		FileMode:        f.FileMode,
 		Group:           f.Group,
@@ -118,7 +118,7 @@ func scanFolder(f configs.ScanFolder, defaultAccount string) scanfolder.FolderCo
 // deliveryAccount converts one account. What the provider implies (its SMTP
 // host and sending limits) comes from auth's preset, the one home of
 // provider facts, for delivery's defaults to start from.
-func deliveryAccount(a configs.Account) delivery.AccountConfig {
+func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 	d := delivery.AccountConfig{
 		Name:                     a.Name,
 		Transport:                string(a.Transport),
@@ -149,19 +149,14 @@ func deliveryAccount(a configs.Account) delivery.AccountConfig {
 			Lifetime:   a.Retry.Lifetime,
 		},
 	}
+	if d.Transport == "file" && d.Dir == "" {
+		d.Dir = filepath.Join(dataDir, "outbox") // the data dir is the daemon's
+	}
 	if !a.IsOAuth() {
-		if d.Auth == "" && d.Password != "" {
-			// A relay password without an explicit mechanism means PLAIN
-			// (over TLS), rather than silently not authenticating.
-			d.Auth = "plain"
-		}
-		if d.Auth == "" && d.Transport != "file" {
-			d.Auth = "none"
-		}
 		return d
 	}
 	if d.Auth == "" {
-		d.Auth = "xoauth2"
+		d.Auth = "xoauth2" // auth holds this account's tokens
 	}
 	if p, err := auth.Preset(auth.Provider(a.Provider), a.Tenant); err == nil {
 		d.Host = cmp.Or(d.Host, p.SMTPHost)

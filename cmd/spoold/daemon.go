@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
@@ -78,7 +77,8 @@ func spoolVerifier() func(string) error {
 
 // startDaemon brings every subsystem up or, on the first failure, tears down
 // what was started and returns the error.
-func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	cfg := p.cfg
 	d := &daemon{log: log, level: level, cfg: cfg, cfgPath: cfgPath, started: time.Now(), reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -93,37 +93,24 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 	// The spool counts spoold_enqueued_total on each commit: every source
 	// (SMTP, scans, failure notices) once, in one place.
 	enqueued := newEnqueuedCounter(d.reg)
-	d.spool, err = spool.Open(cfg.DataDir, spool.Options{
-		Enqueued:           func(k spool.SourceKind) { enqueued.WithLabelValues(string(k)).Inc() },
-		Verify:             spoolVerifier(),
-		Logger:             log,
-		LockTimeout:        cfg.Spool.LockTimeout,
-		LeaseDuration:      cfg.Spool.Lease,
-		DeliveredRetention: cfg.Spool.DeliveredRetention,
-	})
+	spoolOpts := p.spool
+	spoolOpts.Verify, spoolOpts.Logger = spoolVerifier(), log
+	spoolOpts.Enqueued = func(k spool.SourceKind) { enqueued.WithLabelValues(string(k)).Inc() }
+	d.spool, err = spool.Open(cfg.DataDir, spoolOpts)
 	if err != nil {
 		return nil, err
 	}
 	d.reg.MustRegister(newQueueCollector(d.spool, log, d.started))
 
-	authAccts, err := authAccounts(cfg)
-	if err != nil {
-		return nil, err
-	}
-	d.auth, err = auth.NewManager(authAccts, d.spool, auth.Options{Logger: log, Registerer: d.reg})
+	d.auth, err = auth.NewManager(p.oauth, d.spool, auth.Options{Logger: log, Registerer: d.reg})
 	if err != nil {
 		return nil, err
 	}
 	d.auth.Start(ctx)
 
-	d.engine, err = delivery.New(deliveryAccounts(cfg), d.spool, d.auth, delivery.Options{
-		Logger:          log,
-		Workers:         cfg.Delivery.Workers,
-		ShutdownTimeout: cfg.Delivery.ShutdownTimeout,
-		Outage:          outagePolicy(cfg),
-		LeaseDuration:   cfg.Spool.Lease,
-		Registerer:      d.reg,
-	})
+	engineOpts := p.engine
+	engineOpts.Logger, engineOpts.Registerer = log, d.reg
+	d.engine, err = delivery.New(p.accounts, d.spool, d.auth, engineOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +124,8 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 	go func() { d.engineDone <- d.engine.Run(engineCtx) }()
 
 	if len(cfg.SMTPListeners) > 0 {
-		d.smtp, err = smtpd.New(smtpListeners(cfg), smtpRoutes(cfg), d.spool, smtpd.Options{
-			DataDir:    filepath.Join(cfg.DataDir, "tls"),
+		d.smtp, err = smtpd.New(p.listeners, p.routes, d.spool, smtpd.Options{
+			DataDir:    p.tlsDir(),
 			Logger:     log,
 			Registerer: d.reg,
 		})
@@ -160,11 +147,7 @@ func startDaemon(ctx context.Context, cfg *configs.Config, cfgPath string, log *
 				}
 			}
 		}
-		folders, err := scanFolders(cfg)
-		if err != nil {
-			return nil, err
-		}
-		d.scans, err = scanfolder.New(folders, d.spool, scanfolder.Options{Logger: log, Registerer: d.reg})
+		d.scans, err = scanfolder.New(p.folders, d.spool, scanfolder.Options{Logger: log, Registerer: d.reg})
 		if err != nil {
 			return nil, err
 		}
@@ -248,15 +231,13 @@ func (d *daemon) reload() {
 		d.log.Info("reload: running the embedded default configuration; nothing to reload")
 		return
 	}
-	cfg, err := configs.Load(d.cfgPath, nil)
-	if err == nil {
-		// Every subsystem validates before any applies: all or nothing.
-		err = validateSubsystems(cfg)
-	}
+	// Every subsystem validates before any applies: all or nothing.
+	p, err := loadPlan(d.cfgPath)
 	if err != nil {
 		d.log.Error("reload: config has problems; keeping the running configuration", "config", d.cfgPath, "problems", err.Error())
 		return
 	}
+	cfg := p.cfg
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
@@ -265,16 +246,12 @@ func (d *daemon) reload() {
 	}
 	// Prepare auth's change (it reads key files) before applying anything;
 	// delivery's Reload fails only where validation did; auth's Apply cannot.
-	authAccts, err := authAccounts(cfg)
-	var authChange *auth.PreparedReload
-	if err == nil {
-		authChange, err = d.auth.PrepareReload(authAccts)
-	}
+	authChange, err := d.auth.PrepareReload(p.oauth)
 	if err != nil {
 		d.log.Error("reload: accounts (auth); keeping the running configuration", "err", err)
 		return
 	}
-	if err := d.engine.Reload(deliveryAccounts(cfg)); err != nil {
+	if err := d.engine.Reload(p.accounts); err != nil {
 		d.log.Error("reload: accounts (delivery); keeping the running configuration", "err", err)
 		return
 	}
@@ -283,16 +260,15 @@ func (d *daemon) reload() {
 		d.log.Warn("reload: log level", "err", err)
 	}
 	if d.smtp != nil {
-		d.smtp.SetRoutes(smtpRoutes(cfg))
-		for _, l := range smtpListeners(cfg) {
+		d.smtp.SetRoutes(p.routes)
+		for _, l := range p.listeners {
 			if err := d.smtp.SetUsers(l.Name, l.Users); err != nil {
 				d.log.Warn("reload: SMTP users", "listener", l.Name, "err", err)
 			}
 		}
 	}
 	if d.scans != nil {
-		folders, _ := scanFolders(cfg) // validated above
-		if err := d.scans.Reload(folders); err != nil {
+		if err := d.scans.Reload(p.folders); err != nil {
 			d.log.Error("reload: scan folders", "err", err)
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/spoold/spoold/configs"
 )
 
 // TestReloadIsAllOrNothing: a reload that one subsystem refuses changes no
@@ -37,13 +35,13 @@ routes:
   default: out
 `, dir)
 	writeFile(t, path, base)
-	cfg, err := configs.Load(path, nil)
+	p, err := loadPlan(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, io.Discard), nil))
-	d, err := startDaemon(context.Background(), cfg, path, log, new(slog.LevelVar))
+	d, err := startDaemon(context.Background(), p, path, log, new(slog.LevelVar))
 	if err != nil {
 		t.Fatal(err)
 	}

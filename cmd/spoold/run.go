@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	check := fs.Bool("check", false, "validate the config, list every problem and exit (0 ok, 2 problems)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (the config, or the embedded default, with every default\napplied; secrets as [redacted]) and exit")
 	verifySpool := fs.String("verify-spool", "", "check the spool database `FILE` of a stopped spoold with bbolt's consistency check and exit\n(0 sound, 1 damaged, 3 in use); spoold runs it in a child process before every start")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -64,20 +65,19 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitOK
 	}
 
-	var cfg *configs.Config
-	var err error
-	if *configPath == "" {
-		cfg, err = configs.LoadDefault(nil)
-	} else {
-		cfg, err = configs.Load(*configPath, nil)
-	}
-	if err == nil {
-		err = validateSubsystems(cfg)
-	}
+	p, err := loadPlan(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "spoold: the configuration has problems:\n%s\n", err)
 		return exitUsage
 	}
+	if *printConfig {
+		if err := configs.Print(stdout, p.effective()); err != nil {
+			fmt.Fprintf(stderr, "spoold: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	cfg := p.cfg
 	if *check {
 		name := *configPath
 		if name == "" {
@@ -112,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d, err := startDaemon(ctx, cfg, *configPath, log, level)
+	d, err := startDaemon(ctx, p, *configPath, log, level)
 	if err != nil {
 		log.Error("spoold could not start", "err", err)
 		hint := ""

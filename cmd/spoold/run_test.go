@@ -115,9 +115,9 @@ routes:
 			"bad.yaml:3: smtp_listeners[0]", // neither allowed_networks nor users: an open relay
 		}},
 		{"bad config refuses to start", []string{"-config", bad}, exitUsage, []string{"the configuration has problems"}},
-		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`account "relay": auth xoauth2 needs TLS`}},
-		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`auth xoauth2 needs TLS`}},
-		{"check runs delivery's outage validation", []string{"-config", outage, "-check"}, exitUsage, []string{`first probe delay 10m0s exceeds the maximum 3m0s`}},
+		{"check refuses what start-up refuses", []string{"-config", noTLS, "-check"}, exitUsage, []string{`notls.yaml:8: accounts[0].tls: auth xoauth2 would send credentials in clear text`}},
+		{"start-up refusal is a config error", []string{"-config", noTLS}, exitUsage, []string{`accounts[0].tls: auth xoauth2 would send credentials in clear text`}},
+		{"check runs delivery's outage validation", []string{"-config", outage, "-check"}, exitUsage, []string{`outage.yaml:2: delivery.outage.max_probe: 3m0s is shorter than first_probe 10m0s`}},
 		{"check runs the scan folder's own validation", []string{"-config", tz, "-check"}, exitUsage, []string{`Mars/Olympus`}},
 		{"check runs the listener's own validation", []string{"-config", stress, "-check"}, exitUsage, []string{`stress threshold 50 is above max connections 10`}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
@@ -125,6 +125,11 @@ routes:
 		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},
 		{"version", []string{"-version"}, exitOK, []string{"spoold "}},
 		{"print default", []string{"-print-default-config"}, exitOK, []string{"routes:", "default: outbox"}},
+		// The effective config: every default the subsystems apply, in
+		// the file's notation.
+		{"print effective default", []string{"-print-config"}, exitOK, []string{"max_message_size: 35000000", "quiet_period: 3s", "max_connections: 4", "account: outbox", "workers: 16", "lease: 5m"}},
+		{"print effective config", []string{"-config", good, "-print-config"}, exitOK, []string{"listen: \"127.0.0.1:0\"", "max_connections: 200", "dir: " + dir + "/data/outbox"}},
+		{"print refuses a bad config", []string{"-config", bad, "-print-config"}, exitUsage, []string{"bad.yaml:5: smtp_listeners[0].tls:"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/configs/field"
+	"github.com/spoold/spoold/delivery"
+	"github.com/spoold/spoold/ingest/scanfolder"
+	"github.com/spoold/spoold/ingest/smtpd"
+	"github.com/spoold/spoold/spool"
+)
+
+// plan is what the daemon runs: the decoded config turned, once, into each
+// subsystem's options with that subsystem's own defaults applied. -check
+// validates a plan, start-up and reload run the plan that was validated, and
+// -print-config prints it, so the three can never disagree.
+type plan struct {
+	cfg       *configs.Config
+	listeners []smtpd.ListenerConfig
+	routes    smtpd.Routes
+	folders   []scanfolder.FolderConfig
+	oauth     []auth.AccountConfig // OAuth accounts only: others have no tokens
+	accounts  []delivery.AccountConfig
+	spool     spool.Options    // the config's part; the daemon adds the rest
+	engine    delivery.Options // likewise
+}
+
+// tlsDir is where smtpd keeps a self-signed certificate it creates.
+func (p *plan) tlsDir() string { return filepath.Join(p.cfg.DataDir, "tls") }
+
+// defaultRedirectPath is the OAuth2 callback on the HTTP listener.
+const defaultRedirectPath = "/oauth2/callback"
+
+// buildPlan converts cfg and validates every part with its owner's Validate.
+// Problems carry the config's dotted keys, so configs can put file:line on
+// them; a plan with problems must not run.
+func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
+	var ps field.Problems
+	p := &plan{cfg: cfg}
+
+	// auth first: where both judge a key (an OAuth account's mailbox),
+	// auth's reason says more, and configs keeps one problem per key.
+	oauthIdx := []int{} // config index of each OAuth account
+	for i, a := range cfg.Accounts {
+		ps.Merge(field.Index("accounts", i), accountCoherence(a))
+		if !a.IsOAuth() {
+			continue
+		}
+		p.oauth = append(p.oauth, authAccount(a, cfg.HTTP.Listen).WithDefaults())
+		oauthIdx = append(oauthIdx, i)
+	}
+	// auth numbers its accounts among the OAuth ones; put its problems back
+	// under the account's index in the file.
+	var authPs field.Problems
+	authPs.MergeErr("", auth.ValidateAccounts(p.oauth))
+	for _, pr := range authPs {
+		ps.Add(reindex("accounts", pr.Key, oauthIdx), "%s", pr.Reason)
+	}
+	for _, a := range cfg.Accounts {
+		p.accounts = append(p.accounts, deliveryAccount(a, cfg.DataDir).WithDefaults())
+	}
+	ps.MergeErr("accounts", delivery.ValidateAccounts(p.accounts))
+
+	p.spool = spool.Options{
+		LockTimeout:        cfg.Spool.LockTimeout,
+		LeaseDuration:      cfg.Spool.Lease,
+		DeliveredRetention: cfg.Spool.DeliveredRetention,
+	}.WithDefaults()
+	p.engine = delivery.Options{
+		Workers:         cfg.Delivery.Workers,
+		ShutdownTimeout: cfg.Delivery.ShutdownTimeout,
+		Outage:          outagePolicy(cfg),
+		LeaseDuration:   p.spool.LeaseDuration, // one lease: the spool's
+	}.WithDefaults()
+	ps.MergeErr("delivery", p.engine.Validate())
+
+	p.routes = smtpRoutes(cfg, p.accounts)
+	for _, l := range cfg.SMTPListeners {
+		p.listeners = append(p.listeners, smtpListener(l).WithDefaults())
+	}
+	ps.MergeErr("smtp_listeners", smtpd.ValidateListeners(p.listeners, p.tlsDir()))
+
+	for _, f := range cfg.ScanFolders {
+		fc := scanFolder(f, cfg.Routes.Default)
+		if a := findAccount(p.accounts, fc.Account); a != nil {
+			fc.MaxMessageSize = a.MaxMessageSize
+		}
+		p.folders = append(p.folders, fc.WithDefaults())
+	}
+	ps.MergeErr("scan_folders", scanfolder.ValidateFolders(p.folders))
+	return p, ps
+}
+
+// planChecker is the configs.Checker that keeps the plan it built, so the
+// caller runs exactly what was validated.
+func planChecker(out **plan) configs.Checker {
+	return func(c *configs.Config) field.Problems {
+		p, ps := buildPlan(c)
+		*out = p
+		return ps
+	}
+}
+
+// loadPlan reads the config at path ("" = the embedded default) and returns
+// its validated plan, or a *configs.Problems with file:line for every problem.
+func loadPlan(path string) (*plan, error) {
+	var p *plan
+	var err error
+	if path == "" {
+		_, err = configs.LoadDefault(planChecker(&p))
+	} else {
+		_, err = configs.Load(path, planChecker(&p))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// reindex turns "[k].key" (the k-th of a subset) into "list[idx[k]].key".
+func reindex(list, key string, idx []int) string {
+	if rest, ok := strings.CutPrefix(key, "["); ok {
+		if n, tail, ok := strings.Cut(rest, "]"); ok {
+			if k, err := strconv.Atoi(n); err == nil && k >= 0 && k < len(idx) {
+				return field.Index(list, idx[k]) + tail
+			}
+		}
+	}
+	return field.Join(list, key)
+}
+
+func findAccount(as []delivery.AccountConfig, name string) *delivery.AccountConfig {
+	for i := range as {
+		if as[i].Name == name {
+			return &as[i]
+		}
+	}
+	return nil
+}
+
+// defaultRedirect is http://localhost:<http.listen port>/oauth2/callback:
+// the callback is served by the daemon's HTTP listener, so its default
+// follows that listener.
+func defaultRedirect(listen string) string {
+	port := "9191"
+	if _, pt, err := net.SplitHostPort(listen); err == nil && pt != "" && pt != "0" {
+		port = pt
+	}
+	return "http://localhost:" + port + defaultRedirectPath
+}
+
+// accountCoherence checks what joins an account's auth and delivery halves:
+// neither subsystem sees both.
+func accountCoherence(a configs.Account) field.Problems {
+	var ps field.Problems
+	if a.Transport == configs.TransportFile {
+		if a.Provider != configs.ProviderNone {
+			ps.Add("provider", "provider is only used with transport smtp")
+		}
+		if a.Host != "" {
+			ps.Add("host", "host is only used with transport smtp")
+		}
+		return ps
+	}
+	if a.Dir != "" {
+		ps.Add("dir", "dir is only used with transport file")
+	}
+	switch {
+	case a.Provider == configs.ProviderNone && a.Auth == configs.AuthXOAuth2:
+		ps.Add("auth", "auth xoauth2 needs a provider (microsoft, microsoft-usgov, google or generic)")
+	case a.Provider == configs.ProviderNone && a.Flow != "":
+		ps.Add("flow", "flow needs a provider")
+	case a.Provider != configs.ProviderNone && a.Auth != "" && a.Auth != configs.AuthXOAuth2:
+		ps.Add("auth", "provider %s authenticates with xoauth2, not %s", a.Provider, a.Auth)
+	}
+	return ps
+}
