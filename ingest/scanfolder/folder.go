@@ -135,7 +135,7 @@ func (f *folder) status() FolderStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return FolderStatus{
-		Name: f.cfg.Name, Path: f.cfg.Path, Mode: f.cfg.Mode,
+		Name: f.cfg.Name, Path: f.cfg.Path, Mode: f.cfg.Mode, QuietPeriod: f.cfg.QuietPeriod,
 		Pending: len(f.pending), LastScan: f.lastScan, LastError: f.lastErr,
 	}
 }

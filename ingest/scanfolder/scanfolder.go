@@ -239,12 +239,15 @@ type Options struct {
 
 // FolderStatus is one folder's state for `spoolctl status`.
 type FolderStatus struct {
-	Name      string
-	Path      string
-	Mode      string
-	Pending   int       // files seen and not yet finished
-	LastScan  time.Time // end of the last full rescan
-	LastError string    // last folder-level or file error; "" if none
+	Name string
+	Path string
+	Mode string
+	// QuietPeriod is how long the running folder waits for a file to stop
+	// changing before it takes it.
+	QuietPeriod time.Duration
+	Pending     int       // files seen and not yet finished
+	LastScan    time.Time // end of the last full rescan
+	LastError   string    // last folder-level or file error; "" if none
 }
 
 // Watcher watches the configured folders. Safe for concurrent use.
@@ -658,7 +661,7 @@ func (w *Watcher) Folders() []FolderStatus {
 	defer w.mu.Unlock()
 	out := make([]FolderStatus, 0, len(w.configs))
 	for _, c := range w.configs {
-		st := FolderStatus{Name: c.Name, Path: c.Path, Mode: c.Mode}
+		st := FolderStatus{Name: c.Name, Path: c.Path, Mode: c.Mode, QuietPeriod: c.QuietPeriod}
 		if f := w.folders[c.Name]; f != nil {
 			st = f.status()
 		}
