@@ -19,7 +19,6 @@ routes:
 
 func noEnv(string) (string, bool) { return "", false }
 
-
 const hash = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 
 func TestLoadReportsPathAndUnreadableFile(t *testing.T) {

@@ -111,18 +111,6 @@ func readSecretFile(path string) (string, string) {
 	return s, ""
 }
 
-// checkReadable verifies a non-secret file (certificate, CA bundle) exists.
-func checkReadable(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
-	}
-	if fi.IsDir() {
-		return fmt.Sprintf("%s is a directory, want a file", path)
-	}
-	return ""
-}
-
 // unwrapPathErr drops the path from an *os.PathError (we print it already).
 func unwrapPathErr(err error) error {
 	if pe, ok := err.(*os.PathError); ok {

@@ -3,7 +3,6 @@ package configs
 import (
 	"fmt"
 	"net"
-	"net/mail"
 	"strconv"
 	"strings"
 )
@@ -99,29 +98,6 @@ func (v *validator) validate(c *Config) {
 	}
 }
 
-func (v *validator) positive(key string, n int64) {
-	if n <= 0 {
-		v.problem(key, "must be greater than 0")
-	}
-}
-
-func (v *validator) nonNegative(key string, n int64) {
-	if n < 0 {
-		v.problem(key, "must not be negative")
-	}
-}
-
-func (v *validator) unique(key, name string, seen map[string]bool, what string) {
-	if strings.TrimSpace(name) == "" {
-		v.problem(key, "required: every %s needs a name", what)
-		return
-	}
-	if seen[name] {
-		v.problem(key, "duplicate %s name %q", what, name)
-	}
-	seen[name] = true
-}
-
 // listener resolves the AUTH users' password hashes and checks the
 // references to accounts; smtpd validates everything else about a listener.
 func (v *validator) listener(l *SMTPListener, key string, ref func(string, string)) {
@@ -163,12 +139,6 @@ func checkHostPort(s string) string {
 	return ""
 }
 
-// validAddress accepts a bare addr-spec (no display name, no brackets).
-func validAddress(s string) bool {
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
-}
-
 // validDomain accepts a DNS name of letters, digits and hyphens.
 func validDomain(s string) bool {
 	if s == "" || len(s) > 253 {
@@ -186,9 +156,6 @@ func validDomain(s string) bool {
 	}
 	return true
 }
-
-// validTenant accepts a GUID, a domain, or the special common/organizations.
-func validTenant(s string) bool { return validDomain(s) }
 
 // validName is the account name charset: it appears in metric labels,
 // file names and URLs.

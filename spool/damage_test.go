@@ -58,13 +58,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func bodyFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, MessagesDir, "*.eml"))
-	sort.Strings(m)
-	return m
-}
-
 // TestMissingOrEmptyDatabaseRefused: a data directory that shows an earlier
 // spool (body files, or the spool marker) but has no usable spool.db is
 // refused, and nothing in it is touched: recovery would otherwise take every

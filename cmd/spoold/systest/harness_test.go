@@ -82,25 +82,6 @@ func needSuite(t *testing.T) {
 	}
 }
 
-// requireTool returns the path of an external client, skipping outside CI
-// when it is missing and failing in CI, where .ci/run installs it.
-func requireTool(t *testing.T, name string, extra ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, p := range extra {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run should have installed it", name)
-	}
-	t.Skipf("%s not installed (apt-get install swaks postfix to run this test)", name)
-	return ""
-}
-
 // tempDir is t.TempDir unless -systest.keep asks to keep the files. Paths
 // stay short: the admin socket lives in the data dir and sun_path is 108 bytes.
 func tempDir(t *testing.T) string {
