@@ -55,7 +55,7 @@ type ListenerConfig struct {
 
 	TLS               TLSMode // default none
 	CertFile, KeyFile string  // both or neither; neither = self-signed cert in Options.DataDir
-	MinTLSVersion     uint16  // tls.VersionTLS10..13; default TLS 1.2; below 1.2 is logged as a warning
+	MinTLSVersion     uint16  // tls.VersionTLS10..13; default TLS 1.2 unless TLS is none (then it must stay 0); below 1.2 is logged as a warning
 
 	AllowedNetworks []netip.Prefix // clients here may send without AUTH (unless RequireAuth)
 	Users           []User
@@ -161,7 +161,9 @@ func (c ListenerConfig) WithDefaults() ListenerConfig {
 	if c.TLS == "" {
 		c.TLS = TLSNone
 	}
-	if c.MinTLSVersion == 0 {
+	// A plain listener keeps 0, so Validate can tell a min_tls_version that
+	// was set (and would have no effect) from a default.
+	if c.MinTLSVersion == 0 && c.TLS != TLSNone {
 		c.MinTLSVersion = tls.VersionTLS12
 	}
 	if c.BareLF == "" {
@@ -284,7 +286,11 @@ func (c ListenerConfig) problems() field.Problems {
 			ps.Add(f.key, "%s", r)
 		}
 	}
-	if c.MinTLSVersion < tls.VersionTLS10 || c.MinTLSVersion > tls.VersionTLS13 {
+	switch {
+	case c.TLS == TLSNone && c.MinTLSVersion != 0:
+		ps.Add("min_tls_version", "has no effect because tls is none: remove it, or set tls to starttls or implicit")
+	case c.TLS == TLSNone:
+	case c.MinTLSVersion < tls.VersionTLS10 || c.MinTLSVersion > tls.VersionTLS13:
 		ps.Add("min_tls_version", "min tls version %#04x is not between TLS 1.0 and TLS 1.3", c.MinTLSVersion)
 	}
 	if c.Legacy && len(c.AllowedNetworks) == 0 {

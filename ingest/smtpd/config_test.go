@@ -3,6 +3,7 @@ package smtpd
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ func TestListenerWithDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"TLS", c.TLS, TLSNone},
-		{"MinTLSVersion", c.MinTLSVersion, uint16(tls.VersionTLS12)},
+		{"MinTLSVersion", c.MinTLSVersion, uint16(0)}, // tls none: no TLS to configure
 		{"BareLF", c.BareLF, BareLFReject},
 		{"MaxMessageSize", c.MaxMessageSize, int64(35_000_000)},
 		{"MaxRecipients", c.MaxRecipients, 100},
@@ -197,5 +198,74 @@ func TestLogComponent(t *testing.T) {
 	}
 	if out := logs.String(); !strings.Contains(out, "component=smtpd") || strings.Contains(out, `msg="smtp `) {
 		t.Errorf("want component=smtpd and no message prefix:\n%s", out)
+	}
+}
+
+// Reported defect (issue 15): two listeners on one address passed -check and
+// start-up then failed with "address already in use". The second listener's
+// listen key gets the problem, naming the first; a wildcard host overlaps
+// every address on its port; port 0 never conflicts.
+func TestValidateListenersSameAddress(t *testing.T) {
+	at := func(name, addr string) ListenerConfig {
+		l := baseListener()
+		l.Name, l.Addr = name, addr
+		return l
+	}
+	cases := []struct {
+		name  string
+		addrs []string
+		want  []string
+	}{
+		{"same address", []string{"127.0.0.1:2525", "127.0.0.1:2525"}, []string{"[1].listen"}},
+		{"different ports", []string{"127.0.0.1:2525", "127.0.0.1:2526"}, nil},
+		{"different hosts", []string{"127.0.0.1:2525", "192.0.2.1:2525"}, nil},
+		{"ipv4 wildcard first", []string{"0.0.0.0:2525", "127.0.0.1:2525"}, []string{"[1].listen"}},
+		{"ipv4 wildcard second", []string{"127.0.0.1:2525", "0.0.0.0:2525"}, []string{"[1].listen"}},
+		{"ipv6 wildcard", []string{"[::]:2525", "192.0.2.1:2525"}, []string{"[1].listen"}},
+		{"both wildcards", []string{"0.0.0.0:2525", "[::]:2525"}, []string{"[1].listen"}},
+		{"empty host", []string{":2525", "127.0.0.1:2525"}, []string{"[1].listen"}},
+		{"same ipv6 spelled twice", []string{"[::1]:2525", "[0:0::1]:2525"}, []string{"[1].listen"}},
+		{"port 0", []string{"127.0.0.1:0", "127.0.0.1:0"}, nil},
+		{"third overlaps first", []string{"127.0.0.1:2525", "127.0.0.1:2526", "127.0.0.1:2525"}, []string{"[2].listen"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ls []ListenerConfig
+			for i, a := range c.addrs {
+				ls = append(ls, at(fmt.Sprintf("l%d", i), a))
+			}
+			err := ValidateListeners(ls, "")
+			if got := keys(t, err); !slices.Equal(got, c.want) {
+				t.Fatalf("keys %q, want %q (%v)", got, c.want, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), `"l0"`) {
+				t.Errorf("problem does not name the first listener: %v", err)
+			}
+		})
+	}
+}
+
+// Reported defect (issue 15): min_tls_version on a tls: none listener has no
+// effect and passed silently; a TLS listener still gets TLS 1.2 by default.
+func TestMinTLSVersionWithoutTLS(t *testing.T) {
+	l := baseListener()
+	l.MinTLSVersion = tls.VersionTLS12
+	if got := keys(t, l.Validate()); !slices.Equal(got, []string{"min_tls_version"}) {
+		t.Errorf("tls none with min_tls_version: keys %q, want min_tls_version (%v)", got, l.Validate())
+	}
+	if got := keys(t, ValidateListeners([]ListenerConfig{l}, "")); !slices.Equal(got, []string{"[0].min_tls_version"}) {
+		t.Errorf("ValidateListeners: keys %q", got)
+	}
+	if err := baseListener().Validate(); err != nil {
+		t.Errorf("tls none without min_tls_version: %v", err)
+	}
+	s := baseListener()
+	s.TLS = TLSStartTLS
+	if v := s.WithDefaults().MinTLSVersion; v != tls.VersionTLS12 {
+		t.Errorf("starttls listener's default min TLS version %#04x, want TLS 1.2", v)
+	}
+	s.MinTLSVersion = tls.VersionTLS10
+	if err := s.Validate(); err != nil {
+		t.Errorf("starttls with min_tls_version 1.0: %v", err)
 	}
 }

@@ -3,13 +3,17 @@ package smtpd
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/spoold/spoold/configs/field"
 )
 
 // ValidateListeners checks listener configs exactly as New does (defaults,
-// limits, access rules, names used twice, the certificate files) without
+// limits, access rules, names and addresses used twice, the certificate
+// files) without
 // binding a port or writing a self-signed certificate, so spoold -check and
 // a reload refuse what start-up would. The error is nil or field.Problems
 // keyed "[i].<yaml key>" by the listener's index, for the caller to merge
@@ -44,12 +48,63 @@ func prepareListeners(listeners []ListenerConfig, dataDir string) ([]ListenerCon
 			}
 			seen[cfg.Name] = true
 		}
+		if j := overlapping(out[:i], cfg.Addr); j >= 0 {
+			lps.Add("listen", "%s is also listened on by listener %q (%s): give each listener its own port",
+				cfg.Addr, clip(out[j].Name), out[j].Addr)
+		}
 		if cfg.TLS != TLSNone && cfg.CertFile == "" && dataDir == "" {
 			lps.Add("tls", "tls %s without cert_file needs a data dir for the self-signed certificate", cfg.TLS)
 		}
 		ps.Merge(field.Index("", i), lps)
 	}
 	return out, ps
+}
+
+// overlapping returns the index of the first listener in earlier whose
+// address cannot be bound together with addr, or -1. A wildcard host (empty,
+// 0.0.0.0 or ::) takes its port on every address, both families included
+// (a dual-stack [::] socket holds 0.0.0.0 too); port 0 picks a free port
+// and never conflicts. Host names are compared as written: start-up
+// resolves them, -check does not.
+func overlapping(earlier []ListenerConfig, addr string) int {
+	host, port, ok := splitListen(addr)
+	if !ok {
+		return -1
+	}
+	for j, e := range earlier {
+		h, p, ok := splitListen(e.Addr)
+		if !ok || p != port {
+			continue
+		}
+		if h == host || h == "*" || host == "*" {
+			return j
+		}
+	}
+	return -1
+}
+
+// splitListen returns a listen address's canonical host ("*" for a
+// wildcard) and port; ok is false for port 0 and for an address Validate
+// refuses anyway.
+func splitListen(addr string) (host string, port int, ok bool) {
+	if checkHostPort(addr) != "" {
+		return "", 0, false
+	}
+	h, p, _ := net.SplitHostPort(addr)
+	port, err := strconv.Atoi(p)
+	if err != nil || port == 0 {
+		return "", 0, false
+	}
+	if h == "" {
+		return "*", port, true
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if ip.IsUnspecified() {
+			return "*", port, true
+		}
+		return ip.Unmap().String(), port, true
+	}
+	return strings.ToLower(h), port, true
 }
 
 // hasKey reports whether ps has a problem for listener i under one of keys.
