@@ -172,6 +172,7 @@ type resolved struct {
 	idScopes []string    // added to delegated logins
 	cert     *clientCert // client_credentials with certificate
 	sa       *serviceAccountKey
+	fp       string // fingerprint, set by check
 }
 
 type clientCert struct {
@@ -277,6 +278,7 @@ func check(c AccountConfig) (*resolved, field.Problems) {
 			r.tokenURL = p.TokenURL // a service account whose key names no token_uri
 		}
 	}
+	r.fp = r.fingerprint()
 	return r, ps
 }
 
@@ -459,8 +461,12 @@ func unwrapPathErr(err error) error {
 
 // fingerprint identifies the settings that decide whether token requests can
 // work. Secrets enter only through a truncated hash; key files through the
-// identity of the key they held when loaded.
+// identity of the key they held when loaded. It is computed once (check sets
+// fp): token calls compare it.
 func (r *resolved) fingerprint() string {
+	if r.fp != "" {
+		return r.fp
+	}
 	h := sha256.New()
 	vals := []string{string(r.provider), string(r.flow), r.cfg.Tenant, r.cfg.ClientID, r.cfg.ClientSecret.Reveal(),
 		r.cfg.CertificateFile, r.cfg.PrivateKeyFile, r.cfg.ServiceAccountFile, r.cfg.Mailbox,

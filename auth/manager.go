@@ -409,7 +409,10 @@ func (m *Manager) token(ctx context.Context, name string, force bool, rejected s
 			if f && rejected != "" && a.tok != nil && a.tok.AccessToken != "" && a.tok.AccessToken != rejected {
 				f = false // superseded: the current token is not the refused one
 			}
-			if !f && !a.dirty && fresh(a.tok, now, a.r.cfg.RefreshBefore) {
+			// An app-only token obtained with other settings (a changed
+			// secret, key or mailbox) is not handed out: the new ones get
+			// tested now rather than when it expires.
+			if !f && !a.dirty && fresh(a.tok, now, a.r.cfg.RefreshBefore) && (a.r.flow.Delegated() || verified(a)) {
 				t, exp := a.tok.AccessToken, a.tok.Expiry
 				a.mu.Unlock()
 				return t, exp, nil
@@ -472,14 +475,27 @@ func grantMismatch(a *account) string {
 }
 
 // statusLocked is the account's effective status: the stored one, or
-// needs_reauth while the grant does not fit the config (grantMismatch).
+// needs_reauth while the grant does not fit the config (grantMismatch), or
+// pending while an app-only account has no token obtained with its current
+// settings (a reload or Resume resets misconfigured to ok, which says
+// nothing about whether the settings work).
 func (m *Manager) statusLocked(a *account) (Status, string) {
 	if a.hr.Status != StatusNeedsReauth {
 		if why := grantMismatch(a); why != "" {
 			return StatusNeedsReauth, why
 		}
 	}
+	if a.hr.Status == StatusOK && !a.r.flow.Delegated() && !verified(a) {
+		return StatusPending, fmt.Sprintf("no token obtained with the current settings yet: the first delivery gets one, or run `spoolctl auth login %s` to test them now", a.name)
+	}
 	return a.hr.Status, a.hr.Reason
+}
+
+// verified reports whether the account's token was obtained with its current
+// settings. A token stored before tokens carried ConfigHash counts.
+func verified(a *account) bool {
+	t := a.tok
+	return t != nil && t.AccessToken != "" && (t.ConfigHash == "" || t.ConfigHash == a.r.fingerprint())
 }
 
 // legacyMismatch recognises the reasons older versions stored as the status
@@ -720,7 +736,11 @@ func (m *Manager) keepAlive(ctx context.Context) {
 	// Load every account once: metrics get their health and the admin sees
 	// what needs attention right at start.
 	for _, h := range m.AllHealth(ctx) {
-		if h.Status != StatusOK {
+		switch h.Status {
+		case StatusOK:
+		case StatusPending:
+			m.log.Info("account not verified yet", "account", h.Account, "status", h.Status, "reason", h.Reason)
+		default:
 			m.log.Warn("account needs attention", "account", h.Account, "status", h.Status, "reason", h.Reason)
 		}
 		for _, w := range h.Warnings {

@@ -523,11 +523,12 @@ func TestMetrics(t *testing.T) {
 	_, _ = e.m.RefreshRejected(context.Background(), testAccount, "")
 	e.start() // a second Manager on the same registry reuses the collectors
 	want := `
-# HELP spoold_account_health 1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing), 0 for the others.
+# HELP spoold_account_health 1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing, pending), 0 for the others.
 # TYPE spoold_account_health gauge
 spoold_account_health{account="scanner",status="misconfigured"} 0
 spoold_account_health{account="scanner",status="needs_reauth"} 1
 spoold_account_health{account="scanner",status="ok"} 0
+spoold_account_health{account="scanner",status="pending"} 0
 spoold_account_health{account="scanner",status="refresh_failing"} 0
 # HELP spoold_token_refreshes_total OAuth2 token requests (refresh, client credentials, JWT bearer) by account and result.
 # TYPE spoold_token_refreshes_total counter

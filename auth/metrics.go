@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"account", "result"}),
 		health: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spoold_account_health",
-			Help: "1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing), 0 for the others.",
+			Help: "1 for the account's current health status (ok, needs_reauth, misconfigured, refresh_failing, pending), 0 for the others.",
 		}, []string{"account", "status"}),
 	}
 	var err error

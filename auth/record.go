@@ -36,10 +36,16 @@ const (
 	StatusMisconfigured Status = "misconfigured"
 	// StatusRefreshFailing: the token endpoint keeps failing transiently; retried with backoff.
 	StatusRefreshFailing Status = "refresh_failing"
+	// StatusPending: an app-only account (client_credentials,
+	// service_account) has not obtained a token with its current settings
+	// yet, so nothing says they work. Token calls go ahead (the first one
+	// decides: ok or misconfigured); `spoolctl auth login` tries at once. It
+	// is derived, never stored as the status.
+	StatusPending Status = "pending"
 )
 
 // statuses lists every status (metrics export one gauge per status).
-var statuses = []Status{StatusOK, StatusNeedsReauth, StatusMisconfigured, StatusRefreshFailing}
+var statuses = []Status{StatusOK, StatusNeedsReauth, StatusMisconfigured, StatusRefreshFailing, StatusPending}
 
 // Health is an account's state for status, metrics and the admin API.
 type Health struct {
@@ -71,6 +77,10 @@ type tokenRecord struct {
 	Flow         Flow
 	ClientID     string
 	Rotations    int
+	// ConfigHash fingerprints the account settings the access token was
+	// obtained with: an app-only token proves those settings work, and no
+	// others (a changed secret is untested until a token is obtained with it).
+	ConfigHash string
 }
 
 func (t *tokenRecord) LogValue() slog.Value {
@@ -89,12 +99,13 @@ type storedToken struct {
 	Flow         Flow      `json:"flow,omitempty"`
 	ClientID     string    `json:"client_id,omitempty"`
 	Rotations    int       `json:"rotations,omitempty"`
+	ConfigHash   string    `json:"config_hash,omitempty"`
 }
 
 func (t *tokenRecord) marshal() ([]byte, error) {
 	return json.Marshal(storedToken{V: 1, RefreshToken: t.RefreshToken.Reveal(), AccessToken: t.AccessToken.Reveal(),
 		TokenType: t.TokenType, Expiry: t.Expiry, GrantedAt: t.GrantedAt, Identity: t.Identity, Flow: t.Flow,
-		ClientID: t.ClientID, Rotations: t.Rotations})
+		ClientID: t.ClientID, Rotations: t.Rotations, ConfigHash: t.ConfigHash})
 }
 
 func unmarshalToken(b []byte) (*tokenRecord, error) {
@@ -106,7 +117,7 @@ func unmarshalToken(b []byte) (*tokenRecord, error) {
 		return nil, fmt.Errorf("token record has unknown version %d", s.V)
 	}
 	return &tokenRecord{RefreshToken: secret.Secret(s.RefreshToken), AccessToken: secret.Secret(s.AccessToken), TokenType: s.TokenType,
-		Expiry: s.Expiry, GrantedAt: s.GrantedAt, Identity: s.Identity, Flow: s.Flow, ClientID: s.ClientID, Rotations: s.Rotations}, nil
+		Expiry: s.Expiry, GrantedAt: s.GrantedAt, Identity: s.Identity, Flow: s.Flow, ClientID: s.ClientID, Rotations: s.Rotations, ConfigHash: s.ConfigHash}, nil
 }
 
 // healthRecord is the persisted health. It repeats the account's settings

@@ -109,7 +109,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 	}
 
 	next := &tokenRecord{AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType, Expiry: now.Add(resp.ExpiresIn),
-		Flow: r.flow, ClientID: r.cfg.ClientID, GrantedAt: now}
+		Flow: r.flow, ClientID: r.cfg.ClientID, GrantedAt: now, ConfigHash: r.fingerprint()}
 	rotated := false
 	if cur != nil {
 		next.GrantedAt, next.Identity, next.Rotations, next.RefreshToken = cur.GrantedAt, cur.Identity, cur.Rotations, cur.RefreshToken
