@@ -408,7 +408,7 @@ func TestListPagingAndFilters(t *testing.T) {
 	if err != nil || len(resp.Messages) != 1 || resp.Messages[0].ID != ids[1] || resp.Messages[0].LastError.Enhanced != "5.7.60" {
 		t.Fatalf("dead: %+v %v", resp.Messages, err)
 	}
-	resp, err = e.c.List(ctx, wire.ListRequest{Account: "other"})
+	resp, err = e.c.List(ctx, wire.ListRequest{Account: "gmail"})
 	if err != nil || len(resp.Messages) != 0 || resp.Messages == nil {
 		t.Fatalf("account filter: %+v %v", resp, err)
 	}

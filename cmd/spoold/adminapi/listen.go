@@ -26,35 +26,35 @@ func Listen(path string, mode os.FileMode, group string) (net.Listener, error) {
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("adminapi: listening on %s: path exists and is not a socket", path)
+			return nil, fmt.Errorf("admin socket %s: path exists and is not a socket", path)
 		}
 		conn, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			conn.Close()
-			return nil, fmt.Errorf("adminapi: listening on %s: another process is serving on it (is spoold already running?)", path)
+			return nil, fmt.Errorf("admin socket %s: another process is serving on it (is spoold already running?)", path)
 		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("adminapi: removing stale socket %s: %w", path, err)
+			return nil, fmt.Errorf("admin socket %s: removing the stale socket file: %w", path, err)
 		}
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: listening on %s: %w", path, err)
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	fail := func(err error) (net.Listener, error) {
 		ln.Close() // unlinks the socket
 		return nil, err
 	}
 	if err := os.Chmod(path, mode); err != nil {
-		return fail(fmt.Errorf("adminapi: chmod %s: %w", path, err))
+		return fail(fmt.Errorf("admin socket %s: chmod: %w", path, err))
 	}
 	if group != "" {
 		gid, err := lookupGroup(group)
 		if err != nil {
-			return fail(fmt.Errorf("adminapi: socket group %q: %w", group, err))
+			return fail(fmt.Errorf("admin socket group %q (admin.group): %w", group, err))
 		}
 		if err := os.Chown(path, -1, gid); err != nil {
-			return fail(fmt.Errorf("adminapi: chgrp %s %s: %w", group, path, err))
+			return fail(fmt.Errorf("admin socket %s: chgrp %s: %w", path, group, err))
 		}
 	}
 	return ln, nil

@@ -80,7 +80,7 @@ func NewService(q Queue, a Accounts, info Info, opts Options) *Service {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	return &Service{q: q, acc: a, info: info, log: opts.Logger, clock: opts.Clock, ro: opts.ReadOnly}
+	return &Service{q: q, acc: a, info: info, log: opts.Logger.With("component", "admin"), clock: opts.Clock, ro: opts.ReadOnly}
 }
 
 // maxRequestBody bounds JSON request bodies; every request is tiny.
@@ -104,6 +104,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/flush", s.handle(s.write(s.flushAll)))
 	mux.HandleFunc("POST /v1/requeue", s.handle(s.write(s.requeueAll)))
 	mux.HandleFunc("POST /v1/purge", s.handle(s.write(s.purge)))
+	mux.HandleFunc("POST /v1/reload", s.handle(s.write(s.reload)))
 	mux.HandleFunc("POST /v1/delivery/pause", s.handle(s.write(s.setPaused(true))))
 	mux.HandleFunc("POST /v1/delivery/resume", s.handle(s.write(s.setPaused(false))))
 	mux.HandleFunc("GET /v1/accounts", s.handle(s.accounts))
@@ -128,7 +129,7 @@ func (s *Service) handle(ep endpoint) http.HandlerFunc {
 		if err != nil {
 			ae := toAPIError(err)
 			if ae.Code == wire.CodeInternal {
-				s.log.Error("admin: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeError(w, ae)
 			return
@@ -174,7 +175,7 @@ func (s *Service) status(r *http.Request) (any, error) {
 	now := s.clock()
 	st, err := s.q.Stats(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: reading queue stats: %w", err)
+		return nil, fmt.Errorf("reading queue stats: %w", err)
 	}
 	resp := wire.StatusResponse{Now: now, Queue: make(map[wire.State]int, len(spool.States)), ReadOnly: s.ro}
 	for _, state := range spool.States {
@@ -188,6 +189,9 @@ func (s *Service) status(r *http.Request) (any, error) {
 		}
 		resp.Listeners = s.info.Listeners()
 		resp.ScanFolders = s.info.ScanFolders()
+		if rl, ok := s.info.(Reloader); ok {
+			resp.LastReload = rl.LastReload()
+		}
 	} else {
 		resp.Offline = true
 	}
@@ -253,11 +257,16 @@ func (s *Service) list(r *http.Request) (any, error) {
 	}
 	page, err := s.q.List(r.Context(), f, req.Cursor, req.Limit)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: listing messages: %w", err)
+		return nil, fmt.Errorf("listing messages: %w", err)
+	}
+	if len(page.Messages) == 0 && req.Cursor == "" {
+		if err := s.checkAccount(r.Context(), req.Account); err != nil {
+			return nil, err
+		}
 	}
 	resp := wire.ListResponse{Messages: make([]wire.MessageView, 0, len(page.Messages)), Next: page.Next, Now: now}
 	for _, m := range page.Messages {
-		resp.Messages = append(resp.Messages, View(m, now))
+		resp.Messages = append(resp.Messages, s.view(m, now))
 	}
 	return resp, nil
 }
@@ -269,23 +278,39 @@ func (s *Service) get(ctx context.Context, id string) (*spool.Message, error) {
 		return nil, apiErrorf(wire.CodeNotFound, "message %s not found", id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: reading message %s: %w", id, err)
+		return nil, fmt.Errorf("reading message %s: %w", id, err)
 	}
 	return m, nil
 }
 
+// view is View plus the Subject, read from the stored body.
+func (s *Service) view(m *spool.Message, now time.Time) wire.MessageView {
+	v := View(m, now)
+	if m.State != spool.StateDelivered {
+		v.Subject = s.subject(m.ID)
+	}
+	return v
+}
+
 func (s *Service) show(r *http.Request) (any, error) {
-	id := r.PathValue("id")
+	id, err := s.resolveID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
 	m, err := s.get(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
-	return View(m, s.clock()), nil
+	return s.view(m, s.clock()), nil
 }
 
 // body streams the raw RFC 5322 message.
 func (s *Service) body(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, err := s.resolveID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
 	m, err := s.get(r.Context(), id)
 	if err != nil {
 		writeError(w, toAPIError(err))
@@ -297,8 +322,8 @@ func (s *Service) body(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.log.Error("admin: opening body", "msg_id", id, "err", err)
-		writeError(w, toAPIError(fmt.Errorf("adminapi: opening body of %s: %w", id, err)))
+		s.log.Error("opening body", "msg_id", id, "err", err)
+		writeError(w, toAPIError(fmt.Errorf("opening body of %s: %w", id, err)))
 		return
 	}
 	defer f.Close()
@@ -306,7 +331,7 @@ func (s *Service) body(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, f); err != nil {
-		s.log.Debug("admin: streaming body aborted", "msg_id", id, "err", err)
+		s.log.Debug("streaming body aborted", "msg_id", id, "err", err)
 	}
 }
 
@@ -338,7 +363,7 @@ func (s *Service) opError(ctx context.Context, op, id string, err error) error {
 	case errors.Is(err, spool.ErrReadOnly):
 		return apiErrorf(wire.CodeReadOnly, "cannot %s message %s: the spool is open read-only", op, id)
 	}
-	return fmt.Errorf("adminapi: %s %s: %w", op, id, err)
+	return fmt.Errorf("cannot %s message %s: %w", op, id, err)
 }
 
 // afterOp returns the message's view after a successful operation.
@@ -347,11 +372,14 @@ func (s *Service) afterOp(ctx context.Context, id string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return View(m, s.clock()), nil
+	return s.view(m, s.clock()), nil
 }
 
 func (s *Service) hold(r *http.Request) (any, error) {
-	id := r.PathValue("id")
+	id, err := s.resolveID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
 	var req wire.HoldRequest
 	if err := decode(r, &req); err != nil {
 		return nil, err
@@ -362,15 +390,17 @@ func (s *Service) hold(r *http.Request) (any, error) {
 	if err := s.q.Hold(r.Context(), id, req.Reason); err != nil {
 		return nil, s.opError(r.Context(), "hold", id, err)
 	}
-	s.log.Info("admin: message held", "msg_id", id, "reason", req.Reason)
+	s.log.Info("message held", "msg_id", id, "reason", req.Reason)
 	return s.afterOp(r.Context(), id)
 }
 
 func (s *Service) msgOp(op string) endpoint {
 	return func(r *http.Request) (any, error) {
-		id := r.PathValue("id")
 		ctx := r.Context()
-		var err error
+		id, err := s.resolveID(ctx, r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
 		switch op {
 		case "release":
 			err = s.q.Release(ctx, id)
@@ -382,17 +412,20 @@ func (s *Service) msgOp(op string) endpoint {
 		if err != nil {
 			return nil, s.opError(ctx, op, id, err)
 		}
-		s.log.Info("admin: message "+op, "msg_id", id)
+		s.log.Info("message "+op, "msg_id", id)
 		return s.afterOp(ctx, id)
 	}
 }
 
 func (s *Service) del(r *http.Request) (any, error) {
-	id := r.PathValue("id")
+	id, err := s.resolveID(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
 	if err := s.q.Delete(r.Context(), id); err != nil {
 		return nil, s.opError(r.Context(), "delete", id, err)
 	}
-	s.log.Info("admin: message deleted", "msg_id", id)
+	s.log.Info("message deleted", "msg_id", id)
 	return wire.CountResponse{Count: 1}, nil
 }
 
@@ -403,9 +436,14 @@ func (s *Service) flushAll(r *http.Request) (any, error) {
 	}
 	n, err := s.q.FlushAll(r.Context(), req.Account)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: flushing queue: %w", err)
+		return nil, fmt.Errorf("flushing the queue: %w", err)
 	}
-	s.log.Info("admin: queue flushed", "account", req.Account, "count", n)
+	if n == 0 {
+		if err := s.checkAccount(r.Context(), req.Account); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info("queue flushed", "account", req.Account, "count", n)
 	return wire.CountResponse{Count: n}, nil
 }
 
@@ -425,14 +463,14 @@ func (s *Service) requeueAll(r *http.Request) (any, error) {
 	for {
 		page, err := s.q.List(ctx, spool.Filter{State: spoolState(req.State), Account: req.Account}, cursor, bulkPage)
 		if err != nil {
-			return nil, fmt.Errorf("adminapi: listing %s messages: %w", req.State, err)
+			return nil, fmt.Errorf("listing %s messages: %w", req.State, err)
 		}
 		for _, m := range page.Messages {
 			err := s.q.Requeue(ctx, m.ID)
 			switch {
 			case err == nil:
 				resp.Count++
-				s.log.Info("admin: message requeue", "msg_id", m.ID, "account", m.Account)
+				s.log.Info("message requeue", "msg_id", m.ID, "account", m.Account)
 			case errors.Is(err, spool.ErrWrongState), errors.Is(err, spool.ErrNotFound):
 				resp.Skipped++
 			default:
@@ -440,6 +478,11 @@ func (s *Service) requeueAll(r *http.Request) (any, error) {
 			}
 		}
 		if page.Next == "" {
+			if resp.Count+resp.Skipped == 0 {
+				if err := s.checkAccount(ctx, req.Account); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
 		cursor = page.Next
@@ -458,11 +501,18 @@ func (s *Service) purge(r *http.Request) (any, error) {
 		return nil, apiErrorf(wire.CodeInvalidArgument, "older_than_seconds must not be negative")
 	}
 	before := s.clock().Add(-time.Duration(req.OlderThanSeconds) * time.Second)
+	if req.DryRun {
+		n, err := s.purgeCount(r.Context(), spoolState(req.State), before)
+		if err != nil {
+			return nil, err
+		}
+		return wire.CountResponse{Count: n}, nil
+	}
 	n, err := s.q.Purge(r.Context(), spoolState(req.State), before)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: purging %s messages: %w", req.State, err)
+		return nil, fmt.Errorf("purging %s messages: %w", req.State, err)
 	}
-	s.log.Info("admin: purged", "state", string(req.State), "count", n)
+	s.log.Info("purged", "state", string(req.State), "count", n)
 	return wire.CountResponse{Count: n}, nil
 }
 
@@ -480,7 +530,7 @@ func (s *Service) accounts(r *http.Request) (any, error) {
 	}
 	accs, err := s.acc.Accounts(r.Context())
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: reading accounts: %w", err)
+		return nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	if accs == nil {
 		accs = []wire.AccountInfo{}
@@ -495,14 +545,14 @@ func (s *Service) account(r *http.Request) (any, error) {
 	name := r.PathValue("name")
 	accs, err := s.acc.Accounts(r.Context())
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: reading accounts: %w", err)
+		return nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	for _, a := range accs {
 		if a.Name == name {
 			return a, nil
 		}
 	}
-	return nil, apiErrorf(wire.CodeUnknownAccount, "unknown account %q", name)
+	return nil, unknownAccount(name, accs)
 }
 
 func (s *Service) login(r *http.Request) (any, error) {
@@ -526,7 +576,7 @@ func (s *Service) login(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, accountError(name, "starting login for", err)
 	}
-	s.log.Info("admin: login started", "account", name, "mode", req.Mode)
+	s.log.Info("login started", "account", name, "mode", req.Mode)
 	return ls, nil
 }
 
@@ -555,7 +605,7 @@ func (s *Service) paste(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, loginError(id, err)
 	}
-	s.log.Info("admin: login completed", "account", ai.Name)
+	s.log.Info("login completed", "account", ai.Name)
 	return ai, nil
 }
 
@@ -575,7 +625,7 @@ func (s *Service) wait(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, loginError(id, err)
 	}
-	s.log.Info("admin: login completed", "account", ai.Name)
+	s.log.Info("login completed", "account", ai.Name)
 	return ai, nil
 }
 
@@ -594,9 +644,9 @@ func (s *Service) setPaused(paused bool) endpoint {
 			return nil, apiErrorf(wire.CodeUnavailable, "this daemon cannot pause or resume delivery")
 		}
 		if err := dc.SetDeliveryPaused(r.Context(), paused); err != nil {
-			return nil, fmt.Errorf("adminapi: setting delivery paused=%t: %w", paused, err)
+			return nil, fmt.Errorf("setting delivery paused=%t: %w", paused, err)
 		}
-		s.log.Info("admin: delivery paused changed", "paused", paused)
+		s.log.Info("delivery paused changed", "paused", paused)
 		return wire.DeliveryState{Paused: dc.DeliveryPaused()}, nil
 	}
 }
@@ -609,7 +659,7 @@ func (s *Service) logout(r *http.Request) (any, error) {
 	if err := s.acc.Logout(r.Context(), name); err != nil {
 		return nil, accountError(name, "logging out", err)
 	}
-	s.log.Info("admin: logged out", "account", name)
+	s.log.Info("logged out", "account", name)
 	return struct{}{}, nil
 }
 
@@ -630,7 +680,7 @@ func (s *Service) testSend(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, accountError(name, "test-send through", err)
 	}
-	s.log.Info("admin: test message sent", "account", name, "code", res.Code)
+	s.log.Info("test message sent", "account", name, "code", res.Code)
 	return res, nil
 }
 

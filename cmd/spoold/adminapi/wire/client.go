@@ -56,13 +56,13 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Res
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, fmt.Errorf("adminapi: encoding request: %w", err)
+			return nil, fmt.Errorf("encoding the request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, baseURL+path, body)
 	if err != nil {
-		return nil, fmt.Errorf("adminapi: building request %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("building request %s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -70,13 +70,13 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Res
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("adminapi: %s %s: no answer from spoold at %s: %w", method, path, c.socket, ctxErr)
+			return nil, fmt.Errorf("no answer from spoold at %s in time (%s %s; a longer --timeout may help): %w", c.socket, method, path, ctxErr)
 		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			return nil, &DialError{Socket: c.socket, Err: err}
 		}
-		return nil, fmt.Errorf("adminapi: %s %s via %s: %w", method, path, c.socket, err)
+		return nil, fmt.Errorf("talking to spoold at %s (%s %s): %w", c.socket, method, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
@@ -120,7 +120,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("adminapi: decoding answer to %s %s: %w", method, path, err)
+		return fmt.Errorf("spoold's answer to %s %s is not what this spoolctl expects (versions differ?): %w", method, path, err)
 	}
 	return nil
 }
@@ -220,6 +220,21 @@ func (c *Client) Purge(ctx context.Context, state State, olderThan time.Duration
 	var out CountResponse
 	req := PurgeRequest{State: state, OlderThanSeconds: int64(olderThan / time.Second)}
 	return out, c.call(ctx, http.MethodPost, "/v1/purge", req, &out)
+}
+
+// PurgeCount counts the messages Purge would delete, deleting nothing.
+func (c *Client) PurgeCount(ctx context.Context, state State, olderThan time.Duration) (CountResponse, error) {
+	var out CountResponse
+	req := PurgeRequest{State: state, OlderThanSeconds: int64(olderThan / time.Second), DryRun: true}
+	return out, c.call(ctx, http.MethodPost, "/v1/purge", req, &out)
+}
+
+// Reload makes the daemon re-read its configuration file and returns the
+// outcome; a refused configuration is ReloadInfo.OK false with the problems,
+// not an error.
+func (c *Client) Reload(ctx context.Context) (ReloadInfo, error) {
+	var out ReloadInfo
+	return out, c.call(ctx, http.MethodPost, "/v1/reload", nil, &out)
 }
 
 // Accounts lists the configured accounts and their health.

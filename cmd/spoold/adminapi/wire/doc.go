@@ -12,14 +12,15 @@
 //
 //	GET    /v1/status                       StatusResponse
 //	GET    /v1/messages?state=&account=&older_than=&cursor=&limit=   ListResponse
-//	GET    /v1/messages/{id}                MessageView
+//	GET    /v1/messages/{id}                MessageView ({id}: exact, any case, or a unique prefix)
 //	GET    /v1/messages/{id}/body           message/rfc822 stream
 //	POST   /v1/messages/{id}/hold           HoldRequest -> MessageView
 //	POST   /v1/messages/{id}/release|requeue|flush           -> MessageView
 //	DELETE /v1/messages/{id}                CountResponse
 //	POST   /v1/flush                        FlushRequest -> CountResponse
 //	POST   /v1/requeue                      RequeueRequest -> CountResponse
-//	POST   /v1/purge                        PurgeRequest -> CountResponse
+//	POST   /v1/purge                        PurgeRequest -> CountResponse (dry_run: count only)
+//	POST   /v1/reload                       ReloadInfo (re-read the config file)
 //	POST   /v1/delivery/pause|resume                         -> DeliveryState
 //	GET    /v1/accounts                     AccountsResponse
 //	GET    /v1/accounts/{name}              AccountInfo

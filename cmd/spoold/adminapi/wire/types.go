@@ -105,6 +105,25 @@ type StatusResponse struct {
 	AccountsError string         `json:"accounts_error,omitempty"`
 	Listeners     []ListenerInfo `json:"listeners,omitempty"`
 	ScanFolders   []FolderInfo   `json:"scan_folders,omitempty"`
+	// LastReload is the outcome of the last configuration reload (SIGHUP
+	// or spoolctl reload); nil when there was none since the start.
+	LastReload *ReloadInfo `json:"last_reload,omitempty"`
+}
+
+// ReloadInfo is the outcome of a configuration reload: the answer of
+// POST /v1/reload and StatusResponse.LastReload.
+type ReloadInfo struct {
+	Time   time.Time `json:"time"`
+	Config string    `json:"config,omitempty"` // the file read
+	// OK is true when the new configuration was applied. A failed reload
+	// keeps the running configuration unchanged.
+	OK bool `json:"ok"`
+	// Problems say why it failed, one per line ("file:line: key: why" for
+	// configuration problems).
+	Problems []string `json:"problems,omitempty"`
+	// Warnings are parts an applied reload could not change (settings that
+	// need a restart, a scan folder that failed to reload).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // DeliveryState is the answer of the pause and resume endpoints.
@@ -170,8 +189,11 @@ type MessageView struct {
 	LeaseUntil  time.Time       `json:"lease_until,omitzero"`
 	LastError   *ErrorInfo      `json:"last_error,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
-	History     []AttemptInfo   `json:"history,omitempty"`
-	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
+	// Subject is the message's decoded Subject header ("" when it has none
+	// or its body is no longer stored).
+	Subject     string        `json:"subject,omitempty"`
+	History     []AttemptInfo `json:"history,omitempty"`
+	DeliveredAt time.Time     `json:"delivered_at,omitzero"`
 }
 
 // ListRequest selects messages for GET /v1/messages.
@@ -214,6 +236,9 @@ type PurgeRequest struct {
 	State State `json:"state"` // dead or delivered
 	// OlderThanSeconds purges messages last updated at least this long ago.
 	OlderThanSeconds int64 `json:"older_than_seconds"`
+	// DryRun counts the messages that would be purged and deletes nothing
+	// (spoolctl purge asks with the count).
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // CountResponse answers bulk operations.
