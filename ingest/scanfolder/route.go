@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/mail"
 	"path"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -57,23 +58,29 @@ func (s *stringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// sidecarKeys are Sidecar's JSON keys, in the order its docs list them.
+var sidecarKeys = []string{"to", "cc", "subject", "body"}
+
 // ParseSidecar decodes and validates a sidecar. Addresses come back normalised
-// (bare addr-spec).
+// (bare addr-spec). Errors do not say "sidecar": the caller names the file.
 func ParseSidecar(data []byte) (*Sidecar, error) {
 	if len(data) > maxSidecarSize {
-		return nil, fmt.Errorf("sidecar is larger than %d bytes", maxSidecarSize)
+		return nil, fmt.Errorf("larger than %d bytes", maxSidecarSize)
 	}
 	if !utf8.Valid(data) {
-		return nil, errors.New("sidecar is not valid UTF-8")
+		return nil, errors.New("not valid UTF-8")
+	}
+	if err := unknownSidecarKeys(data); err != nil {
+		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var sc Sidecar
 	if err := dec.Decode(&sc); err != nil {
-		return nil, fmt.Errorf("sidecar: %w", err)
+		return nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("sidecar: trailing data after the JSON object")
+		return nil, errors.New("trailing data after the JSON object")
 	}
 	var err error
 	if sc.To, err = checkAddressList("to", sc.To); err != nil {
@@ -83,21 +90,89 @@ func ParseSidecar(data []byte) (*Sidecar, error) {
 		return nil, err
 	}
 	if len(sc.To)+len(sc.Cc) > maxRecipients {
-		return nil, fmt.Errorf("sidecar: more than %d recipients", maxRecipients)
+		return nil, fmt.Errorf("more than %d recipients", maxRecipients)
 	}
 	if hasCtl(sc.Subject) {
-		return nil, errors.New("sidecar: subject contains control characters (CR, LF, NUL, ...)")
+		return nil, errors.New("subject contains control characters (CR, LF, NUL, ...)")
 	}
 	if len(sc.Subject) > maxSubjectLen {
-		return nil, fmt.Errorf("sidecar: subject longer than %d bytes", maxSubjectLen)
+		return nil, fmt.Errorf("subject longer than %d bytes", maxSubjectLen)
 	}
 	if strings.ContainsFunc(sc.Body, func(r rune) bool { return r == 0 || (unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t') }) {
-		return nil, errors.New("sidecar: body contains control characters")
+		return nil, errors.New("body contains control characters")
 	}
 	if len(sc.Body) > maxBodyLen {
-		return nil, fmt.Errorf("sidecar: body longer than %d bytes", maxBodyLen)
+		return nil, fmt.Errorf("body longer than %d bytes", maxBodyLen)
 	}
 	return &sc, nil
+}
+
+// unknownSidecarKeys reports the keys of a JSON object that Sidecar does
+// not have, each with the key probably meant (as the config checker does),
+// so a typo is fixed from the failed/ reason alone. Keys match as
+// encoding/json matches them, ignoring case. What is not a JSON object is
+// left to the strict decoder to report.
+func unknownSidecarKeys(data []byte) error {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return nil
+	}
+	var msgs []string
+	for k := range obj {
+		if slices.ContainsFunc(sidecarKeys, func(known string) bool { return strings.EqualFold(k, known) }) {
+			continue
+		}
+		msgs = append(msgs, unknownKeyHint(k))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	slices.Sort(msgs)
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// unknownKeyHint says key is unknown and suggests the nearest known key
+// within edit distance 2, or lists the known keys.
+func unknownKeyHint(key string) string {
+	shown := key
+	if len(shown) > 40 {
+		shown = shown[:37] + "..."
+	}
+	best, bestDist := "", 3
+	for _, known := range sidecarKeys {
+		if d := editDistance(strings.ToLower(strings.TrimSpace(key)), known); d < bestDist {
+			best, bestDist = known, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("unknown key %q (did you mean %q?)", shown, best)
+	}
+	return fmt.Sprintf("unknown key %q: known keys are %s", shown, strings.Join(sidecarKeys, ", "))
+}
+
+// editDistance is the Levenshtein distance of a and b (99 for long
+// strings, which are no typo of a short key).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func checkAddressList(field string, l []string) ([]string, error) {
@@ -105,7 +180,7 @@ func checkAddressList(field string, l []string) ([]string, error) {
 	for _, a := range l {
 		n, err := checkAddress(a)
 		if err != nil {
-			return nil, fmt.Errorf("sidecar: %s: %w", field, err)
+			return nil, fmt.Errorf("%s: %w", field, err)
 		}
 		out = append(out, n)
 	}

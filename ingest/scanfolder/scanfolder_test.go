@@ -633,3 +633,13 @@ func TestMissingFolderReportedAndPickedUpLater(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "uma@example.com", "a.pdf"), []byte("%PDF late"), 0o644)
 	waitFor(t, waitLong, "folder picked up once it exists", func() bool { return enq.count(spool.SourceScan) == 1 })
 }
+
+// The failed/ reason for a sidecar with a typo suggests the key meant.
+func TestSidecarTypoReason(t *testing.T) {
+	env := start(t, nil, nil, nil)
+	env.write("report.pdf", []byte("%PDF report"))
+	env.write("report.pdf.json", []byte(`{"to":"ivan@example.com","subjcet":"Quarterly report"}`))
+	if r := env.failedWith("report.pdf"); !strings.Contains(r, `did you mean "subject"?`) {
+		t.Errorf("reason %q has no suggestion", r)
+	}
+}

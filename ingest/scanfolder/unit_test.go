@@ -247,3 +247,18 @@ func BenchmarkBurst1000(b *testing.B) {
 		})
 	}
 }
+
+// Reported defect (issue 15): a sidecar typo got no did-you-mean although
+// the config checker has one.
+func TestSidecarUnknownKeySuggests(t *testing.T) {
+	for _, c := range []struct{ json, want string }{
+		{`{"subjet":"Report"}`, `unknown key "subjet" (did you mean "subject"?)`},
+		{`{"to":"a@b.example","CC ":"c@d.example"}`, `unknown key "CC " (did you mean "cc"?)`},
+		{`{"recipients":"a@b.example"}`, `unknown key "recipients": known keys are to, cc, subject, body`},
+	} {
+		_, err := ParseSidecar([]byte(c.json))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", c.json, err, c.want)
+		}
+	}
+}
