@@ -73,6 +73,12 @@ type AccountConfig struct {
 	ServiceAccountFile string
 	// Mailbox holds the grant and is the XOAUTH2 user.
 	Mailbox string
+	// SignInAs (YAML sign_in_as) is who must sign in for a delegated flow
+	// when that is not the mailbox's address: a user principal name that
+	// differs from the address, or the user whose alias the mailbox is.
+	// The signed-in identity is checked against it (case-insensitively)
+	// instead of Mailbox; the XOAUTH2 user stays Mailbox. Empty: Mailbox.
+	SignInAs string
 	// Scopes, AuthURL, TokenURL and DeviceAuthURL default to the preset's
 	// (scopes by flow: delegated or app-only). A service account without
 	// token_url uses its key file's token_uri.
@@ -100,6 +106,7 @@ func (c AccountConfig) WithDefaults() AccountConfig {
 	c.Provider = strings.ToLower(strings.TrimSpace(c.Provider))
 	c.Flow = strings.ToLower(strings.TrimSpace(c.Flow))
 	c.Mailbox = strings.TrimSpace(c.Mailbox)
+	c.SignInAs = strings.TrimSpace(c.SignInAs)
 	if c.Provider != "" && c.Flow == "" {
 		c.Flow = string(FlowAuthCode)
 	}
@@ -248,6 +255,13 @@ func check(c AccountConfig) (*resolved, field.Problems) {
 	case !validAddress(c.Mailbox):
 		ps.Add("mailbox", "%q is not an e-mail address", sanitize(c.Mailbox, 320))
 	}
+	switch {
+	case c.SignInAs == "":
+	case !validAddress(c.SignInAs):
+		ps.Add("sign_in_as", "%q is not an e-mail address: want the user principal name to sign in as, e.g. scanner@contoso.onmicrosoft.com", sanitize(c.SignInAs, 320))
+	case r.flow != "" && !r.flow.Delegated():
+		ps.Add("sign_in_as", "flow %s signs no user in: remove sign_in_as (it is for authcode and device)", r.flow)
+	}
 	if known {
 		checkProvider(c, r, &ps)
 		checkFlow(c, r, &ps)
@@ -388,6 +402,14 @@ func checkFlow(c AccountConfig, r *resolved, ps *field.Problems) {
 			}
 		}
 	}
+}
+
+// signInName is who must sign in: sign_in_as, else the mailbox.
+func (c AccountConfig) signInName() string {
+	if c.SignInAs != "" {
+		return c.SignInAs
+	}
+	return c.Mailbox
 }
 
 // validAddress accepts a bare addr-spec (no display name, no brackets).

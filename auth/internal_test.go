@@ -58,13 +58,13 @@ func TestIDTokenClaims(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 	r := &resolved{provider: ProviderMicrosoft, cfg: AccountConfig{Mailbox: "a@x.com"}}
-	if id, err := checkIdentity(tok, r); err != nil || id != "A@X.COM" {
+	if id, err := checkIdentity("a", tok, r); err != nil || id != "A@X.COM" {
 		t.Fatalf("%q %v", id, err)
 	}
-	if _, err := checkIdentity("", r); err == nil {
+	if _, err := checkIdentity("a", "", r); err == nil {
 		t.Fatal("missing ID token accepted for microsoft")
 	}
-	if id, err := checkIdentity("", &resolved{provider: ProviderGeneric}); err != nil || id != "" {
+	if id, err := checkIdentity("a", "", &resolved{provider: ProviderGeneric}); err != nil || id != "" {
 		t.Fatal("generic without ID token should pass unverified")
 	}
 	for _, bad := range []string{"x", "a.b", "a.!!!.c", "a." + enc.EncodeToString([]byte("[]")) + ".c"} {
@@ -124,7 +124,7 @@ func FuzzIDTokenClaims(f *testing.F) {
 	f.Add("..")
 	f.Fuzz(func(t *testing.T, tok string) {
 		r := &resolved{provider: ProviderMicrosoft, cfg: AccountConfig{Mailbox: "a@x.com"}}
-		id, err := checkIdentity(tok, r)
+		id, err := checkIdentity("a", tok, r)
 		if err == nil && !strings.EqualFold(strings.TrimSpace(id), "a@x.com") {
 			t.Fatalf("accepted identity %q", id)
 		}

@@ -18,10 +18,6 @@ import (
 	"github.com/spoold/spoold/configs/secret"
 )
 
-// ErrIdentityMismatch: the user signed in as someone other than the
-// configured mailbox. The grant is not stored.
-var ErrIdentityMismatch = errors.New("auth: signed-in identity does not match the mailbox")
-
 // LoginMode selects how a delegated login's user step happens.
 type LoginMode string
 
@@ -186,7 +182,7 @@ func authorizeURL(r *resolved, state, verifier string, scopes []string) (string,
 	q.Set("state", state)
 	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
 	q.Set("code_challenge_method", "S256")
-	q.Set("login_hint", r.cfg.Mailbox)
+	q.Set("login_hint", r.cfg.signInName())
 	switch r.provider {
 	case ProviderGoogle:
 		// Google returns a refresh token only with offline access, and a
@@ -377,10 +373,10 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		}
 		return Health{}, fmt.Errorf("auth: account %s: the token endpoint returned no refresh token (%s): %w", name, hint, ErrMisconfigured)
 	}
-	identity, err := checkIdentity(resp.IDToken, r)
+	identity, err := checkIdentity(name, resp.IDToken, r)
 	if err != nil {
 		m.log.Warn("login refused", "account", name, "error", err)
-		return Health{}, fmt.Errorf("auth: account %s: %w", name, err)
+		return Health{}, err
 	}
 	now := m.now()
 	rec := &tokenRecord{RefreshToken: secret.Secret(resp.RefreshToken), AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType,
@@ -417,36 +413,43 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 }
 
 // checkIdentity reads the ID token's claims and requires one of
-// preferred_username, upn, email to equal the mailbox (case-insensitively).
-// The signature is not verified: the ID token came straight from the token
-// endpoint over TLS in answer to our own code exchange (OIDC Core 3.1.3.7
-// allows skipping it then), so nobody else could have inserted it.
-func checkIdentity(idToken string, r *resolved) (string, error) {
+// preferred_username, upn, email to equal the expected sign-in identity
+// (sign_in_as, else the mailbox; case-insensitively). The signature is not
+// verified: the ID token came straight from the token endpoint over TLS in
+// answer to our own code exchange (OIDC Core 3.1.3.7 allows skipping it
+// then), so nobody else could have inserted it. Errors name the account.
+func checkIdentity(name, idToken string, r *resolved) (string, error) {
+	want := r.cfg.signInName()
 	if idToken == "" {
 		if r.provider == ProviderGeneric {
 			return "", nil // the Health shows "identity not verified"
 		}
-		return "", fmt.Errorf("the token endpoint returned no ID token, so the signed-in user cannot be checked against %s: keep the openid scope", r.cfg.Mailbox)
+		return "", acctErr(ErrMisconfigured, nil, "account %s: the token endpoint returned no ID token, so the signed-in user cannot be checked against %s: keep the openid scope", name, want)
 	}
 	claims, err := idTokenClaims(idToken)
 	if err != nil {
-		return "", err
+		return "", acctErr(ErrMisconfigured, err, "account %s: %v, so the signed-in user cannot be checked against %s", name, err, want)
 	}
 	var seen []string
 	for _, c := range []string{claims.PreferredUsername, claims.UPN, claims.Email} {
 		if c == "" {
 			continue
 		}
-		if strings.EqualFold(strings.TrimSpace(c), r.cfg.Mailbox) {
+		if strings.EqualFold(strings.TrimSpace(c), want) {
 			return c, nil
 		}
 		seen = append(seen, c)
 	}
 	if len(seen) == 0 {
-		return "", fmt.Errorf("the ID token names no user (no preferred_username, upn or email): add the email/profile scopes")
+		return "", acctErr(ErrMisconfigured, nil, "account %s: the ID token names no user (no preferred_username, upn or email): add the email and profile scopes", name)
 	}
-	return "", fmt.Errorf("%w: signed in as %s but the configured mailbox is %s: sign in as %s (a private browser window helps) or change mailbox",
-		ErrIdentityMismatch, sanitize(seen[0], 320), r.cfg.Mailbox, r.cfg.Mailbox)
+	got := sanitize(seen[0], 320)
+	if r.cfg.SignInAs != "" {
+		return "", acctErr(ErrIdentityMismatch, nil, "account %s: signed in as %s, but sign_in_as is %s: sign in as %s (a private browser window helps), or correct sign_in_as",
+			name, got, want, want)
+	}
+	return "", acctErr(ErrIdentityMismatch, nil, "account %s: signed in as %s, but the mailbox is %s: sign in as %s (a private browser window helps), or, if %s is the mailbox's sign-in name or the mailbox is its alias, set sign_in_as: %s for the account",
+		name, got, want, want, got, got)
 }
 
 type idClaims struct {
@@ -555,7 +558,7 @@ func (m *Manager) Logout(ctx context.Context, name string) error {
 	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
 	a.tok, a.dirty = nil, false
 	if a.r.flow.Delegated() {
-		m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.Mailbox))
+		m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.signInName()))
 	}
 	m.saveHealthLocked(ctx, a)
 	m.log.Info("logged out", "account", name)

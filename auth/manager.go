@@ -468,8 +468,11 @@ func grantMismatch(a *account) string {
 	switch {
 	case t.ClientID != "" && t.ClientID != r.cfg.ClientID:
 		return fmt.Sprintf("client_id changed since sign-in (the grant was issued to client_id %s): restore it, or run `spoolctl auth login %s`", sanitize(t.ClientID, 128), a.name)
-	case t.Identity != "" && !strings.EqualFold(t.Identity, r.cfg.Mailbox):
-		return fmt.Sprintf("the stored grant is for %s but the mailbox is %s: restore mailbox, or run `spoolctl auth login %s` and sign in as %s", t.Identity, r.cfg.Mailbox, a.name, r.cfg.Mailbox)
+	case t.Identity != "" && r.cfg.SignInAs != "" && !strings.EqualFold(t.Identity, r.cfg.SignInAs):
+		return fmt.Sprintf("the stored grant is for %s but sign_in_as is %s: restore sign_in_as, or run `spoolctl auth login %s` and sign in as %s", t.Identity, r.cfg.SignInAs, a.name, r.cfg.SignInAs)
+	case t.Identity != "" && r.cfg.SignInAs == "" && !strings.EqualFold(t.Identity, r.cfg.Mailbox):
+		return fmt.Sprintf("the stored grant is for %s but the mailbox is %s: restore mailbox (or set sign_in_as: %s if that is the mailbox's sign-in name), or run `spoolctl auth login %s` and sign in as %s",
+			t.Identity, r.cfg.Mailbox, t.Identity, a.name, r.cfg.Mailbox)
 	}
 	return ""
 }
@@ -553,7 +556,7 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 	case tokErr != nil:
 		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("the stored grant is unreadable (%v): run `spoolctl auth login %s`", tokErr, a.name)
 	case r.flow.Delegated() && (a.tok == nil || a.tok.RefreshToken == ""):
-		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", a.name, r.cfg.Mailbox)
+		a.hr.Status, a.hr.Reason = StatusNeedsReauth, fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", a.name, r.cfg.signInName())
 	case a.hr.Status == StatusNeedsReauth && legacyMismatch(a.hr.Reason):
 		// Stored by an older version; a config mismatch is derived now
 		// (grantMismatch), so it goes away when the config is restored.

@@ -54,7 +54,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 		}
 	}
 	if r.flow.Delegated() && (cur == nil || cur.RefreshToken == "") {
-		reason := fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", name, r.cfg.Mailbox)
+		reason := fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", name, r.cfg.signInName())
 		m.setStatusAndSave(ctx, a, gen, StatusNeedsReauth, reason)
 		return "", time.Time{}, fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
 	}
@@ -78,7 +78,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 				err = fmt.Errorf("%w (an earlier token request got no answer within token_timeout %s: the server may have rotated the refresh token then and revoked the grant when the old one was retried; raise token_timeout)", err, r.cfg.TokenTimeout)
 			}
 			m.met.refresh(name, resultNeedsReauth)
-			reason := fmt.Sprintf("the token endpoint refused the grant (%v): run `spoolctl auth login %s` and sign in as %s", err, name, r.cfg.Mailbox)
+			reason := fmt.Sprintf("the token endpoint refused the grant (%v): run `spoolctl auth login %s` and sign in as %s", err, name, r.cfg.signInName())
 			if !r.flow.Delegated() {
 				reason = fmt.Sprintf("the token endpoint refused the app's assertion (%v): check the app's permissions/delegation, then run `spoolctl auth login %s`", err, name)
 			}
