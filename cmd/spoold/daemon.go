@@ -47,6 +47,7 @@ type daemon struct {
 	admin    *http.Server
 	adminLn  net.Listener
 	accounts *daemonAccounts
+	reloads  reloadStatus
 
 	engineCancel context.CancelFunc
 	engineDone   chan error
@@ -226,10 +227,12 @@ func (d *daemon) listenerInfo() []wire.ListenerInfo {
 // reload applies a changed config file (SIGHUP): accounts, routes, users and
 // scan folders change in place; listener addresses, TLS and the data dir need
 // a restart, which the log says.
-func (d *daemon) reload() {
+func (d *daemon) reload() (err error) {
+	var warnings []string
+	defer d.reloads.begin()(d.cfgPath, &err, &warnings)
 	if d.cfgPath == "" {
 		d.log.Info("reload: running the embedded default configuration; nothing to reload")
-		return
+		return errEmbeddedDefault
 	}
 	// Every subsystem validates before any applies: all or nothing.
 	p, err := loadPlan(d.cfgPath)
@@ -243,6 +246,7 @@ func (d *daemon) reload() {
 	d.mu.Unlock()
 	for _, why := range restartNeeded(old, cfg) {
 		d.log.Warn("reload: change needs a restart to take effect", "change", why)
+		warnings = append(warnings, why+": needs a restart to take effect")
 	}
 	// Prepare auth's change (it reads key files) before applying anything;
 	// delivery's Reload fails only where validation did; auth's Apply cannot.
@@ -253,7 +257,7 @@ func (d *daemon) reload() {
 	}
 	if err := d.engine.Reload(p.accounts); err != nil {
 		d.log.Error("reload: accounts (delivery); keeping the running configuration", "err", err)
-		return
+		return err
 	}
 	authChange.Apply()
 	if err := setLevel(d.level, string(cfg.Log.Level)); err != nil {
@@ -270,6 +274,7 @@ func (d *daemon) reload() {
 	if d.scans != nil {
 		if err := d.scans.Reload(p.folders); err != nil {
 			d.log.Error("reload: scan folders", "err", err)
+			warnings = append(warnings, "scan folders: "+err.Error())
 		}
 	}
 	d.mu.Lock()
@@ -294,6 +299,7 @@ func (d *daemon) reload() {
 		}
 	}
 	d.log.Info("configuration reloaded", "config", d.cfgPath)
+	return nil
 }
 
 // mergeListeners keeps the running listeners (addresses and TLS need a
