@@ -162,60 +162,67 @@ func TestCrashDurability(t *testing.T) {
 	acked := map[string]bool{}
 	kills := 0
 	for i := 0; i < *crashKills; i++ {
-		cmd := childCmd(t, "enqueue", dir)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Read IDs as they are acknowledged; kill after a random number of
-		// them plus a random delay so kills land in every step of Enqueue.
-		lines := make(chan string, 1024)
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		target := 1 + r.IntN(40)
-		got := 0
-		deadline := time.After(60 * time.Second)
-	wait:
-		for got < target {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break wait
-				}
-				acked[l] = true
-				got++
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("child %d acknowledged only %d messages in 60s", i, got)
-			}
-		}
-		time.Sleep(time.Duration(r.IntN(3000)) * time.Microsecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("kill child %d: %v", i, err)
-		}
-		for l := range lines {
-			acked[l] = true
-		}
-		<-readDone
-		err = cmd.Wait()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("child %d did not die by SIGKILL: %v", i, err)
-		}
+		killEnqueuer(t, i, dir, r, acked)
 		kills++
 		verifyAcked(t, dir, acked)
 	}
 	t.Logf("crash test: %d kills survived, %d acknowledged messages checked, none lost", kills, len(acked))
+}
+
+// killEnqueuer runs child i enqueueing into dir, lets it acknowledge a
+// random number of messages, SIGKILLs it a random moment later (so kills
+// land in every step of Enqueue) and adds every ID it printed to acked.
+// The crash and the power-cut tests share it: they differ only in what
+// happens to the disk after the kill.
+func killEnqueuer(t *testing.T, i int, dir string, r *rand.Rand, acked map[string]bool) {
+	t.Helper()
+	cmd := childCmd(t, "enqueue", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1024)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	target := 1 + r.IntN(40)
+	deadline := time.After(60 * time.Second)
+wait:
+	for got := 0; got < target; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break wait
+			}
+			acked[l] = true
+			got++
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("child %d acknowledged only %d messages in 60s", i, got)
+		}
+	}
+	time.Sleep(time.Duration(r.IntN(3000)) * time.Microsecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill child %d: %v", i, err)
+	}
+	for l := range lines {
+		acked[l] = true
+	}
+	<-readDone
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child %d did not die by SIGKILL: %v", i, err)
+	}
 }
 
 // verifyAcked reopens the spool (running recovery) and checks every

@@ -3,14 +3,10 @@
 package spool
 
 import (
-	"bufio"
-	"errors"
 	"flag"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,103 +26,30 @@ func TestPowerCutDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode")
 	}
-	if err := lazyfs.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("lazyfs cannot mount in CI: %v", err)
-		}
-		t.Skipf("lazyfs cannot mount here (needs /dev/fuse and root): %v", err)
-	}
+	lazyfs.Require(t)
 	for _, mode := range []string{"tmpfile", "named"} {
 		t.Run(mode, func(t *testing.T) { testPowerCuts(t, mode == "named") })
 	}
 }
 
 func testPowerCuts(t *testing.T, named bool) {
-	root := t.TempDir()
-	backing, mnt := filepath.Join(root, "backing"), filepath.Join(root, "mnt")
-	for _, d := range []string{backing, mnt} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var fsys *lazyfs.FS
-	mount := func() {
-		var err error
-		if fsys, err = lazyfs.Mount(backing, mnt, lazyfs.Options{NoTmpfile: named}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mount()
-	t.Cleanup(func() {
-		if fsys != nil {
-			fsys.Cut()
-		}
-	})
-	if err := os.Mkdir(filepath.Join(mnt, "data"), 0o700); err != nil {
+	rig := lazyfs.NewRig(t, t.TempDir())
+	opts := lazyfs.Options{NoTmpfile: named}
+	rig.Mount(opts)
+	if err := os.Mkdir(rig.Path("data"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 24))
 	acked := map[string]bool{}
 	tmpfiles, creates := 0, 0
 	for i := 0; i < *powerCuts; i++ {
-		cmd := childCmd(t, "enqueue", filepath.Join(mnt, "data"))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1024)
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		target := 1 + r.IntN(40)
-		deadline := time.After(60 * time.Second)
-	wait:
-		for got := 0; got < target; {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break wait
-				}
-				acked[l] = true
-				got++
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("child %d acknowledged only %d messages in 60s", i, got)
-			}
-		}
-		// The cut lands anywhere in the next enqueues.
-		time.Sleep(time.Duration(r.IntN(3000)) * time.Microsecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		for l := range lines {
-			acked[l] = true
-		}
-		<-readDone
-		err = cmd.Wait()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("child %d did not die by SIGKILL: %v", i, err)
-		}
-		st, err := fsys.Cut()
-		fsys = nil
-		if err != nil {
-			t.Fatal(err)
-		}
+		killEnqueuer(t, i, rig.Path("data"), r, acked)
+		st := rig.Cut()
 		tmpfiles += st.Tmpfiles
 		creates += st.Creates
 		// The backing directory is the disk after the reboot.
-		verifyAcked(t, filepath.Join(backing, "data"), acked)
-		mount()
+		verifyAcked(t, filepath.Join(rig.Backing, "data"), acked)
+		rig.Mount(opts)
 	}
 	// Each mode must really have taken its path.
 	if named && tmpfiles > 0 || !named && tmpfiles == 0 {

@@ -16,67 +16,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Require skips the test where FUSE mounts are impossible, except in CI
-// (CI=true), where it fails: there the environment promises them.
-func Require(t testing.TB) {
-	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("lazyfs cannot mount in CI: %v", err)
-		}
-		t.Skipf("lazyfs cannot mount here (needs /dev/fuse and root): %v", err)
-	}
-}
-
-// rig is a backing dir with a mount that tests cut and remount.
+// rig is a Rig that tests cut and remount with the same options.
 type rig struct {
-	t            *testing.T
-	backing, mnt string
-	opts         Options
-	fs           *FS
+	*Rig
+	opts Options
 }
 
 func newRig(t *testing.T, opts Options) *rig {
 	t.Helper()
 	Require(t)
-	dir := t.TempDir()
-	r := &rig{t: t, backing: filepath.Join(dir, "backing"), mnt: filepath.Join(dir, "mnt"), opts: opts}
-	for _, d := range []string{r.backing, r.mnt} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.mount()
-	t.Cleanup(func() {
-		if r.fs != nil {
-			r.fs.Cut()
-		}
-	})
+	r := &rig{Rig: NewRig(t, t.TempDir()), opts: opts}
+	r.Mount(opts)
 	return r
-}
-
-func (r *rig) mount() {
-	r.t.Helper()
-	f, err := Mount(r.backing, r.mnt, r.opts)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.fs = f
 }
 
 // cut cuts power and mounts again (the reboot).
 func (r *rig) cut() Stats {
 	r.t.Helper()
-	st, err := r.fs.Cut()
-	r.fs = nil
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.mount()
+	st := r.Cut()
+	r.Mount(r.opts)
 	return st
 }
-
-func (r *rig) p(name string) string { return filepath.Join(r.mnt, name) }
 
 func syncPath(t *testing.T, path string) {
 	t.Helper()
@@ -130,18 +90,18 @@ func wantGone(t *testing.T, path string) {
 
 func TestSyncedDataSurvivesUnsyncedIsGone(t *testing.T) {
 	r := newRig(t, Options{})
-	writeFile(t, r.p("synced"), "durable", true)
-	writeFile(t, r.p("datanotsynced"), "lost", false)
-	syncPath(t, r.mnt) // both names durable, only one file's data
-	writeFile(t, r.p("namenotsynced"), "lost too", true)
+	writeFile(t, r.Path("synced"), "durable", true)
+	writeFile(t, r.Path("datanotsynced"), "lost", false)
+	syncPath(t, r.Mnt) // both names durable, only one file's data
+	writeFile(t, r.Path("namenotsynced"), "lost too", true)
 	// A write after the fsync is pending again.
-	f, err := os.OpenFile(r.p("synced"), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(r.Path("synced"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString(" and more")
 	f.Close()
-	if b, _ := os.ReadFile(r.p("synced")); string(b) != "durable and more" {
+	if b, _ := os.ReadFile(r.Path("synced")); string(b) != "durable and more" {
 		t.Fatalf("before the cut: %q", b)
 	}
 
@@ -149,23 +109,23 @@ func TestSyncedDataSurvivesUnsyncedIsGone(t *testing.T) {
 	if st.PendingFiles < 2 || st.PendingDirs < 1 {
 		t.Errorf("cut stats %+v: want at least 2 pending files and 1 pending directory", st)
 	}
-	wantContent(t, r.p("synced"), "durable")
-	wantContent(t, r.p("datanotsynced"), "")
-	wantGone(t, r.p("namenotsynced"))
+	wantContent(t, r.Path("synced"), "durable")
+	wantContent(t, r.Path("datanotsynced"), "")
+	wantGone(t, r.Path("namenotsynced"))
 	// The backing directory holds exactly the durable state.
-	if b, err := os.ReadFile(filepath.Join(r.backing, "synced")); err != nil || string(b) != "durable" {
+	if b, err := os.ReadFile(filepath.Join(r.Backing, "synced")); err != nil || string(b) != "durable" {
 		t.Errorf("backing synced: %q, %v", b, err)
 	}
 }
 
 func TestFdatasyncAndTruncate(t *testing.T) {
 	r := newRig(t, Options{})
-	f, err := os.Create(r.p("db"))
+	f, err := os.Create(r.Path("db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	syncPath(t, r.mnt)
+	syncPath(t, r.Mnt)
 	big := bytes.Repeat([]byte("x"), 3*pageSize+100)
 	if _, err := f.WriteAt(big, 0); err != nil {
 		t.Fatal(err)
@@ -179,88 +139,88 @@ func TestFdatasyncAndTruncate(t *testing.T) {
 	if err := f.Truncate(2 * pageSize); err != nil { // grows with zeros
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(r.p("db"))
+	b, _ := os.ReadFile(r.Path("db"))
 	want := append(bytes.Repeat([]byte("x"), pageSize+10), make([]byte, pageSize-10)...)
 	if !bytes.Equal(b, want) {
 		t.Fatalf("after truncate and growth: %d bytes, tail %q", len(b), b[pageSize:pageSize+20])
 	}
 	f.Close()
 	r.cut()
-	wantContent(t, r.p("db"), string(big))
+	wantContent(t, r.Path("db"), string(big))
 }
 
 func TestNamespaceChangesPendingUntilDirSync(t *testing.T) {
 	r := newRig(t, Options{})
 	for _, d := range []string{"a", "b"} {
-		if err := os.Mkdir(r.p(d), 0o755); err != nil {
+		if err := os.Mkdir(r.Path(d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeFile(t, r.p("a/f"), "f", true)
-	writeFile(t, r.p("a/gone"), "g", true)
-	syncPath(t, r.p("a"))
-	syncPath(t, r.mnt)
+	writeFile(t, r.Path("a/f"), "f", true)
+	writeFile(t, r.Path("a/gone"), "g", true)
+	syncPath(t, r.Path("a"))
+	syncPath(t, r.Mnt)
 	r.cut()
-	wantContent(t, r.p("a/f"), "f")
+	wantContent(t, r.Path("a/f"), "f")
 
 	// Rename within a, unlink in a, rename a -> b: nothing synced.
-	if err := os.Rename(r.p("a/f"), r.p("a/f2")); err != nil {
+	if err := os.Rename(r.Path("a/f"), r.Path("a/f2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(r.p("a/gone")); err != nil {
+	if err := os.Remove(r.Path("a/gone")); err != nil {
 		t.Fatal(err)
 	}
 	r.cut()
-	wantContent(t, r.p("a/f"), "f")
-	wantContent(t, r.p("a/gone"), "g")
-	wantGone(t, r.p("a/f2"))
+	wantContent(t, r.Path("a/f"), "f")
+	wantContent(t, r.Path("a/gone"), "g")
+	wantGone(t, r.Path("a/f2"))
 
 	// Across directories, each side is durable on its own directory's
 	// fsync: only b synced keeps the file in both.
-	if err := os.Rename(r.p("a/f"), r.p("b/f")); err != nil {
+	if err := os.Rename(r.Path("a/f"), r.Path("b/f")); err != nil {
 		t.Fatal(err)
 	}
-	syncPath(t, r.p("b"))
+	syncPath(t, r.Path("b"))
 	r.cut()
-	wantContent(t, r.p("a/f"), "f")
-	wantContent(t, r.p("b/f"), "f")
+	wantContent(t, r.Path("a/f"), "f")
+	wantContent(t, r.Path("b/f"), "f")
 
 	// Only the source synced loses it from both.
-	if err := os.Rename(r.p("a/gone"), r.p("b/gone")); err != nil {
+	if err := os.Rename(r.Path("a/gone"), r.Path("b/gone")); err != nil {
 		t.Fatal(err)
 	}
-	syncPath(t, r.p("a"))
+	syncPath(t, r.Path("a"))
 	r.cut()
-	wantGone(t, r.p("a/gone"))
-	wantGone(t, r.p("b/gone"))
+	wantGone(t, r.Path("a/gone"))
+	wantGone(t, r.Path("b/gone"))
 
 	// Both synced: moved.
-	if err := os.Rename(r.p("a/f"), r.p("b/f3")); err != nil {
+	if err := os.Rename(r.Path("a/f"), r.Path("b/f3")); err != nil {
 		t.Fatal(err)
 	}
-	syncPath(t, r.p("a"))
-	syncPath(t, r.p("b"))
-	if err := os.Mkdir(r.p("c"), 0o755); err != nil { // root not synced
+	syncPath(t, r.Path("a"))
+	syncPath(t, r.Path("b"))
+	if err := os.Mkdir(r.Path("c"), 0o755); err != nil { // root not synced
 		t.Fatal(err)
 	}
-	writeFile(t, r.p("c/x"), "x", true)
-	syncPath(t, r.p("c"))
+	writeFile(t, r.Path("c/x"), "x", true)
+	syncPath(t, r.Path("c"))
 	r.cut()
-	wantGone(t, r.p("a/f"))
-	wantContent(t, r.p("b/f3"), "f")
-	wantGone(t, r.p("c"))
+	wantGone(t, r.Path("a/f"))
+	wantContent(t, r.Path("b/f3"), "f")
+	wantGone(t, r.Path("c"))
 }
 
 func TestTmpfileLink(t *testing.T) {
 	r := newRig(t, Options{})
 	link := func(name, data string, syncFile bool) {
-		f, err := os.OpenFile(r.mnt, unix.O_TMPFILE|os.O_WRONLY, 0o600)
+		f, err := os.OpenFile(r.Mnt, unix.O_TMPFILE|os.O_WRONLY, 0o600)
 		if err != nil {
 			t.Fatalf("O_TMPFILE: %v", err)
 		}
 		defer f.Close()
 		f.WriteString(data)
-		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, r.p(name), unix.AT_SYMLINK_FOLLOW)
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, r.Path(name), unix.AT_SYMLINK_FOLLOW)
 		if err != nil {
 			t.Fatalf("linkat: %v", err)
 		}
@@ -272,18 +232,18 @@ func TestTmpfileLink(t *testing.T) {
 	}
 	link("body", "body bytes", true)
 	link("nodata", "lost", false)
-	wantContent(t, r.p("nodata"), "lost")
-	syncPath(t, r.mnt)
+	wantContent(t, r.Path("nodata"), "lost")
+	syncPath(t, r.Mnt)
 	link("noname", "lost", true)
 	r.cut()
-	wantContent(t, r.p("body"), "body bytes")
-	wantContent(t, r.p("nodata"), "")
-	wantGone(t, r.p("noname"))
+	wantContent(t, r.Path("body"), "body bytes")
+	wantContent(t, r.Path("nodata"), "")
+	wantGone(t, r.Path("noname"))
 }
 
 func TestNoTmpfile(t *testing.T) {
 	r := newRig(t, Options{NoTmpfile: true})
-	_, err := os.OpenFile(r.mnt, unix.O_TMPFILE|os.O_WRONLY, 0o600)
+	_, err := os.OpenFile(r.Mnt, unix.O_TMPFILE|os.O_WRONLY, 0o600)
 	if !errors.Is(err, unix.EOPNOTSUPP) {
 		t.Fatalf("O_TMPFILE with NoTmpfile: %v, want EOPNOTSUPP", err)
 	}
@@ -334,7 +294,7 @@ func TestChild(t *testing.T) {
 // file grew.
 func TestMmapSeesPwrite(t *testing.T) {
 	r := newRig(t, Options{})
-	runChild(t, "mmap", r.p("db"))
+	runChild(t, "mmap", r.Path("db"))
 }
 
 func childMmap(t *testing.T, path string) {
@@ -375,9 +335,9 @@ func childMmap(t *testing.T, path string) {
 // transaction survives a cut once the file's creation was made durable.
 func TestBoltCommitsSurvive(t *testing.T) {
 	r := newRig(t, Options{})
-	runChild(t, "bolt-write", r.p("x.db"))
+	runChild(t, "bolt-write", r.Path("x.db"))
 	r.cut()
-	runChild(t, "bolt-check", r.p("x.db"))
+	runChild(t, "bolt-check", r.Path("x.db"))
 }
 
 func childBolt(t *testing.T, path string, write bool) {
@@ -434,7 +394,7 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: r.p("s.sock")}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: r.Path("s.sock")}); err != nil {
 		t.Fatalf("bind on the mount: %v", err)
 	}
 	if err := unix.Listen(fd, 1); err != nil {
@@ -445,7 +405,7 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(c)
-	if err := unix.Connect(c, &unix.SockaddrUnix{Name: r.p("s.sock")}); err != nil {
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: r.Path("s.sock")}); err != nil {
 		t.Fatalf("connect on the mount: %v", err)
 	}
 }
