@@ -42,7 +42,7 @@ type Log struct {
 
 // HTTP is the metrics/health/OAuth callback listener.
 type HTTP struct {
-	Listen string `yaml:"listen" json:"listen"` // host:port; "" disables; default 127.0.0.1:9191
+	Listen string `yaml:"listen" json:"listen"` // host:port; "" disables; default 127.0.0.1:8925
 }
 
 // Admin is the admin API socket.

@@ -16,7 +16,7 @@ func TestDefaultMatchesProductContract(t *testing.T) {
 	if c.Admin.Socket != filepath.Join("data", "spoold.sock") {
 		t.Errorf("admin socket = %q, want data/spoold.sock", c.Admin.Socket)
 	}
-	if c.HTTP.Listen != "127.0.0.1:9191" {
+	if c.HTTP.Listen != "127.0.0.1:8925" {
 		t.Errorf("http.listen = %q", c.HTTP.Listen)
 	}
 	if len(c.SMTPListeners) != 1 {

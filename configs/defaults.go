@@ -12,7 +12,7 @@ import (
 
 const (
 	// DefaultHTTPListen is http.listen when absent.
-	DefaultHTTPListen = "127.0.0.1:9191"
+	DefaultHTTPListen = "127.0.0.1:8925"
 	// MB is 10^6 bytes, the unit providers state their limits in.
 	MB = 1000 * 1000
 )

@@ -24,7 +24,7 @@ const DefaultName = "(embedded default)"
 
 // Default returns a copy of the embedded default configuration
 // (DESIGN.md section 1): data in ./data, SMTP on 127.0.0.1:2525 for loopback
-// clients without AUTH, scan folder ./scans, HTTP on 127.0.0.1:9191 and one
+// clients without AUTH, scan folder ./scans, HTTP on 127.0.0.1:8925 and one
 // account "outbox" writing .eml files into ./data/outbox.
 func Default() []byte { return slices.Clone(defaultYAML) }
 

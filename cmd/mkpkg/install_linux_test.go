@@ -144,7 +144,7 @@ func TestInstalledPackage(t *testing.T) {
 	smtpPort, httpPort := ports[0], ports[1]
 	cfg := h.read("/etc/spoold/spoold.yaml")
 	local := strings.Replace(strings.Replace(cfg, "listen: 127.0.0.1:2525", "listen: 127.0.0.1:"+smtpPort, 1),
-		"listen: 127.0.0.1:9191", "listen: 127.0.0.1:"+httpPort, 1)
+		"listen: 127.0.0.1:8925", "listen: 127.0.0.1:"+httpPort, 1)
 	if local == cfg || strings.Count(local, "127.0.0.1:"+smtpPort) != 1 {
 		t.Fatal("the packaged config no longer has the listeners this test moves")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spoold/spoold/configs"
 )
 
 // syncBuffer collects a child's output; exec copies into it from its own
@@ -88,26 +91,53 @@ func poll(timeout time.Duration, cond func() bool) bool {
 // TestEmbeddedDefaultEndToEnd runs the real spoold binary with its embedded
 // default in an empty directory, as the README's quick start does, sends a
 // message with swaks, drops a PDF into scans/<address>/ and expects both in
-// data/outbox/.
+// data/outbox/. The default's ports (2525, 8925) are swapped for free ones,
+// so a quick-start daemon the admin left running is never the one tested.
 func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	swaks := requireTool(t, "swaks")
 	binDir := t.TempDir()
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", binDir)
 	spoolctl := buildBinary(t, "github.com/spoold/spoold/cmd/spoolctl", binDir)
 	work := t.TempDir()
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	def := string(configs.Default())
+	for from, to := range map[string]string{"listen: 127.0.0.1:2525": "listen: " + smtpAddr, "listen: 127.0.0.1:8925": "listen: " + httpAddr} {
+		if strings.Count(def, from) != 1 {
+			t.Fatalf("the embedded default no longer says %q once; update this test", from)
+		}
+		def = strings.Replace(def, from, to, 1)
+	}
+	writeFile(t, filepath.Join(work, "spoold.yaml"), def)
+	if err := os.Mkdir(filepath.Join(work, "scans"), 0o750); err != nil { // as spoold does for the embedded default
+		t.Fatal(err)
+	}
 
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
+	cmd := exec.CommandContext(ctx, bin, "-config", "spoold.yaml")
 	cmd.Dir = work
 	cmd.Stdout = &logs
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
+	// Every wait below fails at once if this test's own spoold is gone.
+	waitUp := func(what string, timeout time.Duration, cond func() bool) {
+		t.Helper()
+		waitFor(t, what, timeout, func() bool {
+			select {
+			case <-exited:
+				t.Fatalf("spoold exited while waiting for %s: %v\n%s", what, exitErr, logs.String())
+			default:
+			}
+			return cond()
+		})
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -120,13 +150,8 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "spoold /readyz", 30*time.Second, func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("spoold exited before it was ready: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get("http://127.0.0.1:9191/readyz")
+	waitUp("spoold /readyz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -134,7 +159,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	})
 
-	out, err := exec.Command(swaks, "--server", "127.0.0.1:2525", "--from", "mfd@example.com",
+	out, err := exec.Command(swaks, "--server", smtpAddr, "--from", "mfd@example.com",
 		"--to", "bob@example.com", "--header", "Subject: e2e swaks", "--body", "hello from swaks").CombinedOutput()
 	if err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
@@ -161,7 +186,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 
 	outbox := filepath.Join(work, "data", "outbox")
 	var swaksMail, scanMail string
-	waitFor(t, "both messages in data/outbox", 60*time.Second, func() bool {
+	waitUp("both messages in data/outbox", 60*time.Second, func() bool {
 		entries, _ := os.ReadDir(outbox)
 		for _, e := range entries {
 			if !strings.HasSuffix(e.Name(), ".eml") {
@@ -186,13 +211,13 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	if !strings.Contains(scanMail, "alice@example.com") {
 		t.Errorf("scan message is not addressed to alice@example.com:\n%.2000s", scanMail)
 	}
-	waitFor(t, "scan file moved to processed/", 30*time.Second, func() bool {
+	waitUp("scan file moved to processed/", 30*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(work, "scans", "processed", "alice@example.com", "scan0042.pdf"))
 		return err == nil
 	})
 
 	// The admin CLI sees both as delivered through the daemon's socket.
-	waitFor(t, "spoolctl to list 2 delivered messages", 30*time.Second, func() bool {
+	waitUp("spoolctl to list 2 delivered messages", 30*time.Second, func() bool {
 		cmd := exec.Command(spoolctl, "list", "--state", "delivered", "--json")
 		cmd.Dir = work
 		out, err := cmd.Output()
@@ -222,11 +247,11 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		return string(out)
 	}
 	ctl("pause")
-	if out, err := exec.Command(swaks, "--server", "127.0.0.1:2525", "--from", "mfd@example.com",
+	if out, err := exec.Command(swaks, "--server", smtpAddr, "--from", "mfd@example.com",
 		"--to", "carol@example.com", "--header", "Subject: while paused").CombinedOutput(); err != nil {
 		t.Fatalf("swaks while paused: %v\n%s", err, out)
 	}
-	waitFor(t, "the message sent while paused to be listed as queued", 30*time.Second, func() bool {
+	waitUp("the message sent while paused to be listed as queued", 30*time.Second, func() bool {
 		return strings.Contains(ctl("list", "--state", "queued", "--json"), "carol@example.com")
 	})
 	if !strings.Contains(ctl("status"), "PAUSED") {
@@ -236,7 +261,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		t.Errorf("%d messages in outbox while paused, want still 2", n)
 	}
 	ctl("resume")
-	waitFor(t, "the queued message to be delivered after resume", 30*time.Second, func() bool { return countEML(outbox) == 3 })
+	waitUp("the queued message to be delivered after resume", 30*time.Second, func() bool { return countEML(outbox) == 3 })
 
 	// Metrics count both sources and the delivered records. The file
 	// transport writes the .eml before the delivered state commits, so wait
@@ -248,7 +273,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	}
 	var metrics []byte
 	if !poll(30*time.Second, func() bool {
-		resp, err := http.Get("http://127.0.0.1:9191/metrics")
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
 		if err != nil {
 			return false
 		}

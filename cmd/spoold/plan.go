@@ -147,7 +147,7 @@ func findAccount(as []delivery.AccountConfig, name string) *delivery.AccountConf
 // the callback is served by the daemon's HTTP listener, so its default
 // follows that listener.
 func defaultRedirect(listen string) string {
-	port := "9191"
+	port := "8925"
 	if _, pt, err := net.SplitHostPort(listen); err == nil && pt != "" && pt != "0" {
 		port = pt
 	}

@@ -92,7 +92,7 @@ func TestPlanAppliesProviderPresets(t *testing.T) {
 	}
 
 	a = effectiveAccount(t, examplePlan(t, "m365-delegated.yaml"), "m365")
-	if a.Flow != configs.FlowAuthCode || a.RedirectURL != "http://localhost:9191/oauth2/callback" {
+	if a.Flow != configs.FlowAuthCode || a.RedirectURL != "http://localhost:8925/oauth2/callback" {
 		t.Errorf("flow %q redirect %q", a.Flow, a.RedirectURL)
 	}
 	if strings.Join(a.Scopes, " ") != "https://outlook.office.com/SMTP.Send offline_access" {
