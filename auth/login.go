@@ -123,7 +123,10 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 	switch mode {
 	case LoginBrowser, LoginPaste:
 		if r.authURL == "" || r.cfg.RedirectURL == "" {
-			return LoginStart{}, fmt.Errorf("auth: account %s: a browser login needs auth_url and redirect_url: %w", name, ErrMisconfigured)
+			if r.flow == FlowDevice {
+				return LoginStart{}, acctErr(ErrLoginUnsupported, nil, "account %s uses the device flow, which has no redirect URL for a browser login: run `spoolctl auth login %s --device`", name, name)
+			}
+			return LoginStart{}, acctErr(ErrMisconfigured, nil, "account %s cannot start a browser login without auth_url and redirect_url: set them", name)
 		}
 		state, err := m.randomString(24)
 		if err != nil {
@@ -142,6 +145,14 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 		m.log.Info("login started", "account", name, "mode", mode, "login_id", id)
 		return LoginStart{ID: id, Account: name, Mode: mode, AuthURL: authURL, RedirectURL: r.cfg.RedirectURL, ExpiresAt: p.expires}, nil
 	case LoginDevice:
+		if r.provider == ProviderGoogle {
+			// Google's device flow allows a short list of scopes, and
+			// https://mail.google.com/ is not on it (developers.google.com/
+			// identity/protocols/oauth2/limited-input-device#allowedscopes):
+			// asking would only fail after the admin typed the code.
+			return LoginStart{}, acctErr(ErrLoginUnsupported, nil, "account %s: Google does not allow the Gmail scope in the device flow: run `spoolctl auth login %s` and let the browser come back to the daemon's callback (through an SSH tunnel if need be), or `spoolctl auth login %s --paste` on a headless host; Google Workspace can use flow service_account with domain-wide delegation instead",
+				name, name, name)
+		}
 		if r.devURL == "" {
 			return LoginStart{}, fmt.Errorf("auth: account %s: no device_auth_url for a device login: %w", name, ErrMisconfigured)
 		}
