@@ -209,8 +209,23 @@ func (l slogPrintf) Printf(format string, v ...any) {
 }
 func (l slogPrintf) Println(v ...any) { l.log.Info("connection error", "err", fmt.Sprint(v...)) }
 
+// BindError is a listener that could not bind its address; Index is its
+// position in the configs New got, so the daemon can name the config key.
+type BindError struct {
+	Index    int
+	Listener string
+	Addr     string
+	Err      error
+}
+
+func (e *BindError) Error() string {
+	return fmt.Sprintf("smtpd: listener %q cannot listen on %s: %v", e.Listener, e.Addr, e.Err)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
 // Start binds every listener (closing all of them again if any bind fails)
-// and serves them in the background.
+// and serves them in the background. A failed bind is a *BindError.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,7 +242,7 @@ func (s *Server) Start() error {
 				_ = prev.ln.Close()
 				prev.ln = nil
 			}
-			return fmt.Errorf("smtpd: listener %q: binding %s: %w", ls.cfg.Name, ls.cfg.Addr, err)
+			return &BindError{Index: i, Listener: ls.cfg.Name, Addr: ls.cfg.Addr, Err: err}
 		}
 		ls.ln = &limitListener{Listener: l, ls: ls}
 	}
@@ -293,17 +308,17 @@ func (s *Server) SetUsers(listener string, users []User) error {
 
 const (
 	replyShutdown = "421 4.3.2 Service shutting down, try again later"
-	replyTooMany  = "421 4.7.0 too many connections"
+	replyTooMany  = "421 4.7.0 Too many connections, try again later"
 )
 
 // admit registers a new connection or says why it is refused.
 func (ls *listenerState) admit(c net.Conn, ip netip.Addr) (tc *trackedConn, reply, reason string) {
 	s := ls.srv
 	if ls.throttle.blocked(ip, s.clock()) {
-		return nil, "421 4.7.0 too many authentication failures, try again later", "auth_throttled"
+		return nil, "421 4.7.0 Too many authentication failures, try again later", "auth_throttled"
 	}
 	if !ls.inNetworks(ip) && len(ls.users.Load().byName) == 0 {
-		return nil, "554 5.7.1 client host not allowed", "network"
+		return nil, "554 5.7.1 Client host not allowed", "network"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
