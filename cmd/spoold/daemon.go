@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,7 +135,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 			return nil, err
 		}
 		if err := d.smtp.Start(); err != nil {
-			return nil, err
+			return nil, bindProblem(err)
 		}
 	}
 	if len(cfg.ScanFolders) > 0 {
@@ -174,7 +175,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	if cfg.HTTP.Listen != "" {
 		d.http, err = startHTTP(cfg.HTTP.Listen, newHTTPHandler(d.reg, d.ready, d.auth.CallbackHandler()), log)
 		if err != nil {
-			return nil, err
+			return nil, bindProblem(err)
 		}
 	}
 	log.Info("spoold started", "version", version(), "data_dir", cfg.DataDir,
@@ -413,4 +414,29 @@ func (d *daemon) shutdown() {
 			d.log.Error("shutdown: closing spool", "err", err)
 		}
 	}
+}
+
+// bindProblem names the config key of an address that cannot be bound, and
+// says what to do, so "address already in use" does not read as spoold's
+// own fault.
+func bindProblem(err error) error {
+	var key, addr string
+	var be *smtpd.BindError
+	var he *httpBindError
+	switch {
+	case errors.As(err, &be):
+		key, addr = fmt.Sprintf("smtp_listeners[%d].listen", be.Index), be.Addr
+	case errors.As(err, &he):
+		key, addr = "http.listen", he.addr
+	default:
+		return err
+	}
+	fix := "choose another address for " + key
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		fix = "another program (or another spoold) already listens there: stop it or " + fix
+	case errors.Is(err, syscall.EACCES):
+		fix = "ports below 1024 need CAP_NET_BIND_SERVICE (see the systemd unit), or " + fix
+	}
+	return fmt.Errorf("%s: cannot listen on %s: %w; %s", key, addr, errors.Unwrap(err), fix)
 }

@@ -38,6 +38,15 @@ func newHTTPHandler(reg *prometheus.Registry, ready func() error, oauthCallback 
 	return mux
 }
 
+// httpBindError is http.listen's address refusing to bind.
+type httpBindError struct {
+	addr string
+	err  error
+}
+
+func (e *httpBindError) Error() string { return fmt.Sprintf("http: listen %s: %v", e.addr, e.err) }
+func (e *httpBindError) Unwrap() error { return e.err }
+
 // httpServer runs the HTTP endpoints on their own listener.
 type httpServer struct {
 	srv *http.Server
@@ -48,7 +57,7 @@ type httpServer struct {
 func startHTTP(addr string, h http.Handler, log *slog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("http: listen %s: %w", addr, err)
+		return nil, &httpBindError{addr: addr, err: err}
 	}
 	s := &httpServer{
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
