@@ -419,7 +419,7 @@ func TestConnectionLimits(t *testing.T) {
 	a.greet()
 	b.greet()
 	c := dial(t, addr)
-	if code, msg, err := c.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 too many connections") {
+	if code, msg, err := c.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 Too many connections") {
 		t.Fatalf("third connection from one IP: %d %q %v, want 421 4.7.0", code, msg, err)
 	}
 	if err := c.waitClosed(); err != nil {
@@ -457,7 +457,7 @@ func TestTotalConnectionLimit(t *testing.T) {
 	a := dial(t, fmt.Sprintf("127.0.0.1:%d", port))
 	a.greet()
 	b := dial(t, fmt.Sprintf("127.0.0.2:%d", port))
-	if code, msg, err := b.replyErr(); err != nil || code != 421 || msg != "4.7.0 too many connections" {
+	if code, msg, err := b.replyErr(); err != nil || code != 421 || msg != "4.7.0 Too many connections, try again later" {
 		t.Fatalf("second connection: %d %q %v", code, msg, err)
 	}
 }
@@ -698,7 +698,7 @@ func TestImplicitTLSRefusalIsReadable(t *testing.T) {
 	a := dialTLS(t, addrOf(t, s, "mfd"))
 	a.greet()
 	b := dialTLS(t, addrOf(t, s, "mfd"))
-	if code, msg, err := b.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 too many connections") {
+	if code, msg, err := b.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 Too many connections") {
 		t.Fatalf("refusal over implicit TLS: %d %q %v", code, msg, err)
 	}
 }

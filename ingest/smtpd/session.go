@@ -214,10 +214,10 @@ func (s *session) authFailed(username string) error {
 		s.ls.srv.metrics.rejections.WithLabelValues(s.ls.cfg.Name, "auth_throttled").Inc()
 		if s.tc != nil {
 			s.tc.mu.Lock()
-			s.tc.sayGoodbyeLocked("421 4.7.0 too many authentication failures, try again later")
+			s.tc.sayGoodbyeLocked("421 4.7.0 Too many authentication failures, try again later")
 			s.tc.mu.Unlock()
 		}
-		return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "too many authentication failures, try again later")
+		return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many authentication failures, try again later")
 	}
 	if d := s.ls.srv.authDelay; d > 0 {
 		t := time.NewTimer(d)

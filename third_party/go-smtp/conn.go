@@ -148,13 +148,15 @@ func (c *Conn) handle(cmd string, arg string) {
 		c.handleMail(arg)
 	case "RCPT":
 		c.handleRcpt(arg)
+	// spoold patch: plain RFC 5321 reply texts (here and below, marked
+	// "plain text"); devices log them and admins read those logs.
 	case "VRFY":
-		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
+		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message and attempt delivery")
 	case "NOOP":
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, "OK")
 	case "RSET": // Reset session
 		c.reset()
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Session reset")
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, "OK")
 	case "BDAT":
 		c.handleBdat(arg)
 	case "DATA":
@@ -167,8 +169,7 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "STARTTLS":
 		c.handleStartTLS()
 	default:
-		msg := fmt.Sprintf("Syntax errors, %v command unrecognized", cmd)
-		c.protocolError(500, EnhancedCode{5, 5, 2}, msg)
+		c.protocolError(500, EnhancedCode{5, 5, 2}, "Syntax error, command unrecognized") // spoold patch: plain text
 	}
 }
 
@@ -242,7 +243,7 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 
 	c.errCount++
 	if c.errCount > errThreshold {
-		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors. Quiting now")
+		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors, closing connection") // spoold patch: plain text
 		c.Close()
 	}
 }
@@ -349,7 +350,7 @@ func (c *Conn) handleMail(arg string) {
 	// instead of 502 (not implemented) for commands out of order, here and
 	// in RCPT, DATA, BDAT and AUTH.
 	if c.helo == "" {
-		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Please introduce yourself first.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Send EHLO or HELO first") // spoold patch: plain text
 		return
 	}
 	if c.bdatPipe != nil {
@@ -359,14 +360,14 @@ func (c *Conn) handleMail(arg string) {
 
 	arg, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: MAIL FROM:<address>") // spoold patch: plain text
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
 	from, err := p.parseReversePath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: MAIL FROM:<address>") // spoold patch: plain text
 		return
 	}
 	args, err := parseArgs(p.s)
@@ -476,7 +477,7 @@ func (c *Conn) handleMail(arg string) {
 		return
 	}
 
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Roger, accepting mail from <%v>", from))
+	c.writeResponse(250, EnhancedCode{2, 1, 0}, "Sender OK") // spoold patch: plain text, RFC 3463 X.1.0
 	c.fromReceived = true
 }
 
@@ -713,19 +714,19 @@ func (c *Conn) handleRcpt(arg string) {
 
 	arg, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address>") // spoold patch: plain text
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
 	recipient, err := p.parsePath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Syntax: RCPT TO:<address>") // spoold patch: plain text
 		return
 	}
 
 	if c.server.MaxRecipients > 0 && len(c.recipients) >= c.server.MaxRecipients {
-		c.writeResponse(452, EnhancedCode{4, 5, 3}, fmt.Sprintf("Maximum limit of %v recipients reached", c.server.MaxRecipients))
+		c.writeResponse(452, EnhancedCode{4, 5, 3}, "Too many recipients") // spoold patch: plain text (RFC 5321 section 4.5.3.1.10)
 		return
 	}
 
@@ -820,7 +821,7 @@ func (c *Conn) handleRcpt(arg string) {
 		return
 	}
 	c.recipients = append(c.recipients, recipient)
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("I'll make sure <%v> gets this", recipient))
+	c.writeResponse(250, EnhancedCode{2, 1, 5}, "Recipient OK") // spoold patch: plain text, RFC 3463 X.1.5
 }
 
 func checkNotifySet(values []DSNNotify) error {
@@ -849,7 +850,7 @@ func checkNotifySet(values []DSNNotify) error {
 
 func (c *Conn) handleAuth(arg string) {
 	if c.helo == "" {
-		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Please introduce yourself first.")
+		c.writeResponse(503, EnhancedCode{5, 5, 1}, "Send EHLO or HELO first") // spoold patch: plain text
 		return
 	}
 	if c.didAuth {
@@ -1009,7 +1010,7 @@ func (c *Conn) handleData(arg string) {
 	}
 
 	// We have recipients, go to accept data
-	c.writeResponse(354, NoEnhancedCode, "Go ahead. End your data with <CR><LF>.<CR><LF>")
+	c.writeResponse(354, NoEnhancedCode, "Start mail input; end with <CRLF>.<CRLF>") // spoold patch: plain text (RFC 5321 section 4.2.2)
 
 	defer c.reset()
 

@@ -295,3 +295,29 @@ func TestServerBdat421Closes(t *testing.T) {
 		t.Fatalf("replies %q, want one 421 4.4.2 and the connection closed", lines)
 	}
 }
+
+// The server's own reply texts are plain RFC 5321 text with RFC 3463 codes
+// (2.1.0 for MAIL, 2.1.5 for RCPT), not v0.25.1's "Roger, accepting mail
+// from", "I'll make sure ... gets this" or "Go ahead": devices log them.
+func TestServerPlainReplies(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.MaxRecipients = 1 })
+	defer s.Close()
+	defer c.Close()
+	for _, step := range []struct{ cmd, want string }{
+		{"NOOP", "250 2.0.0 OK"},
+		{"RSET", "250 2.0.0 OK"},
+		{"FROB", "500 5.5.2 Syntax error, command unrecognized"},
+		{"MAIL root@nsa.gov", "501 5.5.2 Syntax: MAIL FROM:<address>"},
+		{"MAIL FROM:<root@nsa.gov>", "250 2.1.0 Sender OK"},
+		{"RCPT root@gchq.gov.uk", "501 5.5.2 Syntax: RCPT TO:<address>"},
+		{"RCPT TO:<root@gchq.gov.uk>", "250 2.1.5 Recipient OK"},
+		{"RCPT TO:<other@gchq.gov.uk>", "452 4.5.3 Too many recipients"},
+		{"DATA", "354 Start mail input; end with <CRLF>.<CRLF>"},
+	} {
+		io.WriteString(c, step.cmd+"\r\n")
+		scanner.Scan()
+		if got := scanner.Text(); got != step.want {
+			t.Errorf("%s: got %q, want %q", step.cmd, got, step.want)
+		}
+	}
+}
