@@ -56,6 +56,7 @@ type Server struct {
 	invalidGrant           string
 	failNext               int
 	failStatus             int
+	tokenErr               *tokenError // answer every token request with it
 	delay                  time.Duration
 	answerDelay            time.Duration
 	clientCert             *x509.Certificate
@@ -150,6 +151,24 @@ func (s *Server) SetInvalidGrant(description string) {
 	s.mu.Lock()
 	s.invalidGrant = description
 	s.mu.Unlock()
+}
+
+type tokenError struct {
+	status            int
+	code, description string
+}
+
+// SetTokenError makes every token request answer an OAuth error (RFC 6749
+// 5.2) with status, code and description, as Microsoft sends its AADSTS
+// codes (e.g. 400, "invalid_grant", "AADSTS53003: Access has been blocked
+// by Conditional Access policies."); status 0 turns it off.
+func (s *Server) SetTokenError(status int, code, description string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenErr = nil
+	if status != 0 {
+		s.tokenErr = &tokenError{status: status, code: code, description: description}
+	}
 }
 
 // FailNext makes the next n token requests answer status (e.g. 503, 429).
@@ -384,6 +403,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 
 // handleGrant answers one token request; s.mu is held.
 func (s *Server) handleGrant(w http.ResponseWriter, gt string, f url.Values) {
+	if e := s.tokenErr; e != nil {
+		oauthErr(w, e.status, e.code, e.description)
+		return
+	}
 	if s.failNext > 0 {
 		s.failNext--
 		oauthErr(w, s.failStatus, "temporarily_unavailable", "injected failure")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -95,5 +96,21 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	}
 	if st, _ := refresh(rt2); st != http.StatusBadRequest {
 		t.Fatal("the family survived a reuse")
+	}
+}
+
+func TestSetTokenError(t *testing.T) {
+	s := New("c", "u@x.example")
+	defer s.Close()
+	s.SetClientSecret("sec")
+	s.SetTokenError(http.StatusBadRequest, "invalid_grant", "AADSTS53003: Access has been blocked by Conditional Access policies.")
+	form := url.Values{"grant_type": {GrantClientCredentials}, "client_id": {"c"}, "client_secret": {"sec"}, "scope": {"x"}}
+	status, body := post(t, s, form)
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.HasPrefix(body["error_description"].(string), "AADSTS53003:") {
+		t.Fatalf("answer %d %v", status, body)
+	}
+	s.SetTokenError(0, "", "")
+	if status, body := post(t, s, form); status != http.StatusOK || body["access_token"] == nil {
+		t.Fatalf("after clearing: %d %v", status, body)
 	}
 }
