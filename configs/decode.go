@@ -252,31 +252,13 @@ func (d *decoder) value(n ast.Node, v reflect.Value, key string) {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		d.scalar(n, key, "a duration like 30s, 5m, 24h or 5d", func(s string) error {
-			dur, err := units.ParseDuration(s)
-			if err == nil {
-				v.SetInt(int64(dur))
-			}
-			return err
-		})
+		d.scalar(n, key, "a duration like 30s, 5m, 24h or 5d", setParsed(v, units.ParseDuration))
 		return
 	case t == prefixType:
-		d.scalar(n, key, "a network like 10.0.0.0/8 or an IP address", func(s string) error {
-			p, err := parsePrefix(s)
-			if err == nil {
-				v.Set(reflect.ValueOf(p))
-			}
-			return err
-		})
+		d.scalar(n, key, "a network like 10.0.0.0/8 or an IP address", setParsed(v, parsePrefix))
 		return
 	case t == timeType:
-		d.scalar(n, key, "a date like 2027-06-30", func(s string) error {
-			tm, err := parseDate(s)
-			if err == nil {
-				v.Set(reflect.ValueOf(tm))
-			}
-			return err
-		})
+		d.scalar(n, key, "a date like 2027-06-30", setParsed(v, parseDate))
 		return
 	case t == secretType:
 		// Any scalar is accepted and never echoed back in a problem.
@@ -296,13 +278,7 @@ func (d *decoder) value(n ast.Node, v reflect.Value, key string) {
 		})
 		return
 	case t.Kind() == reflect.Int64:
-		d.scalar(n, key, "a size like 35MB, 20MiB or 1048576", func(s string) error {
-			sz, err := ParseSize(s)
-			if err == nil {
-				v.SetInt(sz)
-			}
-			return err
-		})
+		d.scalar(n, key, "a size like 35MB, 20MiB or 1048576", setParsed(v, ParseSize))
 		return
 	}
 	switch t.Kind() {
@@ -346,6 +322,18 @@ func (d *decoder) scalar(n ast.Node, key, want string, parse func(string) error)
 	}
 	if err := parse(scalarText(n)); err != nil {
 		d.decodeErr(n, key, "%v", err)
+	}
+}
+
+// setParsed is a scalar parser for d.scalar that stores what parse makes
+// of the text in v (converted to v's type: sizes are int64 kinds).
+func setParsed[T any](v reflect.Value, parse func(string) (T, error)) func(string) error {
+	return func(s string) error {
+		x, err := parse(s)
+		if err == nil {
+			v.Set(reflect.ValueOf(x).Convert(v.Type()))
+		}
+		return err
 	}
 }
 

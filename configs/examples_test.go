@@ -9,23 +9,9 @@ import (
 )
 
 // TestShippedExamplesValidate parses every YAML file in this directory with
-// fake environment variables and fake secret files (the /etc/spoold/ paths
-// are redirected to a temp dir holding private files).
+// fake environment variables and fake secret files.
 func TestShippedExamplesValidate(t *testing.T) {
-	secrets := t.TempDir()
-	files := map[string]string{
-		"m365.secret":        "app-secret\n",
-		"google-sa.json":     `{"type":"service_account"}`,
-		"mfd-2nd-floor.hash": hash + "\n",
-		"relay.password":     "relay-pw\n",
-		"m365.crt":           "cert",
-		"m365.key":           "key",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(secrets, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	secrets := exampleSecrets(t)
 	env := func(name string) (string, bool) {
 		switch name {
 		case "M365_CLIENT_SECRET", "GOOGLE_CLIENT_SECRET":
@@ -43,12 +29,7 @@ func TestShippedExamplesValidate(t *testing.T) {
 	}
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
-			c, err := parse(path, data, env, nil)
+			c, err := parseExample(t, path, secrets, env)
 			if err != nil {
 				t.Fatalf("shipped example does not validate:\n%v", err)
 			}
@@ -57,6 +38,34 @@ func TestShippedExamplesValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleSecrets writes fake versions of the secret files the shipped
+// examples read from /etc/spoold/ into a temp dir, for parseExample.
+func exampleSecrets(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"m365.secret": "app-secret\n", "google-sa.json": `{"type":"service_account"}`,
+		"mfd-2nd-floor.hash": hash + "\n", "relay.password": "relay-pw\n", "m365.crt": "cert", "m365.key": "key",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// parseExample parses the shipped example at path with its /etc/spoold/
+// paths redirected to secrets (from exampleSecrets) and env for ${ENV}.
+func parseExample(t *testing.T, path, secrets string, env func(string) (string, bool)) (*Config, error) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
+	return parse(path, data, env, nil)
 }
 
 // TestExampleDefaultsResolved checks what the examples rely on from this

@@ -2,7 +2,6 @@ package configs
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,25 +12,12 @@ import (
 // TestPrintReadsBack: what Print writes parses back into the same config,
 // for every shipped example (secrets aside: they print as [redacted]).
 func TestPrintReadsBack(t *testing.T) {
-	secrets := t.TempDir()
-	for name, content := range map[string]string{
-		"m365.secret": "app-secret\n", "google-sa.json": `{"type":"service_account"}`,
-		"mfd-2nd-floor.hash": hash + "\n", "relay.password": "relay-pw\n", "m365.crt": "cert", "m365.key": "key",
-	} {
-		if err := os.WriteFile(filepath.Join(secrets, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	secrets := exampleSecrets(t)
 	env := func(string) (string, bool) { return "from-env", true }
 	paths, _ := filepath.Glob("*.yaml")
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data = []byte(strings.ReplaceAll(string(data), "/etc/spoold/", secrets+"/"))
-			c, err := parse(path, data, env, nil)
+			c, err := parseExample(t, path, secrets, env)
 			if err != nil {
 				t.Fatal(err)
 			}
