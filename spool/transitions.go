@@ -369,15 +369,7 @@ func (s *Spool) Release(ctx context.Context, id string) error {
 		if m.State != StateHeld {
 			return wrongState(m, "held")
 		}
-		if !s.bodyExists(m) {
-			return fmt.Errorf("%w: body missing", ErrNotFound)
-		}
-		now := s.opts.Clock()
-		m.State = StateQueued
-		m.NextAttempt = now
-		m.Reason = ""
-		m.Updated = now
-		return nil
+		return s.queueNow(m)
 	})
 	return err
 }
@@ -389,24 +381,33 @@ func (s *Spool) Requeue(ctx context.Context, id string) error {
 		if m.State != StateDead && m.State != StateHeld {
 			return wrongState(m, "dead or held")
 		}
-		if !s.bodyExists(m) {
-			return fmt.Errorf("%w: body missing", ErrNotFound)
+		if err := s.queueNow(m); err != nil {
+			return err
 		}
-		now := s.opts.Clock()
 		for i := range m.Recipients {
 			if m.Recipients[i].State == RcptFailed {
 				m.Recipients[i].State = RcptPending
 				m.Recipients[i].Error = nil
 			}
 		}
-		m.State = StateQueued
 		m.Attempts = 0
-		m.NextAttempt = now
-		m.Reason = ""
-		m.Updated = now
 		return nil
 	})
 	return err
+}
+
+// queueNow makes m queued and due now, for Release and Requeue; a message
+// whose body file is gone stays where it is (the admin sees why).
+func (s *Spool) queueNow(m *Message) error {
+	if !s.bodyExists(m) {
+		return fmt.Errorf("%w: body missing", ErrNotFound)
+	}
+	now := s.opts.Clock()
+	m.State = StateQueued
+	m.NextAttempt = now
+	m.Reason = ""
+	m.Updated = now
+	return nil
 }
 
 // Flush makes a queued or deferred message due now.
