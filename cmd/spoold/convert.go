@@ -191,7 +191,9 @@ func authAccount(a configs.Account, httpListen string) auth.AccountConfig {
 		TokenTimeout:        a.TokenTimeout,
 		ServiceAccountFile:  a.ServiceAccountFile,
 	}
-	if ac.RedirectURL == "" && (ac.Flow == "" || ac.Flow == string(auth.FlowAuthCode)) {
+	// Every delegated account gets the callback, device-flow ones too: an
+	// admin may still sign in through the browser or with --paste.
+	if ac.RedirectURL == "" && (ac.Flow == "" || auth.Flow(ac.Flow).Delegated()) {
 		ac.RedirectURL = defaultRedirect(httpListen)
 	}
 	return ac

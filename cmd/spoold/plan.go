@@ -1,10 +1,15 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/configs"
@@ -28,6 +33,9 @@ type plan struct {
 	accounts  []delivery.AccountConfig
 	spool     spool.Options    // the config's part; the daemon adds the rest
 	engine    delivery.Options // likewise
+	// warnings are facts the daemon runs with but an admin should hear
+	// about (-check prints them, start-up logs them).
+	warnings []string
 }
 
 // tlsDir is where smtpd keeps a self-signed certificate it creates.
@@ -93,7 +101,22 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 		p.folders = append(p.folders, fc.WithDefaults())
 	}
 	ps.MergeErr("scan_folders", scanfolder.ValidateFolders(p.folders))
+	p.warnings = expiredSecrets(cfg, time.Now())
 	return p, ps
+}
+
+// expiredSecrets warns about client_secret_expires dates that have passed:
+// the token endpoint will refuse the secret, but the admin may have renewed
+// it and not the date, so it does not stop the daemon.
+func expiredSecrets(cfg *configs.Config, now time.Time) []string {
+	var out []string
+	for i, a := range cfg.Accounts {
+		if !a.ClientSecretExpires.IsZero() && a.ClientSecretExpires.Before(now) {
+			out = append(out, fmt.Sprintf("%s.client_secret_expires: %s has passed: the client secret of account %s has expired; create a new one, then update client_secret and this date",
+				field.Index("accounts", i), a.ClientSecretExpires.Format(time.DateOnly), a.Name))
+		}
+	}
+	return out
 }
 
 // planChecker is the configs.Checker that keeps the plan it built, so the
@@ -106,6 +129,29 @@ func planChecker(out **plan) configs.Checker {
 	}
 }
 
+// startChecker is planChecker plus what start-up finds on this machine: a
+// configured scan folder must exist (spoold creates only the embedded
+// default's, since a configured one that is missing is more likely an
+// unmounted share, which creating it would hide).
+func startChecker(out **plan) configs.Checker {
+	check := planChecker(out)
+	return func(c *configs.Config) field.Problems {
+		ps := check(c)
+		for i, f := range (*out).folders {
+			key := field.Index("scan_folders", i) + ".path"
+			switch info, err := os.Stat(f.Path); {
+			case errors.Is(err, fs.ErrNotExist):
+				ps.Add(key, "%s does not exist: create it and give the spoold user access, or fix the path (spoold does not create a configured folder: a missing one is often an unmounted share)", f.Path)
+			case err != nil:
+				ps.Add(key, "%v", err)
+			case !info.IsDir():
+				ps.Add(key, "%s is not a directory", f.Path)
+			}
+		}
+		return ps
+	}
+}
+
 // loadPlan reads the config at path ("" = the embedded default) and returns
 // its validated plan, or a *configs.Problems with file:line for every problem.
 func loadPlan(path string) (*plan, error) {
@@ -114,7 +160,7 @@ func loadPlan(path string) (*plan, error) {
 	if path == "" {
 		_, err = configs.LoadDefault(planChecker(&p))
 	} else {
-		_, err = configs.Load(path, planChecker(&p))
+		_, err = configs.Load(path, startChecker(&p))
 	}
 	if err != nil {
 		return nil, err

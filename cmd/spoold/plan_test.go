@@ -99,6 +99,11 @@ func TestPlanAppliesProviderPresets(t *testing.T) {
 		t.Errorf("delegated scopes = %v", a.Scopes)
 	}
 
+	a = effectiveAccount(t, examplePlan(t, "m365-usgov.yaml"), "gov")
+	if a.Flow != configs.FlowDevice || a.RedirectURL != "http://localhost:8925/oauth2/callback" {
+		t.Errorf("a device-flow account gets the callback too (browser or --paste sign-in): flow %q redirect %q", a.Flow, a.RedirectURL)
+	}
+
 	// Gmail is not Microsoft: Google documents no connection or rate limit
 	// for smtp.gmail.com, so delivery's generic defaults apply.
 	a = effectiveAccount(t, examplePlan(t, "gmail.yaml"), "gmail")

@@ -83,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		if name == "" {
 			name = "embedded default"
 		}
+		for _, w := range p.warnings {
+			fmt.Fprintf(stdout, "%s: warning: %s\n", name, w)
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", name)
 		return exitOK
 	}
@@ -94,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 	if *configPath == "" {
 		log.Info("running the embedded default configuration (spoold -print-default-config shows it)")
+	}
+	for _, w := range p.warnings {
+		log.Warn("configuration warning", "warning", w)
 	}
 
 	crashBySignal()

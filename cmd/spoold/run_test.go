@@ -100,6 +100,31 @@ routes:
   default: outbox
 `, dir))
 
+	expired := filepath.Join(dir, "expired.yaml")
+	writeFile(t, expired, fmt.Sprintf(`data_dir: %s/data
+accounts:
+  - name: outbox
+    transport: file
+  - name: m365
+    provider: microsoft
+    tenant: contoso.com
+    client_id: cid
+    mailbox: s@contoso.com
+    client_secret_expires: 2020-01-31
+routes:
+  default: outbox
+`, dir))
+	noFolder := filepath.Join(dir, "nofolder.yaml")
+	writeFile(t, noFolder, fmt.Sprintf(`data_dir: %s/data
+scan_folders:
+  - path: %s/missing
+accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`, dir, dir))
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -120,6 +145,8 @@ routes:
 		{"check runs delivery's outage validation", []string{"-config", outage, "-check"}, exitUsage, []string{`outage.yaml:2: delivery.outage.max_probe: 3m0s is shorter than first_probe 10m0s`}},
 		{"check runs the scan folder's own validation", []string{"-config", tz, "-check"}, exitUsage, []string{`Mars/Olympus`}},
 		{"check runs the listener's own validation", []string{"-config", stress, "-check"}, exitUsage, []string{`stress threshold 50 is above max connections 10`}},
+		{"check finds a missing scan folder that start-up would refuse", []string{"-config", noFolder, "-check"}, exitUsage, []string{"nofolder.yaml:3: scan_folders[0].path: " + dir + "/missing does not exist"}},
+		{"check warns of an expired client secret", []string{"-config", expired, "-check"}, exitOK, []string{"warning: accounts[1].client_secret_expires: 2020-01-31 has passed", "expired.yaml: ok"}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.yaml"), "-check"}, exitUsage, []string{"nope.yaml"}},
 		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},
 		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},
