@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
 	"io"
@@ -72,6 +73,9 @@ func parse(name string, data []byte, env func(string) (string, bool), check Chec
 		return nil, &Problems{{File: name, Reason: "config is larger than 4 MiB"}}
 	}
 	d := newDecoder(name)
+	// Windows Notepad saves UTF-8 with a byte order mark; it is not part of
+	// the first key.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	file, err := safeParse(data)
 	if err != nil {
 		p := Problem{File: name, Reason: err.Error()}
@@ -80,6 +84,9 @@ func parse(name string, data []byte, env func(string) (string, bool), check Chec
 			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 				p.Line = tk.Position.Line
 			}
+		}
+		if lines := bytes.Split(data, []byte("\n")); p.Line > 0 && p.Line <= len(lines) && bytes.ContainsRune(lines[p.Line-1], '\t') {
+			p.Reason += " (YAML does not allow tabs for indentation: indent with spaces, not tabs)"
 		}
 		return nil, &Problems{p}
 	}

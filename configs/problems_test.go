@@ -44,3 +44,16 @@ func TestLoadReportsPathAndUnreadableFile(t *testing.T) {
 		t.Fatalf("Load of a valid file: %v, %+v", err, c)
 	}
 }
+
+// TestWindowsNotepadFiles: a config saved by Windows Notepad starts with a
+// UTF-8 byte order mark; it is read as if it were not there. A tab used to
+// indent gets the fix in its problem.
+func TestWindowsNotepadFiles(t *testing.T) {
+	if _, err := parse("bom.yaml", []byte("\ufeff"+base), noEnv, nil); err != nil {
+		t.Errorf("a UTF-8 BOM is refused: %v", err)
+	}
+	_, err := parse("tab.yaml", []byte("accounts:\n\t- name: out\n    transport: file\nroutes:\n  default: out\n"), noEnv, nil)
+	if err == nil || !strings.Contains(err.Error(), "tab.yaml:2: YAML syntax") || !strings.Contains(err.Error(), "indent with spaces, not tabs") {
+		t.Errorf("a tab: %v", err)
+	}
+}
