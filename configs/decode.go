@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/configs/secret"
 	"github.com/spoold/spoold/configs/units"
 )
@@ -132,15 +133,8 @@ func kindName(n ast.Node) string {
 	case *ast.SequenceNode:
 		return "a list"
 	default:
-		return fmt.Sprintf("%q", clip(scalarText(n)))
+		return fmt.Sprintf("%q", field.Clip(scalarText(n)))
 	}
-}
-
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:57] + "..."
-	}
-	return s
 }
 
 func isScalar(n ast.Node) bool {
@@ -433,9 +427,9 @@ func unknownKey(name string, fields []fieldInfo) string {
 		}
 	}
 	if best != "" {
-		return fmt.Sprintf("unknown key %q (did you mean %q?)", clip(name), best)
+		return fmt.Sprintf("unknown key %q (did you mean %q?)", field.Clip(name), best)
 	}
-	return fmt.Sprintf("unknown key %q", clip(name))
+	return fmt.Sprintf("unknown key %q", field.Clip(name))
 }
 
 // editDistance is Levenshtein distance, for "did you mean" hints.
@@ -508,13 +502,13 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a network: want a CIDR like 192.168.1.0/24 or an IP address", clip(s))
+			return netip.Prefix{}, fmt.Errorf("%q is not a network: want a CIDR like 192.168.1.0/24 or an IP address", field.Clip(s))
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a network: want a CIDR like 192.168.1.0/24 or an IP address", clip(s))
+		return netip.Prefix{}, fmt.Errorf("%q is not a network: want a CIDR like 192.168.1.0/24 or an IP address", field.Clip(s))
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
@@ -529,5 +523,5 @@ func parseDate(s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("%q is not a date: want YYYY-MM-DD, e.g. 2027-06-30", clip(s))
+	return time.Time{}, fmt.Errorf("%q is not a date: want YYYY-MM-DD, e.g. 2027-06-30", field.Clip(s))
 }

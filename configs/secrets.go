@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/configs/secret"
 )
 
@@ -36,7 +37,7 @@ func expandEnv(s string, env func(string) (string, bool)) (out string, missing [
 		}
 		name := rest[:j]
 		if !validEnvName(name) {
-			return "", nil, fmt.Errorf("${%s} is not a valid environment variable reference: want ${NAME} with letters, digits and _", clip(name))
+			return "", nil, fmt.Errorf("${%s} is not a valid environment variable reference: want ${NAME} with letters, digits and _", field.Clip(name))
 		}
 		val, ok := env(name)
 		if !ok {

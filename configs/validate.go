@@ -2,9 +2,9 @@ package configs
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
+
+	"github.com/spoold/spoold/configs/field"
 )
 
 // validator runs the semantic checks after decoding, reporting at the line
@@ -38,7 +38,7 @@ func (v *validator) validate(c *Config) {
 		v.problem("data_dir", "must not be empty")
 	}
 	if c.HTTP.Listen != "" {
-		if reason := checkHostPort(c.HTTP.Listen); reason != "" {
+		if reason := field.HostPort(c.HTTP.Listen); reason != "" {
 			v.problem("http.listen", "%s", reason)
 		}
 	}
@@ -84,8 +84,8 @@ func (v *validator) validate(c *Config) {
 	}
 	for dom, acc := range sortedMap(c.Routes.SenderDomains) {
 		key := "routes.sender_domains." + dom
-		if !validDomain(dom) {
-			v.problem(key, "%q is not a domain name", clip(dom))
+		if !field.ValidDomain(dom) {
+			v.problem(key, "%q is not a domain name", field.Clip(dom))
 		}
 		ref(key, acc)
 	}
@@ -116,45 +116,10 @@ func (v *validator) account(a *Account, key string) {
 	if a.Name == "" {
 		v.problem(key+".name", "required: every account needs a name")
 	} else if !validName(a.Name) {
-		v.problem(key+".name", "%q: use letters, digits, '.', '_' and '-' only", clip(a.Name))
+		v.problem(key+".name", "%q: use letters, digits, '.', '_' and '-' only", field.Clip(a.Name))
 	}
 	v.resolveSecret(&a.ClientSecret, a.ClientSecretFile, key+".client_secret", key+".client_secret_file")
 	v.resolveSecret(&a.Password, a.PasswordFile, key+".password", key+".password_file")
-}
-
-// checkHostPort validates a listen address host:port (port 0 = any free
-// port, handy in tests).
-func checkHostPort(s string) string {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Sprintf("%q is not host:port, e.g. 127.0.0.1:2525 or [::1]:2525", clip(s))
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Sprintf("port %q is out of range 0-65535", clip(port))
-	}
-	if strings.ContainsAny(host, " \t\r\n/") {
-		return fmt.Sprintf("%q is not a host", clip(host))
-	}
-	return ""
-}
-
-// validDomain accepts a DNS name of letters, digits and hyphens.
-func validDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // validName is the account name charset: it appears in metric labels,
