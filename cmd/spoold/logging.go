@@ -15,7 +15,9 @@ import (
 // newLogger builds the daemon's logger: tint (colour, human) when w is a
 // terminal, JSON otherwise, so journald/ELK get structured lines and an admin
 // at a console gets readable ones. format "text" or "json" forces one.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+// noColor (the NO_COLOR convention, no-color.org) turns colour off even on a
+// terminal.
+func newLogger(w io.Writer, level, format string, noColor bool) (*slog.Logger, *slog.LevelVar, error) {
 	lv := new(slog.LevelVar)
 	if err := setLevel(lv, level); err != nil {
 		return nil, nil, err
@@ -24,14 +26,15 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar,
 	if f, ok := w.(*os.File); ok {
 		isTTY = term.IsTerminal(int(f.Fd()))
 	}
+	text := &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTTY || noColor}
 	switch strings.ToLower(format) {
 	case "", "auto":
 		if isTTY {
-			return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime})), lv, nil
+			return slog.New(tint.NewHandler(w, text)), lv, nil
 		}
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText})), lv, nil
 	case "text":
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTTY})), lv, nil
+		return slog.New(tint.NewHandler(w, text)), lv, nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText})), lv, nil
 	default:

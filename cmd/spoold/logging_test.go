@@ -11,7 +11,7 @@ import (
 // nanoseconds.
 func TestJSONLogDurations(t *testing.T) {
 	var b bytes.Buffer
-	log, _, err := newLogger(&b, "info", "json")
+	log, _, err := newLogger(&b, "info", "json", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,10 +39,32 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (the config, or the embedded default, with every default\napplied; secrets as [redacted]) and exit")
 	verifySpool := fs.String("verify-spool", "", "check the spool database `FILE` of a stopped spoold with bbolt's consistency check and exit\n(0 sound, 1 damaged, 3 in use); spoold runs it in a child process before every start")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `spoold is a durable mail spooler: it accepts mail from scanners and office devices
+(SMTP, and files dropped into scan folders), keeps it on disk, and delivers it through
+Microsoft 365, Gmail (OAuth2) or any relay. spoolctl administers a running spoold.
+
+Usage: spoold [-config FILE] [-check | -print-config]
+       spoold -version | -print-default-config | -verify-spool FILE
+
+Without -config, spoold runs its embedded default: SMTP on 127.0.0.1:2525 and the scan
+folder ./scans, delivered as .eml files into ./data/outbox.
+Documentation: man spoold (installed with the package) and the README of the source.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
+	// "spoold version", as other daemons' admins type it.
+	if fs.NArg() == 1 && fs.Arg(0) == "version" {
+		*showVersion = true
+	} else if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "spoold: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
@@ -90,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitOK
 	}
 
-	log, level, err := newLogger(stderr, string(cfg.Log.Level), string(cfg.Log.Format))
+	log, level, err := newLogger(stderr, string(cfg.Log.Level), string(cfg.Log.Format), os.Getenv("NO_COLOR") != "")
 	if err != nil {
 		fmt.Fprintf(stderr, "spoold: %v\n", err)
 		return exitUsage

@@ -151,6 +151,8 @@ routes:
 		{"unknown flag", []string{"-frobnicate"}, exitUsage, []string{"flag provided but not defined"}},
 		{"stray argument", []string{"extra"}, exitUsage, []string{`unexpected argument "extra"`}},
 		{"version", []string{"-version"}, exitOK, []string{"spoold "}},
+		{"version as a word", []string{"version"}, exitOK, []string{"spoold "}},
+		{"help says what spoold is", []string{"-h"}, exitOK, []string{"durable mail spooler", "man spoold", "-print-config"}},
 		{"print default", []string{"-print-default-config"}, exitOK, []string{"routes:", "default: outbox"}},
 		// The effective config: every default the subsystems apply, in
 		// the file's notation.
