@@ -390,12 +390,14 @@ func yamlFields(t reflect.Type) ([]fieldInfo, map[string]int) {
 	return list, byName
 }
 
-func (d *decoder) structure(n ast.Node, v reflect.Value, key string) {
+// entries calls each, in order, for every entry of the mapping n at key
+// whose key resolves to a plain string, with the entry's dotted key; other
+// keys are problems. It reports false, and a problem, if n is no mapping.
+func (d *decoder) entries(n ast.Node, key string, each func(name, ekey string, kn, value ast.Node)) bool {
 	if !isMapping(n) {
 		d.decodeErr(n, key, "want a mapping, got %s", kindName(n))
-		return
+		return false
 	}
-	fields, byName := yamlFields(v.Type())
 	for _, p := range d.pairs(n, key, 0) {
 		kn, ok := d.resolve(p.Key, key)
 		if !ok {
@@ -406,17 +408,24 @@ func (d *decoder) structure(n ast.Node, v reflect.Value, key string) {
 			continue
 		}
 		name := scalarText(kn)
-		fkey := join(key, name)
+		each(name, join(key, name), kn, p.Value)
+	}
+	return true
+}
+
+func (d *decoder) structure(n ast.Node, v reflect.Value, key string) {
+	fields, byName := yamlFields(v.Type())
+	d.entries(n, key, func(name, fkey string, kn, value ast.Node) {
 		if _, seen := d.lines[fkey]; !seen {
 			d.lines[fkey] = nodeLine(kn)
 		}
 		i, ok := byName[name]
 		if !ok {
 			d.decodeErr(kn, fkey, "%s", unknownKey(name, fields))
-			continue
+			return
 		}
-		d.value(p.Value, v.Field(i), fkey)
-	}
+		d.value(value, v.Field(i), fkey)
+	})
 }
 
 func unknownKey(name string, fields []fieldInfo) string {
@@ -472,28 +481,15 @@ func (d *decoder) slice(n ast.Node, v reflect.Value, key string) {
 }
 
 func (d *decoder) mapping(n ast.Node, v reflect.Value, key string) {
-	if !isMapping(n) {
-		d.decodeErr(n, key, "want a mapping, got %s", kindName(n))
-		return
-	}
 	out := reflect.MakeMap(v.Type())
-	for _, p := range d.pairs(n, key, 0) {
-		kn, ok := d.resolve(p.Key, key)
-		if !ok {
-			continue
-		}
-		if !isScalar(kn) {
-			d.decodeErr(p, key, "keys must be plain strings")
-			continue
-		}
-		name := scalarText(kn)
-		ekey := join(key, name)
+	if d.entries(n, key, func(name, ekey string, kn, value ast.Node) {
 		d.lines[ekey] = nodeLine(kn)
 		elem := reflect.New(v.Type().Elem()).Elem()
-		d.value(p.Value, elem, ekey)
+		d.value(value, elem, ekey)
 		out.SetMapIndex(reflect.ValueOf(name), elem)
+	}) {
+		v.Set(out)
 	}
-	v.Set(out)
 }
 
 // parsePrefix accepts a CIDR or a bare IP (a single host: /32 or /128).
