@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +34,8 @@ func (e *EndpointError) Error() string {
 	if e.Code != "" {
 		s += ": " + e.Code
 	}
-	if e.Description != "" {
-		s += ": " + e.Description
+	if d := strings.TrimSuffix(e.Description, "."); d != "" {
+		s += ": " + d // a fix may follow after a colon
 	}
 	return s
 }
@@ -127,6 +129,9 @@ func sanitize(s string, n int) string {
 		}
 		if r == '\n' || r == '\r' || r == '\t' {
 			r = ' '
+		}
+		if r == ' ' && strings.HasSuffix(b.String(), " ") {
+			continue // one line: "\r\n" and runs of blanks become one space
 		}
 		if !unicode.IsPrint(r) {
 			continue
@@ -243,6 +248,94 @@ const (
 // although some arrive with other OAuth error codes.
 var reauthAADSTS = []string{"AADSTS700082", "AADSTS50173", "AADSTS70043", "AADSTS700084", "AADSTS50076", "AADSTS50079"}
 
+// aadstsFix is what a Microsoft Entra error code means for an account and
+// the fix an admin applies. The meanings are Microsoft's:
+// https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+// (the AADSTS table), with the fixes from
+// https://learn.microsoft.com/troubleshoot/entra/entra-id/app-integration/error-code-aadsts50011-redirect-uri-mismatch,
+// https://learn.microsoft.com/entra/identity/enterprise-apps/application-sign-in-unexpected-user-consent-error
+// (AADSTS65001, AADSTS90094) and
+// https://learn.microsoft.com/entra/identity/conditional-access/troubleshoot-conditional-access
+// (AADSTS53003). Each one is a setting in the tenant or app registration,
+// so the account is misconfigured until the admin changed it (a reload,
+// `spoolctl accounts resume` or a login tries again).
+type aadstsFix struct {
+	code string
+	fix  func(r *resolved) string
+}
+
+var aadstsFixes = []aadstsFix{
+	// InvalidReplyTo: the redirect_uri is not registered for the app.
+	{"AADSTS50011", func(r *resolved) string {
+		u := r.cfg.RedirectURL
+		if u == "" {
+			u = "http://localhost:<http port>/oauth2/callback"
+		}
+		return fmt.Sprintf("the redirect URI is not registered: add %s to the app registration (Authentication > Add a platform > Mobile and desktop applications), exactly as written", u)
+	}},
+	// The user or administrator has not consented to the app.
+	{"AADSTS65001", consentFix},
+	// AdminConsentRequired: only an administrator can grant the permission.
+	{"AADSTS90094", consentFix},
+	// UnauthorizedClient: no application with this client ID in the tenant.
+	{"AADSTS700016", func(r *resolved) string {
+		return fmt.Sprintf("no application with client_id %s is registered in tenant %s: check tenant and client_id (the app registration's Overview shows both: Directory (tenant) ID and Application (client) ID)",
+			sanitize(r.cfg.ClientID, 64), sanitize(r.cfg.Tenant, 253))
+	}},
+	// BlockedByConditionalAccess.
+	{"AADSTS53003", func(r *resolved) string {
+		who := "the signed-in user"
+		if !r.flow.Delegated() {
+			who = "the app (a Conditional Access policy for workload identities)"
+		}
+		return fmt.Sprintf("a Conditional Access policy blocked the sign-in: the Entra sign-in log (Conditional Access tab) names the policy; exclude %s from it or allow this host's location or device", who)
+	}},
+	// InvalidClientSecretExpiredKeysProvided.
+	{"AADSTS7000222", func(*resolved) string {
+		return "the client secret has expired: create a new one in the app registration (Certificates & secrets) and update client_secret"
+	}},
+	// InvalidClientSecret.
+	{"AADSTS7000215", func(*resolved) string {
+		return "client_secret is not a valid secret of the app registration: copy the secret's Value, not its Secret ID (Certificates & secrets; the Value is shown once, so create a new secret if it is lost)"
+	}},
+}
+
+func consentFix(r *resolved) string {
+	if r.flow.Delegated() {
+		return fmt.Sprintf("the app lacks consent for %s: an administrator grants it (app registration > API permissions > add %s if missing > Grant admin consent), then sign in again",
+			"SMTP.Send", "Office 365 Exchange Online SMTP.Send (delegated)")
+	}
+	return "the app lacks admin consent for its application permission: an administrator grants it (app registration > API permissions > Office 365 Exchange Online SMTP.SendAsApp > Grant admin consent)"
+}
+
+var aadstsCode = regexp.MustCompile(`AADSTS[0-9]+`)
+
+// findAADSTS returns the entry for the first Microsoft error code in desc
+// that spoold knows a fix for, or nil.
+func findAADSTS(desc string) *aadstsFix {
+	for _, code := range aadstsCode.FindAllString(desc, -1) {
+		for i := range aadstsFixes {
+			if aadstsFixes[i].code == code {
+				return &aadstsFixes[i]
+			}
+		}
+	}
+	return nil
+}
+
+// aadstsHint returns the fix for the Microsoft error code in an endpoint
+// error's description, if spoold knows one.
+func aadstsHint(err error, r *resolved) (string, bool) {
+	var ee *EndpointError
+	if !errors.As(err, &ee) {
+		return "", false
+	}
+	if f := findAADSTS(ee.Description); f != nil {
+		return f.fix(r), true
+	}
+	return "", false
+}
+
 // classify maps a token call error to what it means for the account.
 func classify(err error) errKind {
 	var ce configError
@@ -253,8 +346,13 @@ func classify(err error) errKind {
 	if !errors.As(err, &ee) {
 		return kindTransient // network, timeout, TLS, decode
 	}
-	for _, c := range reauthAADSTS {
-		if strings.Contains(ee.Description, c) {
+	if findAADSTS(ee.Description) != nil && ee.Status != http.StatusTooManyRequests && ee.Status < 500 {
+		// Some arrive as invalid_grant (consent, Conditional Access): a new
+		// sign-in does not help until the setting is fixed.
+		return kindConfig
+	}
+	for _, c := range aadstsCode.FindAllString(ee.Description, -1) {
+		if slices.Contains(reauthAADSTS, c) {
 			return kindReauth
 		}
 	}

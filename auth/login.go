@@ -139,7 +139,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 		p.state, p.verifier, p.redirectURL = state, secret.Secret(verifier), r.cfg.RedirectURL
 		authURL, err := authorizeURL(r, state, verifier, scopes)
 		if err != nil {
-			return LoginStart{}, fmt.Errorf("auth: account %s: %w: %w", name, ErrMisconfigured, err)
+			return LoginStart{}, acctErr(ErrMisconfigured, err, "account %s: %v: correct auth_url", name, err)
 		}
 		m.addLogin(p)
 		m.log.Info("login started", "account", name, "mode", mode, "login_id", id)
@@ -154,17 +154,16 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 				name, name, name)
 		}
 		if r.devURL == "" {
-			return LoginStart{}, fmt.Errorf("auth: account %s: no device_auth_url for a device login: %w", name, ErrMisconfigured)
+			return LoginStart{}, acctErr(ErrMisconfigured, nil, "account %s has no device_auth_url for a device login: set it", name)
 		}
 		form := url.Values{"client_id": {r.cfg.ClientID}, "scope": {strings.Join(scopes, " ")}}
 		da, err := requestDeviceAuth(ctx, m.hc, r.devURL, form, r.cfg.TokenTimeout)
 		if err != nil {
-			err = m.scrubErr(err, r, nil)
-			return LoginStart{}, fmt.Errorf("auth: account %s: starting device login: %w", name, err)
+			return LoginStart{}, loginErr(name, "starting the device login", m.scrubErr(err, r, nil), r)
 		}
 		p.expires = now.Add(da.ExpiresIn)
 		if !m.goSafe() {
-			return LoginStart{}, fmt.Errorf("auth: account %s: manager is closed", name)
+			return LoginStart{}, errShuttingDown(name)
 		}
 		m.addLogin(p)
 		go m.pollDevice(p, r, da)
@@ -172,7 +171,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 		return LoginStart{ID: id, Account: name, Mode: mode, UserCode: da.UserCode, VerificationURL: da.VerificationURL,
 			ExpiresAt: p.expires, Interval: da.Interval * m.opts.PollUnit}, nil
 	default:
-		return LoginStart{}, fmt.Errorf("auth: account %s: unknown login mode %q (want browser, paste or device)", name, mode)
+		return LoginStart{}, acctErr(ErrLoginUnsupported, nil, "account %s: unknown login mode %q: use browser, paste or device", name, sanitize(string(mode), 32))
 	}
 }
 
@@ -182,7 +181,7 @@ func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (
 func authorizeURL(r *resolved, state, verifier string, scopes []string) (string, error) {
 	u, err := url.Parse(r.authURL)
 	if err != nil {
-		return "", fmt.Errorf("auth_url: %w", err)
+		return "", fmt.Errorf("auth_url cannot be parsed (%w)", err)
 	}
 	sum := sha256.Sum256([]byte(verifier))
 	q := u.Query()
@@ -240,7 +239,7 @@ func (m *Manager) pruneLogins(now time.Time) {
 	defer m.lmu.Unlock()
 	for id, p := range m.logins {
 		if now.After(p.expires) {
-			p.finish(Health{}, fmt.Errorf("auth: account %s: %w: start it again", p.account, ErrLoginExpired))
+			p.finish(Health{}, errLoginExpired(p.account))
 		}
 		if now.After(p.expires.Add(m.opts.LoginTTL)) {
 			delete(m.logins, id)
@@ -254,10 +253,10 @@ func (m *Manager) findLogin(id string) (*pendingLogin, error) {
 	p, ok := m.logins[id]
 	m.lmu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("auth: login %q: %w: start it again", sanitize(id, 64), ErrLoginExpired)
+		return nil, acctErr(ErrLoginExpired, nil, "login %q is unknown or expired: start it again", sanitize(id, 64))
 	}
 	if m.now().After(p.expires) {
-		p.finish(Health{}, fmt.Errorf("auth: account %s: %w: start it again", p.account, ErrLoginExpired))
+		p.finish(Health{}, errLoginExpired(p.account))
 	}
 	return p, nil
 }
@@ -273,7 +272,7 @@ func (m *Manager) WaitLogin(ctx context.Context, loginID string) (Health, error)
 	case <-p.done:
 		return p.health, p.err
 	case <-ctx.Done():
-		return Health{}, fmt.Errorf("auth: waiting for login of %s: %w", p.account, ctx.Err())
+		return Health{}, acctErr(nil, ctx.Err(), "account %s: stopped waiting for the login (%v); it stays open until it expires", p.account, ctx.Err())
 	}
 }
 
@@ -285,7 +284,7 @@ func (m *Manager) CompletePaste(ctx context.Context, loginID, redirectedURL stri
 		return Health{}, err
 	}
 	if p.state == "" {
-		return Health{}, fmt.Errorf("auth: login %s is a %s login, not a browser/paste one", loginID, p.mode)
+		return Health{}, acctErr(ErrLoginUnsupported, nil, "account %s: login %s is a %s login and takes no pasted URL: start a login with --paste", p.account, sanitize(loginID, 64), p.mode)
 	}
 	select {
 	case <-p.done:
@@ -297,7 +296,7 @@ func (m *Manager) CompletePaste(ctx context.Context, loginID, redirectedURL stri
 	}
 	q, err := callbackQuery(redirectedURL)
 	if err != nil {
-		return Health{}, err
+		return Health{}, acctErr(nil, err, "account %s: %v", p.account, err)
 	}
 	return m.completeCallback(ctx, p, q)
 }
@@ -313,10 +312,10 @@ func callbackQuery(s string) (url.Values, error) {
 	}
 	q, err := url.ParseQuery(s)
 	if err != nil {
-		return nil, fmt.Errorf("auth: the pasted URL is not a redirect URL with code and state: %w", err)
+		return nil, fmt.Errorf("the pasted URL is not a redirect URL with code and state (%w): paste the whole address the browser ended on", err)
 	}
 	if q.Get("state") == "" || (q.Get("code") == "" && q.Get("error") == "") {
-		return nil, errors.New("auth: the pasted URL has no code and state: paste the whole address the browser ended on")
+		return nil, errors.New("the pasted URL has no code and state: paste the whole address the browser ended on")
 	}
 	return q, nil
 }
@@ -324,14 +323,29 @@ func callbackQuery(s string) (url.Values, error) {
 // completeCallback checks state and exchanges the code; one completion per login.
 func (m *Manager) completeCallback(ctx context.Context, p *pendingLogin, q url.Values) (Health, error) {
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(p.state)) != 1 {
-		return Health{}, fmt.Errorf("auth: account %s: the redirect's state does not match this login (an old or foreign URL?)", p.account)
+		return Health{}, acctErr(nil, nil, "account %s: the redirect's state does not match this login (an old or foreign URL?): use the URL of the login you started, or start it again", p.account)
 	}
 	if !p.claim() {
 		<-p.done
 		return p.health, p.err
 	}
 	if e := q.Get("error"); e != "" {
-		err := fmt.Errorf("auth: account %s: sign-in refused: %s: %s", p.account, sanitize(e, 64), sanitize(q.Get("error_description"), 400))
+		desc := sanitize(q.Get("error_description"), 400)
+		msg := fmt.Sprintf("account %s: sign-in refused: %s", p.account, sanitize(e, 64))
+		if desc != "" {
+			msg += ": " + desc
+		}
+		var kind error
+		fix := "start the login again"
+		if a, lerr := m.lookup(p.account); lerr == nil {
+			a.mu.Lock()
+			r := a.r
+			a.mu.Unlock()
+			if f := findAADSTS(desc); f != nil {
+				kind, fix = ErrMisconfigured, f.fix(r)
+			}
+		}
+		err := acctErr(kind, nil, "%s: %s", msg, fix)
 		p.finish(Health{}, err)
 		return Health{}, err
 	}
@@ -362,8 +376,7 @@ func (m *Manager) exchangeCode(ctx context.Context, p *pendingLogin, code string
 	// would fail anyway.
 	resp, err := requestToken(ctx, m.hc, r.tokenURL, form, r.cfg.TokenTimeout)
 	if err != nil {
-		err = m.scrubErr(err, r, nil)
-		return Health{}, fmt.Errorf("auth: account %s: exchanging the authorization code: %w", p.account, err)
+		return Health{}, loginErr(p.account, "exchanging the authorization code", m.scrubErr(err, r, nil), r)
 	}
 	return m.acceptGrant(ctx, p.account, resp)
 }
@@ -382,7 +395,7 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		if r.provider == ProviderMicrosoft || r.provider == ProviderMicrosoftUSGov {
 			hint = "add the offline_access scope"
 		}
-		return Health{}, fmt.Errorf("auth: account %s: the token endpoint returned no refresh token (%s): %w", name, hint, ErrMisconfigured)
+		return Health{}, acctErr(ErrMisconfigured, nil, "account %s: the token endpoint returned no refresh token: %s", name, hint)
 	}
 	identity, err := checkIdentity(name, resp.IDToken, r)
 	if err != nil {
@@ -405,7 +418,7 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
 		h := m.healthLocked(a)
 		a.mu.Unlock()
-		return h, fmt.Errorf("auth: account %s: saving the new grant: %w: %w", name, ErrTransient, err)
+		return h, acctErr(ErrTransient, err, "account %s: saving the new grant to the spool failed (%v); it stays in memory and the save is retried before the next refresh", name, err)
 	}
 	prev, _ := m.statusLocked(a)
 	a.tok, a.dirty = rec, false
@@ -507,9 +520,9 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 		select {
 		case <-ctx.Done():
 			if m.base.Err() != nil {
-				p.finish(Health{}, errors.New("auth: login aborted: the daemon is shutting down"))
+				p.finish(Health{}, errShuttingDown(p.account))
 			} else {
-				p.finish(Health{}, fmt.Errorf("auth: account %s: the device code expired before sign-in finished: start the login again", p.account))
+				p.finish(Health{}, errDeviceExpired(p.account))
 			}
 			return
 		case <-p.done:
@@ -530,15 +543,14 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 				interval += 5 // RFC 8628 3.5: for this and all later requests
 				m.log.Debug("device login slowing down", "account", p.account, "interval", interval*m.opts.PollUnit)
 			case "expired_token":
-				p.finish(Health{}, fmt.Errorf("auth: account %s: the device code expired before sign-in finished: start the login again", p.account))
+				p.finish(Health{}, errDeviceExpired(p.account))
 				return
 			case "access_denied":
-				p.finish(Health{}, fmt.Errorf("auth: account %s: sign-in was declined", p.account))
+				p.finish(Health{}, acctErr(nil, nil, "account %s: sign-in was declined: start the login again and approve it", p.account))
 				return
 			default:
 				if classify(err) != kindTransient {
-					err = m.scrubErr(err, r, nil)
-					p.finish(Health{}, fmt.Errorf("auth: account %s: device login failed: %w", p.account, err))
+					p.finish(Health{}, loginErr(p.account, "the device login", m.scrubErr(err, r, nil), r))
 					return
 				}
 				m.log.Warn("token endpoint failing during a device login; still polling", "account", p.account, "error", err)
@@ -548,6 +560,30 @@ func (m *Manager) pollDevice(p *pendingLogin, r *resolved, da *deviceAuth) {
 		}
 		timer.Reset(interval * m.opts.PollUnit)
 	}
+}
+
+// errLoginExpired: a login ran out of time.
+func errLoginExpired(account string) error {
+	return acctErr(ErrLoginExpired, nil, "account %s: the login expired before it finished: start it again", account)
+}
+
+func errDeviceExpired(account string) error {
+	return acctErr(nil, nil, "account %s: the device code expired before sign-in finished: start the login again", account)
+}
+
+// loginErr words a failed token or device request of a login: what failed,
+// the endpoint's answer and the fix (Microsoft's error codes have their
+// own). It matches the sentinel of the answer's kind.
+func loginErr(account, doing string, err error, r *resolved) error {
+	kind := classify(err)
+	fix := "start the login again"
+	switch kind {
+	case kindTransient:
+		fix = "the token endpoint is failing or unreachable (behind an outbound proxy, set HTTPS_PROXY for spoold): start the login again later"
+	case kindConfig:
+		fix = configFix(err, r)
+	}
+	return acctErr(kindSentinel(kind), err, "account %s: %s failed: %v: %s", account, doing, err, fix)
 }
 
 // Logout forgets the account's tokens (an explicit admin action) and puts a
@@ -563,7 +599,7 @@ func (m *Manager) Logout(ctx context.Context, name string) error {
 		return err
 	}
 	if err := m.store.AccountDelete(ctx, name, TokenKey); err != nil {
-		return fmt.Errorf("auth: account %s: deleting the grant: %w", name, err)
+		return acctErr(nil, err, "account %s: deleting the grant from the spool failed (%v); retry", name, err)
 	}
 	a.gen++
 	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it

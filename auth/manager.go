@@ -164,7 +164,7 @@ func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, 
 func resolveAll(accounts []AccountConfig) ([]*resolved, error) {
 	rs, ps := checkAll(accounts)
 	if len(ps) > 0 {
-		return nil, fmt.Errorf("auth: invalid accounts:\n%w", ps)
+		return nil, fmt.Errorf("invalid OAuth accounts:\n%w", ps)
 	}
 	return rs, nil
 }
@@ -205,7 +205,7 @@ func (m *Manager) Close() error {
 	m.cancel()
 	m.lmu.Lock()
 	for _, p := range m.logins {
-		p.finish(Health{}, errors.New("auth: login aborted: the daemon is shutting down"))
+		p.finish(Health{}, errShuttingDown(p.account))
 	}
 	m.lmu.Unlock()
 	m.wg.Wait()
@@ -346,10 +346,15 @@ func (m *Manager) signalRecovered(name string) {
 
 func (m *Manager) lookup(name string) (*account, error) {
 	m.mu.RLock()
+	defer m.mu.RUnlock()
 	a, ok := m.accounts[name]
-	m.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("auth: account %q: %w", name, ErrUnknownAccount)
+		names := make([]string, 0, len(m.accounts))
+		for n := range m.accounts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, acctErr(ErrUnknownAccount, nil, "unknown account %q (configured: %s)", sanitize(name, 64), strings.Join(names, ", "))
 	}
 	return a, nil
 }
@@ -419,7 +424,7 @@ func (m *Manager) token(ctx context.Context, name string, force bool, rejected s
 			}
 			if !m.goSafe() {
 				a.mu.Unlock()
-				return "", time.Time{}, fmt.Errorf("auth: account %s: manager is closed: %w", name, ErrTransient)
+				return "", time.Time{}, acctErr(ErrTransient, nil, "account %s gets no token: spoold is shutting down; retry once it is back", name)
 			}
 			fl = &flight{done: make(chan struct{}), force: f}
 			a.flight = fl
@@ -431,7 +436,7 @@ func (m *Manager) token(ctx context.Context, name string, force bool, rejected s
 		select {
 		case <-fl.done:
 		case <-ctx.Done():
-			return "", time.Time{}, fmt.Errorf("auth: account %s: waiting for a token: %w: %w", name, ErrTransient, ctx.Err())
+			return "", time.Time{}, acctErr(ErrTransient, ctx.Err(), "account %s: stopped waiting for a token (%v); the refresh goes on and a retry shares it", name, ctx.Err())
 		}
 		if fl.err == nil && rejected != "" && fl.tok == rejected && !fl.force && round == 0 {
 			continue
@@ -447,9 +452,9 @@ func fresh(t *tokenRecord, now time.Time, before time.Duration) bool {
 func blockedErr(m *Manager, a *account) error {
 	switch st, why := m.statusLocked(a); st {
 	case StatusNeedsReauth:
-		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrNeedsReauth, why)
+		return acctErr(ErrNeedsReauth, nil, "account %s needs re-authorization: %s", a.name, why)
 	case StatusMisconfigured:
-		return fmt.Errorf("auth: account %s: %w: %s", a.name, ErrMisconfigured, why)
+		return acctErr(ErrMisconfigured, nil, "account %s is misconfigured: %s", a.name, why)
 	}
 	return nil
 }
@@ -529,7 +534,7 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 	}
 	b, ok, err := m.store.AccountGet(ctx, a.name, TokenKey)
 	if err != nil {
-		return fmt.Errorf("auth: account %s: reading stored token: %w: %w", a.name, ErrTransient, err)
+		return acctErr(ErrTransient, err, "account %s: reading its stored token from the spool failed (%v); retry", a.name, err)
 	}
 	var tokErr error
 	a.tok = nil
@@ -540,7 +545,7 @@ func (m *Manager) loadLocked(ctx context.Context, a *account) error {
 	}
 	hb, hok, herr := m.store.AccountGet(ctx, a.name, HealthKey)
 	if herr != nil {
-		return fmt.Errorf("auth: account %s: reading stored health: %w: %w", a.name, ErrTransient, herr)
+		return acctErr(ErrTransient, herr, "account %s: reading its stored health from the spool failed (%v); retry", a.name, herr)
 	}
 	a.hr = healthRecord{V: 1, Status: StatusOK}
 	if hok {
@@ -658,7 +663,7 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 	}
 	if st, reason := m.statusLocked(a); st == StatusNeedsReauth {
 		a.mu.Unlock()
-		return fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
+		return acctErr(ErrNeedsReauth, nil, "account %s needs re-authorization, which resuming cannot clear: %s", name, reason)
 	}
 	prev := a.hr.Status
 	a.hr.Failures = 0
@@ -805,12 +810,17 @@ func (m *Manager) keepAliveDue(ctx context.Context, name string) bool {
 	return !m.now().Before(last.Add(a.r.cfg.KeepAlive))
 }
 
+// errShuttingDown ends a pending login when the Manager closes.
+func errShuttingDown(account string) error {
+	return acctErr(ErrTransient, nil, "account %s: the login was aborted because spoold is shutting down: start it again once spoold is back", account)
+}
+
 // randomBase64URL returns n random bytes base64url-encoded (a PKCE
 // verifier: RFC 7636 4.1 asks for 32 bytes).
 func (m *Manager) randomBase64URL(n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(m.opts.Rand, b); err != nil {
-		return "", fmt.Errorf("auth: reading randomness: %w", err)
+		return "", fmt.Errorf("reading randomness: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
@@ -819,7 +829,7 @@ func (m *Manager) randomBase64URL(n int) (string, error) {
 func (m *Manager) randomString(n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(m.opts.Rand, b); err != nil {
-		return "", fmt.Errorf("auth: reading randomness: %w", err)
+		return "", fmt.Errorf("reading randomness: %w", err)
 	}
 	return hex.EncodeToString(b), nil
 }

@@ -41,7 +41,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 		// it before anything else; the old refresh token may be dead already.
 		if err := m.putToken(ctx, name, cur); err != nil {
 			m.met.refresh(name, resultStoreError)
-			return "", time.Time{}, fmt.Errorf("auth: account %s: saving the rotated token still fails: %w: %w", name, ErrTransient, err)
+			return "", time.Time{}, acctErr(ErrTransient, err, "account %s: saving its rotated token to the spool still fails (%v); it stays in memory and the save is retried first", name, err)
 		}
 		a.mu.Lock()
 		if a.gen == gen {
@@ -56,7 +56,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 	if r.flow.Delegated() && (cur == nil || cur.RefreshToken == "") {
 		reason := fmt.Sprintf("not signed in yet: run `spoolctl auth login %s` and sign in as %s", name, r.cfg.signInName())
 		m.setStatusAndSave(ctx, a, gen, StatusNeedsReauth, reason)
-		return "", time.Time{}, fmt.Errorf("auth: account %s: %w: %s", name, ErrNeedsReauth, reason)
+		return "", time.Time{}, acctErr(ErrNeedsReauth, nil, "account %s needs re-authorization: %s", name, reason)
 	}
 
 	resp, timedOut, err := m.fetchWithRetry(ctx, name, r, cur, func() (url.Values, error) { return m.grantForm(r, cur) })
@@ -83,11 +83,12 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 				reason = fmt.Sprintf("the token endpoint refused the app's assertion (%v): check the app's permissions/delegation, then run `spoolctl auth login %s`", err, name)
 			}
 			m.setStatusAndSave(ctx, a, gen, StatusNeedsReauth, reason)
-			return "", time.Time{}, fmt.Errorf("auth: account %s: refreshing token: %w: %w", name, ErrNeedsReauth, err)
+			return "", time.Time{}, acctErr(ErrNeedsReauth, err, "account %s needs re-authorization: %s", name, reason)
 		case kindConfig:
 			m.met.refresh(name, resultMisconfigured)
-			m.setStatusAndSave(ctx, a, gen, StatusMisconfigured, configReason(err, r))
-			return "", time.Time{}, fmt.Errorf("auth: account %s: refreshing token: %w: %w", name, ErrMisconfigured, err)
+			reason := configReason(err, r)
+			m.setStatusAndSave(ctx, a, gen, StatusMisconfigured, reason)
+			return "", time.Time{}, acctErr(ErrMisconfigured, err, "account %s is misconfigured: %s", name, reason)
 		default:
 			m.met.refresh(name, resultTransient)
 			a.mu.Lock()
@@ -104,7 +105,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 				m.log.Warn("token refresh failed; using the current access token until it expires", "account", name, "expiry", cur.Expiry, "error", err)
 				return cur.AccessToken, cur.Expiry, nil
 			}
-			return "", time.Time{}, fmt.Errorf("auth: account %s: refreshing token: %w: %w", name, ErrTransient, err)
+			return "", time.Time{}, acctErr(ErrTransient, err, "account %s: the token endpoint failed (%v); spoold will retry with backoff", name, err)
 		}
 	}
 
@@ -130,7 +131,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 	if a.gen != gen {
 		// A login or logout replaced the grant while we refreshed the old one.
 		a.mu.Unlock()
-		return "", time.Time{}, fmt.Errorf("auth: account %s: the grant changed during the refresh; try again: %w", name, ErrTransient)
+		return "", time.Time{}, acctErr(ErrTransient, nil, "account %s: a login or logout replaced the grant during the refresh; retry", name)
 	}
 	// Commit before handing out the token: after a rotation the old refresh
 	// token may already be revoked.
@@ -139,7 +140,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 		a.mu.Unlock()
 		m.met.refresh(name, resultStoreError)
 		m.log.Error("could not save the new token; keeping it in memory and retrying the save before the next refresh", "account", name, "rotated", rotated, "error", err)
-		return "", time.Time{}, fmt.Errorf("auth: account %s: saving the new token: %w: %w", name, ErrTransient, err)
+		return "", time.Time{}, acctErr(ErrTransient, err, "account %s: saving the new token to the spool failed (%v); it stays in memory and the save is retried before the next refresh", name, err)
 	}
 	prev := a.hr.Status
 	a.tok, a.dirty = next, false
@@ -176,24 +177,43 @@ func (m *Manager) putToken(ctx context.Context, name string, t *tokenRecord) err
 	return nil
 }
 
-// configReason turns a configuration error into a fix-it message.
+// configReason turns a configuration error into a fix-it message: the
+// endpoint's answer, then the fix.
 func configReason(err error, r *resolved) string {
+	return fmt.Sprintf("%v: %s", err, configFix(err, r))
+}
+
+// configFix says how to fix a configuration error (Microsoft's error codes
+// first: they say exactly what is wrong).
+func configFix(err error, r *resolved) string {
+	if fix, ok := aadstsHint(err, r); ok {
+		return fix
+	}
 	var ee *EndpointError
 	if errors.As(err, &ee) {
-		switch {
-		case strings.Contains(ee.Description, "AADSTS7000222"):
-			return fmt.Sprintf("the client secret has expired (%v): create a new secret in the app registration and update client_secret", ee)
-		case strings.Contains(ee.Description, "AADSTS7000215"), ee.Code == "invalid_client":
-			return fmt.Sprintf("the token endpoint rejected the client credentials (%v): check client_id and client_secret/certificate", ee)
-		case ee.Code == "unauthorized_client":
-			return fmt.Sprintf("the app may not use this flow (%v): allow it in the app registration (public client flows for device code)", ee)
-		case ee.Code == "invalid_scope":
-			return fmt.Sprintf("the scopes %q were refused (%v): check scopes and the app's API permissions", strings.Join(r.scopes, " "), ee)
-		case ee.Code == "invalid_response":
-			return fmt.Sprintf("%v: check token_url %s", ee, redactURL(r.tokenURL))
+		switch ee.Code {
+		case "invalid_client":
+			return "the token endpoint rejected the client credentials: check client_id and client_secret or the certificate"
+		case "unauthorized_client":
+			return "the app may not use this flow: allow it in the app registration (Authentication > Allow public client flows, for the device flow)"
+		case "invalid_scope":
+			return fmt.Sprintf("the scopes %q were refused: check scopes and the app's API permissions", strings.Join(r.scopes, " "))
+		case "invalid_response":
+			return fmt.Sprintf("check token_url %s", redactURL(r.tokenURL))
 		}
 	}
-	return fmt.Sprintf("%v: check the account's configuration and app registration", err)
+	return "check the account's configuration and app registration"
+}
+
+// kindSentinel is the exported error matching an errKind.
+func kindSentinel(k errKind) error {
+	switch k {
+	case kindReauth:
+		return ErrNeedsReauth
+	case kindConfig:
+		return ErrMisconfigured
+	}
+	return ErrTransient
 }
 
 // fetchWithRetry posts the grant, retrying transient failures with backoff a

@@ -76,7 +76,9 @@ func TestSignInAsValidated(t *testing.T) {
 		want string
 	}{
 		{"not an address", func(c *auth.AccountConfig) { c.SignInAs = "Scan Admin" }, "not an e-mail address"},
-		{"app-only", func(c *auth.AccountConfig) { c.Flow, c.ClientSecret, c.SignInAs = "client_credentials", "s", "a@contoso.com" }, "signs no user in"},
+		{"app-only", func(c *auth.AccountConfig) {
+			c.Flow, c.ClientSecret, c.SignInAs = "client_credentials", "s", "a@contoso.com"
+		}, "signs no user in"},
 	} {
 		cfg := e.cfg()
 		c.set(&cfg)
