@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -178,9 +180,43 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 			return nil, bindProblem(err)
 		}
 	}
-	log.Info("spoold started", "version", version(), "data_dir", cfg.DataDir,
-		"smtp_listeners", len(cfg.SMTPListeners), "scan_folders", len(cfg.ScanFolders), "accounts", len(cfg.Accounts))
+	log.Info("spoold started", d.startedAttrs(p)...)
 	return d, nil
+}
+
+// startedAttrs says in one line what the daemon watches and where mail
+// goes: the first thing an admin looks for after a start.
+func (d *daemon) startedAttrs(p *plan) []any {
+	var smtp, scans, accounts []string
+	addrs := map[string]net.Addr{}
+	if d.smtp != nil {
+		addrs = d.smtp.Addrs()
+	}
+	for _, l := range p.listeners {
+		addr := l.Addr
+		if a, ok := addrs[l.Name]; ok {
+			addr = a.String()
+		}
+		smtp = append(smtp, fmt.Sprintf("%s %s (tls %s)", l.Name, addr, l.TLS))
+	}
+	for _, f := range p.folders {
+		scans = append(scans, fmt.Sprintf("%s -> %s", f.Path, f.Account))
+	}
+	for _, a := range p.accounts {
+		if a.Transport == "file" {
+			accounts = append(accounts, fmt.Sprintf("%s: .eml files in %s", a.Name, a.Dir))
+		} else {
+			accounts = append(accounts, fmt.Sprintf("%s: %s:%d as %s", a.Name, a.Host, a.Port, cmp.Or(a.Mailbox, a.Username, "sender")))
+		}
+	}
+	attrs := []any{"version", version(), "data_dir", p.cfg.DataDir,
+		"smtp", strings.Join(smtp, ", "), "scan_folders", strings.Join(scans, ", "),
+		"accounts", strings.Join(accounts, "; "), "default_route", p.cfg.Routes.Default,
+		"admin_socket", p.cfg.Admin.Socket}
+	if d.http != nil {
+		attrs = append(attrs, "http", d.http.Addr().String())
+	}
+	return attrs
 }
 
 // ready reports why the daemon cannot serve yet, for /readyz.

@@ -158,6 +158,12 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	// The start-up line says what is watched and where mail goes.
+	for _, want := range []string{`"smtp":"local ` + smtpAddr + ` (tls none)"`, `"scan_folders":"./scans -> outbox"`, `"accounts":"outbox: .eml files in ./data/outbox"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("start-up log lacks %s", want)
+		}
+	}
 
 	out, err := exec.Command(swaks, "--server", smtpAddr, "--from", "mfd@example.com",
 		"--to", "bob@example.com", "--header", "Subject: e2e swaks", "--body", "hello from swaks").CombinedOutput()
