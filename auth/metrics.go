@@ -56,7 +56,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 				return existing, nil
 			}
 		}
-		return c, fmt.Errorf("auth: registering metrics: %w", err)
+		return c, fmt.Errorf("registering auth metrics: %w", err)
 	}
 	return c, nil
 }

@@ -82,7 +82,7 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			tenant = "organizations"
 		}
 		if strings.ContainsAny(tenant, "/?#% \t\r\n") {
-			return PresetInfo{}, fmt.Errorf("auth: preset %s: tenant %q contains characters not allowed in a tenant ID or domain", provider, tenant)
+			return PresetInfo{}, fmt.Errorf("provider %s: tenant %q contains characters not allowed in a tenant ID or domain: use the directory (tenant) ID or a domain", provider, tenant)
 		}
 		host, smtpHost, resource, appResource := "login.microsoftonline.com", "smtp.office365.com", "https://outlook.office.com", "https://outlook.office365.com"
 		if provider == ProviderMicrosoftUSGov {
@@ -133,6 +133,6 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 	case ProviderGeneric:
 		return PresetInfo{Provider: provider}, nil
 	default:
-		return PresetInfo{}, fmt.Errorf("auth: unknown provider %q (want microsoft, microsoft-usgov, google or generic)", provider)
+		return PresetInfo{}, fmt.Errorf("unknown provider %q: use microsoft, microsoft-usgov, google or generic", provider)
 	}
 }

@@ -24,7 +24,7 @@ func NewXOAUTH2Client(user, token string) sasl.Client {
 
 func (c *xoauth2Client) Start() (mech string, ir []byte, err error) {
 	if c.user == "" || c.token == "" {
-		return "", nil, errors.New("auth: xoauth2: empty user or token")
+		return "", nil, errors.New("xoauth2: empty user or token")
 	}
 	return XOAUTH2, []byte("user=" + c.user + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
 }
