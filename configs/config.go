@@ -171,7 +171,8 @@ type Account struct {
 	PrivateKeyFile      string        `yaml:"private_key_file" json:"private_key_file"`
 	ServiceAccountFile  string        `yaml:"service_account_file" json:"service_account_file"`
 	Mailbox             string        `yaml:"mailbox" json:"mailbox"`
-	Scopes              []string      `yaml:"scopes" json:"scopes"` // default from the provider and flow
+	SignInAs            string        `yaml:"sign_in_as" json:"sign_in_as"` // the sign-in name when it is not the mailbox's address
+	Scopes              []string      `yaml:"scopes" json:"scopes"`         // default from the provider and flow
 	AuthURL             string        `yaml:"auth_url" json:"auth_url"`
 	TokenURL            string        `yaml:"token_url" json:"token_url"`
 	DeviceAuthURL       string        `yaml:"device_auth_url" json:"device_auth_url"`

@@ -181,6 +181,7 @@ func authAccount(a configs.Account, httpListen string) auth.AccountConfig {
 		CertificateFile:     a.CertificateFile,
 		PrivateKeyFile:      a.PrivateKeyFile,
 		Mailbox:             a.Mailbox,
+		SignInAs:            a.SignInAs,
 		Scopes:              a.Scopes,
 		AuthURL:             a.AuthURL,
 		TokenURL:            a.TokenURL,
