@@ -320,11 +320,13 @@ func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, result
 	now := e.opts.Clock()
 	r := spool.Result{Now: now, Recipients: results}
 	result := "delivered"
+	var refused []string
 	for _, rr := range results {
 		if rr.State == spool.RcptFailed {
 			result = "partial"
 			r.Error = rr.Error
 			r.Reason = "recipient " + rr.Addr + " refused: " + rr.Error.Text
+			refused = append(refused, rr.Addr)
 		}
 	}
 	if err := e.msgs.Delivered(bg, m.ID, e.opts.Owner, r); err != nil {
@@ -337,7 +339,12 @@ func (e *Engine) finish(bg context.Context, a *account, m *spool.Message, result
 	}
 	e.m.attempt(a.cfg.Name, result, class)
 	e.m.duration.WithLabelValues(a.cfg.Name).Observe(now.Sub(m.Created).Seconds())
-	log.Info("delivered", "result", result, "attempts", m.Attempts+1)
+	// The spool logs the delivery itself (once, as it commits it); what it
+	// cannot know is which recipients the upstream refused.
+	if len(refused) > 0 {
+		log.Warn("upstream refused some recipients; delivered to the others", "refused", strings.Join(refused, ","),
+			"reason", r.Reason)
+	}
 }
 
 func (e *Engine) succeeded(a *account, now time.Time) {
@@ -412,7 +419,7 @@ func (e *Engine) dead(bg context.Context, a *account, m *spool.Message, reason s
 		e.noteErr(a, se, now)
 	}
 	e.m.attempt(a.cfg.Name, "dead", class)
-	log.Warn("dead-lettered", "reason", reason)
+	// No log line here: the spool logs the dead letter with its reason.
 	e.notice(bg, a, m, reason, results, log)
 }
 

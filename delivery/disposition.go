@@ -161,8 +161,8 @@ func (e *Engine) apply(bg context.Context, a *account, m *spool.Message, d dispo
 		}
 		e.noteErr(a, se, now)
 		e.m.attempt(a.cfg.Name, "deferred", se.Class)
-		log.Info("deferred", "next_attempt", d.next, "attempts", m.Attempts+1, "class", se.Class,
-			"delivered_recipients", d.delivered, "err", se.Error())
+		log.Info("deferred", nonEmpty("next_attempt", d.next, "attempts", m.Attempts+1, "class", se.Class,
+			"delivered_recipients", d.delivered, "err", se.Error())...)
 	case verdictDead:
 		e.dead(bg, a, m, d.reason, d.err, d.results, log)
 	case verdictPostpone:

@@ -4,7 +4,10 @@
 // implicit TLS and XOAUTH2/PLAIN/LOGIN, and a file transport), the sender
 // rewrite applied while streaming, the classification of upstream answers
 // (DESIGN.md section 5), the retry schedule, dead-lettering and failure
-// notices. It logs with the attribute component=delivery.
+// notices. It logs with the attribute component=delivery; a delivery and a
+// dead letter are logged once, by the spool as it commits them (this package
+// adds a line only for what the spool cannot know, such as refused
+// recipients of a partial delivery).
 //
 // Configuration: AccountConfig, RetryPolicy, OutagePolicy and Options each
 // own their defaults (WithDefaults, which fills zero fields) and their
@@ -52,7 +55,8 @@
 // and no Reply-To is added. Bare CR inside header lines becomes a space.
 //
 // Metrics: spoold_delivery_attempts_total{account,result,class} (result:
-// delivered, partial, deferred, dead, postponed), the histogram
+// delivered, partial, deferred, dead, postponed; class none when the
+// attempt had no error), the histogram
 // spoold_delivery_duration_seconds{account} (enqueue to delivery), the
 // gauge spoold_delivery_inflight, the gauge
 // spoold_delivery_upstream_down{account} (1 while upstream_down) and

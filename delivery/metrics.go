@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spoold_delivery_attempts_total",
-			Help: "Delivery attempts by account, result (delivered, partial, deferred, dead, postponed) and error class.",
+			Help: "Delivery attempts by account, result (delivered, partial, deferred, dead, postponed) and error class (none without an error).",
 		}, []string{"account", "result", "class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "spoold_delivery_duration_seconds",
@@ -52,6 +52,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// classNone is the class label of an attempt without an error: an empty
+// label value reads as a missing label in PromQL and as class="" on
+// /metrics.
+const classNone = "none"
+
 func (m *metrics) attempt(account, result, class string) {
+	if class == "" {
+		class = classNone
+	}
 	m.attempts.WithLabelValues(account, result, class).Inc()
+}
+
+// nonEmpty returns key/value log attributes without the pairs whose value
+// is an empty string, so a line never shows key="".
+func nonEmpty(kv ...any) []any {
+	out := kv[:0:0]
+	for i := 0; i+1 < len(kv); i += 2 {
+		if s, ok := kv[i+1].(string); ok && s == "" {
+			continue
+		}
+		out = append(out, kv[i], kv[i+1])
+	}
+	return out
 }
