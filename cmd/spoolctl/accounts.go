@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -40,7 +41,8 @@ func (a *app) accountsCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "no accounts configured")
 			return nil
 		}
-		printAccountsTable(cmd.OutOrStdout(), res.Accounts, res.Now, "")
+		printAccountsTable(cmd.OutOrStdout(), res.Accounts, a.local(res.Now), "")
+		printSignInHints(cmd.OutOrStdout(), res.Accounts)
 		return nil
 	})
 	return cmd
@@ -68,6 +70,29 @@ func printAccountsTable(w io.Writer, accs []wire.AccountInfo, now time.Time, ind
 		for _, warn := range ac.Warnings {
 			fmt.Fprintf(w, "%s%s: warning: %s\n", indent, ac.Name, warn)
 		}
+	}
+}
+
+// printSignInHints names the sign-in command of each account signed in by
+// a person, with --device where the provider allows the device flow.
+func printSignInHints(w io.Writer, accs []wire.AccountInfo) {
+	first := true
+	for _, ac := range accs {
+		if ac.Flow != flowAuthCode && ac.Flow != flowDevice {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nSign in:")
+			first = false
+		}
+		how := "browser; --paste on a headless host"
+		switch {
+		case ac.Flow == flowDevice:
+			how = "a code to enter on any device"
+		case allowsDevice(ac.Provider):
+			how = "browser; --device for a code to enter on another device, --paste on a headless host"
+		}
+		fmt.Fprintf(w, "  spoolctl auth login %s  (%s)\n", ac.Name, how)
 	}
 }
 
@@ -141,11 +166,11 @@ func (a *app) authLoginCmd() *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "login ACCOUNT",
-		Short: "Authorize an account (browser by default, --paste for headless hosts, --device for a code)",
+		Short: "Authorize an account with its configured flow (browser; --paste for headless hosts; --device for a code)",
 		Args:  exactArgs(1, "an account name"),
 	}
 	f := cmd.Flags()
-	f.BoolVar(&device, "device", false, "device code flow: print a code to enter on another device")
+	f.BoolVar(&device, "device", false, "device code flow: print a code to enter on another device (Microsoft; the default for flow: device accounts)")
 	f.BoolVar(&paste, "paste", false, "paste the redirected URL here instead of using the daemon's callback")
 	f.BoolVar(&asJSON, "json", false, "print the resulting account as JSON")
 	wait = 15 * time.Minute
@@ -153,18 +178,21 @@ func (a *app) authLoginCmd() *cobra.Command {
 	cmd.MarkFlagsMutuallyExclusive("device", "paste")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		name := args[0]
-		mode := wire.LoginBrowser
-		switch {
-		case device:
-			mode = wire.LoginDevice
-		case paste:
-			mode = wire.LoginPaste
-		}
 		c, err := a.client(cmd, false)
 		if err != nil {
 			return err
 		}
 		ctx, cancel := a.ctx(cmd)
+		acct, err := c.Account(ctx, name)
+		cancel()
+		if err != nil {
+			return err
+		}
+		mode, err := loginMode(acct, device, paste)
+		if err != nil {
+			return err
+		}
+		ctx, cancel = a.ctx(cmd)
 		ls, err := c.StartLogin(ctx, name, mode)
 		cancel()
 		if err != nil {
@@ -178,17 +206,22 @@ func (a *app) authLoginCmd() *cobra.Command {
 		if ls.Message != "" {
 			fmt.Fprintln(msgw, ls.Message)
 		}
+		signInAs := "the account's mailbox"
+		if acct.Mailbox != "" {
+			signInAs = acct.Mailbox
+		}
 		var ai wire.AccountInfo
 		switch mode {
 		case wire.LoginDevice:
-			fmt.Fprintf(msgw, "To sign in account %s, open %s and enter the code %s\n", name, ls.VerificationURI, ls.UserCode)
+			fmt.Fprintf(msgw, "To sign in account %s, open %s on any device, enter the code %s and sign in as %s.\n",
+				name, ls.VerificationURI, ls.UserCode, signInAs)
 			if !ls.ExpiresAt.IsZero() {
-				fmt.Fprintf(msgw, "The code expires at %s.\n", ls.ExpiresAt.UTC().Format("15:04:05Z"))
+				fmt.Fprintf(msgw, "The code expires at %s.\n", clockTime(ls.ExpiresAt, a.localNow()))
 			}
 			fmt.Fprintln(msgw, "Waiting for the sign-in to finish (Ctrl-C to stop waiting)...")
-			ai, err = a.waitLogin(cmd, c, ls.LoginID, wait)
+			ai, err = a.waitLogin(cmd, c, name, ls.LoginID, wait)
 		case wire.LoginPaste:
-			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as the account's mailbox:\n\n  %s\n\n", ls.URL)
+			fmt.Fprintf(msgw, "Open this URL in a browser on any machine and sign in as %s:\n\n  %s\n\n", signInAs, ls.URL)
 			fmt.Fprintln(msgw, "Your browser is then sent to a page that may fail to load: copy that page's full address")
 			fmt.Fprint(msgw, "from the address bar and paste it here: ")
 			line, rerr := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
@@ -204,9 +237,10 @@ func (a *app) authLoginCmd() *cobra.Command {
 			ai, err = c.CompletePaste(ctx, ls.LoginID, line)
 			cancel()
 		default:
-			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as the account's mailbox:\n\n  %s\n\n", ls.URL)
+			fmt.Fprintf(msgw, "Open this URL in a browser and sign in as %s:\n\n  %s\n\n", signInAs, ls.URL)
+			a.callbackHint(msgw, ls.URL, name)
 			fmt.Fprintln(msgw, "Waiting for the sign-in to finish (Ctrl-C to stop waiting)...")
-			ai, err = a.waitLogin(cmd, c, ls.LoginID, wait)
+			ai, err = a.waitLogin(cmd, c, name, ls.LoginID, wait)
 		}
 		if err != nil {
 			return err
@@ -227,22 +261,103 @@ func (a *app) authLoginCmd() *cobra.Command {
 	return cmd
 }
 
-// waitLogin long-polls with its own deadline: a person is typing a password.
-func (a *app) waitLogin(cmd *cobra.Command, c *wire.Client, id string, wait time.Duration) (wire.AccountInfo, error) {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
+// Flows as AccountInfo.Flow names them.
+const (
+	flowAuthCode          = "authcode"
+	flowDevice            = "device"
+	flowClientCredentials = "client_credentials"
+	flowServiceAccount    = "service_account"
+	flowPassword          = "password"
+	flowNone              = "none"
+)
+
+// allowsDevice reports whether the provider offers the device flow for
+// sending mail. Google does not for Gmail's scope (https://mail.google.com/).
+func allowsDevice(provider string) bool {
+	return strings.HasPrefix(provider, "microsoft")
+}
+
+// loginMode picks the sign-in for an account: its configured flow unless
+// --device or --paste says otherwise, refusing what cannot work before
+// anything is sent to a provider.
+func loginMode(ac wire.AccountInfo, device, paste bool) (string, error) {
+	switch ac.Flow {
+	case flowClientCredentials, flowServiceAccount:
+		return "", fmt.Errorf("account %s signs in by itself (flow %s): there is nothing to log in; "+
+			"spoolctl auth status %s shows whether it got a token", ac.Name, ac.Flow, ac.Name)
+	case flowPassword:
+		return "", fmt.Errorf("account %s uses a password, not a sign-in: set it in the configuration", ac.Name)
+	case flowNone:
+		return "", fmt.Errorf("account %s relays without authentication: there is nothing to log in", ac.Name)
 	}
-	var cancel context.CancelFunc
+	if ac.Transport != "" && ac.Transport != "smtp" && ac.Provider == "" {
+		return "", fmt.Errorf("account %s (transport %s) needs no sign-in", ac.Name, ac.Transport)
+	}
+	switch {
+	case device && !allowsDevice(ac.Provider):
+		return "", usagef("account %s (provider %s) cannot use --device: Google does not allow the device flow for "+
+			"Gmail's scope. Sign in with the browser instead: `spoolctl auth login %s` on the daemon's host (or through "+
+			"an SSH tunnel), or `spoolctl auth login %s --paste` from any browser", ac.Name, orDash(ac.Provider), ac.Name, ac.Name)
+	case device:
+		return wire.LoginDevice, nil
+	case paste:
+		return wire.LoginPaste, nil
+	case ac.Flow == flowDevice:
+		return wire.LoginDevice, nil
+	}
+	return wire.LoginBrowser, nil
+}
+
+// callbackHint says how the browser reaches the daemon's callback: the
+// redirect URI is usually http://localhost:PORT/..., which only works in a
+// browser on the daemon's host, or through an SSH tunnel to it.
+func (a *app) callbackHint(w io.Writer, authURL, account string) {
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return
+	}
+	ru, err := url.Parse(u.Query().Get("redirect_uri"))
+	if err != nil || ru.Host == "" {
+		return
+	}
+	host, port := ru.Hostname(), ru.Port()
+	if port == "" {
+		port = "80"
+		if ru.Scheme == "https" {
+			port = "443"
+		}
+	}
+	if host != "localhost" && host != "127.0.0.1" && host != "::1" {
+		fmt.Fprintf(w, "After sign-in the browser is sent to %s, which must reach spoold's HTTP listener.\n", ru.Redacted())
+		return
+	}
+	me, err := a.d.Hostname()
+	if err != nil || me == "" {
+		me = "THIS-HOST"
+	}
+	fmt.Fprintf(w, "After sign-in the browser is sent to %s, which only reaches spoold from a browser on this host.\n", ru.Redacted())
+	fmt.Fprintf(w, "From another machine, first open an SSH tunnel there:  ssh -L %s:localhost:%s %s\n", port, port, me)
+	fmt.Fprintf(w, "or use `spoolctl auth login %s --paste` and paste the address the browser ends on.\n\n", account)
+}
+
+// waitLogin long-polls with its own deadline: a person is typing a password.
+func (a *app) waitLogin(cmd *cobra.Command, c *wire.Client, account, id string, wait time.Duration) (wire.AccountInfo, error) {
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := parent, context.CancelFunc(func() {})
 	if wait > 0 {
-		ctx, cancel = context.WithTimeout(ctx, wait)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
+		ctx, cancel = context.WithTimeout(parent, wait)
 	}
 	defer cancel()
 	ai, err := c.WaitLogin(ctx, id)
+	if err != nil && parent.Err() != nil {
+		return ai, fmt.Errorf("sign-in interrupted: account %s is not signed in; run `spoolctl auth login %s` again", account, account)
+	}
 	if err != nil && ctx.Err() != nil {
-		return ai, fmt.Errorf("gave up waiting for the sign-in after %s: %w", wait, ctx.Err())
+		return ai, fmt.Errorf("gave up waiting for the sign-in after %s: account %s is not signed in; "+
+			"run `spoolctl auth login %s` again (--wait for longer)", wait, account, account)
 	}
 	return ai, err
 }
@@ -270,9 +385,9 @@ func (a *app) authStatusCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), ai)
 		}
 		st, err := c.Status(ctx)
-		now := st.Now
-		if err != nil || now.IsZero() {
-			now = time.Now()
+		now := a.local(st.Now)
+		if err != nil || st.Now.IsZero() {
+			now = a.localNow()
 		}
 		printAccount(cmd.OutOrStdout(), ai, now)
 		return nil
@@ -281,12 +396,21 @@ func (a *app) authStatusCmd() *cobra.Command {
 }
 
 func (a *app) authLogoutCmd() *cobra.Command {
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "logout ACCOUNT",
-		Short: "Forget an account's grant (its messages wait until the next login)",
+		Short: "Forget an account's grant (its messages wait until the next login; asks first on a terminal unless --yes)",
 		Args:  exactArgs(1, "an account name"),
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
+		if !yes {
+			ok, err := a.confirm(cmd, fmt.Sprintf("Sign out account %s? Its mail waits until someone signs it in again "+
+				"(spoolctl auth login %s).", args[0], args[0]))
+			if err != nil || !ok {
+				return err
+			}
+		}
 		c, err := a.client(cmd, false)
 		if err != nil {
 			return err

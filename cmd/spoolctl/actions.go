@@ -44,7 +44,7 @@ func (a *app) perID(cmd *cobra.Command, ids []string, asJSON bool, verb string,
 			r := opResult{ID: id, Error: asAPIError(err)}
 			results = append(results, r)
 			if !asJSON {
-				fmt.Fprintf(errw, "spoolctl: %v\n", err)
+				fmt.Fprintf(errw, "spoolctl: %v\n", humanError(err))
 			}
 			continue
 		}
@@ -255,16 +255,27 @@ func (a *app) purgeCmd() *cobra.Command {
 		if state != wire.StateDead && state != wire.StateDelivered {
 			return usagef("--state must be dead or delivered, not %s", state)
 		}
-		if !yes {
-			ok, err := a.confirm(cmd, fmt.Sprintf("Purge every %s message older than %s? This cannot be undone.",
-				state, units.FormatDuration(olderThan)))
-			if err != nil || !ok {
-				return err
-			}
-		}
 		c, err := a.client(cmd, false)
 		if err != nil {
 			return err
+		}
+		if !yes && a.d.StdinIsTTY() {
+			// Like delete, the question says how many: count first.
+			ctx, cancel := a.ctx(cmd)
+			cnt, err := c.PurgeCount(ctx, state, olderThan)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if cnt.Count == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "no %s messages older than %s: nothing to purge\n", state, units.FormatDuration(olderThan))
+				return nil
+			}
+			ok, err := a.confirm(cmd, fmt.Sprintf("Purge %d %s %s older than %s? This cannot be undone.",
+				cnt.Count, state, plural(cnt.Count, "message"), units.FormatDuration(olderThan)))
+			if err != nil || !ok {
+				return err
+			}
 		}
 		ctx, cancel := a.ctx(cmd)
 		defer cancel()

@@ -66,12 +66,24 @@ func until(t, now time.Time) string {
 	return "in " + age(t.Sub(now))
 }
 
-// stamp prints an absolute time in UTC with a relative hint.
+// timeLayout shows a time to a person: the zone is always named, since the
+// daemon may run elsewhere or in UTC.
+const timeLayout = "2006-01-02 15:04:05 MST"
+
+// clockTime prints t in now's zone (the reader's: commands move now there).
+func clockTime(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(now.Location()).Format(timeLayout)
+}
+
+// stamp prints an absolute time in now's zone with a relative hint.
 func stamp(t, now time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + since(t, now) + ")"
+	return clockTime(t, now) + " (" + since(t, now) + ")"
 }
 
 func size(n int64) string {

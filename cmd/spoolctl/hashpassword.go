@@ -3,12 +3,10 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/term"
 )
 
 // hashPasswordCmd makes the bcrypt hash that a listener's users[].password_hash
@@ -18,7 +16,7 @@ func (a *app) hashPasswordCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "hash-password",
 		Short: "Print the bcrypt hash of an SMTP user's password (read from stdin) for the config",
-		Long: "hash-password reads a password (prompting without echo on a terminal, else the first line of stdin)\n" +
+		Long: "hash-password reads a password (on a terminal twice, without echo; else the first line of stdin)\n" +
 			"and prints its bcrypt hash for smtp_listeners[].users[].password_hash or a password_hash_file.\n\n" +
 			"  spoolctl hash-password > /etc/spoold/mfd.hash && chmod 600 /etc/spoold/mfd.hash",
 		Args: cobra.NoArgs,
@@ -43,15 +41,32 @@ func (a *app) hashPasswordCmd() *cobra.Command {
 	}
 }
 
+// readPassword reads the password: on a terminal twice without echo (a
+// typo would otherwise lock the scanner out with a hash nobody knows), from
+// a pipe once.
 func (a *app) readPassword() (string, error) {
-	if a.d.StdinIsTTY() && a.d.Stdin == os.Stdin {
-		fmt.Fprint(a.d.Stderr, "Password: ")
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(a.d.Stderr)
-		if err != nil {
-			return "", fmt.Errorf("reading the password: %w", err)
+	if a.d.StdinIsTTY() && a.d.ReadPassword != nil {
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(a.d.Stderr, prompt)
+			b, err := a.d.ReadPassword()
+			fmt.Fprintln(a.d.Stderr)
+			if err != nil {
+				return "", fmt.Errorf("reading the password: %w", err)
+			}
+			return string(b), nil
 		}
-		return string(b), nil
+		pw, err := ask("Password: ")
+		if err != nil || pw == "" {
+			return pw, err
+		}
+		again, err := ask("Same password again: ")
+		if err != nil {
+			return "", err
+		}
+		if again != pw {
+			return "", fmt.Errorf("the two passwords differ: nothing printed; run spoolctl hash-password again")
+		}
+		return pw, nil
 	}
 	line, err := bufio.NewReader(a.d.Stdin).ReadString('\n')
 	if err != nil && line == "" {

@@ -48,15 +48,24 @@ type deps struct {
 	Dial func(ctx context.Context, socket string) (net.Conn, error)
 	// Clock is the offline service's clock; nil = time.Now.
 	Clock func() time.Time
+	// Location is the zone times are shown in; nil = time.Local.
+	Location *time.Location
+	// ReadPassword reads a password without echo from the terminal
+	// (hash-password); nil = term.ReadPassword on stdin.
+	ReadPassword func() ([]byte, error)
+	// Hostname names this host in the SSH tunnel hint of auth login; nil =
+	// os.Hostname.
+	Hostname func() (string, error)
 }
 
 func osDeps() *deps {
 	return &deps{
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		Getenv:     os.Getenv,
-		StdinIsTTY: func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
+		Stdin:        os.Stdin,
+		Stdout:       os.Stdout,
+		Stderr:       os.Stderr,
+		Getenv:       os.Getenv,
+		StdinIsTTY:   func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
+		ReadPassword: func() ([]byte, error) { return term.ReadPassword(int(os.Stdin.Fd())) },
 	}
 }
 
@@ -101,6 +110,12 @@ func Main(ctx context.Context, args []string, d *deps) int {
 	}
 	if d.Stdin == nil {
 		d.Stdin = eofReader{}
+	}
+	if d.Location == nil {
+		d.Location = time.Local
+	}
+	if d.Hostname == nil {
+		d.Hostname = os.Hostname
 	}
 	root := newRootCmd(d)
 	root.SetArgs(args)

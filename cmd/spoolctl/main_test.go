@@ -93,7 +93,7 @@ func (f *fakeAccounts) StartLogin(_ context.Context, account, mode string) (wire
 	if mode == wire.LoginDevice {
 		ls.UserCode, ls.VerificationURI = "ABCD-EFGH", "https://microsoft.com/devicelogin"
 	} else {
-		ls.URL = "https://login.example.com/authorize?client_id=app&state=xyz"
+		ls.URL = "https://login.example.com/authorize?client_id=app&redirect_uri=http%3A%2F%2Flocalhost%3A8025%2Foauth2%2Fcallback&state=xyz"
 	}
 	select {
 	case f.started <- id:
@@ -194,6 +194,13 @@ func testSpoolOptions(clk *clock) spool.Options {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvInfo(t, fakeInfo{})
+}
+
+// newEnvInfo is newEnv with the daemon's self-description (and so its
+// reload abilities) given.
+func newEnvInfo(t *testing.T, info adminapi.Info) *env {
+	t.Helper()
 	clk := &clock{now: t0}
 	sp := spooltest.OpenTemp(t, testSpoolOptions(clk))
 	acc := &fakeAccounts{
@@ -209,7 +216,7 @@ func newEnv(t *testing.T) *env {
 			{Name: "outbox", Transport: "file", Status: "ok"},
 		},
 	}
-	svc := adminapi.NewService(sp, acc, fakeInfo{}, adminapi.Options{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	svc := adminapi.NewService(sp, acc, info, adminapi.Options{Clock: clk.Now, Logger: slog.New(slog.DiscardHandler)})
 	sock := filepath.Join(shortTempDir(t), "spoold.sock")
 	ln, err := adminapi.Listen(sock, 0, "")
 	if err != nil {
@@ -232,6 +239,14 @@ func runCLI(t *testing.T, d *deps, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	d.Stdout, d.Stderr = &out, &errb
+	if d.Location == nil {
+		// Times are shown in local time with the zone; a fixed zone keeps
+		// the golden files independent of the machine's.
+		d.Location = time.FixedZone("CET", 3600)
+	}
+	if d.Hostname == nil {
+		d.Hostname = func() (string, error) { return "spool-host", nil }
+	}
 	code := Main(context.Background(), args, d)
 	return result{code, out.String(), errb.String()}
 }
@@ -347,7 +362,7 @@ func TestGoldenTables(t *testing.T) {
 		{"list", []string{"list"}},
 		{"list-dead", []string{"list", "--state", "dead"}},
 		{"list-limit", []string{"list", "--limit", "2"}},
-		{"list-empty", []string{"list", "--account", "nobody"}},
+		{"list-empty", []string{"list", "--account", "gmail"}},
 		{"show-dead", []string{"show", dead}},
 		{"status", []string{"status"}},
 		{"accounts", []string{"accounts"}},
@@ -489,7 +504,7 @@ func TestPurge(t *testing.T) {
 	e.clk.Add(8 * 24 * time.Hour)
 	r = e.runIn(t, "n\n", true, "purge", "--state", "dead", "--older-than", "7d")
 	wantExit(t, r, 1, "aborted: nothing changed")
-	if !strings.Contains(r.stderr, "Purge every dead message older than 7d?") {
+	if !strings.Contains(r.stderr, "Purge 1 dead message older than 7d? This cannot be undone. [y/N]") {
 		t.Fatalf("no question: %q", r.stderr)
 	}
 	r = e.run(t, "purge", "--state", "dead", "--older-than", "7d", "--json")
@@ -551,7 +566,8 @@ func TestDaemonDown(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "spoold.sock")
 	for _, args := range [][]string{{"status"}, {"list"}, {"show", "X"}, {"flush"}, {"hold", "X"}, {"accounts"}, {"purge", "--state", "dead", "--older-than", "1d"}} {
 		r := runCLI(t, &deps{}, append([]string{"--socket", sock}, args...)...)
-		wantExit(t, r, 1, "cannot reach spoold at "+sock+": is it running?")
+		wantExit(t, r, 1, "cannot reach spoold: no spoold answers at "+sock+" (--socket). Is it running? "+
+			"If it is, point spoolctl at its socket (admin.socket in its config) with --socket PATH or SPOOLD_SOCKET=PATH")
 	}
 	// The socket comes from SPOOLD_SOCKET when --socket is not given.
 	r := runCLI(t, &deps{Getenv: func(k string) string {
@@ -560,9 +576,14 @@ func TestDaemonDown(t *testing.T) {
 		}
 		return ""
 	}}, "status")
-	wantExit(t, r, 1, "cannot reach spoold at "+sock)
+	wantExit(t, r, 1, "no spoold answers at "+sock+" (SPOOLD_SOCKET)")
+	// Neither default exists: both paths are named, in the order looked at.
+	t.Chdir(t.TempDir())
 	r = runCLI(t, &deps{}, "status")
-	wantExit(t, r, 1, "cannot reach spoold at ./data/spoold.sock")
+	if _, err := os.Lstat(systemSocket); err == nil {
+		t.Skip(systemSocket + " exists on this machine")
+	}
+	wantExit(t, r, 1, "no spoold socket at ./data/spoold.sock or /run/spoold/spoold.sock (looked in that order)")
 }
 
 func TestPermissionDenied(t *testing.T) {
@@ -571,7 +592,10 @@ func TestPermissionDenied(t *testing.T) {
 		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)}
 	}}
 	r := runCLI(t, d, "--socket", "/run/spoold/spoold.sock", "list")
-	wantExit(t, r, 1, "permission denied on /run/spoold/spoold.sock")
+	wantExit(t, r, 1, "permission denied on /run/spoold/spoold.sock: run spoolctl as root or as a member of spoold's admin group")
+	if !strings.Contains(r.stderr, "--socket PATH or SPOOLD_SOCKET=PATH") {
+		t.Fatalf("no way to point spoolctl elsewhere: %q", r.stderr)
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
@@ -693,7 +717,7 @@ func TestAuthLogin(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("login did not finish")
 	}
-	if r.code != 0 || !strings.Contains(r.stdout, "https://login.example.com/authorize?client_id=app&state=xyz") ||
+	if r.code != 0 || !strings.Contains(r.stdout, "https://login.example.com/authorize?client_id=app&redirect_uri=http%3A%2F%2Flocalhost%3A8025%2Foauth2%2Fcallback&state=xyz") ||
 		!strings.HasSuffix(r.stdout, "account m365 signed in as scanner@example.com; status ok\n") {
 		t.Fatalf("browser login: %+v", r)
 	}
@@ -713,7 +737,7 @@ func TestAuthLogin(t *testing.T) {
 	// Device: code and URL, then a wait that gives up after --wait.
 	r = e.run(t, "auth", "login", "m365", "--device", "--wait", "200ms")
 	wantExit(t, r, 1, "gave up waiting for the sign-in after 200ms")
-	if !strings.Contains(r.stdout, "open https://microsoft.com/devicelogin and enter the code ABCD-EFGH") {
+	if !strings.Contains(r.stdout, "open https://microsoft.com/devicelogin on any device, enter the code ABCD-EFGH and sign in as scanner@example.com") {
 		t.Fatalf("device login: %+v", r)
 	}
 }

@@ -37,6 +37,7 @@ func (a *app) statusCmd() *cobra.Command {
 		if asJSON {
 			return printJSON(cmd.OutOrStdout(), st)
 		}
+		st.Now = a.local(st.Now)
 		printStatus(cmd.OutOrStdout(), st, a.spoolDir)
 		return nil
 	})
@@ -50,8 +51,7 @@ func printStatus(w io.Writer, st wire.StatusResponse, spoolDir string) {
 	} else {
 		fmt.Fprintf(w, "spoold %s", orDash(st.Version))
 		if !st.Started.IsZero() {
-			fmt.Fprintf(w, ", up %s (since %s)", age(time.Duration(st.UptimeSeconds)*time.Second),
-				st.Started.UTC().Format("2006-01-02 15:04:05Z"))
+			fmt.Fprintf(w, ", up %s (since %s)", age(time.Duration(st.UptimeSeconds)*time.Second), clockTime(st.Started, now))
 		}
 		fmt.Fprintln(w)
 		if st.DeliveryPaused {
@@ -69,6 +69,10 @@ func printStatus(w io.Writer, st wire.StatusResponse, spoolDir string) {
 	tw.Flush()
 	if st.Offline {
 		return
+	}
+	if st.LastReload != nil {
+		fmt.Fprintln(w, "\nLast reload:")
+		printReload(w, *st.LastReload, now, "  ")
 	}
 	fmt.Fprintln(w, "\nAccounts:")
 	if st.AccountsError != "" {
@@ -157,19 +161,26 @@ func (a *app) listCmd() *cobra.Command {
 		if asJSON {
 			return printJSON(cmd.OutOrStdout(), all)
 		}
-		printList(cmd.OutOrStdout(), all)
+		filtered := req.State != "" || req.Account != "" || olderThan > 0
+		printList(cmd.OutOrStdout(), all, filtered)
 		return nil
 	})
 	return cmd
 }
 
-func printList(w io.Writer, l wire.ListResponse) {
+// printList prints the table; filtered says whether --state, --account or
+// --older-than narrowed it, so an empty result is not called an empty queue.
+func printList(w io.Writer, l wire.ListResponse, filtered bool) {
 	if len(l.Messages) == 0 {
-		fmt.Fprintln(w, "Mail queue is empty")
+		if filtered {
+			fmt.Fprintln(w, "no messages match")
+		} else {
+			fmt.Fprintln(w, "Mail queue is empty")
+		}
 		return
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tSTATE\tAGE\tATTEMPTS\tNEXT\tFROM\tTO\tSIZE\tLAST ERROR")
+	fmt.Fprintln(tw, "ID\tSTATE\tAGE\tATTEMPTS\tNEXT\tFROM\tTO\tSUBJECT\tSIZE\tLAST ERROR")
 	var total int64
 	for _, m := range l.Messages {
 		next := "-"
@@ -180,9 +191,9 @@ func printList(w io.Writer, l wire.ListResponse) {
 		if last == "" {
 			last = m.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State,
 			age(time.Duration(m.AgeSeconds)*time.Second), m.Attempts, next, short(sender(m.From), 40),
-			short(recipients(m.Recipients), 40), size(m.Size), orDash(short(last, 50)))
+			short(recipients(m.Recipients), 40), orDash(short(m.Subject, 30)), size(m.Size), orDash(short(last, 50)))
 		total += m.Size
 	}
 	tw.Flush()
@@ -251,9 +262,9 @@ func (a *app) showCmd() *cobra.Command {
 			return printJSON(out, m)
 		}
 		// The daemon's clock, recovered from the age it computed.
-		now := time.Now()
+		now := a.localNow()
 		if !m.Created.IsZero() {
-			now = m.Created.Add(time.Duration(m.AgeSeconds) * time.Second)
+			now = a.local(m.Created.Add(time.Duration(m.AgeSeconds) * time.Second))
 		}
 		printMessage(out, m, now)
 		return nil
@@ -321,6 +332,7 @@ func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 	fmt.Fprintf(tw, "State:\t%s\n", state)
 	fmt.Fprintf(tw, "Account:\t%s\n", orDash(m.Account))
 	fmt.Fprintf(tw, "From:\t<%s>\n", m.From)
+	fmt.Fprintf(tw, "Subject:\t%s\n", orDash(short(m.Subject, 200)))
 	fmt.Fprintf(tw, "Size:\t%s (%d bytes)\n", size(m.Size), m.Size)
 	fmt.Fprintf(tw, "Created:\t%s\n", stamp(m.Created, now))
 	fmt.Fprintf(tw, "Updated:\t%s\n", stamp(m.Updated, now))
@@ -328,7 +340,7 @@ func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 	if m.State == wire.StateQueued || m.State == wire.StateDeferred {
 		next := stamp(m.NextAttempt, now)
 		if !m.NextAttempt.IsZero() && !m.NextAttempt.After(now) {
-			next = m.NextAttempt.UTC().Format("2006-01-02 15:04:05Z") + " (due now)"
+			next = clockTime(m.NextAttempt, now) + " (due now)"
 		}
 		fmt.Fprintf(tw, "Next attempt:\t%s\n", next)
 	}
@@ -353,7 +365,7 @@ func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 	for _, r := range m.Recipients {
 		detail := errLine(r.Error)
 		if r.State == "delivered" && !r.DeliveredAt.IsZero() {
-			detail = "at " + r.DeliveredAt.UTC().Format("2006-01-02 15:04:05Z")
+			detail = "at " + clockTime(r.DeliveredAt, now)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Addr, r.State, orDash(detail))
 	}
@@ -371,7 +383,7 @@ func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 		if !h.End.IsZero() {
 			dur = h.End.Sub(h.Start).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.Start.UTC().Format("2006-01-02 15:04:05Z"), dur,
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", clockTime(h.Start, now), dur,
 			orDash(h.Owner), orDash(h.Result), orDash(errLine(h.Error)))
 	}
 	tw.Flush()

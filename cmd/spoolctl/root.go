@@ -18,6 +18,7 @@ import (
 type app struct {
 	d        *deps
 	socket   string
+	tried    []string // where findSocket looked, for dialHelp
 	spoolDir string
 	timeout  time.Duration
 	closers  []io.Closer
@@ -48,9 +49,10 @@ func newRootCmd(d *deps) *cobra.Command {
 	root.AddCommand(
 		a.statusCmd(), a.listCmd(), a.showCmd(),
 		a.flushCmd(), a.requeueCmd(), a.holdCmd(), a.releaseCmd(), a.deleteCmd(), a.purgeCmd(), a.pauseCmd(), a.resumeCmd(),
-		a.accountsCmd(), a.authCmd(), a.testSendCmd(), a.hashPasswordCmd(), a.salvageCmd(), a.versionCmd(), a.verifySpoolCmd(),
+		a.accountsCmd(), a.authCmd(), a.reloadCmd(), a.testSendCmd(), a.hashPasswordCmd(), a.salvageCmd(), a.versionCmd(), a.verifySpoolCmd(),
 		a.manCmd(),
 	)
+	a.registerCompletions(root)
 	return root
 }
 
@@ -67,7 +69,11 @@ func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.
 		if errors.As(err, &ue) {
 			return err
 		}
-		return &runtimeError{err}
+		var de *wire.DialError
+		if errors.As(err, &de) {
+			return &runtimeError{a.dialHelp(de)}
+		}
+		return &runtimeError{humanError(err)}
 	}
 }
 
@@ -96,7 +102,7 @@ func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 func (a *app) client(cmd *cobra.Command, offlineOK bool) (*wire.Client, error) {
 	if a.spoolDir == "" {
 		if a.socket == "" {
-			a.socket = findSocket(a.d.Getenv, pathExists)
+			a.socket, a.tried = findSocket(a.d.Getenv, pathExists)
 		}
 		var c *wire.Client
 		if a.d.Dial != nil {
@@ -116,6 +122,17 @@ func (a *app) client(cmd *cobra.Command, offlineOK bool) (*wire.Client, error) {
 type closeIdle struct{ c *wire.Client }
 
 func (c closeIdle) Close() error { c.c.CloseIdleConnections(); return nil }
+
+// local moves t into the zone times are shown in (deps.Location).
+func (a *app) local(t time.Time) time.Time { return t.In(a.d.Location) }
+
+// localNow is the current time in the display zone.
+func (a *app) localNow() time.Time {
+	if a.d.Clock != nil {
+		return a.local(a.d.Clock())
+	}
+	return a.local(time.Now())
+}
 
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {

@@ -38,7 +38,7 @@ func TestFindSocket(t *testing.T) {
 				}
 				return false
 			}
-			if got := findSocket(getenv, exists); got != c.expect {
+			if got, _ := findSocket(getenv, exists); got != c.expect {
 				t.Fatalf("findSocket = %q, want %q", got, c.expect)
 			}
 		})

@@ -69,7 +69,9 @@ func (c *Client) do(ctx context.Context, method, path string, in any) (*http.Res
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
+		if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
+			return nil, fmt.Errorf("interrupted while waiting for spoold (%s %s): %w", method, path, ctxErr)
+		} else if ctxErr != nil {
 			return nil, fmt.Errorf("no answer from spoold at %s in time (%s %s; a longer --timeout may help): %w", c.socket, method, path, ctxErr)
 		}
 		var op *net.OpError
