@@ -128,17 +128,12 @@ func TestDiskFull(t *testing.T) {
 	blocked.Store(true)
 	// The upstream defers everything while blocked, so accepted mail stays
 	// in the spool while the disk is full.
-	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir(),
-		Script: func(c smtpfake.Command) smtpfake.Reply {
-			if c.Name == "MAIL" && blocked.Load() {
-				return smtpfake.Reply{Code: 451, Enhanced: "4.3.0", Text: "upstream busy (systest)"}
-			}
-			return smtpfake.Reply{}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startFake(t, func(c smtpfake.Command) smtpfake.Reply {
+		if c.Name == "MAIL" && blocked.Load() {
+			return smtpfake.Reply{Code: 451, Enhanced: "4.3.0", Text: "upstream busy (systest)"}
+		}
+		return smtpfake.Reply{}
+	})
 
 	n := newNode(t, nodeConfig{Scan: true, Accounts: relayAccount("relay", up.Port, ""), Routes: "  default: relay\n"})
 	mountTmpfs(t, n.DataDir, "8m")

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
@@ -50,16 +48,6 @@ func always(cmd string, reply smtpfake.Reply) func(smtpfake.Command) smtpfake.Re
 		}
 		return smtpfake.Reply{}
 	}
-}
-
-func startFake(t *testing.T, script func(smtpfake.Command) smtpfake.Reply) *smtpfake.Server {
-	t.Helper()
-	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir(), Script: script})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
-	return up
 }
 
 // midDataProxy cuts the first session mid-DATA (after part of the body) and
@@ -396,16 +384,11 @@ func isCI() bool { return os.Getenv("CI") != "" }
 
 // sendTo submits one message with the given envelope, tagged key.
 func sendTo(addr, from string, to []string, key string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialSMTP(addr, "systest", 5*time.Second, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout, c.SubmissionTimeout = 30*time.Second, 30*time.Second
 	defer c.Close()
-	if err := c.Hello("systest"); err != nil {
-		return err
-	}
 	if err := send(c, from, to, key); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -126,6 +127,18 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startFake starts a plain upstream (no TLS, no AUTH) answering as script
+// says (nil: accept everything), closed at the end of the test.
+func startFake(t *testing.T, script func(smtpfake.Command) smtpfake.Reply) *smtpfake.Server {
+	t.Helper()
+	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir(), Script: script})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	return up
 }
 
 // nodeConfig is what a test chooses about one daemon; the node fills in

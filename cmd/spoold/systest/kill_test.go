@@ -5,17 +5,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
-	"github.com/spoold/spoold/spool"
 )
 
 // relayAccount is a plain SMTP relay account (no TLS, no AUTH) on port with
@@ -76,12 +72,7 @@ func killLoop(t *testing.T, kills int, outage killOutage) {
 		t.Log("smtp-source not installed: rounds use only the Go clients and the scanner")
 	}
 
-	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
-
+	up := startFake(t, nil)
 	n := newNode(t, nodeConfig{
 		Scan:     true,
 		Accounts: relayAccount("relay", up.Port, ""),
@@ -170,67 +161,13 @@ func killLoop(t *testing.T, kills int, outage killOutage) {
 		t.Fatalf("the load produced nothing: %d Go messages acknowledged, %d scans dropped", len(goAcked), len(dropped))
 	}
 
-	// Expired leases of killed workers are requeued by the rescuer (every
-	// 30 s) and retried after retry.first, so allow for a few rounds of it.
-	var got map[string]int
-	var missing []string
-	drained := poll(150*time.Second, func() bool {
-		got = received(up)
-		missing = missing[:0]
-		for _, k := range goAcked {
-			if got[k] == 0 {
-				missing = append(missing, k)
-			}
-		}
-		for _, k := range srcAcked {
-			if got[k] == 0 {
-				missing = append(missing, k)
-			}
-		}
-		left := scans.remaining()
-		for _, name := range dropped {
-			if left[name] || got[name] == 0 {
-				missing = append(missing, name)
-			}
-		}
-		return len(missing) == 0
-	})
-	if !drained {
-		sort.Strings(missing)
-		if len(missing) > 20 {
-			missing = append(missing[:20], fmt.Sprintf("... %d more", len(missing)-20))
-		}
-		t.Errorf("after the final restart, acknowledged messages or scans never reached the upstream: %v", missing)
-		t.Logf("queue: %v", n.status().Queue)
-	}
-	failed, _ := filepath.Glob(filepath.Join(n.ScanDir, "failed", "*", "*"))
-	if len(failed) > 0 {
-		t.Errorf("scans moved to failed/: %v", failed)
-	}
-
-	// Messages whose client lost the connection before the 250 may still be
-	// stored; they drain too, and nothing may end up dead.
-	var counts map[wire.State]int
-	settled := poll(90*time.Second, func() bool {
-		counts = n.status().Queue
-		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
-	})
-	if !settled {
-		t.Errorf("queue did not drain: %v", counts)
-	}
-	if d := n.list(wire.StateDead); len(d) > 0 {
-		t.Errorf("%d messages dead-lettered after crashes, first: %s: %s", len(d), d[0].ID, d[0].Reason)
-	}
-
+	keys := append(append(goAcked, srcAcked...), dropped...)
+	got := n.waitUpstream(up, scans.dir, keys, "after the final restart")
+	n.waitSettled("after crashes")
 	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {
 		t.Errorf("spoold after the loop: SIGTERM exit %d, %v", code, err)
 	}
-	st := n.checkSpool()
-	for _, s := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateDead, spool.StateHeld} {
-		if st[s] != 0 {
-			t.Errorf("spool after shutdown: %d messages %s, want 0 (stats %v)", st[s], s, st)
-		}
-	}
+	n.checkSpoolEmpty("after shutdown")
 
 	dups, dupKeys := 0, 0
 	for _, c := range got {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/time/rate"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool"
 )
 
 // ledger records what spoold acknowledged, keyed by a unique message key.
@@ -75,6 +78,7 @@ func received(up *smtpfake.Server) map[string]int {
 // goLoad runs SMTP clients that send uniquely numbered messages to whatever
 // address addr returns, reconnecting while spoold is down, until stop.
 type goLoad struct {
+	loadShape
 	addr    func() string
 	ledger  *ledger
 	limiter *rate.Limiter
@@ -83,8 +87,29 @@ type goLoad struct {
 	stop    chan struct{}
 }
 
+// loadShape is what a goLoad's clients send.
+type loadShape struct {
+	helo       string // the EHLO name
+	keyPrefix  string // message keys are keyPrefix and a number
+	perSession int    // messages per connection
+	text       string // the body after the headers; "" is a one-line note
+}
+
+// smallLoad is many small messages, stored inline in the spool.
+var smallLoad = loadShape{helo: "loadgen.systest", keyPrefix: "g", perSession: 8}
+
+// bigLoad is messages above the spool's inline limit, so their bodies go to
+// files (temp file or O_TMPFILE, fsync, link or rename, directory fsync)
+// before the commit.
+var bigLoad = loadShape{helo: "bigload.systest", keyPrefix: "big", perSession: 4,
+	text: strings.Repeat(strings.Repeat("y", 76)+"\r\n", 1200)} // ~94 KB
+
 func startGoLoad(clients int, perSecond float64, addr func() string, l *ledger) *goLoad {
-	g := &goLoad{addr: addr, ledger: l, limiter: rate.NewLimiter(rate.Limit(perSecond), clients), stop: make(chan struct{})}
+	return startLoad(smallLoad, clients, perSecond, addr, l)
+}
+
+func startLoad(shape loadShape, clients int, perSecond float64, addr func() string, l *ledger) *goLoad {
+	g := &goLoad{loadShape: shape, addr: addr, ledger: l, limiter: rate.NewLimiter(rate.Limit(perSecond), clients), stop: make(chan struct{})}
 	for i := 0; i < clients; i++ {
 		g.wg.Add(1)
 		go g.client()
@@ -117,29 +142,23 @@ func (g *goLoad) client() {
 	}
 }
 
-// session sends up to 8 messages over one connection.
+// session sends up to perSession messages over one connection.
 func (g *goLoad) session() error {
-	conn, err := net.DialTimeout("tcp", g.addr(), 2*time.Second)
+	c, err := dialSMTP(g.addr(), g.helo, 2*time.Second, 15*time.Second)
 	if err != nil {
 		return err
 	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = 15 * time.Second
-	c.SubmissionTimeout = 15 * time.Second
 	defer c.Close()
-	if err := c.Hello("loadgen.systest"); err != nil {
-		return err
-	}
-	for i := 0; i < 8 && !g.stopped(); i++ {
+	for i := 0; i < g.perSession && !g.stopped(); i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := g.limiter.Wait(ctx)
 		cancel()
 		if err != nil {
 			continue
 		}
-		key := fmt.Sprintf("g%d", g.seq.Add(1))
+		key := fmt.Sprintf("%s%d", g.keyPrefix, g.seq.Add(1))
 		g.ledger.try()
-		if err := send(c, "mfd@example.com", []string{"bob@example.com"}, key); err != nil {
+		if err := sendText(c, "mfd@example.com", []string{"bob@example.com"}, key, g.text); err != nil {
 			return err
 		}
 		g.ledger.ack(key)
@@ -148,8 +167,33 @@ func (g *goLoad) session() error {
 	return nil
 }
 
+// dialSMTP connects to addr and says EHLO helo; commands and the
+// submission time out after cmdTimeout.
+func dialSMTP(addr, helo string, dialTimeout, cmdTimeout time.Duration) (*smtp.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c := smtp.NewClient(conn)
+	c.CommandTimeout, c.SubmissionTimeout = cmdTimeout, cmdTimeout
+	if err := c.Hello(helo); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // send transmits one small message and returns nil only on 250 after DATA.
 func send(c *smtp.Client, from string, to []string, key string) error {
+	return sendText(c, from, to, key, "")
+}
+
+// sendText transmits one message tagged key with text after the headers
+// ("" is a one-line note) and returns nil only on 250 after DATA.
+func sendText(c *smtp.Client, from string, to []string, key, text string) error {
+	if text == "" {
+		text = fmt.Sprintf("message %s from the system test.\r\n", key)
+	}
 	if err := c.Mail(from, nil); err != nil {
 		return err
 	}
@@ -163,8 +207,8 @@ func send(c *smtp.Client, from string, to []string, key string) error {
 		return err
 	}
 	fmt.Fprintf(w, "From: MFD <%s>\r\nTo: %s\r\nSubject: systest %s\r\nMessage-ID: <%s@systest>\r\n"+
-		"Date: %s\r\nX-Systest-Id: %s\r\n\r\nmessage %s from the system test.\r\n",
-		from, strings.Join(to, ", "), key, key, time.Now().Format(time.RFC1123Z), key, key)
+		"Date: %s\r\nX-Systest-Id: %s\r\n\r\n%s",
+		from, strings.Join(to, ", "), key, key, time.Now().Format(time.RFC1123Z), key, text)
 	return w.Close()
 }
 
@@ -232,15 +276,82 @@ func (s *scanLoad) Stop() ([]string, error) {
 }
 
 // remaining lists scan files still in the user folder.
-func (s *scanLoad) remaining() map[string]bool {
+func (s *scanLoad) remaining() map[string]bool { return scanFiles(s.dir) }
+
+// scanFiles lists the scans (scan-*.pdf, not *.part) in dir.
+func scanFiles(dir string) map[string]bool {
 	out := map[string]bool{}
-	entries, _ := os.ReadDir(s.dir)
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "scan-") && strings.HasSuffix(e.Name(), ".pdf") {
 			out[e.Name()] = true
 		}
 	}
 	return out
+}
+
+// waitUpstream waits until every key (messages that got a 250, scans
+// that were dropped) reached the upstream at least once and no dropped scan
+// is still in scanFolder, and reports those that did not and any scan moved
+// to failed/. Expired leases of
+// killed workers are requeued by the rescuer (every 30 s) and retried after
+// retry.first, so it allows for a few rounds of it. It returns how often the
+// upstream received each key.
+func (n *node) waitUpstream(up *smtpfake.Server, scanFolder string, keys []string, when string) map[string]int {
+	n.t.Helper()
+	var got map[string]int
+	var missing []string
+	if !poll(150*time.Second, func() bool {
+		got = received(up)
+		left := scanFiles(scanFolder)
+		missing = missing[:0]
+		for _, k := range keys {
+			if got[k] == 0 || left[k] {
+				missing = append(missing, k)
+			}
+		}
+		return len(missing) == 0
+	}) {
+		sort.Strings(missing)
+		if len(missing) > 20 {
+			missing = append(missing[:20], fmt.Sprintf("... %d more", len(missing)-20))
+		}
+		n.t.Errorf("%s, acknowledged messages or dropped scans never reached the upstream: %v", when, missing)
+		n.t.Logf("queue: %v", n.status().Queue)
+	}
+	if failed, _ := filepath.Glob(filepath.Join(n.ScanDir, "failed", "*", "*")); len(failed) > 0 {
+		n.t.Errorf("scans moved to failed/: %v", failed)
+	}
+	return got
+}
+
+// waitSettled waits until nothing is queued, active or deferred (messages
+// whose client lost the connection before the 250 may still be stored, and
+// drain too) and checks nothing ended up dead.
+func (n *node) waitSettled(when string) {
+	n.t.Helper()
+	var counts map[wire.State]int
+	if !poll(90*time.Second, func() bool {
+		counts = n.status().Queue
+		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
+	}) {
+		n.t.Errorf("queue did not drain: %v", counts)
+	}
+	if d := n.list(wire.StateDead); len(d) > 0 {
+		n.t.Errorf("%d messages dead-lettered %s, first: %s: %s", len(d), when, d[0].ID, d[0].Reason)
+	}
+}
+
+// checkSpoolEmpty is checkSpool on a daemon that stopped after draining:
+// no message may be left in any state but delivered.
+func (n *node) checkSpoolEmpty(when string) {
+	n.t.Helper()
+	st := n.checkSpool()
+	for _, s := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateDead, spool.StateHeld} {
+		if st[s] != 0 {
+			n.t.Errorf("spool %s: %d messages %s, want 0 (stats %v)", when, st[s], s, st)
+		}
+	}
 }
 
 // smtpSource runs Postfix's smtp-source for count messages in one session

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/spoold/spoold/auth/authtest"
@@ -77,16 +75,11 @@ func (n *node) login(t *testing.T, account string) {
 
 // sendAuth submits one message after AUTH PLAIN.
 func sendAuth(addr, user, pass, from, key string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialSMTP(addr, "systest", 5*time.Second, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout, c.SubmissionTimeout = 30*time.Second, 30*time.Second
 	defer c.Close()
-	if err := c.Hello("systest"); err != nil {
-		return err
-	}
 	if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
-	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest/lazyfs"
@@ -30,26 +26,13 @@ import (
 
 var flagCuts = flag.Int("powercut.cuts", 30, "power cuts in TestPowerCutLoop (raise for a soak run)")
 
-// requireLazyFS skips where FUSE cannot be mounted, except in CI (CI=true),
-// which promises /dev/fuse and root.
-func requireLazyFS(t *testing.T) {
-	t.Helper()
-	if err := lazyfs.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the power-cut test needs a FUSE mount in CI: %v", err)
-		}
-		t.Skipf("power-cut test skipped: no FUSE mount here (needs /dev/fuse and root): %v", err)
-	}
-}
-
 // powerFS is a node's lazy file system: data dir and scan folder live on it;
 // config, log and the backing directory do not.
 type powerFS struct {
-	t            *testing.T
-	backing, mnt string
-	fs           *lazyfs.FS
-	mounts       int
-	lost         lazyfs.Stats // pending work thrown away, summed over cuts
+	*lazyfs.Rig
+	t      *testing.T
+	mounts int
+	lost   lazyfs.Stats // pending work thrown away, summed over cuts
 }
 
 func (p *powerFS) mount() {
@@ -57,21 +40,13 @@ func (p *powerFS) mount() {
 	p.mounts++
 	// Every other mount hides O_TMPFILE, so spoold's probe takes the
 	// named-temp-file path there and the linked-tmpfile path elsewhere.
-	f, err := lazyfs.Mount(p.backing, p.mnt, lazyfs.Options{NoTmpfile: p.mounts%2 == 0})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.fs = f
+	p.Mount(lazyfs.Options{NoTmpfile: p.mounts%2 == 0})
 }
 
 // cut throws away everything not durable; the caller killed spoold first.
 func (p *powerFS) cut() {
 	p.t.Helper()
-	st, err := p.fs.Cut()
-	p.fs = nil
-	if err != nil {
-		p.t.Fatalf("power cut: %v", err)
-	}
+	st := p.Cut()
 	p.lost.PendingFiles += st.PendingFiles
 	p.lost.PendingDirs += st.PendingDirs
 	p.lost.FileSyncs += st.FileSyncs
@@ -89,16 +64,12 @@ func (p *powerFS) cut() {
 // or failed.
 func TestPowerCutLoop(t *testing.T) {
 	needSuite(t)
-	requireLazyFS(t)
+	lazyfs.Require(t)
 	cuts := *flagCuts
 	if cuts < 1 {
 		t.Fatalf("-powercut.cuts must be at least 1")
 	}
-	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startFake(t, nil)
 
 	n := newNode(t, nodeConfig{
 		Scan:     true,
@@ -106,20 +77,10 @@ func TestPowerCutLoop(t *testing.T) {
 		Accounts: relayAccount("relay", up.Port, ""),
 		Routes:   "  default: relay\n",
 	})
-	pf := &powerFS{t: t, backing: filepath.Join(n.dir, "backing"), mnt: filepath.Join(n.dir, "lazy")}
-	for _, d := range []string{pf.backing, pf.mnt} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Made before any spawn, so the rig's cleanup runs after the kills.
+	pf := &powerFS{Rig: lazyfs.NewRig(t, n.dir), t: t}
 	pf.mount()
-	// Registered before any spawn, so it runs after the kills of cleanup.
-	t.Cleanup(func() {
-		if pf.fs != nil {
-			pf.fs.Cut()
-		}
-	})
-	n.DataDir, n.ScanDir = filepath.Join(pf.mnt, "data"), filepath.Join(pf.mnt, "scans")
+	n.DataDir, n.ScanDir = pf.Path("data"), pf.Path("scans")
 	n.writeConfig()
 	// The scanner's side: a durable scan folder (the daemon creates the
 	// data dir itself, which is part of what is tested).
@@ -134,7 +95,8 @@ func TestPowerCutLoop(t *testing.T) {
 	p := n.start()
 	addr.Store(n.SMTPAddr())
 	load := startGoLoad(3, 30, func() string { return addr.Load().(string) }, small)
-	bigLoad := startBigLoad(func() string { return addr.Load().(string) }, big)
+	// One client pacing large messages about 60 ms apart.
+	bigs := startLoad(bigLoad, 1, 16, func() string { return addr.Load().(string) }, big)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 24))
 	start := time.Now()
@@ -179,7 +141,7 @@ func TestPowerCutLoop(t *testing.T) {
 	p = n.start()
 	addr.Store(n.SMTPAddr())
 	load.Stop()
-	bigLoad.Stop()
+	bigs.Stop()
 	dropped := scans.stop()
 	smallAcked, smallTried := small.snapshot()
 	bigAcked, bigTried := big.snapshot()
@@ -187,50 +149,14 @@ func TestPowerCutLoop(t *testing.T) {
 		t.Fatalf("the load produced too little: %d small and %d large messages acknowledged, %d scans dropped",
 			len(smallAcked), len(bigAcked), len(dropped))
 	}
-	var got map[string]int
-	var missing []string
-	drained := poll(150*time.Second, func() bool {
-		got = received(up)
-		missing = missing[:0]
-		for _, k := range append(append([]string(nil), smallAcked...), bigAcked...) {
-			if got[k] == 0 {
-				missing = append(missing, k)
-			}
-		}
-		for _, name := range dropped {
-			if got[name] == 0 {
-				missing = append(missing, name)
-			}
-		}
-		return len(missing) == 0
-	})
+	keys := append(append(smallAcked, bigAcked...), dropped...)
+	got := n.waitUpstream(up, scans.dir, keys, "after power cuts")
 	t.Logf("drained after %s", time.Since(start).Round(time.Second))
-	if !drained {
-		sort.Strings(missing)
-		if len(missing) > 20 {
-			missing = append(missing[:20], fmt.Sprintf("... %d more", len(missing)-20))
-		}
-		t.Errorf("acknowledged messages or dropped scans never reached the upstream after power cuts: %v", missing)
-		t.Logf("queue: %v", n.status().Queue)
-	}
 	if left := scans.remaining(); len(left) > 0 {
 		t.Errorf("scans still in the folder after the drain: %v", left)
 	}
-	failed, _ := filepath.Glob(filepath.Join(n.ScanDir, "failed", "*", "*"))
-	if len(failed) > 0 {
-		t.Errorf("scans moved to failed/: %v", failed)
-	}
-	var counts map[wire.State]int
-	if !poll(90*time.Second, func() bool {
-		counts = n.status().Queue
-		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
-	}) {
-		t.Errorf("queue did not drain: %v", counts)
-	}
+	n.waitSettled("after power cuts")
 	t.Logf("settled after %s", time.Since(start).Round(time.Second))
-	if d := n.list(wire.StateDead); len(d) > 0 {
-		t.Errorf("%d messages dead-lettered after power cuts, first: %s: %s", len(d), d[0].ID, d[0].Reason)
-	}
 	if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {
 		t.Errorf("spoold after the loop: SIGTERM exit %d, %v", code, err)
 	}
@@ -238,14 +164,9 @@ func TestPowerCutLoop(t *testing.T) {
 	// look at what the disk holds.
 	pf.cut()
 	dataDir := n.DataDir
-	n.DataDir = filepath.Join(pf.backing, "data")
-	st := n.checkSpool()
+	n.DataDir = filepath.Join(pf.Backing, "data")
+	n.checkSpoolEmpty("after shutdown and a cut")
 	n.DataDir = dataDir
-	for _, s := range []spool.State{spool.StateQueued, spool.StateActive, spool.StateDeferred, spool.StateDead, spool.StateHeld} {
-		if st[s] != 0 {
-			t.Errorf("spool after shutdown and a cut: %d messages %s, want 0 (stats %v)", st[s], s, st)
-		}
-	}
 	dups := 0
 	for _, c := range got {
 		dups += max(c-1, 0)
@@ -276,7 +197,7 @@ func powerCut(pf *powerFS, p *proc, scans *durableScans) {
 // or still in the durable folder.
 func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool, up *smtpfake.Server, scans *durableScans, ledgers ...*ledger) (pending int) {
 	t.Helper()
-	dir := filepath.Join(pf.backing, "data")
+	dir := filepath.Join(pf.Backing, "data")
 	got := received(up)
 	var acked []string
 	for _, l := range ledgers {
@@ -332,7 +253,7 @@ func checkDurable(t *testing.T, pf *powerFS, round int, wasReady bool, up *smtpf
 		}
 	}
 	inFolder := map[string]bool{}
-	entries, _ := os.ReadDir(filepath.Join(pf.backing, "scans", scans.user))
+	entries, _ := os.ReadDir(filepath.Join(pf.Backing, "scans", scans.user))
 	for _, e := range entries {
 		inFolder[e.Name()] = true
 	}
@@ -474,16 +395,8 @@ func (s *durableScans) stop() []string {
 	return append([]string(nil), s.done...)
 }
 
-func (s *durableScans) remaining() []string {
-	var out []string
-	entries, _ := os.ReadDir(s.dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "scan-") && strings.HasSuffix(e.Name(), ".pdf") {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
+// remaining lists scan files still in the user folder.
+func (s *durableScans) remaining() map[string]bool { return scanFiles(s.dir) }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -495,84 +408,4 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// bigLoad is one SMTP client sending messages above the spool's inline
-// limit, so their bodies go to files (temp file or O_TMPFILE, fsync, link or
-// rename, directory fsync) before the commit.
-type bigLoad struct {
-	addr   func() string
-	ledger *ledger
-	seq    atomic.Int64
-	stopc  chan struct{}
-	wg     sync.WaitGroup
-}
-
-func startBigLoad(addr func() string, l *ledger) *bigLoad {
-	b := &bigLoad{addr: addr, ledger: l, stopc: make(chan struct{})}
-	b.wg.Add(1)
-	go b.run()
-	return b
-}
-
-func (b *bigLoad) Stop() { close(b.stopc); b.wg.Wait() }
-
-func (b *bigLoad) run() {
-	defer b.wg.Done()
-	filler := strings.Repeat(strings.Repeat("y", 76)+"\r\n", 1200) // ~94 KB
-	for {
-		select {
-		case <-b.stopc:
-			return
-		default:
-		}
-		if err := b.session(filler); err != nil {
-			select {
-			case <-b.stopc:
-				return
-			case <-time.After(25 * time.Millisecond):
-			}
-		}
-	}
-}
-
-func (b *bigLoad) session(filler string) error {
-	conn, err := net.DialTimeout("tcp", b.addr(), 2*time.Second)
-	if err != nil {
-		return err
-	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = 15 * time.Second
-	c.SubmissionTimeout = 15 * time.Second
-	defer c.Close()
-	if err := c.Hello("bigload.systest"); err != nil {
-		return err
-	}
-	for i := 0; i < 4; i++ {
-		select {
-		case <-b.stopc:
-			return nil
-		case <-time.After(60 * time.Millisecond):
-		}
-		key := fmt.Sprintf("big%d", b.seq.Add(1))
-		b.ledger.try()
-		if err := c.Mail("mfd@example.com", nil); err != nil {
-			return err
-		}
-		if err := c.Rcpt("bob@example.com", nil); err != nil {
-			return err
-		}
-		w, err := c.Data()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "From: MFD <mfd@example.com>\r\nTo: bob@example.com\r\nSubject: big %s\r\nMessage-ID: <%s@systest>\r\n"+
-			"X-Systest-Id: %s\r\n\r\n%s", key, key, key, filler)
-		if err := w.Close(); err != nil {
-			return err
-		}
-		b.ledger.ack(key)
-	}
-	_ = c.Quit()
-	return nil
 }
