@@ -27,7 +27,12 @@ import (
 // give production defaults.
 type Options struct {
 	Clock      func() time.Time // default time.Now
-	HTTPClient *http.Client     // default a plain client; every call also carries a context timeout
+	// HTTPClient makes every token and device request; each also carries a
+	// context timeout (token_timeout). The default goes through the proxy
+	// that HTTPS_PROXY names, except for hosts in NO_PROXY
+	// (http.ProxyFromEnvironment), as servers behind an outbound proxy need;
+	// a client given here must choose its proxy itself.
+	HTTPClient *http.Client
 	Logger     *slog.Logger     // default slog.Default()
 	// Registerer, when set, gets spoold_token_refreshes_total{account,result}
 	// and spoold_account_health{account,status} (1 for the current status).
@@ -113,7 +118,9 @@ func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, 
 		opts.Clock = time.Now
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = http.ProxyFromEnvironment // stated, not inherited: see HTTPClient
+		opts.HTTPClient = &http.Client{Transport: tr}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
