@@ -26,14 +26,14 @@ import (
 // Options are a Manager's injected dependencies and tunables. Zero values
 // give production defaults.
 type Options struct {
-	Clock      func() time.Time // default time.Now
+	Clock func() time.Time // default time.Now
 	// HTTPClient makes every token and device request; each also carries a
 	// context timeout (token_timeout). The default goes through the proxy
 	// that HTTPS_PROXY names, except for hosts in NO_PROXY
 	// (http.ProxyFromEnvironment), as servers behind an outbound proxy need;
 	// a client given here must choose its proxy itself.
 	HTTPClient *http.Client
-	Logger     *slog.Logger     // default slog.Default()
+	Logger     *slog.Logger // default slog.Default()
 	// Registerer, when set, gets spoold_token_refreshes_total{account,result}
 	// and spoold_account_health{account,status} (1 for the current status).
 	Registerer prometheus.Registerer
