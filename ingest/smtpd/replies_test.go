@@ -104,3 +104,21 @@ func TestReplyTranscript(t *testing.T) {
 		t.Logf("transcript:\n%s", all)
 	}
 }
+
+// Reported defect (issue 15): log lines carried auth_user="" for clients
+// that did not authenticate. Empty attributes are left out.
+func TestLogsOmitEmptyAttributes(t *testing.T) {
+	var logs logBuf
+	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, &fakeSpool{}, Options{Logger: slogTo(&logs)})
+	c := dial(t, addrOf(t, s, "mfd"))
+	c.greet()
+	c.ehlo()
+	if code, msg := c.send("a@corp.example", "b@corp.example", "Subject: x\r\n\r\nhi\r\n.\r\n"); code != 250 {
+		t.Fatalf("send: %d %s", code, msg)
+	}
+	c.expect(221, "", "QUIT")
+	eventually(t, "message accepted logged", func() bool { return strings.Contains(logs.String(), `msg="message accepted"`) })
+	if strings.Contains(logs.String(), `=""`) {
+		t.Errorf("empty attribute in:\n%s", logs.String())
+	}
+}

@@ -396,8 +396,15 @@ func (s *session) data(r io.Reader) error {
 		s.tc.junk.Store(0)
 		s.tc.hardErrors.Store(0)
 	}
-	s.log.Info("message accepted", "msg_id", id, "account", tx.account, "from", tx.from,
-		"recipients", len(req.To), "size", lim.n, "auth_user", tx.authUser, "took", time.Since(start).Round(time.Millisecond))
+	from := tx.from
+	if from == "" {
+		from = "<>" // the null sender, as SMTP writes it
+	}
+	attrs := []any{"msg_id", id, "account", tx.account, "from", from, "recipients", len(req.To), "size", lim.n}
+	if tx.authUser != "" { // a client from allowed_networks has none: no auth_user=""
+		attrs = append(attrs, "auth_user", tx.authUser)
+	}
+	s.log.Info("message accepted", append(attrs, "took", time.Since(start).Round(time.Millisecond))...)
 	// go-smtp sends the code of a returned SMTPError as is, so 250 carries the ID.
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK queued as "+id)
 }
