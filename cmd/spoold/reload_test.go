@@ -73,7 +73,7 @@ routes:
 `, 1)
 	writeFile(t, path, next)
 	d.reload()
-	if !strings.Contains(logs.String(), "keeping the running configuration") || !strings.Contains(logs.String(), "needs TLS") {
+	if !strings.Contains(logs.String(), "keeping the running configuration") || !strings.Contains(logs.String(), "accounts[1].tls: auth xoauth2 would send credentials in clear text") {
 		t.Fatalf("refused reload not logged:\n%s", logs.String())
 	}
 	if got := accounts(); !slices.Equal(got, before) {
