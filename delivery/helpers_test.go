@@ -78,6 +78,9 @@ type hopt struct {
 
 func newHarness(t testing.TB, o hopt) *harness {
 	t.Helper()
+	if o.up.Dir == "" {
+		o.up.Dir = t.TempDir() // its CA file: nothing outside the test's own directory
+	}
 	up, err := smtpfake.Start(o.up)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,9 @@ import (
 // realHarness runs the engine against the real bbolt spool.
 func realHarness(t *testing.T, up smtpfake.Options, tokens *fakeTokens) (*spool.Spool, *smtpfake.Server, *Engine, func()) {
 	t.Helper()
+	if up.Dir == "" {
+		up.Dir = t.TempDir()
+	}
 	srv, err := smtpfake.Start(up)
 	if err != nil {
 		t.Fatal(err)
