@@ -21,6 +21,11 @@ var helpFlagLine = regexp.MustCompile(`^  -([^\s=]+)(?: (\S+))?(?:\t(.*))?$`)
 //	-name type
 //	  	usage, possibly over several lines
 func parseFlagHelp(help string) ([]helpFlag, error) {
+	// spoold -h says what spoold is before its flags; the page has its own
+	// NAME and DESCRIPTION, so only the flags are taken.
+	if _, after, ok := strings.Cut(help, "\nFlags:\n"); ok {
+		help = after
+	}
 	var flags []helpFlag
 	for _, line := range strings.Split(strings.TrimRight(help, "\n"), "\n") {
 		switch {

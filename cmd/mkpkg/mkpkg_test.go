@@ -119,13 +119,23 @@ func TestPackageUnit(t *testing.T) {
 func TestPackagedConfigChecks(t *testing.T) {
 	spoold := buildHostSpoold(t)
 	cfg := filepath.Join(repoRoot(t), "configs", "packaging", "spoold.yaml")
-	out, err := exec.Command(spoold, "-config", cfg, "-check").CombinedOutput()
-	if err != nil {
-		t.Fatalf("spoold -check %s: %v\n%s", cfg, err, out)
-	}
 	b, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// -check also wants the scan folder the package creates: check a copy
+	// whose /var/lib/spoold is a directory made here.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "scans"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	installed := filepath.Join(root, "spoold.yaml")
+	if err := os.WriteFile(installed, bytes.ReplaceAll(b, []byte("/var/lib/spoold"), []byte(root)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(spoold, "-config", installed, "-check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("spoold -check %s (as installed): %v\n%s", cfg, err, out)
 	}
 	for _, want := range []string{"data_dir: /var/lib/spoold\n", "socket: /run/spoold/spoold.sock\n", "path: /var/lib/spoold/scans\n"} {
 		if !strings.Contains(string(b), want) {
