@@ -67,8 +67,9 @@ func benchRelay(b *testing.B, paused bool) {
 				b.ReportMetric(r.CPUPerMsg, "cpu_ms/msg")
 				b.ReportMetric(r.PeakRSSMB, "peak_rss_MB")
 				theSuite.addRelay(r)
-				if r.Errors > 0 || r.Missing > 0 {
-					b.Errorf("%d submissions failed, %d accepted messages never reached the sink", r.Errors, r.Missing)
+				if r.Errors > 0 || r.Missing > 0 || r.Dups > 0 || r.Unexpected > 0 {
+					b.Errorf("%d submissions failed, %d accepted messages never reached the sink, %d arrived twice, %d arrived although refused",
+						r.Errors, r.Missing, r.Dups, r.Unexpected)
 				}
 			})
 		}
@@ -79,11 +80,20 @@ func relayOnce(b *testing.B, size, n, clients int, paused bool) relayRow {
 	sk := startSink(b, n)
 	d := startDaemon(b, daemonConfig{DataDir: newDataDir(b), SinkPort: sk.port(), Paused: paused}, time.Minute)
 	defer d.stop(b)
-	cpu0, err := procCPU(d.pid)
+	return measure(b, d, sk, size, n, clients, paused)
+}
+
+// measure submits n messages of about size bytes to the relay over
+// `clients` concurrent sessions and, unless delivery is paused, waits until
+// every accepted message reached the sink. The relay's CPU is that of its
+// whole process tree (treeCPU), from the first connection to the last
+// delivery.
+func measure(b *testing.B, d relay, sk *sink, size, n, clients int, paused bool) relayRow {
+	cpu0, err := treeCPU(d.rootPID())
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := runLoad(d.smtpAddr, n, clients, size)
+	res := runLoad(d.addr(), n, clients, size)
 	if res.firstErr != nil {
 		b.Logf("first submission error: %v", res.firstErr)
 	}
@@ -107,11 +117,11 @@ func relayOnce(b *testing.B, size, n, clients int, paused bool) relayRow {
 	if !paused {
 		waitFor(b, d, "every accepted message at the sink", 10*time.Minute, allIn)
 	}
-	cpu1, err := procCPU(d.pid)
+	cpu1, err := treeCPU(d.rootPID())
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, hwm, err := procMem(d.pid)
+	_, hwm, err := procMem(d.rootPID())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,8 +158,17 @@ func relayOnce(b *testing.B, size, n, clients int, paused bool) relayRow {
 	if acc > 0 {
 		row.CPUPerMsg = float64(cpu1-cpu0) / float64(time.Millisecond) / acc
 	}
-	if dups := sk.dups.Load(); dups > 0 {
-		b.Logf("sink saw %d duplicate deliveries", dups)
+	// Messages whose submission failed must not arrive either (a relay that
+	// queued a message and then answered with an error sends it twice when
+	// the client retries).
+	for seq, ok := range res.accepted {
+		if !ok && sk.recv[seq].Load() != 0 {
+			row.Unexpected++
+		}
+	}
+	row.Dups = int(sk.dups.Load())
+	if row.Dups > 0 {
+		b.Logf("sink saw %d duplicate deliveries", row.Dups)
 	}
 	return row
 }
@@ -171,10 +190,12 @@ func medianRow(rows []relayRow) relayRow {
 	out.LatP99 = pick(func(r relayRow) float64 { return r.LatP99 })
 	out.CPUPerMsg = pick(func(r relayRow) float64 { return r.CPUPerMsg })
 	out.PeakRSSMB = pick(func(r relayRow) float64 { return r.PeakRSSMB })
-	out.Errors, out.Missing = 0, 0
+	out.Errors, out.Missing, out.Dups, out.Unexpected = 0, 0, 0, 0
 	for _, r := range rows {
 		out.Errors += r.Errors
 		out.Missing += r.Missing
+		out.Dups += r.Dups
+		out.Unexpected += r.Unexpected
 	}
 	return out
 }

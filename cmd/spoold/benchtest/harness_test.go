@@ -52,6 +52,8 @@ type suite struct {
 
 	mu      sync.Mutex
 	relay   []relayRow
+	side    []sideRow // BenchmarkRelaySideBySide
+	pfVer   string    // Postfix's mail_version, once known
 	others  []otherRow
 	filled  map[int]filledDir // queued-message count -> prepared data dir
 	cleanup []string          // dirs removed when the process ends
@@ -72,6 +74,8 @@ type relayRow struct {
 	CPUPerMsg       float64 // ms of spoold utime+stime per message
 	PeakRSSMB       float64
 	Errors, Missing int
+	Dups            int // deliveries of a message the sink already had
+	Unexpected      int // deliveries of messages whose submission failed
 }
 
 type otherRow struct{ What, Value, Target string }
@@ -173,7 +177,7 @@ func (s *suite) filledSpool(tb testing.TB, n int) (dir string, rate float64) {
 func (s *suite) report(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.relay) == 0 && len(s.others) == 0 {
+	if len(s.relay) == 0 && len(s.side) == 0 && len(s.others) == 0 {
 		return
 	}
 	var b strings.Builder
@@ -191,6 +195,10 @@ func (s *suite) report(w io.Writer) {
 				r.Size, r.Clients, r.N, r.IngestMPS, e2e, r.TxnP50, r.TxnP99, lat, r.CPUPerMsg, r.PeakRSSMB, r.Errors, r.Missing)
 		}
 		b.WriteString("\n")
+	}
+	if len(s.side) > 0 {
+		fmt.Fprintf(&b, "spoold (%s) and Postfix %s on loopback, both relaying to the in-process sink; %d upstream sessions each.\n", spooldVersion(), s.pfVer, *flagConns)
+		writeSide(&b, s.side)
 	}
 	if len(s.others) > 0 {
 		b.WriteString("| figure | measured | target (issue 8) |\n|---|---|---|\n")
@@ -258,6 +266,81 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("benchtest: parsing /proc/%d/stat: %w", pid, err)
 	}
 	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+// treeCPU returns the CPU time of pid and all its descendants: their
+// utime+stime, plus cutime+cstime, which holds the CPU of children that
+// already exited and were reaped. Postfix is a master process whose smtpd,
+// cleanup, qmgr and smtp children come and go; spoold is one process, for
+// which this equals procCPU. A delta of two readings counts every process
+// of the tree that ran in between, whether it is still alive or not.
+func treeCPU(pid int) (time.Duration, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("benchtest: listing /proc: %w", err)
+	}
+	type proc struct {
+		ppid int
+		cpu  int64 // ticks: utime+stime+cutime+cstime
+	}
+	procs := map[int]proc{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, ticks, err := statTicks(p)
+		if err != nil {
+			continue // exited while we looked; its CPU is in its parent's cutime
+		}
+		procs[p] = proc{ppid, ticks}
+	}
+	root, ok := procs[pid]
+	if !ok {
+		return 0, fmt.Errorf("benchtest: process %d is gone", pid)
+	}
+	children := map[int][]int{}
+	for p, pr := range procs {
+		children[pr.ppid] = append(children[pr.ppid], p)
+	}
+	total := root.cpu
+	queue := slices.Clone(children[pid])
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		total += procs[p].cpu
+		queue = append(queue, children[p]...)
+	}
+	return time.Duration(total) * time.Second / clkTck, nil
+}
+
+// statTicks returns the parent PID and utime+stime+cutime+cstime of pid.
+func statTicks(pid int) (ppid int, ticks int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("benchtest: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); ppid is field 4, utime..cstime fields 14-17.
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("benchtest: short /proc/%d/stat", pid)
+	}
+	ppid, err = strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, fmt.Errorf("benchtest: parsing /proc/%d/stat: %w", pid, err)
+	}
+	for _, s := range f[11:15] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("benchtest: parsing /proc/%d/stat: %w", pid, err)
+		}
+		ticks += v
+	}
+	return ppid, ticks, nil
 }
 
 // procMem returns VmRSS and VmHWM (peak RSS) in bytes.
@@ -543,17 +626,30 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	return nil
 }
 
-// waitFor polls cond every 10ms until it holds, the daemon dies or the
+// relay is a running relay under test: spoold or the Postfix reference.
+type relay interface {
+	name() string
+	addr() string    // its SMTP listener
+	rootPID() int    // the process whose tree is the relay (treeCPU)
+	alive() error    // nil while it runs
+	logTail() string // the end of its log, for errors
+}
+
+func (d *daemon) name() string { return "spoold" }
+func (d *daemon) addr() string { return d.smtpAddr }
+func (d *daemon) rootPID() int { return d.pid }
+
+// waitFor polls cond every 10ms until it holds, the relay dies or the
 // timeout passes.
-func waitFor(tb testing.TB, d *daemon, what string, timeout time.Duration, cond func() bool) {
+func waitFor(tb testing.TB, r relay, what string, timeout time.Duration, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
-		if err := d.alive(); err != nil {
+		if err := r.alive(); err != nil {
 			tb.Fatalf("waiting for %s: %v", what, err)
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("benchtest: timed out after %s waiting for %s\n%s", timeout, what, d.logTail())
+			tb.Fatalf("benchtest: timed out after %s waiting for %s\n%s", timeout, what, r.logTail())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
