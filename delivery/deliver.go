@@ -561,10 +561,10 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 	e.mu.Unlock()
 	res := TestResult{Account: account}
 	if a == nil {
-		return res, fmt.Errorf("delivery: test-send via %q: %w", account, auth.ErrUnknownAccount)
+		return res, fmt.Errorf("%w %q", auth.ErrUnknownAccount, account)
 	}
 	if addr, err := mail.ParseAddress(to); err != nil || addr.Address != to {
-		return res, fmt.Errorf("delivery: test-send: recipient %q is not a plain address", to)
+		return res, fmt.Errorf("recipient %q is not a plain address", to)
 	}
 	log := e.log.With("account", account)
 	start := time.Now()
@@ -587,7 +587,7 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 		if se := asSMTPError(err); se != nil {
 			res.Code, res.Enhanced, res.Text = se.Code, se.Enhanced, se.Text
 		}
-		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
+		return res, err // the caller names the account and the test-send
 	}
 	defer s.close()
 	e.connected(a, "a test send connected")
@@ -600,7 +600,7 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 		if se := asSMTPError(err); se != nil {
 			res.Code, res.Enhanced, res.Text = se.Code, se.Enhanced, se.Text
 		}
-		return res, fmt.Errorf("delivery: test-send via %s: %w", account, err)
+		return res, err // the caller names the account and the test-send
 	}
 	res.Code, res.Text = 250, sr.Reply
 	log.Info("test message sent", "to", to, "reply", sr.Reply)

@@ -32,8 +32,9 @@ type SMTPError struct {
 }
 
 func (e *SMTPError) Error() string {
+	// No package prefix: this text is what people read as a message's last
+	// error, in dead-letter reasons and in failure notices.
 	var b strings.Builder
-	b.WriteString("delivery: ")
 	if e.Command != "" {
 		b.WriteString(e.Command)
 		b.WriteString(": ")

@@ -81,7 +81,7 @@ func (e *Engine) holdFor(a *account, err error) (time.Duration, string, *SMTPErr
 	case errors.As(err, &te) && errors.Is(err, auth.ErrUnknownAccount):
 		return e.opts.HoldInterval, "the token source has no OAuth account " + a.cfg.Name + ": check the configuration", nil
 	case errors.As(err, &te) && errors.Is(err, auth.ErrMisconfigured):
-		return e.opts.HoldInterval, "account is misconfigured: " + te.err.Error(), nil
+		return e.opts.HoldInterval, te.err.Error(), nil // auth's text names the account and the fix
 	case errors.As(err, &te):
 		// Token endpoint down: the auth manager retries with backoff; messages wait without attempts.
 		return e.opts.TokenRetry, "token endpoint unavailable: " + te.err.Error(), nil

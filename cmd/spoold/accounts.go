@@ -37,7 +37,7 @@ func toAdminError(err error) error {
 		kind = adminapi.ErrNeedsReauth
 	case errors.Is(err, auth.ErrTransient), errors.Is(err, context.DeadlineExceeded):
 		kind = adminapi.ErrUnavailable
-	case errors.Is(err, auth.ErrMisconfigured), errors.Is(err, auth.ErrIdentityMismatch):
+	case errors.Is(err, auth.ErrMisconfigured), errors.Is(err, auth.ErrIdentityMismatch), errors.Is(err, auth.ErrLoginUnsupported):
 		kind = adminapi.ErrInvalidArgument
 	case errors.Is(err, auth.ErrLoginExpired):
 		kind = adminapi.ErrNotFound
@@ -116,7 +116,9 @@ func (d *daemonAccounts) Accounts(ctx context.Context) ([]wire.AccountInfo, erro
 			if !st.UpstreamDownSince.IsZero() {
 				info.UpstreamDownSince, info.NextProbe = st.UpstreamDownSince, st.NextProbe
 				// An auth problem needs the admin; an outage ends by itself.
-				if info.Status == string(auth.StatusOK) {
+				// A pending app-only account has not reached its token
+				// endpoint yet; the outage is the news.
+				if info.Status == string(auth.StatusOK) || info.Status == string(auth.StatusPending) {
 					info.Status = delivery.StateUpstreamDown
 					info.Reason = "upstream unreachable (" + st.UpstreamDownReason + "): messages wait without using " +
 						"attempts and go as soon as a probe connects"

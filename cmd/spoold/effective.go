@@ -76,6 +76,8 @@ func (p *plan) effective() *configs.Config {
 
 func tlsVersionName(v uint16) configs.TLSVersion {
 	switch v {
+	case 0:
+		return "" // not set: a listener without TLS has no minimum
 	case tls.VersionTLS10:
 		return "1.0"
 	case tls.VersionTLS11:

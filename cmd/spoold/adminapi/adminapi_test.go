@@ -501,6 +501,11 @@ func TestLoginFlows(t *testing.T) {
 	_, err = e.c.StartLogin(ctx, "nope", wire.LoginBrowser)
 	wantCode(t, err, wire.CodeUnknownAccount, `unknown account "nope"`)
 
+	// No mode: the account's configured flow decides, so the API passes
+	// the empty mode on rather than choosing the browser.
+	if ls, err := e.c.StartLogin(ctx, "m365", ""); err != nil || ls.Mode != "" {
+		t.Fatalf("start without a mode: %+v %v", ls, err)
+	}
 	ls, err := e.c.StartLogin(ctx, "m365", wire.LoginBrowser)
 	if err != nil || ls.URL == "" {
 		t.Fatalf("start %+v %v", ls, err)

@@ -564,11 +564,10 @@ func (s *Service) login(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Mode == "" {
-		req.Mode = wire.LoginBrowser
-	}
+	// An empty mode leaves the choice to the account's configured flow
+	// (device accounts sign in with the device code).
 	switch req.Mode {
-	case wire.LoginBrowser, wire.LoginPaste, wire.LoginDevice:
+	case "", wire.LoginBrowser, wire.LoginPaste, wire.LoginDevice:
 	default:
 		return nil, apiErrorf(wire.CodeInvalidArgument, "unknown login mode %q (want browser, paste or device)", req.Mode)
 	}
@@ -586,6 +585,9 @@ func accountError(name, doing string, err error) error {
 		return apiErrorf(wire.CodeUnknownAccount, "unknown account %q", name)
 	}
 	ae := toAPIError(err)
+	if strings.Contains(ae.Message, "account "+name) {
+		return ae // the backend named the account already: once is enough
+	}
 	return &wire.APIError{Code: ae.Code, Message: fmt.Sprintf("%s account %s: %s", doing, name, ae.Message)}
 }
 
