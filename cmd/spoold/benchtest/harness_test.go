@@ -471,6 +471,8 @@ func startDaemon(tb testing.TB, c daemonConfig, readyTimeout time.Duration) *dae
 	}
 	d.cmd = exec.Command(bin, "-config", cfgPath)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	// spoold ends with the benchmark even when the test binary is killed.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	d.startedAt = time.Now()
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,10 +27,13 @@ var flagPostfix = flag.String("bench.postfix", "", "directory holding the postfi
 // /var/spool/postfix, so a system Postfix (running or not) is untouched.
 //
 // Its master runs in the foreground as a child of the test process (no
-// `postfix start`, which detaches it), with SIGTERM as its parent-death
-// signal, so it ends with the benchmark even when the test binary is
-// killed; on a normal end it gets SIGTERM and then the rest of its process
-// group SIGKILL.
+// `postfix start`, which detaches it); on a normal end it gets SIGTERM and
+// then the rest of its process group SIGKILL. A parent-death signal cannot
+// cover a killed test binary: the kernel clears it when the master switches
+// its effective IDs to mail_owner to take its lock. So a watchdog shell in
+// a process group of its own (a Ctrl-C does not reach it) holds the read
+// end of a pipe from the test process and, when the test process dies and
+// the pipe closes, stops the master's process group.
 //
 // Durability is Postfix's default, comparable to spoold's fsync before 250:
 // cleanup fsyncs each queue file before smtpd answers 250 after DATA.
@@ -83,6 +88,9 @@ type postfixRelay struct {
 	exited   chan struct{}
 	waitErr  error
 	stopOnce sync.Once
+
+	watchdog   *exec.Cmd
+	watchdogIn io.WriteCloser // closes when the test process dies
 }
 
 func (p *postfixRelay) name() string { return "postfix" }
@@ -218,7 +226,6 @@ func startPostfix(tb testing.TB, t postfixTools, sinkPort int) *postfixRelay {
 		tb.Fatalf("benchtest: postfix -c %s check: %v\n%s%s", etc, err, out, p.logTail())
 	}
 	p.cmd = exec.Command(master, "-c", etc)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("benchtest: starting Postfix's master: %v", err)
 	}
@@ -227,8 +234,32 @@ func startPostfix(tb testing.TB, t postfixTools, sinkPort int) *postfixRelay {
 		close(p.exited)
 	}()
 	tb.Cleanup(func() { p.stop(tb) })
+	p.startWatchdog(tb)
 	waitFor(tb, p, "Postfix's 220 greeting on "+p.smtpAddr, 30*time.Second, func() bool { return greets(p.smtpAddr) })
 	return p
+}
+
+// startWatchdog starts the shell that stops the master's process group
+// (its PID: the master makes itself a session leader) and removes the
+// instance if the test process dies before stop.
+func (p *postfixRelay) startWatchdog(tb testing.TB) {
+	tb.Helper()
+	// dash's kill takes no "--"; "-PID" is the process group. SIGKILL only
+	// if the group outlives 5 s of SIGTERM; then the instance is removed.
+	const script = `read -r _; kill -TERM "-$1" 2>/dev/null
+for i in 1 2 3 4 5; do kill -0 "-$1" 2>/dev/null || break; sleep 1; done
+kill -0 "-$1" 2>/dev/null && kill -KILL "-$1"
+rm -rf "$2"`
+	w := exec.Command("/bin/sh", "-c", script, "benchtest-postfix-watchdog", strconv.Itoa(p.cmd.Process.Pid), p.dir)
+	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := w.StdinPipe()
+	if err != nil {
+		tb.Fatalf("benchtest: Postfix watchdog: %v", err)
+	}
+	if err := w.Start(); err != nil {
+		tb.Fatalf("benchtest: starting the Postfix watchdog: %v", err)
+	}
+	p.watchdog, p.watchdogIn = w, in
 }
 
 // greets reports whether an SMTP server on addr answers with 220.
@@ -271,6 +302,13 @@ func (p *postfixRelay) stopNow(tb testing.TB) {
 	}
 	if syscall.Kill(-pid, 0) == nil {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	// The watchdog goes first, so that closing its pipe cannot make it
+	// signal a process group that reused the PID.
+	if p.watchdog != nil {
+		_ = p.watchdog.Process.Kill()
+		_ = p.watchdog.Wait()
+		_ = p.watchdogIn.Close()
 	}
 }
 
