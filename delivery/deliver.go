@@ -543,8 +543,9 @@ func (e *Engine) buildNotice(a *account, m *spool.Message, to, subject, origID, 
 		Text:        "Your message could not be delivered.",
 		OrigSubject: subject,
 		Details: []notice.Detail{
-			{Label: "Created", Value: m.Created.UTC().Format(time.RFC1123Z)},
-			{Label: "Failed at", Value: now.Format(time.RFC1123Z)},
+			// People read these: the server's local time, with its zone.
+			{Label: "Created", Value: m.Created.Local().Format(time.RFC1123)},
+			{Label: "Failed at", Value: now.Local().Format(time.RFC1123)},
 			{Label: "Queue ID", Value: m.ID},
 		},
 		Failed: failed,

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	gomail "github.com/emersion/go-message/mail"
 
@@ -67,8 +68,10 @@ func TestFailureNoticeMessage(t *testing.T) {
 		"Subject:    Grüße\r\n",
 		"Queue ID:   " + id + "\r\n",
 		"Recipients: gone@dest.example\r\n            full@dest.example: 552 5.2.2 mailbox full\r\n",
-		"Reason:     upstream refused every remaining recipient: ",
+		"Reason:     upstream refused every remaining recipient: RCPT: 550", // no package prefix in what people read
 		"no such user",
+		// Times in the server's local time with its zone, as people read them.
+		" " + time.Now().Format("MST") + "\r\n",
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("notice text lacks %q:\n%s", want, text)
