@@ -1,4 +1,5 @@
-// Package spooltest opens throwaway spools for other packages' tests.
+// Package spooltest opens throwaway spools for other packages' tests, and holds the few helpers
+// every package's tests share (WaitFor, FreePort, SyncBuffer).
 package spooltest
 
 import (
