@@ -15,7 +15,6 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -303,7 +302,7 @@ func checkProvider(c AccountConfig, r *resolved, ps *field.Problems) {
 		switch {
 		case c.Tenant == "":
 			ps.Add("tenant", "required for provider %s: the directory (tenant) ID or domain, e.g. contoso.onmicrosoft.com", r.provider)
-		case !validDomain(c.Tenant):
+		case !field.ValidDomain(c.Tenant):
 			ps.Add("tenant", "%q is not a tenant ID or domain", sanitize(c.Tenant, 253))
 		case r.flow == FlowClientCredentials && slices.Contains([]string{"common", "organizations", "consumers"}, strings.ToLower(c.Tenant)):
 			ps.Add("tenant", "client_credentials needs a specific tenant ID or domain, not %q", c.Tenant)
@@ -355,7 +354,7 @@ func checkFlow(c AccountConfig, r *resolved, ps *field.Problems) {
 	// flow that uses them.
 	certOK, keyOK := true, true
 	if c.CertificateFile != "" {
-		if why := checkReadable(c.CertificateFile); why != "" {
+		if why := field.ReadableFile(c.CertificateFile); why != "" {
 			ps.Add("certificate_file", "%s", why)
 			certOK = false
 		}
@@ -364,7 +363,7 @@ func checkFlow(c AccountConfig, r *resolved, ps *field.Problems) {
 		}
 	}
 	if c.PrivateKeyFile != "" {
-		if why := checkPrivateFile(c.PrivateKeyFile); why != "" {
+		if why := field.PrivateFile(c.PrivateKeyFile); why != "" {
 			ps.Add("private_key_file", "%s", why)
 			keyOK = false
 		}
@@ -418,69 +417,6 @@ func validAddress(s string) bool {
 	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@") && !strings.ContainsAny(s, "\x00\x01")
 }
 
-// validDomain accepts a DNS name of letters, digits and hyphens (a tenant
-// GUID is one label of hex digits and hyphens).
-func validDomain(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// checkReadable verifies that a non-secret file (a certificate) exists; the
-// reason is user-facing.
-func checkReadable(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
-	}
-	if fi.IsDir() {
-		return fmt.Sprintf("%s is a directory, want a file", path)
-	}
-	return ""
-}
-
-// checkPrivateFile verifies that path is a regular file only its owner can
-// access (mode 0600 or 0400): it holds a private key.
-func checkPrivateFile(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Sprintf("%s is not a regular file", path)
-	}
-	if runtime.GOOS == "windows" {
-		return "" // no Unix permission bits to check
-	}
-	switch perm := fi.Mode().Perm(); {
-	case perm&0o044 != 0:
-		return fmt.Sprintf("secret file %s is readable by group/others: run chmod 600 %s", path, path)
-	case perm&0o033 != 0:
-		return fmt.Sprintf("secret file %s is writable by group/others: run chmod 600 %s", path, path)
-	}
-	return ""
-}
-
-// unwrapPathErr drops the path from an *os.PathError (the reason names it).
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // fingerprint identifies the settings that decide whether token requests can
 // work. Secrets enter only through a truncated hash; key files through the
 // identity of the key they held when loaded. It is computed once (check sets
@@ -521,12 +457,12 @@ func firstNonEmpty(v ...string) string {
 func loadClientCert(certFile, keyFile string) (_ *clientCert, key string, _ error) {
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, "private_key_file", fmt.Errorf("cannot read %s: %v", keyFile, unwrapPathErr(err))
+		return nil, "private_key_file", fmt.Errorf("cannot read %s: %v", keyFile, field.UnwrapPathErr(err))
 	}
 	certPEM := keyPEM
 	if certFile != "" && certFile != keyFile {
 		if certPEM, err = os.ReadFile(certFile); err != nil {
-			return nil, "certificate_file", fmt.Errorf("cannot read %s: %v", certFile, unwrapPathErr(err))
+			return nil, "certificate_file", fmt.Errorf("cannot read %s: %v", certFile, field.UnwrapPathErr(err))
 		}
 	}
 	var certDER []byte
@@ -595,17 +531,17 @@ func parseRSAKey(data []byte) (*rsa.PrivateKey, error) {
 // which must be private. Errors never quote the file (it holds the private
 // key).
 func loadServiceAccount(path string) (*serviceAccountKey, error) {
-	if why := checkPrivateFile(path); why != "" {
+	if why := field.PrivateFile(path); why != "" {
 		return nil, errors.New(why)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %v", path, unwrapPathErr(err))
+		return nil, fmt.Errorf("cannot read %s: %v", path, field.UnwrapPathErr(err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %v", path, unwrapPathErr(err))
+		return nil, fmt.Errorf("cannot read %s: %v", path, field.UnwrapPathErr(err))
 	}
 	if len(data) > maxKeyFile {
 		return nil, fmt.Errorf("%s is larger than 1 MiB: not a service account key", path)

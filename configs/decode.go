@@ -429,40 +429,14 @@ func (d *decoder) structure(n ast.Node, v reflect.Value, key string) {
 }
 
 func unknownKey(name string, fields []fieldInfo) string {
-	best, bestDist := "", 3
-	for _, f := range fields {
-		if dist := editDistance(strings.ToLower(name), f.name); dist < bestDist {
-			best, bestDist = f.name, dist
-		}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
-	if best != "" {
+	if best := field.Suggest(name, names); best != "" {
 		return fmt.Sprintf("unknown key %q (did you mean %q?)", field.Clip(name), best)
 	}
 	return fmt.Sprintf("unknown key %q", field.Clip(name))
-}
-
-// editDistance is Levenshtein distance, for "did you mean" hints.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (d *decoder) slice(n ast.Node, v reflect.Value, key string) {

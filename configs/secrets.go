@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/spoold/spoold/configs/field"
@@ -64,33 +63,10 @@ func validEnvName(s string) bool {
 	return true
 }
 
-// checkPrivateFile verifies that path is a regular file only its owner can
-// access (mode 0600 or 0400); the reason is user-facing and names the fix.
-func checkPrivateFile(path string) (reason string) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Sprintf("%s is not a regular file", path)
-	}
-	if runtime.GOOS == "windows" {
-		return "" // no Unix permission bits to check
-	}
-	perm := fi.Mode().Perm()
-	switch {
-	case perm&0o044 != 0:
-		return fmt.Sprintf("secret file %s is readable by group/others: run chmod 600 %s", path, path)
-	case perm&0o033 != 0:
-		return fmt.Sprintf("secret file %s is writable by group/others: run chmod 600 %s", path, path)
-	}
-	return ""
-}
-
 // readSecretFile checks the permissions of path and returns its trimmed
 // content. Problems never include the content.
 func readSecretFile(path string) (string, string) {
-	if reason := checkPrivateFile(path); reason != "" {
+	if reason := field.PrivateFile(path); reason != "" {
 		return "", reason
 	}
 	f, err := os.Open(path)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spoold/spoold/configs/field"
 )
 
 // Limits on values that end up in headers or the text part.
@@ -138,41 +140,10 @@ func unknownKeyHint(key string) string {
 	if len(shown) > 40 {
 		shown = shown[:37] + "..."
 	}
-	best, bestDist := "", 3
-	for _, known := range sidecarKeys {
-		if d := editDistance(strings.ToLower(strings.TrimSpace(key)), known); d < bestDist {
-			best, bestDist = known, d
-		}
-	}
-	if best != "" {
+	if best := field.Suggest(key, sidecarKeys); best != "" {
 		return fmt.Sprintf("unknown key %q (did you mean %q?)", shown, best)
 	}
 	return fmt.Sprintf("unknown key %q: known keys are %s", shown, strings.Join(sidecarKeys, ", "))
-}
-
-// editDistance is the Levenshtein distance of a and b (99 for long
-// strings, which are no typo of a short key).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func checkAddressList(field string, l []string) ([]string, error) {

@@ -2,13 +2,8 @@ package smtpd
 
 import (
 	"crypto/tls"
-	"errors"
-	"fmt"
-	"io/fs"
-	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -257,16 +252,16 @@ func (c ListenerConfig) problems() field.Problems {
 	}
 	if c.Addr == "" {
 		ps.Add("listen", "required: host:port to listen on, e.g. 127.0.0.1:2525")
-	} else if reason := checkHostPort(c.Addr); reason != "" {
+	} else if reason := field.HostPort(c.Addr); reason != "" {
 		ps.Add("listen", "%s", reason)
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n") {
-		ps.Add("hostname", "%q contains white space", clip(c.Hostname))
+		ps.Add("hostname", "%q contains white space", field.Clip(c.Hostname))
 	}
 	switch c.TLS {
 	case TLSNone, TLSStartTLS, TLSImplicit:
 	default:
-		ps.Add("tls", "tls mode %q is not one of none, starttls, implicit", clip(string(c.TLS)))
+		ps.Add("tls", "tls mode %q is not one of none, starttls, implicit", field.Clip(string(c.TLS)))
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		if c.CertFile == "" {
@@ -282,7 +277,7 @@ func (c ListenerConfig) problems() field.Problems {
 		if f.path == "" {
 			continue
 		}
-		if r := checkReadable(f.path); r != "" {
+		if r := field.ReadableFile(f.path); r != "" {
 			ps.Add(f.key, "%s", r)
 		}
 	}
@@ -309,7 +304,7 @@ func (c ListenerConfig) problems() field.Problems {
 	}{{"allowed_sender_domains", c.AllowedSenderDomains}, {"allowed_recipient_domains", c.AllowedRecipientDomains}} {
 		for i, d := range l.doms {
 			if checkDomain(d) != nil {
-				ps.Add(field.Index(l.key, i), "%q is not a domain name", clip(d))
+				ps.Add(field.Index(l.key, i), "%q is not a domain name", field.Clip(d))
 			}
 		}
 	}
@@ -345,7 +340,7 @@ func (c ListenerConfig) problems() field.Problems {
 	switch c.BareLF {
 	case BareLFReject, BareLFNormalize:
 	default:
-		ps.Add("bare_lf", "bare_lf policy %q is not reject or normalize", clip(string(c.BareLF)))
+		ps.Add("bare_lf", "bare_lf policy %q is not reject or normalize", field.Clip(string(c.BareLF)))
 	}
 	return ps
 }
@@ -373,7 +368,7 @@ func userProblems(ps *field.Problems, users []User) {
 		case strings.TrimSpace(u.Name) == "":
 			ps.Add(key+".name", "required: every user needs a name")
 		case seen[u.Name]:
-			ps.Add(key+".name", "duplicate user name %q", clip(u.Name))
+			ps.Add(key+".name", "duplicate user name %q", field.Clip(u.Name))
 		}
 		seen[u.Name] = true
 		// The hash itself is not secret-free enough to print; the name is.
@@ -396,46 +391,4 @@ func lowerDomains(in []string) []string {
 		out[i] = strings.ToLower(strings.TrimSpace(d))
 	}
 	return out
-}
-
-// checkHostPort validates a listen address host:port (port 0 = any free
-// port, handy in tests).
-func checkHostPort(s string) string {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Sprintf("%q is not host:port, e.g. 127.0.0.1:2525 or [::1]:2525", clip(s))
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Sprintf("port %q is out of range 0-65535", clip(port))
-	}
-	if strings.ContainsAny(host, " \t\r\n/") {
-		return fmt.Sprintf("%q is not a host", clip(host))
-	}
-	return ""
-}
-
-// checkReadable says why path cannot be used as a certificate or key file
-// ("" if it can).
-func checkReadable(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // the path is printed already
-		}
-		return fmt.Sprintf("cannot read %s: %v", path, err)
-	}
-	if fi.IsDir() {
-		return fmt.Sprintf("%s is a directory, want a file", path)
-	}
-	return ""
-}
-
-// clip shortens a value quoted in a problem, so a pasted blob stays one line.
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:57] + "..."
-	}
-	return s
 }

@@ -44,13 +44,13 @@ func prepareListeners(listeners []ListenerConfig, dataDir string) ([]ListenerCon
 		lps := cfg.problems()
 		if cfg.Name != "" {
 			if seen[cfg.Name] {
-				lps.Add("name", "duplicate listener name %q", clip(cfg.Name))
+				lps.Add("name", "duplicate listener name %q", field.Clip(cfg.Name))
 			}
 			seen[cfg.Name] = true
 		}
 		if j := overlapping(out[:i], cfg.Addr); j >= 0 {
 			lps.Add("listen", "%s is also listened on by listener %q (%s): give each listener its own port",
-				cfg.Addr, clip(out[j].Name), out[j].Addr)
+				cfg.Addr, field.Clip(out[j].Name), out[j].Addr)
 		}
 		if cfg.TLS != TLSNone && cfg.CertFile == "" && dataDir == "" {
 			lps.Add("tls", "tls %s without cert_file needs a data dir for the self-signed certificate", cfg.TLS)
@@ -87,7 +87,7 @@ func overlapping(earlier []ListenerConfig, addr string) int {
 // wildcard) and port; ok is false for port 0 and for an address Validate
 // refuses anyway.
 func splitListen(addr string) (host string, port int, ok bool) {
-	if checkHostPort(addr) != "" {
+	if field.HostPort(addr) != "" {
 		return "", 0, false
 	}
 	h, p, _ := net.SplitHostPort(addr)
