@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,32 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spoold/spoold/configs"
+	"github.com/spoold/spoold/spool/spooltest"
 )
-
-// syncBuffer collects a child's output; exec copies into it from its own
-// goroutine while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // buildBinary compiles a command of this module into dir and returns its path.
 func buildBinary(t *testing.T, pkg, dir string) string {
@@ -68,26 +48,6 @@ func requireTool(t *testing.T, name string, extra ...string) string {
 	return ""
 }
 
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// poll reports whether cond became true within timeout.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
-
 // TestEmbeddedDefaultEndToEnd runs the real spoold binary with its embedded
 // default in an empty directory, as the README's quick start does, sends a
 // message with swaks, drops a PDF into scans/<address>/ and expects both in
@@ -99,8 +59,8 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", binDir)
 	spoolctl := buildBinary(t, "github.com/spoold/spoold/cmd/spoolctl", binDir)
 	work := t.TempDir()
-	smtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	smtpAddr := fmt.Sprintf("127.0.0.1:%d", spooltest.FreePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", spooltest.FreePort(t))
 	def := string(configs.Default())
 	for from, to := range map[string]string{"listen: 127.0.0.1:2525": "listen: " + smtpAddr, "listen: 127.0.0.1:8925": "listen: " + httpAddr} {
 		if strings.Count(def, from) != 1 {
@@ -113,7 +73,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs spooltest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-config", "spoold.yaml")
@@ -129,7 +89,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 	// Every wait below fails at once if this test's own spoold is gone.
 	waitUp := func(what string, timeout time.Duration, cond func() bool) {
 		t.Helper()
-		waitFor(t, what, timeout, func() bool {
+		spooltest.WaitFor(t, what, timeout, func() bool {
 			select {
 			case <-exited:
 				t.Fatalf("spoold exited while waiting for %s: %v\n%s", what, exitErr, logs.String())
@@ -278,7 +238,7 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		`spoold_queue_messages{state="delivered"} 3`,
 	}
 	var metrics []byte
-	if !poll(30*time.Second, func() bool {
+	if !spooltest.Poll(30*time.Second, func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/metrics")
 		if err != nil {
 			return false

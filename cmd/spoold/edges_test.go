@@ -128,7 +128,7 @@ func TestStartRefusesLostDatabase(t *testing.T) {
 func TestSIGTERMClosesStalledDATA(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
 	dir := t.TempDir()
-	smtpPort := freePort(t)
+	smtpPort := spooltest.FreePort(t)
 	config := filepath.Join(dir, "spoold.yaml")
 	writeFile(t, config, fmt.Sprintf(`data_dir: ./data
 log: {level: debug, format: json}
@@ -142,11 +142,11 @@ accounts:
   - {name: out, transport: file, dir: ./out}
 routes: {default: out}
 `, smtpPort))
-	var logs syncBuffer
+	var logs spooltest.SyncBuffer
 	_, stop := startSpoold(t, bin, dir, config, &logs)
 	addr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
 	var c net.Conn
-	waitFor(t, "SMTP listener", 30*time.Second, func() bool {
+	spooltest.WaitFor(t, "SMTP listener", 30*time.Second, func() bool {
 		var err error
 		c, err = net.Dial("tcp", addr)
 		return err == nil

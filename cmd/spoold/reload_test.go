@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // TestReloadIsAllOrNothing: a reload that one subsystem refuses changes no
@@ -39,7 +41,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs spooltest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, io.Discard), nil))
 	d, err := startDaemon(context.Background(), p, path, log, new(slog.LevelVar))
 	if err != nil {

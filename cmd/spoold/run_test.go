@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 func TestRunFlagsAndCheck(t *testing.T) {
@@ -184,20 +186,9 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startSpoold runs the built daemon with a config and returns a stop
 // function that sends SIGTERM and waits for a clean exit.
-func startSpoold(t *testing.T, bin, dir, config string, logs *syncBuffer) (*exec.Cmd, func() error) {
+func startSpoold(t *testing.T, bin, dir, config string, logs *spooltest.SyncBuffer) (*exec.Cmd, func() error) {
 	t.Helper()
 	cmd := exec.Command(bin, "-config", config)
 	cmd.Dir = dir
@@ -253,7 +244,7 @@ func countEML(dir string) int {
 func TestReloadAndGracefulShutdown(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
 	dir := t.TempDir()
-	smtpPort, httpPort := freePort(t), freePort(t)
+	smtpPort, httpPort := spooltest.FreePort(t), spooltest.FreePort(t)
 	config := filepath.Join(dir, "spoold.yaml")
 	conf := func(route string, httpListen int) string {
 		return fmt.Sprintf(`data_dir: ./data
@@ -275,10 +266,10 @@ routes:
 `, httpListen, smtpPort, route)
 	}
 	writeFile(t, config, conf("a", httpPort))
-	var logs syncBuffer
+	var logs spooltest.SyncBuffer
 	cmd, stop := startSpoold(t, bin, dir, config, &logs)
 	addr := fmt.Sprintf("127.0.0.1:%d", smtpPort)
-	waitFor(t, "SMTP listener", 30*time.Second, func() bool {
+	spooltest.WaitFor(t, "SMTP listener", 30*time.Second, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
@@ -289,7 +280,7 @@ routes:
 	if err := sendMail(addr, "x@example.com", "y@example.com", "before reload"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first message in out-a", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-a")) == 1 })
+	spooltest.WaitFor(t, "first message in out-a", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-a")) == 1 })
 
 	// Keep one SMTP session open across the reload: it must survive.
 	c, err := smtp.Dial(addr)
@@ -301,11 +292,11 @@ routes:
 		t.Fatal(err)
 	}
 
-	writeFile(t, config, conf("b", freePort(t)))
+	writeFile(t, config, conf("b", spooltest.FreePort(t)))
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "reload logged", 30*time.Second, func() bool { return strings.Contains(logs.String(), "configuration reloaded") })
+	spooltest.WaitFor(t, "reload logged", 30*time.Second, func() bool { return strings.Contains(logs.String(), "configuration reloaded") })
 	if !strings.Contains(logs.String(), "needs a restart") || !strings.Contains(logs.String(), "http.listen") {
 		t.Errorf("a changed http.listen should be reported as needing a restart; log:\n%s", logs.String())
 	}
@@ -325,7 +316,7 @@ routes:
 		t.Fatal(err)
 	}
 	_ = c.Quit()
-	waitFor(t, "second message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 1 })
+	spooltest.WaitFor(t, "second message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 1 })
 	if n := countEML(filepath.Join(dir, "out-a")); n != 1 {
 		t.Errorf("out-a has %d messages after the reload, want still 1", n)
 	}
@@ -333,13 +324,13 @@ routes:
 	// A config with problems is refused on reload and the daemon keeps running.
 	writeFile(t, config, "accounts: [\n")
 	_ = cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "bad reload refused", 30*time.Second, func() bool {
+	spooltest.WaitFor(t, "bad reload refused", 30*time.Second, func() bool {
 		return strings.Contains(logs.String(), "keeping the running configuration")
 	})
 	if err := sendMail(addr, "x@example.com", "y@example.com", "after bad reload"); err != nil {
 		t.Fatalf("daemon stopped accepting after a refused reload: %v", err)
 	}
-	waitFor(t, "third message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 2 })
+	spooltest.WaitFor(t, "third message in out-b", 30*time.Second, func() bool { return countEML(filepath.Join(dir, "out-b")) == 2 })
 
 	if err := stop(); err != nil {
 		t.Fatalf("spoold did not exit cleanly on SIGTERM: %v", err)

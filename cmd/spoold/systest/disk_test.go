@@ -16,6 +16,7 @@ import (
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // TestTwoDaemonsOneSpool starts a second spoold on a running daemon's data
@@ -179,7 +180,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.WriteFile(scan, []byte("%PDF-1.4\n% systest scan-000001.pdf\n"+strings.Repeat("y", 4096)+"\n%%EOF\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the scan folder to report the spool out of space", 60*time.Second, func() bool {
+	spooltest.WaitFor(t, "the scan folder to report the spool out of space", 60*time.Second, func() bool {
 		b, _ := os.ReadFile(n.LogPath)
 		return strings.Contains(string(b), "spool is out of space; file left in place")
 	})
@@ -197,14 +198,14 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "SMTP to accept again after space returned", 60*time.Second, func() bool {
+	spooltest.WaitFor(t, "SMTP to accept again after space returned", 60*time.Second, func() bool {
 		err := sendOne(n.SMTPAddr(), "g100")
 		if err == nil {
 			accepted = append(accepted, "g100")
 		}
 		return err == nil
 	})
-	waitFor(t, "the scan to leave the folder", 60*time.Second, func() bool {
+	spooltest.WaitFor(t, "the scan to leave the folder", 60*time.Second, func() bool {
 		_, err := os.Stat(scan)
 		return errors.Is(err, os.ErrNotExist)
 	})
@@ -214,7 +215,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	want := append(append([]string(nil), accepted...), "scan-000001.pdf")
 	var got map[string]int
-	if !poll(90*time.Second, func() bool {
+	if !spooltest.Poll(90*time.Second, func() bool {
 		got = received(up)
 		for _, k := range want {
 			if got[k] == 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // faultCase is one upstream fault: an account with its own upstream, the
@@ -124,7 +125,7 @@ func cutMidData(c net.Conn) {
 func startSink(t *testing.T, bin string, opts ...string) int {
 	t.Helper()
 	for try := 0; try < 5; try++ {
-		port := freePort(t)
+		port := spooltest.FreePort(t)
 		args := append([]string{"-u", "nobody"}, opts...)
 		args = append(args, fmt.Sprintf("127.0.0.1:%d", port), "100")
 		cmd := exec.Command(bin, args...)
@@ -135,7 +136,7 @@ func startSink(t *testing.T, bin string, opts ...string) int {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		up := poll(10*time.Second, func() bool {
+		up := spooltest.Poll(10*time.Second, func() bool {
 			select {
 			case <-done:
 				return true
@@ -336,7 +337,7 @@ func TestUpstreamFaults(t *testing.T) {
 	final := map[string]wire.MessageView{}
 	// The 432 case pauses its account for delivery's fixed one-minute
 	// throttle pause, so allow well over that.
-	poll(150*time.Second, func() bool {
+	spooltest.Poll(150*time.Second, func() bool {
 		for name, c := range pending {
 			m := n.show(ids[name])
 			if c.check(m) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 var (
@@ -96,37 +96,6 @@ func tempDir(t *testing.T) string {
 	}
 	t.Logf("keeping %s", d)
 	return d
-}
-
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago; callers
-// retry when a bind race loses it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startFake starts a plain upstream (no TLS, no AUTH) answering as script
@@ -271,9 +240,9 @@ func (n *node) scanForSecrets() {
 }
 
 func (n *node) pickPorts() {
-	n.HTTPPort, n.SMTPPort = freePort(n.t), freePort(n.t)
+	n.HTTPPort, n.SMTPPort = spooltest.FreePort(n.t), spooltest.FreePort(n.t)
 	for n.SMTPPort == n.HTTPPort {
-		n.SMTPPort = freePort(n.t)
+		n.SMTPPort = spooltest.FreePort(n.t)
 	}
 	n.writeConfig()
 }
@@ -376,7 +345,7 @@ func (n *node) spawn() *proc {
 }
 
 // start starts spoold and waits for /readyz. A lost bind race (a port taken
-// between freePort and spoold's listen) is retried with fresh ports.
+// between spooltest.FreePort and spoold's listen) is retried with fresh ports.
 func (n *node) start() *proc {
 	n.t.Helper()
 	for try := 0; ; try++ {
@@ -401,7 +370,7 @@ func (n *node) start() *proc {
 func (n *node) waitReady(p *proc, timeout time.Duration) bool {
 	client := &http.Client{Timeout: 2 * time.Second}
 	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", n.HTTPPort)
-	ok := poll(timeout, func() bool {
+	ok := spooltest.Poll(timeout, func() bool {
 		if p.Exited() {
 			return true
 		}

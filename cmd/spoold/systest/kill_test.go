@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // relayAccount is a plain SMTP relay account (no TLS, no AUTH) on port with
@@ -119,7 +120,7 @@ func killLoop(t *testing.T, kills int, outage killOutage) {
 		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
 		if inOutage && round == outage.To-1 {
 			// Once per outage, let the daemon see it and show it.
-			sawDown = poll(20*time.Second, func() bool {
+			sawDown = spooltest.Poll(20*time.Second, func() bool {
 				return n.account("relay").Status == "upstream_down"
 			})
 			out, _, _ := n.ctl("accounts")

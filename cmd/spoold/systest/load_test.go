@@ -21,6 +21,7 @@ import (
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
 	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // ledger records what spoold acknowledged, keyed by a unique message key.
@@ -301,7 +302,7 @@ func (n *node) waitUpstream(up *smtpfake.Server, scanFolder string, keys []strin
 	n.t.Helper()
 	var got map[string]int
 	var missing []string
-	if !poll(150*time.Second, func() bool {
+	if !spooltest.Poll(150*time.Second, func() bool {
 		got = received(up)
 		left := scanFiles(scanFolder)
 		missing = missing[:0]
@@ -331,7 +332,7 @@ func (n *node) waitUpstream(up *smtpfake.Server, scanFolder string, keys []strin
 func (n *node) waitSettled(when string) {
 	n.t.Helper()
 	var counts map[wire.State]int
-	if !poll(90*time.Second, func() bool {
+	if !spooltest.Poll(90*time.Second, func() bool {
 		counts = n.status().Queue
 		return counts[wire.StateQueued]+counts[wire.StateActive]+counts[wire.StateDeferred] == 0
 	}) {

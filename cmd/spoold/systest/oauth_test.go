@@ -20,6 +20,7 @@ import (
 	"github.com/spoold/spoold/auth/authtest"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/delivery/smtpfake"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 func randHex(t *testing.T, prefix string) string {
@@ -96,7 +97,7 @@ func (n *node) waitMessage(t *testing.T, from, what string, timeout time.Duratio
 	t.Helper()
 	var id string
 	var m wire.MessageView
-	ok := poll(timeout, func() bool {
+	ok := spooltest.Poll(timeout, func() bool {
 		if id == "" {
 			for _, v := range n.list("") {
 				if v.From == from {
@@ -252,7 +253,7 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 	// Tokens are refreshed when delivery needs one: once the current access
 	// token has expired, the next message meets invalid_grant.
 	asUser.SetInvalidGrant("AADSTS700082: The refresh token has expired due to inactivity.")
-	waitFor(t, "the user account's access token to expire", 30*time.Second, func() bool {
+	spooltest.WaitFor(t, "the user account's access token to expire", 30*time.Second, func() bool {
 		exp := n.account("user").TokenExpiry
 		return !exp.IsZero() && time.Now().After(exp)
 	})
@@ -260,7 +261,7 @@ func TestOAuthFaultsAndSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var acct wire.AccountInfo
-	waitFor(t, "account user to need re-authorization", 60*time.Second, func() bool {
+	spooltest.WaitFor(t, "account user to need re-authorization", 60*time.Second, func() bool {
 		acct = n.account("user")
 		return acct.Status == "needs_reauth"
 	})
