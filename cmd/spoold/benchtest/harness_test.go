@@ -50,13 +50,14 @@ type suite struct {
 	bin      string
 	buildErr error
 
-	mu      sync.Mutex
-	relay   []relayRow
-	side    []sideRow // BenchmarkRelaySideBySide
-	pfVer   string    // Postfix's mail_version, once known
-	others  []otherRow
-	filled  map[int]filledDir // queued-message count -> prepared data dir
-	cleanup []string          // dirs removed when the process ends
+	mu       sync.Mutex
+	relay    []relayRow
+	side     []sideRow // BenchmarkRelaySideBySide
+	pfVer    string    // Postfix's mail_version, once known
+	sideLoad string    // load average when the side-by-side run started
+	others   []otherRow
+	filled   map[int]filledDir // queued-message count -> prepared data dir
+	cleanup  []string          // dirs removed when the process ends
 }
 
 type filledDir struct {
@@ -197,7 +198,8 @@ func (s *suite) report(w io.Writer) {
 		b.WriteString("\n")
 	}
 	if len(s.side) > 0 {
-		fmt.Fprintf(&b, "spoold (%s) and Postfix %s on loopback, both relaying to the in-process sink; %d upstream sessions each.\n", spooldVersion(), s.pfVer, *flagConns)
+		fmt.Fprintf(&b, "spoold (%s) and Postfix %s on loopback, both relaying to the in-process sink; %d upstream sessions each; "+
+			"load average %s at the start, %s at the end.\n", spooldVersion(), s.pfVer, *flagConns, s.sideLoad, loadavg())
 		writeSide(&b, s.side)
 	}
 	if len(s.others) > 0 {

@@ -71,6 +71,11 @@ func BenchmarkRelaySideBySide(b *testing.B) {
 	if *flagReps < 1 {
 		b.Fatalf("benchtest: -bench.reps %d: want at least 1", *flagReps)
 	}
+	// Other work on the machine skews a comparison; the table says how busy
+	// it was at the start and at the end.
+	theSuite.mu.Lock()
+	theSuite.sideLoad = loadavg()
+	theSuite.mu.Unlock()
 	sizes := []struct {
 		name  string
 		bytes int
@@ -184,7 +189,8 @@ func writeSide(w io.Writer, rows []sideRow) {
 				}
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %d / %d / %d |\n", r.Relay, r.Size, r.Clients, r.N,
+		size := strings.NewReplacer("KB", " KB", "MB", " MB").Replace(r.Size)
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %d / %d / %d |\n", r.Relay, size, r.Clients, r.N,
 			spread(r.Ingest, "%.0f"), spread(r.E2E, "%.0f"), spread(r.CPU, "%.2f"), ratio, r.Errors, r.Lost, r.Dups+r.Unexpected)
 	}
 	io.WriteString(w, "\n")
