@@ -25,13 +25,8 @@ func TestPartialCommandLineTimeout(t *testing.T) {
 	c.expect(250, "", "MAIL FROM:<a@corp.example>")
 	c.expect(250, "", "RCPT TO:<b@corp.example>")
 	c.raw("RCPT TO:<bob@example.com>") // no CRLF, then silence
-	code, msg, err := c.replyErr()
-	if err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
-		t.Fatalf("partial line then timeout: %d %q %v, want 421 4.4.2", code, msg, err)
-	}
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed after 421: %v", err)
-	}
+	c.expectReply(421, "4.4.2")
+	c.expectClosed()
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages", n)
 	}
@@ -97,22 +92,14 @@ func TestProtocolReplyCodes(t *testing.T) {
 func TestShutdownClosesStalledData(t *testing.T) {
 	lc := baseListener() // ReadTimeout 30s: far beyond what the test waits
 	fs := &fakeSpool{started: make(chan struct{}, 1)}
-	s, err := New([]ListenerConfig{lc}, Routes{}, fs, Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
 	addr := addrOf(t, s, "mfd")
 	c, idle := dial(t, addr), dial(t, addr)
 	c.greet()
 	idle.greet()
 	c.ehlo()
 	idle.ehlo()
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: stalled\r\n\r\nhalf a scan")
 	<-fs.started
 
@@ -126,16 +113,12 @@ func TestShutdownClosesStalledData(t *testing.T) {
 		t.Fatalf("Shutdown took %v with a 200ms timeout", took)
 	}
 	// The idle session was told politely at once.
-	if code, msg, err := idle.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.3.2") {
-		t.Fatalf("idle session: %d %q %v, want 421 4.3.2", code, msg, err)
-	}
+	idle.expectReply(421, "4.3.2")
 	// The stalled one is disconnected (possibly after a 421), never 250.
 	if code, msg, err := c.replyErr(); err == nil && code != 421 {
 		t.Fatalf("stalled DATA session got %d %s, want 421 or a closed connection", code, msg)
 	}
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("stalled DATA session still open: %v", err)
-	}
+	c.expectClosed()
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages", n)
 	}
@@ -175,20 +158,13 @@ func TestSlowlorisData(t *testing.T) {
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	c.ehlo()
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: slow\r\n\r\n")
 	stop := make(chan struct{})
 	done := trickle(c, "xxxxxxxx\r\n", 20*time.Millisecond, stop) // 500 bytes/s
 	defer func() { close(stop); <-done }()
-	code, msg, err := c.replyErr()
-	if err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
-		t.Fatalf("slowloris DATA: %d %q %v, want 421 4.4.2", code, msg, err)
-	}
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed after 421: %v", err)
-	}
+	c.expectReply(421, "4.4.2")
+	c.expectClosed()
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages", n)
 	}
@@ -207,9 +183,7 @@ func TestDataMinRateAllowsSteadyClient(t *testing.T) {
 	c.ehlo()
 	// 2000 bytes at once earn 2 s of credit, far more than the pause below.
 	big := "Subject: steady\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 20)
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw(big)
 	// The client's own pause, not a wait for a condition: longer than the
 	// grace period, shorter than the credit the 2000 bytes earned.
@@ -242,9 +216,7 @@ func TestJunkCommandLimit(t *testing.T) {
 		c.expect(250, "", "NOOP")
 	}
 	c.expect(421, "4.7.0", "NOOP")
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed after 421: %v", err)
-	}
+	c.expectClosed()
 }
 
 // TestHardErrorLimit: refused commands count against a limit per session
@@ -262,9 +234,7 @@ func TestHardErrorLimit(t *testing.T) {
 		c.expect(550, "5.7.1", "RCPT TO:<x%d@elsewhere.example>", i)
 	}
 	c.expect(421, "4.7.0", "RCPT TO:<b@corp.example>")
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed after 421: %v", err)
-	}
+	c.expectClosed()
 	// A client past the limit that only wants to leave gets a normal QUIT.
 	c = dial(t, addrOf(t, s, "mfd"))
 	c.greet()

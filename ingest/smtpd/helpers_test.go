@@ -111,7 +111,8 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startServer starts a server and stops it when the test ends.
+// startServer starts a server and stops it when the test ends (a no-op for
+// a test that shut it down itself).
 func startServer(t testing.TB, cfgs []ListenerConfig, routes Routes, enq Enqueuer, opts Options) *Server {
 	t.Helper()
 	if opts.Logger == nil {
@@ -238,14 +239,40 @@ func (c *client) raw(b string) {
 	}
 }
 
-// send runs a whole transaction and returns the reply to the end of DATA.
-func (c *client) send(from, to, body string) (int, string) {
+// beginData sends MAIL, RCPT and DATA: what the client writes next is the
+// body.
+func (c *client) beginData(from, to string) {
 	c.t.Helper()
 	c.expect(250, "", "MAIL FROM:<%s>", from)
 	c.expect(250, "", "RCPT TO:<%s>", to)
 	c.expect(354, "", "DATA")
+}
+
+// send runs a whole transaction and returns the reply to the end of DATA.
+func (c *client) send(from, to, body string) (int, string) {
+	c.t.Helper()
+	c.beginData(from, to)
 	c.raw(body)
 	return c.reply()
+}
+
+// expectReply reads a reply the server sends unprompted (a timeout, a
+// limit, a shutdown) and checks its code and the start of its text.
+func (c *client) expectReply(code int, prefix string) {
+	c.t.Helper()
+	got, msg, err := c.replyErr()
+	if err != nil || got != code || !strings.HasPrefix(msg, prefix) {
+		c.t.Fatalf("got %d %q (%v), want %d %s", got, msg, err, code, prefix)
+	}
+}
+
+// expectClosed waits for the server to close the connection, as it must
+// after a 421 (RFC 5321 3.8) or a refused greeting.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	if err := c.waitClosed(); err != nil {
+		c.t.Fatalf("connection not closed: %v", err)
+	}
 }
 
 // waitClosed waits until the server closes the connection.

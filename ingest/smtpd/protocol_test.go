@@ -44,9 +44,7 @@ func TestSmuggling(t *testing.T) {
 				c := dial(t, addrOf(t, s, "mfd"))
 				c.greet()
 				c.ehlo()
-				c.expect(250, "", "MAIL FROM:<a@corp.example>")
-				c.expect(250, "", "RCPT TO:<b@corp.example>")
-				c.expect(354, "", "DATA")
+				c.beginData("a@corp.example", "b@corp.example")
 				c.raw("Subject: first\r\n\r\nhello" + seq + smuggled + ".\r\n")
 				code, msg := c.reply()
 				msgs := fs.all()
@@ -289,9 +287,7 @@ func TestAuthFailureThrottle(t *testing.T) {
 	}
 	c.expect(535, "5.7.8", "AUTH PLAIN %s", plainIR("scanner", "guess2"))
 	c.expect(421, "4.7.0", "AUTH PLAIN %s", plainIR("scanner", "guess3"))
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed after the limit: %v", err)
-	}
+	c.expectClosed()
 	// A new connection from the same IP is refused while the window lasts.
 	c2 := dial(t, addr)
 	if code, msg, err := c2.replyErr(); err != nil || code != 421 || !strings.Contains(msg, "authentication failures") {
@@ -419,12 +415,8 @@ func TestConnectionLimits(t *testing.T) {
 	a.greet()
 	b.greet()
 	c := dial(t, addr)
-	if code, msg, err := c.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 Too many connections") {
-		t.Fatalf("third connection from one IP: %d %q %v, want 421 4.7.0", code, msg, err)
-	}
-	if err := c.waitClosed(); err != nil {
-		t.Fatal(err)
-	}
+	c.expectReply(421, "4.7.0 Too many connections")
+	c.expectClosed()
 	// A slot frees when a client leaves.
 	a.expect(221, "", "QUIT")
 	_ = a.waitClosed()
@@ -469,9 +461,7 @@ func TestIdleTimeout(t *testing.T) {
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	c.ehlo()
-	if code, msg, err := c.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
-		t.Fatalf("idle client: %d %q %v, want 421 4.4.2", code, msg, err)
-	}
+	c.expectReply(421, "4.4.2")
 }
 
 func TestDataTimeoutStoresNothing(t *testing.T) {
@@ -482,17 +472,10 @@ func TestDataTimeoutStoresNothing(t *testing.T) {
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	c.ehlo()
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: half\r\n\r\nand then the scanner hangs")
-	code, msg, err := c.replyErr()
-	if err != nil || code != 421 || !strings.HasPrefix(msg, "4.4.2") {
-		t.Fatalf("stalled DATA: %d %q %v, want 421 4.4.2", code, msg, err)
-	}
-	if err := c.waitClosed(); err != nil { // 421 closes the channel (RFC 5321 3.8)
-		t.Fatalf("connection not closed after 421: %v", err)
-	}
+	c.expectReply(421, "4.4.2")
+	c.expectClosed()
 	if n := len(fs.all()); n != 0 {
 		t.Fatalf("stored %d messages from a stalled DATA", n)
 	}
@@ -508,9 +491,7 @@ func TestSlowDataWithinTimeout(t *testing.T) {
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	c.ehlo()
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: slow\r\n\r\n")
 	for i := 0; i < 6; i++ { // 6 x 300ms > ReadTimeout, each gap < ReadTimeout
 		time.Sleep(300 * time.Millisecond)
@@ -524,22 +505,14 @@ func TestSlowDataWithinTimeout(t *testing.T) {
 
 func TestShutdownLetsDataFinish(t *testing.T) {
 	fs := &fakeSpool{started: make(chan struct{}, 1), block: make(chan struct{})}
-	s, err := New([]ListenerConfig{baseListener()}, Routes{}, fs, Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
 	addr := addrOf(t, s, "mfd")
 	busy, idle := dial(t, addr), dial(t, addr)
 	busy.greet()
 	idle.greet()
 	busy.ehlo()
 	idle.ehlo()
-	busy.expect(250, "", "MAIL FROM:<a@corp.example>")
-	busy.expect(250, "", "RCPT TO:<b@corp.example>")
-	busy.expect(354, "", "DATA")
+	busy.beginData("a@corp.example", "b@corp.example")
 	busy.raw(simpleBody)
 	<-fs.started // the busy session is inside Enqueue
 
@@ -549,9 +522,7 @@ func TestShutdownLetsDataFinish(t *testing.T) {
 		defer cancel()
 		done <- s.Shutdown(ctx)
 	}()
-	if code, msg, err := idle.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.3.2") {
-		t.Fatalf("idle session at shutdown: %d %q %v, want 421 4.3.2", code, msg, err)
-	}
+	idle.expectReply(421, "4.3.2")
 	eventually(t, "listener closed", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -577,19 +548,11 @@ func TestShutdownLetsDataFinish(t *testing.T) {
 
 func TestShutdownTimeoutAbortsData(t *testing.T) {
 	fs := &fakeSpool{started: make(chan struct{}, 1), block: make(chan struct{})}
-	s, err := New([]ListenerConfig{baseListener()}, Routes{}, fs, Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
 	c := dial(t, addrOf(t, s, "mfd"))
 	c.greet()
 	c.ehlo()
-	c.expect(250, "", "MAIL FROM:<a@corp.example>")
-	c.expect(250, "", "RCPT TO:<b@corp.example>")
-	c.expect(354, "", "DATA")
+	c.beginData("a@corp.example", "b@corp.example")
 	c.raw(simpleBody)
 	<-fs.started
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -698,9 +661,7 @@ func TestImplicitTLSRefusalIsReadable(t *testing.T) {
 	a := dialTLS(t, addrOf(t, s, "mfd"))
 	a.greet()
 	b := dialTLS(t, addrOf(t, s, "mfd"))
-	if code, msg, err := b.replyErr(); err != nil || code != 421 || !strings.HasPrefix(msg, "4.7.0 Too many connections") {
-		t.Fatalf("refusal over implicit TLS: %d %q %v", code, msg, err)
-	}
+	b.expectReply(421, "4.7.0 Too many connections")
 }
 
 func TestSanitizeHELO(t *testing.T) {

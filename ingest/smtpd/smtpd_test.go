@@ -248,13 +248,8 @@ func TestClientOutsideNetworksWithoutUsersRefusedAtConnect(t *testing.T) {
 	lc.AllowedNetworks = []netipPrefix{mustPrefix("10.1.0.0/16")}
 	s := startServer(t, []ListenerConfig{lc}, Routes{}, &fakeSpool{}, Options{})
 	c := dial(t, addrOf(t, s, "mfd"))
-	code, msg, err := c.replyErr()
-	if err != nil || code != 554 || !strings.HasPrefix(msg, "5.7.1") {
-		t.Fatalf("greeting: %d %q %v, want 554 5.7.1", code, msg, err)
-	}
-	if err := c.waitClosed(); err != nil {
-		t.Fatalf("connection not closed: %v", err)
-	}
+	c.expectReply(554, "5.7.1")
+	c.expectClosed()
 }
 
 func TestRouting(t *testing.T) {
