@@ -36,7 +36,9 @@
 // then spoold, ...), each on a fresh relay with an empty queue and a fresh
 // sink, after a warm-up of one message per client. Both get the same Go
 // load generator (one connection per message), the same in-process sink
-// and -bench.conns (20) upstream sessions. It reports per relay ingest
+// and -bench.conns (20) upstream sessions, and both log every message to a
+// file as they do by default (spoold at log level info, Postfix through its
+// postlogd, whose CPU counts as Postfix's). It reports per relay ingest
 // msg/s, end-to-end msg/s and the relay's CPU ms per message (utime+stime
 // of its whole process tree from /proc, including children that exited:
 // Postfix's smtpd, cleanup, qmgr and smtp processes), checks that no

@@ -385,6 +385,7 @@ type daemonConfig struct {
 	DataDir  string
 	SinkPort int
 	Paused   bool
+	LogLevel string // default warn: no line per message
 }
 
 type daemon struct {
@@ -425,8 +426,12 @@ func freePort(tb testing.TB) int {
 // loopback with room for every client, and one account relaying to the sink
 // without TLS, AUTH or rate limit (0 = unlimited for a non-provider account).
 func configYAML(dataDir, smtpAddr, httpAddr string, c daemonConfig) string {
+	level := c.LogLevel
+	if level == "" {
+		level = "warn"
+	}
 	return fmt.Sprintf(`data_dir: %s
-log: {level: warn, format: json}
+log: {level: %s, format: json}
 http: {listen: %s}
 delivery: {workers: %d, paused: %t}
 smtp_listeners:
@@ -449,7 +454,7 @@ accounts:
     rate_per_minute: 0
 routes:
   default: sink
-`, dataDir, httpAddr, *flagWorkers, c.Paused, smtpAddr, c.SinkPort, *flagConns)
+`, dataDir, level, httpAddr, *flagWorkers, c.Paused, smtpAddr, c.SinkPort, *flagConns)
 }
 
 // startDaemon runs spoold on fresh loopback ports and waits for /readyz.

@@ -94,7 +94,9 @@ func BenchmarkRelaySideBySide(b *testing.B) {
 						sk := startSink(b, sz.n)
 						var r relay
 						if which == "spoold" {
-							r = startDaemon(b, daemonConfig{DataDir: newDataDir(b), SinkPort: sk.port()}, time.Minute)
+							// spoold's default log level: a line per accepted and per
+							// delivered message, as Postfix logs each message too.
+							r = startDaemon(b, daemonConfig{DataDir: newDataDir(b), SinkPort: sk.port(), LogLevel: "info"}, time.Minute)
 						} else {
 							r = startPostfix(b, tools, sk.port())
 						}
