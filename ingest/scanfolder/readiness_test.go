@@ -173,18 +173,10 @@ func TestPauseMidWriteWriterKeepsOpen(t *testing.T) {
 		env, rec := startReady(t, m, nil, nil, nil)
 		rel := "alice@example.com/pause.pdf"
 		want := testPDF(t, 300_000)
-		p := filepath.Join(env.dir, filepath.FromSlash(rel))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := openWriter(t, env, rel)
 		f.Write(want[:len(want)/2])
 		declined(t, rec, rel, 3)
-		if n := env.enq.count(spool.SourceScan); n != 0 {
-			t.Fatalf("half-written file sent (%d messages)", n)
-		}
+		noScanYet(t, env)
 		f.Write(want[len(want)/2:])
 		f.Close()
 		oneScanEquals(t, env, rel, want)
@@ -200,9 +192,7 @@ func TestPauseMidWriteWriterReopens(t *testing.T) {
 		want := testPDF(t, 300_000)
 		env.write(rel, want[:len(want)/2])
 		declined(t, rec, rel, 3, waitIncomplete)
-		if n := env.enq.count(spool.SourceScan); n != 0 {
-			t.Fatalf("half-written file sent (%d messages)", n)
-		}
+		noScanYet(t, env)
 		f, err := os.OpenFile(filepath.Join(env.dir, filepath.FromSlash(rel)), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -237,18 +227,10 @@ func TestWriterKeepsCompleteLookingFileOpen(t *testing.T) {
 		first := sample(t, "sample.pdf")
 		update := []byte("1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\nstartxref\n546\n%%EOF\n")
 		want := append(append([]byte{}, first...), update...)
-		p := filepath.Join(env.dir, filepath.FromSlash(rel))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := openWriter(t, env, rel)
 		f.Write(first)
 		declined(t, rec, rel, 3, waitWriting, waitOpen)
-		if n := env.enq.count(spool.SourceScan); n != 0 {
-			t.Fatalf("file sent while its writer had it open (%d messages)", n)
-		}
+		noScanYet(t, env)
 		f.Write(update)
 		f.Close()
 		oneScanEquals(t, env, rel, want)
@@ -284,13 +266,7 @@ func TestWriterNeverClosesFails(t *testing.T) {
 	forModes(t, func(t *testing.T, m readinessMode) {
 		env, _ := startReady(t, m, nil, func(c *FolderConfig) { c.IncompleteLimit = 700 * time.Millisecond }, nil)
 		rel := "alice@example.com/held.jpg"
-		p := filepath.Join(env.dir, filepath.FromSlash(rel))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := openWriter(t, env, rel)
 		f.Write(sample(t, "sample.jpg"))
 		r := env.failedWith(rel)
 		if !strings.Contains(r, "still open for writing") {
@@ -410,39 +386,13 @@ func TestSMBLikeWriterInSecondProcess(t *testing.T) {
 		env, rec := startReady(t, m, nil, nil, nil)
 		rel := "alice@example.com/smb.pdf"
 		want := testPDF(t, 200_000)
-		src := filepath.Join(t.TempDir(), "src.pdf")
-		os.WriteFile(src, want, 0o644)
-		dst := filepath.Join(env.dir, filepath.FromSlash(rel))
-		os.MkdirAll(filepath.Dir(dst), 0o755)
-
+		src, dst := writerPaths(t, env, rel, want)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSMBLikeWriterInSecondProcess$", "-test.count=1")
 		cmd.Env = append(os.Environ(), writerChildEnv+"=1", "WRITER_SRC="+src, "WRITER_DST="+dst)
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		lines := bufio.NewScanner(stdout)
-		waitLine := func(want string) {
-			for lines.Scan() {
-				if lines.Text() == want {
-					return
-				}
-			}
-			t.Fatalf("writer child ended before %q", want)
-		}
-		waitLine("paused")
+		w := startPausedWriter(t, cmd)
 		declined(t, rec, rel, 3, waitWriting, waitOpen)
-		if n := env.enq.count(spool.SourceScan); n != 0 {
-			t.Fatalf("file sent while the second process had it open (%d messages)", n)
-		}
-		io.WriteString(stdin, "go\n")
-		waitLine("done")
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("writer child: %v", err)
-		}
+		noScanYet(t, env)
+		w.finish()
 		oneScanEquals(t, env, rel, want)
 	}, pollNoLease)
 }
@@ -470,6 +420,75 @@ func smbWriterChild() {
 	os.Exit(0)
 }
 
+// writerPaths puts want in a source file outside the folder and returns it
+// with rel's path in the folder (its directory made), for a writer process
+// to copy from one to the other.
+func writerPaths(t *testing.T, env *testEnv, rel string, want []byte) (src, dst string) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "src")
+	if err := os.WriteFile(src, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst = filepath.Join(env.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return src, dst
+}
+
+// pausedWriter is a writer in another process that prints "paused" while
+// it holds the file half written, waits for a line on its stdin, writes the
+// rest and prints "done".
+type pausedWriter struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines *bufio.Scanner
+}
+
+// startPausedWriter starts cmd and returns once it has paused; it is killed
+// if the test ends first.
+func startPausedWriter(t *testing.T, cmd *exec.Cmd) *pausedWriter {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	w := &pausedWriter{t: t, cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout)}
+	w.waitLine("paused")
+	return w
+}
+
+func (w *pausedWriter) waitLine(want string) {
+	w.t.Helper()
+	for w.lines.Scan() {
+		if w.lines.Text() == want {
+			return
+		}
+	}
+	w.t.Fatalf("writer process ended before %q", want)
+}
+
+// finish lets the writer go on and waits until it has written the rest and
+// exited.
+func (w *pausedWriter) finish() {
+	w.t.Helper()
+	io.WriteString(w.stdin, "go\n")
+	w.waitLine("done")
+	if err := w.cmd.Wait(); err != nil {
+		w.t.Fatalf("writer process: %v", err)
+	}
+}
+
 // The same through a shell: dd writes the first half through a descriptor
 // the shell holds open until told to go on, then the rest.
 func TestShellWriterHoldsDescriptor(t *testing.T) {
@@ -480,10 +499,7 @@ func TestShellWriterHoldsDescriptor(t *testing.T) {
 		env, rec := startReady(t, m, nil, nil, nil)
 		rel := "alice@example.com/dd.pdf"
 		want := testPDF(t, 100_000)
-		src := filepath.Join(t.TempDir(), "src.pdf")
-		os.WriteFile(src, want, 0o644)
-		dst := filepath.Join(env.dir, filepath.FromSlash(rel))
-		os.MkdirAll(filepath.Dir(dst), 0o755)
+		src, dst := writerPaths(t, env, rel, want)
 		half := strconv.Itoa(len(want) / 2)
 		script := `exec 3<>"$2"
 dd if="$1" bs=` + half + ` count=1 status=none >&3
@@ -492,31 +508,10 @@ read x
 dd if="$1" bs=` + half + ` skip=1 status=none >&3
 exec 3>&-
 echo done`
-		cmd := exec.Command("sh", "-c", script, "sh", src, dst)
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		lines := bufio.NewScanner(stdout)
-		waitLine := func(want string) {
-			for lines.Scan() {
-				if lines.Text() == want {
-					return
-				}
-			}
-			t.Fatalf("shell ended before %q", want)
-		}
-		waitLine("paused")
+		w := startPausedWriter(t, exec.Command("sh", "-c", script, "sh", src, dst))
 		declined(t, rec, rel, 3)
-		if n := env.enq.count(spool.SourceScan); n != 0 {
-			t.Fatalf("half file sent (%d messages)", n)
-		}
-		io.WriteString(stdin, "go\n")
-		waitLine("done")
-		cmd.Wait()
+		noScanYet(t, env)
+		w.finish()
 		oneScanEquals(t, env, rel, want)
 	})
 }
