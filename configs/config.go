@@ -32,6 +32,7 @@ type Config struct {
 	ScanFolders   []ScanFolder   `yaml:"scan_folders" json:"scan_folders"`
 	Accounts      []Account      `yaml:"accounts" json:"accounts"`
 	Routes        Routes         `yaml:"routes" json:"routes"`
+	Alerts        Alerts         `yaml:"alerts" json:"alerts"`
 }
 
 // Log is the log section.

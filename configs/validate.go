@@ -76,6 +76,7 @@ func (v *validator) validate(c *Config) {
 	for i := range c.Accounts {
 		v.account(&c.Accounts[i], fmt.Sprintf("accounts[%d]", i))
 	}
+	v.alerts(&c.Alerts, ref)
 
 	if c.Routes.Default == "" {
 		v.problem("routes.default", "required: the account for mail no other route matches")
