@@ -83,13 +83,10 @@ func (p *pendingLogin) claim() bool {
 // obtains a token at once (clearing needs_reauth/misconfigured on success)
 // and returns Done with the Health.
 func (m *Manager) StartLogin(ctx context.Context, name string, mode LoginMode) (LoginStart, error) {
-	a, err := m.lookup(name)
+	r, err := m.resolvedOf(name)
 	if err != nil {
 		return LoginStart{}, err
 	}
-	a.mu.Lock()
-	r := a.r
-	a.mu.Unlock()
 	id, err := m.randomString(16)
 	if err != nil {
 		return LoginStart{}, err
@@ -337,10 +334,7 @@ func (m *Manager) completeCallback(ctx context.Context, p *pendingLogin, q url.V
 		}
 		var kind error
 		fix := "start the login again"
-		if a, lerr := m.lookup(p.account); lerr == nil {
-			a.mu.Lock()
-			r := a.r
-			a.mu.Unlock()
+		if r, lerr := m.resolvedOf(p.account); lerr == nil {
 			if f := findAADSTS(desc); f != nil {
 				kind, fix = ErrMisconfigured, f.fix(r)
 			}
@@ -355,13 +349,10 @@ func (m *Manager) completeCallback(ctx context.Context, p *pendingLogin, q url.V
 }
 
 func (m *Manager) exchangeCode(ctx context.Context, p *pendingLogin, code string) (Health, error) {
-	a, err := m.lookup(p.account)
+	r, err := m.resolvedOf(p.account)
 	if err != nil {
 		return Health{}, err
 	}
-	a.mu.Lock()
-	r := a.r
-	a.mu.Unlock()
 	form := url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
@@ -383,13 +374,10 @@ func (m *Manager) exchangeCode(ctx context.Context, p *pendingLogin, code string
 
 // acceptGrant checks the signed-in identity and stores a new delegated grant.
 func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenResponse) (Health, error) {
-	a, err := m.lookup(name)
+	r, err := m.resolvedOf(name)
 	if err != nil {
 		return Health{}, err
 	}
-	a.mu.Lock()
-	r := a.r
-	a.mu.Unlock()
 	if resp.RefreshToken == "" {
 		hint := "request offline access"
 		if r.provider == ProviderMicrosoft || r.provider == ProviderMicrosoftUSGov {
@@ -406,9 +394,8 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 	rec := &tokenRecord{RefreshToken: secret.Secret(resp.RefreshToken), AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType,
 		Expiry: now.Add(resp.ExpiresIn), GrantedAt: now, Identity: identity, Flow: r.flow, ClientID: r.cfg.ClientID}
 
-	a.mu.Lock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		a.mu.Unlock()
+	a, err := m.lockLoaded(ctx, name)
+	if err != nil {
 		return Health{}, err
 	}
 	a.gen++
@@ -589,15 +576,11 @@ func loginErr(account, doing string, err error, r *resolved) error {
 // Logout forgets the account's tokens (an explicit admin action) and puts a
 // delegated account in needs_reauth.
 func (m *Manager) Logout(ctx context.Context, name string) error {
-	a, err := m.lookup(name)
+	a, err := m.lockLoaded(ctx, name)
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		return err
-	}
 	if err := m.store.AccountDelete(ctx, name, TokenKey); err != nil {
 		return acctErr(nil, err, "account %s: deleting the grant from the spool failed (%v); retry", name, err)
 	}
@@ -647,10 +630,8 @@ func (m *Manager) CallbackHandler() http.Handler {
 		// Detached: the browser going away must not abort storing the grant.
 		// Bounded by the account's token timeout, plus time to store it.
 		timeout := DefaultTokenTimeout
-		if a, err := m.lookup(p.account); err == nil {
-			a.mu.Lock()
-			timeout = a.r.cfg.TokenTimeout
-			a.mu.Unlock()
+		if r, err := m.resolvedOf(p.account); err == nil {
+			timeout = r.cfg.TokenTimeout
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout+30*time.Second)
 		defer cancel()

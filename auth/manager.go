@@ -366,6 +366,33 @@ func (m *Manager) lookup(name string) (*account, error) {
 	return a, nil
 }
 
+// resolvedOf returns the account's settings as they are now (a reload
+// replaces them under a.mu).
+func (m *Manager) resolvedOf(name string) (*resolved, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.r, nil
+}
+
+// lockLoaded looks the account up, locks it and loads its stored token and
+// health; on success the caller holds a.mu and must unlock it.
+func (m *Manager) lockLoaded(ctx context.Context, name string) (*account, error) {
+	a, err := m.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if err := m.loadLocked(ctx, a); err != nil {
+		a.mu.Unlock()
+		return nil, err
+	}
+	return a, nil
+}
+
 // AccessToken returns a valid access token, refreshing it when it expires
 // within RefreshBefore. Concurrent callers share one refresh. Errors wrap
 // ErrNeedsReauth, ErrMisconfigured, ErrTransient or ErrUnknownAccount.
@@ -640,15 +667,11 @@ func (m *Manager) MarkMisconfigured(ctx context.Context, account, reason string)
 }
 
 func (m *Manager) mark(ctx context.Context, name string, st Status, reason string) error {
-	a, err := m.lookup(name)
+	a, err := m.lockLoaded(ctx, name)
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		return err
-	}
 	m.setStatusLocked(a, st, sanitize(reason, 600))
 	m.saveHealthLocked(ctx, a)
 	return nil
@@ -659,13 +682,8 @@ func (m *Manager) mark(ctx context.Context, name string, st Status, reason strin
 // next token call tries again and delivery drains the account. A missing or
 // refused grant (needs_reauth) still needs a login.
 func (m *Manager) Resume(ctx context.Context, name string) error {
-	a, err := m.lookup(name)
+	a, err := m.lockLoaded(ctx, name)
 	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		a.mu.Unlock()
 		return err
 	}
 	if st, reason := m.statusLocked(a); st == StatusNeedsReauth {
@@ -685,15 +703,11 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 
 // Health returns the account's current health.
 func (m *Manager) Health(ctx context.Context, name string) (Health, error) {
-	a, err := m.lookup(name)
+	a, err := m.lockLoaded(ctx, name)
 	if err != nil {
 		return Health{}, err
 	}
-	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		return Health{}, err
-	}
 	return m.healthLocked(a), nil
 }
 
@@ -788,15 +802,11 @@ func (m *Manager) keepAlive(ctx context.Context) {
 }
 
 func (m *Manager) keepAliveDue(ctx context.Context, name string) bool {
-	a, err := m.lookup(name)
+	a, err := m.lockLoaded(ctx, name)
 	if err != nil {
 		return false
 	}
-	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := m.loadLocked(ctx, a); err != nil {
-		return false
-	}
 	if a.flight != nil {
 		return false
 	}
