@@ -74,13 +74,7 @@ func TestCallbackRejectsUnknownStateAndReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	r1, err := noFollow.Get(ls.AuthURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r1.Body.Close()
-	loc := r1.Header.Get("Location")
+	loc := authorizeRedirect(t, ls.AuthURL)
 	for i, want := range []int{http.StatusOK, http.StatusBadRequest} {
 		r, err := http.Get(loc)
 		if err != nil {
@@ -107,13 +101,7 @@ func TestPasteLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(ls.AuthURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
+	loc := authorizeRedirect(t, ls.AuthURL)
 	if !strings.Contains(loc, "code=") {
 		t.Fatalf("authorize redirect %q", loc)
 	}

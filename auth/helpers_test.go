@@ -219,6 +219,20 @@ func (e *env) browserLogin(account string) (auth.Health, error) {
 	return h, werr
 }
 
+// authorizeRedirect opens a login's authorize URL as the browser would and
+// returns where the authorization server sends the browser back (the
+// callback URL with code and state), without going there.
+func authorizeRedirect(t *testing.T, authURL string) string {
+	t.Helper()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("Location")
+}
+
 func (e *env) mustLogin() auth.Health {
 	e.t.Helper()
 	h, err := e.browserLogin(testAccount)

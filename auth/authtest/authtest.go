@@ -7,6 +7,7 @@
 package authtest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -336,6 +337,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// sleepCtx waits d (the injected delays of a slow token endpoint) unless
+// the client goes away first; it reports whether the wait ran out.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func oauthErr(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
@@ -371,28 +388,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.calls["token:"+gt]++
 	delay := s.delay
 	s.mu.Unlock()
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !sleepCtx(r.Context(), delay) {
+		return
 	}
 	rec := httptest.NewRecorder()
 	s.mu.Lock()
 	s.handleGrant(rec, gt, f)
 	answerDelay := s.answerDelay
 	s.mu.Unlock()
-	if answerDelay > 0 {
-		t := time.NewTimer(answerDelay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return // the answer is lost; what the request did stands
-		}
+	if !sleepCtx(r.Context(), answerDelay) {
+		return // the answer is lost; what the request did stands
 	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
