@@ -328,7 +328,7 @@ func (a *Alerter) Check(ctx context.Context) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		f := found[k]
+		f := a.scrubFinding(found[k]) // it is stored: no secret may reach the database either
 		r := a.active[k]
 		switch {
 		case r == nil:
@@ -392,6 +392,13 @@ func (a *Alerter) alertFor(f finding, ev Event, since, now time.Time) Alert {
 		*p = a.scrub(*p)
 	}
 	return al
+}
+
+func (a *Alerter) scrubFinding(f finding) finding {
+	for _, p := range []*string{&f.Title, &f.Text, &f.Fix, &f.Account, &f.Folder} {
+		*p = a.scrub(*p)
+	}
+	return f
 }
 
 // scrub replaces every configured secret in s.
