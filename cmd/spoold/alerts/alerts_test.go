@@ -31,7 +31,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // world is what the fake sources report; tests change it between checks.
@@ -46,7 +46,11 @@ type world struct {
 
 func (w *world) sources(dataDir string) Sources {
 	return Sources{
-		Health:   func(context.Context) []auth.Health { w.mu.Lock(); defer w.mu.Unlock(); return append([]auth.Health(nil), w.health...) },
+		Health: func(context.Context) []auth.Health {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return append([]auth.Health(nil), w.health...)
+		},
 		Accounts: func() []delivery.AccountState { w.mu.Lock(); defer w.mu.Unlock(); return w.states },
 		Paused:   func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.paused },
 		Folders:  func() []scanfolder.FolderStatus { w.mu.Lock(); defer w.mu.Unlock(); return w.folders },
@@ -248,21 +252,27 @@ func TestConditions(t *testing.T) {
 					w.health = []auth.Health{msHealth(auth.Health{Status: auth.StatusNeedsReauth, Reason: "the grant was revoked (invalid_grant)"})}
 				})
 			},
-			end: func(r *rig) { r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} }) }},
+			end: func(r *rig) {
+				r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} })
+			}},
 		{name: "misconfigured", key: "account_misconfigured/m365", wantFix: "spoolctl reload",
 			start: func(r *rig) {
 				r.world.set(func(w *world) {
 					w.health = []auth.Health{msHealth(auth.Health{Status: auth.StatusMisconfigured, Reason: "AADSTS7000215: invalid client secret; put the secret's value, not its ID"})}
 				})
 			},
-			end: func(r *rig) { r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} }) }},
+			end: func(r *rig) {
+				r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} })
+			}},
 		{name: "token endpoint failing", key: "account_refresh_failing/m365", wantFix: "HTTPS_PROXY",
 			start: func(r *rig) {
 				r.world.set(func(w *world) {
 					w.health = []auth.Health{msHealth(auth.Health{Status: auth.StatusRefreshFailing, Reason: "token endpoint answered 503", LastRefresh: now})}
 				})
 			},
-			end: func(r *rig) { r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} }) }},
+			end: func(r *rig) {
+				r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: now})} })
+			}},
 		{name: "client secret expiring", key: "client_secret_expiring/m365", wantFix: "client_secret_expires",
 			start: func(r *rig) {
 				r.world.set(func(w *world) {
@@ -291,7 +301,9 @@ func TestConditions(t *testing.T) {
 					w.health = []auth.Health{msHealth(auth.Health{LastRefresh: r.clock.now().Add(-89 * 24 * time.Hour)})}
 				})
 			},
-			end: func(r *rig) { r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: r.clock.now()})} }) }},
+			end: func(r *rig) {
+				r.world.set(func(w *world) { w.health = []auth.Health{msHealth(auth.Health{LastRefresh: r.clock.now()})} })
+			}},
 		{name: "queue depth", key: "queue_depth", opts: func(o *Options) { n := 2; o.QueueDepth = &n }, wantFix: "spoolctl status",
 			start: func(r *rig) { r.enqueue("m365", 3) },
 			end: func(r *rig) {
