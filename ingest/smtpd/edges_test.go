@@ -18,10 +18,7 @@ func TestPartialCommandLineTimeout(t *testing.T) {
 	lc := baseListener()
 	lc.ReadTimeout = 300 * time.Millisecond
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	c.expect(250, "", "MAIL FROM:<a@corp.example>")
 	c.expect(250, "", "RCPT TO:<b@corp.example>")
 	c.raw("RCPT TO:<bob@example.com>") // no CRLF, then silence
@@ -154,10 +151,7 @@ func TestSlowlorisData(t *testing.T) {
 	lc.DataMinRate = 10000
 	lc.DataRateGrace = 100 * time.Millisecond
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: slow\r\n\r\n")
 	stop := make(chan struct{})
@@ -177,10 +171,7 @@ func TestDataMinRateAllowsSteadyClient(t *testing.T) {
 	lc.DataMinRate = 1000
 	lc.DataRateGrace = 100 * time.Millisecond
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	// 2000 bytes at once earn 2 s of credit, far more than the pause below.
 	big := "Subject: steady\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 20)
 	c.beginData("a@corp.example", "b@corp.example")
@@ -201,10 +192,7 @@ func TestJunkCommandLimit(t *testing.T) {
 	lc := baseListener()
 	lc.JunkCommandLimit = 5
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	c.expect(250, "", "NOOP")
 	c.expect(250, "", "RSET")
 	c.expect(252, "", "VRFY bob")

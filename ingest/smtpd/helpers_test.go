@@ -139,6 +139,17 @@ func startServer(t testing.TB, cfgs []ListenerConfig, routes Routes, enq Enqueue
 	return s
 }
 
+// startSession starts a server with the one listener lc and returns a client
+// past the greeting and EHLO.
+func startSession(t testing.TB, lc ListenerConfig, enq Enqueuer) *client {
+	t.Helper()
+	s := startServer(t, []ListenerConfig{lc}, Routes{}, enq, Options{})
+	c := dial(t, addrOf(t, s, lc.Name))
+	c.greet()
+	c.ehlo()
+	return c
+}
+
 // sharedCertDir holds one self-signed certificate for all tests (RSA key
 // generation is slow under -race); TestMain creates it.
 func sharedCertDir(testing.TB) string { return testCertDir }

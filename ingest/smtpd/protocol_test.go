@@ -40,10 +40,7 @@ func TestSmuggling(t *testing.T) {
 				lc := baseListener()
 				lc.BareLF = policy
 				fs := &fakeSpool{}
-				s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-				c := dial(t, addrOf(t, s, "mfd"))
-				c.greet()
-				c.ehlo()
+				c := startSession(t, lc, fs)
 				c.beginData("a@corp.example", "b@corp.example")
 				c.raw("Subject: first\r\n\r\nhello" + seq + smuggled + ".\r\n")
 				code, msg := c.reply()
@@ -112,10 +109,7 @@ func TestNormalizeBareLF(t *testing.T) {
 	lc := baseListener()
 	lc.BareLF = BareLFNormalize
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	if code, msg := c.send("a@corp.example", "b@corp.example", "Subject: x\nX-A: 1\r\n\nline1\nline2\rline3\r\n.\r\n"); code != 250 {
 		t.Fatalf("DATA: %d %s", code, msg)
 	}
@@ -457,10 +451,7 @@ func TestTotalConnectionLimit(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	lc := baseListener()
 	lc.ReadTimeout = 300 * time.Millisecond
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, &fakeSpool{}, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, &fakeSpool{})
 	c.expectReply(421, "4.4.2")
 }
 
@@ -468,10 +459,7 @@ func TestDataTimeoutStoresNothing(t *testing.T) {
 	lc := baseListener()
 	lc.ReadTimeout = 300 * time.Millisecond
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: half\r\n\r\nand then the scanner hangs")
 	c.expectReply(421, "4.4.2")
@@ -487,10 +475,7 @@ func TestSlowDataWithinTimeout(t *testing.T) {
 	lc.ReadTimeout = time.Second
 	lc.DataMinRate = -1 // this test is about the read timeout alone (the rate check has its own tests)
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, fs)
 	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: slow\r\n\r\n")
 	for i := 0; i < 6; i++ { // 6 x 300ms > ReadTimeout, each gap < ReadTimeout
@@ -609,10 +594,7 @@ func TestMetricsSharedRegistry(t *testing.T) {
 
 func TestBDAT(t *testing.T) {
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, baseListener(), fs)
 	c.expect(250, "", "MAIL FROM:<a@corp.example>")
 	c.expect(250, "", "RCPT TO:<b@corp.example>")
 	part1, part2 := "Subject: chunked\r\n\r\n", "one\r\n.two\r\n"

@@ -134,10 +134,7 @@ func testRefusalsStoreNothing(t *testing.T, inlineMax, wantFiles int) {
 	sp := spooltest.OpenTemp(t, spool.Options{InlineBodyMax: inlineMax})
 	lc := baseListener()
 	lc.MaxMessageSize = 10 << 10
-	s := startServer(t, []ListenerConfig{lc}, Routes{}, sp, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, lc, sp)
 	if code, msg := c.send("a@corp.example", "b@corp.example", "Subject: big\r\n\r\n"+strings.Repeat("0123456789abcdef\r\n", 2000)+".\r\n"); code != 552 {
 		t.Fatalf("oversized: %d %s", code, msg)
 	}

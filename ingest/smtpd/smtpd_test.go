@@ -77,10 +77,7 @@ func TestAcceptsAndStoresMessage(t *testing.T) {
 
 func TestKeepsExistingMessageIDAndDate(t *testing.T) {
 	fs := &fakeSpool{}
-	s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
-	c := dial(t, addrOf(t, s, "mfd"))
-	c.greet()
-	c.ehlo()
+	c := startSession(t, baseListener(), fs)
 	in := "Message-Id: <a@b>\r\nDATE: Thu, 26 Nov 2026 10:00:00 +0100\r\nSubject: x\r\n\r\n..dot stuffed\r\nbody\r\n.\r\n"
 	if code, msg := c.send("a@corp.example", "b@corp.example", in); code != 250 {
 		t.Fatalf("DATA: %d %s", code, msg)
@@ -224,10 +221,7 @@ func TestSpoolCannotAccept(t *testing.T) {
 		t.Run(fail.Error(), func(t *testing.T) {
 			fs := &fakeSpool{}
 			fs.setFail(fail)
-			s := startServer(t, []ListenerConfig{baseListener()}, Routes{}, fs, Options{})
-			c := dial(t, addrOf(t, s, "mfd"))
-			c.greet()
-			c.ehlo()
+			c := startSession(t, baseListener(), fs)
 			code, msg := c.send("a@corp.example", "b@corp.example", simpleBody)
 			if code != 452 || !strings.HasPrefix(msg, "4.3.1") {
 				t.Fatalf("DATA with failing spool: %d %s, want 452 4.3.1", code, msg)
