@@ -21,6 +21,7 @@ import (
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/cmd/spoold/alerts"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/delivery"
 	"github.com/spoold/spoold/ingest/scanfolder"
@@ -51,6 +52,7 @@ type daemon struct {
 	adminLn  net.Listener
 	accounts *daemonAccounts
 	reloads  reloadStatus
+	alerter  *alerts.Alerter
 
 	engineCancel context.CancelFunc
 	engineDone   chan error
@@ -160,6 +162,9 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 		}
 	}
 
+	if err := d.startAlerter(ctx, p); err != nil {
+		return nil, err
+	}
 	d.accounts = &daemonAccounts{cfg: cfg, auth: d.auth, engine: d.engine}
 	svc := adminapi.NewService(d.spool, d.accounts, daemonInfo{d: d}, adminapi.Options{Logger: log})
 	d.adminLn, err = adminapi.Listen(cfg.Admin.Socket, 0o660, cfg.Admin.Group)
@@ -377,6 +382,9 @@ func restartNeeded(old, next *configs.Config) []string {
 	if old.Delivery != next.Delivery {
 		why = append(why, "delivery (workers, shutdown_timeout, paused, outage)")
 	}
+	if !reflect.DeepEqual(old.Alerts, next.Alerts) {
+		why = append(why, "alerts")
+	}
 	if len(old.ScanFolders) == 0 && len(next.ScanFolders) > 0 {
 		why = append(why, "scan_folders (the first folder)")
 	}
@@ -431,6 +439,9 @@ func (d *daemon) shutdown() {
 		})
 	}
 	wg.Wait()
+	if d.alerter != nil {
+		d.alerter.Stop() // records the clean stop; before the spool closes
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if d.admin != nil {

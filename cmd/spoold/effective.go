@@ -71,6 +71,7 @@ func (p *plan) effective() *configs.Config {
 	c.Delivery.Workers, c.Delivery.ShutdownTimeout = p.engine.Workers, p.engine.ShutdownTimeout
 	o := p.engine.Outage
 	c.Delivery.Outage = configs.Outage{After: o.After, FirstProbe: o.First, MaxProbe: o.Max, Multiplier: o.Multiplier, Jitter: o.Jitter}
+	c.Alerts = p.effectiveAlerts()
 	return &c
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/cmd/spoold/alerts"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/delivery"
@@ -33,6 +34,7 @@ type plan struct {
 	accounts  []delivery.AccountConfig
 	spool     spool.Options    // the config's part; the daemon adds the rest
 	engine    delivery.Options // likewise
+	alerts    alerts.Options
 	// warnings are facts the daemon runs with but an admin should hear
 	// about (-check prints them, start-up logs them).
 	warnings []string
@@ -101,6 +103,8 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 		p.folders = append(p.folders, fc.WithDefaults())
 	}
 	ps.MergeErr("scan_folders", scanfolder.ValidateFolders(p.folders))
+	p.alerts = alertOptions(cfg.Alerts).WithDefaults()
+	ps.Merge("alerts", p.alerts.Validate())
 	p.warnings = expiredSecrets(cfg, time.Now())
 	return p, ps
 }
