@@ -65,4 +65,6 @@
 // daemons as mail_owner; without either it skips and says why. Postfix's
 // daemons must be able to traverse -bench.dir. -bench.postfix names the
 // directory of postfix and postconf when they are not in PATH or /usr/sbin.
+//
+// The benchmark reads /proc, so its files build on Linux only.
 package benchtest
