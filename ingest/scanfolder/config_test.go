@@ -2,7 +2,6 @@ package scanfolder
 
 import (
 	"bytes"
-	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spoold/spoold/configs/field"
+	"github.com/spoold/spoold/configs/field/fieldtest"
 )
 
 func TestFolderWithDefaults(t *testing.T) {
@@ -49,22 +48,6 @@ func TestFolderWithDefaults(t *testing.T) {
 	if c := (FolderConfig{WriterCheck: &off, FailureNotice: &off}).WithDefaults(); *c.WriterCheck || *c.FailureNotice {
 		t.Error("WithDefaults turned an explicit false on")
 	}
-}
-
-func problemKeys(t *testing.T, err error) []string {
-	t.Helper()
-	if err == nil {
-		return nil
-	}
-	var ps field.Problems
-	if !errors.As(err, &ps) {
-		t.Fatalf("error %v is not field.Problems", err)
-	}
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Key)
-	}
-	return out
 }
 
 func TestFolderValidateKeys(t *testing.T) {
@@ -108,7 +91,7 @@ func TestFolderValidateKeys(t *testing.T) {
 			c := FolderConfig{Name: "s", Path: dir, Account: "a"}
 			tc.mod(&c)
 			err := c.Validate()
-			if got := problemKeys(t, err); !slices.Equal(got, tc.want) {
+			if got := fieldtest.Keys(t, err); !slices.Equal(got, tc.want) {
 				t.Errorf("keys %q, want %q (%v)", got, tc.want, err)
 			}
 		})
@@ -120,10 +103,10 @@ func TestValidateFoldersKeys(t *testing.T) {
 	a := FolderConfig{Name: "s", Path: dir, Account: "a"}
 	b := FolderConfig{Path: filepath.Join(dir, "s"), Account: "a", DirMode: "9"} // name defaults to "s" too
 	err := ValidateFolders([]FolderConfig{a, b})
-	if got, want := problemKeys(t, err), []string{"[1].dir_mode", "[1].name"}; !slices.Equal(got, want) {
+	if got, want := fieldtest.Keys(t, err), []string{"[1].dir_mode", "[1].name"}; !slices.Equal(got, want) {
 		t.Errorf("keys %q, want %q (%v)", got, want, err)
 	}
-	if _, err := New([]FolderConfig{a, b}, newFakeSpool(), Options{}); !slices.Equal(problemKeys(t, err),
+	if _, err := New([]FolderConfig{a, b}, newFakeSpool(), Options{}); !slices.Equal(fieldtest.Keys(t, err),
 		[]string{"[1].dir_mode", "[1].name"}) {
 		t.Errorf("New: %v", err)
 	}

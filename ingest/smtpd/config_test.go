@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spoold/spoold/configs/field"
+	"github.com/spoold/spoold/configs/field/fieldtest"
 )
 
 func TestListenerWithDefaults(t *testing.T) {
@@ -69,23 +68,6 @@ func equalListeners(a, b ListenerConfig) bool {
 		a.DataMinRate == b.DataMinRate && a.DataRateGrace == b.DataRateGrace && a.StressThreshold == b.StressThreshold &&
 		a.StressTimeout == b.StressTimeout && a.JunkCommandLimit == b.JunkCommandLimit &&
 		a.HardErrorLimit == b.HardErrorLimit && slices.Equal(a.AllowedSenderDomains, b.AllowedSenderDomains)
-}
-
-// keys returns the keys of err's problems.
-func keys(t *testing.T, err error) []string {
-	t.Helper()
-	if err == nil {
-		return nil
-	}
-	var ps field.Problems
-	if !errors.As(err, &ps) {
-		t.Fatalf("error %v is not field.Problems", err)
-	}
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Key)
-	}
-	return out
 }
 
 func TestListenerValidateKeys(t *testing.T) {
@@ -155,7 +137,7 @@ func TestListenerValidateKeys(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			lc := baseListener()
 			c.mod(&lc)
-			if got := keys(t, lc.Validate()); !slices.Equal(got, c.want) {
+			if got := fieldtest.Keys(t, lc.Validate()); !slices.Equal(got, c.want) {
 				t.Errorf("keys %q, want %q (%v)", got, c.want, lc.Validate())
 			}
 		})
@@ -176,14 +158,14 @@ func TestValidateListenersKeys(t *testing.T) {
 	selfSigned.Name, selfSigned.TLS = "self", TLSImplicit
 	err := ValidateListeners([]ListenerConfig{ok, dup, badCert, selfSigned}, "")
 	want := []string{"[1].name", "[3].tls", "[2].cert_file"}
-	if got := keys(t, err); !slices.Equal(got, want) {
+	if got := fieldtest.Keys(t, err); !slices.Equal(got, want) {
 		t.Errorf("keys %q, want %q (%v)", got, want, err)
 	}
 	if err := ValidateListeners([]ListenerConfig{ok, selfSigned}, dir); err != nil {
 		t.Errorf("valid listeners: %v", err)
 	}
 	// New refuses the same, with the same problems.
-	if _, err := New([]ListenerConfig{ok, dup}, Routes{}, &fakeSpool{}, Options{}); !slices.Equal(keys(t, err), []string{"[1].name"}) {
+	if _, err := New([]ListenerConfig{ok, dup}, Routes{}, &fakeSpool{}, Options{}); !slices.Equal(fieldtest.Keys(t, err), []string{"[1].name"}) {
 		t.Errorf("New: %v", err)
 	}
 }
@@ -235,7 +217,7 @@ func TestValidateListenersSameAddress(t *testing.T) {
 				ls = append(ls, at(fmt.Sprintf("l%d", i), a))
 			}
 			err := ValidateListeners(ls, "")
-			if got := keys(t, err); !slices.Equal(got, c.want) {
+			if got := fieldtest.Keys(t, err); !slices.Equal(got, c.want) {
 				t.Fatalf("keys %q, want %q (%v)", got, c.want, err)
 			}
 			if err != nil && !strings.Contains(err.Error(), `"l0"`) {
@@ -250,10 +232,10 @@ func TestValidateListenersSameAddress(t *testing.T) {
 func TestMinTLSVersionWithoutTLS(t *testing.T) {
 	l := baseListener()
 	l.MinTLSVersion = tls.VersionTLS12
-	if got := keys(t, l.Validate()); !slices.Equal(got, []string{"min_tls_version"}) {
+	if got := fieldtest.Keys(t, l.Validate()); !slices.Equal(got, []string{"min_tls_version"}) {
 		t.Errorf("tls none with min_tls_version: keys %q, want min_tls_version (%v)", got, l.Validate())
 	}
-	if got := keys(t, ValidateListeners([]ListenerConfig{l}, "")); !slices.Equal(got, []string{"[0].min_tls_version"}) {
+	if got := fieldtest.Keys(t, ValidateListeners([]ListenerConfig{l}, "")); !slices.Equal(got, []string{"[0].min_tls_version"}) {
 		t.Errorf("ValidateListeners: keys %q", got)
 	}
 	if err := baseListener().Validate(); err != nil {
