@@ -58,7 +58,8 @@ type transport interface {
 	open(ctx context.Context, token string, dialOnce bool) (session, error)
 }
 
-// errStale: a reused connection failed its RSET; redial without penalty.
+// errStale: a reused connection was gone (its RSET or first command failed
+// before anything of the message was sent); redial without penalty.
 var errStale = errors.New("delivery: reused connection is gone")
 
 // ---- file transport ----
@@ -231,7 +232,8 @@ type smtpSession struct {
 	raw    net.Conn
 	cfg    AccountConfig
 	stop   func() bool
-	used   bool
+	used   bool // a message was sent on it
+	open   bool // a transaction was started and not completed: RSET first
 	broken bool
 	once   sync.Once
 }
@@ -268,12 +270,16 @@ func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, s
 	if s.broken {
 		return res, errStale
 	}
-	if s.used {
+	// RFC 5321 section 4.1.4: after a completed transaction the next MAIL
+	// may follow directly; RSET only clears one that failed midway.
+	if s.open {
 		if err := s.c.Reset(); err != nil {
 			s.broken = true
 			return res, errStale
 		}
+		s.open = false
 	}
+	reused := s.used
 	s.used = true
 	if max, ok := s.c.MaxMessageSize(); ok && max > 0 && size > int64(max) {
 		return res, &SMTPError{Code: 552, Enhanced: "5.3.4", Command: "MAIL", Class: ClassPermanent,
@@ -286,29 +292,41 @@ func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, s
 			mo = &smtp.MailOptions{UTF8: true}
 		}
 	}
-	if err := s.c.Mail(env.From, mo); err != nil {
-		return res, s.fail("MAIL", err)
+	// MAIL, every RCPT and DATA: one round trip when the upstream offers
+	// PIPELINING (RFC 2920), one per command otherwise.
+	s.open = true
+	rcptErrs, w, err := s.c.MailRcptData(env.From, mo, env.To, nil)
+	if err != nil {
+		cmd := "MAIL"
+		if rcptErrs != nil {
+			cmd = "DATA"
+		}
+		e := s.fail(cmd, err)
+		if reused && (e.Code == 0 || e.Code == 421) {
+			// The upstream closed the connection while it idled (nothing of
+			// this message went out): redial without penalty, as a failed
+			// RSET did.
+			s.broken = true
+			return res, errStale
+		}
+		if rcptErrs == nil || e.Code == 0 {
+			return res, e
+		}
 	}
 	accepted := 0
-	for _, to := range env.To {
-		err := s.c.Rcpt(to, nil)
-		if err == nil {
+	for i, to := range env.To {
+		if rcptErrs[i] == nil {
 			accepted++
 			res.Rcpts = append(res.Rcpts, rcptResult{Addr: to})
 			continue
 		}
-		var se *smtp.SMTPError
-		if !errors.As(err, &se) {
-			return res, s.fail("RCPT", err)
-		}
-		res.Rcpts = append(res.Rcpts, rcptResult{Addr: to, Err: convErr("RCPT", err)})
+		res.Rcpts = append(res.Rcpts, rcptResult{Addr: to, Err: convErr("RCPT", rcptErrs[i])})
+	}
+	if err != nil {
+		return res, convErr("DATA", err) // refused; the transaction stays open
 	}
 	if accepted == 0 {
 		return res, nil // the next send starts with RSET
-	}
-	w, err := s.c.Data()
-	if err != nil {
-		return res, s.fail("DATA", err)
 	}
 	s.raw.SetDeadline(time.Now().Add(s.cfg.DataTimeout))
 	ew := &errWriter{w: w}
@@ -335,6 +353,7 @@ func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, s
 		return res, e
 	}
 	res.Reply = resp.StatusText
+	s.open = false
 	return res, nil
 }
 

@@ -4,7 +4,9 @@
 // answers every command from a script (accept, 4xx/5xx, drop the connection,
 // hang) and counts concurrent sessions. SetOutage plays an upstream that is
 // down (connections refused, reset, or answered 421 at the greeting) and Dial
-// counts every connection attempt. It listens on 127.0.0.1 only.
+// counts every connection attempt. RoundTrips counts the client's turns
+// (the server waiting for the client after it answered) and Commands the
+// verbs received, for the pipelining tests. It listens on 127.0.0.1 only.
 package smtpfake
 
 import (
@@ -73,6 +75,9 @@ type Options struct {
 	SessionDelay time.Duration
 	Dir          string // where the CA file is written; default os.TempDir()
 	SMTPUTF8     bool   // advertise SMTPUTF8
+	// NoPipelining leaves PIPELINING out of the EHLO reply, as old relays
+	// do. It needs TLS "none" or "implicit" (the reply is edited above TLS).
+	NoPipelining bool
 }
 
 // Server is a running fake upstream.
@@ -98,6 +103,9 @@ type Server struct {
 	outage        Outage
 	dials         int
 	accepted      int
+	commands      map[string]int
+	turns         map[string]*turnConn // by client address
+	roundTrips    int
 }
 
 // Outage is how the server behaves while it is down (SetOutage).
@@ -200,7 +208,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Auth == "" {
 		opts.Auth = "xoauth2"
 	}
-	s := &Server{opts: opts, stop: make(chan struct{})}
+	s := &Server{opts: opts, stop: make(chan struct{}), commands: map[string]int{}, turns: map[string]*turnConn{}}
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = "fake.upstream"
 	s.srv.ReadTimeout = time.Minute
@@ -213,7 +221,11 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtpfake: listen: %w", err)
 	}
-	ln = outageListener{Listener: ln, s: s}
+	if opts.NoPipelining && opts.TLS == "starttls" {
+		ln.Close()
+		return nil, errors.New("smtpfake: NoPipelining needs TLS none or implicit")
+	}
+	ln = turnListener{Listener: outageListener{Listener: ln, s: s}, s: s}
 	if opts.TLS != "none" {
 		cert, pemBytes, err := selfSigned()
 		if err != nil {
@@ -235,12 +247,22 @@ func Start(opts Options) (*Server, error) {
 		tc := &tls.Config{Certificates: []tls.Certificate{cert}}
 		if opts.TLS == "implicit" {
 			ln = tls.NewListener(ln, tc)
+			if opts.NoPipelining {
+				// The wrapper hides the *tls.Conn from go-smtp, which then
+				// takes the connection for plain text and refuses AUTH.
+				ln = noPipeliningListener{ln}
+				s.srv.AllowInsecureAuth = true
+			}
 		} else {
 			s.srv.TLSConfig = tc
 		}
 	} else {
 		s.srv.AllowInsecureAuth = true
+		if opts.NoPipelining {
+			ln = noPipeliningListener{ln}
+		}
 	}
+	s.srv.CommandHook = s.commandHook
 	s.ln = ln
 	s.Addr = ln.Addr().String()
 	s.Host = "127.0.0.1"
@@ -299,6 +321,117 @@ func (s *Server) Tokens() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.tokens...)
+}
+
+// Commands returns how many times the server received the verb (EHLO,
+// MAIL, RCPT, DATA, RSET, NOOP, QUIT...).
+func (s *Server) Commands(verb string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commands[strings.ToUpper(verb)]
+}
+
+// RoundTrips returns the client's turns counted since each session's first
+// MAIL: how often the server, having answered, had to wait for more input.
+// Connection setup (greeting, TLS, EHLO, AUTH) is left out, so the figure is
+// the per-message cost: 2 per message with PIPELINING and no RSET (the
+// command group, the body), plus the final QUIT.
+func (s *Server) RoundTrips() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.roundTrips
+}
+
+func (s *Server) commandHook(c *smtp.Conn, verb string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commands[verb]++
+	if verb == "MAIL" {
+		if tc := s.turns[c.Conn().RemoteAddr().String()]; tc != nil {
+			tc.counting = true
+		}
+	}
+	return nil
+}
+
+// turnListener counts round trips on each accepted connection (below TLS).
+type turnListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l turnListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &turnConn{Conn: c, s: l.s}
+	key := c.RemoteAddr().String()
+	l.s.mu.Lock()
+	l.s.turns[key] = tc
+	l.s.mu.Unlock()
+	return tc, nil
+}
+
+// turnConn counts a turn each time a read follows a write. Its fields are
+// guarded by Server.mu (the hook sets counting from the session goroutine).
+type turnConn struct {
+	net.Conn
+	s        *Server
+	wrote    bool
+	counting bool
+	once     sync.Once
+}
+
+func (c *turnConn) Read(b []byte) (int, error) {
+	c.s.mu.Lock()
+	if c.wrote && c.counting {
+		c.s.roundTrips++
+	}
+	c.wrote = false
+	c.s.mu.Unlock()
+	return c.Conn.Read(b)
+}
+
+func (c *turnConn) Write(b []byte) (int, error) {
+	c.s.mu.Lock()
+	c.wrote = true
+	c.s.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *turnConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.turns, c.RemoteAddr().String())
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// noPipeliningListener removes PIPELINING from the EHLO reply.
+type noPipeliningListener struct{ net.Listener }
+
+func (l noPipeliningListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return noPipeliningConn{c}, nil
+}
+
+type noPipeliningConn struct{ net.Conn }
+
+// Write drops the capability line; go-smtp writes the whole EHLO reply in
+// one call, and PIPELINING is never its last line.
+func (c noPipeliningConn) Write(b []byte) (int, error) {
+	if out := bytes.Replace(b, []byte("250-PIPELINING\r\n"), nil, 1); len(out) != len(b) {
+		if _, err := c.Conn.Write(out); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
 }
 
 type nopLogger struct{}
