@@ -46,12 +46,12 @@ func LoadDefault(check Checker) (*Config, error) {
 func Load(path string, check Checker) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", unwrapPathErr(err))}}
+		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", field.UnwrapPathErr(err))}}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {
-		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", unwrapPathErr(err))}}
+		return nil, &Problems{{File: path, Reason: fmt.Sprintf("cannot read config: %v", field.UnwrapPathErr(err))}}
 	}
 	return Parse(path, data, nil, check)
 }

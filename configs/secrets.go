@@ -71,12 +71,12 @@ func readSecretFile(path string) (string, string) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
+		return "", fmt.Sprintf("cannot read %s: %v", path, field.UnwrapPathErr(err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
-		return "", fmt.Sprintf("cannot read %s: %v", path, unwrapPathErr(err))
+		return "", fmt.Sprintf("cannot read %s: %v", path, field.UnwrapPathErr(err))
 	}
 	if len(data) > maxSecretFile {
 		return "", fmt.Sprintf("secret file %s is larger than 1 MiB", path)
@@ -86,14 +86,6 @@ func readSecretFile(path string) (string, string) {
 		return "", fmt.Sprintf("secret file %s is empty", path)
 	}
 	return s, ""
-}
-
-// unwrapPathErr drops the path from an *os.PathError (we print it already).
-func unwrapPathErr(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
 }
 
 // resolveSecret fills *value from ${ENV} references or from file. key is
