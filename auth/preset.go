@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Provider names an OAuth2 identity provider preset.
@@ -61,7 +62,19 @@ type PresetInfo struct {
 	RatePerMinute float64
 	// MaxMessageSize is the largest message the provider accepts, in bytes.
 	MaxMessageSize int64
+	// DailyRecipients is how many recipients one mailbox may send to in a
+	// rolling 24 hours before the provider refuses more.
+	DailyRecipients int
+	// IdleTimeout is how long delivery keeps an idle connection for more
+	// mail: long enough that a trickle of scans (one every few seconds at
+	// Microsoft's 30 a minute) reuses its connection, well under the 5
+	// minutes RFC 5321 section 4.5.3.2.7 asks servers to wait for the next
+	// command.
+	IdleTimeout time.Duration
 }
+
+// providerIdleTimeout is the keep-alive of the provider presets.
+const providerIdleTimeout = time.Minute
 
 // SMTPAddr is host:port, or "" when the preset has no SMTP host.
 func (p PresetInfo) SMTPAddr() string {
@@ -109,6 +122,10 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			MaxConnections: 3,
 			RatePerMinute:  30,
 			MaxMessageSize: 35 * MB,
+			// Recipient rate limit: 10,000 recipients a day per mailbox
+			// (exchange-online-limits#sending-limits-1, same page).
+			DailyRecipients: 10000,
+			IdleTimeout:     providerIdleTimeout,
 		}, nil
 	case ProviderGoogle:
 		return PresetInfo{
@@ -129,6 +146,11 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			// support.google.com/a/answer/9050120), not on the encoded
 			// message, which is about a third larger. Delivery's generic
 			// defaults and the server's own SIZE answer apply.
+			// The daily budget is Workspace's 2,000 (the same page; a
+			// consumer Gmail account gets about 500: set
+			// daily_recipient_limit).
+			DailyRecipients: 2000,
+			IdleTimeout:     providerIdleTimeout,
 		}, nil
 	case ProviderGeneric:
 		return PresetInfo{Provider: provider}, nil

@@ -732,8 +732,9 @@ func (e *Engine) connWorker(a *account) {
 // claimBatch is how many messages an unlimited account's connection claims at once.
 const claimBatch = 4
 
-// idleWait keeps an open connection for IdleTimeout in case more mail
-// arrives (like Postfix's connection cache); false when nothing came.
+// idleWait keeps an open connection for the account's IdleTimeout (else the
+// engine's) in case more mail arrives (like Postfix's connection cache);
+// false when nothing came.
 func (e *Engine) idleWait(a *account, work <-chan struct{}) bool {
 	e.mu.Lock()
 	a.idle++
@@ -743,7 +744,11 @@ func (e *Engine) idleWait(a *account, work <-chan struct{}) bool {
 		a.idle--
 		e.mu.Unlock()
 	}()
-	t := time.NewTimer(e.opts.IdleTimeout)
+	idle := e.opts.IdleTimeout
+	if a.cfg.IdleTimeout > 0 {
+		idle = a.cfg.IdleTimeout
+	}
+	t := time.NewTimer(idle)
 	defer t.Stop()
 	select {
 	case <-work:

@@ -163,6 +163,7 @@ func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 		d.MaxConnections = cmp.Or(d.MaxConnections, p.MaxConnections)
 		d.RatePerMinute = cmp.Or(d.RatePerMinute, p.RatePerMinute)
 		d.MaxMessageSize = cmp.Or(d.MaxMessageSize, p.MaxMessageSize)
+		d.IdleTimeout = cmp.Or(d.IdleTimeout, p.IdleTimeout)
 	}
 	return d
 }

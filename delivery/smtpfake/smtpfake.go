@@ -106,6 +106,8 @@ type Server struct {
 	commands      map[string]int
 	turns         map[string]*turnConn // by client address
 	roundTrips    int
+	handshakes    int
+	resumed       int
 }
 
 // Outage is how the server behaves while it is down (SetOutage).
@@ -244,7 +246,16 @@ func Start(opts Options) (*Server, error) {
 		f.Write(pemBytes)
 		f.Close()
 		s.CAFile = f.Name()
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert},
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				s.mu.Lock()
+				s.handshakes++
+				if cs.DidResume {
+					s.resumed++
+				}
+				s.mu.Unlock()
+				return nil
+			}}
 		if opts.TLS == "implicit" {
 			ln = tls.NewListener(ln, tc)
 			if opts.NoPipelining {
@@ -321,6 +332,14 @@ func (s *Server) Tokens() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.tokens...)
+}
+
+// Handshakes returns the TLS handshakes completed and how many of them
+// resumed an earlier session.
+func (s *Server) Handshakes() (all, resumed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handshakes, s.resumed
 }
 
 // Commands returns how many times the server received the verb (EHLO,
