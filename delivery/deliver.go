@@ -293,6 +293,9 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 			}
 		}
 		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, reason, se, log)
+	case se.Class == ClassBlocked:
+		d, reason := e.blockedHold(se)
+		e.holdAndPostpone(bg, a, m, d, reason, se, log)
 	case se.Class == ClassAuth:
 		e.holdAndPostpone(bg, a, m, e.opts.HoldInterval, "upstream refused the account's credentials: "+se.Error(), se, log)
 	default:

@@ -36,6 +36,8 @@ type disposition struct {
 	delivered int
 	// throttle: the answer was a throttling one; slow the account down.
 	throttle bool
+	// hold: a recipient's answer said the account is blocked; hold it.
+	hold *SMTPError
 	// notice is the failure notice's reason after a delivery in which some
 	// recipients were refused (now or in an earlier attempt).
 	notice string
@@ -76,7 +78,7 @@ func (e *Engine) decide(a *account, m *spool.Message, res sendResult, err error,
 		switch {
 		case e.hard.Err() != nil && se.Code == 0:
 			return disposition{verdict: verdictPostpone, next: now, reason: "interrupted by shutdown", err: se}
-		case se.Class == ClassConfig || se.Class == ClassAuth:
+		case se.Class == ClassConfig || se.Class == ClassAuth || se.Class == ClassBlocked:
 			// e.g. 530 5.7.57 at MAIL: the tenant refuses this client; wait.
 			return disposition{verdict: verdictConnFailed, connErr: se, err: se}
 		case isSendAsDenied(se):
@@ -91,6 +93,7 @@ func (e *Engine) decide(a *account, m *spool.Message, res sendResult, err error,
 	var (
 		results          []spool.RecipientResult
 		tempErr, permErr *SMTPError
+		blockedErr       *SMTPError // a recipient's answer says the account is blocked
 		delivered        int
 	)
 	for _, r := range res.Rcpts {
@@ -98,6 +101,9 @@ func (e *Engine) decide(a *account, m *spool.Message, res sendResult, err error,
 		case r.Err == nil:
 			delivered++
 			results = append(results, spool.RecipientResult{Addr: r.Addr, State: spool.RcptDelivered})
+		case r.Err.Class == ClassBlocked && blockedErr == nil:
+			blockedErr = r.Err
+			fallthrough
 		case r.Err.Temporary():
 			if tempErr == nil {
 				tempErr = r.Err
@@ -111,6 +117,14 @@ func (e *Engine) decide(a *account, m *spool.Message, res sendResult, err error,
 		}
 	}
 	switch {
+	case blockedErr != nil && delivered == 0:
+		// Nothing went out: the message waits for the account's hold
+		// without using the attempt.
+		return disposition{verdict: verdictConnFailed, connErr: blockedErr, err: blockedErr}
+	case blockedErr != nil:
+		d := e.retry(a, m, blockedErr, results, delivered, now)
+		d.hold = blockedErr
+		return d
 	case tempErr != nil:
 		return e.retry(a, m, tempErr, results, delivered, now)
 	case delivered == 0 && permErr != nil:
@@ -146,6 +160,13 @@ func (e *Engine) apply(bg context.Context, a *account, m *spool.Message, d dispo
 	}
 	if d.throttle {
 		e.throttle(a, log)
+	}
+	if d.hold != nil {
+		dur, reason := e.blockedHold(d.hold)
+		e.mu.Lock()
+		a.holdLocked(now.Add(dur), reason, d.hold, now)
+		e.mu.Unlock()
+		log.Warn("account on hold; its messages wait without using attempts", "until", now.Add(dur), "reason", reason)
 	}
 	switch d.verdict {
 	case verdictDelivered:

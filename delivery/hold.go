@@ -136,3 +136,17 @@ func (e *Engine) recoveriesOf(a *account) uint64 {
 	defer e.mu.Unlock()
 	return a.hold.recoveries
 }
+
+// blockedHold is how long a blocked account waits and the hold's reason:
+// what the provider said, what it means and the fix.
+func (e *Engine) blockedHold(se *SMTPError) (time.Duration, string) {
+	b := blockedReply(se)
+	if b == nil { // classified elsewhere as blocked
+		return e.opts.HoldInterval, "the upstream blocks the account: " + se.Error()
+	}
+	d := e.opts.HoldInterval
+	if b.quota {
+		d = quotaHold
+	}
+	return d, b.why + " (" + se.Error() + "): " + b.fix
+}
