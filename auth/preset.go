@@ -147,8 +147,7 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			// message, which is about a third larger. Delivery's generic
 			// defaults and the server's own SIZE answer apply.
 			// The daily budget is Workspace's 2,000 (the same page; a
-			// consumer Gmail account gets about 500: set
-			// daily_recipient_limit).
+			// consumer Gmail account gets about 500).
 			DailyRecipients: 2000,
 			IdleTimeout:     providerIdleTimeout,
 		}, nil

@@ -160,7 +160,7 @@ func blockedReply(e *SMTPError) *blocked {
 	// exchange-online-service-description/exchange-online-limits#sending-limits-1).
 	case e.Code == 554 && e.Enhanced == "5.2.0" && strings.Contains(text, "submissionquotaexceeded"):
 		return &blocked{why: "the mailbox reached Exchange Online's sending limit (SubmissionQuotaExceeded)",
-			fix: "mail waits until the rolling 24-hour window frees; lower daily_recipient_limit or add a fallback account", quota: true}
+			fix: "mail waits until the rolling 24-hour window frees; spread the sending or send part of it through another account", quota: true}
 	// "554 5.2.2 ... QuotaExceededException" on submission: the sending
 	// mailbox is full (Exchange saves every sent message in Sent Items).
 	// At RCPT a 5.2.2 is the recipient's full mailbox, a per-recipient answer.
@@ -195,7 +195,7 @@ func blockedReply(e *SMTPError) *blocked {
 	// exceeded"; support.google.com/a/answer/166852): a rolling 24 hours.
 	case e.Enhanced == "5.4.5" && e.Code >= 500:
 		return &blocked{why: "the Google account reached its daily sending limit (5.4.5)",
-			fix: "mail waits until the rolling 24-hour window frees; lower daily_recipient_limit or add a fallback account", quota: true}
+			fix: "mail waits until the rolling 24-hour window frees; spread the sending or send part of it through another account", quota: true}
 	}
 	return nil
 }
