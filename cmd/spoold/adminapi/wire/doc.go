@@ -29,6 +29,8 @@
 //	POST   /v1/accounts/{name}/test-send    TestSendRequest -> TestSendResult
 //	POST   /v1/logins/{id}/paste            PasteRequest -> AccountInfo
 //	GET    /v1/logins/{id}/wait             AccountInfo (long poll)
+//	GET    /v1/alerts                       AlertsResponse
+//	POST   /v1/alerts/test                  AlertTestResponse
 //
 // Errors are ErrorBody, {"error":{"code":...,"message":...}}, with a stable
 // code and an HTTP status (see the Code* constants); the Client returns them
