@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -24,23 +25,7 @@ func (a *app) alertsCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd, false)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		res, err := c.Alerts(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(cmd.OutOrStdout(), res)
-		}
-		a.printAlerts(cmd.OutOrStdout(), res)
-		return nil
-	})
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.AlertsResponse, error) { return c.Alerts(ctx) }, a.printAlerts)
 	cmd.AddCommand(a.alertsTestCmd())
 	return cmd
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 )
 
 // pauseCmd and resumeCmd stop and restart delivery on the running daemon, as
@@ -21,26 +24,14 @@ func (a *app) pauseResumeCmd(paused bool) *cobra.Command {
 	}
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd, false)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		st, err := c.SetDeliveryPaused(ctx, paused)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(cmd.OutOrStdout(), st)
-		}
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.DeliveryState, error) {
+		return c.SetDeliveryPaused(ctx, paused)
+	}, func(w io.Writer, st wire.DeliveryState) {
 		if st.Paused {
-			fmt.Fprintln(cmd.OutOrStdout(), "delivery paused: mail is accepted and queued but not sent (spoolctl resume)")
+			fmt.Fprintln(w, "delivery paused: mail is accepted and queued but not sent (spoolctl resume)")
 		} else {
-			fmt.Fprintln(cmd.OutOrStdout(), "delivery resumed")
+			fmt.Fprintln(w, "delivery resumed")
 		}
-		return nil
 	})
 	return cmd
 }

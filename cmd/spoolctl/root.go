@@ -85,6 +85,29 @@ func (a *app) cleanup() {
 }
 
 // ctx applies --timeout to the command's context.
+// request is the RunE of a command that makes one admin API request: it
+// dials the daemon, bounds the request by --timeout, and prints the answer
+// as JSON with --json, else through show.
+func request[T any](a *app, asJSON *bool, req func(context.Context, *wire.Client) (T, error), show func(io.Writer, T)) func(*cobra.Command, []string) error {
+	return a.run(func(cmd *cobra.Command, _ []string) error {
+		c, err := a.client(cmd, false)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := a.ctx(cmd)
+		defer cancel()
+		v, err := req(ctx, c)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(cmd.OutOrStdout(), v)
+		}
+		show(cmd.OutOrStdout(), v)
+		return nil
+	})
+}
+
 func (a *app) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()
 	if ctx == nil {
