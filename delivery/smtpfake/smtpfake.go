@@ -78,6 +78,10 @@ type Options struct {
 	// NoPipelining leaves PIPELINING out of the EHLO reply, as old relays
 	// do. It needs TLS "none" or "implicit" (the reply is edited above TLS).
 	NoPipelining bool
+	// NoChunking leaves CHUNKING (RFC 3030, BDAT) out of the EHLO reply; the
+	// server offers it otherwise, as Exchange Online does. Same TLS limits as
+	// NoPipelining.
+	NoChunking bool
 }
 
 // Server is a running fake upstream.
@@ -223,9 +227,16 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtpfake: listen: %w", err)
 	}
-	if opts.NoPipelining && opts.TLS == "starttls" {
+	if (opts.NoPipelining || opts.NoChunking) && opts.TLS == "starttls" {
 		ln.Close()
-		return nil, errors.New("smtpfake: NoPipelining needs TLS none or implicit")
+		return nil, errors.New("smtpfake: NoPipelining and NoChunking need TLS none or implicit")
+	}
+	var drop [][]byte
+	if opts.NoPipelining {
+		drop = append(drop, []byte("250-PIPELINING\r\n"))
+	}
+	if opts.NoChunking {
+		drop = append(drop, []byte("250-CHUNKING\r\n"))
 	}
 	ln = turnListener{Listener: outageListener{Listener: ln, s: s}, s: s}
 	if opts.TLS != "none" {
@@ -258,10 +269,10 @@ func Start(opts Options) (*Server, error) {
 			}}
 		if opts.TLS == "implicit" {
 			ln = tls.NewListener(ln, tc)
-			if opts.NoPipelining {
+			if drop != nil {
 				// The wrapper hides the *tls.Conn from go-smtp, which then
 				// takes the connection for plain text and refuses AUTH.
-				ln = noPipeliningListener{ln}
+				ln = capsFilterListener{ln, drop}
 				s.srv.AllowInsecureAuth = true
 			}
 		} else {
@@ -269,8 +280,8 @@ func Start(opts Options) (*Server, error) {
 		}
 	} else {
 		s.srv.AllowInsecureAuth = true
-		if opts.NoPipelining {
-			ln = noPipeliningListener{ln}
+		if drop != nil {
+			ln = capsFilterListener{ln, drop}
 		}
 	}
 	s.srv.CommandHook = s.commandHook
@@ -428,23 +439,35 @@ func (c *turnConn) Close() error {
 	return c.Conn.Close()
 }
 
-// noPipeliningListener removes PIPELINING from the EHLO reply.
-type noPipeliningListener struct{ net.Listener }
+// capsFilterListener removes capability lines from the EHLO reply.
+type capsFilterListener struct {
+	net.Listener
+	drop [][]byte
+}
 
-func (l noPipeliningListener) Accept() (net.Conn, error) {
+func (l capsFilterListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return noPipeliningConn{c}, nil
+	return capsFilterConn{c, l.drop}, nil
 }
 
-type noPipeliningConn struct{ net.Conn }
+type capsFilterConn struct {
+	net.Conn
+	drop [][]byte
+}
 
-// Write drops the capability line; go-smtp writes the whole EHLO reply in
-// one call, and PIPELINING is never its last line.
-func (c noPipeliningConn) Write(b []byte) (int, error) {
-	if out := bytes.Replace(b, []byte("250-PIPELINING\r\n"), nil, 1); len(out) != len(b) {
+// Write drops the capability lines; go-smtp writes the whole EHLO reply in
+// one call, and SIZE is always its last line.
+func (c capsFilterConn) Write(b []byte) (int, error) {
+	out := b
+	if bytes.HasPrefix(b, []byte("250-")) {
+		for _, d := range c.drop {
+			out = bytes.Replace(out, d, nil, 1)
+		}
+	}
+	if len(out) != len(b) {
 		if _, err := c.Conn.Write(out); err != nil {
 			return 0, err
 		}

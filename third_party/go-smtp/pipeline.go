@@ -30,8 +30,20 @@ import (
 // Unlike calling Rcpt in a loop, every command is built before anything is
 // sent, so an invalid recipient fails the call without a MAIL on the wire.
 func (c *Client) MailRcptData(from string, opts *MailOptions, to []string, rcptOpts *RcptOptions) (rcptErrs []error, w *DataCommand, err error) {
+	return c.mailRcptGroup(from, opts, to, rcptOpts, true)
+}
+
+// mailRcpt is MailRcptData without DATA (for BDAT): the same outcomes except
+// that no data writer is returned.
+func (c *Client) mailRcpt(from string, opts *MailOptions, to []string, rcptOpts *RcptOptions) ([]error, error) {
+	errs, _, err := c.mailRcptGroup(from, opts, to, rcptOpts, false)
+	return errs, err
+}
+
+// mailRcptGroup sends MAIL, the RCPTs and, when data is set, DATA.
+func (c *Client) mailRcptGroup(from string, opts *MailOptions, to []string, rcptOpts *RcptOptions, data bool) (rcptErrs []error, w *DataCommand, err error) {
 	if _, ok := c.ext["PIPELINING"]; !ok {
-		return c.mailRcptDataLockstep(from, opts, to, rcptOpts)
+		return c.mailRcptDataLockstep(from, opts, to, rcptOpts, data)
 	}
 	if err := validateLine(from); err != nil {
 		return nil, nil, err
@@ -55,7 +67,9 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, to []string, rcptO
 		}
 		lines = append(lines, line)
 	}
-	lines = append(lines, "DATA")
+	if data {
+		lines = append(lines, "DATA")
+	}
 
 	defer c.conn.SetDeadline(time.Time{})
 	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
@@ -94,6 +108,12 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, to []string, rcptO
 			c.rcpts = append(c.rcpts, rcpt)
 		}
 	}
+	if !data {
+		if mailErr != nil {
+			return nil, nil, mailErr
+		}
+		return errs, nil, nil
+	}
 	dataErr := read(354)
 	if dataErr != nil && !isSMTPErr(dataErr) {
 		if mailErr != nil {
@@ -121,7 +141,7 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, to []string, rcptO
 
 // mailRcptDataLockstep is MailRcptData for a server without PIPELINING: one
 // command, one reply.
-func (c *Client) mailRcptDataLockstep(from string, opts *MailOptions, to []string, rcptOpts *RcptOptions) ([]error, *DataCommand, error) {
+func (c *Client) mailRcptDataLockstep(from string, opts *MailOptions, to []string, rcptOpts *RcptOptions, data bool) ([]error, *DataCommand, error) {
 	// As in the pipelined path, nothing goes out when a command is invalid.
 	if err := c.hello(); err != nil {
 		return nil, nil, err
@@ -149,7 +169,7 @@ func (c *Client) mailRcptDataLockstep(from string, opts *MailOptions, to []strin
 			accepted++
 		}
 	}
-	if accepted == 0 {
+	if accepted == 0 || !data {
 		return errs, nil, nil
 	}
 	w, err := c.Data()
