@@ -60,6 +60,20 @@ type AccountConfig struct {
 	// The daemon sets it from auth's provider preset.
 	IdleTimeout time.Duration
 
+	// DailyRecipientLimit is how many recipients the account may send to
+	// in a rolling 24 hours (budget.go): past it the account's mail waits
+	// instead of being refused by the provider. 0 or -1: no limit here; the
+	// daemon puts auth's provider preset (Microsoft 10,000, Google 2,000)
+	// in its place unless the configuration says -1.
+	DailyRecipientLimit int
+
+	// Fallback names another account that sends this account's mail while
+	// this one has been held (a budget, a blocked reply, a login) for
+	// FallbackAfter; "" = none. The fallback's own limits, holds and
+	// budget apply; it is not chained further.
+	Fallback      string
+	FallbackAfter time.Duration // default 30m (with a Fallback)
+
 	ConnectTimeout time.Duration // dial, TLS, greeting, EHLO and AUTH together; default 30s
 	CommandTimeout time.Duration // per command reply; default 2m
 	DataTimeout    time.Duration // body transfer and the reply after the final dot; default 10m
@@ -77,6 +91,8 @@ const (
 	maxRatePerMinute         = 1e6 // beyond this a limiter is meaningless; catches unit mistakes
 	maxMessagesPerConnection = 100000
 	tlsSessionCacheSize      = 16 // sessions kept per account (one upstream host; a few for its load balancers)
+	defaultFallbackAfter     = 30 * time.Minute
+	noRecipientLimit         = -1
 )
 
 // String never shows the password.
@@ -125,6 +141,9 @@ func (a AccountConfig) WithDefaults() AccountConfig {
 		a.DataTimeout = defaultDataTimeout
 	}
 	a.Retry = a.Retry.WithDefaults()
+	if a.Fallback != "" && a.FallbackAfter == 0 {
+		a.FallbackAfter = defaultFallbackAfter
+	}
 	if a.Transport == "file" {
 		if a.MaxConnections == 0 {
 			a.MaxConnections = defaultFileConnections
@@ -204,10 +223,17 @@ func (a AccountConfig) Validate() error {
 	if a.MaxMessageSize < 0 {
 		ps.Add("max_message_size", "%d is negative: want a size in bytes, or 0 for no local limit", a.MaxMessageSize)
 	}
+	if a.DailyRecipientLimit < noRecipientLimit {
+		ps.Add("daily_recipient_limit", "%d: want a number of recipients, 0 for the provider's budget or -1 for no limit", a.DailyRecipientLimit)
+	}
+	if a.Fallback != "" && a.Fallback == a.Name {
+		ps.Add("fallback", "%q is this account: name another account, or leave fallback out", a.Fallback)
+	}
 	for _, t := range []struct {
 		key string
 		d   time.Duration
-	}{{"connect_timeout", a.ConnectTimeout}, {"command_timeout", a.CommandTimeout}, {"data_timeout", a.DataTimeout}} {
+	}{{"connect_timeout", a.ConnectTimeout}, {"command_timeout", a.CommandTimeout}, {"data_timeout", a.DataTimeout},
+		{"fallback_after", a.FallbackAfter}} {
 		if t.d < 0 {
 			ps.Add(t.key, "%s is negative: want a duration, or 0 for the default", t.d)
 		}
@@ -327,6 +353,13 @@ func ValidateAccounts(cfgs []AccountConfig) error {
 			continue
 		}
 		first[c.Name] = i
+	}
+	for i, c := range cfgs {
+		if c.Fallback != "" && c.Fallback != c.Name {
+			if _, ok := first[c.Fallback]; !ok {
+				ps.Add(field.Join(field.Index("", i), "fallback"), "account %q is not configured: name one of the accounts", c.Fallback)
+			}
+		}
 	}
 	return ps.Err()
 }

@@ -54,6 +54,11 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started
 		}
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "internal error"}, log)
 	}()
+	// Past the daily budget the account waits instead of being refused.
+	if until, reason, over := e.overBudget(bg, a, m, log); over {
+		e.holdForBudget(bg, a, m, until, reason, log)
+		return sess
+	}
 	// Attempts and the next time are durable before we dial: a crash mid-send
 	// cannot cause a hot loop.
 	if !started {

@@ -157,6 +157,11 @@ func (e *Engine) apply(bg context.Context, a *account, m *spool.Message, d dispo
 	}
 	if d.delivered > 0 {
 		e.succeeded(a, now)
+		e.spend(bg, a, m, d.delivered, log)
+		if m.Account != a.cfg.Name {
+			e.m.fallback.WithLabelValues(m.Account, a.cfg.Name).Inc()
+			log.Info("delivered through the fallback account", "via", a.cfg.Name)
+		}
 	}
 	if d.throttle {
 		e.throttle(a, log)
@@ -165,6 +170,7 @@ func (e *Engine) apply(bg context.Context, a *account, m *spool.Message, d dispo
 		dur, reason := e.blockedHold(d.hold)
 		e.mu.Lock()
 		a.holdLocked(now.Add(dur), reason, d.hold, now)
+		// m itself is deferred or postponed by its verdict; the scheduler parks the rest (parkUntil).
 		e.mu.Unlock()
 		log.Warn("account on hold; its messages wait without using attempts", "until", now.Add(dur), "reason", reason)
 	}

@@ -72,6 +72,7 @@ type Spool interface {
 	attempts
 	noticeQueue
 	flusher
+	budgetStore
 }
 
 // Tokens is the part of auth.Manager the engine uses (errors wrap auth.Err*).
@@ -140,6 +141,13 @@ type AccountState struct {
 	ThrottledUntil time.Time
 	HeldUntil      time.Time
 	HoldReason     string
+	// RecipientsToday is how many recipients the account sent to in the
+	// last 24 hours, of DailyRecipientLimit (<=0: no limit; not counted).
+	RecipientsToday     int
+	DailyRecipientLimit int
+	// FallbackVia names the account sending this one's mail while it is
+	// held (budget.go); "" when none is.
+	FallbackVia string
 	// UpstreamDownSince is set while the account is upstream_down (several
 	// connection-level failures in a row): its messages wait without using
 	// attempts and one probe connection at a time checks the upstream.
@@ -162,7 +170,8 @@ type account struct {
 	connLimit       int
 	throttledUntil  time.Time
 	throttledAt     time.Time
-	hold            hold // hold.go
+	hold            hold   // hold.go
+	budget          budget // budget.go
 	lastDelivery    time.Time
 	lastErr         *spool.ErrorRecord
 	removed         bool
@@ -189,8 +198,9 @@ type Engine struct {
 	claims claimer
 	msgs   attempts
 	sp     noticeQueue // failure notices
-	drains flusher
-	tokens Tokens
+	drains  flusher
+	budgets budgetStore
+	tokens  Tokens
 	opts   Options
 	log    *slog.Logger
 	m      *metrics
@@ -319,12 +329,13 @@ func New(accounts []AccountConfig, sp Spool, tokens Tokens, opts Options) (*Engi
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{due: sp, claims: sp, msgs: sp, sp: sp, drains: sp, tokens: tokens, opts: opts, log: opts.Logger.With("component", "delivery"), m: m,
+	e := &Engine{due: sp, claims: sp, msgs: sp, sp: sp, drains: sp, budgets: sp, tokens: tokens, opts: opts, log: opts.Logger.With("component", "delivery"), m: m,
 		kick: make(chan struct{}, 1), workCh: make(chan struct{}), soft: context.Background(), hard: context.Background()}
 	accs, err := e.build(accounts)
 	if err != nil {
 		return nil, err
 	}
+	e.loadBudgets(accs)
 	e.accounts = accs
 	if tokens != nil {
 		tokens.OnRecovered(e.accountRecovered)
@@ -376,6 +387,7 @@ func (e *Engine) Reload(accounts []AccountConfig) error {
 	if err != nil {
 		return err
 	}
+	e.loadBudgets(accs)
 	e.mu.Lock()
 	var flush []string // new or changed accounts: their waiting messages may go now
 	for name, n := range accs {
@@ -446,7 +458,14 @@ func (e *Engine) AccountStates() []AccountState {
 		s := AccountState{Name: a.cfg.Name, Transport: a.cfg.Transport, InFlight: a.inflight, Connections: a.conns,
 			ConnLimit: a.connLimit, RatePerMinute: r, LastDelivery: a.lastDelivery, ThrottledUntil: a.throttledUntil,
 			HeldUntil: a.hold.until, HoldReason: a.hold.reason,
-			UpstreamDownSince: a.downSince, UpstreamDownReason: a.downReason, ConnectFailures: a.connFails}
+			UpstreamDownSince: a.downSince, UpstreamDownReason: a.downReason, ConnectFailures: a.connFails,
+			DailyRecipientLimit: a.cfg.DailyRecipientLimit}
+		if a.cfg.DailyRecipientLimit > 0 {
+			s.RecipientsToday = a.budget.trim(e.opts.Clock())
+		}
+		if fb := e.fallbackLocked(a, e.opts.Clock()); fb != nil {
+			s.FallbackVia = fb.cfg.Name
+		}
 		if !a.downSince.IsZero() && !a.probing {
 			s.NextProbe = a.probeAt
 		}
@@ -554,9 +573,29 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			e.mu.Unlock()
 			e.parkAll(ctx, name, now.Add(e.opts.HoldInterval), fmt.Sprintf("account %q is not configured", name))
 		case a.hold.active(now):
+			if fb := e.fallbackLocked(a, now); fb != nil {
+				// The fallback sends the held account's mail, within its own limits.
+				if !e.blockedLocked(fb, now) && fb.conns < fb.connLimit && e.workers < e.opts.Workers {
+					fb.conns++
+					e.workers++
+					e.wg.Add(1)
+					e.mu.Unlock()
+					go e.connWorker(a, fb)
+					continue
+				}
+				if e.blockedLocked(fb, now) {
+					// Held or down too: wait for whichever ends first.
+					until, reason := a.hold.until, a.hold.reason
+					e.mu.Unlock()
+					e.parkAll(ctx, name, until, reason)
+					continue
+				}
+				e.mu.Unlock()
+				continue
+			}
 			until, reason := a.hold.until, a.hold.reason
 			e.mu.Unlock()
-			e.parkAll(ctx, name, until, reason)
+			e.parkAll(ctx, name, e.parkUntil(a, until), reason)
 		case !a.downSince.IsZero():
 			// Upstream down: the probe (startProbes) connects, messages wait.
 			e.mu.Unlock()
@@ -578,7 +617,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 			e.workers++
 			e.wg.Add(1)
 			e.mu.Unlock()
-			go e.connWorker(a)
+			go e.connWorker(a, a)
 		default:
 			e.mu.Unlock()
 		}
@@ -629,8 +668,10 @@ func (e *Engine) blockedLocked(a *account, now time.Time) bool {
 		!a.downSince.IsZero()
 }
 
-// connWorker sends due messages of one account over one connection.
-func (e *Engine) connWorker(a *account) {
+// connWorker sends due messages of account from over one connection of
+// account a: the same account, or its fallback while from is held
+// (budget.go), for as long as that lasts.
+func (e *Engine) connWorker(from, a *account) {
 	var sess session
 	worked := false
 	defer func() {
@@ -664,7 +705,7 @@ func (e *Engine) connWorker(a *account) {
 			return
 		}
 		e.mu.Lock()
-		stop := e.blockedLocked(a, e.opts.Clock())
+		stop := e.blockedLocked(a, e.opts.Clock()) || (from != a && e.fallbackLocked(from, e.opts.Clock()) != a)
 		work := e.workCh // taken before claiming so no signal is missed
 		e.mu.Unlock()
 		if stop {
@@ -689,10 +730,10 @@ func (e *Engine) connWorker(a *account) {
 			queueStarted = a.limiter == nil
 			if queueStarted {
 				batch := min(claimBatch, a.cfg.MaxMessagesPerConnection-sent)
-				msgs, err = e.claims.ClaimAccountStart(soft, a.cfg.Name, now, batch, e.opts.Owner,
+				msgs, err = e.claims.ClaimAccountStart(soft, from.cfg.Name, now, batch, e.opts.Owner,
 					func(m *spool.Message) time.Time { return e.ifCrash(a, m, now) })
 			} else {
-				msgs, err = e.claims.ClaimAccount(soft, a.cfg.Name, now, 1, e.opts.Owner)
+				msgs, err = e.claims.ClaimAccount(soft, from.cfg.Name, now, 1, e.opts.Owner)
 			}
 			if err != nil {
 				if soft.Err() == nil {

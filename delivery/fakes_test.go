@@ -51,6 +51,7 @@ type fakeSpool struct {
 	reasons []string     // Postpone reasons, in order
 	// onPostpone, if set, runs at the start of Postpone (race injection).
 	onPostpone func(id string)
+	budget     map[string][]spool.BudgetEntry // recipient budget entries per account
 }
 
 func newFakeSpool(t testing.TB, clock func() time.Time) *fakeSpool {
@@ -500,4 +501,32 @@ func (f *fakeSpool) List(ctx context.Context, flt spool.Filter, cursor string, l
 		page.Messages = append(page.Messages, m)
 	}
 	return page, nil
+}
+
+func (f *fakeSpool) BudgetRecord(ctx context.Context, account, id, own string, at time.Time, n int, forgetBefore time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.budget == nil {
+		f.budget = map[string][]spool.BudgetEntry{}
+	}
+	var keep []spool.BudgetEntry
+	for _, en := range f.budget[account] {
+		if !en.At.Before(forgetBefore) {
+			keep = append(keep, en)
+		}
+	}
+	f.budget[account] = append(keep, spool.BudgetEntry{At: at, ID: id, Recipients: n})
+	return nil
+}
+
+func (f *fakeSpool) BudgetEntries(ctx context.Context, account string, since time.Time) ([]spool.BudgetEntry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []spool.BudgetEntry
+	for _, en := range f.budget[account] {
+		if !en.At.Before(since) {
+			out = append(out, en)
+		}
+	}
+	return out, nil
 }

@@ -26,6 +26,7 @@ import (
 // hold is an account's hold, guarded by Engine.mu.
 type hold struct {
 	until  time.Time // zero: not held
+	since  time.Time // when the hold began (a fallback takes over after FallbackAfter)
 	reason string    // why, with the fix where known; shown as AccountState.HoldReason
 	// recoveries counts the token source's recovery reports, so that a
 	// token error obtained before a recovery cannot hold the recovered
@@ -92,6 +93,9 @@ func (e *Engine) holdFor(a *account, err error) (time.Duration, string, *SMTPErr
 // holdLocked holds a until until and records the upstream's answer, if
 // any, as its last error (e.mu held).
 func (a *account) holdLocked(until time.Time, reason string, se *SMTPError, now time.Time) {
+	if !a.hold.active(now) {
+		a.hold.since = now
+	}
 	a.hold.until, a.hold.reason = until, reason
 	if se != nil {
 		a.lastErr = se.Record(now)
@@ -106,7 +110,7 @@ func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Messag
 	a.holdLocked(until, reason, se, now)
 	e.mu.Unlock()
 	log.Warn("account on hold; its messages wait without using attempts", "until", until, "reason", reason)
-	e.postpone(bg, a, m, until, reason, log)
+	e.postpone(bg, a, m, e.parkUntil(a, until), reason, log)
 }
 
 // accountRecovered is the token source's recovery hook: it clears the

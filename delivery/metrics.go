@@ -14,6 +14,10 @@ type metrics struct {
 	// Upstream outages (outage.go).
 	upstreamDown *prometheus.GaugeVec
 	probes       *prometheus.CounterVec
+	// Daily recipient budgets and fallback routes (budget.go).
+	budgetUsed *prometheus.GaugeVec
+	budgetHeld *prometheus.GaugeVec
+	fallback   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,8 +43,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "spoold_delivery_upstream_probes_total",
 			Help: "Probe connections of upstream_down accounts by result (up, down, error: could not log in).",
 		}, []string{"account", "result"}),
+		budgetUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spoold_delivery_recipients_24h",
+			Help: "Recipients the account sent to in the last 24 hours, for accounts with a daily_recipient_limit.",
+		}, []string{"account"}),
+		budgetHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spoold_delivery_budget_held",
+			Help: "1 while the account's mail waits because the next message would pass its daily_recipient_limit, else 0.",
+		}, []string{"account"}),
+		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spoold_delivery_fallback_messages_total",
+			Help: "Messages of a held account delivered through its fallback account (via).",
+		}, []string{"account", "via"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.duration, m.inflight, m.upstreamDown, m.probes} {
+	for _, c := range []prometheus.Collector{m.attempts, m.duration, m.inflight, m.upstreamDown, m.probes, m.budgetUsed, m.budgetHeld, m.fallback} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -37,10 +37,10 @@ type BudgetEntry struct {
 
 // BudgetRecord counts n recipients of message id, delivered through account
 // at at, and forgets the account's entries from before forgetBefore (out
-// of the window), in one durable transaction. via is the message's own
+// of the window), in one durable transaction. own is the message's own
 // account: when it differs from account (a fallback delivered it), the
 // route is kept for DeliveredVia.
-func (s *Spool) BudgetRecord(ctx context.Context, account, id, via string, at time.Time, n int, forgetBefore time.Time) error {
+func (s *Spool) BudgetRecord(ctx context.Context, account, id, own string, at time.Time, n int, forgetBefore time.Time) error {
 	if account == "" || bytes.IndexByte([]byte(account), 0) >= 0 || id == "" || n < 0 {
 		return fmt.Errorf("spool: recording recipients of %q for account %q: %w: empty or invalid name or count", id, account, ErrInvalid)
 	}
@@ -68,7 +68,7 @@ func (s *Spool) BudgetRecord(ctx context.Context, account, id, via string, at ti
 		if err := b.Put(budgetKey(account, at, id), binary.AppendUvarint(nil, uint64(n))); err != nil {
 			return err
 		}
-		if via == "" || via == account {
+		if own == "" || own == account {
 			return nil
 		}
 		r, err := tx.CreateBucketIfNotExists(bktRoutes)
