@@ -204,6 +204,11 @@ type Account struct {
 	CommandTimeout           time.Duration `yaml:"command_timeout" json:"command_timeout"` // each command's reply; default 2m
 	DataTimeout              time.Duration `yaml:"data_timeout" json:"data_timeout"`       // body and the reply after the final dot; default 10m
 	Retry                    Retry         `yaml:"retry" json:"retry"`
+	// DailyRecipientLimit: recipients in a rolling 24 h; 0 = the provider's
+	// budget (microsoft 10,000, google 2,000) or none; -1 = no limit.
+	DailyRecipientLimit int           `yaml:"daily_recipient_limit" json:"daily_recipient_limit"`
+	Fallback            string        `yaml:"fallback" json:"fallback"`             // account that sends this one's mail while it is held
+	FallbackAfter       time.Duration `yaml:"fallback_after" json:"fallback_after"` // how long the hold lasts first; default 30m
 }
 
 // IsOAuth reports whether the account authenticates with OAuth2 tokens.

@@ -72,7 +72,7 @@ type AccountConfig struct {
 	// FallbackAfter; "" = none. The fallback's own limits, holds and
 	// budget apply; it is not chained further.
 	Fallback      string
-	FallbackAfter time.Duration // default 30m (with a Fallback)
+	FallbackAfter time.Duration // default 30m
 
 	ConnectTimeout time.Duration // dial, TLS, greeting, EHLO and AUTH together; default 30s
 	CommandTimeout time.Duration // per command reply; default 2m
@@ -141,7 +141,7 @@ func (a AccountConfig) WithDefaults() AccountConfig {
 		a.DataTimeout = defaultDataTimeout
 	}
 	a.Retry = a.Retry.WithDefaults()
-	if a.Fallback != "" && a.FallbackAfter == 0 {
+	if a.FallbackAfter == 0 {
 		a.FallbackAfter = defaultFallbackAfter
 	}
 	if a.Transport == "file" {

@@ -39,6 +39,7 @@ func TestAccountConfigWithDefaults(t *testing.T) {
 	timeouts := func(a AccountConfig) AccountConfig {
 		a.ConnectTimeout, a.CommandTimeout, a.DataTimeout = 30*time.Second, 2*time.Minute, 10*time.Minute
 		a.Retry, a.MaxMessagesPerConnection = retry, 50
+		a.FallbackAfter = 30 * time.Minute
 		return a
 	}
 	for _, tc := range []struct {
@@ -73,7 +74,8 @@ func TestAccountConfigWithDefaults(t *testing.T) {
 			AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 2525, TLS: "starttls", Auth: "xoauth2",
 				Username: "a@b.example", Mailbox: "a@b.example", SenderRule: "rewrite", MaxConnections: -2, RatePerMinute: -5,
 				MaxMessagesPerConnection: 7, ConnectTimeout: time.Second, CommandTimeout: -time.Second, DataTimeout: time.Minute,
-				Retry: RetryPolicy{First: time.Second, Multiplier: 3, Max: time.Minute, Jitter: NoJitter, Lifetime: time.Hour}}},
+				Retry: RetryPolicy{First: time.Second, Multiplier: 3, Max: time.Minute, Jitter: NoJitter, Lifetime: time.Hour},
+				FallbackAfter: 30 * time.Minute}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.in.WithDefaults()

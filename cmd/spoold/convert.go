@@ -141,6 +141,9 @@ func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 		ConnectTimeout:           a.ConnectTimeout,
 		CommandTimeout:           a.CommandTimeout,
 		DataTimeout:              a.DataTimeout,
+		DailyRecipientLimit:      a.DailyRecipientLimit,
+		Fallback:                 a.Fallback,
+		FallbackAfter:            a.FallbackAfter,
 		Retry: delivery.RetryPolicy{
 			First:      a.Retry.First,
 			Multiplier: a.Retry.Multiplier,
@@ -164,6 +167,7 @@ func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 		d.RatePerMinute = cmp.Or(d.RatePerMinute, p.RatePerMinute)
 		d.MaxMessageSize = cmp.Or(d.MaxMessageSize, p.MaxMessageSize)
 		d.IdleTimeout = cmp.Or(d.IdleTimeout, p.IdleTimeout)
+		d.DailyRecipientLimit = cmp.Or(d.DailyRecipientLimit, p.DailyRecipients) // -1 stays: no limit
 	}
 	return d
 }

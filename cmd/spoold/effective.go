@@ -57,6 +57,7 @@ func (p *plan) effective() *configs.Config {
 		a.MaxMessagesPerConnection, a.MaxMessageSize = run.MaxMessagesPerConnection, run.MaxMessageSize
 		a.NotifyOnFailure = configs.NotifyPolicy(run.NotifyOnFailure)
 		a.ConnectTimeout, a.CommandTimeout, a.DataTimeout = run.ConnectTimeout, run.CommandTimeout, run.DataTimeout
+		a.DailyRecipientLimit, a.Fallback, a.FallbackAfter = run.DailyRecipientLimit, run.Fallback, run.FallbackAfter
 		a.Retry = configs.Retry{First: run.Retry.First, Multiplier: run.Retry.Multiplier, Max: run.Retry.Max, Jitter: run.Retry.Jitter, Lifetime: run.Retry.Lifetime}
 		if k, ok := oauth[a.Name]; ok {
 			o := p.oauth[k]
