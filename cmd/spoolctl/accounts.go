@@ -67,6 +67,9 @@ func printAccountsTable(w io.Writer, accs []wire.AccountInfo, now time.Time, ind
 		if ac.Reason != "" {
 			fmt.Fprintf(w, "%s%s: %s\n", indent, ac.Name, ac.Reason)
 		}
+		if ac.FallbackVia != "" {
+			fmt.Fprintf(w, "%s%s: its mail goes through the fallback account %s while it is held\n", indent, ac.Name, ac.FallbackVia)
+		}
 		for _, warn := range ac.Warnings {
 			fmt.Fprintf(w, "%s%s: warning: %s\n", indent, ac.Name, warn)
 		}
@@ -125,6 +128,12 @@ func printAccount(w io.Writer, ac wire.AccountInfo, now time.Time) {
 	fmt.Fprintf(tw, "Granted:\t%s\n", stamp(ac.GrantedAt, now))
 	fmt.Fprintf(tw, "Last refresh:\t%s\n", stamp(ac.LastRefresh, now))
 	fmt.Fprintf(tw, "Last delivery:\t%s\n", stamp(ac.LastDelivery, now))
+	if ac.DailyRecipientLimit > 0 {
+		fmt.Fprintf(tw, "Recipients (24 h):\t%d of %d\n", ac.RecipientsToday, ac.DailyRecipientLimit)
+	}
+	if ac.FallbackVia != "" {
+		fmt.Fprintf(tw, "Sending through:\t%s (fallback, while held)\n", ac.FallbackVia)
+	}
 	if !ac.UpstreamDownSince.IsZero() {
 		fmt.Fprintf(tw, "Upstream down since:\t%s\n", stamp(ac.UpstreamDownSince, now))
 		next := until(ac.NextProbe, now)

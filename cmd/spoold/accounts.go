@@ -113,6 +113,10 @@ func (d *daemonAccounts) Accounts(ctx context.Context) ([]wire.AccountInfo, erro
 			if st.HoldReason != "" && info.Reason == "" {
 				info.Reason = st.HoldReason
 			}
+			if st.DailyRecipientLimit > 0 {
+				info.RecipientsToday, info.DailyRecipientLimit = st.RecipientsToday, st.DailyRecipientLimit
+			}
+			info.FallbackVia = st.FallbackVia
 			if !st.UpstreamDownSince.IsZero() {
 				info.UpstreamDownSince, info.NextProbe = st.UpstreamDownSince, st.NextProbe
 				// An auth problem needs the admin; an outage ends by itself.

@@ -32,6 +32,13 @@ type AccountInfo struct {
 	// the first connection that succeeds sends them all.
 	UpstreamDownSince time.Time `json:"upstream_down_since,omitzero"`
 	NextProbe         time.Time `json:"next_probe,omitzero"`
+	// RecipientsToday of DailyRecipientLimit were sent in the last 24 hours
+	// (both 0 without a limit); past the limit the account's mail waits
+	// and Reason says until when.
+	RecipientsToday     int `json:"recipients_today,omitempty"`
+	DailyRecipientLimit int `json:"daily_recipient_limit,omitempty"`
+	// FallbackVia names the account sending this one's mail while it is held.
+	FallbackVia string `json:"fallback_via,omitempty"`
 }
 
 // Login modes accepted by StartLogin.
