@@ -34,3 +34,17 @@ func TestAccountsShowBudgetAndFallback(t *testing.T) {
 		t.Errorf("an account without a limit or fallback shows them:\n%s", plain.String())
 	}
 }
+
+func TestShowNamesTheFallbackAccount(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var out strings.Builder
+	printMessage(&out, wire.MessageView{ID: "01X", State: wire.StateDelivered, Account: "m365", DeliveredAt: now, DeliveredVia: "relay"}, now)
+	if !strings.Contains(out.String(), "relay (fallback for m365)") {
+		t.Fatalf("show lacks the delivering account:\n%s", out.String())
+	}
+	out.Reset()
+	printMessage(&out, wire.MessageView{ID: "01Y", State: wire.StateDelivered, Account: "m365", DeliveredAt: now}, now)
+	if strings.Contains(out.String(), "Delivered via") {
+		t.Fatalf("show names a fallback for a message its own account delivered:\n%s", out.String())
+	}
+}

@@ -350,6 +350,9 @@ func printMessage(w io.Writer, m wire.MessageView, now time.Time) {
 	if !m.DeliveredAt.IsZero() {
 		fmt.Fprintf(tw, "Delivered:\t%s\n", stamp(m.DeliveredAt, now))
 	}
+	if m.DeliveredVia != "" {
+		fmt.Fprintf(tw, "Delivered via:\t%s (fallback for %s)\n", m.DeliveredVia, m.Account)
+	}
 	if m.LastError != nil {
 		le := errLine(m.LastError)
 		if m.LastError.Class != "" {

@@ -303,7 +303,22 @@ func (s *Service) show(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.view(m, s.clock()), nil
+	v := s.view(m, s.clock())
+	if rt, ok := s.q.(routes); ok && m.State == spool.StateDelivered {
+		via, err := rt.DeliveredVia(r.Context(), m.ID)
+		if err != nil {
+			return nil, fmt.Errorf("reading which account delivered message %s: %w", m.ID, err)
+		}
+		v.DeliveredVia = via
+	}
+	return v, nil
+}
+
+// routes is the part of the spool that says which account delivered a
+// message when a fallback did (*spool.Spool has it; a queue without it
+// shows no route).
+type routes interface {
+	DeliveredVia(ctx context.Context, id string) (string, error)
 }
 
 // body streams the raw RFC 5322 message.

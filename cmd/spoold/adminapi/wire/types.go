@@ -201,6 +201,9 @@ type MessageView struct {
 	Subject     string        `json:"subject,omitempty"`
 	History     []AttemptInfo `json:"history,omitempty"`
 	DeliveredAt time.Time     `json:"delivered_at,omitzero"`
+	// DeliveredVia names the account that delivered the message when it was
+	// not its own Account (a fallback route); shown by spoolctl show.
+	DeliveredVia string `json:"delivered_via,omitempty"`
 }
 
 // ListRequest selects messages for GET /v1/messages.
