@@ -3,6 +3,7 @@ package smtp
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -59,7 +60,7 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.buf == nil {
-		b.buf = make([]byte, 0, b.size+1)
+		b.buf = getChunkBuf(b.size + 1)
 	}
 	n := 0
 	for n < len(p) {
@@ -112,6 +113,25 @@ func crState(start int, seg []byte) int {
 		return wstateCR
 	}
 	return wstateData
+}
+
+// chunkBufs keeps chunk buffers between messages: allocating (and zeroing)
+// a whole chunk per message cost more CPU than the dot-stuffing BDAT saves.
+var chunkBufs sync.Pool
+
+func getChunkBuf(n int) []byte {
+	if p, ok := chunkBufs.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+func (b *bdatWriter) releaseBuf() {
+	if b.buf != nil {
+		buf := b.buf[:0]
+		chunkBufs.Put(&buf)
+		b.buf = nil
+	}
 }
 
 // chunk sends the buffered octets as one BDAT.
@@ -176,7 +196,12 @@ func (b *bdatWriter) Close() error {
 	default:
 		b.buf = append(b.buf, '\r', '\n')
 	}
-	if err := b.chunk(true); err != nil {
+	if b.buf == nil {
+		b.buf = getChunkBuf(b.size + 1)
+	}
+	err := b.chunk(true)
+	b.releaseBuf() // the last chunk is in the bufio.Writer or sent
+	if err != nil {
 		return err
 	}
 	if err := b.c.text.W.Flush(); err != nil {
