@@ -37,6 +37,10 @@ type budgetStore interface {
 type budget struct {
 	loaded  bool
 	entries []spool.BudgetEntry // oldest first, within the window
+	// reserved counts the recipients of messages being sent now: the
+	// account's connections share one budget, so three of them cannot each
+	// take the last place.
+	reserved int
 }
 
 // trim drops entries that left the window at now and returns the count of
@@ -88,31 +92,52 @@ func (e *Engine) loadBudgets(accs map[string]*account) {
 		}
 		if err := e.loadBudget(ctx, a, now); err != nil {
 			e.log.Error("reading the daily recipient budget", "account", a.cfg.Name, "err", err)
+			continue
 		}
+		e.mu.Lock()
+		used := a.budget.trim(now)
+		e.mu.Unlock()
+		e.m.budgetUsed.WithLabelValues(a.cfg.Name).Set(float64(used))
 	}
 }
 
 // overBudget says whether sending m through a now would pass a's daily
-// limit, and if so until when the account waits and why.
-func (e *Engine) overBudget(ctx context.Context, a *account, m *spool.Message, log *slog.Logger) (until time.Time, reason string, over bool) {
+// limit, and if so until when the account waits and why. When it may go,
+// its recipients are reserved until release is called (after the attempt
+// has counted what it delivered).
+func (e *Engine) overBudget(ctx context.Context, a *account, m *spool.Message, log *slog.Logger) (until time.Time, reason string, over bool, release func()) {
+	release = func() {}
 	limit := a.cfg.DailyRecipientLimit
 	if limit <= 0 {
-		return time.Time{}, "", false
+		return time.Time{}, "", false, release
 	}
 	now := e.opts.Clock()
 	if err := e.loadBudget(ctx, a, now); err != nil {
 		// Sending on is the lesser harm: the provider's own limit still holds the account.
 		log.Error("reading the daily recipient budget; sending without it", "err", err)
-		return time.Time{}, "", false
+		return time.Time{}, "", false, release
 	}
 	need := min(len(pendingRcpts(m)), limit) // a message larger than the budget goes with an empty window
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	used := a.budget.trim(now)
-	e.m.budgetUsed.WithLabelValues(a.cfg.Name).Set(float64(used))
+	sent := a.budget.trim(now)
+	e.m.budgetUsed.WithLabelValues(a.cfg.Name).Set(float64(sent))
+	used := sent + a.budget.reserved
 	if used+need <= limit {
 		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(0)
-		return time.Time{}, "", false
+		a.budget.reserved += need
+		return time.Time{}, "", false, func() {
+			e.mu.Lock()
+			a.budget.reserved -= need
+			e.mu.Unlock()
+		}
+	}
+	if a.budget.reserved > 0 && sent+need <= limit {
+		// Only sends in flight stand in the way: wait for them, not a day.
+		until = now.Add(time.Minute)
+		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(1)
+		return until, fmt.Sprintf("daily recipient budget nearly reached: %d of %d recipients sent or being sent in the last 24 hours; "+
+			"mail waits for the sends in flight", used, limit), true, release
 	}
 	freed := 0
 	for _, en := range a.budget.entries {
@@ -128,7 +153,7 @@ func (e *Engine) overBudget(ctx context.Context, a *account, m *spool.Message, l
 	e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(1)
 	reason = fmt.Sprintf("daily recipient budget reached: %d of %d recipients sent in the last 24 hours and the next message has %d; "+
 		"mail waits until the window frees enough (raise daily_recipient_limit if the provider allows more)", used, limit, len(pendingRcpts(m)))
-	return until, reason, true
+	return until, reason, true, release
 }
 
 // spend counts n recipients of m, delivered through a, in a's window.

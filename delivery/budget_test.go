@@ -253,3 +253,25 @@ func TestBudgetAndFallbackConfig(t *testing.T) {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
+
+// Connections of one account share its budget: recipients being sent count
+// until their attempt has been recorded.
+func TestBudgetReservesRecipientsInFlight(t *testing.T) {
+	h := newHarness(t, hopt{noStart: true, account: func(a *AccountConfig) { a.DailyRecipientLimit = 3 }})
+	a := h.eng.accounts["m365"]
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m1 := h.sp.get(h.enqueue("a@dest.example", "b@dest.example"))
+	m2 := h.sp.get(h.enqueue("c@dest.example", "d@dest.example"))
+	_, _, over, release := h.eng.overBudget(context.Background(), a, m1, log)
+	if over {
+		t.Fatal("first message held with an empty window")
+	}
+	until, reason, over, _ := h.eng.overBudget(context.Background(), a, m2, log)
+	if !over || !strings.Contains(reason, "sends in flight") || !until.Equal(h.clock.Now().Add(time.Minute)) {
+		t.Fatalf("second message while the first is in flight: over %v until %v reason %q; want a short wait for the sends in flight", over, until, reason)
+	}
+	release() // the first failed: nothing was spent
+	if _, _, over, _ := h.eng.overBudget(context.Background(), a, m2, log); over {
+		t.Fatal("second message held after the first released its reservation")
+	}
+}

@@ -55,7 +55,9 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "internal error"}, log)
 	}()
 	// Past the daily budget the account waits instead of being refused.
-	if until, reason, over := e.overBudget(bg, a, m, log); over {
+	until, reason, over, release := e.overBudget(bg, a, m, log)
+	defer release()
+	if over {
 		e.holdForBudget(bg, a, m, until, reason, log)
 		return sess
 	}
