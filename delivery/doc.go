@@ -44,6 +44,13 @@
 // first connection that succeeds makes the waiting messages due at once
 // (outage.go, issue 23).
 //
+// An account with a DailyRecipientLimit (the daemon puts auth's provider
+// budget there) counts its delivered recipients in a rolling 24 hours kept
+// in the spool, and is held, not refused, when the next message would pass
+// the limit; an account with a Fallback sends its mail through that account
+// while it has been held for FallbackAfter, and the spool records the route
+// (budget.go, issue 19).
+//
 // Header rewrite decision: the header block is parsed bounded (MaxHeaderBytes,
 // 256 KiB). A header block that is larger, or that contains a line which is
 // neither a field nor a continuation, is refused before dialing and the
@@ -60,5 +67,8 @@
 // spoold_delivery_duration_seconds{account} (enqueue to delivery), the
 // gauge spoold_delivery_inflight, the gauge
 // spoold_delivery_upstream_down{account} (1 while upstream_down) and
-// spoold_delivery_upstream_probes_total{account,result} (up, down, error).
+// spoold_delivery_upstream_probes_total{account,result} (up, down, error),
+// spoold_delivery_recipients_24h{account} and
+// spoold_delivery_budget_held{account} (accounts with a daily limit), and
+// spoold_delivery_fallback_messages_total{account,via}.
 package delivery
