@@ -68,6 +68,7 @@ const (
 	KindNeedsReauth    = "account_needs_reauth"
 	KindMisconfigured  = "account_misconfigured"
 	KindRefreshFailing = "account_refresh_failing"
+	KindAccountHeld    = "account_held" // delivery holds the account: daily budget, a blocked-account reply
 	KindSecretExpiring = "client_secret_expiring"
 	KindGrantExpiring  = "grant_expiring"
 	KindDeadLetters    = "dead_letters"

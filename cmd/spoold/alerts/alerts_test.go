@@ -334,6 +334,15 @@ func TestConditions(t *testing.T) {
 				})
 			},
 			end: func(r *rig) { must(t, os.RemoveAll(filepath.Join(r.dir, "scans", "failed"))) }},
+		{name: "account held by delivery (daily budget)", key: "account_held/m365", wantFix: "fallback",
+			start: func(r *rig) {
+				r.enqueue("m365", 3)
+				r.world.set(func(w *world) {
+					w.states = []delivery.AccountState{{Name: "m365", HeldUntil: r.clock.now().Add(2 * time.Hour),
+						HoldReason: "daily recipient limit reached: 10000 of 10000 in the last 24 h"}}
+				})
+			},
+			end: func(r *rig) { r.world.set(func(w *world) { w.states = nil }) }},
 		{name: "delivery paused", key: "delivery_paused", wantFix: "spoolctl resume",
 			start: func(r *rig) {
 				r.world.set(func(w *world) { w.paused = true })

@@ -57,6 +57,22 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 		}
 	}
 
+	// Holds that delivery decides (the daily recipient budget, a reply that
+	// says the account is blocked); a hold for an auth problem is already an
+	// account alert above.
+	if a.src.Accounts != nil {
+		for _, st := range a.src.Accounts() {
+			if st.HoldReason == "" || !st.HeldUntil.After(now) || hasAccountFinding(out, st.Name) {
+				continue
+			}
+			add(finding{Key: KindAccountHeld + "/" + st.Name, Kind: KindAccountHeld, Severity: SeverityWarning, Account: st.Name,
+				Title:   fmt.Sprintf("Account %s is held until %s", st.Name, st.HeldUntil.Format(time.RFC3339)),
+				Text:    fmt.Sprintf("Delivery holds account %s: %s. %d messages wait; they keep their attempts and go when the hold ends.", st.Name, st.HoldReason, waiting[st.Name]),
+				Fix:     "Run spoolctl accounts for the reason; a fallback account (accounts[].fallback) can carry the mail meanwhile.",
+				Waiting: waiting[st.Name]})
+		}
+	}
+
 	stats, err := a.queue.Stats(ctx)
 	if err != nil {
 		a.log.Warn("cannot read the queue counts", "err", err)
@@ -308,4 +324,15 @@ func humanBytes(n uint64) string {
 		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// hasAccountFinding reports whether an account condition (auth's) is already
+// raised for account, so one cause is not alerted twice.
+func hasAccountFinding(out map[string]finding, account string) bool {
+	for _, f := range out {
+		if f.Account == account && strings.HasPrefix(f.Kind, "account_") {
+			return true
+		}
+	}
+	return false
 }
