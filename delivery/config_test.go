@@ -74,7 +74,7 @@ func TestAccountConfigWithDefaults(t *testing.T) {
 			AccountConfig{Name: "m", Transport: "smtp", Host: "h", Port: 2525, TLS: "starttls", Auth: "xoauth2",
 				Username: "a@b.example", Mailbox: "a@b.example", SenderRule: "rewrite", MaxConnections: -2, RatePerMinute: -5,
 				MaxMessagesPerConnection: 7, ConnectTimeout: time.Second, CommandTimeout: -time.Second, DataTimeout: time.Minute,
-				Retry: RetryPolicy{First: time.Second, Multiplier: 3, Max: time.Minute, Jitter: NoJitter, Lifetime: time.Hour},
+				Retry:         RetryPolicy{First: time.Second, Multiplier: 3, Max: time.Minute, Jitter: NoJitter, Lifetime: time.Hour},
 				FallbackAfter: 30 * time.Minute}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -194,16 +194,16 @@ type account struct {
 
 // Engine schedules and performs deliveries. Safe for concurrent use.
 type Engine struct {
-	due    dueQueue
-	claims claimer
-	msgs   attempts
-	sp     noticeQueue // failure notices
+	due     dueQueue
+	claims  claimer
+	msgs    attempts
+	sp      noticeQueue // failure notices
 	drains  flusher
 	budgets budgetStore
 	tokens  Tokens
-	opts   Options
-	log    *slog.Logger
-	m      *metrics
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
 
 	kick   chan struct{}
 	workCh chan struct{} // closed and replaced to wake idle connections
