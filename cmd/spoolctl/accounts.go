@@ -23,28 +23,16 @@ func (a *app) accountsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd, false)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		res, err := c.Accounts(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			return printJSON(cmd.OutOrStdout(), res)
-		}
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.AccountsResponse, error) {
+		return c.Accounts(ctx)
+	}, func(w io.Writer, res wire.AccountsResponse) {
 		if len(res.Accounts) == 0 {
-			fmt.Fprintln(cmd.OutOrStdout(), "no accounts configured")
-			return nil
+			fmt.Fprintln(w, "no accounts configured")
+			return
 		}
-		printAccountsTable(cmd.OutOrStdout(), res.Accounts, a.local(res.Now), "")
-		printSignInHints(cmd.OutOrStdout(), res.Accounts)
-		return nil
-	})
+		printAccountsTable(w, res.Accounts, a.local(res.Now), "")
+		printSignInHints(w, res.Accounts)
+	}, nil)
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,7 @@ func (a *app) alertsCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.AlertsResponse, error) { return c.Alerts(ctx) }, a.printAlerts)
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.AlertsResponse, error) { return c.Alerts(ctx) }, a.printAlerts, nil)
 	cmd.AddCommand(a.alertsTestCmd())
 	return cmd
 }
@@ -80,43 +81,24 @@ func (a *app) alertsTestCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd, false)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		res, err := c.TestAlerts(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			if err := printJSON(cmd.OutOrStdout(), res); err != nil {
-				return err
-			}
-		}
-		w := cmd.OutOrStdout()
-		failed := false
-		if len(res.Results) == 0 && !asJSON {
-			fmt.Fprintln(w, "no alert channels configured (alerts.email, alerts.webhooks, alerts.commands): nothing to test")
-		}
-		for _, r := range res.Results {
-			failed = failed || !r.OK
-			if asJSON {
-				continue
-			}
-			took := r.Duration.Round(time.Millisecond)
-			if r.OK {
-				fmt.Fprintf(w, "%s (%s): ok in %s: %s\n", r.Channel, r.Kind, took, r.Detail)
-			} else {
-				fmt.Fprintf(w, "%s (%s): FAILED after %s: %s\n", r.Channel, r.Kind, took, r.Error)
-			}
-		}
-		if failed {
-			return errReportedf()
-		}
-		return nil
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.AlertTestResponse, error) {
+		return c.TestAlerts(ctx)
+	}, printAlertTests, func(res wire.AlertTestResponse) bool {
+		return slices.ContainsFunc(res.Results, func(r wire.AlertTestResult) bool { return !r.OK })
 	})
 	return cmd
+}
+
+func printAlertTests(w io.Writer, res wire.AlertTestResponse) {
+	if len(res.Results) == 0 {
+		fmt.Fprintln(w, "no alert channels configured (alerts.email, alerts.webhooks, alerts.commands): nothing to test")
+	}
+	for _, r := range res.Results {
+		took := r.Duration.Round(time.Millisecond)
+		if r.OK {
+			fmt.Fprintf(w, "%s (%s): ok in %s: %s\n", r.Channel, r.Kind, took, r.Detail)
+		} else {
+			fmt.Fprintf(w, "%s (%s): FAILED after %s: %s\n", r.Channel, r.Kind, took, r.Error)
+		}
+	}
 }

@@ -32,6 +32,6 @@ func (a *app) pauseResumeCmd(paused bool) *cobra.Command {
 		} else {
 			fmt.Fprintln(w, "delivery resumed")
 		}
-	})
+	}, nil)
 	return cmd
 }

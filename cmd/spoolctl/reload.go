@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -21,29 +22,11 @@ func (a *app) reloadCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd, false)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := a.ctx(cmd)
-		defer cancel()
-		ri, err := c.Reload(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			if err := printJSON(cmd.OutOrStdout(), ri); err != nil {
-				return err
-			}
-		} else {
-			printReload(cmd.OutOrStdout(), ri, a.localNow(), "")
-		}
-		if !ri.OK {
-			return errReportedf()
-		}
-		return nil
-	})
+	cmd.RunE = request(a, &asJSON, func(ctx context.Context, c *wire.Client) (wire.ReloadInfo, error) {
+		return c.Reload(ctx)
+	}, func(w io.Writer, ri wire.ReloadInfo) {
+		printReload(w, ri, a.localNow(), "")
+	}, func(ri wire.ReloadInfo) bool { return !ri.OK })
 	return cmd
 }
 

@@ -87,8 +87,9 @@ func (a *app) cleanup() {
 // ctx applies --timeout to the command's context.
 // request is the RunE of a command that makes one admin API request: it
 // dials the daemon, bounds the request by --timeout, and prints the answer
-// as JSON with --json, else through show.
-func request[T any](a *app, asJSON *bool, req func(context.Context, *wire.Client) (T, error), show func(io.Writer, T)) func(*cobra.Command, []string) error {
+// as JSON with --json, else through show. failed (may be nil) says whether
+// the answer reports a failure, which makes the exit status 1 either way.
+func request[T any](a *app, asJSON *bool, req func(context.Context, *wire.Client) (T, error), show func(io.Writer, T), failed func(T) bool) func(*cobra.Command, []string) error {
 	return a.run(func(cmd *cobra.Command, _ []string) error {
 		c, err := a.client(cmd, false)
 		if err != nil {
@@ -101,9 +102,15 @@ func request[T any](a *app, asJSON *bool, req func(context.Context, *wire.Client
 			return err
 		}
 		if *asJSON {
-			return printJSON(cmd.OutOrStdout(), v)
+			if err := printJSON(cmd.OutOrStdout(), v); err != nil {
+				return err
+			}
+		} else {
+			show(cmd.OutOrStdout(), v)
 		}
-		show(cmd.OutOrStdout(), v)
+		if failed != nil && failed(v) {
+			return errReportedf()
+		}
 		return nil
 	})
 }
