@@ -64,43 +64,34 @@ routes:
 `, dir))
 
 	// configs accepts it; smtpd refuses it.
-	stress := filepath.Join(dir, "stress.yaml")
-	writeFile(t, stress, fmt.Sprintf(`data_dir: %s/data
-smtp_listeners:
+	// withOutbox writes a config: data_dir in dir, the sections given, and
+	// one file account that everything routes to.
+	withOutbox := func(name, sections string) string {
+		path := filepath.Join(dir, name)
+		writeFile(t, path, "data_dir: "+dir+"/data\n"+sections+`accounts:
+  - name: outbox
+    transport: file
+routes:
+  default: outbox
+`)
+		return path
+	}
+
+	stress := withOutbox("stress.yaml", `smtp_listeners:
   - name: local
     listen: 127.0.0.1:0
     allowed_networks: [127.0.0.1]
     max_connections: 10
     stress_threshold: 50
-accounts:
-  - name: outbox
-    transport: file
-routes:
-  default: outbox
-`, dir))
+`)
 
 	// configs accepts it; the scan folder refuses the time zone.
-	tz := filepath.Join(dir, "tz.yaml")
-	writeFile(t, tz, fmt.Sprintf(`data_dir: %s/data
-scan_folders:
-  - path: %s
+	tz := withOutbox("tz.yaml", `scan_folders:
+  - path: `+dir+`
     time_zone: Mars/Olympus
-accounts:
-  - name: outbox
-    transport: file
-routes:
-  default: outbox
-`, dir, dir))
+`)
 
-	outage := filepath.Join(dir, "outage.yaml")
-	writeFile(t, outage, fmt.Sprintf(`data_dir: %s/data
-delivery: {outage: {first_probe: 10m, max_probe: 3m}}
-accounts:
-  - name: outbox
-    transport: file
-routes:
-  default: outbox
-`, dir))
+	outage := withOutbox("outage.yaml", "delivery: {outage: {first_probe: 10m, max_probe: 3m}}\n")
 
 	expired := filepath.Join(dir, "expired.yaml")
 	writeFile(t, expired, fmt.Sprintf(`data_dir: %s/data
@@ -116,16 +107,9 @@ accounts:
 routes:
   default: outbox
 `, dir))
-	noFolder := filepath.Join(dir, "nofolder.yaml")
-	writeFile(t, noFolder, fmt.Sprintf(`data_dir: %s/data
-scan_folders:
-  - path: %s/missing
-accounts:
-  - name: outbox
-    transport: file
-routes:
-  default: outbox
-`, dir, dir))
+	noFolder := withOutbox("nofolder.yaml", `scan_folders:
+  - path: `+dir+`/missing
+`)
 
 	tests := []struct {
 		name     string
