@@ -36,6 +36,33 @@ func (s *Spool) Get(ctx context.Context, id string) (*Message, error) {
 // cursor ("" = from the start). limit <= 0 means DefaultListLimit; it is
 // capped at MaxListLimit.
 func (s *Spool) List(ctx context.Context, f Filter, cursor string, limit int) (Page, error) {
+	return s.list(ctx, f, ListOptions{}, cursor, limit)
+}
+
+// ListOptions extends a List for the web console's queue page: a predicate
+// on the stored record, newest first, and a bound on the records examined.
+type ListOptions struct {
+	// Match, if set, keeps only the messages it returns true for. It runs
+	// inside a read transaction: it must not call the spool.
+	Match func(*Message) bool
+	// Newest walks from the newest ID down; the cursor then continues
+	// below it.
+	Newest bool
+	// MaxScan bounds the index entries examined (0 = no bound). When a
+	// selective Match reaches it before the page is full, the page ends
+	// early with Next set to the last ID examined, so a search over a large
+	// queue answers in bounded time and the caller pages on.
+	MaxScan int
+}
+
+// ListMatching is List with opts: the state index (or the ID order when no
+// state is given) is walked from cursor until limit matches are found, and
+// never past opts.MaxScan entries.
+func (s *Spool) ListMatching(ctx context.Context, f Filter, opts ListOptions, cursor string, limit int) (Page, error) {
+	return s.list(ctx, f, opts, cursor, limit)
+}
+
+func (s *Spool) list(ctx context.Context, f Filter, opts ListOptions, cursor string, limit int) (Page, error) {
 	if f.State != "" && !f.State.Valid() {
 		return Page{}, fmt.Errorf("spool: list: %w: unknown state %q", ErrInvalid, f.State)
 	}
@@ -58,11 +85,17 @@ func (s *Spool) List(ctx context.Context, f Filter, cursor string, limit int) (P
 			if !f.CreatedBefore.IsZero() && !m.Created.Before(f.CreatedBefore) {
 				return false
 			}
-			return true
+			return opts.Match == nil || opts.Match(m)
 		}
-		// more reports whether the page is full; a further match means
-		// there is a next page.
+		scanned, last := 0, ""
+		// visit reports stop once the page is full (a further match means
+		// there is a next page) or the scan bound is reached.
 		visit := func(id string) (stop bool, err error) {
+			if opts.MaxScan > 0 && scanned == opts.MaxScan {
+				page.Next = last // the next page starts after it
+				return true, nil
+			}
+			scanned, last = scanned+1, id
 			m, err := getMsg(tx, id)
 			if err != nil {
 				return true, fmt.Errorf("%w: index names %s: %w", ErrCorrupt, id, err)
@@ -77,27 +110,17 @@ func (s *Spool) List(ctx context.Context, f Filter, cursor string, limit int) (P
 			page.Messages = append(page.Messages, m)
 			return false, nil
 		}
+		var c *bolt.Cursor
+		var p []byte
 		if f.State != "" {
-			p := statePrefix(f.State)
-			c := tx.Bucket(bktState).Cursor()
-			k, _ := c.Seek(append(statePrefix(f.State), cursor...))
-			if cursor != "" && k != nil && string(k[len(p):]) == cursor {
-				k, _ = c.Next()
-			}
-			for ; k != nil && hasPrefix(k, p); k, _ = c.Next() {
-				if stop, err := visit(string(k[len(p):])); stop || err != nil {
-					return err
-				}
-			}
-			return nil
+			p = statePrefix(f.State)
+			c = tx.Bucket(bktState).Cursor()
+		} else {
+			c = tx.Bucket(bktMessages).Cursor()
 		}
-		c := tx.Bucket(bktMessages).Cursor()
-		k, _ := c.Seek([]byte(cursor))
-		if cursor != "" && k != nil && string(k) == cursor {
-			k, _ = c.Next()
-		}
-		for ; k != nil; k, _ = c.Next() {
-			if stop, err := visit(string(k)); stop || err != nil {
+		k := seekFrom(c, p, cursor, opts.Newest)
+		for ; k != nil && hasPrefix(k, p); k = step(c, opts.Newest) {
+			if stop, err := visit(string(k[len(p):])); stop || err != nil {
 				return err
 			}
 		}
@@ -107,6 +130,46 @@ func (s *Spool) List(ctx context.Context, f Filter, cursor string, limit int) (P
 		return Page{}, fmt.Errorf("spool: list: %w", err)
 	}
 	return page, nil
+}
+
+// seekFrom positions c at the first key under prefix p after cursor, in
+// the walk's direction.
+func seekFrom(c *bolt.Cursor, p []byte, cursor string, newest bool) []byte {
+	if !newest {
+		k, _ := c.Seek(append(append([]byte{}, p...), cursor...))
+		if cursor != "" && k != nil && hasPrefix(k, p) && string(k[len(p):]) == cursor {
+			k, _ = c.Next()
+		}
+		return k
+	}
+	if cursor == "" {
+		// The last key under p: seek past the prefix, then step back.
+		end := append(append([]byte{}, p...), 0xff)
+		if k, _ := c.Seek(end); k == nil {
+			k, _ = c.Last()
+			return k
+		}
+		k, _ := c.Prev()
+		return k
+	}
+	k, _ := c.Seek(append(append([]byte{}, p...), cursor...))
+	if k == nil {
+		k, _ = c.Last()
+		return k
+	}
+	// Seek lands on cursor or the first key after it: either way the walk
+	// continues with the key before.
+	k, _ = c.Prev()
+	return k
+}
+
+func step(c *bolt.Cursor, newest bool) []byte {
+	if newest {
+		k, _ := c.Prev()
+		return k
+	}
+	k, _ := c.Next()
+	return k
 }
 
 // Stats returns the count of messages per state, kept in the database.
