@@ -116,6 +116,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/logins/{id}/wait", s.handle(s.write(s.wait)))
 	mux.HandleFunc("GET /v1/alerts", s.handle(s.alerts))
 	mux.HandleFunc("POST /v1/alerts/test", s.handle(s.write(s.testAlerts)))
+	s.registerConsoleSupport(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErrorf(wire.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
