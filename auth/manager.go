@@ -51,6 +51,9 @@ type Options struct {
 	LoginTTL time.Duration
 	// Rand provides login IDs, state and JWT IDs (default crypto/rand).
 	Rand io.Reader
+	// Sealer, when set, seals token records in the Store (spoold's
+	// secrets.key); nil stores them as plain JSON.
+	Sealer Sealer
 }
 
 // Manager owns the configured accounts' grants: it hands out access tokens,
@@ -158,6 +161,9 @@ func NewManager(accounts []AccountConfig, store Store, opts Options) (*Manager, 
 		store: store, now: opts.Clock, hc: opts.HTTPClient, log: opts.Logger.With("component", "auth"), opts: opts, met: met,
 		accounts: make(map[string]*account, len(rs)),
 		logins:   make(map[string]*pendingLogin), byState: make(map[string]*pendingLogin),
+	}
+	if opts.Sealer != nil {
+		m.store = sealedStore{Store: store, s: opts.Sealer}
 	}
 	m.base, m.cancel = context.WithCancel(context.Background())
 	for _, r := range rs {

@@ -147,3 +147,43 @@ type healthRecord struct {
 	// it afresh from the running config and never reads it back.
 	Mismatch string `json:"grant_mismatch,omitempty"`
 }
+
+// Sealer seals the token records before they reach the Store and opens them
+// after (auth/seal's Keyring). Records are bound to their account and key,
+// so one cannot stand in for another's.
+type Sealer interface {
+	Seal(account, key string, plain []byte) ([]byte, error)
+	Open(account, key string, sealed []byte) (plain []byte, keyID string, err error)
+}
+
+// sealedStore seals the token record on its way to the store; the health
+// record holds no credential and stays readable for spoolctl --spool.
+type sealedStore struct {
+	Store
+	s Sealer
+}
+
+func (st sealedStore) AccountGet(ctx context.Context, account, key string) ([]byte, bool, error) {
+	b, ok, err := st.Store.AccountGet(ctx, account, key)
+	if err != nil || !ok || key != TokenKey {
+		return b, ok, err
+	}
+	plain, _, err := st.s.Open(account, key, b)
+	if err != nil {
+		// The daemon checks every record at start-up, so this is a record
+		// changed behind its back: not a reason to ask for a new sign-in.
+		return nil, false, fmt.Errorf("opening the stored token: %w", err)
+	}
+	return plain, true, nil
+}
+
+func (st sealedStore) AccountPut(ctx context.Context, account, key string, value []byte) error {
+	if key != TokenKey {
+		return st.Store.AccountPut(ctx, account, key, value)
+	}
+	sealed, err := st.s.Seal(account, key, value)
+	if err != nil {
+		return err
+	}
+	return st.Store.AccountPut(ctx, account, key, sealed)
+}
