@@ -24,7 +24,15 @@ import (
 // RatePerMinute.
 type AccountConfig struct {
 	Name      string
-	Transport string // "smtp" (default) or "file"
+	Transport string // "smtp" (default), "graph" or "file"
+
+	// Graph transport (graphtransport.go). CAFile, when set, holds the
+	// roots its TLS trusts.
+	GraphEndpoint string // Graph root without the version; default DefaultGraphEndpoint
+	// GraphSendMailOnly turns the draft path off: messages too large for
+	// one sendMail request are dead-lettered instead of sent as a draft
+	// with uploaded attachments (which needs Mail.ReadWrite).
+	GraphSendMailOnly bool
 
 	// SMTP transport.
 	Host       string
@@ -83,6 +91,7 @@ type AccountConfig struct {
 const (
 	defaultSMTPConnections   = 10
 	defaultFileConnections   = 4
+	defaultGraphConnections  = 4 // Graph's concurrent requests per mailbox (throttling-limits)
 	defaultMessagesPerConn   = 50
 	defaultConnectTimeout    = 30 * time.Second
 	defaultCommandTimeout    = 2 * time.Minute
@@ -147,6 +156,15 @@ func (a AccountConfig) WithDefaults() AccountConfig {
 	if a.Transport == "file" {
 		if a.MaxConnections == 0 {
 			a.MaxConnections = defaultFileConnections
+		}
+		return a
+	}
+	if a.Transport == "graph" {
+		if a.MaxConnections == 0 {
+			a.MaxConnections = defaultGraphConnections
+		}
+		if a.GraphEndpoint == "" {
+			a.GraphEndpoint = DefaultGraphEndpoint
 		}
 		return a
 	}
@@ -245,9 +263,12 @@ func (a AccountConfig) Validate() error {
 			ps.Add("dir", "required for the file transport: the directory the .eml files are written to")
 		}
 		return ps.Err()
+	case "graph":
+		validateGraph(a, &ps)
+		return ps.Err()
 	case "smtp":
 	default:
-		ps.Add("transport", "%q: want smtp or file", a.Transport)
+		ps.Add("transport", "%q: want smtp, graph or file", a.Transport)
 		return ps.Err()
 	}
 	if a.Host == "" {

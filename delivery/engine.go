@@ -358,8 +358,19 @@ func (e *Engine) build(cfgs []AccountConfig) (map[string]*account, error) {
 			continue
 		}
 		a := &account{cfg: n, connLimit: n.MaxConnections}
+		if n.Transport == "graph" && e.tokens == nil {
+			errs = append(errs, fmt.Errorf("delivery: account %q uses transport graph but no token source is configured", n.Name))
+			continue
+		}
 		if n.Transport == "file" {
 			a.tr = &fileTransport{dir: n.Dir}
+		} else if n.Transport == "graph" {
+			gt, err := e.newGraphTransport(a)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			a.tr = gt
 		} else {
 			tc, err := n.tlsConfig()
 			if err != nil {

@@ -152,6 +152,9 @@ const quotaHold = time.Hour
 // now", not "this message is bad": they hold the account and leave its
 // messages queued instead of dead-lettering them. nil for any other answer.
 func blockedReply(e *SMTPError) *blocked {
+	if b := graphBlocked(e); b != nil {
+		return b
+	}
 	text := strings.ToLower(e.Text)
 	switch {
 	// Exchange Online's sending limits: "554 5.2.0 STOREDRV.Submission.
