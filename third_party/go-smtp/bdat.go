@@ -71,6 +71,21 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 		if room := b.size - len(b.buf); len(seg) > room {
 			seg = seg[:room]
 		}
+		if b.state == wstateBegin || b.state == wstateBeginLine {
+			// Whole lines ending in a lone CR before the LF need no change:
+			// one append for all of them instead of one per line.
+			if k := crlfLines(seg); k > 0 {
+				b.buf = append(b.buf, seg[:k]...)
+				b.state = wstateBeginLine
+				n += k
+				if len(b.buf) >= b.size {
+					if err := b.chunk(false); err != nil {
+						return n, err
+					}
+				}
+				continue
+			}
+		}
 		if i := bytes.IndexByte(seg, '\n'); i >= 0 {
 			bare := crState(b.state, seg[:i]) != wstateCR
 			b.buf = append(b.buf, seg[:i]...)
@@ -92,6 +107,21 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// crlfLines returns the length of the longest prefix of p made of whole
+// lines whose LF follows exactly one CR: from a line's start, Write copies
+// them unchanged.
+func crlfLines(p []byte) int {
+	end := 0
+	for end < len(p) {
+		i := bytes.IndexByte(p[end:], '\n')
+		if i < 1 || p[end+i-1] != '\r' || (i >= 2 && p[end+i-2] == '\r') {
+			break
+		}
+		end += i + 1
+	}
+	return end
 }
 
 // crState is dotWriter's state after seg (which holds no LF) from state

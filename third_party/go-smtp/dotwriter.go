@@ -7,7 +7,9 @@ import (
 
 // dotWriter is net/textproto's DotWriter with bulk copies (a spoold patch):
 // it converts LF to CRLF, escapes a dot at the start of a line and ends the
-// data with ".\r\n" on Close, writing runs of line content in one call.
+// data with ".\r\n" on Close, writing runs of line content in one call, and
+// at the start of a line a run of whole lines that need no change (see
+// cleanLines) in one call.
 type dotWriter struct {
 	w     *bufio.Writer
 	state int
@@ -23,6 +25,19 @@ const (
 func (d *dotWriter) Write(b []byte) (n int, err error) {
 	bw := d.w
 	for n < len(b) {
+		if d.state == wstateBegin || d.state == wstateBeginLine {
+			// Lines the state machine would pass unchanged go out
+			// together, and the state after them is a line's start again.
+			if k := cleanLines(b[n:]); k > 0 {
+				m, err := bw.Write(b[n : n+k])
+				n += m
+				if err != nil {
+					return n, err
+				}
+				d.state = wstateBeginLine
+				continue
+			}
+		}
 		if d.state == wstateData {
 			// Everything up to the next CR or LF passes unchanged.
 			rest := b[n:]
@@ -73,6 +88,22 @@ func (d *dotWriter) Write(b []byte) (n int, err error) {
 		n++
 	}
 	return
+}
+
+// cleanLines returns the length of the longest prefix of p made of whole
+// lines that dotWriter, starting at a line's start, writes unchanged: each
+// line ends in CRLF, holds no other CR or LF and does not start with a dot.
+// (An empty line, CRLF alone, is one of them.)
+func cleanLines(p []byte) int {
+	end := 0
+	for end < len(p) && p[end] != '.' {
+		i := bytes.IndexByte(p[end:], '\n')
+		if i < 1 || p[end+i-1] != '\r' || bytes.IndexByte(p[end:end+i-1], '\r') >= 0 {
+			break
+		}
+		end += i + 1
+	}
+	return end
 }
 
 var dotcrnl = []byte(".\r\n")
