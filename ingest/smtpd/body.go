@@ -51,75 +51,132 @@ func (l *sizeLimiter) Read(p []byte) (int, error) {
 }
 
 // lineEndings enforces CRLF line endings: a bare LF or bare CR is an error
-// (reject) or becomes CRLF (normalize). It keeps one byte of state across
-// reads so a CR at the end of one read is judged by the next byte.
+// (reject) or becomes CRLF (normalize). Clean data, the usual case, is
+// checked where the caller's buffer holds it and returned as is: one scan and
+// no copy. Only a read holding a bare line end in normalize mode is rewritten,
+// through out. A CR that ends one read is passed on at once and judged by the
+// first byte of the next.
 type lineEndings struct {
 	r         io.Reader
 	normalize bool
-	in        []byte
 	out       []byte
 	off       int
-	pendingCR bool
+	pendingCR bool // the last byte passed on was a CR; its LF is still due
 	err       error
 }
 
 // bodyBufs are one DATA's buffers, pooled per Server: a fresh set per
 // message was most of the listener's garbage.
 type bodyBufs struct {
-	in, out []byte
-	br      *bufio.Reader
+	out []byte
+	br  *bufio.Reader
 }
 
 func newBodyBufs() *bodyBufs {
-	return &bodyBufs{in: make([]byte, 16<<10), out: make([]byte, 0, 32<<10), br: bufio.NewReaderSize(nil, 8<<10)}
+	return &bodyBufs{out: make([]byte, 0, 16<<10), br: bufio.NewReaderSize(nil, 8<<10)}
 }
 
 func newLineEndings(r io.Reader, normalize bool, bufs *bodyBufs) *lineEndings {
-	return &lineEndings{r: r, normalize: normalize, in: bufs.in, out: bufs.out[:0]}
+	return &lineEndings{r: r, normalize: normalize, out: bufs.out[:0]}
 }
 
 func (f *lineEndings) Read(p []byte) (int, error) {
-	for f.off == len(f.out) {
-		if f.err != nil {
-			return 0, f.err
-		}
-		f.out, f.off = f.out[:0], 0
-		n, err := f.r.Read(f.in)
-		if perr := f.process(f.in[:n]); perr != nil {
-			f.err = perr
-			return 0, perr
-		}
-		if err != nil {
-			if err == io.EOF && f.pendingCR {
-				f.pendingCR = false
-				if !f.normalize {
-					f.err = errBareLF
-					return 0, f.err
-				}
-				f.out = append(f.out, '\r', '\n')
+	if f.off < len(f.out) {
+		n := copy(p, f.out[f.off:])
+		f.off += n
+		return n, nil
+	}
+	if f.err != nil {
+		return 0, f.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := f.r.Read(p)
+	c := p[:n]
+	if n > 0 {
+		if crlfClean(c, f.pendingCR) {
+			f.pendingCR = c[n-1] == '\r'
+		} else {
+			if !f.normalize {
+				f.err = errBareLF
+				return 0, f.err
 			}
-			f.err = err
+			f.out, f.off = f.rewrite(f.out[:0], c), 0
+			n = copy(p, f.out)
+			f.off = n
 		}
 	}
-	n := copy(p, f.out[f.off:])
-	f.off += n
-	return n, nil
+	if err != nil {
+		if err == io.EOF && f.pendingCR {
+			// The message ends in a CR.
+			f.pendingCR = false
+			if !f.normalize {
+				f.err = errBareLF
+				return 0, f.err
+			}
+			if f.off == len(f.out) {
+				f.out, f.off = f.out[:0], 0
+			}
+			f.out = append(f.out, '\n')
+		}
+		f.err = err
+		if f.off < len(f.out) {
+			return n, nil // the rest, then err
+		}
+	}
+	return n, err
 }
 
-func (f *lineEndings) process(b []byte) error {
-	for len(b) > 0 {
-		if f.pendingCR {
-			f.pendingCR = false
-			if b[0] == '\n' {
-				f.out = append(f.out, '\r', '\n')
-				b = b[1:]
-				continue
-			}
-			if !f.normalize {
-				return errBareLF
-			}
-			f.out = append(f.out, '\r', '\n') // bare CR becomes a line break
+// crlfClean reports whether every CR and LF of c belongs to a CRLF pair; cr
+// says a CR ended the previous read, so c must start with its LF. A CR at
+// the end of c is allowed (the next read judges it). One IndexByte per line
+// checks each LF's CR; one Count over all of c then shows there is no other
+// CR: each checked LF has its own CR before it, so any CR beyond those (and
+// the one at the end) is a bare one.
+func crlfClean(c []byte, cr bool) bool {
+	if cr && c[0] != '\n' {
+		return false
+	}
+	lf := 0
+	for off := 0; off < len(c); {
+		i := bytes.IndexByte(c[off:], '\n')
+		if i < 0 {
+			break
 		}
+		i += off
+		if i == 0 {
+			if !cr {
+				return false
+			}
+		} else if c[i-1] != '\r' {
+			return false
+		}
+		lf++
+		off = i + 1
+	}
+	want := lf
+	if cr {
+		want-- // the LF at c[0] belongs to the previous read's CR
+	}
+	if c[len(c)-1] == '\r' {
+		want++
+	}
+	return bytes.Count(c, []byte{'\r'}) == want
+}
+
+// rewrite appends c to out with every bare LF and bare CR turned into CRLF,
+// where the CR that ended the previous read (already passed on) gets its LF
+// if c does not start with one.
+func (f *lineEndings) rewrite(out, b []byte) []byte {
+	if f.pendingCR {
+		f.pendingCR = false
+		out = append(out, '\n')
+		if b[0] == '\n' {
+			b = b[1:]
+		}
+	}
+	for len(b) > 0 {
 		// The first CR or LF, as bytes.IndexAny(b, "\r\n") but with two
 		// vectorised scans: IndexAny walks byte by byte.
 		i := bytes.IndexByte(b, '\n')
@@ -131,21 +188,26 @@ func (f *lineEndings) process(b []byte) error {
 			i = j
 		}
 		if i < 0 {
-			f.out = append(f.out, b...)
-			return nil
+			return append(out, b...)
 		}
-		f.out = append(f.out, b[:i]...)
-		if b[i] == '\r' {
+		out = append(out, b[:i]...)
+		switch {
+		case b[i] == '\n': // bare LF
+			out = append(out, '\r', '\n')
+			b = b[i+1:]
+		case i+1 == len(b): // a CR ends the read: pass it on, judge it later
+			out = append(out, '\r')
 			f.pendingCR = true
-		} else {
-			if !f.normalize {
-				return errBareLF
-			}
-			f.out = append(f.out, '\r', '\n')
+			b = b[i+1:]
+		case b[i+1] == '\n':
+			out = append(out, '\r', '\n')
+			b = b[i+2:]
+		default: // bare CR
+			out = append(out, '\r', '\n')
+			b = b[i+1:]
 		}
-		b = b[i+1:]
 	}
-	return nil
+	return out
 }
 
 // headerFixer prepends a Received: header and adds Message-ID and Date at
