@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,13 @@ import (
 // copyBufs pools the copy buffers so concurrent enqueues of large scans keep
 // memory constant.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// bodyBlock is the size of the writes of a body file: a 1 MB scan is four
+// writes instead of the 16-64 the network reads would make. Only the
+// maxBodyWriters writers at a time hold one.
+const bodyBlock = 256 << 10
+
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, bodyBlock); return &b }}
 
 // commitReq is one renamed body waiting for the group commit.
 type commitReq struct {
@@ -124,7 +130,9 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 		// Bound concurrent body writers: past a few, parallel creates and
 		// fsyncs in one directory only spin on its lock and the journal.
 		s.writers <- struct{}{}
-		size, err = s.writeBody(id, io.MultiReader(bytes.NewReader(buf[:n]), body), buf)
+		bb := blockBufs.Get().(*[]byte)
+		size, err = s.writeBody(id, buf[:n], body, *bb)
+		blockBufs.Put(bb)
 		<-s.writers
 		if err != nil {
 			return "", err
@@ -203,14 +211,15 @@ func (s *Spool) newID(now time.Time) (string, error) {
 	return id, nil
 }
 
-// writeBody streams body into a durable file named messages/<id>.eml: the
-// body goes to a temp file, is fsync'd, and only then gets its final name. On
-// any failure nothing is left behind.
-func (s *Spool) writeBody(id string, body io.Reader, buf []byte) (int64, error) {
+// writeBody streams head and then body into a durable file named
+// messages/<id>.eml: the body goes to a temp file, is fsync'd, and only then
+// gets its final name. buf is the block buffer. On any failure nothing is
+// left behind.
+func (s *Spool) writeBody(id string, head []byte, body io.Reader, buf []byte) (int64, error) {
 	if s.anon {
-		return s.writeBodyAnon(id, body, buf)
+		return s.writeBodyAnon(id, head, body, buf)
 	}
-	return s.writeBodyNamed(id, body, buf)
+	return s.writeBodyNamed(id, head, body, buf)
 }
 
 // fill reads body into buf until buf is full or body ends; complete says it
@@ -235,7 +244,7 @@ func fill(body io.Reader, buf []byte) (n int, complete bool, err error) {
 // serialised concurrent writers. The second fsync after the link writes the
 // inode's new link count: a directory fsync does not, and on ext4 without a
 // journal a crash could otherwise leave an entry to an inode with no links.
-func (s *Spool) writeBodyAnon(id string, body io.Reader, buf []byte) (size int64, err error) {
+func (s *Spool) writeBodyAnon(id string, head []byte, body io.Reader, buf []byte) (size int64, err error) {
 	f, err := s.fs.CreateAnon(s.msgDir)
 	if err != nil {
 		return 0, wrapIO("creating temp file", err)
@@ -252,7 +261,7 @@ func (s *Spool) writeBodyAnon(id string, body io.Reader, buf []byte) (size int64
 			}
 		}
 	}()
-	if size, err = copyBody(f, body, buf); err != nil {
+	if size, err = copyBody(f, head, body, buf); err != nil {
 		return 0, err
 	}
 	// One fsync after the link covers the data and the inode with its new
@@ -276,7 +285,7 @@ func (s *Spool) writeBodyAnon(id string, body io.Reader, buf []byte) (size int64
 
 // writeBodyNamed is writeBody where unnamed files are not available: a
 // *.tmp file in messages/ (recovery removes leftovers), fsync, rename.
-func (s *Spool) writeBodyNamed(id string, body io.Reader, buf []byte) (size int64, err error) {
+func (s *Spool) writeBodyNamed(id string, head []byte, body io.Reader, buf []byte) (size int64, err error) {
 	f, err := s.fs.CreateTemp(s.msgDir, id+".*.tmp")
 	if err != nil {
 		return 0, wrapIO("creating temp file", err)
@@ -291,7 +300,7 @@ func (s *Spool) writeBodyNamed(id string, body io.Reader, buf []byte) (size int6
 			s.fs.Remove(tmp)
 		}
 	}()
-	if size, err = copyBody(f, body, buf); err != nil {
+	if size, err = copyBody(f, head, body, buf); err != nil {
 		return 0, err
 	}
 	if err = f.Sync(); err != nil {
@@ -307,18 +316,39 @@ func (s *Spool) writeBodyNamed(id string, body io.Reader, buf []byte) (size int6
 	return size, nil
 }
 
-// copyBody copies body to f with a pooled buffer, telling write errors (of
-// the spool) from read errors (of the caller).
-func copyBody(f io.Writer, body io.Reader, buf []byte) (int64, error) {
-	size, err := io.CopyBuffer(writerOnly{f}, readerOnly{body}, buf)
-	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
-			return 0, wrapIO("writing body", we.err)
+// copyBody writes head and then body to f in blocks of len(buf): each write
+// waits until buf is full (or body ended), so the file gets a few large
+// writes whatever sizes body's reads return. Write errors (of the spool) are
+// told from read errors (of the caller).
+func copyBody(f io.Writer, head []byte, body io.Reader, buf []byte) (int64, error) {
+	var size int64
+	k := 0
+	if len(head) > len(buf) {
+		// A head larger than a block (not the case in Enqueue) goes as is.
+		if _, err := f.Write(head); err != nil {
+			return 0, wrapIO("writing body", err)
 		}
-		return 0, fmt.Errorf("spool: enqueue: reading body: %w", err)
+		size += int64(len(head))
+	} else {
+		k = copy(buf, head)
 	}
-	return size, nil
+	for {
+		n, complete, err := fill(body, buf[k:])
+		n += k
+		k = 0
+		if err != nil {
+			return 0, fmt.Errorf("spool: enqueue: reading body: %w", err)
+		}
+		if n > 0 {
+			if _, err := f.Write(buf[:n]); err != nil {
+				return 0, wrapIO("writing body", err)
+			}
+			size += int64(n)
+		}
+		if complete {
+			return size, nil
+		}
+	}
 }
 
 // probeAnon reports whether unnamed temp files can be created and linked in
@@ -342,30 +372,6 @@ func (s *Spool) probeAnon() bool {
 	}
 	return true
 }
-
-// writeError marks errors from the destination so they are told apart from
-// errors of the caller's reader.
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
-
-// writerOnly hides ReadFrom so CopyBuffer uses our pooled buffer and we can
-// tag write errors.
-type writerOnly struct{ w io.Writer }
-
-func (w writerOnly) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	if err != nil {
-		return n, &writeError{err}
-	}
-	return n, nil
-}
-
-// readerOnly hides WriteTo for the same reason.
-type readerOnly struct{ r io.Reader }
-
-func (r readerOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
 
 // commitLoop is the group committer, a two-stage pipeline: stage one takes
 // every request queued while it was busy and fsyncs the messages directory
