@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -260,8 +261,15 @@ func writeFolded(w *bytes.Buffer, line string) {
 	w.WriteString("\r\n")
 }
 
-// WriteTo streams the header block then the rest of the body with bare LF
-// turned into CRLF.
+// bodyBlock is the size of the reads of a stored body while it is sent: a
+// 1 MB message is four reads and four writes to the session, which passes
+// each block on whole (see go-smtp's dotWriter and bdatWriter).
+const bodyBlock = 256 << 10
+
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, bodyBlock); return &b }}
+
+// WriteTo streams the header block then the rest of the body, in blocks of
+// bodyBlock, with bare LF turned into CRLF.
 func (p *prepared) WriteTo(w io.Writer) (int64, error) {
 	n, err := w.Write(p.header)
 	total := int64(n)
@@ -269,8 +277,28 @@ func (p *prepared) WriteTo(w io.Writer) (int64, error) {
 		return total, err
 	}
 	cw := &crlfWriter{w: w}
-	m, err := p.rest.WriteTo(cw)
-	return total + m, err
+	bp := blockBufs.Get().(*[]byte)
+	defer blockBufs.Put(bp)
+	buf := *bp
+	for {
+		// rest first returns what the header parse read ahead, then reads
+		// the stored body straight into buf.
+		m, rerr := io.ReadFull(p.rest, buf)
+		if m > 0 {
+			k, err := cw.Write(buf[:m])
+			total += int64(k)
+			if err != nil {
+				return total, err
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return total, nil
+		default:
+			return total, rerr
+		}
+	}
 }
 
 // crlfWriter normalises bare LF to CRLF (Exchange rejects bare LF with 5.6.11).
