@@ -12,8 +12,15 @@
 //
 //	ln, err := adminapi.Listen(filepath.Join(dataDir, "spoold.sock"), 0o660, group)
 //	svc := adminapi.NewService(sp, accounts, info, adminapi.Options{Logger: log})
-//	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+//	srv, err := adminapi.NewSocketServer(svc.Handler(), access, log)
 //	go srv.Serve(ln)
+//
+// NewSocketServer reads each connection's peer credentials (SO_PEERCRED),
+// refuses what the peer's groups do not allow (Access) and puts the Actor in
+// the request's context; the service's write wrapper records every state
+// change with that actor in the spool's audit log (audit.go), so the socket
+// and the web console, which calls the handler in-process with its own
+// Actor, are recorded by the same code.
 //
 // Leave the server's WriteTimeout at 0: GET /v1/logins/{id}/wait long-polls
 // for an interactive sign-in and /v1/messages/{id}/body streams up to the

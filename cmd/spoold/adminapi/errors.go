@@ -29,7 +29,7 @@ func httpStatus(code string) int {
 		return http.StatusConflict
 	case wire.CodeInvalidArgument:
 		return http.StatusBadRequest
-	case wire.CodeReadOnly:
+	case wire.CodeReadOnly, wire.CodePermissionDenied:
 		return http.StatusForbidden
 	case wire.CodeUnavailable:
 		return http.StatusServiceUnavailable

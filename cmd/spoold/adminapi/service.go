@@ -116,6 +116,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/logins/{id}/wait", s.handle(s.write(s.wait)))
 	mux.HandleFunc("GET /v1/alerts", s.handle(s.alerts))
 	mux.HandleFunc("POST /v1/alerts/test", s.handle(s.write(s.testAlerts)))
+	s.registerAudit(mux)
 	s.registerConsoleSupport(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErrorf(wire.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
@@ -147,7 +148,12 @@ func (s *Service) write(ep endpoint) endpoint {
 		if s.ro {
 			return nil, apiErrorf(wire.CodeReadOnly, "read-only access (spoolctl --spool): %s %s needs the running daemon; use the socket", r.Method, r.URL.Path)
 		}
-		return ep(r)
+		// Every state change is recorded here, once, whoever asked
+		// (socket or console): see audit.go.
+		rec := s.auditStart(r)
+		out, err := ep(r)
+		s.auditFinish(r.Context(), rec, out, err)
+		return out, err
 	}
 }
 

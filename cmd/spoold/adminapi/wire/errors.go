@@ -16,7 +16,10 @@ const (
 	CodeNeedsReauth     = "needs_reauth"
 	CodeUnknownAccount  = "unknown_account"
 	CodeReadOnly        = "read_only"
-	CodeInternal        = "internal"
+	// CodePermissionDenied: the socket's peer is not in the group the
+	// request needs; the message names it.
+	CodePermissionDenied = "permission_denied"
+	CodeInternal         = "internal"
 )
 
 // APIError is an error answered by the API: a stable Code and a human Message.
