@@ -83,6 +83,13 @@ type AccountConfig struct {
 	// token_url uses its key file's token_uri.
 	Scopes                           []string
 	AuthURL, TokenURL, DeviceAuthURL string
+	// Graph: the account sends through Microsoft Graph (transport graph),
+	// so its default scopes are Graph's (GraphScopes) for the audience of
+	// GraphEndpoint ("" = the provider's Graph root). GraphReadWrite adds
+	// Mail.ReadWrite to the delegated scopes (large messages go as drafts).
+	Graph          bool
+	GraphReadWrite bool
+	GraphEndpoint  string
 	// RedirectURL is the OAuth callback the browser returns to; required for
 	// flow authcode. It has no default here: it names the daemon's HTTP
 	// listener, which the daemon owns and fills in.
@@ -135,6 +142,9 @@ func (c AccountConfig) WithDefaults() AccountConfig {
 		if c.DeviceAuthURL == "" {
 			c.DeviceAuthURL = p.DeviceAuthURL
 		}
+	}
+	if len(c.Scopes) == 0 && c.Graph {
+		c.Scopes = GraphScopes(GraphResource(p.Provider, c.GraphEndpoint), flow.Delegated(), c.GraphReadWrite)
 	}
 	if len(c.Scopes) == 0 {
 		switch {
@@ -240,6 +250,9 @@ func check(c AccountConfig) (*resolved, field.Problems) {
 	default:
 		known = false
 		ps.Add("provider", "%q is unknown (want microsoft, microsoft-usgov, google or generic)", c.Provider)
+	}
+	if c.Graph && known && r.provider != ProviderMicrosoft && r.provider != ProviderMicrosoftUSGov {
+		ps.Add("transport", "graph is Microsoft Graph: it needs provider microsoft or microsoft-usgov, not %s", c.Provider)
 	}
 	switch r.flow {
 	case FlowAuthCode, FlowDevice, FlowClientCredentials, FlowServiceAccount:

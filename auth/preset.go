@@ -55,6 +55,9 @@ type PresetInfo struct {
 	IdentityScopes []string
 	SMTPHost       string
 	SMTPPort       int
+	// GraphEndpoint is the cloud's Microsoft Graph root, for accounts with
+	// transport graph ("" for providers without Graph).
+	GraphEndpoint string
 	// MaxConnections is how many SMTP connections one mailbox may have open
 	// at once (more are refused, e.g. Exchange's 432 4.3.2).
 	MaxConnections int
@@ -98,8 +101,10 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			return PresetInfo{}, fmt.Errorf("provider %s: tenant %q contains characters not allowed in a tenant ID or domain: use the directory (tenant) ID or a domain", provider, tenant)
 		}
 		host, smtpHost, resource, appResource := "login.microsoftonline.com", "smtp.office365.com", "https://outlook.office.com", "https://outlook.office365.com"
+		graph := GraphGlobal
 		if provider == ProviderMicrosoftUSGov {
 			host, smtpHost, resource, appResource = "login.microsoftonline.us", "smtp.office365.us", "https://outlook.office365.us", "https://outlook.office365.us"
+			graph = GraphUSGovL4
 		}
 		base := "https://" + host + "/" + tenant + "/oauth2/v2.0/"
 		return PresetInfo{
@@ -112,6 +117,7 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 			IdentityScopes: []string{"openid", "profile", "email"},
 			SMTPHost:       smtpHost,
 			SMTPPort:       587,
+			GraphEndpoint:  graph,
 			// SMTP AUTH submission: 3 concurrent connections per mailbox,
 			// 30 messages per minute (learn.microsoft.com/en-us/exchange/
 			// troubleshoot/send-emails/smtp-submission-improvements); the
@@ -156,4 +162,51 @@ func Preset(provider Provider, tenant string) (PresetInfo, error) {
 	default:
 		return PresetInfo{}, fmt.Errorf("unknown provider %q: use microsoft, microsoft-usgov, google or generic", provider)
 	}
+}
+
+// Microsoft Graph roots of the national clouds (learn.microsoft.com/en-us/
+// graph/deployments): the global service, US Government L4 (GCC High) and
+// US Government L5 (DoD). Each is also the audience of its tokens: a token
+// for one is refused by the others. GCC (moderate) tenants use the global
+// service.
+const (
+	GraphGlobal  = "https://graph.microsoft.com"
+	GraphUSGovL4 = "https://graph.microsoft.us"
+	GraphUSGovL5 = "https://dod-graph.microsoft.us"
+)
+
+// graphResources are the Graph hosts a token audience may name.
+var graphResources = []string{GraphGlobal, GraphUSGovL4, GraphUSGovL5, "https://microsoftgraph.chinacloudapi.cn"}
+
+// GraphResource is the token audience for Graph at endpoint: the endpoint
+// itself when it is one of Microsoft's Graph roots, else (a test server, a
+// proxy in front of Graph) the provider's own Graph root.
+func GraphResource(provider Provider, endpoint string) string {
+	e := strings.TrimRight(strings.ToLower(strings.TrimSpace(endpoint)), "/")
+	for _, r := range graphResources {
+		if e == r {
+			return r
+		}
+	}
+	if provider == ProviderMicrosoftUSGov {
+		return GraphUSGovL4
+	}
+	return GraphGlobal
+}
+
+// GraphScopes are the scopes a Graph account asks for: delegated flows
+// get Mail.Send (user-sendmail's permission), plus Mail.ReadWrite when
+// large messages go through drafts and upload sessions
+// (user-post-messages, attachment-createuploadsession), and
+// offline_access for a refresh token; app-only flows get the resource's
+// .default, which carries the application permissions an admin consented to.
+func GraphScopes(resource string, delegated, readWrite bool) []string {
+	if !delegated {
+		return []string{resource + "/.default"}
+	}
+	s := []string{resource + "/Mail.Send"}
+	if readWrite {
+		s = append(s, resource+"/Mail.ReadWrite")
+	}
+	return append(s, "offline_access")
 }

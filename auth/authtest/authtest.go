@@ -73,6 +73,7 @@ type Server struct {
 	calls    map[string]int
 	issued   []string
 	families int
+	scopes   map[string]string // access token -> the scope it was issued for
 }
 
 type codeGrant struct {
@@ -102,7 +103,8 @@ func New(clientID, identity string) *Server {
 	s := &Server{clientID: clientID, identity: identity, ttl: time.Hour, rotate: true, deviceInterval: 1,
 		deviceExpires: 10 * time.Minute, now: time.Now, failStatus: http.StatusServiceUnavailable,
 		saKeys: map[string]*rsa.PublicKey{}, codes: map[string]*codeGrant{}, refresh: map[string]*rtEntry{},
-		revoked: map[string]bool{}, devices: map[string]*device{}, byUser: map[string]*device{}, calls: map[string]int{}}
+		revoked: map[string]bool{}, devices: map[string]*device{}, byUser: map[string]*device{}, calls: map[string]int{},
+		scopes: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/authorize", s.authorize)
 	mux.HandleFunc("/token", s.token)
@@ -202,6 +204,16 @@ func (s *Server) Issued() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.issued...)
+}
+
+// TokenScope says whether the server issued access token and for which
+// scope (space-separated, as requested): a resource server fake (Graph)
+// checks tokens with it.
+func (s *Server) TokenScope(token string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sc, ok := s.scopes[token]
+	return sc, ok
 }
 
 // LastSubject is the sub of the last accepted JWT bearer assertion.
@@ -448,7 +460,9 @@ func (s *Server) checkClient(w http.ResponseWriter, f url.Values) bool {
 // issue answers with a fresh access token and, for delegated grants, a
 // refresh token in family (new family when "").
 func (s *Server) issue(w http.ResponseWriter, family, scope string, delegated, withRefresh bool) {
-	resp := map[string]any{"access_token": s.newSecret("at-"), "token_type": "Bearer", "expires_in": int(s.ttl.Seconds()), "scope": scope}
+	at := s.newSecret("at-")
+	s.scopes[at] = scope
+	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(s.ttl.Seconds()), "scope": scope}
 	if delegated {
 		if withRefresh {
 			if family == "" {
