@@ -93,6 +93,33 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		// spoold patch: at a line's start, copy the buffered whole lines
+		// the state machine passes unchanged and ends at a line's start
+		// again: a line that does not start with a dot and whose first CR
+		// is followed by LF (bare LFs before it are content). One
+		// IndexByte per line instead of a ReadByte for its CR, LF and
+		// first byte.
+		if r.state == stateBeginLine {
+			if buf, _ := r.r.Peek(r.r.Buffered()); len(buf) > 0 {
+				if room := len(b) - n; len(buf) > room {
+					buf = buf[:room]
+				}
+				k := 0
+				for k < len(buf) && buf[k] != '.' {
+					i := bytes.IndexByte(buf[k:], '\r')
+					if i < 0 || k+i+1 >= len(buf) || buf[k+i+1] != '\n' {
+						break
+					}
+					k += i + 2
+				}
+				if k > 0 {
+					copy(b[n:], buf[:k])
+					r.r.Discard(k)
+					n += k
+					continue
+				}
+			}
+		}
 		// spoold patch: in the middle of a line, copy everything up to the
 		// next CR straight from the buffer; only CR, LF and a line's first
 		// bytes go through the state machine below. Same output, same
