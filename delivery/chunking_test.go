@@ -11,14 +11,14 @@ import (
 // TestChunkingSameMessage: an upstream offering CHUNKING (RFC 3030) gets the
 // body in BDAT chunks, one without it gets DATA, and both receive the same
 // bytes: lines starting with a dot, a lone dot, and a body spanning several
-// chunks.
+// chunks, and bare LFs, which both turn into CRLF.
 func TestChunkingSameMessage(t *testing.T) {
 	if bdatChunkSize == 0 {
 		// Off in production (see bdatChunkSize); the path stays tested.
 		bdatChunkSize = 256 << 10
 		t.Cleanup(func() { bdatChunkSize = 0 })
 	}
-	body := simpleBody + ".leading dot\r\n.\r\n..\r\n" + strings.Repeat("0123456789 line of a scanned PDF's base64\r\n", 3*bdatChunkSize/44) + "last line\r\n"
+	body := simpleBody + ".leading dot\r\n.\r\n..\r\nbare\nLF\n.dot after a bare LF\r\n" + strings.Repeat("0123456789 line of a scanned PDF's base64\r\n", 3*bdatChunkSize/44) + "last line\r\n"
 	var got []string
 	for _, tc := range []struct {
 		name       string
@@ -51,5 +51,10 @@ func TestChunkingSameMessage(t *testing.T) {
 	}
 	if len(got) == 2 && !strings.Contains(got[0], "\r\n.leading dot\r\n.\r\n..\r\n") {
 		t.Errorf("the upstream did not get the dot lines unchanged")
+	}
+	for i, g := range got {
+		if !strings.Contains(g, "\r\nbare\r\nLF\r\n.dot after a bare LF\r\n") {
+			t.Errorf("message %d: bare LFs not sent as CRLF", i+1)
+		}
 	}
 }

@@ -270,13 +270,21 @@ var blockBufs = sync.Pool{New: func() any { b := make([]byte, bodyBlock); return
 
 // WriteTo streams the header block then the rest of the body, in blocks of
 // bodyBlock, with bare LF turned into CRLF.
-func (p *prepared) WriteTo(w io.Writer) (int64, error) {
+func (p *prepared) WriteTo(w io.Writer) (int64, error) { return p.writeTo(w, true) }
+
+// writeTo is WriteTo; without crlf, bare LFs are left to w (go-smtp's DATA
+// and BDAT writers turn them into CRLF themselves, exactly as crlfWriter
+// does, so a second scan of every line would change nothing).
+func (p *prepared) writeTo(w io.Writer, crlf bool) (int64, error) {
 	n, err := w.Write(p.header)
 	total := int64(n)
 	if err != nil {
 		return total, err
 	}
-	cw := &crlfWriter{w: w}
+	cw := w
+	if crlf {
+		cw = &crlfWriter{w: w}
+	}
 	bp := blockBufs.Get().(*[]byte)
 	defer blockBufs.Put(bp)
 	buf := *bp

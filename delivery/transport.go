@@ -357,7 +357,13 @@ func (s *smtpSession) send(ctx context.Context, env envelope, msg io.WriterTo, s
 	}
 	s.raw.SetDeadline(time.Now().Add(s.cfg.DataTimeout))
 	ew := &errWriter{w: w}
-	if _, err := msg.WriteTo(ew); err != nil {
+	var werr error
+	if p, ok := msg.(*prepared); ok {
+		_, werr = p.writeTo(ew, false) // w normalises line ends itself
+	} else {
+		_, werr = msg.WriteTo(ew)
+	}
+	if err := werr; err != nil {
 		// DATA cannot be aborted: drop the connection so nothing half-written is accepted.
 		s.broken = true
 		s.c.Close()
