@@ -1,0 +1,489 @@
+package pgspool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spoold/spoold/spool"
+)
+
+// dueStates is the SQL predicate of the due indexes (it must match their
+// WHERE clause for the planner to use them).
+const dueStates = "state IN ('queued', 'deferred')"
+
+// Claim leases up to limit due messages in due-time order.
+func (s *Spool) Claim(ctx context.Context, now time.Time, limit int, owner string) ([]*spool.Message, error) {
+	return s.claim(ctx, "", now, limit, owner, nil)
+}
+
+// ClaimAccount is Claim restricted to one account.
+func (s *Spool) ClaimAccount(ctx context.Context, account string, now time.Time, limit int, owner string) ([]*spool.Message, error) {
+	if account == "" {
+		return nil, fmt.Errorf("spool: claim: %w: empty account", spool.ErrInvalid)
+	}
+	return s.claim(ctx, account, now, limit, owner, nil)
+}
+
+// ClaimAccountStart is ClaimAccount plus StartAttempt on each message, in
+// one transaction (see spool.Spool.ClaimAccountStart).
+func (s *Spool) ClaimAccountStart(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(m *spool.Message) time.Time) ([]*spool.Message, error) {
+	if ifCrash == nil {
+		return nil, fmt.Errorf("spool: claim: %w: nil ifCrash", spool.ErrInvalid)
+	}
+	if account == "" {
+		return nil, fmt.Errorf("spool: claim: %w: empty account", spool.ErrInvalid)
+	}
+	return s.claim(ctx, account, now, limit, owner, ifCrash)
+}
+
+// claim takes due rows with FOR UPDATE SKIP LOCKED: nodes claiming at once
+// each get different messages without waiting for one another, and a row
+// another transaction is changing (an admin's Hold) is left for later.
+func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit int, owner string, ifCrash func(*spool.Message) time.Time) ([]*spool.Message, error) {
+	if owner == "" {
+		return nil, fmt.Errorf("spool: claim: %w: empty owner", spool.ErrInvalid)
+	}
+	if err := s.begin(ctx, true); err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", err)
+	}
+	defer s.end()
+	if limit <= 0 {
+		return nil, nil
+	}
+	q := "SELECT msg FROM spool_messages WHERE " + dueStates + " AND next_attempt_ns <= $1"
+	args := []any{ns(now), limit}
+	if account != "" {
+		q += " AND account = $3"
+		args = append(args, account)
+	}
+	q += " ORDER BY next_attempt_ns, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+	var out []*spool.Message
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		out = out[:0]
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return dbErr(err)
+		}
+		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return dbErr(err)
+		}
+		for _, meta := range metas {
+			m, err := decode(meta)
+			if err != nil {
+				return err
+			}
+			claimed, err := s.mc.Claim(m, owner, now, ifCrash)
+			if err != nil {
+				return err
+			}
+			if err := store(ctx, tx, m); err != nil {
+				return err
+			}
+			out = append(out, claimed)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: claim: %w", dbErr(err))
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest due time (of one account; "" = all).
+func (s *Spool) NextDue(ctx context.Context, account string) (time.Time, bool, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return time.Time{}, false, fmt.Errorf("spool: next due: %w", err)
+	}
+	defer s.end()
+	q := "SELECT min(next_attempt_ns) FROM spool_messages WHERE " + dueStates
+	var args []any
+	if account != "" {
+		q += " AND account = $1"
+		args = append(args, account)
+	}
+	var due *int64
+	if err := s.pool.QueryRow(ctx, q, args...).Scan(&due); err != nil {
+		return time.Time{}, false, fmt.Errorf("spool: next due: %w", dbErr(err))
+	}
+	if due == nil {
+		return time.Time{}, false, nil
+	}
+	return fromNS(*due), true, nil
+}
+
+// DueAccounts returns the accounts with a message due at now, sorted.
+func (s *Spool) DueAccounts(ctx context.Context, now time.Time) ([]string, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return nil, fmt.Errorf("spool: due accounts: %w", err)
+	}
+	defer s.end()
+	rows, err := s.pool.Query(ctx, "SELECT DISTINCT account FROM spool_messages WHERE "+dueStates+
+		" AND next_attempt_ns <= $1 ORDER BY account", ns(now))
+	if err != nil {
+		return nil, fmt.Errorf("spool: due accounts: %w", dbErr(err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("spool: due accounts: %w", dbErr(err))
+	}
+	return out, nil
+}
+
+// FlushAll makes every waiting message (of one account; "" = all) due now.
+func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
+	if err := s.begin(ctx, true); err != nil {
+		return 0, fmt.Errorf("spool: flush all: %w", err)
+	}
+	defer s.end()
+	now := s.opts.Clock()
+	q := "SELECT msg FROM spool_messages WHERE " + dueStates + " AND next_attempt_ns > $1"
+	args := []any{ns(now)}
+	if account != "" {
+		q += " AND account = $2"
+		args = append(args, account)
+	}
+	// Rows a worker is changing right now are skipped: they are not
+	// waiting any more.
+	q += " FOR UPDATE SKIP LOCKED"
+	n := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n = 0
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return dbErr(err)
+		}
+		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return dbErr(err)
+		}
+		for _, meta := range metas {
+			m, err := decode(meta)
+			if err != nil {
+				return err
+			}
+			if changed, err := s.mc.Flush(m); err != nil || !changed {
+				continue
+			}
+			if err := store(ctx, tx, m); err != nil {
+				return err
+			}
+			n++
+		}
+		if n > 0 {
+			return notifyDue(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool: flush all: %w", dbErr(err))
+	}
+	if n > 0 {
+		s.signal()
+	}
+	return n, nil
+}
+
+// Delete removes a message in any state but active, with its body.
+func (s *Spool) Delete(ctx context.Context, id string) error {
+	if err := s.begin(ctx, true); err != nil {
+		return fmt.Errorf("spool: delete %s: %w", id, err)
+	}
+	defer s.end()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		m, _, err := loadForUpdate(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := s.mc.CheckDelete(m); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM spool_messages WHERE id = $1", id)
+		return dbErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("spool: delete %s: %w", id, dbErr(err))
+	}
+	s.log.Info("deleted", "msg_id", id)
+	return nil
+}
+
+// Purge deletes dead or delivered messages last updated before olderThan.
+func (s *Spool) Purge(ctx context.Context, state spool.State, olderThan time.Time) (int, error) {
+	if state != spool.StateDead && state != spool.StateDelivered {
+		return 0, fmt.Errorf("spool: purge: %w: state must be dead or delivered, not %q", spool.ErrInvalid, state)
+	}
+	if err := s.begin(ctx, true); err != nil {
+		return 0, fmt.Errorf("spool: purge: %w", err)
+	}
+	defer s.end()
+	ids, err := s.purge(ctx, state, olderThan)
+	if err != nil {
+		return 0, fmt.Errorf("spool: purge %s: %w", state, err)
+	}
+	return len(ids), nil
+}
+
+func (s *Spool) purge(ctx context.Context, state spool.State, olderThan time.Time) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "DELETE FROM spool_messages WHERE state = $1 AND updated_ns < $2 RETURNING id", string(state), ns(olderThan))
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	for _, id := range ids {
+		s.log.Info("purged", "msg_id", id, "state", string(state))
+	}
+	return ids, nil
+}
+
+// Rescue runs one rescuer pass: leases that expired (on any node) go back
+// to queued, delivered records past retention are purged, and this node's
+// heartbeat is refreshed. It returns how many leases it returned.
+func (s *Spool) Rescue(ctx context.Context) (int, error) {
+	if err := s.begin(ctx, true); err != nil {
+		return 0, fmt.Errorf("spool: rescue: %w", err)
+	}
+	defer s.end()
+	now := s.opts.Clock()
+	var rescued []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rescued = rescued[:0]
+		rows, err := tx.Query(ctx, "SELECT msg FROM spool_messages WHERE state = 'active' AND lease_until_ns < $1 FOR UPDATE SKIP LOCKED", ns(now))
+		if err != nil {
+			return dbErr(err)
+		}
+		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return dbErr(err)
+		}
+		for _, meta := range metas {
+			m, err := decode(meta)
+			if err != nil {
+				return err
+			}
+			s.mc.Rescue(m, now)
+			if err := store(ctx, tx, m); err != nil {
+				return err
+			}
+			rescued = append(rescued, m.ID)
+		}
+		if len(rescued) > 0 {
+			return notifyDue(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("spool: rescue: %w", dbErr(err))
+	}
+	for _, id := range rescued {
+		s.log.Warn("lease expired, message requeued", "msg_id", id)
+	}
+	if len(rescued) > 0 {
+		s.signal()
+	}
+	if _, err := s.purge(ctx, spool.StateDelivered, now.Add(-s.opts.DeliveredRetention)); err != nil {
+		return len(rescued), fmt.Errorf("spool: rescue: purging delivered: %w", err)
+	}
+	if err := s.heartbeat(ctx, false); err != nil {
+		return len(rescued), err
+	}
+	return len(rescued), nil
+}
+
+func (s *Spool) rescueLoop(ctx context.Context) {
+	defer s.loops.Done()
+	t := time.NewTicker(s.opts.RescueInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.Rescue(ctx); err != nil && !errors.Is(err, spool.ErrClosed) && ctx.Err() == nil {
+				s.log.Error("rescuer", "err", err)
+			}
+		}
+	}
+}
+
+// Get returns one message.
+func (s *Spool) Get(ctx context.Context, id string) (*spool.Message, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return nil, fmt.Errorf("spool: get %s: %w", id, err)
+	}
+	defer s.end()
+	var meta []byte
+	err := s.pool.QueryRow(ctx, "SELECT msg FROM spool_messages WHERE id = $1", id).Scan(&meta)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("spool: get %s: %w", id, spool.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: get %s: %w", id, dbErr(err))
+	}
+	m, err := decode(meta)
+	if err != nil {
+		return nil, fmt.Errorf("spool: get %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// List returns up to limit messages matching f in ID order after cursor.
+func (s *Spool) List(ctx context.Context, f spool.Filter, cursor string, limit int) (spool.Page, error) {
+	if f.State != "" && !f.State.Valid() {
+		return spool.Page{}, fmt.Errorf("spool: list: %w: unknown state %q", spool.ErrInvalid, f.State)
+	}
+	if limit <= 0 {
+		limit = spool.DefaultListLimit
+	}
+	limit = min(limit, spool.MaxListLimit)
+	if err := s.begin(ctx, false); err != nil {
+		return spool.Page{}, fmt.Errorf("spool: list: %w", err)
+	}
+	defer s.end()
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.State != "" {
+		add("state = $%d", string(f.State))
+	}
+	if f.Account != "" {
+		add("account = $%d", f.Account)
+	}
+	if !f.CreatedBefore.IsZero() {
+		add("created_ns < $%d", ns(f.CreatedBefore))
+	}
+	if cursor != "" {
+		add("id > $%d", cursor)
+	}
+	q := "SELECT msg FROM spool_messages"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1)
+	q += fmt.Sprintf(" ORDER BY id LIMIT $%d", len(args))
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
+	}
+	metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
+	}
+	var page spool.Page
+	for i, meta := range metas {
+		if i == limit {
+			page.Next = page.Messages[limit-1].ID
+			break
+		}
+		m, err := decode(meta)
+		if err != nil {
+			return spool.Page{}, fmt.Errorf("spool: list: %w", err)
+		}
+		page.Messages = append(page.Messages, m)
+	}
+	return page, nil
+}
+
+// Stats counts messages per state.
+func (s *Spool) Stats(ctx context.Context) (map[spool.State]int, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return nil, fmt.Errorf("spool: stats: %w", err)
+	}
+	defer s.end()
+	out := make(map[spool.State]int, len(spool.States))
+	for _, st := range spool.States {
+		out[st] = 0
+	}
+	rows, err := s.pool.Query(ctx, "SELECT state, count(*) FROM spool_messages GROUP BY state")
+	if err != nil {
+		return nil, fmt.Errorf("spool: stats: %w", dbErr(err))
+	}
+	var st string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[spool.State(st)] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("spool: stats: %w", dbErr(err))
+	}
+	return out, nil
+}
+
+// WaitingByAccount counts queued and deferred messages per account.
+func (s *Spool) WaitingByAccount(ctx context.Context) (map[string]int, error) {
+	if err := s.begin(ctx, false); err != nil {
+		return nil, fmt.Errorf("spool: counting waiting messages: %w", err)
+	}
+	defer s.end()
+	out := map[string]int{}
+	rows, err := s.pool.Query(ctx, "SELECT account, count(*) FROM spool_messages WHERE "+dueStates+" GROUP BY account")
+	if err != nil {
+		return nil, fmt.Errorf("spool: counting waiting messages: %w", dbErr(err))
+	}
+	var acct string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&acct, &n}, func() error { out[acct] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("spool: counting waiting messages: %w", dbErr(err))
+	}
+	return out, nil
+}
+
+// Check verifies what the columns and the records say agree and that each
+// stored body is complete.
+func (s *Spool) Check(ctx context.Context) error {
+	if err := s.begin(ctx, false); err != nil {
+		return fmt.Errorf("spool: check: %w", err)
+	}
+	defer s.end()
+	rows, err := s.pool.Query(ctx, `SELECT m.id, m.state, m.account, m.next_attempt_ns, m.lease_owner, m.lease_until_ns,
+		m.body_present, m.body_chunks, m.msg,
+		(SELECT count(*) FROM spool_body_chunks c WHERE c.id = m.id),
+		(SELECT coalesce(sum(length(c.data)), 0) FROM spool_body_chunks c WHERE c.id = m.id)
+		FROM spool_messages m`)
+	if err != nil {
+		return fmt.Errorf("spool: check: %w", dbErr(err))
+	}
+	var (
+		id, state, account, owner string
+		next, lease               int64
+		present                   bool
+		chunks                    int
+		meta                      []byte
+		haveChunks, haveBytes     int64
+	)
+	var problem error
+	_, err = pgx.ForEachRow(rows, []any{&id, &state, &account, &next, &owner, &lease, &present, &chunks, &meta, &haveChunks, &haveBytes}, func() error {
+		m, err := decode(meta)
+		if err != nil {
+			return err
+		}
+		switch {
+		case m.ID != id || string(m.State) != state || m.Account != account || ns(m.NextAttempt) != next ||
+			m.LeaseOwner != owner || ns(m.LeaseUntil) != lease:
+			problem = fmt.Errorf("message %s: columns disagree with the record", id)
+		case present && (int64(chunks) != haveChunks || haveBytes != m.Size):
+			problem = fmt.Errorf("message %s: body has %d chunks, %d bytes; want %d, %d", id, haveChunks, haveBytes, chunks, m.Size)
+		case !present && haveChunks != 0:
+			problem = fmt.Errorf("message %s: %d body chunks of a body marked gone", id, haveChunks)
+		case state == string(spool.StateDelivered) && present:
+			problem = fmt.Errorf("message %s: delivered but its body is kept", id)
+		}
+		if problem != nil {
+			return problem
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("spool: check: %w: %w", spool.ErrCorrupt, err)
+	}
+	return nil
+}
