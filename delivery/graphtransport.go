@@ -277,16 +277,22 @@ func (s *graphSession) Refresh(ctx context.Context, rejected string) (string, er
 	return tok, nil
 }
 
-func (s *graphSession) send(ctx context.Context, env envelope, msg io.WriterTo, _ int64) (sendResult, error) {
+func (s *graphSession) send(ctx context.Context, env envelope, msg io.WriterTo, size int64) (sendResult, error) {
 	if until, ok := s.t.wait(ctx); !ok {
 		return sendResult{}, &SMTPError{Code: 451, Enhanced: "4.7.500", Command: "GRAPH", Class: ClassThrottled,
 			Text: "Microsoft Graph asked the account to wait until " + until.UTC().Format(time.RFC3339)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.t.cfg.DataTimeout)
 	defer cancel()
+	// The spooled size tells a message that cannot fit one request (the
+	// sender rule and the Bcc change the header by a few hundred bytes);
+	// one that may fit is rendered, and goes the draft way if it did not.
 	var buf bytes.Buffer
-	lw := &limitWriter{w: &buf, n: graph.MaxMIMEForRequest}
-	err := withEnvelope(lw, msg, env.To)
+	err := errTooLong
+	if size <= graph.MaxMIMEForRequest+graphHeaderSlack {
+		buf.Grow(int(min(size, graph.MaxMIMEForRequest)) + 4096)
+		err = withEnvelope(&limitWriter{w: &buf, n: graph.MaxMIMEForRequest}, msg, env.To)
+	}
 	switch {
 	case err == nil:
 		if err := s.c.SendMIME(ctx, buf.Bytes()); err != nil {
@@ -312,6 +318,10 @@ func accepted(env envelope, reply string) sendResult {
 }
 
 var errTooLong = errors.New("message larger than one Graph request")
+
+// graphHeaderSlack bounds how much the sender rule and the Bcc field can
+// shrink a header: a message this much over one request's size never fits.
+const graphHeaderSlack = 64 << 10
 
 // limitWriter fails with errTooLong past n bytes.
 type limitWriter struct {

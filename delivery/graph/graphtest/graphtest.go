@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -594,15 +595,25 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		answerFailure(w, f)
 		return
 	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, n))
-	if err != nil || int64(len(buf)) != n {
+	// Streamed into the hash (and the kept bytes), so the fake holds no
+	// chunk in memory when it keeps no data; a chunk cut short is undone.
+	s.mu.Lock()
+	keep := s.keepData
+	state, _ := up.hash.(encoding.BinaryMarshaler).MarshalBinary()
+	kept := up.data.Len()
+	s.mu.Unlock()
+	var dst io.Writer = up.hash
+	if keep {
+		dst = io.MultiWriter(up.hash, &up.data)
+	}
+	if got, err := io.CopyN(dst, r.Body, n); err != nil || got != n {
+		s.mu.Lock()
+		up.hash.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+		up.data.Truncate(kept)
+		s.mu.Unlock()
 		return // the client went away: nothing of the chunk is kept
 	}
 	s.mu.Lock()
-	up.hash.Write(buf)
-	if s.keepData {
-		up.data.Write(buf)
-	}
 	up.next = end + 1
 	up.att.Ranges = append(up.att.Ranges, r.Header.Get("Content-Range"))
 	last := end+1 == total
