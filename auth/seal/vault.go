@@ -27,7 +27,9 @@ const DefaultKeyFile = "spoold.key"
 // WithDefaults fills the key: a file in dataDir, created on first start.
 func (o Options) WithDefaults(dataDir string) Options {
 	if strings.TrimSpace(o.Key) == "" {
-		o.Key = KindFile + ":" + filepath.Join(dataDir, DefaultKeyFile)
+		// Joined as written (not cleaned), so -print-config shows the
+		// data_dir the admin wrote: ./data/spoold.key.
+		o.Key = KindFile + ":" + strings.TrimSuffix(dataDir, string(filepath.Separator)) + string(filepath.Separator) + DefaultKeyFile
 	}
 	return o
 }
