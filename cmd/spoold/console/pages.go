@@ -682,6 +682,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	// A new session ID on login: one planted before it is worth nothing.
 	c.sessions.drop(old.id)
 	se := c.sessions.create(name, c.ttl(), now)
+	c.sessions.update(func() { se.signedIn = true })
 	c.setCookie(w, se)
 	c.log.Info("console login", "user", name, "client", clientIP(r))
 	http.Redirect(w, r, next, http.StatusSeeOther)

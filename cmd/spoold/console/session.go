@@ -18,13 +18,14 @@ import (
 // session is one browser's state: who signed in ("" before a login), its
 // CSRF token, a message for the next page, and the sign-ins it started.
 type session struct {
-	id      string
-	user    string
-	csrf    string
-	expires time.Time
-	flash   string
-	flashOK bool
-	logins  map[string]string // login ID -> account
+	id       string
+	user     string
+	signedIn bool // by a password (not anonymous, not the loopback "local")
+	csrf     string
+	expires  time.Time
+	flash    string
+	flashOK  bool
+	logins   map[string]string // login ID -> account
 }
 
 // maxSessions bounds the session table: anonymous visitors get a session
@@ -63,8 +64,18 @@ func (s *sessions) create(user string, ttl time.Duration, now time.Time) *sessio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
+		// Expired ones first, then those nobody signed in to (anonymous,
+		// or "local" where no login is asked): anyone can make those.
 		for id, se := range s.m {
-			if now.After(se.expires) || se.user == "" {
+			if now.After(se.expires) {
+				delete(s.m, id)
+			}
+		}
+		for id, se := range s.m {
+			if len(s.m) < maxSessions {
+				break
+			}
+			if !se.signedIn {
 				delete(s.m, id)
 			}
 		}
