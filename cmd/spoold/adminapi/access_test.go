@@ -18,7 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spoold/spoold/cmd/spoold/adminapi/wire")
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+)
 
 // fullInfo is a daemon that can reload and rotate keys.
 type fullInfo struct {

@@ -52,6 +52,7 @@ var auditActions = map[string]string{
 	"POST /v1/logins/{id}/paste":         "login-complete",
 	"POST /v1/alerts/test":               "alerts-test",
 	"POST /v1/keys/rotate":               "keys-rotate",
+	"POST /v1/scan-files/retry":          "scan-retry",
 }
 
 // notAudited are write routes that change nothing themselves: waiting for
