@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/spooltest"
 )
 
 // fullInfo is a daemon that can reload and rotate keys.
@@ -338,5 +340,33 @@ func peerChild(req string) {
 		fmt.Printf("%s: %s\n", ae.Code, ae.Message)
 	default:
 		fmt.Println("error:", err)
+	}
+}
+
+// TestAuditPrunerExpiresOldEntries runs the pruner on an injected clock:
+// entries older than the retention go, newer ones stay.
+func TestAuditPrunerExpiresOldEntries(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := context.Background()
+	for _, age := range []time.Duration{100 * 24 * time.Hour, 91 * 24 * time.Hour, 89 * 24 * time.Hour, time.Hour} {
+		if err := e.sp.AuditAppend(ctx, spool.AuditEntry{Time: t0.Add(-age), Action: "hold", Result: "ok", UID: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunAuditPruner(pctx, e.sp, DefaultAuditRetention, time.Millisecond, func() time.Time { return t0 }, slog.New(slog.DiscardHandler))
+	}()
+	spooltest.WaitFor(t, "the 2 entries older than 90d pruned", 10*time.Second, func() bool {
+		es, _ := e.sp.AuditList(ctx, time.Time{}, 0)
+		return len(es) == 2
+	})
+	cancel()
+	<-done
+	es, _ := e.sp.AuditList(ctx, time.Time{}, 0)
+	if !es[1].Time.Equal(t0.Add(-89 * 24 * time.Hour)) {
+		t.Fatalf("kept %+v", es)
 	}
 }

@@ -31,6 +31,13 @@
 //	GET    /v1/logins/{id}/wait             AccountInfo (long poll)
 //	GET    /v1/alerts                       AlertsResponse
 //	POST   /v1/alerts/test                  AlertTestResponse
+//	GET    /v1/audit?since=&limit=          AuditResponse (newest first)
+//	GET    /v1/keys                         KeysInfo
+//	POST   /v1/keys/rotate                  KeysRotateResponse
+//
+// On the socket the peer's user decides (SO_PEERCRED): admin.read_group may
+// use the status, message list and view, accounts and alerts GETs; every
+// other endpoint needs admin.admin_group (code permission_denied).
 //
 // Errors are ErrorBody, {"error":{"code":...,"message":...}}, with a stable
 // code and an HTTP status (see the Code* constants); the Client returns them
