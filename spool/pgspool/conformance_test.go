@@ -50,7 +50,7 @@ func TestConformance(t *testing.T) {
 	t.Logf("PostgreSQL cluster started in %v", cluster.StartTook)
 	conformance.Run(t, conformance.Suite{
 		Open: func(t *testing.T, c conformance.Config) conformance.Target {
-			return openPG(t, cluster.NewDatabase(t), c)
+			return openPG(t, cluster.NewSchema(t), c)
 		},
 		Reopen: func(t *testing.T, tgt conformance.Target, c conformance.Config) conformance.Target {
 			return openPG(t, tgt.(*pgTarget).dsn, c)

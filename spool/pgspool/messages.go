@@ -97,7 +97,7 @@ func (s *Spool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.R
 		return "", fmt.Errorf("spool: enqueue: %w", dbErr(err))
 	}
 	if spool.IsDue(m.State) {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", dueChannel); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel); err != nil {
 			return "", fmt.Errorf("spool: enqueue: %w", dbErr(err))
 		}
 	}
@@ -287,8 +287,8 @@ func store(ctx context.Context, tx pgx.Tx, m *spool.Message) error {
 	return nil
 }
 
-func notifyDue(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", dueChannel)
+func (s *Spool) notifyDue(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel)
 	return dbErr(err)
 }
 
@@ -316,7 +316,7 @@ func (s *Spool) mutate(ctx context.Context, op, id string, fn func(m *spool.Mess
 		out = m
 		due = spool.IsDue(m.State) && !m.NextAttempt.After(s.opts.Clock())
 		if due {
-			return notifyDue(ctx, tx)
+			return s.notifyDue(ctx, tx)
 		}
 		return nil
 	})

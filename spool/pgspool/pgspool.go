@@ -23,6 +23,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"sort"
@@ -112,6 +113,12 @@ type Spool struct {
 	closed bool
 
 	notify chan struct{}
+	// channel is the LISTEN/NOTIFY channel: dueChannel, suffixed with the
+	// schema when the spool lives in one other than public (several
+	// spools may share a database, one schema each).
+	channel string
+	// lockKey is the advisory lock key of migrations, per schema likewise.
+	lockKey int64
 
 	stop     context.CancelFunc // stops the listener and the rescuer
 	loops    sync.WaitGroup
@@ -155,6 +162,18 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 		newID:  spool.NewIDFunc(nil),
 		notify: make(chan struct{}, 1),
 	}
+	var schema string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgspool: connecting: %w", dbErr(err))
+	}
+	s.channel, s.lockKey = dueChannel, advisoryKey
+	if schema != "public" {
+		s.channel = dueChannel + "_" + schema
+		h := fnv.New64a()
+		h.Write([]byte(schema))
+		s.lockKey = advisoryKey ^ int64(h.Sum64()>>16)
+	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -186,10 +205,10 @@ func (s *Spool) migrate(ctx context.Context) error {
 		return fmt.Errorf("pgspool: connecting: %w", dbErr(err))
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(advisoryKey)); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", s.lockKey); err != nil {
 		return fmt.Errorf("pgspool: locking the schema for migration: %w", dbErr(err))
 	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", int64(advisoryKey))
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", s.lockKey)
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS spool_schema (
 		version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("pgspool: creating the schema table: %w", dbErr(err))
@@ -353,7 +372,7 @@ func (s *Spool) listenOnce(ctx context.Context) error {
 		return dbErr(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+dueChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return dbErr(err)
 	}
 	for {

@@ -176,7 +176,7 @@ func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
 			n++
 		}
 		if n > 0 {
-			return notifyDue(ctx, tx)
+			return s.notifyDue(ctx, tx)
 		}
 		return nil
 	})
@@ -276,7 +276,7 @@ func (s *Spool) Rescue(ctx context.Context) (int, error) {
 			rescued = append(rescued, m.ID)
 		}
 		if len(rescued) > 0 {
-			return notifyDue(ctx, tx)
+			return s.notifyDue(ctx, tx)
 		}
 		return nil
 	})

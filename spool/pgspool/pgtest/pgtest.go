@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,6 +36,9 @@ type Cluster struct {
 	bin     string
 	cred    *syscall.Credential // the unprivileged user the server runs as when the test runs as root
 	dbs     atomic.Int64
+	// sharedOnce creates the database NewSchema's schemas live in.
+	sharedOnce sync.Once
+	sharedErr  error
 	// StartTook is how long initdb and the server start took.
 	StartTook time.Duration
 }
@@ -213,4 +217,48 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 		}
 	})
 	return c.DSN(name)
+}
+
+// NewSchema creates an empty schema in one database shared by the test's
+// schemas, dropped at the end of the test, and returns a DSN whose
+// search_path puts it first: a store far cheaper to make than a database
+// (no checkpoint, no copy of template1), for tests that open many.
+func (c *Cluster) NewSchema(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c.sharedOnce.Do(func() {
+		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+		if err != nil {
+			c.sharedErr = err
+			return
+		}
+		defer conn.Close(ctx)
+		_, c.sharedErr = conn.Exec(ctx, "CREATE DATABASE schemas")
+	})
+	if c.sharedErr != nil {
+		t.Fatalf("pgtest: creating the database for schemas: %v", c.sharedErr)
+	}
+	name := fmt.Sprintf("s%d", c.dbs.Add(1))
+	conn, err := pgx.Connect(ctx, c.DSN("schemas"))
+	if err != nil {
+		t.Fatalf("pgtest: connecting to the cluster: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatalf("pgtest: creating schema %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, c.DSN("schemas"))
+		if err != nil {
+			return // the cluster is gone already
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
+			t.Errorf("pgtest: dropping schema %s: %v", name, err)
+		}
+	})
+	return c.DSN("schemas") + " search_path=" + name
 }
