@@ -68,6 +68,9 @@ type Vault struct {
 	key  string
 	log  *slog.Logger
 	rand io.Reader
+	// required: see VaultOptions.Required; a record of another account that
+	// no key opens does not stop a rotation either.
+	required func(account string) bool
 
 	mu sync.Mutex // one rotation at a time
 }
@@ -131,7 +134,7 @@ func OpenVault(ctx context.Context, o Options, recs Records, key string, vo Vaul
 		}
 		others = append(others, k)
 	}
-	v := &Vault{src: src, kr: NewKeyring(vo.Rand, primary, others...), recs: recs, key: key, log: log.With("component", "secrets"), rand: vo.Rand}
+	v := &Vault{src: src, kr: NewKeyring(vo.Rand, primary, others...), recs: recs, key: key, log: log.With("component", "secrets"), rand: vo.Rand, required: vo.Required}
 	rep, err := Reseal(ctx, recs, v.kr, key)
 	res.Report = rep
 	if err != nil {
@@ -152,7 +155,7 @@ func OpenVault(ctx context.Context, o Options, recs Records, key string, vo Vaul
 		}
 		return nil, res, e
 	}
-	if pending != nil && len(rep.Failed) == 0 {
+	if pending != nil { // every record that matters opens (else returned above)
 		if err := src.FinishRotation(); err != nil {
 			return nil, res, err
 		}
@@ -224,9 +227,15 @@ func (v *Vault) Rotate(ctx context.Context) (RotateResult, error) {
 		return res, fmt.Errorf("%w; the rotation finishes at the next start or `spoolctl keys rotate`", err)
 	}
 	res.Resealed = rep.Resealed
-	if len(rep.Failed) > 0 {
+	var blocking []string
+	for _, a := range rep.Unopenable() {
+		if v.required == nil || v.required(a) {
+			blocking = append(blocking, a)
+		}
+	}
+	if len(blocking) > 0 {
 		return res, fmt.Errorf("the stored tokens of account(s) %s do not open, so the old key stays loaded and the rotation is unfinished: sign those accounts in again, then run `spoolctl keys rotate` again",
-			strings.Join(rep.Unopenable(), ", "))
+			strings.Join(blocking, ", "))
 	}
 	if err := v.src.FinishRotation(); err != nil {
 		return res, err
