@@ -12,6 +12,8 @@ import (
 	"github.com/spoold/spoold/spool/pgspool/pgtest"
 )
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 type pgTarget struct {
 	*pgspool.Spool
 	dsn string
@@ -33,7 +35,7 @@ func openPG(t *testing.T, dsn string, c conformance.Config) *pgTarget {
 		DeliveredRetention: c.DeliveredRetention,
 		HistoryLimit:       c.HistoryLimit,
 		RescueInterval:     c.RescueInterval,
-		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:             quiet,
 		MaxConns:           8,
 	})
 	if err != nil {

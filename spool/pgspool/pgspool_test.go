@@ -1,0 +1,176 @@
+package pgspool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/conformance"
+	"github.com/spoold/spoold/spool/pgspool"
+	"github.com/spoold/spoold/spool/pgspool/pgtest"
+	"github.com/spoold/spoold/spool/spooltest"
+)
+
+// zeros is an endless body of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// peakHeap samples the heap while f runs and returns the highest value
+// above the heap before f.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > base && ms.HeapAlloc-base > peak.Load() {
+				peak.Store(ms.HeapAlloc - base)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	wg.Wait()
+	return peak.Load()
+}
+
+func TestOnPostgres(t *testing.T) {
+	cluster := pgtest.Start(t)
+	ctx := context.Background()
+
+	// A 35 MB scan goes in and out chunk by chunk: the heap never holds it.
+	t.Run("LargeBodyConstantMemory", func(t *testing.T) {
+		s := openPG(t, cluster.NewSchema(t), conformance.Config{RescueInterval: -1})
+		const size = 35 << 20
+		var id string
+		var err error
+		in := peakHeap(func() {
+			id, err = s.Enqueue(ctx, spool.EnqueueRequest{From: "scanner@example.com", To: []string{"a@example.com"}, Account: "a",
+				Source: spool.Source{Kind: spool.SourceScan}}, io.LimitReader(zeros{}, size))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		out := peakHeap(func() {
+			f, err := s.OpenBody(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			n, err = io.Copy(io.Discard, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n != size {
+			t.Fatalf("read %d bytes, want %d", n, size)
+		}
+		t.Logf("peak heap growth: enqueue %d KiB, read %d KiB for a %d KiB body", in>>10, out>>10, size>>10)
+		if in > 12<<20 || out > 12<<20 {
+			t.Fatalf("peak heap growth enqueue %d MiB, read %d MiB: a 35 MiB body must stream", in>>20, out>>20)
+		}
+	})
+
+	t.Run("MigrationsOnceAcrossNodes", func(t *testing.T) {
+		dsn := cluster.NewSchema(t)
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := pgspool.Open(ctx, pgspool.Options{DSN: dsn, RescueInterval: -1, Node: fmt.Sprint("n", i), Logger: quiet})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				s.Close()
+			}()
+		}
+		wg.Wait()
+		s := openPG(t, dsn, conformance.Config{RescueInterval: -1})
+		nodes, err := s.Nodes(ctx)
+		if err != nil || len(nodes) != 5 {
+			t.Fatalf("Nodes = %d, %v; want the 4 starters and this one", len(nodes), err)
+		}
+	})
+
+	t.Run("BadDSN", func(t *testing.T) {
+		_, err := pgspool.Open(ctx, pgspool.Options{DSN: "host=/nonexistent password=s3cret-pw port=notaport"})
+		if !errors.Is(err, spool.ErrInvalid) || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Fatalf("bad DSN: %v; want ErrInvalid without the password", err)
+		}
+		_, err = pgspool.Open(ctx, pgspool.Options{DSN: "host=/nonexistent password=s3cret-pw", ConnectTimeout: time.Second})
+		if !errors.Is(err, spool.ErrUnavailable) || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Fatalf("unreachable server: %v; want ErrUnavailable without the password", err)
+		}
+	})
+
+	// Last: it stops the server. While it is down, writes fail with
+	// ErrUnavailable (ingest answers 4xx); what was committed before is
+	// there after the restart, and the same spool works again.
+	t.Run("DatabaseDownIsUnavailable", func(t *testing.T) {
+		s := openPG(t, cluster.NewSchema(t), conformance.Config{RescueInterval: -1})
+		r := spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "a"}
+		before, err := s.Enqueue(ctx, r, strings.NewReader("before"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cluster.Stop(t)
+		_, err = s.Enqueue(ctx, r, strings.NewReader("during"))
+		if !errors.Is(err, spool.ErrUnavailable) {
+			t.Fatalf("Enqueue with the database down: %v; want ErrUnavailable", err)
+		}
+		if _, err := s.Claim(ctx, time.Now(), 1, "w"); !errors.Is(err, spool.ErrUnavailable) {
+			t.Fatalf("Claim with the database down: %v; want ErrUnavailable", err)
+		}
+		cluster.Restart(t)
+		var after string
+		// The pool reconnects on the next use once the server is back.
+		spooltest.WaitFor(t, "an enqueue to succeed after the restart", 30*time.Second, func() bool {
+			after, err = s.Enqueue(ctx, r, strings.NewReader("after"))
+			if err != nil && !errors.Is(err, spool.ErrUnavailable) {
+				t.Fatalf("Enqueue after the restart: %v", err)
+			}
+			return err == nil
+		})
+		for id, body := range map[string]string{before: "before", after: "after"} {
+			f, err := s.OpenBody(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(f)
+			f.Close()
+			if string(got) != body {
+				t.Fatalf("%s: body %q, want %q", id, got, body)
+			}
+		}
+		if st, err := s.Stats(ctx); err != nil || st[spool.StateQueued] != 2 {
+			t.Fatalf("Stats after the restart: %v %v; want 2 queued", st, err)
+		}
+	})
+}
