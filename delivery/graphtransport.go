@@ -567,7 +567,7 @@ func contentErr(err error) *SMTPError {
 const (
 	graphAccessDeniedFix = "give the app registration the Microsoft Graph permission Mail.Send (and Mail.ReadWrite for messages over 3 MB, " +
 		"or set graph_large_messages: false) with admin consent; for app-only access also check that the application access policy " +
-		"or RBAC for Applications scope includes this mailbox; then run spoolctl accounts resume (delegated: spoolctl auth login)"
+		"or RBAC for Applications scope includes this mailbox; then run spoolctl auth login with the account name (or reload spoold)"
 	graphMailboxFix = "check that the mailbox exists in Exchange Online with a license, and that mailbox names it (user principal name or primary address)"
 )
 
