@@ -200,6 +200,17 @@ func (kr *Keyring) SetPrimary(k *Key) {
 	kr.others = kept
 }
 
+// relabel says the primary key now comes from source (a rotation's new
+// key, moved into the key file). The Key is replaced, not changed: callers
+// may hold the old one.
+func (kr *Keyring) relabel(source string) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	k := *kr.primary
+	k.Source = source
+	kr.primary = &k
+}
+
 // Retire drops every key but the primary.
 func (kr *Keyring) Retire() {
 	kr.mu.Lock()

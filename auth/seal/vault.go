@@ -159,6 +159,7 @@ func OpenVault(ctx context.Context, o Options, recs Records, key string, vo Vaul
 		if err := src.FinishRotation(); err != nil {
 			return nil, res, err
 		}
+		v.kr.relabel(src.describe())
 		v.kr.Retire()
 		res.FinishedRotation = true
 	}
@@ -240,6 +241,7 @@ func (v *Vault) Rotate(ctx context.Context) (RotateResult, error) {
 	if err := v.src.FinishRotation(); err != nil {
 		return res, err
 	}
+	v.kr.relabel(v.src.describe())
 	v.kr.Retire()
 	v.log.Info("key rotation finished: back up the new key file", "key_id", res.NewKeyID, "key_file", v.src.Name, "resealed", len(rep.Resealed))
 	return res, nil

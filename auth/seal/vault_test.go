@@ -225,6 +225,9 @@ func TestRotationSurvivesSIGKILL(t *testing.T) {
 		if _, err := os.Stat(seal.PendingPath(keyFile)); err == nil {
 			t.Fatalf("round %d: the rotation was not finished at start-up", round)
 		}
+		if src := v.Keyring().Primary().Source; src != "file "+keyFile {
+			t.Fatalf("round %d: the primary key is said to come from %q", round, src)
+		}
 		sp.Close()
 	}
 	t.Logf("kill points covered: %v", seen)
