@@ -44,6 +44,15 @@ type Log struct {
 // HTTP is the metrics/health/OAuth callback listener.
 type HTTP struct {
 	Listen string `yaml:"listen" json:"listen"` // host:port; "" disables; default 127.0.0.1:8925
+	// The web console and the listener's TLS, users and metrics token: see
+	// console.go; package console owns their defaults and checks.
+	Console          *bool         `yaml:"console" json:"console"` // nil = the console's default (true)
+	TLS              bool          `yaml:"tls" json:"tls"`
+	CertFile         string        `yaml:"cert_file" json:"cert_file"`
+	KeyFile          string        `yaml:"key_file" json:"key_file"`
+	ConsoleUsers     []ConsoleUser `yaml:"console_users" json:"console_users"`
+	MetricsToken     secret.Secret `yaml:"metrics_token" json:"metrics_token"`
+	MetricsTokenFile string        `yaml:"metrics_token_file" json:"metrics_token_file"`
 }
 
 // Admin is the admin API socket.

@@ -42,6 +42,7 @@ func (v *validator) validate(c *Config) {
 			v.problem("http.listen", "%s", reason)
 		}
 	}
+	v.httpSection(&c.HTTP)
 	// sun_path is 108 bytes on Linux including the terminating NUL.
 	if len(c.Admin.Socket) > 107 {
 		v.problem("admin.socket", "socket path is %d bytes, longer than the 107 a unix socket allows: use a shorter data_dir or set admin.socket", len(c.Admin.Socket))

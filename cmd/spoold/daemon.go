@@ -180,9 +180,8 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	log.Info("admin socket listening", "path", cfg.Admin.Socket)
 
 	if cfg.HTTP.Listen != "" {
-		d.http, err = startHTTP(cfg.HTTP.Listen, newHTTPHandler(d.reg, d.ready, d.auth.CallbackHandler()), log)
-		if err != nil {
-			return nil, bindProblem(err)
+		if d.http, err = d.startWeb(p, svc); err != nil {
+			return nil, err
 		}
 	}
 	log.Info("spoold started", d.startedAttrs(p)...)
@@ -370,8 +369,8 @@ func restartNeeded(old, next *configs.Config) []string {
 	if old.DataDir != next.DataDir {
 		why = append(why, "data_dir")
 	}
-	if old.HTTP != next.HTTP {
-		why = append(why, "http.listen")
+	if !reflect.DeepEqual(old.HTTP, next.HTTP) {
+		why = append(why, httpChange(old.HTTP, next.HTTP))
 	}
 	if old.Admin != next.Admin {
 		why = append(why, "admin")

@@ -73,6 +73,7 @@ func (p *plan) effective() *configs.Config {
 	o := p.engine.Outage
 	c.Delivery.Outage = configs.Outage{After: o.After, FirstProbe: o.First, MaxProbe: o.Max, Multiplier: o.Multiplier, Jitter: o.Jitter}
 	c.Alerts = p.effectiveAlerts()
+	c.HTTP.Console = p.console.Enabled
 	return &c
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/cmd/spoold/alerts"
+	"github.com/spoold/spoold/cmd/spoold/console"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/delivery"
@@ -35,6 +36,7 @@ type plan struct {
 	spool     spool.Options    // the config's part; the daemon adds the rest
 	engine    delivery.Options // likewise
 	alerts    alerts.Options
+	console   console.Options // the http section's web console, TLS and metrics token
 	// warnings are facts the daemon runs with but an admin should hear
 	// about (-check prints them, start-up logs them).
 	warnings []string
@@ -105,6 +107,8 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 	ps.MergeErr("scan_folders", scanfolder.ValidateFolders(p.folders))
 	p.alerts = alertOptions(cfg.Alerts).WithDefaults()
 	ps.Merge("alerts", p.alerts.Validate())
+	p.console = consoleOptions(cfg.HTTP).WithDefaults()
+	ps.Merge("http", p.console.Validate())
 	p.warnings = expiredSecrets(cfg, time.Now())
 	return p, ps
 }
