@@ -19,3 +19,9 @@ func (s *Spool) BodyCountForTest(ctx context.Context) (int, error) {
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT id FROM spool_body_chunks UNION SELECT id FROM spool_messages WHERE body_present) b`).Scan(&n)
 	return n, err
 }
+
+// PIDForTest returns the server process of the slot's session.
+func (sl *Slot) PIDForTest() uint32 { return sl.conn.PgConn().PID() }
+
+// DSNForTest returns a DSN of the slot's server.
+func (sl *Slot) DSNForTest() string { return sl.conn.Config().ConnString() }

@@ -1,0 +1,218 @@
+package pgspool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spoold/spoold/spool/conformance"
+	"github.com/spoold/spoold/spool/pgspool"
+	"github.com/spoold/spoold/spool/pgspool/pgtest"
+)
+
+// TestClusterLimits runs three nodes on one spool and checks the limits
+// they share: connection slots, rate, recipient budget, and one refresh at
+// a time per grant.
+func TestClusterLimits(t *testing.T) {
+	cluster := pgtest.Start(t)
+	ctx := context.Background()
+	nodes := func(t *testing.T) []*pgTarget {
+		dsn := cluster.NewSchema(t)
+		var out []*pgTarget
+		for i := 0; i < 3; i++ {
+			out = append(out, openPG(t, dsn, conformance.Config{RescueInterval: -1}))
+		}
+		return out
+	}
+
+	t.Run("ConnectionSlots", func(t *testing.T) {
+		ns := nodes(t)
+		var mu sync.Mutex
+		var held []*pgspool.Slot
+		refused := 0
+		var wg sync.WaitGroup
+		for i := 0; i < 9; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sl, err := ns[i%3].AcquireSlot(ctx, "m365", 3)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case errors.Is(err, pgspool.ErrNoSlot):
+					refused++
+				case err != nil:
+					t.Error(err)
+				default:
+					held = append(held, sl)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(held) != 3 || refused != 6 {
+			t.Fatalf("%d slots taken, %d refused; want 3 and 6 (3 connections per mailbox, all nodes together)", len(held), refused)
+		}
+		if _, err := ns[0].AcquireSlot(ctx, "gmail", 1); err != nil {
+			t.Fatalf("another account's slot: %v", err)
+		}
+		// A released slot is free for any node.
+		if err := held[0].Release(); err != nil {
+			t.Fatal(err)
+		}
+		again, err := ns[2].AcquireSlot(ctx, "m365", 3)
+		if err != nil || again.Index() != held[0].Index() {
+			t.Fatalf("after a release: %v, %v; want slot %d", again, err, held[0].Index())
+		}
+		// A node whose session dies gives its slot back at once.
+		conn, err := pgx.Connect(ctx, strings.Split(again.DSNForTest(), " search_path=")[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", again.PIDForTest()); err != nil {
+			t.Fatal(err)
+		}
+		if err := again.Held(ctx); err == nil {
+			t.Fatal("Held reports a slot whose session was terminated")
+		}
+		sl, err := ns[1].AcquireSlot(ctx, "m365", 3)
+		if err != nil {
+			t.Fatalf("slot of a dead session not free: %v", err)
+		}
+		for _, h := range append(held[1:], sl) {
+			if err := h.Held(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h.Release()
+		}
+	})
+
+	t.Run("Rate", func(t *testing.T) {
+		ns := nodes(t)
+		now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+		// 60/min with bursts of 2, shared: two go at once, from any nodes.
+		for i, want := range []time.Duration{0, 0, time.Second} {
+			wait, err := ns[i].TakeRate(ctx, "m365", 60, 2, now)
+			if err != nil || wait != want {
+				t.Fatalf("message %d on node %d: wait %v, %v; want %v", i+1, i, wait, err, want)
+			}
+		}
+		if wait, _ := ns[0].TakeRate(ctx, "m365", 60, 2, now.Add(time.Second)); wait != 0 {
+			t.Fatalf("a second later: wait %v, want 0", wait)
+		}
+		if wait, _ := ns[1].TakeRate(ctx, "m365", 60, 2, now.Add(time.Second)); wait != time.Second {
+			t.Fatalf("then at once: wait %v, want 1s", wait)
+		}
+		if wait, _ := ns[1].TakeRate(ctx, "other", 60, 2, now); wait != 0 {
+			t.Fatalf("another account waits %v", wait)
+		}
+	})
+
+	t.Run("BudgetNeverOvershoots", func(t *testing.T) {
+		ns := nodes(t)
+		now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+		var mu sync.Mutex
+		granted := 0
+		var wg sync.WaitGroup
+		for i := 0; i < 30; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, used, err := ns[i%3].ReserveBudget(ctx, "m365", fmt.Sprint("msg", i), 3, 50, 24*time.Hour, now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if used > 50 {
+					t.Errorf("budget used %d of 50", used)
+				}
+				if ok {
+					mu.Lock()
+					granted++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if granted != 16 {
+			t.Fatalf("%d reservations of 3 granted against 50; want 16", granted)
+		}
+		es, err := ns[0].BudgetEntries(ctx, "m365", now.Add(-time.Hour))
+		if err != nil || len(es) != 16 {
+			t.Fatalf("entries: %d, %v", len(es), err)
+		}
+		if err := ns[1].CancelBudget(ctx, "m365", es[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if ok, used, _ := ns[2].ReserveBudget(ctx, "m365", "late", 2, 50, 24*time.Hour, now); !ok || used != 47 {
+			t.Fatalf("after giving 3 back: ok=%v used=%d; want true, 47", ok, used)
+		}
+		// A day later the window is empty again.
+		if ok, used, _ := ns[0].ReserveBudget(ctx, "m365", "tomorrow", 3, 50, 24*time.Hour, now.Add(25*time.Hour)); !ok || used != 3 {
+			t.Fatalf("next day: ok=%v used=%d", ok, used)
+		}
+	})
+
+	t.Run("OneRefreshPerGrant", func(t *testing.T) {
+		ns := nodes(t)
+		// The token server rotates the refresh token on every use and
+		// counts a token presented twice, as providers do before they
+		// revoke the grant.
+		var mu sync.Mutex
+		used := map[string]bool{}
+		reuse, issued := 0, 0
+		exchange := func(rt string) string {
+			mu.Lock()
+			defer mu.Unlock()
+			if used[rt] {
+				reuse++
+			}
+			used[rt] = true
+			issued++
+			return fmt.Sprint("rt-", issued)
+		}
+		if err := ns[0].AccountPut(ctx, "m365", "auth.token", []byte("rt-0")); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 15; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := ns[i%3].RefreshLocked(ctx, "m365", "auth.token", func(ctx context.Context, cur []byte, found bool) ([]byte, error) {
+					if !found {
+						return nil, errors.New("no grant")
+					}
+					next := exchange(string(cur))
+					time.Sleep(2 * time.Millisecond) // the token endpoint's response time: widens the race a missing lock would lose
+					return []byte(next), nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if reuse != 0 || issued != 15 {
+			t.Fatalf("%d refresh tokens presented twice in %d refreshes; want none", reuse, issued)
+		}
+		v, _, _ := ns[2].AccountGet(ctx, "m365", "auth.token")
+		if string(v) != "rt-15" {
+			t.Fatalf("stored grant %q, want the last rotation rt-15", v)
+		}
+		// The callback's own error comes back unchanged and stores nothing.
+		boom := errors.New("invalid_grant")
+		if _, err := ns[0].RefreshLocked(ctx, "m365", "auth.token", func(context.Context, []byte, bool) ([]byte, error) { return nil, boom }); err != boom {
+			t.Fatalf("callback error: %v", err)
+		}
+		if v, _, _ := ns[0].AccountGet(ctx, "m365", "auth.token"); string(v) != "rt-15" {
+			t.Fatalf("a failed refresh changed the grant to %q", v)
+		}
+	})
+}
