@@ -259,6 +259,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("after Release, spoolctl shows %s (%v)", m.State, err)
 	}
 	screenshot(t, ctx, "message")
+	// The admin audit (spoolctl audit) names the console user.
+	audit, err := cd.api.Audit(api, wire.AuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held, released bool
+	for _, e := range audit.Entries {
+		if e.Via == "console" && e.User == "local" && e.UID == -1 && e.Target == "message "+id && e.Result == "ok" {
+			held = held || e.Action == "hold"
+			released = released || e.Action == "release"
+		}
+	}
+	if !held || !released {
+		t.Fatalf("the audit lacks the console's hold and release of %s: %+v", id, audit.Entries)
+	}
 
 	// Authorize: the console starts the sign-in, the browser goes to the
 	// authorization server, which sends it to spoold's /oauth2/callback.

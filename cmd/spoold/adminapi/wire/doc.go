@@ -31,6 +31,8 @@
 //	GET    /v1/logins/{id}/wait             AccountInfo (long poll)
 //	GET    /v1/alerts                       AlertsResponse
 //	POST   /v1/alerts/test                  AlertTestResponse
+//	GET    /v1/search, /v1/waiting, /v1/scan-files, /v1/config; POST /v1/scan-files/retry
+//	                                        the web console's reads (see console.go)
 //	GET    /v1/audit?since=&limit=          AuditResponse (newest first)
 //	GET    /v1/keys                         KeysInfo
 //	POST   /v1/keys/rotate                  KeysRotateResponse
