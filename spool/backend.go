@@ -59,6 +59,7 @@ type Backend interface {
 	// Reading the queue.
 	Get(ctx context.Context, id string) (*Message, error)
 	List(ctx context.Context, f Filter, cursor string, limit int) (Page, error)
+	ListMatching(ctx context.Context, f Filter, opts ListOptions, cursor string, limit int) (Page, error)
 	Stats(ctx context.Context) (map[State]int, error)
 	OpenBody(id string) (io.ReadCloser, error)
 	WaitingByAccount(ctx context.Context) (map[string]int, error)
@@ -94,10 +95,19 @@ type Backend interface {
 	AccountGet(ctx context.Context, account, key string) (value []byte, ok bool, err error)
 	AccountPut(ctx context.Context, account, key string, value []byte) error
 	AccountDelete(ctx context.Context, account, key string) error
+	// AccountUpdate reads, changes and writes one record atomically with
+	// respect to every other writer (auth/seal re-sealing tokens).
+	AccountUpdate(ctx context.Context, account, key string, fn func(old []byte) ([]byte, error)) error
+	AccountsWith(ctx context.Context, key string) ([]string, error)
 	AlertState(ctx context.Context) (map[string][]byte, error)
 	AlertWrite(ctx context.Context, put map[string][]byte, del []string) error
 	BudgetRecord(ctx context.Context, account, id, own string, at time.Time, n int, forgetBefore time.Time) error
 	BudgetEntries(ctx context.Context, account string, since time.Time) ([]BudgetEntry, error)
+
+	// The admin audit log.
+	AuditAppend(ctx context.Context, e AuditEntry) error
+	AuditList(ctx context.Context, since time.Time, limit int) ([]AuditEntry, error)
+	AuditPrune(ctx context.Context, before time.Time) (int, error)
 
 	// Close waits for in-flight work and releases the store; later calls
 	// return ErrClosed.

@@ -472,3 +472,130 @@ func testBudget(t *testing.T, s Suite) {
 		t.Fatalf("other account touched: %+v", es)
 	}
 }
+
+func testAccountUpdate(t *testing.T, s Suite) {
+	e := newEnv(t, s)
+	for _, a := range []string{"zeta", "alpha", "mid"} {
+		if err := e.b.AccountPut(ctx, a, "auth.token", []byte("plain-"+a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.b.AccountPut(ctx, "other", "auth.health", []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.b.AccountsWith(ctx, "auth.token")
+	if err != nil || fmt.Sprint(got) != "[alpha mid zeta]" {
+		t.Fatalf("AccountsWith = %v %v, want [alpha mid zeta]", got, err)
+	}
+	// Concurrent read-modify-writes never lose one another's change.
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.b.AccountUpdate(ctx, "alpha", "counter", func(old []byte) ([]byte, error) {
+				return append(old, 'x'), nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if v, _, _ := e.b.AccountGet(ctx, "alpha", "counter"); len(v) != 20 {
+		t.Fatalf("after 20 concurrent updates: %q, want 20 x's", v)
+	}
+	var sawNil bool
+	if err := e.b.AccountUpdate(ctx, "new", "k", func(old []byte) ([]byte, error) { sawNil = old == nil; return nil, nil }); err != nil || !sawNil {
+		t.Fatalf("update of an absent record: %v, old nil %v", err, sawNil)
+	}
+	if _, ok, _ := e.b.AccountGet(ctx, "new", "k"); ok {
+		t.Fatal("(nil, nil) from fn wrote a record")
+	}
+	boom := errors.New("cannot reseal")
+	if err := e.b.AccountUpdate(ctx, "mid", "auth.token", func([]byte) ([]byte, error) { return nil, boom }); err != boom {
+		t.Fatalf("fn's error: %v, want it unchanged", err)
+	}
+	if v, _, _ := e.b.AccountGet(ctx, "mid", "auth.token"); string(v) != "plain-mid" {
+		t.Fatalf("a failed update changed the record to %q", v)
+	}
+	if err := e.b.AccountUpdate(ctx, "", "k", func([]byte) ([]byte, error) { return nil, nil }); !errors.Is(err, spool.ErrInvalid) {
+		t.Fatalf("empty account: %v", err)
+	}
+}
+
+func testAudit(t *testing.T, s Suite) {
+	e := newEnv(t, s)
+	t0 := time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
+	if l, err := e.b.AuditList(ctx, time.Time{}, 0); err != nil || len(l) != 0 {
+		t.Fatalf("fresh log: %v %v", l, err)
+	}
+	for i, action := range []string{"hold", "release", "delete", "purge"} {
+		err := e.b.AuditAppend(ctx, spool.AuditEntry{Time: t0.Add(time.Duration(i) * time.Minute), Via: "socket", UID: 0,
+			Action: action, Target: "01ABC", Result: "ok", Detail: strings.Repeat("d", 3000)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same time twice: both kept, in the order written.
+	if err := e.b.AuditAppend(ctx, spool.AuditEntry{Time: t0.Add(3 * time.Minute), Via: "console", UID: -1, Action: "flush", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.AuditAppend(ctx, spool.AuditEntry{Action: "hold"}); !errors.Is(err, spool.ErrInvalid) {
+		t.Fatalf("entry without a time: %v", err)
+	}
+	e.reopen()
+	l, err := e.b.AuditList(ctx, time.Time{}, 0)
+	if err != nil || len(l) != 5 {
+		t.Fatalf("AuditList = %d %v", len(l), err)
+	}
+	var actions []string
+	for _, a := range l {
+		actions = append(actions, a.Action)
+	}
+	if fmt.Sprint(actions) != "[flush purge delete release hold]" {
+		t.Fatalf("newest first: %v", actions)
+	}
+	if len(l[1].Detail) > 2003 || l[4].Via != "socket" || !l[4].Time.Equal(t0) {
+		t.Fatalf("entry as stored: %+v", l[4])
+	}
+	if l, _ := e.b.AuditList(ctx, t0.Add(2*time.Minute), 2); len(l) != 2 || l[0].Action != "flush" {
+		t.Fatalf("since and limit: %+v", l)
+	}
+	if n, err := e.b.AuditPrune(ctx, t0.Add(90*time.Second)); err != nil || n != 2 {
+		t.Fatalf("AuditPrune = %d %v, want 2", n, err)
+	}
+	if l, _ := e.b.AuditList(ctx, time.Time{}, 0); len(l) != 3 {
+		t.Fatalf("after prune: %d entries", len(l))
+	}
+}
+
+func testListMatching(t *testing.T, s Suite) {
+	e := newEnv(t, s)
+	var all []string
+	for i := 0; i < 30; i++ {
+		r := req("a", fmt.Sprintf("user%d@example.com", i))
+		all = append(all, e.enqueue(r, "x"))
+		e.clk.Add(time.Millisecond)
+	}
+	rcpt7 := func(m *spool.Message) bool { return strings.HasSuffix(m.Recipients[0].Addr, "7@example.com") }
+	// user7, user17, user27; newest first.
+	p, err := e.b.ListMatching(ctx, spool.Filter{}, spool.ListOptions{Match: rcpt7, Newest: true}, "", 10)
+	if err != nil || fmt.Sprint(ids(p.Messages)) != fmt.Sprint([]string{all[27], all[17], all[7]}) || p.Next != "" {
+		t.Fatalf("newest matching = %v next=%q %v", ids(p.Messages), p.Next, err)
+	}
+	// A bound on the scan ends the page early with a cursor to go on from.
+	p, err = e.b.ListMatching(ctx, spool.Filter{}, spool.ListOptions{Match: rcpt7, MaxScan: 10}, "", 10)
+	if err != nil || fmt.Sprint(ids(p.Messages)) != fmt.Sprint([]string{all[7]}) || p.Next != all[9] {
+		t.Fatalf("bounded scan = %v next=%q %v; want [user7] and next %s", ids(p.Messages), p.Next, err, all[9])
+	}
+	p, err = e.b.ListMatching(ctx, spool.Filter{}, spool.ListOptions{Match: rcpt7, MaxScan: 10}, p.Next, 10)
+	if err != nil || fmt.Sprint(ids(p.Messages)) != fmt.Sprint([]string{all[17]}) || p.Next != all[19] {
+		t.Fatalf("second bounded page = %v next=%q %v", ids(p.Messages), p.Next, err)
+	}
+	// Newest first from a cursor continues below it.
+	p, err = e.b.ListMatching(ctx, spool.Filter{State: spool.StateQueued}, spool.ListOptions{Newest: true}, all[5], 3)
+	if err != nil || fmt.Sprint(ids(p.Messages)) != fmt.Sprint([]string{all[4], all[3], all[2]}) || p.Next != all[2] {
+		t.Fatalf("newest from a cursor = %v next=%q %v", ids(p.Messages), p.Next, err)
+	}
+}

@@ -337,6 +337,20 @@ func (s *Spool) Get(ctx context.Context, id string) (*spool.Message, error) {
 
 // List returns up to limit messages matching f in ID order after cursor.
 func (s *Spool) List(ctx context.Context, f spool.Filter, cursor string, limit int) (spool.Page, error) {
+	return s.list(ctx, f, spool.ListOptions{}, cursor, limit)
+}
+
+// ListMatching is List with opts (see spool.Spool.ListMatching): rows are
+// read in ID order (newest first with opts.Newest) in batches, filtered
+// here, and never more than opts.MaxScan examined.
+func (s *Spool) ListMatching(ctx context.Context, f spool.Filter, opts spool.ListOptions, cursor string, limit int) (spool.Page, error) {
+	return s.list(ctx, f, opts, cursor, limit)
+}
+
+// listBatch is how many rows list reads per query.
+const listBatch = 256
+
+func (s *Spool) list(ctx context.Context, f spool.Filter, opts spool.ListOptions, cursor string, limit int) (spool.Page, error) {
 	if f.State != "" && !f.State.Valid() {
 		return spool.Page{}, fmt.Errorf("spool: list: %w: unknown state %q", spool.ErrInvalid, f.State)
 	}
@@ -348,51 +362,69 @@ func (s *Spool) List(ctx context.Context, f spool.Filter, cursor string, limit i
 		return spool.Page{}, fmt.Errorf("spool: list: %w", err)
 	}
 	defer s.end()
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
+	match := func(m *spool.Message) bool {
+		if f.Account != "" && m.Account != f.Account {
+			return false
+		}
+		if !f.CreatedBefore.IsZero() && !m.Created.Before(f.CreatedBefore) {
+			return false
+		}
+		return opts.Match == nil || opts.Match(m)
 	}
-	if f.State != "" {
-		add("state = $%d", string(f.State))
-	}
-	if f.Account != "" {
-		add("account = $%d", f.Account)
-	}
-	if !f.CreatedBefore.IsZero() {
-		add("created_ns < $%d", ns(f.CreatedBefore))
-	}
-	if cursor != "" {
-		add("id > $%d", cursor)
-	}
-	q := "SELECT msg FROM spool_messages"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit+1)
-	q += fmt.Sprintf(" ORDER BY id LIMIT $%d", len(args))
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
-	}
-	metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
+	cmp, order := ">", "ASC"
+	if opts.Newest {
+		cmp, order = "<", "DESC"
 	}
 	var page spool.Page
-	for i, meta := range metas {
-		if i == limit {
-			page.Next = page.Messages[limit-1].ID
-			break
+	scanned, last, after := 0, "", cursor
+	for {
+		var where []string
+		var args []any
+		if f.State != "" {
+			args = append(args, string(f.State))
+			where = append(where, fmt.Sprintf("state = $%d", len(args)))
 		}
-		m, err := decode(meta)
+		if after != "" {
+			args = append(args, after)
+			where = append(where, fmt.Sprintf("id %s $%d", cmp, len(args)))
+		}
+		q := "SELECT msg FROM spool_messages"
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
+		}
+		args = append(args, listBatch)
+		q += fmt.Sprintf(" ORDER BY id %s LIMIT $%d", order, len(args))
+		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
-			return spool.Page{}, fmt.Errorf("spool: list: %w", err)
+			return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
 		}
-		page.Messages = append(page.Messages, m)
+		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return spool.Page{}, fmt.Errorf("spool: list: %w", dbErr(err))
+		}
+		for _, meta := range metas {
+			if opts.MaxScan > 0 && scanned == opts.MaxScan {
+				page.Next = last // the next page starts after it
+				return page, nil
+			}
+			m, err := decode(meta)
+			if err != nil {
+				return spool.Page{}, fmt.Errorf("spool: list: %w", err)
+			}
+			scanned, last, after = scanned+1, m.ID, m.ID
+			if !match(m) {
+				continue
+			}
+			if len(page.Messages) == limit {
+				page.Next = page.Messages[limit-1].ID
+				return page, nil
+			}
+			page.Messages = append(page.Messages, m)
+		}
+		if len(metas) < listBatch {
+			return page, nil
+		}
 	}
-	return page, nil
 }
 
 // Stats counts messages per state.
