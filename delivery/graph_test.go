@@ -447,3 +447,22 @@ func TestGraphTestSend(t *testing.T) {
 		t.Errorf("sent %+v", s)
 	}
 }
+
+// TestGraphDeadDraftIsDeleted: a large message Graph refuses for good is
+// dead-lettered, and its draft does not stay behind in Drafts.
+func TestGraphDeadDraftIsDeleted(t *testing.T) {
+	h := newGraphHarness(t, nil)
+	h.g.Fail(graphtest.OpSend, graphtest.Failure{Status: 400, Code: "ErrorInvalidRecipients", Message: "At least one recipient is not valid."})
+	body, _ := scan(t, 4_000_000)
+	id := h.enqueue(body)
+	m := h.wait(id, spool.StateDead)
+	if !strings.Contains(m.Reason, "ErrorInvalidRecipients") {
+		t.Errorf("dead reason %q", m.Reason)
+	}
+	if n := h.g.Drafts(); n != 0 {
+		t.Errorf("%d drafts left in Drafts", n)
+	}
+	if _, ok, _ := h.sp.AccountGet(context.Background(), "m365", graphDraftKey(id)); ok {
+		t.Error("the draft record outlived the dead letter")
+	}
+}

@@ -477,14 +477,28 @@ func (s *graphSession) sendLarge(ctx context.Context, env envelope) (sendResult,
 			err = upErr
 		}
 		if err != nil {
+			se := &SMTPError{Command: "GRAPH", Class: ClassInternal, Text: "uploading attachment " + p.Name + ": " + err.Error(), Err: err}
 			if graph.As(err) != nil {
-				return sendResult{}, s.fail(ctx, err)
+				se = s.fail(ctx, err)
 			}
-			return sendResult{}, &SMTPError{Command: "GRAPH", Class: ClassInternal, Text: "uploading attachment " + p.Name + ": " + err.Error(), Err: err}
+			if se.Class == ClassPermanent {
+				// The message is dead: its draft will never be sent.
+				s.abandon(ctx, key, rec, log)
+			}
+			return sendResult{}, se
 		}
 		log.Debug("attachment uploaded", "name", p.Name, "bytes", p.Size)
 	}
 	return s.sendDraft(ctx, env, key, rec, log)
+}
+
+// abandon deletes a draft that will not be sent, and its record.
+func (s *graphSession) abandon(ctx context.Context, key string, rec *graphDraft, log *slog.Logger) {
+	if err := s.c.DeleteDraft(context.WithoutCancel(ctx), rec.DraftID); err != nil {
+		log.Warn("deleting the draft of a dead-lettered message (it stays in Drafts, unsent)", "err", err)
+		return
+	}
+	s.t.forgetDraft(ctx, key, log)
 }
 
 // sendDraft commits the "sending" record, then asks Graph to send.
@@ -495,12 +509,15 @@ func (s *graphSession) sendDraft(ctx context.Context, env envelope, key string, 
 	}
 	if err := s.c.SendDraft(ctx, rec.DraftID); err != nil {
 		ge := graph.As(err)
-		if ge != nil && !ge.Ambiguous && ge.Status != 0 && ge.Status < 500 {
+		se := s.fail(ctx, err)
+		switch {
+		case ge != nil && !ge.Ambiguous && ge.Status != 0 && ge.Status < 500 && se.Class == ClassPermanent:
+			s.abandon(ctx, key, rec, log)
+		case ge != nil && !ge.Ambiguous && ge.Status != 0 && ge.Status < 500:
 			// Refused: the draft stays a draft; build it afresh next time.
 			rec.State = "draft"
 			s.t.saveDraft(ctx, key, rec)
 		}
-		se := s.fail(ctx, err)
 		if se.Class == ClassUnknown {
 			// Unlike sendMail this is safe to retry: the next attempt asks first.
 			se.Class = ClassTransient

@@ -535,6 +535,8 @@ func (c *Client) putChunk(ctx context.Context, uploadURL string, chunk []byte, o
 		case ge.Status == http.StatusRequestedRangeNotSatisfiable && ge.next == end:
 			// The chunk had arrived; only its answer was lost.
 			return end, nil
+		case ge.RetryAfter > maxChunkWait:
+			return 0, err // too long to wait inside one attempt: the caller defers the message
 		case ge.Status == 0, ge.Status >= 500, ge.Status == http.StatusTooManyRequests:
 			continue // resend from off, the last range Graph acknowledged
 		default:
@@ -543,6 +545,9 @@ func (c *Client) putChunk(ctx context.Context, uploadURL string, chunk []byte, o
 	}
 	return 0, last
 }
+
+// maxChunkWait is the longest Retry-After a chunk retry waits for.
+const maxChunkWait = 30 * time.Second
 
 // putOnce sends one chunk to the pre-authenticated upload URL: no
 // Authorization header (attachment-createuploadsession).
