@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -131,7 +132,10 @@ func New(mailboxes ...string) *Server {
 	for _, m := range mailboxes {
 		s.mailbox[strings.ToLower(m)] = true
 	}
-	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	// Clients killed mid-handshake (the kill loop) are expected, not news.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.srv.StartTLS()
 	return s
 }
 
