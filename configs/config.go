@@ -33,6 +33,7 @@ type Config struct {
 	Accounts      []Account      `yaml:"accounts" json:"accounts"`
 	Routes        Routes         `yaml:"routes" json:"routes"`
 	Alerts        Alerts         `yaml:"alerts" json:"alerts"`
+	Secrets       Secrets        `yaml:"secrets" json:"secrets"`
 }
 
 // Log is the log section.
@@ -59,6 +60,19 @@ type HTTP struct {
 type Admin struct {
 	Socket string `yaml:"socket" json:"socket"` // default <data_dir>/spoold.sock
 	Group  string `yaml:"group" json:"group"`   // optional group owner of the socket
+	// Who may do what on the socket (SO_PEERCRED): root and spoold's own
+	// user always; members of ReadGroup may look, members of AdminGroup
+	// may act. adminapi owns the defaults (AdminGroup: Group).
+	ReadGroup      string        `yaml:"read_group" json:"read_group"`
+	AdminGroup     string        `yaml:"admin_group" json:"admin_group"`
+	AuditRetention time.Duration `yaml:"audit_retention" json:"audit_retention"` // default 90d
+}
+
+// Secrets is the key that seals stored OAuth tokens; auth/seal owns the
+// defaults and checks.
+type Secrets struct {
+	Key          string   `yaml:"key" json:"key"`                     // file:PATH, credential:NAME or env:VAR; default file:<data_dir>/spoold.key
+	PreviousKeys []string `yaml:"previous_keys" json:"previous_keys"` // keys that still open records (re-sealed at start-up)
 }
 
 // Spool tunes the durable queue.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/auth/seal"
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/cmd/spoold/alerts"
@@ -41,18 +42,21 @@ type daemon struct {
 	mu  sync.Mutex // guards cfg during reloads
 	cfg *configs.Config
 
-	reg      *prometheus.Registry
-	spool    *spool.Spool
-	auth     *auth.Manager
-	engine   *delivery.Engine
-	smtp     *smtpd.Server
-	scans    *scanfolder.Watcher
-	http     *httpServer
-	admin    *http.Server
-	adminLn  net.Listener
-	accounts *daemonAccounts
-	reloads  reloadStatus
-	alerter  *alerts.Alerter
+	reg         *prometheus.Registry
+	spool       *spool.Spool
+	auth        *auth.Manager
+	engine      *delivery.Engine
+	smtp        *smtpd.Server
+	scans       *scanfolder.Watcher
+	http        *httpServer
+	admin       *http.Server
+	adminLn     net.Listener
+	accounts    *daemonAccounts
+	reloads     reloadStatus
+	alerter     *alerts.Alerter
+	vault       *seal.Vault
+	auditCancel context.CancelFunc
+	auditDone   chan struct{}
 
 	engineCancel context.CancelFunc
 	engineDone   chan error
@@ -106,9 +110,12 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
+	if err := d.openSecrets(ctx, p, spoolOpts); err != nil {
+		return nil, err
+	}
 	d.reg.MustRegister(newQueueCollector(d.spool, log, d.started))
 
-	d.auth, err = auth.NewManager(p.oauth, d.spool, auth.Options{Logger: log, Registerer: d.reg})
+	d.auth, err = auth.NewManager(p.oauth, d.spool, auth.Options{Logger: log, Registerer: d.reg, Sealer: d.vault.Keyring()})
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +178,11 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	d.admin = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.admin, err = adminapi.NewSocketServer(svc.Handler(), p.access, log)
+	if err != nil {
+		return nil, err
+	}
+	d.startAuditPruner(p.access.AuditRetention)
 	go func() {
 		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin socket: serve", "err", err)
@@ -384,6 +395,9 @@ func restartNeeded(old, next *configs.Config) []string {
 	if !reflect.DeepEqual(old.Alerts, next.Alerts) {
 		why = append(why, "alerts")
 	}
+	if !reflect.DeepEqual(old.Secrets, next.Secrets) {
+		why = append(why, "secrets")
+	}
 	if len(old.ScanFolders) == 0 && len(next.ScanFolders) > 0 {
 		why = append(why, "scan_folders (the first folder)")
 	}
@@ -454,6 +468,10 @@ func (d *daemon) shutdown() {
 	}
 	if d.auth != nil {
 		_ = d.auth.Close()
+	}
+	if d.auditCancel != nil {
+		d.auditCancel()
+		<-d.auditDone
 	}
 	if d.spool != nil {
 		if err := d.spool.Close(); err != nil {

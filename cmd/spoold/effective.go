@@ -73,6 +73,8 @@ func (p *plan) effective() *configs.Config {
 	o := p.engine.Outage
 	c.Delivery.Outage = configs.Outage{After: o.After, FirstProbe: o.First, MaxProbe: o.Max, Multiplier: o.Multiplier, Jitter: o.Jitter}
 	c.Alerts = p.effectiveAlerts()
+	c.Secrets = configs.Secrets{Key: p.secrets.Key, PreviousKeys: p.secrets.PreviousKeys}
+	c.Admin.ReadGroup, c.Admin.AdminGroup, c.Admin.AuditRetention = p.access.ReadGroup, p.access.AdminGroup, p.access.AuditRetention
 	c.HTTP.Console = p.console.Enabled
 	return &c
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/auth/seal"
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
 	"github.com/spoold/spoold/cmd/spoold/alerts"
 	"github.com/spoold/spoold/cmd/spoold/console"
 	"github.com/spoold/spoold/configs"
@@ -37,6 +39,8 @@ type plan struct {
 	engine    delivery.Options // likewise
 	alerts    alerts.Options
 	console   console.Options // the http section's web console, TLS and metrics token
+	secrets   seal.Options
+	access    adminapi.Access
 	// warnings are facts the daemon runs with but an admin should hear
 	// about (-check prints them, start-up logs them).
 	warnings []string
@@ -109,6 +113,10 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 	ps.Merge("alerts", p.alerts.Validate())
 	p.console = consoleOptions(cfg.HTTP).WithDefaults()
 	ps.Merge("http", p.console.Validate())
+	p.secrets = seal.Options{Key: cfg.Secrets.Key, PreviousKeys: cfg.Secrets.PreviousKeys}.WithDefaults(cfg.DataDir)
+	ps.Merge("secrets", p.secrets.Validate())
+	p.access = adminapi.Access{SocketGroup: cfg.Admin.Group, ReadGroup: cfg.Admin.ReadGroup, AdminGroup: cfg.Admin.AdminGroup, AuditRetention: cfg.Admin.AuditRetention}.WithDefaults()
+	ps.Merge("admin", p.access.Validate())
 	p.warnings = expiredSecrets(cfg, time.Now())
 	return p, ps
 }

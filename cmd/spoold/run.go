@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spoold/spoold/configs"
@@ -39,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (the config, or the embedded default, with every default\napplied; secrets as [redacted]) and exit")
 	verifySpool := fs.String("verify-spool", "", "check the spool database `FILE` of a stopped spoold with bbolt's consistency check and exit\n(0 sound, 1 damaged, 3 in use); spoold runs it in a child process before every start")
+	forgetTokens := fs.String("forget-tokens", "", "delete the stored OAuth tokens of the comma-separated `ACCOUNTS` from the spool of a stopped spoold\n(for records no key opens: sign those accounts in again afterwards) and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `spoold is a durable mail spooler: it accepts mail from scanners and office devices
 (SMTP, and files dropped into scan folders), keeps it on disk, and delivers it through
@@ -100,6 +102,13 @@ Flags:
 		return exitOK
 	}
 	cfg := p.cfg
+	if *forgetTokens != "" {
+		if err := forgetStoredTokens(p, strings.Split(*forgetTokens, ","), stdout); err != nil {
+			fmt.Fprintf(stderr, "spoold: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
 	if *check {
 		name := *configPath
 		if name == "" {

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/auth/seal"
+	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/spool"
+)
+
+// openSecrets loads the key that seals the stored OAuth tokens and brings
+// every token record under it (sealing plaintext records of an older
+// version, re-sealing those of a previous key, finishing an interrupted
+// rotation). When plaintext was sealed, spool.db is compacted into a new
+// file: bbolt leaves overwritten values in free pages, and the point is
+// that no copy of spool.db carries a token. Records the key does not open
+// stop the start with an error naming their accounts.
+func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Options) error {
+	configured := func(account string) bool {
+		return slices.ContainsFunc(p.oauth, func(a auth.AccountConfig) bool { return a.Name == account })
+	}
+	v, res, err := seal.OpenVault(ctx, p.secrets, d.spool, auth.TokenKey, seal.VaultOptions{Logger: d.log, Required: configured})
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	d.vault = v
+	log := d.log.With("component", "secrets")
+	src := v.Source()
+	attrs := []any{"key", src.String(), "key_id", v.Keyring().Primary().ID()}
+	if res.Created {
+		log.Warn("created a new key for the stored tokens: back it up separately from the data directory", attrs...)
+	}
+	if src.Kind == seal.KindFile && inDir(src.Name, p.cfg.DataDir) {
+		log.Info("the key sealing stored tokens is in the data directory: it protects copies of spool.db, not copies of the whole data directory; on a server set secrets.key to a file elsewhere or a systemd credential", attrs...)
+	} else {
+		log.Info("stored tokens are sealed", attrs...)
+	}
+	if res.FinishedRotation {
+		log.Info("finished the key rotation an earlier run started: back up the new key", attrs...)
+	}
+	if len(res.Resealed) > 0 {
+		log.Info("re-sealed stored tokens with the current key; keys under secrets.previous_keys are no longer needed for them", "accounts", strings.Join(res.Resealed, ","))
+	}
+	if len(res.Sealed) == 0 {
+		return nil
+	}
+	log.Info("sealed stored tokens that were kept in plaintext; compacting spool.db so that no copy of the old records remains in it", "accounts", strings.Join(res.Sealed, ","))
+	if err := d.spool.Close(); err != nil {
+		return fmt.Errorf("secrets: closing the spool to compact it: %w", err)
+	}
+	d.spool = nil
+	if err := spool.Compact(p.cfg.DataDir); err != nil {
+		return fmt.Errorf("secrets: %w (the tokens are sealed; their plaintext may remain in unused pages of spool.db until compacted)", err)
+	}
+	d.spool, err = spool.Open(p.cfg.DataDir, spoolOpts)
+	if err != nil {
+		return err
+	}
+	v.SetRecords(d.spool)
+	return nil
+}
+
+// inDir reports whether path lies inside dir.
+func inDir(path, dir string) bool {
+	ap, err1 := filepath.Abs(path)
+	ad, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(ad, ap)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// Keys implements adminapi.KeyControl: the loaded keys, never their bytes.
+func (i daemonInfo) Keys() wire.KeysInfo {
+	var ki wire.KeysInfo
+	primary := i.d.vault.Keyring().Primary().ID()
+	for _, k := range i.d.vault.Keyring().Keys() {
+		ki.Keys = append(ki.Keys, wire.KeyInfo{ID: k.ID(), Source: k.Source, Primary: k.ID() == primary})
+	}
+	return ki
+}
+
+// RotateKeys implements adminapi.KeyControl (spoolctl keys rotate).
+func (i daemonInfo) RotateKeys(ctx context.Context) (wire.KeysRotateResponse, error) {
+	// The rotation outlives a client that hangs up: stopping halfway is
+	// safe, but finishing is what the admin asked for.
+	res, err := i.d.vault.Rotate(context.WithoutCancel(ctx))
+	out := wire.KeysRotateResponse{OldKeyID: res.OldKeyID, NewKeyID: res.NewKeyID, KeyFile: res.KeyFile, Resealed: res.Resealed}
+	if err != nil {
+		return out, fmt.Errorf("rotating the key: %w", err)
+	}
+	if out.Resealed == nil {
+		out.Resealed = []string{}
+	}
+	return out, nil
+}
+
+// startAuditPruner drops audit entries older than retention, hourly.
+func (d *daemon) startAuditPruner(retention time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	d.auditCancel, d.auditDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.auditDone)
+		adminapi.RunAuditPruner(ctx, d.spool, retention, time.Hour, time.Now, d.log)
+	}()
+}
+
+// forgetStoredTokens deletes the token records of accounts from the spool
+// of a stopped daemon (spoold -forget-tokens): the way out when no key opens
+// them and the grants are given up for a new sign-in.
+func forgetStoredTokens(p *plan, accounts []string, stdout io.Writer) error {
+	sp, err := spool.Open(p.cfg.DataDir, p.spool)
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	for _, a := range accounts {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		_, ok, err := sp.AccountGet(context.Background(), a, auth.TokenKey)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintf(stdout, "%s: no stored token\n", a)
+			continue
+		}
+		if err := sp.AccountDelete(context.Background(), a, auth.TokenKey); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: stored token deleted; after starting spoold run `spoolctl auth login %s`\n", a, a)
+	}
+	return nil
+}
