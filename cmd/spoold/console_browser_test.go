@@ -224,13 +224,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitText(t, ctx, "#live", "m365")
 
-	// A message from a real SMTP client.
-	swaks := requireTool(t, "swaks")
+	// A message from a real SMTP client (swaks; in CI it must be there,
+	// elsewhere Go's net/smtp stands in so the rest still runs).
 	subject := "Console scan 7c1d"
-	out, err := exec.Command(swaks, "--server", cd.smtp, "--from", "mfd@contoso.com", "--to", "it@contoso.com",
-		"--header", "Subject: "+subject, "--body", "scan attached").CombinedOutput()
-	if err != nil {
-		t.Fatalf("swaks: %v\n%s", err, out)
+	if swaks, err := exec.LookPath("swaks"); err == nil {
+		out, err := exec.Command(swaks, "--server", cd.smtp, "--from", "mfd@contoso.com", "--to", "it@contoso.com",
+			"--header", "Subject: "+subject, "--body", "scan attached").CombinedOutput()
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("swaks is not installed; .ci/run should have installed it")
+	} else {
+		t.Log("swaks not installed: sending with net/smtp instead")
+		if err := sendMail(cd.smtp, "mfd@contoso.com", "it@contoso.com", subject); err != nil {
+			t.Fatal(err)
+		}
 	}
 	list, err := cd.api.List(api, wire.ListRequest{})
 	if err != nil || len(list.Messages) != 1 {

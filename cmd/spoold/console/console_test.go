@@ -114,7 +114,7 @@ type env struct {
 	opts Options
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	sp := spooltest.OpenTemp(t, spool.Options{RescueInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	acc := &fakeAccounts{status: "needs_reauth", done: make(chan struct{})}
@@ -149,7 +149,7 @@ func newEnv(t *testing.T, opts Options) *env {
 	return e
 }
 
-func (e *env) get(t *testing.T, path string) (*http.Response, string) {
+func (e *env) get(t testing.TB, path string) (*http.Response, string) {
 	t.Helper()
 	resp, err := e.c.Get(e.srv.URL + path)
 	if err != nil {
@@ -175,7 +175,7 @@ func (e *env) post(t *testing.T, path string, form url.Values) (*http.Response, 
 
 var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfOf(t *testing.T, page string) string {
+func csrfOf(t testing.TB, page string) string {
 	t.Helper()
 	m := csrfRe.FindStringSubmatch(page)
 	if m == nil {
