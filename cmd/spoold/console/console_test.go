@@ -61,6 +61,9 @@ func (f *fakeAccounts) StartLogin(ctx context.Context, account, mode string) (wi
 	if account != "m365" {
 		return wire.LoginStart{}, fmt.Errorf("%w: %s", adminapi.ErrUnknownAccount, account)
 	}
+	if mode == wire.LoginDevice {
+		return wire.LoginStart{LoginID: "L1", Account: account, Mode: mode, UserCode: "WXYZ-1234", VerificationURI: "https://microsoft.com/devicelogin"}, nil
+	}
 	return wire.LoginStart{LoginID: "L1", Account: account, Mode: mode,
 		URL: "https://login.example.com/authorize?redirect_uri=http%3A%2F%2Flocalhost%3A8925%2Foauth2%2Fcallback&state=s"}, nil
 }
@@ -427,5 +430,52 @@ func TestOptionsValidate(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 			t.Errorf("%s: problems at %v, want %v (%v)", tc.name, got, tc.want, tc.o.Validate())
 		}
+	}
+}
+
+// TestAuthorizeFlows: Authorize shows the provider's sign-in link with the
+// paste box (the redirect goes to localhost), or the device code; the page's
+// long poll reports the finished sign-in only to the browser session that
+// started it; a pasted address completes it.
+func TestAuthorizeFlows(t *testing.T) {
+	e := newEnv(t, Options{Listen: "127.0.0.1:8925"})
+	_, page := e.get(t, "/accounts")
+	tok := csrfOf(t, page)
+	if !strings.Contains(page, `data-authorize="m365"`) || !strings.Contains(page, "Authorize with a device code") {
+		t.Fatalf("accounts page lacks the Authorize buttons:\n%s", page)
+	}
+	_, body := e.post(t, "/accounts/m365/authorize", url.Values{"csrf": {tok}, "mode": {"browser"}})
+	for _, want := range []string{`id="signin-link" href="https://login.example.com/authorize?`, "http://localhost:8925/oauth2/callback",
+		"only reaches spoold from a browser on spoold's own host", `action="/logins/L1/paste"`, `data-login-wait="/logins/L1/wait"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("authorize page lacks %q", want)
+		}
+	}
+	_, body = e.post(t, "/accounts/m365/authorize", url.Values{"csrf": {tok}, "mode": {"device"}})
+	if !strings.Contains(body, `id="user-code">WXYZ-1234<`) || !strings.Contains(body, "https://microsoft.com/devicelogin") {
+		t.Errorf("device authorize page:\n%s", body)
+	}
+	// Another browser session may not follow this sign-in.
+	other := &http.Client{}
+	resp, err := other.Get(e.srv.URL + "/logins/L1/wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "not started in this browser session") {
+		t.Fatalf("another session's wait: %s", b)
+	}
+	close(e.acc.done)
+	_, body = e.get(t, "/logins/L1/wait")
+	if !strings.Contains(body, `"done":true`) || !strings.Contains(body, `"ok":true`) || !strings.Contains(body, "signed in as scanner@example.com") {
+		t.Fatalf("wait: %s", body)
+	}
+	resp, _ = e.post(t, "/logins/L1/paste", url.Values{"csrf": {tok}, "url": {"http://localhost:8925/oauth2/callback?code=abc&state=s"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/accounts" {
+		t.Fatalf("paste: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, body := e.get(t, "/accounts"); !strings.Contains(body, "Account m365 signed in") || strings.Contains(body, "code=abc") {
+		t.Fatalf("after paste the page says:\n%s", body)
 	}
 }
