@@ -46,6 +46,21 @@ func (s *Spool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.R
 		return "", err
 	}
 	m := s.mc.NewMessage(req, id, 0, now)
+	// Read the first chunk before the transaction: a body that fits in it
+	// (most mail) then holds a database connection only for the commit,
+	// not for the time a slow client takes to send it.
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	buf := *bp
+	n, rerr := io.ReadFull(body, buf)
+	first, complete := buf[:n], false
+	switch {
+	case rerr == nil:
+	case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
+		complete = true
+	default:
+		return "", fmt.Errorf("spool: enqueue: reading body: %w", rerr)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return "", fmt.Errorf("spool: enqueue: %w", dbErr(err))
@@ -79,7 +94,10 @@ func (s *Spool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.R
 		}
 		return existing, nil
 	}
-	size, chunks, err := writeChunks(ctx, tx, id, body)
+	if complete {
+		body = nil
+	}
+	size, chunks, err := writeChunks(ctx, tx, id, first, body)
 	if err != nil {
 		return "", err
 	}
@@ -111,13 +129,12 @@ func (s *Spool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.R
 	return id, nil
 }
 
-// writeChunks streams body into chunk rows of at most chunkSize bytes.
-func writeChunks(ctx context.Context, tx pgx.Tx, id string, body io.Reader) (size int64, chunks int, err error) {
-	bp := chunkBufs.Get().(*[]byte)
-	defer chunkBufs.Put(bp)
-	buf := *bp
+// writeChunks stores first, then streams rest (nil: first was all of
+// it) into chunk rows of at most chunkSize bytes, reusing first's buffer.
+func writeChunks(ctx context.Context, tx pgx.Tx, id string, first []byte, rest io.Reader) (size int64, chunks int, err error) {
+	buf := first[:cap(first)]
+	n := len(first)
 	for {
-		n, rerr := io.ReadFull(body, buf)
 		if n > 0 {
 			if _, err := tx.Exec(ctx, "INSERT INTO spool_body_chunks (id, seq, data) VALUES ($1, $2, $3)", id, chunks, buf[:n]); err != nil {
 				return 0, 0, fmt.Errorf("spool: enqueue: storing the body: %w", dbErr(err))
@@ -125,10 +142,15 @@ func writeChunks(ctx context.Context, tx pgx.Tx, id string, body io.Reader) (siz
 			chunks++
 			size += int64(n)
 		}
+		if rest == nil {
+			return size, chunks, nil
+		}
+		var rerr error
+		n, rerr = io.ReadFull(rest, buf)
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
-			return size, chunks, nil
+			rest = nil
 		default:
 			return 0, 0, fmt.Errorf("spool: enqueue: reading body: %w", rerr)
 		}

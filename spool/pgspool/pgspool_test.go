@@ -134,7 +134,8 @@ func TestOnPostgres(t *testing.T) {
 	// ErrUnavailable (ingest answers 4xx); what was committed before is
 	// there after the restart, and the same spool works again.
 	t.Run("DatabaseDownIsUnavailable", func(t *testing.T) {
-		s := openPG(t, cluster.NewSchema(t), conformance.Config{RescueInterval: -1})
+		dsn := cluster.NewSchema(t)
+		s := openPG(t, dsn, conformance.Config{RescueInterval: -1})
 		r := spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "a"}
 		before, err := s.Enqueue(ctx, r, strings.NewReader("before"))
 		if err != nil {
@@ -171,6 +172,26 @@ func TestOnPostgres(t *testing.T) {
 		}
 		if st, err := s.Stats(ctx); err != nil || st[spool.StateQueued] != 2 {
 			t.Fatalf("Stats after the restart: %v %v; want 2 queued", st, err)
+		}
+		// The listener reconnected: another node's enqueue wakes this one.
+		// Three in a row, so that a wake-up the reconnecting listener
+		// sends on its own cannot pass for one.
+		peer := openPG(t, dsn, conformance.Config{RescueInterval: -1})
+		for i := 0; i < 3; i++ {
+			spooltest.WaitFor(t, "a wake-up from the other node after the restart", 30*time.Second, func() bool {
+				for len(s.Notify()) > 0 {
+					<-s.Notify()
+				}
+				if _, err := peer.Enqueue(ctx, r, strings.NewReader("wake")); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case <-s.Notify():
+					return true
+				case <-time.After(time.Second):
+					return false
+				}
+			})
 		}
 	})
 }
