@@ -174,7 +174,7 @@ func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 
 // authAccount converts one OAuth account. The redirect URL defaults to the
 // daemon's own HTTP listener, which serves the callback.
-func authAccount(a configs.Account, httpListen string) auth.AccountConfig {
+func authAccount(a configs.Account, http configs.HTTP) auth.AccountConfig {
 	ac := auth.AccountConfig{
 		Name:                a.Name,
 		Provider:            string(a.Provider),
@@ -200,7 +200,7 @@ func authAccount(a configs.Account, httpListen string) auth.AccountConfig {
 	// Every delegated account gets the callback, device-flow ones too: an
 	// admin may still sign in through the browser or with --paste.
 	if ac.RedirectURL == "" && (ac.Flow == "" || auth.Flow(ac.Flow).Delegated()) {
-		ac.RedirectURL = defaultRedirect(httpListen)
+		ac.RedirectURL = defaultRedirect(http)
 	}
 	return ac
 }

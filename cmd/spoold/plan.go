@@ -67,7 +67,7 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 		if !a.IsOAuth() {
 			continue
 		}
-		p.oauth = append(p.oauth, authAccount(a, cfg.HTTP.Listen).WithDefaults())
+		p.oauth = append(p.oauth, authAccount(a, cfg.HTTP).WithDefaults())
 		oauthIdx = append(oauthIdx, i)
 	}
 	// auth numbers its accounts among the OAuth ones; put its problems back
@@ -205,15 +205,19 @@ func findAccount(as []delivery.AccountConfig, name string) *delivery.AccountConf
 	return nil
 }
 
-// defaultRedirect is http://localhost:<http.listen port>/oauth2/callback:
-// the callback is served by the daemon's HTTP listener, so its default
-// follows that listener.
-func defaultRedirect(listen string) string {
+// defaultRedirect is http://localhost:<http.listen port>/oauth2/callback
+// (https with http.tls): the callback is served by the daemon's HTTP
+// listener, so its default follows that listener.
+func defaultRedirect(h configs.HTTP) string {
 	port := "8925"
-	if _, pt, err := net.SplitHostPort(listen); err == nil && pt != "" && pt != "0" {
+	if _, pt, err := net.SplitHostPort(h.Listen); err == nil && pt != "" && pt != "0" {
 		port = pt
 	}
-	return "http://localhost:" + port + defaultRedirectPath
+	scheme := "http"
+	if h.TLS {
+		scheme = "https"
+	}
+	return scheme + "://localhost:" + port + defaultRedirectPath
 }
 
 // accountCoherence checks what joins an account's auth and delivery halves:

@@ -131,3 +131,20 @@ routes: {default: out}
 		t.Fatalf("second retry: %v", err)
 	}
 }
+
+// TestRedirectFollowsHTTPTLS: with http.tls the OAuth callback is served
+// over HTTPS, so an account's default redirect URL says https.
+func TestRedirectFollowsHTTPTLS(t *testing.T) {
+	for _, tc := range []struct{ http, want string }{
+		{"http: {listen: 127.0.0.1:9000}\n", "http://localhost:9000/oauth2/callback"},
+		{"http: {listen: 127.0.0.1:9000, tls: true}\n", "https://localhost:9000/oauth2/callback"},
+	} {
+		p := textPlan(t, "t.yaml", tc.http+`accounts:
+  - {name: m365, provider: microsoft, tenant: contoso.com, client_id: cid, mailbox: s@contoso.com}
+routes: {default: m365}
+`)
+		if got := p.oauth[0].RedirectURL; got != tc.want {
+			t.Errorf("%s: redirect %s, want %s", strings.TrimSpace(tc.http), got, tc.want)
+		}
+	}
+}
