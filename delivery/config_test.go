@@ -106,7 +106,7 @@ func TestAccountConfigValidateKeys(t *testing.T) {
 		{"valid file", AccountConfig{Name: "o", Transport: "file", Dir: dir}, nil},
 		{"valid relay", AccountConfig{Name: "r", Host: "relay", TLS: "none", Auth: "none", SenderRule: "keep"}, nil},
 		{"no name", with(func(a *AccountConfig) { a.Name = " " }), []string{"name"}},
-		{"transport", with(func(a *AccountConfig) { a.Transport = "graph" }), []string{"transport"}},
+		{"transport", with(func(a *AccountConfig) { a.Transport = "ftp" }), []string{"transport"}},
 		{"no host", with(func(a *AccountConfig) { a.Host = "" }), []string{"host"}},
 		{"bad host", with(func(a *AccountConfig) { a.Host = "smtp.example/x" }), []string{"host"}},
 		{"server name", with(func(a *AccountConfig) { a.ServerName = "a b" }), []string{"server_name"}},
