@@ -183,6 +183,11 @@ type Account struct {
 	Name      string    `yaml:"name" json:"name"`
 	Transport Transport `yaml:"transport" json:"transport"` // default smtp
 	Dir       string    `yaml:"dir" json:"dir"`             // file transport; default <data_dir>/outbox
+	// Graph transport: the Graph root (default the provider's cloud) and
+	// whether messages too large for one sendMail request go as drafts
+	// with uploaded attachments (nil = true; needs Mail.ReadWrite).
+	GraphEndpoint      string `yaml:"graph_endpoint" json:"graph_endpoint"`
+	GraphLargeMessages *bool  `yaml:"graph_large_messages" json:"graph_large_messages"`
 
 	Provider            Provider      `yaml:"provider" json:"provider"`
 	Flow                Flow          `yaml:"flow" json:"flow"` // default authcode with a provider

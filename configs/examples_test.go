@@ -23,7 +23,7 @@ func TestShippedExamplesValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"default.yaml", "gmail.yaml", "m365-app-only.yaml", "m365-delegated.yaml", "m365-usgov.yaml", "relay-password.yaml", "spoold.example.yaml"}
+	want := []string{"default.yaml", "gmail.yaml", "m365-app-only.yaml", "m365-delegated.yaml", "m365-graph.yaml", "m365-usgov.yaml", "relay-password.yaml", "spoold.example.yaml"}
 	if strings.Join(paths, " ") != strings.Join(want, " ") {
 		t.Fatalf("example files = %v, want %v", paths, want)
 	}

@@ -141,11 +141,12 @@ type Transport string
 
 // Transports.
 const (
-	TransportSMTP Transport = "smtp"
-	TransportFile Transport = "file"
+	TransportSMTP  Transport = "smtp"
+	TransportFile  Transport = "file"
+	TransportGraph Transport = "graph" // Microsoft Graph sendMail (microsoft providers)
 )
 
-func (Transport) values() []string { return []string{"smtp", "file"} }
+func (Transport) values() []string { return []string{"smtp", "graph", "file"} }
 
 // Provider is accounts[].provider; "" is a relay with a password or no AUTH.
 type Provider string

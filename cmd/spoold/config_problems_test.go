@@ -105,7 +105,7 @@ func TestProblemTable(t *testing.T) {
 		{"account name charset", "accounts:\n  - name: my out\n    transport: file\nroutes: {default: my out}\n",
 			`test.yaml:2: accounts[0].name: "my out": use letters, digits, '.', '_' and '-' only`},
 		{"bad transport", "accounts:\n  - name: out\n    transport: ftp\nroutes: {default: out}\n",
-			`test.yaml:3: accounts[0].transport: "ftp" is not valid: want one of smtp, file`},
+			`test.yaml:3: accounts[0].transport: "ftp" is not valid: want one of smtp, graph, file`},
 		{"smtp account without host", "accounts:\n  - name: relay\nroutes: {default: relay}\n",
 			"test.yaml:2: accounts[0].host: required: the upstream SMTP server"},
 		{"port out of range", "accounts:\n  - name: relay\n    host: mail.example.com\n    port: 70000\nroutes: {default: relay}\n",

@@ -97,7 +97,7 @@ func ehloSize(t *testing.T, addr string, mode configs.ListenerTLS) int64 {
 func TestRunningDaemonMatchesPrintConfig(t *testing.T) {
 	t.Setenv("M365_CLIENT_SECRET", "from-env")
 	t.Setenv("GOOGLE_CLIENT_SECRET", "from-env")
-	names := []string{"(embedded default)", "gmail.yaml", "m365-app-only.yaml", "m365-delegated.yaml", "m365-usgov.yaml", "relay-password.yaml", "spoold.example.yaml"}
+	names := []string{"(embedded default)", "gmail.yaml", "m365-app-only.yaml", "m365-delegated.yaml", "m365-graph.yaml", "m365-usgov.yaml", "relay-password.yaml", "spoold.example.yaml"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			src := string(configs.Default())

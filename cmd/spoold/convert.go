@@ -158,6 +158,9 @@ func deliveryAccount(a configs.Account, dataDir string) delivery.AccountConfig {
 	if !a.IsOAuth() {
 		return d
 	}
+	if a.Transport == configs.TransportGraph {
+		return graphDeliveryAccount(a, d)
+	}
 	if d.Auth == "" {
 		d.Auth = "xoauth2" // auth holds this account's tokens
 	}
@@ -196,6 +199,9 @@ func authAccount(a configs.Account, http configs.HTTP) auth.AccountConfig {
 		KeepAlive:           a.KeepAlive,
 		TokenTimeout:        a.TokenTimeout,
 		ServiceAccountFile:  a.ServiceAccountFile,
+	}
+	if a.Transport == configs.TransportGraph {
+		ac.Graph, ac.GraphReadWrite, ac.GraphEndpoint = true, graphLarge(a), a.GraphEndpoint
 	}
 	// Every delegated account gets the callback, device-flow ones too: an
 	// admin may still sign in through the browser or with --paste.

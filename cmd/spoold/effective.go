@@ -50,6 +50,8 @@ func (p *plan) effective() *configs.Config {
 	for i := range c.Accounts {
 		a, run := &c.Accounts[i], p.accounts[i]
 		a.Transport, a.Dir = configs.Transport(run.Transport), run.Dir
+		large := !run.GraphSendMailOnly // used by transport graph only
+		a.GraphEndpoint, a.GraphLargeMessages = run.GraphEndpoint, &large
 		a.Host, a.Port, a.TLS, a.ServerName = run.Host, run.Port, configs.UpstreamTLS(run.TLS), run.ServerName
 		a.Auth, a.Username = configs.AuthMech(run.Auth), run.Username
 		a.SenderRule = configs.SenderRule(run.SenderRule)

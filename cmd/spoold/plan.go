@@ -64,6 +64,7 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 	oauthIdx := []int{} // config index of each OAuth account
 	for i, a := range cfg.Accounts {
 		ps.Merge(field.Index("accounts", i), accountCoherence(a))
+		ps.Merge(field.Index("accounts", i), graphCoherence(a))
 		if !a.IsOAuth() {
 			continue
 		}

@@ -388,9 +388,10 @@ func TestQueueDeleteAsksFirst(t *testing.T) {
 	if _, err := e.sp.Get(context.Background(), e.ids[0]); err != nil {
 		t.Fatal("deleted before the confirmation")
 	}
-	resp, _ = e.post(t, "/queue/action", url.Values{"csrf": {tok}, "op": {"delete"}, "confirm": {"yes"}, "id": {e.ids[0], e.ids[1]}})
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("confirmed delete: %d", resp.StatusCode)
+	resp, _ = e.post(t, "/queue/action", url.Values{"csrf": {tok}, "op": {"delete"}, "confirm": {"yes"}, "id": {e.ids[0], e.ids[1]},
+		"return": {"/messages/" + e.ids[0]}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/queue" {
+		t.Fatalf("confirmed delete: %d to %q (the message page is gone: the queue)", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	for _, id := range e.ids[:2] {
 		if _, err := e.sp.Get(context.Background(), id); err == nil {

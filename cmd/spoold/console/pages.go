@@ -295,6 +295,9 @@ func (c *Console) queueAction(w http.ResponseWriter, r *http.Request, se *sessio
 		done++
 	}
 	c.audit(r, se, op, "messages", strings.Join(ids, ","), "done", done, "failed", len(failed))
+	if op == "delete" && done > 0 && strings.HasPrefix(r.PostForm.Get("return"), "/messages/") {
+		r.PostForm.Set("return", "/queue") // the message page is gone
+	}
 	if len(failed) > 0 {
 		c.flash(se, false, "%s: %d done, %d failed: %s", op, done, len(failed), strings.Join(failed[:min(3, len(failed))], "; "))
 	} else {
