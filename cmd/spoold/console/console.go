@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
@@ -26,6 +27,7 @@ var staticFS embed.FS
 // Console serves the web console. Create it with New; it is an
 // http.Handler for the listener's "/".
 type Console struct {
+	usersMu  sync.RWMutex // guards opts.Users, which a reload replaces
 	opts     Options
 	api      *wire.Client
 	log      *slog.Logger
@@ -163,11 +165,14 @@ func (c *Console) setCookie(w http.ResponseWriter, se *session) {
 // ensureSession returns the request's session, starting one when there is
 // none (a signed-in "local" one where no login is required).
 func (c *Console) ensureSession(w http.ResponseWriter, r *http.Request) *session {
-	if se := c.session(r); se != nil {
+	required := c.loginRequired()
+	// An anonymous session is replaced when no login is asked any more
+	// (a reload removed the users).
+	if se := c.session(r); se != nil && (se.user != "" || required) {
 		return se
 	}
 	user, ttl := "", anonTTL
-	if !c.opts.LoginRequired() {
+	if !required {
 		user, ttl = "local", c.opts.SessionTTL
 	}
 	se := c.sessions.create(user, ttl, c.opts.Clock())
@@ -203,3 +208,45 @@ func (c *Console) audit(r *http.Request, se *session, action string, attrs ...an
 
 // Session lifetime of a signed-in user.
 func (c *Console) ttl() time.Duration { return c.opts.SessionTTL }
+
+// loginRequired is Options.LoginRequired with the current users.
+func (c *Console) loginRequired() bool {
+	c.usersMu.RLock()
+	defer c.usersMu.RUnlock()
+	return c.opts.LoginRequired()
+}
+
+func (c *Console) users() []User {
+	c.usersMu.RLock()
+	defer c.usersMu.RUnlock()
+	return c.opts.Users
+}
+
+// SetUsers replaces the console users (a configuration reload; the daemon
+// validated them with Options.Validate). Sessions of a user who is gone or
+// whose password changed end, and so do the loopback "local" sessions when
+// the new users make the console ask for a login.
+func (c *Console) SetUsers(users []User) {
+	c.usersMu.Lock()
+	old := map[string]string{}
+	for _, u := range c.opts.Users {
+		old[u.Name] = u.PasswordHash.Reveal()
+	}
+	c.opts.Users = users
+	required := c.opts.LoginRequired()
+	c.usersMu.Unlock()
+	same := map[string]bool{}
+	for _, u := range users {
+		same[u.Name] = old[u.Name] != "" && old[u.Name] == u.PasswordHash.Reveal()
+	}
+	ended := 0
+	c.sessions.update(func() {
+		for id, se := range c.sessions.m {
+			if (se.signedIn && !same[se.user]) || (!se.signedIn && se.user != "" && required) {
+				delete(c.sessions.m, id)
+				ended++
+			}
+		}
+	})
+	c.log.Info("console users replaced", "users", len(users), "sessions_ended", ended)
+}

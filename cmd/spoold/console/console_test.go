@@ -480,3 +480,38 @@ func TestAuthorizeFlows(t *testing.T) {
 		t.Fatalf("after paste the page says:\n%s", body)
 	}
 }
+
+// TestSetUsersOnReload: users added by a reload make a loopback console ask
+// for a login at once; a changed password ends that user's sessions;
+// removing every user opens the loopback console again.
+func TestSetUsersOnReload(t *testing.T) {
+	e := newEnv(t, Options{Listen: "127.0.0.1:8925"})
+	c := e.srv.Config.Handler.(*Console)
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("loopback without users: %d", resp.StatusCode)
+	}
+	h1, _ := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	c.SetUsers([]User{{Name: "admin", PasswordHash: secret.Secret(h1)}})
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after users were added the local session still works: %d", resp.StatusCode)
+	}
+	if resp := e.login(t, "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed in: %d", resp.StatusCode)
+	}
+	c.SetUsers([]User{{Name: "admin", PasswordHash: secret.Secret(h1)}}) // unchanged: the session stays
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("an unchanged user lost the session: %d", resp.StatusCode)
+	}
+	h2, _ := bcrypt.GenerateFromPassword([]byte("new password"), bcrypt.MinCost)
+	c.SetUsers([]User{{Name: "admin", PasswordHash: secret.Secret(h2)}})
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a changed password kept the session: %d", resp.StatusCode)
+	}
+	c.SetUsers(nil)
+	if resp, _ := e.get(t, "/queue"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("loopback without users again: %d", resp.StatusCode)
+	}
+}

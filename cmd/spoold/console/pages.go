@@ -49,7 +49,7 @@ func parsePages() (map[string]*template.Template, error) {
 
 // render writes a whole page; the session's flash message is shown once.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, se *session, name, title string, data any) {
-	p := page{Title: title, Nav: name, Now: c.opts.Clock(), Data: data, Logout: c.opts.LoginRequired()}
+	p := page{Title: title, Nav: name, Now: c.opts.Clock(), Data: data, Logout: c.loginRequired()}
 	if se != nil {
 		c.sessions.update(func() {
 			p.User, p.CSRF, p.Flash, p.FlashOK = se.user, se.csrf, se.flash, se.flashOK
@@ -675,7 +675,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, old, "login", "Sign in", map[string]string{"Next": next})
 		return
 	}
-	if !checkPassword(c.opts.Users, name, pw) {
+	if !checkPassword(c.users(), name, pw) {
 		c.log.Warn("console login failed", "user", name, "client", clientIP(r))
 		c.flash(old, false, "Wrong user name or password.")
 		w.WriteHeader(http.StatusUnauthorized)
