@@ -80,6 +80,12 @@ type Spool struct {
 	LockTimeout        time.Duration `yaml:"lock_timeout" json:"lock_timeout"`               // default 2s
 	Lease              time.Duration `yaml:"lease" json:"lease"`                             // default 5m
 	DeliveredRetention time.Duration `yaml:"delivered_retention" json:"delivered_retention"` // default 24h
+	// Backend bbolt (default) or postgres; DSN (or DSNFile) is the
+	// database of postgres, Node this node's name among those sharing it.
+	Backend SpoolBackend  `yaml:"backend" json:"backend"`
+	DSN     secret.Secret `yaml:"dsn" json:"dsn"`
+	DSNFile string        `yaml:"dsn_file" json:"dsn_file"`
+	Node    string        `yaml:"node" json:"node"` // default the host name
 }
 
 // Delivery tunes the scheduler.

@@ -78,6 +78,7 @@ func (v *validator) validate(c *Config) {
 		v.account(&c.Accounts[i], fmt.Sprintf("accounts[%d]", i))
 	}
 	v.alerts(&c.Alerts, ref)
+	v.resolveSecret(&c.Spool.DSN, c.Spool.DSNFile, "spool.dsn", "spool.dsn_file")
 
 	if c.Routes.Default == "" {
 		v.problem("routes.default", "required: the account for mail no other route matches")

@@ -36,6 +36,7 @@ type plan struct {
 	oauth     []auth.AccountConfig // OAuth accounts only: others have no tokens
 	accounts  []delivery.AccountConfig
 	spool     spool.Options    // the config's part; the daemon adds the rest
+	backend   spoolBackendPlan // bbolt, or the PostgreSQL spool's options
 	engine    delivery.Options // likewise
 	alerts    alerts.Options
 	console   console.Options // the http section's web console, TLS and metrics token
@@ -88,6 +89,7 @@ func buildPlan(cfg *configs.Config) (*plan, field.Problems) {
 		LeaseDuration:      cfg.Spool.Lease,
 		DeliveredRetention: cfg.Spool.DeliveredRetention,
 	}.WithDefaults()
+	ps = append(ps, planSpoolBackend(cfg, p)...)
 	p.engine = delivery.Options{
 		Workers:         cfg.Delivery.Workers,
 		ShutdownTimeout: cfg.Delivery.ShutdownTimeout,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/spoold/spoold/auth/seal"
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/spool"
 )
 
@@ -52,6 +54,12 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 	if len(res.Sealed) == 0 {
 		return nil
 	}
+	if p.backend.kind == configs.SpoolPostgres {
+		// No file of this node's to compact: PostgreSQL's (auto)vacuum
+		// reclaims the old row versions.
+		log.Info("sealed stored tokens that were kept in plaintext; run VACUUM on the spool's database so that no old row version keeps them", "accounts", strings.Join(res.Sealed, ","))
+		return nil
+	}
 	log.Info("sealed stored tokens that were kept in plaintext; compacting spool.db so that no copy of the old records remains in it", "accounts", strings.Join(res.Sealed, ","))
 	if err := d.spool.Close(); err != nil {
 		return fmt.Errorf("secrets: closing the spool to compact it: %w", err)
@@ -60,10 +68,11 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 	if err := spool.Compact(p.cfg.DataDir); err != nil {
 		return fmt.Errorf("secrets: %w (the tokens are sealed; their plaintext may remain in unused pages of spool.db until compacted)", err)
 	}
-	d.spool, err = spool.Open(p.cfg.DataDir, spoolOpts)
+	sp, err := spool.Open(p.cfg.DataDir, spoolOpts)
 	if err != nil {
 		return err
 	}
+	d.spool = sp
 	v.SetRecords(d.spool)
 	return nil
 }
@@ -118,7 +127,7 @@ func (d *daemon) startAuditPruner(retention time.Duration) {
 // of a stopped daemon (spoold -forget-tokens): the way out when no key opens
 // them and the grants are given up for a new sign-in.
 func forgetStoredTokens(p *plan, accounts []string, stdout io.Writer) error {
-	sp, err := spool.Open(p.cfg.DataDir, p.spool)
+	sp, err := openSpool(context.Background(), p, p.spool, slog.Default())
 	if err != nil {
 		return err
 	}
