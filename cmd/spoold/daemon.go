@@ -332,10 +332,13 @@ func (d *daemon) reload() (err error) {
 	d.mu.Lock()
 	// Keep the settings that only a restart changes, so status stays truthful.
 	cfg.SMTPListeners = mergeListeners(old.SMTPListeners, cfg.SMTPListeners)
+	users := cfg.HTTP.ConsoleUsers // console users change live (reloadWeb)
 	cfg.DataDir, cfg.HTTP, cfg.Admin, cfg.Spool = old.DataDir, old.HTTP, old.Admin, old.Spool
+	cfg.HTTP.ConsoleUsers = users
 	d.cfg = cfg
 	d.mu.Unlock()
 	d.accounts.setConfig(cfg)
+	d.reloadWeb(p)
 	// A reload is the admin saying "I fixed it": accounts parked as
 	// misconfigured or refresh_failing get another try (a lost grant still
 	// needs spoolctl auth login).
@@ -380,8 +383,8 @@ func restartNeeded(old, next *configs.Config) []string {
 	if old.DataDir != next.DataDir {
 		why = append(why, "data_dir")
 	}
-	if !reflect.DeepEqual(old.HTTP, next.HTTP) {
-		why = append(why, httpChange(old.HTTP, next.HTTP))
+	if c := httpChange(old.HTTP, next.HTTP); c != "" {
+		why = append(why, c)
 	}
 	if old.Admin != next.Admin {
 		why = append(why, "admin")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spoold/spoold/cmd/spoold/console"
 )
 
 // newHTTPHandler serves the daemon's HTTP endpoints: /metrics, /healthz
@@ -85,6 +87,7 @@ type httpServer struct {
 	srv *http.Server
 	ln  net.Listener
 	log *slog.Logger
+	ui  *console.Console // the web console; nil when off
 }
 
 // startHTTP listens on addr and serves h, over TLS when tc is not nil.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -45,9 +46,10 @@ func (d *daemon) startWeb(p *plan, svc *adminapi.Service) (*httpServer, error) {
 	opts := p.console
 	opts.Logger = d.log
 	var ui http.Handler // nil: no console (an untyped nil, so the mux sees none)
+	var c *console.Console
 	if opts.On() {
-		c, err := console.New(svc.Handler(), opts)
-		if err != nil {
+		var err error
+		if c, err = console.New(svc.Handler(), opts); err != nil {
 			return nil, err
 		}
 		ui = c
@@ -64,6 +66,7 @@ func (d *daemon) startWeb(p *plan, svc *adminapi.Service) (*httpServer, error) {
 	if err != nil {
 		return nil, bindProblem(err)
 	}
+	s.ui = c
 	if ui != nil {
 		d.log.Info("web console", "url", consoleURL(opts, s.Addr().String()), "access", opts.String())
 	}
@@ -260,9 +263,14 @@ func (i daemonInfo) RetryScanFile(_ context.Context, folder, rel string) (wire.S
 	return wire.ScanFile{Folder: folder, Path: clean, Size: info.Size(), Time: info.ModTime()}, nil
 }
 
-// httpChange names the http keys a reload found changed (all need a
-// restart: the listener, its TLS and the console are built at start-up).
+// httpChange names the http keys a reload found changed that need a
+// restart (the listener, its TLS and the console are built at start-up);
+// "" when none did. Console users change live (reloadWeb).
 func httpChange(old, next configs.HTTP) string {
+	old.ConsoleUsers, next.ConsoleUsers = nil, nil
+	if reflect.DeepEqual(old, next) {
+		return ""
+	}
 	var keys []string
 	if old.Listen != next.Listen {
 		keys = append(keys, "http.listen")
@@ -271,7 +279,15 @@ func httpChange(old, next configs.HTTP) string {
 		keys = append(keys, "http.tls")
 	}
 	if len(keys) == 0 {
-		keys = append(keys, "http (console, console_users or metrics_token)")
+		keys = append(keys, "http (console or metrics_token)")
 	}
 	return strings.Join(keys, ", ")
+}
+
+// reloadWeb applies what a reload changes on the HTTP listener: the console
+// users.
+func (d *daemon) reloadWeb(p *plan) {
+	if d.http != nil && d.http.ui != nil {
+		d.http.ui.SetUsers(p.console.Users)
+	}
 }

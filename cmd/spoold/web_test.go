@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs"
@@ -148,3 +149,78 @@ routes: {default: m365}
 		}
 	}
 }
+
+// TestReloadConsoleUsers: console users added by a reload apply at once,
+// without a restart warning, and the settings page shows them (hash
+// redacted); a changed http.listen still needs a restart.
+func TestReloadConsoleUsers(t *testing.T) {
+	dir := t.TempDir()
+	port := spooltest.FreePort(t)
+	config := filepath.Join(dir, "spoold.yaml")
+	socket := filepath.Join(shortSocketDir(t), "s.sock")
+	conf := func(listen, users string) string {
+		return fmt.Sprintf(`data_dir: %s/data
+http:
+  listen: %s
+  console_users: %s
+admin: {socket: %s}
+accounts:
+  - {name: out, transport: file}
+routes: {default: out}
+`, dir, listen, users, socket)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	writeFile(t, config, conf(listen, "[]"))
+	p, err := loadPlan(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDaemon(context.Background(), p, config, slog.New(slog.DiscardHandler), new(slog.LevelVar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.shutdown()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	status := func() int {
+		resp, err := noRedirect.Get("http://" + listen + "/queue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("loopback console without users: %d", got)
+	}
+	hash := "$2a$04$AAAAAAAAAAAAAAAAAAAAAOXYy1k1aXxUI5Ej3d2sZ2tfEXf0Z0sWe"
+	if _, err := bcryptCost(hash); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, config, conf(listen, `[{name: admin, password_hash: "`+hash+`"}]`))
+	if err := d.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); got != http.StatusSeeOther {
+		t.Fatalf("after a reload added users: %d, want the login", got)
+	}
+	c := wire.NewClient(d.cfg.Admin.Socket)
+	defer c.CloseIdleConnections()
+	st, err := c.Status(context.Background())
+	if err != nil || st.LastReload == nil || !st.LastReload.OK || len(st.LastReload.Warnings) != 0 {
+		t.Fatalf("reload outcome: %+v %v", st.LastReload, err)
+	}
+	cfg, err := c.Config(context.Background())
+	if err != nil || !strings.Contains(cfg.YAML, "name: admin") || strings.Contains(cfg.YAML, hash) {
+		t.Fatalf("effective config after the reload:\n%s %v", cfg.YAML, err)
+	}
+	writeFile(t, config, conf(fmt.Sprintf("127.0.0.1:%d", spooltest.FreePort(t)), `[{name: admin, password_hash: "`+hash+`"}]`))
+	if err := d.reload(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.Status(context.Background())
+	if err != nil || len(st.LastReload.Warnings) != 1 || !strings.HasPrefix(st.LastReload.Warnings[0], "http.listen: needs a restart") {
+		t.Fatalf("a changed http.listen: %+v %v", st.LastReload, err)
+	}
+}
+
+func bcryptCost(hash string) (int, error) { return bcrypt.Cost([]byte(hash)) }
