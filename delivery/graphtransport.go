@@ -279,6 +279,10 @@ func (s *graphSession) Refresh(ctx context.Context, rejected string) (string, er
 
 func (s *graphSession) send(ctx context.Context, env envelope, msg io.WriterTo, size int64) (sendResult, error) {
 	if until, ok := s.t.wait(ctx); !ok {
+		if err := ctx.Err(); err != nil {
+			// Shutting down: nothing was sent (Code 0 postpones the message).
+			return sendResult{}, &SMTPError{Command: "GRAPH", Class: ClassTransient, Text: "interrupted while waiting for Graph's Retry-After", Err: err}
+		}
 		return sendResult{}, &SMTPError{Code: 451, Enhanced: "4.7.500", Command: "GRAPH", Class: ClassThrottled,
 			Text: "Microsoft Graph asked the account to wait until " + until.UTC().Format(time.RFC3339)}
 	}
