@@ -129,6 +129,10 @@ func (e *Engine) newGraphTransport(a *account) (*graphTransport, error) {
 	}
 	dial := e.opts.Dial
 	tr := &http.Transport{
+		// Like the token requests, Graph goes through the proxy HTTPS_PROXY
+		// names (NO_PROXY and loopback excepted): servers behind an outbound
+		// proxy reach graph.microsoft.com only that way.
+		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           func(ctx context.Context, n, addr string) (net.Conn, error) { return dial(ctx, n, addr) },
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   cfg.ConnectTimeout,
