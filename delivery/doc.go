@@ -1,7 +1,8 @@
 // Package delivery owns getting spooled messages upstream: the scheduler that
 // claims due messages from the spool with leases, the global and per-account
 // worker, connection and rate limits, the transports (SMTP with STARTTLS or
-// implicit TLS and XOAUTH2/PLAIN/LOGIN, and a file transport), the sender
+// implicit TLS and XOAUTH2/PLAIN/LOGIN, Microsoft Graph through package
+// delivery/graph (graphtransport.go), and a file transport), the sender
 // rewrite applied while streaming, the classification of upstream answers
 // (DESIGN.md section 5), the retry schedule, dead-lettering and failure
 // notices. It logs with the attribute component=delivery; a delivery and a
