@@ -55,7 +55,7 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started
 		e.transient(bg, a, m, &SMTPError{Class: ClassInternal, Text: "internal error"}, log)
 	}()
 	// Past the daily budget the account waits instead of being refused.
-	until, reason, over, release := e.overBudget(bg, a, m, log)
+	until, reason, over, release := e.overBudgetShared(bg, a, m, log) // cluster.go
 	defer release()
 	if over {
 		e.holdForBudget(bg, a, m, until, reason, log)

@@ -685,10 +685,12 @@ func (e *Engine) blockedLocked(a *account, now time.Time) bool {
 func (e *Engine) connWorker(from, a *account) {
 	var sess session
 	worked := false
+	slot, slotOK := e.clusterSlot(a) // cluster.go
 	defer func() {
 		if sess != nil {
 			sess.close()
 		}
+		e.releaseSlot(a, slot)
 		e.mu.Lock()
 		a.conns--
 		e.workers--
@@ -711,7 +713,7 @@ func (e *Engine) connWorker(from, a *account) {
 			e.postpone(context.WithoutCancel(soft), a, m, e.opts.Clock(), "released unsent", e.log.With("msg_id", m.ID, "account", a.cfg.Name))
 		}
 	}()
-	for sent := 0; sent < a.cfg.MaxMessagesPerConnection; {
+	for sent := 0; slotOK && sent < a.cfg.MaxMessagesPerConnection; {
 		if soft.Err() != nil {
 			return
 		}
@@ -729,6 +731,9 @@ func (e *Engine) connWorker(from, a *account) {
 				e.postpone(context.WithoutCancel(soft), a, m, e.opts.Clock(), "released unsent", e.log.With("msg_id", m.ID, "account", a.cfg.Name))
 			}
 			queue = nil
+		}
+		if len(queue) == 0 && !e.slotHeld(a, slot) {
+			return
 		}
 		if len(queue) == 0 {
 			// Unlimited accounts claim a few at once and start their
@@ -769,10 +774,8 @@ func (e *Engine) connWorker(from, a *account) {
 			worked = true
 			e.wake()
 		}
-		if a.limiter != nil {
-			if err := a.limiter.Wait(soft); err != nil {
-				return
-			}
+		if err := e.waitRate(soft, a); err != nil { // cluster.go
+			return
 		}
 		m := queue[0]
 		queue = queue[1:]

@@ -22,7 +22,7 @@ import (
 // counted. Delivery and auth do not use them yet.
 
 // ErrNoSlot says every connection slot of an account is taken, on some node.
-var ErrNoSlot = errors.New("pgspool: every connection slot of the account is in use")
+var ErrNoSlot = spool.ErrNoSlot
 
 // Slot is one of an account's connection slots, held by this node for
 // the life of one upstream connection. It is a session advisory lock on a
@@ -104,6 +104,21 @@ func (s *Spool) AcquireSlot(ctx context.Context, account string, limit int) (*Sl
 	conn.Close(context.Background())
 	return nil, fmt.Errorf("%w: %s has %d", ErrNoSlot, account, limit)
 }
+
+// AcquireConnSlot is AcquireSlot for spool.ClusterLimits.
+func (s *Spool) AcquireConnSlot(ctx context.Context, account string, limit int) (spool.ConnSlot, error) {
+	sl, err := s.AcquireSlot(ctx, account, limit)
+	if err != nil {
+		return nil, err // not a typed nil
+	}
+	return sl, nil
+}
+
+// The shared limits are offered to delivery and auth.
+var (
+	_ spool.ClusterLimits = (*Spool)(nil)
+	_ spool.GrantLocker   = (*Spool)(nil)
+)
 
 // TakeRate asks to send one message of account under a cluster-wide rate
 // of perMinute messages with bursts of up to burst. It returns 0 when the
