@@ -43,7 +43,7 @@ type daemon struct {
 	cfg *configs.Config
 
 	reg         *prometheus.Registry
-	spool       *spool.Spool
+	spool       spool.Backend // bbolt or PostgreSQL (spool.backend)
 	auth        *auth.Manager
 	engine      *delivery.Engine
 	smtp        *smtpd.Server
@@ -106,7 +106,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	spoolOpts := p.spool
 	spoolOpts.Verify, spoolOpts.Logger = spoolVerifier(), log
 	spoolOpts.Enqueued = func(k spool.SourceKind) { enqueued.WithLabelValues(string(k)).Inc() }
-	d.spool, err = spool.Open(cfg.DataDir, spoolOpts)
+	d.spool, err = openSpool(ctx, p, spoolOpts, log)
 	if err != nil {
 		return nil, err
 	}
