@@ -48,6 +48,7 @@ Microsoft 365, Gmail (OAuth2) or any relay. spoolctl administers a running spool
 
 Usage: spoold [-config FILE] [-check | -print-config]
        spoold -version | -print-default-config | -verify-spool FILE
+       spoold [-config FILE] -forget-tokens ACCOUNTS
 
 Without -config, spoold runs its embedded default: SMTP on 127.0.0.1:2525 and the scan
 folder ./scans, delivered as .eml files into ./data/outbox.
