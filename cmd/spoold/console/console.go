@@ -8,7 +8,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
+	"github.com/spoold/spoold/configs/field"
 )
 
 //go:embed templates/*.html
@@ -114,6 +117,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/static/") {
 		h.Set("Cache-Control", "no-store")
 	}
+	if !c.loginRequired() && !loopbackHost(r.Host) {
+		// Without a login, a page elsewhere could rebind its own name to
+		// 127.0.0.1 and use the console as same-origin, CSRF token and all;
+		// the Host header is what that page cannot fake.
+		c.log.Warn("refused a request for a foreign host name", "host", field.Clip(r.Host), "client", clientIP(r))
+		http.Error(w, "Misdirected request: without console_users this console answers only to localhost or a loopback address (open http://127.0.0.1 or http://localhost on its port).", http.StatusMisdirectedRequest)
+		return
+	}
 	if r.Method == http.MethodPost {
 		if err := c.checkPost(r); err != nil {
 			c.log.Warn("refused a console POST", "path", r.URL.Path, "client", clientIP(r), "why", err.Error())
@@ -122,6 +133,20 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: "localhost" or a loopback IP, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // checkPost is the CSRF check: the form's token must be this session's,
