@@ -9,15 +9,16 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// hashPasswordCmd makes the bcrypt hash that a listener's users[].password_hash
-// (or password_hash_file) holds, so no plain password is ever written into the
+// hashPasswordCmd makes the bcrypt hash that an SMTP listener's or the web
+// console's users[].password_hash (or password_hash_file) holds, so no plain password is ever written into the
 // config. It needs no daemon.
 func (a *app) hashPasswordCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "hash-password",
-		Short: "Print the bcrypt hash of an SMTP user's password (read from stdin) for the config",
+		Short: "Print the bcrypt hash of an SMTP or web console user's password (read from stdin) for the config",
 		Long: "hash-password reads a password (on a terminal twice, without echo; else the first line of stdin)\n" +
-			"and prints its bcrypt hash for smtp_listeners[].users[].password_hash or a password_hash_file.\n\n" +
+			"and prints its bcrypt hash for smtp_listeners[].users[].password_hash,\n" +
+			"http.console_users[].password_hash, or a password_hash_file.\n\n" +
 			"  spoolctl hash-password > /etc/spoold/mfd.hash && chmod 600 /etc/spoold/mfd.hash",
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
