@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +31,23 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 	configured := func(account string) bool {
 		return slices.ContainsFunc(p.oauth, func(a auth.AccountConfig) bool { return a.Name == account })
 	}
+	// The compaction must happen even if spoold dies between sealing and
+	// compacting: a marker, durable before the first plaintext record is
+	// sealed, makes the next start compact.
+	marker := filepath.Join(p.cfg.DataDir, scrubMarker)
+	scrub := false
+	if p.backend.kind != configs.SpoolPostgres {
+		if _, err := os.Stat(marker); err == nil {
+			scrub = true
+		} else if plain, err := plaintextTokens(ctx, d.spool); err != nil {
+			return fmt.Errorf("secrets: %w", err)
+		} else if plain {
+			if err := writeMarker(marker); err != nil {
+				return fmt.Errorf("secrets: %w", err)
+			}
+			scrub = true
+		}
+	}
 	v, res, err := seal.OpenVault(ctx, p.secrets, d.spool, auth.TokenKey, seal.VaultOptions{Logger: d.log, Required: configured})
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
@@ -51,7 +70,7 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 	if len(res.Resealed) > 0 {
 		log.Info("re-sealed stored tokens with the current key; keys under secrets.previous_keys are no longer needed for them", "accounts", strings.Join(res.Resealed, ","))
 	}
-	if len(res.Sealed) == 0 {
+	if len(res.Sealed) == 0 && !scrub {
 		return nil
 	}
 	if p.backend.kind == configs.SpoolPostgres {
@@ -60,7 +79,11 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 		log.Info("sealed stored tokens that were kept in plaintext; run VACUUM on the spool's database so that no old row version keeps them", "accounts", strings.Join(res.Sealed, ","))
 		return nil
 	}
-	log.Info("sealed stored tokens that were kept in plaintext; compacting spool.db so that no copy of the old records remains in it", "accounts", strings.Join(res.Sealed, ","))
+	if len(res.Sealed) > 0 {
+		log.Info("sealed stored tokens that were kept in plaintext; compacting spool.db so that no copy of the old records remains in it", "accounts", strings.Join(res.Sealed, ","))
+	} else {
+		log.Info("compacting spool.db: an earlier start sealed plaintext tokens and stopped before compacting it")
+	}
 	if err := d.spool.Close(); err != nil {
 		return fmt.Errorf("secrets: closing the spool to compact it: %w", err)
 	}
@@ -74,7 +97,58 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 	}
 	d.spool = sp
 	v.SetRecords(d.spool)
+	if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("secrets: removing %s after compacting spool.db: %w", marker, err)
+	}
 	return nil
+}
+
+// scrubMarker, in the data directory, says spool.db still has to be
+// compacted after plaintext tokens were sealed.
+const scrubMarker = "spool.db.scrub"
+
+// plaintextTokens reports whether any stored token record is not sealed.
+func plaintextTokens(ctx context.Context, recs seal.Records) (bool, error) {
+	accts, err := recs.AccountsWith(ctx, auth.TokenKey)
+	if err != nil {
+		return false, fmt.Errorf("listing the stored tokens: %w", err)
+	}
+	plain := false
+	for _, a := range accts {
+		err := recs.AccountUpdate(ctx, a, auth.TokenKey, func(old []byte) ([]byte, error) {
+			plain = plain || (old != nil && !seal.IsSealed(old))
+			return nil, nil // read only
+		})
+		if err != nil {
+			return false, fmt.Errorf("reading the stored token of %s: %w", a, err)
+		}
+	}
+	return plain, nil
+}
+
+// writeMarker creates path durably (the file and its directory entry).
+func writeMarker(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString("spool.db holds freed pages with plaintext tokens: spoold compacts it at start\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // inDir reports whether path lies inside dir.

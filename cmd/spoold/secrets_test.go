@@ -235,3 +235,56 @@ admin:
 		t.Fatalf("-check of bad secrets/admin: exit %d\n%s", code, stderr.String())
 	}
 }
+
+// TestCompactionAfterACrashBetweenSealingAndCompacting: a start that died
+// after sealing plaintext tokens but before compacting left the marker; the
+// next start compacts, so the plaintext in freed pages goes all the same.
+func TestCompactionAfterACrashBetweenSealingAndCompacting(t *testing.T) {
+	dir := shortDir(t)
+	cfg := oauthConfig(t, dir, "")
+	data := filepath.Join(dir, "data")
+	toks := putTokens(t, data, nil, "m365", "sales")
+	// What the crashed start did: the marker, then the sealing, no compaction.
+	if err := writeMarker(filepath.Join(data, scrubMarker)); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(data, spool.Options{RescueInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, res, err := seal.OpenVault(context.Background(), seal.Options{Key: filepath.Join(data, "spoold.key")}, sp, auth.TokenKey, seal.VaultOptions{}); err != nil || len(res.Sealed) != 2 {
+		t.Fatalf("sealing: %+v %v", res, err)
+	}
+	sp.Close()
+	db, _ := os.ReadFile(filepath.Join(data, spool.DBFile))
+	left := 0
+	for _, tok := range toks {
+		if bytes.Contains(db, []byte(tok)) {
+			left++
+		}
+	}
+	t.Logf("after sealing without compaction, %d token strings remain in spool.db", left)
+
+	p, err := loadPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &spooltest.SyncBuffer{}
+	d, err := startDaemon(context.Background(), p, cfg, slog.New(slog.NewTextHandler(logs, nil)), new(slog.LevelVar))
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, logs.String())
+	}
+	d.shutdown()
+	if !strings.Contains(logs.String(), "an earlier start sealed plaintext tokens and stopped before compacting") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(data, scrubMarker)); err == nil {
+		t.Error("the marker is still there after the compaction")
+	}
+	db, _ = os.ReadFile(filepath.Join(data, spool.DBFile))
+	for _, tok := range toks {
+		if bytes.Contains(db, []byte(tok)) {
+			t.Errorf("spool.db still holds %s", tok)
+		}
+	}
+}
