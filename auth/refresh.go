@@ -24,8 +24,9 @@ type configError struct{ err error }
 func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
-// refresh obtains a new access token for a (the flight leader's work).
-func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.Secret, time.Time, error) {
+// refreshOnce obtains a new access token for a (the flight leader's work,
+// under the grant lock of cluster.go when the store has one).
+func (m *Manager) refreshOnce(ctx context.Context, a *account, force bool) (secret.Secret, time.Time, error) {
 	a.mu.Lock()
 	r, gen, dirty, lostAnswer := a.r, a.gen, a.dirty, a.lostAnswer
 	var cur *tokenRecord
@@ -170,6 +171,9 @@ func (m *Manager) putToken(ctx context.Context, name string, t *tokenRecord) err
 	b, err := t.marshal()
 	if err != nil {
 		return fmt.Errorf("encoding token record: %w", err)
+	}
+	if w := lockedWriteFrom(ctx); w != nil {
+		return m.putLocked(w, name, b) // committed by RefreshLocked (cluster.go)
 	}
 	if err := m.store.AccountPut(ctx, name, TokenKey, b); err != nil {
 		return fmt.Errorf("storing token record: %w", err)

@@ -1,0 +1,124 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spoold/spoold/configs/secret"
+)
+
+// One refresh at a time per grant, across nodes. Several spoold nodes that
+// share a PostgreSQL spool share the token records too, and both Microsoft
+// and Google revoke a whole grant whose refresh token is presented twice
+// (Microsoft identity platform: refresh tokens are replaced on use;
+// Google: "invalid_grant" after reuse detection). A store that offers a
+// grant lock (pgspool's RefreshLocked: the account's row lock, held across
+// the token request and the commit of the rotated token) runs each refresh
+// under it: the node that waited reads the record the other one wrote and
+// uses it instead of refreshing again with a spent token.
+
+// grantLocker is spool.GrantLocker, named here so auth keeps to its Store.
+type grantLocker interface {
+	RefreshLocked(ctx context.Context, account, key string, refresh func(ctx context.Context, current []byte, found bool) (next []byte, err error)) ([]byte, error)
+}
+
+// lockedWrite receives, instead of the store, the token record a refresh
+// under the grant lock writes: RefreshLocked commits it in its own
+// transaction. value is the record as stored (sealed when a Sealer is set).
+type lockedWrite struct{ value []byte }
+
+type lockedWriteKey struct{}
+
+// lockedWriteFrom returns the pending write of a refresh under the grant lock, if any.
+func lockedWriteFrom(ctx context.Context) *lockedWrite {
+	w, _ := ctx.Value(lockedWriteKey{}).(*lockedWrite)
+	return w
+}
+
+// rawStore is the store below the sealing layer, and the sealer (nil
+// without one).
+func (m *Manager) rawStore() (Store, Sealer) {
+	if ss, ok := m.store.(sealedStore); ok {
+		return ss.Store, ss.s
+	}
+	return m.store, nil
+}
+
+// refresh obtains a new access token for a, under the grant lock when the
+// store has one (refreshOnce does the work).
+func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.Secret, time.Time, error) {
+	raw, sealer := m.rawStore()
+	gl, ok := raw.(grantLocker)
+	if !ok {
+		return m.refreshOnce(ctx, a, force)
+	}
+	var tok secret.Secret
+	var exp time.Time
+	var refreshErr error
+	w := &lockedWrite{}
+	_, err := gl.RefreshLocked(ctx, a.name, TokenKey, func(ctx context.Context, cur []byte, found bool) ([]byte, error) {
+		if found {
+			stored, err := openRecord(a.name, cur, sealer)
+			if err != nil {
+				return nil, err
+			}
+			a.mu.Lock()
+			had := a.tok
+			changed := had == nil || had.RefreshToken != stored.RefreshToken || had.AccessToken != stored.AccessToken
+			if changed && !a.dirty {
+				// Another node refreshed (or signed in) meanwhile: its
+				// record is the grant now.
+				a.tok = stored
+			}
+			usable := changed && !a.dirty && fresh(stored, m.now(), a.r.cfg.RefreshBefore) && verified(a)
+			a.mu.Unlock()
+			if usable {
+				// Forced or not, a token another node has just obtained is
+				// the fresh one the caller wants.
+				tok, exp = stored.AccessToken, stored.Expiry
+				m.log.Debug("token refreshed by another node; using it", "account", a.name)
+				return nil, nil
+			}
+		}
+		tok, exp, refreshErr = m.refreshOnce(context.WithValue(ctx, lockedWriteKey{}, w), a, force)
+		return w.value, nil // nil: nothing to write
+	})
+	if err != nil {
+		if w.value != nil {
+			// The provider may have rotated the refresh token: keep the new
+			// record in memory and save it first next time (refreshOnce).
+			a.mu.Lock()
+			a.dirty = true
+			a.mu.Unlock()
+		}
+		return "", time.Time{}, acctErr(ErrTransient, err, "account %s: the refresh under the grant lock shared by the nodes failed (%v); spoold will retry", a.name, err)
+	}
+	return tok, exp, refreshErr
+}
+
+// openRecord reads a stored token record, opening its seal.
+func openRecord(account string, b []byte, sealer Sealer) (*tokenRecord, error) {
+	if sealer != nil {
+		plain, _, err := sealer.Open(account, TokenKey, b)
+		if err != nil {
+			return nil, fmt.Errorf("opening the stored token: %w", err)
+		}
+		b = plain
+	}
+	return unmarshalToken(b)
+}
+
+// putLocked hands the record to the refresh under the grant lock, sealed
+// as the store would seal it.
+func (m *Manager) putLocked(w *lockedWrite, name string, b []byte) error {
+	if _, sealer := m.rawStore(); sealer != nil {
+		sealed, err := sealer.Seal(name, TokenKey, b)
+		if err != nil {
+			return fmt.Errorf("sealing token record: %w", err)
+		}
+		b = sealed
+	}
+	w.value = b
+	return nil
+}

@@ -1,0 +1,80 @@
+package auth_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoold/spoold/auth"
+	"github.com/spoold/spoold/auth/seal"
+	"github.com/spoold/spoold/spool/pgspool"
+	"github.com/spoold/spoold/spool/pgspool/pgtest"
+)
+
+// Three nodes on one PostgreSQL spool refresh the same short-lived grant
+// with rotating refresh tokens against a server that revokes the grant on
+// reuse: each round has one refresh in all, the others use its result, and
+// the grant survives. Records stay sealed in the database.
+func TestClusterRefreshOncePerGrant(t *testing.T) {
+	dsn := pgtest.Start(t).NewSchema(t)
+	e := newEnv(t)
+	kr := seal.NewKeyring(nil, mustSealKey(t))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var nodes []*auth.Manager
+	var sps []*pgspool.Spool
+	for i := range 3 {
+		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		sps = append(sps, sp)
+	}
+	e.srv.SetRotate(true)
+	nodes = append(nodes, e.startOn(sps[0], kr))
+	e.mustLogin()
+	for i := 1; i < 3; i++ {
+		opts := e.opts
+		opts.Sealer = kr
+		m, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[i], opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		nodes = append(nodes, m)
+	}
+	before := e.srv.Calls("token:refresh_token")
+	const rounds = 8
+	for r := range rounds {
+		e.clock.Advance(2 * time.Hour) // every node's access token is stale
+		var wg sync.WaitGroup
+		errs := make(chan error, 3*4)
+		for _, m := range nodes {
+			for range 4 {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					if _, err := m.AccessToken(ctx, testAccount); err != nil {
+						errs <- err
+					}
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: a node could not get a token (a refresh token used twice revokes the grant): %v", r, err)
+		}
+	}
+	if got := e.srv.Calls("token:refresh_token") - before; got != rounds {
+		t.Errorf("%d refreshes in %d rounds of three nodes; want one per round", got, rounds)
+	}
+	rec, ok, err := sps[2].AccountGet(context.Background(), testAccount, auth.TokenKey)
+	if err != nil || !ok || !seal.IsSealed(rec) {
+		t.Errorf("the stored token record is not sealed (found %v, err %v)", ok, err)
+	}
+}
