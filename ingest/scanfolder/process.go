@@ -293,6 +293,13 @@ func (f *folder) process(ctx context.Context, rel string, st fileState, seen *fs
 		}
 	}
 	if err := f.unchanged(root, rel, file, info); err != nil {
+		if movedAway(root, rel, file, info) {
+			// Its bytes did not change, the file just left: another node
+			// sharing the spool committed the same key and moved it (or a
+			// user removed it). The message is exactly the file.
+			log.Info("file was moved away right after the commit; the message stands", "msg_id", id)
+			return outDone
+		}
 		// Changed during the commit itself (Verify ran just before it):
 		// the message holds the earlier bytes. It is held so it is not
 		// delivered, and the file stays to be sent again when it is ready,
@@ -364,6 +371,17 @@ func (f *folder) unchanged(root *os.Root, rel string, file *os.File, info fs.Fil
 		return errFileChanged
 	}
 	return nil
+}
+
+// movedAway reports whether the open file is unchanged but no longer at
+// rel: moved or removed, not rewritten.
+func movedAway(root *os.Root, rel string, file *os.File, info fs.FileInfo) bool {
+	fi, err := file.Stat()
+	if err != nil || fi.Size() != info.Size() || !fi.ModTime().Equal(info.ModTime()) {
+		return false
+	}
+	_, err = root.Lstat(rel)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // Holder is implemented by spools that can hold a message (*spool.Spool
@@ -629,6 +647,9 @@ func (f *folder) finish(root *os.Root, rel, id string, log interface {
 		return outDone
 	}
 	if _, err := f.moveAside(root, ProcessedDir, rel, nil); err != nil {
+		if _, serr := root.Lstat(rel); errors.Is(serr, fs.ErrNotExist) {
+			return outDone // moved by another node sharing the spool, which committed the same key
+		}
 		log.Error("cannot move sent file to processed/; will retry", "msg_id", id, "err", err)
 		f.setErr(fmt.Errorf("scanfolder: moving %s: %w", rel, err))
 		return outRetry
