@@ -70,14 +70,15 @@ func (p *plan) effective() *configs.Config {
 		}
 	}
 
-	c.Spool = configs.Spool{LockTimeout: p.spool.LockTimeout, Lease: p.spool.LeaseDuration, DeliveredRetention: p.spool.DeliveredRetention}
+	c.Spool = configs.Spool{LockTimeout: p.spool.LockTimeout, Lease: p.spool.LeaseDuration, DeliveredRetention: p.spool.DeliveredRetention,
+		Backend: p.backend.kind, DSN: c.Spool.DSN, DSNFile: c.Spool.DSNFile, Node: p.backend.pg.Node}
 	c.Delivery.Workers, c.Delivery.ShutdownTimeout = p.engine.Workers, p.engine.ShutdownTimeout
 	o := p.engine.Outage
 	c.Delivery.Outage = configs.Outage{After: o.After, FirstProbe: o.First, MaxProbe: o.Max, Multiplier: o.Multiplier, Jitter: o.Jitter}
 	c.Alerts = p.effectiveAlerts()
+	c.HTTP.Console = p.console.Enabled
 	c.Secrets = configs.Secrets{Key: p.secrets.Key, PreviousKeys: p.secrets.PreviousKeys}
 	c.Admin.ReadGroup, c.Admin.AdminGroup, c.Admin.AuditRetention = p.access.ReadGroup, p.access.AdminGroup, p.access.AuditRetention
-	c.HTTP.Console = p.console.Enabled
 	return &c
 }
 
