@@ -387,6 +387,8 @@ func (s *session) data(r io.Reader) error {
 			kind = "spool full"
 		case errors.Is(err, spool.ErrClosed):
 			kind = "spool closed"
+		case errors.Is(err, spool.ErrUnavailable):
+			kind = "spool database unreachable"
 		}
 		s.log.Error("message not accepted: "+kind, "account", tx.account, "err", err)
 		return s.reject("spool_unavailable", errSpoolUnavail)
