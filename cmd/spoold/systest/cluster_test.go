@@ -1,0 +1,164 @@
+package systest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/spoold/spoold/spool"
+	"github.com/spoold/spoold/spool/pgspool"
+	"github.com/spoold/spoold/spool/pgspool/pgtest"
+	"github.com/spoold/spoold/spool/spooltest"
+)
+
+// clusterCap is the relay account's max_connections: the cap the three
+// nodes share.
+const clusterCap = 2
+
+// TestClusterKill9Loop runs three spoold nodes on one PostgreSQL spool,
+// watching one scan folder, under SMTP load spread over the nodes and
+// scans, and SIGKILLs a random node every round (restarting it), at least
+// 30 times; then stops the database under load. Asserts: every message
+// that got a 250 and every scan that left the folder arrives upstream at
+// least once (duplicates counted and logged), no scan fails, the
+// upstream never sees more concurrent sessions than the cap of the
+// account, while the database is down ingest answers 4xx, and after it
+// comes back nothing acknowledged is lost and the queue drains.
+func TestClusterKill9Loop(t *testing.T) {
+	needSuite(t)
+	kills := max(*flagKills*3/5, 30)
+	pg := pgtest.Start(t)
+	dsn := pg.NewDatabase(t)
+	up := startFake(t, nil)
+	scanDir := filepath.Join(tempDir(t), "scans")
+	if err := os.MkdirAll(scanDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*node
+	for i := range 3 {
+		n := newNode(t, nodeConfig{
+			Scan:     true,
+			Lease:    "5s",
+			Accounts: relayAccount("relay", up.Port, fmt.Sprintf("    max_connections: %d\n", clusterCap)),
+			Routes:   "  default: relay\n",
+			Spool:    fmt.Sprintf("  backend: postgres\n  dsn: %q\n  node: node-%d\n", dsn, i),
+		})
+		n.ScanDir = scanDir // one share, mounted on every node
+		n.writeConfig()
+		nodes = append(nodes, n)
+	}
+	procs := make([]*proc, 3)
+	var addrs [3]atomic.Value
+	for i, n := range nodes {
+		procs[i] = n.start()
+		addrs[i].Store(n.SMTPAddr())
+	}
+	var rr atomic.Int64
+	addr := func() string { return addrs[rr.Add(1)%3].Load().(string) }
+
+	ledger := newLedger()
+	load := startGoLoad(6, 150, addr, ledger)
+	scans, err := startScanLoad(scanDir, "alice@example.com", 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 22))
+	start := time.Now()
+	for round := 1; round <= kills; round++ {
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+		i := rng.IntN(3)
+		procs[i].Kill()
+		procs[i] = nodes[i].start()
+		addrs[i].Store(nodes[i].SMTPAddr())
+	}
+	loopTime := time.Since(start)
+	capSeen := up.MaxConcurrent()
+
+	// The database goes away under load: ingest answers 4xx, nothing
+	// acknowledged is lost.
+	ackedBefore, _ := ledger.snapshot()
+	pg.Stop(t)
+	var answer error
+	if !spooltest.Poll(30*time.Second, func() bool {
+		answer = sendOneTo(nodes[0].SMTPAddr(), "dbdown")
+		var se *smtp.SMTPError
+		return errors.As(answer, &se) && se.Code/100 == 4
+	}) {
+		t.Errorf("with the database down a message got %v; want a 4xx answer", answer)
+	}
+	time.Sleep(2 * time.Second) // the load keeps trying against the stopped database
+	pg.Restart(t)
+	load.Stop()
+	dropped, err := scans.Stop()
+	if err != nil {
+		t.Fatalf("scanner: %v", err)
+	}
+	acked, tried := ledger.snapshot()
+	if len(acked) <= len(ackedBefore) {
+		t.Logf("no message acknowledged after the database restart (load stopped right after it)")
+	}
+	keys := append(append([]string(nil), acked...), dropped...)
+	got := nodes[0].waitUpstream(up, filepath.Join(scanDir, "alice@example.com"), keys, "after the kill loop and the database restart")
+
+	// Drained: nothing queued, active, deferred or dead in the shared spool.
+	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "systest-check", RescueInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var st map[spool.State]int
+	if !spooltest.Poll(90*time.Second, func() bool {
+		st, err = sp.Stats(context.Background())
+		return err == nil && st[spool.StateQueued]+st[spool.StateActive]+st[spool.StateDeferred] == 0
+	}) {
+		t.Errorf("the shared queue did not drain: %v (%v)", st, err)
+	}
+	if st[spool.StateDead]+st[spool.StateHeld] != 0 {
+		t.Errorf("messages dead or held after the loop: %v", st)
+	}
+	nodesSeen, err := sp.Nodes(context.Background())
+	if err != nil || len(nodesSeen) < 3 {
+		t.Errorf("spool_nodes lists %d nodes (%v), want the three", len(nodesSeen), err)
+	}
+	for i, p := range procs {
+		if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {
+			t.Errorf("node %d after the loop: SIGTERM exit %d, %v", i, code, err)
+		}
+	}
+
+	if capSeen > clusterCap {
+		t.Errorf("the upstream saw %d concurrent sessions of one account from three nodes; the cap is %d", capSeen, clusterCap)
+	}
+	dups, dupKeys := 0, 0
+	for _, c := range got {
+		if c > 1 {
+			dups += c - 1
+			dupKeys++
+		}
+	}
+	t.Logf("cluster kill loop: %d SIGKILLs over 3 nodes in %s; SMTP: %d acknowledged of %d tried; scans: %d dropped; "+
+		"upstream received %d messages, at most %d sessions at once (cap %d); duplicates: %d extra copies of %d messages; "+
+		"database stopped and restarted once under load",
+		kills, loopTime.Round(time.Second), len(acked), tried, len(dropped), up.Count(), capSeen, clusterCap, dups, dupKeys)
+}
+
+// sendOneTo sends one message and returns the server's answer as an error.
+func sendOneTo(addr, key string) error {
+	c, err := dialSMTP(addr, "probe.systest", 2*time.Second, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return sendText(c, "mfd@example.com", []string{"bob@example.com"}, key, "")
+}
