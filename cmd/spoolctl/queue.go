@@ -70,6 +70,7 @@ func printStatus(w io.Writer, st wire.StatusResponse, spoolDir string) {
 	if st.Offline {
 		return
 	}
+	printNodes(w, st, now) // nodes.go
 	if st.LastReload != nil {
 		fmt.Fprintln(w, "\nLast reload:")
 		printReload(w, *st.LastReload, now, "  ")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/configs/field"
 	"github.com/spoold/spoold/spool"
@@ -73,4 +74,23 @@ func openSpool(ctx context.Context, p *plan, bbolt spool.Options, log *slog.Logg
 	}
 	log.Info("spool on PostgreSQL", "component", "spool", "node", o.Node)
 	return sp, nil
+}
+
+// Nodes implements adminapi.NodeLister: the nodes sharing a PostgreSQL
+// spool and their last heartbeat (none for the embedded spool).
+func (i daemonInfo) Nodes(ctx context.Context) ([]wire.NodeInfo, error) {
+	sp, ok := i.d.spool.(*pgspool.Spool)
+	if !ok {
+		return nil, nil
+	}
+	nodes, err := sp.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self := sp.Node()
+	out := make([]wire.NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, wire.NodeInfo{Name: n.Name, Started: n.Started, Heartbeat: n.Heartbeat, Self: n.Name == self})
+	}
+	return out, nil
 }

@@ -201,6 +201,7 @@ func (s *Service) status(r *http.Request) (any, error) {
 		if rl, ok := s.info.(Reloader); ok {
 			resp.LastReload = rl.LastReload()
 		}
+		s.addNodes(ctx, &resp) // nodes.go
 	} else {
 		resp.Offline = true
 	}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,6 +131,9 @@ func TestClusterKill9Loop(t *testing.T) {
 	nodesSeen, err := sp.Nodes(context.Background())
 	if err != nil || len(nodesSeen) < 3 {
 		t.Errorf("spool_nodes lists %d nodes (%v), want the three", len(nodesSeen), err)
+	}
+	if out, _, code := nodes[1].ctl("status"); code != 0 || !strings.Contains(out, "node-0") || !strings.Contains(out, "node-1 (this node)") || !strings.Contains(out, "node-2") {
+		t.Errorf("spoolctl status (exit %d) does not list the three nodes:\n%s", code, out)
 	}
 	for i, p := range procs {
 		if code, err := p.Stop(60 * time.Second); err != nil || code != 0 {

@@ -115,6 +115,9 @@ type StatusResponse struct {
 	// LastReload is the outcome of the last configuration reload (SIGHUP
 	// or spoolctl reload); nil when there was none since the start.
 	LastReload *ReloadInfo `json:"last_reload,omitempty"`
+	// Nodes sharing the spool (PostgreSQL backend only; nodes.go).
+	Nodes      []NodeInfo `json:"nodes,omitempty"`
+	NodesError string     `json:"nodes_error,omitempty"`
 }
 
 // ReloadInfo is the outcome of a configuration reload: the answer of
