@@ -23,17 +23,18 @@ type Machine struct {
 	LeaseDuration time.Duration    // claim lease; default 5m
 }
 
-func (mc Machine) spool() *Spool {
+// withDefaults returns mc with every zero field set to the spool's default
+// (Options.WithDefaults holds them, once).
+func (mc Machine) withDefaults() Machine {
 	o := Options{Clock: mc.Clock, HistoryLimit: mc.HistoryLimit, LeaseDuration: mc.LeaseDuration}.WithDefaults()
-	// Only opts is used: the helpers below are the embedded spool's own.
-	return &Spool{opts: o}
+	return Machine{Clock: o.Clock, HistoryLimit: o.HistoryLimit, LeaseDuration: o.LeaseDuration}
 }
 
 // Now returns the machine's clock reading.
-func (mc Machine) Now() time.Time { return mc.spool().opts.Clock() }
+func (mc Machine) Now() time.Time { return mc.withDefaults().Clock() }
 
 // Lease returns the lease duration in effect.
-func (mc Machine) Lease() time.Duration { return mc.spool().opts.LeaseDuration }
+func (mc Machine) Lease() time.Duration { return mc.withDefaults().LeaseDuration }
 
 // ValidateEnqueue checks an EnqueueRequest as Enqueue does (errors wrap ErrInvalid).
 func ValidateEnqueue(req EnqueueRequest) error { return validateEnqueue(req) }
@@ -81,10 +82,10 @@ func (mc Machine) Claim(m *Message, owner string, now time.Time, ifCrash func(*M
 	if !isDueState(m.State) {
 		return nil, wrongState(m, "queued or deferred")
 	}
-	s := mc.spool()
+	mc = mc.withDefaults()
 	m.State = StateActive
 	m.LeaseOwner = owner
-	m.LeaseUntil = now.Add(s.opts.LeaseDuration)
+	m.LeaseUntil = now.Add(mc.LeaseDuration)
 	m.Updated = now
 	if ifCrash == nil {
 		c := *m
@@ -93,7 +94,7 @@ func (mc Machine) Claim(m *Message, owner string, now time.Time, ifCrash func(*M
 	c := *m
 	c.History = slices.Clone(m.History)
 	c.Recipients = slices.Clone(m.Recipients)
-	s.startAttempt(m, owner, now, ifCrash(&c))
+	mc.startAttempt(m, owner, now, ifCrash(&c))
 	return &c, nil
 }
 
@@ -109,20 +110,20 @@ func (mc Machine) RenewLease(m *Message, owner string, until time.Time) error {
 // StartAttempt counts an attempt and records the next attempt time to use
 // if the worker crashes.
 func (mc Machine) StartAttempt(m *Message, owner string, now, ifCrash time.Time) error {
-	s := mc.spool()
-	now = s.nowOr(now)
+	mc = mc.withDefaults()
+	now = mc.nowOr(now)
 	if err := checkLease(m, owner); err != nil {
 		return err
 	}
-	s.startAttempt(m, owner, now, ifCrash)
+	mc.startAttempt(m, owner, now, ifCrash)
 	return nil
 }
 
 // Delivered ends an attempt: StateDelivered, or StateDead when a recipient
 // failed. The caller removes the body when the result is StateDelivered.
 func (mc Machine) Delivered(m *Message, owner string, r Result) error {
-	s := mc.spool()
-	now := s.nowOr(r.Now)
+	mc = mc.withDefaults()
+	now := mc.nowOr(r.Now)
 	if err := checkLease(m, owner); err != nil {
 		return err
 	}
@@ -154,7 +155,7 @@ func (mc Machine) Delivered(m *Message, owner string, r Result) error {
 				}
 			}
 		}
-		s.closeAttempt(m, owner, now, "dead", errRec)
+		mc.closeAttempt(m, owner, now, "dead", errRec)
 		leaveActive(m, StateDead, now)
 		m.Reason = reason
 		if errRec != nil {
@@ -162,7 +163,7 @@ func (mc Machine) Delivered(m *Message, owner string, r Result) error {
 		}
 		return nil
 	}
-	s.closeAttempt(m, owner, now, "delivered", nil)
+	mc.closeAttempt(m, owner, now, "delivered", nil)
 	leaveActive(m, StateDelivered, now)
 	m.DeliveredAt = now
 	m.Reason = ""
@@ -172,8 +173,8 @@ func (mc Machine) Delivered(m *Message, owner string, r Result) error {
 
 // Defer ends an attempt with a transient failure: StateDeferred until next.
 func (mc Machine) Defer(m *Message, owner string, next time.Time, r Result) error {
-	s := mc.spool()
-	now := s.nowOr(r.Now)
+	mc = mc.withDefaults()
+	now := mc.nowOr(r.Now)
 	if next.IsZero() {
 		next = now
 	}
@@ -183,7 +184,7 @@ func (mc Machine) Defer(m *Message, owner string, next time.Time, r Result) erro
 	if err := applyRecipients(m, r.Recipients, now); err != nil {
 		return err
 	}
-	s.closeAttempt(m, owner, now, "deferred", r.Error)
+	mc.closeAttempt(m, owner, now, "deferred", r.Error)
 	leaveActive(m, StateDeferred, now)
 	m.NextAttempt = next
 	if r.Error != nil {
@@ -195,15 +196,15 @@ func (mc Machine) Defer(m *Message, owner string, next time.Time, r Result) erro
 
 // Dead ends an attempt with a permanent failure.
 func (mc Machine) Dead(m *Message, owner string, r Result) error {
-	s := mc.spool()
-	now := s.nowOr(r.Now)
+	mc = mc.withDefaults()
+	now := mc.nowOr(r.Now)
 	if err := checkLease(m, owner); err != nil {
 		return err
 	}
 	if err := applyRecipients(m, r.Recipients, now); err != nil {
 		return err
 	}
-	s.closeAttempt(m, owner, now, "dead", r.Error)
+	mc.closeAttempt(m, owner, now, "dead", r.Error)
 	leaveActive(m, StateDead, now)
 	m.Reason = r.Reason
 	if m.Reason == "" && r.Error != nil {
@@ -221,7 +222,7 @@ func (mc Machine) Dead(m *Message, owner string, r Result) error {
 // Postpone returns an active message to StateDeferred until next without
 // using an attempt.
 func (mc Machine) Postpone(m *Message, owner string, next time.Time, reason string) error {
-	now := mc.spool().opts.Clock()
+	now := mc.withDefaults().Clock()
 	if next.IsZero() {
 		next = now
 	}
@@ -249,7 +250,7 @@ func (mc Machine) Hold(m *Message, reason string) error {
 	}
 	m.State = StateHeld
 	m.Reason = reason
-	m.Updated = mc.spool().opts.Clock()
+	m.Updated = mc.withDefaults().Clock()
 	return nil
 }
 
@@ -285,7 +286,7 @@ func (mc Machine) queueNow(m *Message, bodyPresent bool) error {
 	if !bodyPresent {
 		return fmt.Errorf("%w: body missing", ErrNotFound)
 	}
-	now := mc.spool().opts.Clock()
+	now := mc.withDefaults().Clock()
 	m.State = StateQueued
 	m.NextAttempt = now
 	m.Reason = ""
@@ -299,7 +300,7 @@ func (mc Machine) Flush(m *Message) (changed bool, err error) {
 	if !isDueState(m.State) {
 		return false, wrongState(m, "queued or deferred")
 	}
-	now := mc.spool().opts.Clock()
+	now := mc.withDefaults().Clock()
 	if m.NextAttempt.After(now) {
 		m.NextAttempt = now
 		m.Updated = now
@@ -312,6 +313,15 @@ func (mc Machine) Flush(m *Message) (changed bool, err error) {
 func (mc Machine) CheckDelete(m *Message) error {
 	if m.State == StateActive {
 		return wrongState(m, "not active")
+	}
+	return nil
+}
+
+// CheckPurge refuses a purge of any state but dead or delivered: only
+// finished messages are purged by age.
+func CheckPurge(state State) error {
+	if state != StateDead && state != StateDelivered {
+		return fmt.Errorf("%w: state must be dead or delivered, not %q", ErrInvalid, state)
 	}
 	return nil
 }
@@ -337,3 +347,123 @@ func CheckAccountKey(account, key string) error { return validAccountKey(account
 
 // MaxAlertKey is the longest alert record key AlertWrite accepts.
 const MaxAlertKey = maxAlertKey
+
+// checkLease is the guard of every transition out of StateActive: the caller
+// must still own the lease. A lease that expired but was not yet rescued is
+// still the owner's.
+func checkLease(m *Message, owner string) error {
+	if m.State != StateActive {
+		return fmt.Errorf("%w: message is %s: %w", ErrLeaseLost, m.State, ErrWrongState)
+	}
+	if m.LeaseOwner != owner {
+		return fmt.Errorf("%w: leased by another worker", ErrLeaseLost)
+	}
+	return nil
+}
+
+func wrongState(m *Message, want string) error {
+	return fmt.Errorf("%w: message is %s, need %s", ErrWrongState, m.State, want)
+}
+
+// nowOr returns t, or the clock's reading when t is zero; mc has its defaults.
+func (mc Machine) nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return mc.Clock()
+	}
+	return t
+}
+
+// trimHistory keeps the last HistoryLimit attempts; mc has its defaults.
+func (mc Machine) trimHistory(m *Message) {
+	if n := len(m.History) - mc.HistoryLimit; n > 0 {
+		m.History = append([]Attempt(nil), m.History[n:]...)
+	}
+}
+
+// openAttempt returns the index of owner's open attempt, or -1.
+func openAttempt(m *Message, owner string) int {
+	for i := len(m.History) - 1; i >= 0; i-- {
+		if m.History[i].End.IsZero() && m.History[i].Owner == owner {
+			return i
+		}
+	}
+	return -1
+}
+
+// startAttempt ends owner's attempt left open (a StartAttempt repeated) as
+// interrupted and opens a new one, counted; mc has its defaults.
+func (mc Machine) startAttempt(m *Message, owner string, now, ifCrash time.Time) {
+	if i := openAttempt(m, owner); i >= 0 {
+		m.History[i].End = now
+		m.History[i].Result = "interrupted"
+	}
+	m.Attempts++
+	m.History = append(m.History, Attempt{Start: now, Owner: owner})
+	mc.trimHistory(m)
+	m.NextAttempt = ifCrash
+	m.Updated = now
+}
+
+// closeAttempt ends owner's open attempt with result. Without one (the worker
+// skipped StartAttempt) the attempt is counted and recorded here; mc has its
+// defaults.
+func (mc Machine) closeAttempt(m *Message, owner string, now time.Time, result string, e *ErrorRecord) {
+	if i := openAttempt(m, owner); i >= 0 {
+		m.History[i].End = now
+		m.History[i].Result = result
+		m.History[i].Error = e
+		return
+	}
+	m.Attempts++
+	m.History = append(m.History, Attempt{Start: now, End: now, Owner: owner, Result: result, Error: e})
+	mc.trimHistory(m)
+}
+
+func leaveActive(m *Message, state State, now time.Time) {
+	m.State = state
+	m.LeaseOwner = ""
+	m.LeaseUntil = time.Time{}
+	m.Updated = now
+}
+
+// applyRecipients records per-recipient outcomes by address.
+func applyRecipients(m *Message, rr []RecipientResult, now time.Time) error {
+	for _, r := range rr {
+		switch r.State {
+		case RcptDelivered, RcptFailed, RcptPending:
+		default:
+			return fmt.Errorf("%w: recipient %q: unknown state %q", ErrInvalid, r.Addr, r.State)
+		}
+		found := false
+		for i := range m.Recipients {
+			rc := &m.Recipients[i]
+			if rc.Addr != r.Addr {
+				continue
+			}
+			found = true
+			if rc.State == RcptDelivered {
+				continue // a later failure cannot undo a delivery
+			}
+			rc.State = r.State
+			rc.Error = r.Error
+			if r.State == RcptDelivered {
+				rc.DeliveredAt = now
+				rc.Error = nil
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: %q is not a recipient of this message", ErrInvalid, r.Addr)
+		}
+	}
+	return nil
+}
+
+func failedRecipients(m *Message) []string {
+	var out []string
+	for _, r := range m.Recipients {
+		if r.State == RcptFailed {
+			out = append(out, r.Addr)
+		}
+	}
+	return out
+}

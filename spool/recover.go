@@ -200,16 +200,7 @@ func (s *Spool) rescue(now, leasesBefore time.Time) (int, error) {
 				return err
 			}
 			m, _ := getMsg(tx, id)
-			if i := openAttempt(m, m.LeaseOwner); i >= 0 {
-				m.History[i].End = now
-				m.History[i].Result = "interrupted"
-			}
-			m.State = StateQueued
-			m.LeaseOwner, m.LeaseUntil = "", time.Time{}
-			if m.NextAttempt.Before(now) {
-				m.NextAttempt = now
-			}
-			m.Updated = now
+			s.machine().Rescue(m, now)
 			if err := writeMsg(tx, old, m); err != nil {
 				return err
 			}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,118 +41,17 @@ func (s *Spool) mutate(ctx context.Context, op, id string, fn func(m *Message) e
 	return out, nil
 }
 
-// checkLease is the guard of every transition out of StateActive: the caller
-// must still own the lease. A lease that expired but was not yet rescued is
-// still the owner's.
-func checkLease(m *Message, owner string) error {
-	if m.State != StateActive {
-		return fmt.Errorf("%w: message is %s: %w", ErrLeaseLost, m.State, ErrWrongState)
-	}
-	if m.LeaseOwner != owner {
-		return fmt.Errorf("%w: leased by another worker", ErrLeaseLost)
-	}
-	return nil
-}
-
-func wrongState(m *Message, want string) error {
-	return fmt.Errorf("%w: message is %s, need %s", ErrWrongState, m.State, want)
-}
-
-func (s *Spool) nowOr(t time.Time) time.Time {
-	if t.IsZero() {
-		return s.opts.Clock()
-	}
-	return t
-}
-
-// trimHistory keeps the last HistoryLimit attempts.
-func (s *Spool) trimHistory(m *Message) {
-	if n := len(m.History) - s.opts.HistoryLimit; n > 0 {
-		m.History = append([]Attempt(nil), m.History[n:]...)
-	}
-}
-
-// openAttempt returns the index of owner's open attempt, or -1.
-func openAttempt(m *Message, owner string) int {
-	for i := len(m.History) - 1; i >= 0; i-- {
-		if m.History[i].End.IsZero() && m.History[i].Owner == owner {
-			return i
-		}
-	}
-	return -1
-}
-
-// closeAttempt ends owner's open attempt with result. Without one (the worker
-// skipped StartAttempt) the attempt is counted and recorded here.
-func (s *Spool) closeAttempt(m *Message, owner string, now time.Time, result string, e *ErrorRecord) {
-	if i := openAttempt(m, owner); i >= 0 {
-		m.History[i].End = now
-		m.History[i].Result = result
-		m.History[i].Error = e
-		return
-	}
-	m.Attempts++
-	m.History = append(m.History, Attempt{Start: now, End: now, Owner: owner, Result: result, Error: e})
-	s.trimHistory(m)
-}
-
-func leaveActive(m *Message, state State, now time.Time) {
-	m.State = state
-	m.LeaseOwner = ""
-	m.LeaseUntil = time.Time{}
-	m.Updated = now
-}
-
-// applyRecipients records per-recipient outcomes by address.
-func applyRecipients(m *Message, rr []RecipientResult, now time.Time) error {
-	for _, r := range rr {
-		switch r.State {
-		case RcptDelivered, RcptFailed, RcptPending:
-		default:
-			return fmt.Errorf("%w: recipient %q: unknown state %q", ErrInvalid, r.Addr, r.State)
-		}
-		found := false
-		for i := range m.Recipients {
-			rc := &m.Recipients[i]
-			if rc.Addr != r.Addr {
-				continue
-			}
-			found = true
-			if rc.State == RcptDelivered {
-				continue // a later failure cannot undo a delivery
-			}
-			rc.State = r.State
-			rc.Error = r.Error
-			if r.State == RcptDelivered {
-				rc.DeliveredAt = now
-				rc.Error = nil
-			}
-		}
-		if !found {
-			return fmt.Errorf("%w: %q is not a recipient of this message", ErrInvalid, r.Addr)
-		}
-	}
-	return nil
-}
-
-func failedRecipients(m *Message) []string {
-	var out []string
-	for _, r := range m.Recipients {
-		if r.State == RcptFailed {
-			out = append(out, r.Addr)
-		}
-	}
-	return out
+// machine is the state machine with this spool's options: every rule of a
+// transition lives in Machine, shared with the other backends, and this file
+// keeps only bbolt's storage around it.
+func (s *Spool) machine() Machine {
+	return Machine{Clock: s.opts.Clock, HistoryLimit: s.opts.HistoryLimit, LeaseDuration: s.opts.LeaseDuration}
 }
 
 // RenewLease extends an active message's lease.
 func (s *Spool) RenewLease(ctx context.Context, id, owner string, until time.Time) error {
 	_, err := s.mutate(ctx, "renew lease", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
-		m.LeaseUntil = until
-		return nil
+		return s.machine().RenewLease(m, owner, until)
 	})
 	return err
 }
@@ -162,27 +59,13 @@ func (s *Spool) RenewLease(ctx context.Context, id, owner string, until time.Tim
 // StartAttempt counts an attempt and commits its start and the next attempt
 // time to use if the worker crashes (ifCrash) before dialing.
 func (s *Spool) StartAttempt(ctx context.Context, id, owner string, now, ifCrash time.Time) error {
-	now = s.nowOr(now)
+	mc := s.machine()
+	// Read the clock once: a batched transaction may run fn again.
+	now = mc.nowOr(now)
 	_, err := s.mutate(ctx, "start attempt", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
-		s.startAttempt(m, owner, now, ifCrash)
-		return nil
+		return mc.StartAttempt(m, owner, now, ifCrash)
 	})
 	return err
-}
-
-func (s *Spool) startAttempt(m *Message, owner string, now, ifCrash time.Time) {
-	if i := openAttempt(m, owner); i >= 0 {
-		m.History[i].End = now
-		m.History[i].Result = "interrupted"
-	}
-	m.Attempts++
-	m.History = append(m.History, Attempt{Start: now, Owner: owner})
-	s.trimHistory(m)
-	m.NextAttempt = ifCrash
-	m.Updated = now
 }
 
 // Delivered completes an attempt. Recipients not named in r.Recipients that are
@@ -192,54 +75,12 @@ func (s *Spool) startAttempt(m *Message, owner string, now, ifCrash time.Time) {
 // afterwards) is removed. A recipient reported as
 // RcptPending is an error wrapping ErrInvalid: use Defer for partial deliveries.
 func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error {
-	now := s.nowOr(r.Now)
+	mc := s.machine()
+	r.Now = mc.nowOr(r.Now)
 	inline := false
 	m, err := s.mutate(ctx, "delivered", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
 		inline = m.BodyInline
-		for _, rr := range r.Recipients {
-			if rr.State == RcptPending {
-				return fmt.Errorf("%w: recipient %q still pending (use Defer)", ErrInvalid, rr.Addr)
-			}
-		}
-		if err := applyRecipients(m, r.Recipients, now); err != nil {
-			return err
-		}
-		for i := range m.Recipients {
-			if m.Recipients[i].State == RcptPending {
-				m.Recipients[i].State = RcptDelivered
-				m.Recipients[i].DeliveredAt = now
-			}
-		}
-		if failed := failedRecipients(m); len(failed) > 0 {
-			reason := "recipients refused: " + strings.Join(failed, ", ")
-			if r.Reason != "" {
-				reason = r.Reason + "; " + reason
-			}
-			errRec := r.Error
-			if errRec == nil {
-				for _, rc := range m.Recipients {
-					if rc.State == RcptFailed && rc.Error != nil {
-						errRec = rc.Error
-						break
-					}
-				}
-			}
-			s.closeAttempt(m, owner, now, "dead", errRec)
-			leaveActive(m, StateDead, now)
-			m.Reason = reason
-			if errRec != nil {
-				m.LastError = errRec
-			}
-			return nil
-		}
-		s.closeAttempt(m, owner, now, "delivered", nil)
-		leaveActive(m, StateDelivered, now)
-		m.DeliveredAt = now
-		m.Reason = ""
-		return nil
+		return mc.Delivered(m, owner, r)
 	})
 	if err != nil {
 		return err
@@ -257,52 +98,20 @@ func (s *Spool) Delivered(ctx context.Context, id, owner string, r Result) error
 
 // Defer completes an attempt with a transient failure: StateDeferred until next.
 func (s *Spool) Defer(ctx context.Context, id, owner string, next time.Time, r Result) error {
-	now := s.nowOr(r.Now)
-	if next.IsZero() {
-		next = now
-	}
+	mc := s.machine()
+	r.Now = mc.nowOr(r.Now)
 	_, err := s.mutate(ctx, "defer", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
-		if err := applyRecipients(m, r.Recipients, now); err != nil {
-			return err
-		}
-		s.closeAttempt(m, owner, now, "deferred", r.Error)
-		leaveActive(m, StateDeferred, now)
-		m.NextAttempt = next
-		if r.Error != nil {
-			m.LastError = r.Error
-		}
-		m.Reason = r.Reason
-		return nil
+		return mc.Defer(m, owner, next, r)
 	})
 	return err
 }
 
 // Dead completes an attempt with a permanent failure: StateDead with r.Reason.
 func (s *Spool) Dead(ctx context.Context, id, owner string, r Result) error {
-	now := s.nowOr(r.Now)
+	mc := s.machine()
+	r.Now = mc.nowOr(r.Now)
 	m, err := s.mutate(ctx, "dead", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
-		if err := applyRecipients(m, r.Recipients, now); err != nil {
-			return err
-		}
-		s.closeAttempt(m, owner, now, "dead", r.Error)
-		leaveActive(m, StateDead, now)
-		m.Reason = r.Reason
-		if m.Reason == "" && r.Error != nil {
-			m.Reason = r.Error.Text
-		}
-		if m.Reason == "" {
-			m.Reason = "permanent failure"
-		}
-		if r.Error != nil {
-			m.LastError = r.Error
-		}
-		return nil
+		return mc.Dead(m, owner, r)
 	})
 	if err == nil {
 		s.log.Warn("dead-lettered", "msg_id", id, "account", m.Account, "reason", m.Reason)
@@ -315,24 +124,8 @@ func (s *Spool) Dead(ctx context.Context, id, owner string, r Result) error {
 // from the history): for messages whose account waits (needs_reauth,
 // misconfigured, token endpoint down) or on shutdown (next = now).
 func (s *Spool) Postpone(ctx context.Context, id, owner string, next time.Time, reason string) error {
-	now := s.opts.Clock()
-	if next.IsZero() {
-		next = now
-	}
 	_, err := s.mutate(ctx, "postpone", id, func(m *Message) error {
-		if err := checkLease(m, owner); err != nil {
-			return err
-		}
-		if i := openAttempt(m, owner); i >= 0 {
-			m.History = append(m.History[:i:i], m.History[i+1:]...)
-			if m.Attempts > 0 {
-				m.Attempts--
-			}
-		}
-		leaveActive(m, StateDeferred, now)
-		m.NextAttempt = next
-		m.Reason = reason
-		return nil
+		return s.machine().Postpone(m, owner, next, reason)
 	})
 	return err
 }
@@ -350,26 +143,16 @@ func (s *Spool) bodyExists(m *Message) bool {
 // Hold moves a queued, deferred or dead message to StateHeld.
 func (s *Spool) Hold(ctx context.Context, id, reason string) error {
 	_, err := s.mutate(ctx, "hold", id, func(m *Message) error {
-		switch m.State {
-		case StateQueued, StateDeferred, StateDead:
-		default:
-			return wrongState(m, "queued, deferred or dead")
-		}
-		m.State = StateHeld
-		m.Reason = reason
-		m.Updated = s.opts.Clock()
-		return nil
+		return s.machine().Hold(m, reason)
 	})
 	return err
 }
 
-// Release moves a held message to StateQueued, due now.
+// Release moves a held message to StateQueued, due now; a message whose body
+// file is gone stays where it is (the admin sees why).
 func (s *Spool) Release(ctx context.Context, id string) error {
 	_, err := s.mutate(ctx, "release", id, func(m *Message) error {
-		if m.State != StateHeld {
-			return wrongState(m, "held")
-		}
-		return s.queueNow(m)
+		return s.machine().Release(m, s.bodyExists(m))
 	})
 	return err
 }
@@ -378,50 +161,16 @@ func (s *Spool) Release(ctx context.Context, id string) error {
 // reset and failed recipients made pending again.
 func (s *Spool) Requeue(ctx context.Context, id string) error {
 	_, err := s.mutate(ctx, "requeue", id, func(m *Message) error {
-		if m.State != StateDead && m.State != StateHeld {
-			return wrongState(m, "dead or held")
-		}
-		if err := s.queueNow(m); err != nil {
-			return err
-		}
-		for i := range m.Recipients {
-			if m.Recipients[i].State == RcptFailed {
-				m.Recipients[i].State = RcptPending
-				m.Recipients[i].Error = nil
-			}
-		}
-		m.Attempts = 0
-		return nil
+		return s.machine().Requeue(m, s.bodyExists(m))
 	})
 	return err
-}
-
-// queueNow makes m queued and due now, for Release and Requeue; a message
-// whose body file is gone stays where it is (the admin sees why).
-func (s *Spool) queueNow(m *Message) error {
-	if !s.bodyExists(m) {
-		return fmt.Errorf("%w: body missing", ErrNotFound)
-	}
-	now := s.opts.Clock()
-	m.State = StateQueued
-	m.NextAttempt = now
-	m.Reason = ""
-	m.Updated = now
-	return nil
 }
 
 // Flush makes a queued or deferred message due now.
 func (s *Spool) Flush(ctx context.Context, id string) error {
 	_, err := s.mutate(ctx, "flush", id, func(m *Message) error {
-		if !isDueState(m.State) {
-			return wrongState(m, "queued or deferred")
-		}
-		now := s.opts.Clock()
-		if m.NextAttempt.After(now) {
-			m.NextAttempt = now
-			m.Updated = now
-		}
-		return nil
+		_, err := s.machine().Flush(m)
+		return err
 	})
 	return err
 }
@@ -434,6 +183,10 @@ func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
 	}
 	defer s.end()
 	now := s.opts.Clock()
+	// One reading for the whole pass: what the index selected is what is
+	// flushed, to that time.
+	mc := s.machine()
+	mc.Clock = func() time.Time { return now }
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var ids []string
@@ -455,11 +208,9 @@ func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
 				return fmt.Errorf("%w: due index names %s: %w", ErrCorrupt, id, err)
 			}
 			m, _ := getMsg(tx, id)
-			if !m.NextAttempt.After(now) {
+			if changed, err := mc.Flush(m); err != nil || !changed {
 				continue
 			}
-			m.NextAttempt = now
-			m.Updated = now
 			if err := writeMsg(tx, old, m); err != nil {
 				return err
 			}
@@ -488,8 +239,8 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if m.State == StateActive {
-			return wrongState(m, "not active")
+		if err := s.machine().CheckDelete(m); err != nil {
+			return err
 		}
 		inline = m.BodyInline
 		return writeMsg(tx, m, nil)
@@ -506,8 +257,8 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 
 // Purge deletes messages in state (dead or delivered) last updated before olderThan.
 func (s *Spool) Purge(ctx context.Context, state State, olderThan time.Time) (int, error) {
-	if state != StateDead && state != StateDelivered {
-		return 0, fmt.Errorf("spool: purge: %w: state must be dead or delivered, not %q", ErrInvalid, state)
+	if err := CheckPurge(state); err != nil {
+		return 0, fmt.Errorf("spool: purge: %w", err)
 	}
 	if err := s.begin(ctx, true); err != nil {
 		return 0, fmt.Errorf("spool: purge: %w", err)
@@ -612,6 +363,7 @@ func (s *Spool) claimStart(ctx context.Context, account string, now time.Time, l
 		return nil, nil
 	}
 	var out []*Message
+	mc := s.machine()
 	// Claims share group commits with other transitions (see update).
 	err := s.update(func(tx *bolt.Tx) error {
 		out = out[:0]
@@ -649,16 +401,9 @@ func (s *Spool) claimStart(ctx context.Context, account string, now time.Time, l
 				return err
 			}
 			m, _ := getMsg(tx, e.id)
-			m.State = StateActive
-			m.LeaseOwner = owner
-			m.LeaseUntil = now.Add(s.opts.LeaseDuration)
-			m.Updated = now
-			claimed := m
-			if ifCrash != nil {
-				c := *m
-				c.History = slices.Clone(m.History)
-				claimed = &c
-				s.startAttempt(m, owner, now, ifCrash(claimed))
+			claimed, err := mc.Claim(m, owner, now, ifCrash)
+			if err != nil {
+				return err
 			}
 			if err := writeMsg(tx, old, m); err != nil {
 				return err

@@ -215,8 +215,8 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 
 // Purge deletes dead or delivered messages last updated before olderThan.
 func (s *Spool) Purge(ctx context.Context, state spool.State, olderThan time.Time) (int, error) {
-	if state != spool.StateDead && state != spool.StateDelivered {
-		return 0, fmt.Errorf("spool: purge: %w: state must be dead or delivered, not %q", spool.ErrInvalid, state)
+	if err := spool.CheckPurge(state); err != nil {
+		return 0, fmt.Errorf("spool: purge: %w", err)
 	}
 	if err := s.begin(ctx, true); err != nil {
 		return 0, fmt.Errorf("spool: purge: %w", err)
