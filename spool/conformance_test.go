@@ -23,7 +23,14 @@ func (b *boltTarget) BodyStored(_ context.Context, id string) (bool, error) {
 	return b.BodyStoredForTest(id), nil
 }
 func (b *boltTarget) BodyCount(context.Context) (int, error) { return b.BodyCountForTest() }
-func (b *boltTarget) Check(context.Context) error            { return b.Spool.Check() }
+
+// Check adds bbolt's own bucket layout (the indexes) to its page check.
+func (b *boltTarget) Check(context.Context) error {
+	if err := b.Spool.Check(); err != nil {
+		return err
+	}
+	return b.CheckIndexesForTest()
+}
 
 func boltOptions(c conformance.Config) spool.Options {
 	return spool.Options{

@@ -169,3 +169,90 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 func describe(m *Message) string {
 	return fmt.Sprintf("%s state=%s attempts=%d next=%v lease=%s/%v", m.ID, m.State, m.Attempts, m.NextAttempt, m.LeaseOwner, m.LeaseUntil)
 }
+
+// makeInState returns the ID of a fresh message brought into state st by the
+// legal path; active messages are leased by "w1".
+func makeInState(t *testing.T, s *Spool, clk *fakeClock, st State) string {
+	t.Helper()
+	ctx := context.Background()
+	id := mustEnqueue(t, s, req("acct", "a@example.com", "b@example.com"), "body of "+string(st))
+	if st == StateQueued {
+		return id
+	}
+	if st == StateHeld {
+		if err := s.Hold(ctx, id, "admin"); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	ms, err := s.ClaimAccount(ctx, "acct", clk.Now(), 1, "w1")
+	if err != nil || len(ms) != 1 || ms[0].ID != id {
+		t.Fatalf("claim for setup: %v %v", ms, err)
+	}
+	switch st {
+	case StateActive:
+	case StateDeferred:
+		err = s.Defer(ctx, id, "w1", clk.Now().Add(time.Hour), Result{Error: &ErrorRecord{Code: 451, Text: "try later"}})
+	case StateDead:
+		err = s.Dead(ctx, id, "w1", Result{Reason: "550 no such user"})
+	case StateDelivered:
+		err = s.Delivered(ctx, id, "w1", Result{})
+	}
+	if err != nil {
+		t.Fatalf("setup %s: %v", st, err)
+	}
+	if m := mustGet(t, s, id); m.State != st {
+		t.Fatalf("setup: got %s want %s", m.State, st)
+	}
+	return id
+}
+
+// CheckIndexesForTest checks bbolt's bucket layout against the records: the
+// due indexes hold exactly the queued and deferred messages at their
+// NextAttempt, the lease index exactly the active ones at their LeaseUntil.
+// The conformance suite calls it (through the bbolt target's Check) after
+// every step of its property test, which checks the records against its
+// model.
+func (s *Spool) CheckIndexesForTest() error {
+	if err := s.begin(context.Background(), false); err != nil {
+		return err
+	}
+	defer s.end()
+	return s.db.View(func(tx *bolt.Tx) error {
+		wantDue, wantAcct, wantLease := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		err := tx.Bucket(bktMessages).ForEach(func(k, _ []byte) error {
+			m, err := getMsg(tx, string(k))
+			if err != nil {
+				return err
+			}
+			if isDueState(m.State) {
+				wantDue[string(dueKey(m.NextAttempt, m.ID))] = true
+				wantAcct[string(acctDueKey(m.Account, m.NextAttempt, m.ID))] = true
+			}
+			if m.State == StateActive {
+				wantLease[string(leaseKey(m.LeaseUntil, m.ID))] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for name, want := range map[string]map[string]bool{"due": wantDue, "acctdue": wantAcct, "leases": wantLease} {
+			got := 0
+			err := tx.Bucket([]byte(name)).ForEach(func(k, _ []byte) error {
+				if !want[string(k)] {
+					return fmt.Errorf("index %s has unexpected key %x", name, k)
+				}
+				got++
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if got != len(want) {
+				return fmt.Errorf("index %s has %d keys, want %d", name, got, len(want))
+			}
+		}
+		return nil
+	})
+}

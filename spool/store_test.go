@@ -15,149 +15,26 @@ import (
 	"time"
 )
 
-func TestIdempotencyKey(t *testing.T) {
-	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
-	ctx := context.Background()
-	r := req("acct")
-	r.IdempotencyKey = "scan:alice/doc.pdf:sha256:abc"
-	id1 := mustEnqueue(t, s, r, "first")
-	id2 := mustEnqueue(t, s, r, "second")
-	if id1 != id2 {
-		t.Fatalf("second enqueue got %s, want %s", id2, id1)
-	}
-	if n := countBodies(t, s); n != 1 {
-		t.Fatalf("%d body files, want 1", n)
-	}
-	if got := readBody(t, s, id1); got != "first" {
-		t.Fatalf("body = %q", got)
-	}
-	if id, ok, err := s.LookupKey(ctx, r.IdempotencyKey); err != nil || !ok || id != id1 {
-		t.Fatalf("LookupKey = %s %v %v", id, ok, err)
-	}
-	if _, ok, _ := s.LookupKey(ctx, "other"); ok {
-		t.Fatal("LookupKey(other) found")
-	}
-	// Concurrent enqueues with one key race into the same group commit:
-	// still exactly one message and one body file.
-	r.IdempotencyKey = "race"
-	var wg sync.WaitGroup
-	got := make([]string, 16)
-	for i := range got {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			id, err := s.Enqueue(ctx, r, strings.NewReader("race body"))
-			if err != nil {
-				t.Error(err)
-			}
-			got[i] = id
-		}(i)
-	}
-	wg.Wait()
-	for _, id := range got {
-		if id != got[0] {
-			t.Fatalf("racing enqueues returned different IDs: %v", got)
-		}
-	}
-	if n := countBodies(t, s); n != 2 {
-		t.Fatalf("%d body files after key race, want 2", n)
-	}
-	st, _ := s.Stats(ctx)
-	if st[StateQueued] != 2 {
-		t.Fatalf("queued = %d, want 2", st[StateQueued])
-	}
-	// Deleting the message frees its key.
-	if err := s.Delete(ctx, id1); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := s.LookupKey(ctx, "scan:alice/doc.pdf:sha256:abc"); ok {
-		t.Fatal("key survives Delete")
-	}
-}
-
-type errReader struct{ n int }
-
-var errBoom = errors.New("client went away")
-
-func (r *errReader) Read(p []byte) (int, error) {
-	if r.n <= 0 {
-		return 0, errBoom
-	}
-	n := min(len(p), r.n)
-	r.n -= n
-	return n, nil
-}
-
-func TestEnqueueBodyErrorStoresNothing(t *testing.T) {
-	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
-	_, err := s.Enqueue(context.Background(), req("a"), &errReader{n: 100000})
-	if !errors.Is(err, errBoom) {
-		t.Fatalf("err = %v, want wrapped errBoom", err)
-	}
-	if n := countBodies(t, s); n != 0 {
-		t.Fatalf("%d files left", n)
-	}
-	if st, _ := s.Stats(context.Background()); st[StateQueued] != 0 {
-		t.Fatalf("stats %v", st)
-	}
-}
-
-func TestEnqueueLargeBodyStreams(t *testing.T) {
-	s := openTest(t, t.TempDir(), testOpts(newFakeClock()))
-	const size = 8 << 20
-	id, err := s.Enqueue(context.Background(), req("a"), io.LimitReader(zeroReader{}, size))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := mustGet(t, s, id); m.Size != size {
-		t.Fatalf("size %d", m.Size)
-	}
-}
-
 type zeroReader struct{}
 
 func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-func TestContextAndClosed(t *testing.T) {
-	clk := newFakeClock()
-	s, err := Open(t.TempDir(), testOpts(clk))
+// TestCheckAfterClose: bbolt's page check (the conformance suite's
+// ClosedAndCancelled covers every Backend method after Close).
+func TestCheckAfterClose(t *testing.T) {
+	s, err := Open(t.TempDir(), testOpts(newFakeClock()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := s.Enqueue(ctx, req("a"), strings.NewReader("x")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Enqueue with cancelled ctx: %v", err)
-	}
-	if _, err := s.Claim(ctx, clk.Now(), 1, "w"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Claim with cancelled ctx: %v", err)
-	}
-	id := mustEnqueue(t, s, req("a"), "x")
+	mustEnqueue(t, s, req("a"), "x")
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	bg := context.Background()
-	checks := map[string]error{
-		"Close":     s.Close(),
-		"Check":     s.Check(),
-		"Hold":      s.Hold(bg, id, ""),
-		"AcctPut":   s.AccountPut(bg, "a", "k", nil),
-		"OpenBody":  func() error { _, err := s.OpenBody(id); return err }(),
-		"Get":       func() error { _, err := s.Get(bg, id); return err }(),
-		"Enqueue":   func() error { _, err := s.Enqueue(bg, req("a"), strings.NewReader("x")); return err }(),
-		"Stats":     func() error { _, err := s.Stats(bg); return err }(),
-		"List":      func() error { _, err := s.List(bg, Filter{}, "", 0); return err }(),
-		"rescueNow": func() error { _, err := s.rescueNow(); return err }(),
-		"NextDue":   func() error { _, _, err := s.NextDue(bg, ""); return err }(),
-		"LookupKey": func() error { _, _, err := s.LookupKey(bg, "k"); return err }(),
-	}
-	for name, err := range checks {
-		if !errors.Is(err, ErrClosed) {
-			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
-		}
+	if err := s.Check(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Check after Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -197,106 +74,6 @@ func TestCloseWaitsForInFlightEnqueues(t *testing.T) {
 	s2 := openTest(t, dir, Options{Logger: quietLogger(), RescueInterval: -1})
 	for _, id := range acked {
 		mustGet(t, s2, id)
-	}
-}
-
-func TestListPagination(t *testing.T) {
-	clk := newFakeClock()
-	s := openTest(t, t.TempDir(), testOpts(clk))
-	ctx := context.Background()
-	var all, heldA []string
-	for i := 0; i < 25; i++ {
-		acct := "a"
-		if i%3 == 0 {
-			acct = "b"
-		}
-		id := mustEnqueue(t, s, req(acct), fmt.Sprint(i))
-		all = append(all, id)
-		if i%2 == 0 {
-			if err := s.Hold(ctx, id, ""); err != nil {
-				t.Fatal(err)
-			}
-			if acct == "a" {
-				heldA = append(heldA, id)
-			}
-		}
-		clk.Add(time.Millisecond)
-	}
-	collect := func(f Filter, limit int) []string {
-		var out []string
-		cursor := ""
-		for pages := 0; ; pages++ {
-			if pages > 100 {
-				t.Fatal("pagination does not terminate")
-			}
-			p, err := s.List(ctx, f, cursor, limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(p.Messages) > limit {
-				t.Fatalf("page of %d > limit %d", len(p.Messages), limit)
-			}
-			for _, m := range p.Messages {
-				out = append(out, m.ID)
-			}
-			if p.Next == "" {
-				return out
-			}
-			cursor = p.Next
-		}
-	}
-	if got := collect(Filter{}, 7); fmt.Sprint(got) != fmt.Sprint(all) {
-		t.Fatalf("List all = %v\nwant %v", got, all)
-	}
-	if got := collect(Filter{State: StateHeld, Account: "a"}, 2); fmt.Sprint(got) != fmt.Sprint(heldA) {
-		t.Fatalf("List held/a = %v\nwant %v", got, heldA)
-	}
-	if got := collect(Filter{CreatedBefore: mustGet(t, s, all[10]).Created}, 4); fmt.Sprint(got) != fmt.Sprint(all[:10]) {
-		t.Fatalf("List created-before = %v\nwant %v", got, all[:10])
-	}
-	// A page exactly full with nothing after it has no Next.
-	p, err := s.List(ctx, Filter{}, all[19], 5)
-	if err != nil || len(p.Messages) != 5 || p.Next != "" {
-		t.Fatalf("last page: %d msgs next=%q err=%v", len(p.Messages), p.Next, err)
-	}
-	if _, err := s.List(ctx, Filter{State: "bogus"}, "", 1); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("bogus state: %v", err)
-	}
-}
-
-func TestAccountStore(t *testing.T) {
-	dir := t.TempDir()
-	s := openTest(t, dir, testOpts(newFakeClock()))
-	ctx := context.Background()
-	if _, ok, err := s.AccountGet(ctx, "m365", "token"); ok || err != nil {
-		t.Fatalf("empty get: %v %v", ok, err)
-	}
-	if err := s.AccountPut(ctx, "m365", "token", []byte(`{"refresh":"r"}`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AccountPut(ctx, "m365", "health", []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AccountPut(ctx, "", "k", nil); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("empty account: %v", err)
-	}
-	s.Close()
-	s = openTest(t, dir, testOpts(newFakeClock()))
-	v, ok, err := s.AccountGet(ctx, "m365", "token")
-	if err != nil || !ok || string(v) != `{"refresh":"r"}` {
-		t.Fatalf("after reopen: %q %v %v", v, ok, err)
-	}
-	if err := s.AccountDelete(ctx, "m365", "token"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := s.AccountGet(ctx, "m365", "token"); ok {
-		t.Fatal("deleted key still present")
-	}
-	if v, ok, _ := s.AccountGet(ctx, "m365", "health"); !ok || string(v) != "ok" {
-		t.Fatal("sibling key lost")
-	}
-	if err := s.AccountDelete(ctx, "nobody", "k"); err != nil {
-		t.Fatalf("delete of absent record: %v", err)
 	}
 }
 
@@ -361,28 +138,6 @@ func TestRecoveryOnOpen(t *testing.T) {
 	s = openTest(t, dir, testOpts(clk))
 	if m := mustGet(t, s, deadGone); strings.Count(m.Reason, "body missing") != 1 {
 		t.Errorf("reason grows on reopen: %q", m.Reason)
-	}
-}
-
-// TestOpenRequeuesLiveLeases: a lease that has not expired yet is requeued on
-// open too: the exclusive lock proves its owner is gone, so the message need
-// not wait out the lease.
-func TestOpenRequeuesLiveLeases(t *testing.T) {
-	clk := newFakeClock()
-	dir := t.TempDir()
-	s := openTest(t, dir, testOpts(clk))
-	id := makeInState(t, s, clk, StateActive)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, dir, testOpts(clk))
-	m := mustGet(t, s, id)
-	if m.State != StateQueued || m.LeaseOwner != "" || m.NextAttempt.After(clk.Now()) {
-		t.Fatalf("live lease of a dead process not requeued on open: %s", describe(m))
-	}
-	got, err := s.Claim(context.Background(), clk.Now(), 10, "w2")
-	if err != nil || len(got) != 1 || got[0].ID != id {
-		t.Fatalf("requeued message is not claimable at once: %v %v", got, err)
 	}
 }
 
@@ -747,56 +502,4 @@ func TestBodyStorage(t *testing.T) {
 	if got := readBody(t, s, kept); got != small {
 		t.Fatal("inline body changed across reopen")
 	}
-}
-
-// TestEnqueueVerify: Verify runs after the whole body is read and before the
-// commit; an error stores nothing, inline or as a file.
-func TestEnqueueVerify(t *testing.T) {
-	for _, size := range []int{100, 200 << 10} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			dir := t.TempDir()
-			s := openTest(t, dir, testOpts(newFakeClock()))
-			body := strings.Repeat("x", size)
-			r := &eofReader{r: strings.NewReader(body)}
-			rq := req("a")
-			calls := 0
-			rq.Verify = func() error {
-				calls++
-				if !r.eof {
-					t.Error("Verify ran before the body was read to its end")
-				}
-				return errors.New("file changed")
-			}
-			if _, err := s.Enqueue(context.Background(), rq, r); err == nil || !strings.Contains(err.Error(), "file changed") {
-				t.Fatalf("Enqueue: %v, want the Verify error", err)
-			}
-			if calls != 1 {
-				t.Fatalf("Verify called %d times", calls)
-			}
-			if st, _ := s.Stats(context.Background()); st[StateQueued] != 0 {
-				t.Fatalf("a message was stored: %+v", st)
-			}
-			if files, _ := filepath.Glob(filepath.Join(dir, MessagesDir, "*")); len(files) != 0 {
-				t.Fatalf("body files left: %v", files)
-			}
-			rq.Verify = func() error { return nil }
-			id := mustEnqueue(t, s, rq, body)
-			if readBody(t, s, id) != body {
-				t.Fatal("body differs")
-			}
-		})
-	}
-}
-
-type eofReader struct {
-	r   io.Reader
-	eof bool
-}
-
-func (e *eofReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err == io.EOF {
-		e.eof = true
-	}
-	return n, err
 }
