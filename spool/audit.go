@@ -37,8 +37,10 @@ const MaxAuditEntries = 100_000
 
 const maxAuditField = 2000
 
-// auditBoundEvery is how often AuditAppend enforces MaxAuditEntries.
-const auditBoundEvery = 1000
+// AuditBoundEvery is how often a backend's AuditAppend enforces
+// MaxAuditEntries: counting the log costs a walk or a query, so it is done
+// every this many entries only.
+const AuditBoundEvery = 1000
 
 func clip(s string) string {
 	if len(s) > maxAuditField {
@@ -47,13 +49,20 @@ func clip(s string) string {
 	return s
 }
 
-// AuditAppend durably records e (committed and fsync'd on return).
-func (s *Spool) AuditAppend(ctx context.Context, e AuditEntry) error {
+// EncodeAuditEntry checks e (it needs a time and an action), clips its free
+// text fields and returns the JSON every backend stores, so that all of them
+// keep the same entries.
+func EncodeAuditEntry(e AuditEntry) ([]byte, error) {
 	if e.Action == "" || e.Time.IsZero() {
-		return fmt.Errorf("spool: audit: %w: an entry needs a time and an action", ErrInvalid)
+		return nil, fmt.Errorf("%w: an entry needs a time and an action", ErrInvalid)
 	}
 	e.Target, e.Detail, e.Result = clip(e.Target), clip(e.Detail), clip(e.Result)
-	v, err := json.Marshal(e)
+	return json.Marshal(e)
+}
+
+// AuditAppend durably records e (committed and fsync'd on return).
+func (s *Spool) AuditAppend(ctx context.Context, e AuditEntry) error {
+	v, err := EncodeAuditEntry(e)
 	if err != nil {
 		return fmt.Errorf("spool: audit: %w", err)
 	}
@@ -76,9 +85,8 @@ func (s *Spool) AuditAppend(ctx context.Context, e AuditEntry) error {
 		if err := b.Put(k, v); err != nil {
 			return err
 		}
-		// Keep the bound: drop the oldest beyond it. Counting walks the
-		// bucket, so it is done every auditBoundEvery entries only.
-		if seq%auditBoundEvery != 0 {
+		// Keep the bound: drop the oldest beyond it.
+		if seq%AuditBoundEvery != 0 {
 			return nil
 		}
 		for n := b.Stats().KeyN - MaxAuditEntries; n > 0; n-- {

@@ -13,25 +13,9 @@ import (
 	"github.com/spoold/spoold/spool"
 )
 
-// auditBoundEvery is how often AuditAppend enforces spool.MaxAuditEntries.
-const auditBoundEvery = 1000
-
-const maxAuditField = 2000
-
-func clip(s string) string {
-	if len(s) > maxAuditField {
-		return s[:maxAuditField] + "..."
-	}
-	return s
-}
-
 // AuditAppend durably records an admin action.
 func (s *Spool) AuditAppend(ctx context.Context, e spool.AuditEntry) error {
-	if e.Action == "" || e.Time.IsZero() {
-		return fmt.Errorf("spool: audit: %w: an entry needs a time and an action", spool.ErrInvalid)
-	}
-	e.Target, e.Detail, e.Result = clip(e.Target), clip(e.Detail), clip(e.Result)
-	v, err := json.Marshal(e)
+	v, err := spool.EncodeAuditEntry(e)
 	if err != nil {
 		return fmt.Errorf("spool: audit: %w", err)
 	}
@@ -44,7 +28,7 @@ func (s *Spool) AuditAppend(ctx context.Context, e spool.AuditEntry) error {
 		if err := tx.QueryRow(ctx, "INSERT INTO spool_audit (at_ns, entry) VALUES ($1, $2) RETURNING seq", e.Time.UnixNano(), v).Scan(&seq); err != nil {
 			return err
 		}
-		if seq%auditBoundEvery != 0 {
+		if seq%spool.AuditBoundEvery != 0 {
 			return nil
 		}
 		// Keep the bound whatever the retention: the oldest go first.

@@ -60,24 +60,12 @@ type Options struct {
 
 // WithDefaults returns o with every zero field set to its default.
 func (o Options) WithDefaults() Options {
-	if o.Clock == nil {
-		o.Clock = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.LeaseDuration <= 0 {
-		o.LeaseDuration = 5 * time.Minute
-	}
-	if o.DeliveredRetention <= 0 {
-		o.DeliveredRetention = 24 * time.Hour
-	}
-	if o.RescueInterval == 0 {
-		o.RescueInterval = 30 * time.Second
-	}
-	if o.HistoryLimit <= 0 {
-		o.HistoryLimit = 20
-	}
+	// The fields both backends have take the embedded spool's defaults,
+	// written once in spool.Options.WithDefaults.
+	c := spool.Options{Clock: o.Clock, Logger: o.Logger, LeaseDuration: o.LeaseDuration,
+		DeliveredRetention: o.DeliveredRetention, RescueInterval: o.RescueInterval, HistoryLimit: o.HistoryLimit}.WithDefaults()
+	o.Clock, o.Logger, o.LeaseDuration = c.Clock, c.Logger, c.LeaseDuration
+	o.DeliveredRetention, o.RescueInterval, o.HistoryLimit = c.DeliveredRetention, c.RescueInterval, c.HistoryLimit
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
 	}
