@@ -50,7 +50,7 @@ func newRootCmd(d *deps) *cobra.Command {
 		a.statusCmd(), a.listCmd(), a.showCmd(),
 		a.flushCmd(), a.requeueCmd(), a.holdCmd(), a.releaseCmd(), a.deleteCmd(), a.purgeCmd(), a.pauseCmd(), a.resumeCmd(),
 		a.accountsCmd(), a.authCmd(), a.reloadCmd(), a.testSendCmd(), a.hashPasswordCmd(), a.salvageCmd(), a.versionCmd(), a.verifySpoolCmd(),
-		a.manCmd(), a.alertsCmd(), a.auditCmd(), a.keysCmd(),
+		a.manCmd(), a.alertsCmd(), a.auditCmd(), a.keysCmd(), a.migrateCmd(),
 	)
 	a.registerCompletions(root)
 	return root
