@@ -55,3 +55,20 @@ func TestSpoolBackendConfig(t *testing.T) {
 		}
 	}
 }
+
+// A database that cannot be reached at start-up stops the start with an
+// error naming spool.dsn and the fix, without the password.
+func TestSpoolDatabaseUnreachableAtStart(t *testing.T) {
+	dir := shortDir(t)
+	const password = "s3cret-Pw-do-not-print"
+	cfg := oauthConfig(t, dir, "spool:\n  backend: postgres\n  dsn: \"host="+dir+"/no-such-socket dbname=spoold user=spoold password="+password+"\"\n")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-config", cfg}, &stdout, &stderr)
+	out := stdout.String() + stderr.String()
+	if code == exitOK || !strings.Contains(out, "spool.dsn cannot be reached") || !strings.Contains(out, "start the database or fix spool.dsn") {
+		t.Fatalf("exit %d, want a start-up error naming spool.dsn:\n%s", code, out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("the start-up error shows the DSN's password:\n%s", out)
+	}
+}
