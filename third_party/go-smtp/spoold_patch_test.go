@@ -230,3 +230,36 @@ func FuzzLineLimitReader(f *testing.F) {
 		}
 	})
 }
+
+type countWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (c *countWriter) Write(p []byte) (int, error) { c.writes++; return c.Buffer.Write(p) }
+
+// TestDotWriterCleanBlockOneWrite: a block of clean lines (each ends in
+// CRLF, none starts with a dot) reaches the connection in one write, not
+// line by line through the buffer, and the bytes are textproto's.
+func TestDotWriterCleanBlockOneWrite(t *testing.T) {
+	block := bytes.Repeat([]byte("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0ZURl\r\n"), 256<<10/76)
+	var got countWriter
+	dw := &dotWriter{w: bufio.NewWriterSize(&got, 64<<10)}
+	if _, err := dw.Write(block); err != nil {
+		t.Fatal(err)
+	}
+	if got.writes != 1 {
+		t.Fatalf("a %d-byte clean block took %d writes, want 1", len(block), got.writes)
+	}
+	if err := dw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	tw := textproto.NewWriter(bufio.NewWriter(&want))
+	w := tw.DotWriter()
+	w.Write(block)
+	w.Close()
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("clean block differs from textproto's dot writer output")
+	}
+}
