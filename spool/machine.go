@@ -65,12 +65,13 @@ func (mc Machine) NewMessage(req EnqueueRequest, id string, size int64, now time
 		IdempotencyKey:  req.IdempotencyKey,
 		NotifyOnFailure: req.NotifyOnFailure,
 	}
-	for _, to := range req.To {
-		m.Recipients = append(m.Recipients, Recipient{Addr: to, State: RcptPending})
-	}
 	if req.Hold != "" {
-		m.State = StateHeld
-		m.Reason = req.Hold
+		m.State, m.Reason = StateHeld, req.Hold
+	}
+	// One allocation, as the embedded spool's Enqueue makes.
+	m.Recipients = make([]Recipient, len(req.To))
+	for i, to := range req.To {
+		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
 	}
 	return m
 }
