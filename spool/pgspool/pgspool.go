@@ -172,8 +172,16 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
+	// Open returns once LISTEN runs (or the attempt timed out and the loop
+	// goes on retrying): a commit by another node right after Open must
+	// wake this one.
+	listening := make(chan struct{})
 	s.loops.Add(1)
-	go s.listen(loopCtx)
+	go s.listen(loopCtx, listening)
+	select {
+	case <-listening:
+	case <-time.After(opts.ConnectTimeout):
+	}
 	if opts.RescueInterval > 0 {
 		s.loops.Add(1)
 		go s.rescueLoop(loopCtx)
@@ -333,13 +341,24 @@ func (s *Spool) signal() {
 }
 
 // listen keeps one connection LISTENing on the due channel and turns each
-// notification into a Notify signal. After a lost connection it signals
-// too (a notification may have been missed) and reconnects with backoff.
-func (s *Spool) listen(ctx context.Context) {
+// notification into a Notify signal. It closes listening once the first
+// LISTEN runs. After a lost connection it reconnects with backoff and
+// signals once LISTEN runs again (a notification may have been missed in
+// between).
+func (s *Spool) listen(ctx context.Context, listening chan struct{}) {
 	defer s.loops.Done()
 	wait := 100 * time.Millisecond
+	first := true
+	ready := func() {
+		if first {
+			first = false
+			close(listening)
+			return
+		}
+		s.signal()
+	}
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+		err := s.listenOnce(ctx, ready)
 		if ctx.Err() != nil {
 			return
 		}
@@ -354,7 +373,7 @@ func (s *Spool) listen(ctx context.Context) {
 	}
 }
 
-func (s *Spool) listenOnce(ctx context.Context) error {
+func (s *Spool) listenOnce(ctx context.Context, ready func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return dbErr(err)
@@ -363,6 +382,7 @@ func (s *Spool) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return dbErr(err)
 	}
+	ready()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return dbErr(err)
