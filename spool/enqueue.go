@@ -139,27 +139,8 @@ func (s *Spool) Enqueue(ctx context.Context, req EnqueueRequest, body io.Reader)
 		}
 	}
 
-	m := &Message{
-		ID:              id,
-		State:           StateQueued,
-		From:            req.From,
-		Account:         req.Account,
-		Source:          req.Source,
-		Size:            size,
-		Created:         now,
-		Updated:         now,
-		NextAttempt:     now,
-		IdempotencyKey:  req.IdempotencyKey,
-		NotifyOnFailure: req.NotifyOnFailure,
-		BodyInline:      inline != nil,
-	}
-	if req.Hold != "" {
-		m.State, m.Reason = StateHeld, req.Hold
-	}
-	m.Recipients = make([]Recipient, len(req.To))
-	for i, to := range req.To {
-		m.Recipients[i] = Recipient{Addr: to, State: RcptPending}
-	}
+	m := s.machine().NewMessage(req, id, size, now)
+	m.BodyInline = inline != nil
 	if req.Verify != nil {
 		if err := req.Verify(); err != nil {
 			if inline == nil {
