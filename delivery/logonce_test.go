@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,12 +42,17 @@ func TestEachOutcomeLoggedOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
 
 	ok := realEnqueue(t, sp, spool.EnqueueRequest{From: "a@office.example", To: []string{"b@dest.example"}}, simpleBody)
 	gone := realEnqueue(t, sp, spool.EnqueueRequest{From: "a@office.example", To: []string{"gone@dest.example"}}, simpleBody)
 	realWait(t, sp, ok, func(m *spool.Message) bool { return m.State == spool.StateDelivered })
 	realWait(t, sp, gone, func(m *spool.Message) bool { return m.State == spool.StateDead })
+	// The engine logs an outcome after the spool commits it: stop the engine
+	// so every line it will write is written before counting.
+	stop()
 
 	count := func(msg, id string) int {
 		n := 0
