@@ -124,6 +124,10 @@ func clusterReserveID(id string) string { return reservePrefix + id }
 
 const reservePrefix = "reserve:"
 
+// sharedBudgetWait is how long an account waits when only sends in
+// flight on the nodes keep its next message from the budget.
+const sharedBudgetWait = 5 * time.Second
+
 // overBudgetShared is overBudget plus, on a shared spool, the nodes'
 // common count: the recipients are reserved in the database under a
 // per-account lock, so nodes sending at once cannot pass the limit
@@ -152,10 +156,13 @@ func (e *Engine) overBudgetShared(ctx context.Context, a *account, m *spool.Mess
 	}
 	if !ok {
 		release()
-		// Other nodes' sends fill the window: look again in a minute.
+		// The window read just now (every node's sends) had room, so what
+		// stands in the way is sends in flight on the nodes (or a
+		// reservation counted twice for the moment between a send's record
+		// and its release): look again shortly, not in an hour.
 		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(1)
-		return now.Add(time.Minute), fmt.Sprintf("daily recipient budget reached across the nodes: %d of %d recipients sent or being sent in the last 24 hours and the next message has %d; "+
-			"mail waits until the window frees enough (raise daily_recipient_limit if the provider allows more)", used, limit, len(pendingRcpts(m))), true, func() {}
+		return now.Add(sharedBudgetWait), fmt.Sprintf("daily recipient budget nearly reached across the nodes: %d of %d recipients sent or being sent in the last 24 hours; "+
+			"mail waits for the sends in flight", used, limit), true, func() {}
 	}
 	local := release
 	return until, reason, false, func() {
@@ -188,4 +195,16 @@ func (e *Engine) reloadSharedBudget(ctx context.Context, a *account, log *slog.L
 	e.mu.Lock()
 	a.budget.entries, a.budget.loaded = kept, true
 	e.mu.Unlock()
+}
+
+// holdEnded reports that account name was held when the scheduler chose
+// to park its mail but is no longer: a recovery (on a shared spool often
+// seen through another node's sign-in) cleared the hold and flushed the
+// queue while parkAll was postponing, and the rest must not be parked
+// again until the old hold's end.
+func (e *Engine) holdEnded(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.accounts[name]
+	return a != nil && !a.hold.active(e.opts.Clock())
 }

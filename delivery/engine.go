@@ -660,6 +660,9 @@ func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reas
 			return
 		}
 		for _, m := range msgs {
+			if e.holdEnded(name) { // cluster.go
+				until = e.opts.Clock()
+			}
 			if err := e.claims.Postpone(ctx, m.ID, e.opts.Owner, until, reason); err != nil {
 				e.log.Error("postponing", "msg_id", m.ID, "account", name, "err", err)
 			} else {
