@@ -122,3 +122,43 @@ func (m *Manager) putLocked(w *lockedWrite, name string, b []byte) error {
 	w.value = b
 	return nil
 }
+
+// SyncShared re-reads every account's token and health records from a
+// store other nodes write too (a no-op on a store of one node's own): a
+// sign-in, sign-out or status change made through another node then
+// shows here within one call. An account that was waiting for a sign-in
+// and is now usable is reported to the OnRecovered hooks, so its parked
+// mail goes out from this node too. Accounts in the middle of a refresh,
+// or with a rotated token not yet saved, are left alone.
+func (m *Manager) SyncShared(ctx context.Context) {
+	raw, _ := m.rawStore()
+	if _, ok := raw.(grantLocker); !ok {
+		return
+	}
+	m.mu.RLock()
+	accounts := make([]*account, 0, len(m.accounts))
+	for _, a := range m.accounts {
+		accounts = append(accounts, a)
+	}
+	m.mu.RUnlock()
+	for _, a := range accounts {
+		a.mu.Lock()
+		if a.flight != nil || a.dirty || !a.loaded {
+			a.mu.Unlock()
+			continue
+		}
+		before, _ := m.statusLocked(a)
+		a.loaded = false
+		err := m.loadLocked(ctx, a) // on failure the next use reads again
+		after, _ := m.statusLocked(a)
+		a.mu.Unlock()
+		if err != nil {
+			m.log.Debug("re-reading an account's records shared by the nodes", "account", a.name, "err", err)
+			continue
+		}
+		if before != StatusOK && after == StatusOK {
+			m.log.Info("account usable again (changed through another node)", "account", a.name)
+			m.signalRecovered(a.name)
+		}
+	}
+}

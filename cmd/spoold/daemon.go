@@ -120,6 +120,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 		return nil, err
 	}
 	d.auth.Start(ctx)
+	d.syncSharedAuth(ctx) // spoolbackend.go
 
 	engineOpts := p.engine
 	engineOpts.Logger, engineOpts.Registerer = log, d.reg

@@ -94,3 +94,31 @@ func (i daemonInfo) Nodes(ctx context.Context) ([]wire.NodeInfo, error) {
 	}
 	return out, nil
 }
+
+// syncSharedAuth keeps this node's view of the accounts' grants current on
+// a PostgreSQL spool: a sign-in through another node (spoolctl auth login
+// there) is seen here within sharedAuthEvery, and the mail this node
+// parked for it goes out.
+func (d *daemon) syncSharedAuth(ctx context.Context) {
+	if _, ok := d.spool.(*pgspool.Spool); !ok {
+		return
+	}
+	go func() {
+		t := time.NewTicker(sharedAuthEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c, cancel := context.WithTimeout(ctx, sharedAuthEvery)
+				d.auth.SyncShared(c)
+				cancel()
+			}
+		}
+	}()
+}
+
+// sharedAuthEvery is how often a node re-reads the shared grants: two
+// small reads per account.
+const sharedAuthEvery = 5 * time.Second
