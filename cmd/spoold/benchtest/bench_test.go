@@ -89,13 +89,15 @@ func relayOnce(b *testing.B, size, n, clients int, paused bool) relayRow {
 // `clients` concurrent sessions and, unless delivery is paused, waits until
 // every accepted message reached the sink. The relay's CPU is that of its
 // whole process tree (treeCPU), from the first connection to the last
-// delivery.
+// delivery; for a cluster (multiRelay) the load goes round robin to every
+// node and the CPU is the sum of every node's and the PostgreSQL server's
+// trees.
 func measure(b *testing.B, d relay, sk *sink, size, n, clients int, paused bool) relayRow {
-	cpu0, err := treeCPU(d.rootPID())
+	cpu0, err := relayCPU(d)
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := runLoad(d.addr(), n, clients, size)
+	res := runLoad(relayAddrs(d), n, clients, size)
 	if res.firstErr != nil {
 		b.Logf("first submission error: %v", res.firstErr)
 	}
@@ -119,11 +121,11 @@ func measure(b *testing.B, d relay, sk *sink, size, n, clients int, paused bool)
 	if !paused {
 		waitFor(b, d, "every accepted message at the sink", 10*time.Minute, allIn)
 	}
-	cpu1, err := treeCPU(d.rootPID())
+	cpu1, err := relayCPU(d)
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, hwm, err := procMem(d.rootPID())
+	hwm, err := relayPeakRSS(d)
 	if err != nil {
 		b.Fatal(err)
 	}

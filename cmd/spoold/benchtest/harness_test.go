@@ -52,14 +52,16 @@ type suite struct {
 	bin      string
 	buildErr error
 
-	mu       sync.Mutex
-	relay    []relayRow
-	side     []sideRow // BenchmarkRelaySideBySide
-	pfVer    string    // Postfix's mail_version, once known
-	sideLoad string    // load average when the side-by-side run started
-	others   []otherRow
-	filled   map[int]filledDir // queued-message count -> prepared data dir
-	cleanup  []string          // dirs removed when the process ends
+	mu          sync.Mutex
+	relay       []relayRow
+	side        []sideRow    // BenchmarkRelaySideBySide
+	pfVer       string       // Postfix's mail_version, once known
+	sideLoad    string       // load average when the side-by-side run started
+	backends    []backendRow // BenchmarkSpoolBackends
+	backendLoad string       // load average when the backend run started
+	others      []otherRow
+	filled      map[int]filledDir // queued-message count -> prepared data dir
+	cleanup     []string          // dirs removed when the process ends
 }
 
 type filledDir struct {
@@ -180,7 +182,7 @@ func (s *suite) filledSpool(tb testing.TB, n int) (dir string, rate float64) {
 func (s *suite) report(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.relay) == 0 && len(s.side) == 0 && len(s.others) == 0 {
+	if len(s.relay) == 0 && len(s.side) == 0 && len(s.backends) == 0 && len(s.others) == 0 {
 		return
 	}
 	var b strings.Builder
@@ -203,6 +205,11 @@ func (s *suite) report(w io.Writer) {
 		fmt.Fprintf(&b, "spoold (%s) and Postfix %s on loopback, both relaying to the in-process sink; %d upstream sessions each; "+
 			"load average %s at the start, %s at the end.\n", spooldVersion(), s.pfVer, *flagConns, s.sideLoad, loadavg())
 		writeSide(&b, s.side)
+	}
+	if len(s.backends) > 0 {
+		fmt.Fprintf(&b, "spoold (%s) with its spool in bbolt and in PostgreSQL %s, relaying to the in-process sink; %d upstream sessions per node; "+
+			"load average %s at the start, %s at the end.\n", spooldVersion(), postgresVersion(), *flagConns, s.backendLoad, loadavg())
+		writeBackends(&b, s.backends)
 	}
 	if len(s.others) > 0 {
 		b.WriteString("| figure | measured | target (issue 8) |\n|---|---|---|\n")
@@ -388,6 +395,11 @@ type daemonConfig struct {
 	SinkPort int
 	Paused   bool
 	LogLevel string // default warn: no line per message
+	// PostgresDSN, when set, puts the spool in that PostgreSQL database
+	// (spool.backend: postgres) instead of bbolt under DataDir; Node is the
+	// node's name there (spool.node).
+	PostgresDSN string
+	Node        string
 }
 
 type daemon struct {
@@ -432,7 +444,11 @@ func configYAML(dataDir, smtpAddr, httpAddr string, c daemonConfig) string {
 	if level == "" {
 		level = "warn"
 	}
-	return fmt.Sprintf(`data_dir: %s
+	spoolKeys := ""
+	if c.PostgresDSN != "" {
+		spoolKeys = fmt.Sprintf("spool:\n  backend: postgres\n  dsn: %q\n  node: %q\n", c.PostgresDSN, c.Node)
+	}
+	return spoolKeys + fmt.Sprintf(`data_dir: %s
 log: {level: %s, format: json}
 http: {listen: %s}
 delivery: {workers: %d, paused: %t}
@@ -646,6 +662,58 @@ type relay interface {
 	logTail() string // the end of its log, for errors
 }
 
+// multiRelay is a relay of several processes: the nodes of a spoold cluster
+// and the PostgreSQL server they share. measure spreads the load over every
+// address and counts the CPU of every process tree.
+type multiRelay interface {
+	relay
+	addrs() []string // every node's SMTP listener
+	rootPIDs() []int // every process tree that is part of the relay
+	memPIDs() []int  // the spoold processes whose peak RSS is reported
+}
+
+func relayAddrs(r relay) []string {
+	if m, ok := r.(multiRelay); ok {
+		return m.addrs()
+	}
+	return []string{r.addr()}
+}
+
+// relayCPU is the CPU time of every process tree of the relay.
+func relayCPU(r relay) (time.Duration, error) {
+	pids := []int{r.rootPID()}
+	if m, ok := r.(multiRelay); ok {
+		pids = m.rootPIDs()
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		cpu, err := treeCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += cpu
+	}
+	return total, nil
+}
+
+// relayPeakRSS is the largest VmHWM of the relay's spoold processes (of
+// its root process for a single relay).
+func relayPeakRSS(r relay) (int64, error) {
+	pids := []int{r.rootPID()}
+	if m, ok := r.(multiRelay); ok {
+		pids = m.memPIDs()
+	}
+	var peak int64
+	for _, pid := range pids {
+		_, hwm, err := procMem(pid)
+		if err != nil {
+			return 0, err
+		}
+		peak = max(peak, hwm)
+	}
+	return peak, nil
+}
+
 func (d *daemon) name() string { return "spoold" }
 func (d *daemon) addr() string { return d.smtpAddr }
 func (d *daemon) rootPID() int { return d.pid }
@@ -701,8 +769,11 @@ type loadResult struct {
 }
 
 // runLoad submits n messages of about size bytes over `clients` concurrent
-// sessions, one connection per message, as scanners do.
-func runLoad(addr string, n, clients, size int) *loadResult {
+// sessions, one connection per message, as scanners do. With several
+// addresses (the nodes of a cluster) message seq goes to addrs[seq %
+// len(addrs)], round robin, as a DNS name or load balancer over the nodes
+// would spread the scanners.
+func runLoad(addrs []string, n, clients, size int) *loadResult {
 	body := payload(size - len(header(0)))
 	res := &loadResult{sent: make([]int64, n), accepted: make([]bool, n)}
 	var next atomic.Int64
@@ -717,7 +788,7 @@ func runLoad(addr string, n, clients, size int) *loadResult {
 					return
 				}
 				res.sent[seq] = time.Now().UnixNano()
-				txn, err := sendOne(addr, seq, body)
+				txn, err := sendOne(addrs[seq%len(addrs)], seq, body)
 				mu.Lock()
 				if err != nil {
 					res.errors++

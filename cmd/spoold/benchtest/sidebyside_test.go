@@ -146,10 +146,11 @@ func BenchmarkRelaySideBySide(b *testing.B) {
 func warmUp(b *testing.B, r relay, sk *sink, n, clients int) {
 	b.Helper()
 	body := payload(4096 - len(header(0)))
+	addrs := relayAddrs(r) // every node of a cluster gets its share
 	errs := make(chan error, clients)
 	for i := range clients {
 		go func() {
-			_, err := sendOne(r.addr(), n+i, body)
+			_, err := sendOne(addrs[i%len(addrs)], n+i, body)
 			errs <- err
 		}()
 	}
@@ -168,6 +169,8 @@ func stopRelay(tb testing.TB, r relay) {
 	case *daemon:
 		r.stop(tb)
 	case *postfixRelay:
+		r.stop(tb)
+	case *spoolCluster:
 		r.stop(tb)
 	}
 }
