@@ -17,7 +17,8 @@
 // alone). Flags (after the package): -bench.n4k, -bench.n1m, -bench.clients,
 // -bench.queued, -bench.startup, -bench.conns, -bench.workers, -bench.dir,
 // -bench.spoold, -bench.out (also write the Markdown tables to a file),
-// -bench.reps and -bench.postfix (side by side).
+// -bench.reps, -bench.postfix (side by side) and -bench.backends1m (spool
+// backends).
 // Each benchmark prints its figures as custom metrics and a Markdown table
 // is printed at the end. The spool lives under -bench.dir (default the
 // system temp dir): put it on the disk a production spool would use, since
@@ -77,6 +78,38 @@
 // daemons as mail_owner; without either it skips and says why. Postfix's
 // daemons must be able to traverse -bench.dir. -bench.postfix names the
 // directory of postfix and postconf when they are not in PATH or /usr/sbin.
+//
+// # Spool backends: bbolt and PostgreSQL
+//
+// BenchmarkSpoolBackends relays the same load through spoold on its bbolt
+// spool (one node) and on a PostgreSQL spool with one node and with three
+// nodes sharing one database, in the same run, and prints one table:
+// backend, nodes, size, clients, ingest msg/s, end-to-end msg/s, CPU ms per
+// message, failed / lost / twice, median [min..max] of -bench.reps
+// repetitions. The README's figures come from
+//
+//	go test -run '^$' -bench SpoolBackends -benchtime 1x -timeout 30m ./cmd/spoold/benchtest -bench.clients 10,50 -bench.out /tmp/backends.md
+//
+// (about 5 minutes on an idle 2-core machine with the defaults: 2,000 x
+// 4 KB, 3 repetitions; add -bench.backends1m for 1 MB messages too,
+// -bench.n1m of them). It works as the side-by-side run does: a fresh
+// spool and fresh processes for every repetition, a warm-up of one message
+// per client, the variants rotating within each cell, every accepted
+// message checked at the sink, spoold at log level info, -bench.conns
+// upstream sessions per node. The PostgreSQL server is a throwaway
+// cluster (spool/pgspool/pgtest: unix socket only, fsync on, run as user
+// postgres when the test runs as root), started once per run; each
+// repetition gets an empty schema in it. Three nodes each get their own
+// data dir and spool.node name, the load generator sends message i to node
+// i mod 3, and all deliver to the one sink, so end to end counts every
+// message once wherever it was accepted and whichever node delivered it.
+// CPU per message is the spoold processes' CPU plus that of the PostgreSQL
+// server's whole process tree (the postmaster, found from the lock file of
+// its socket, and its backends, checkpointer, WAL writer and autovacuum,
+// including exited ones), so it compares with bbolt's, whose spool lives
+// inside spoold. It needs the PostgreSQL server binaries (Debian: `apt-get
+// install postgresql`) and skips saying so without them; it does not need
+// root.
 //
 // The benchmark reads /proc, so its files build on Linux only.
 package benchtest
