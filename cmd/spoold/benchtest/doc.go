@@ -95,8 +95,10 @@
 // -bench.n1m of them). It works as the side-by-side run does: a fresh
 // spool and fresh processes for every repetition, a warm-up of one message
 // per client, the variants rotating within each cell, every accepted
-// message checked at the sink, spoold at log level info, -bench.conns
-// upstream sessions per node. The PostgreSQL server is a throwaway
+// message checked at the sink, spoold at log level info, the sink account's
+// max_connections -bench.conns (on PostgreSQL counted in the database, so
+// three nodes share those sessions, as they share a mailbox's in
+// production). The PostgreSQL server is a throwaway
 // cluster (spool/pgspool/pgtest: unix socket only, fsync on, run as user
 // postgres when the test runs as root), started once per run; each
 // repetition gets an empty schema in it. Three nodes each get their own

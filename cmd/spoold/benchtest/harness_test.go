@@ -207,7 +207,7 @@ func (s *suite) report(w io.Writer) {
 		writeSide(&b, s.side)
 	}
 	if len(s.backends) > 0 {
-		fmt.Fprintf(&b, "spoold (%s) with its spool in bbolt and in PostgreSQL %s, relaying to the in-process sink; %d upstream sessions per node; "+
+		fmt.Fprintf(&b, "spoold (%s) with its spool in bbolt and in PostgreSQL %s, relaying to the in-process sink; at most %d upstream sessions (on PostgreSQL across all nodes); "+
 			"load average %s at the start, %s at the end.\n", spooldVersion(), postgresVersion(), *flagConns, s.backendLoad, loadavg())
 		writeBackends(&b, s.backends)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-var flagReps = flag.Int("bench.reps", 3, "interleaved spoold/Postfix repetitions per side-by-side cell and b.N iteration")
+var flagReps = flag.Int("bench.reps", 3, "interleaved repetitions per cell and b.N iteration (side by side with Postfix, spool backends)")
 
 // maxClients is the largest of -bench.clients (50 when it does not parse;
 // clientCounts reports that).
