@@ -225,8 +225,12 @@ func TestInstalledPackage(t *testing.T) {
 	if _, err := os.Stat("/var/lib/spoold/spool.db"); err != nil {
 		t.Errorf("remove deleted the spool: %v", err)
 	}
+	// The key opening the spool's tokens stays with the spool it opens.
+	if _, err := os.Stat("/var/lib/spoold-keys/spoold.key"); err != nil {
+		t.Errorf("remove deleted the token key: %v", err)
+	}
 	h.dpkg("-P", "spoold")
-	for _, gone := range []string{"/etc/spoold", "/var/lib/spoold"} {
+	for _, gone := range []string{"/etc/spoold", "/var/lib/spoold", "/var/lib/spoold-keys"} {
 		if _, err := os.Lstat(gone); err == nil {
 			t.Errorf("%s is left after purge", gone)
 		}

@@ -39,6 +39,10 @@ func packageFiles(repo, bin, share string) ([]pkgFile, error) {
 			Type: files.TypeConfigNoReplace, Group: "spoold", Mode: 0o640},
 		// The unit's StateDirectory: the queue, tokens and delivered mail.
 		{Dst: "/var/lib/spoold", Type: files.TypeDir, Owner: "spoold", Group: "spoold", Mode: 0o700},
+		// The key sealing the stored tokens (secrets.key), outside the data
+		// directory so a copy of that holds no key; the unit's second
+		// StateDirectory, made here too for a start without systemd.
+		{Dst: "/var/lib/spoold-keys", Type: files.TypeDir, Owner: "spoold", Group: "spoold", Mode: 0o700},
 		// The packaged config's scan folder (it must exist: spoold does not
 		// create configured folders, which may be unmounted shares).
 		{Dst: "/var/lib/spoold/scans", Type: files.TypeDir, Owner: "spoold", Group: "spoold", Mode: 0o750},
