@@ -172,6 +172,12 @@ func TestRenamedSubfolder(t *testing.T) {
 func TestOwnMoveDoesNotClearNewWriter(t *testing.T) {
 	env := start(t, nil, nil, noLease)
 	f := env.w.folders["scans"]
+	// The new writer's file is there, as it is in the race this models: a
+	// rescan (the watcher's first one may still be running) forgets the
+	// marks of names it does not find.
+	openWriter(t, env, "x.pdf")
+	// A readiness pass follows the first rescan in the watcher's loop.
+	waitFor(t, waitLong, "the first rescan", func() bool { return f.checks.Load() > 0 })
 	f.closeEvent(closeEvent{rel: "x.pdf", kind: evModified})
 	f.event(fsnotify.Event{Name: filepath.Join(env.dir, "x.pdf"), Op: fsnotify.Rename})
 	if !f.isWriting("x.pdf") {
