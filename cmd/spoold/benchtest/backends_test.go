@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,19 +259,13 @@ func startBackend(b *testing.B, v backendVariant, pg *pgtest.Cluster, pgPID, sin
 // writeBackends writes the backend table: median [min..max] per backend,
 // node count and cell.
 func writeBackends(w io.Writer, rows []backendRow) {
-	spread := func(xs []float64, format string) string {
-		if len(xs) == 0 {
-			return "-"
-		}
-		return fmt.Sprintf(format+" ["+format+".."+format+"]", median(xs), slices.Min(xs), slices.Max(xs))
-	}
 	fmt.Fprintf(w, "Spool backends (%d repetitions per cell, interleaved; median [min..max]; CPU = spoold nodes + PostgreSQL server):\n\n", len(rows[0].E2E))
 	io.WriteString(w, "| backend | nodes | size | C | N | ingest msg/s | end-to-end msg/s | CPU ms/msg | failed / lost / twice |\n")
 	io.WriteString(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
-		size := strings.NewReplacer("KB", " KB", "MB", " MB").Replace(r.Size)
+		size := sizeLabel(r.Size)
 		fmt.Fprintf(w, "| %s | %d | %s | %d | %d | %s | %s | %s | %d / %d / %d |\n", r.Backend, r.Nodes, size, r.Clients, r.N,
-			spread(r.Ingest, "%.0f"), spread(r.E2E, "%.0f"), spread(r.CPU, "%.2f"), r.Errors, r.Lost, r.Dups+r.Unexpected)
+			medianSpread(r.Ingest, "%.0f"), medianSpread(r.E2E, "%.0f"), medianSpread(r.CPU, "%.2f"), r.Errors, r.Lost, r.Dups+r.Unexpected)
 	}
 	io.WriteString(w, "\n")
 }

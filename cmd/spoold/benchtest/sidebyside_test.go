@@ -175,15 +175,22 @@ func stopRelay(tb testing.TB, r relay) {
 	}
 }
 
+// medianSpread is a table cell: median [min..max] of xs in format.
+func medianSpread(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format+" ["+format+".."+format+"]", median(xs), slices.Min(xs), slices.Max(xs))
+}
+
+// sizeLabel turns a cell's size name ("4KB") into the tables' "4 KB".
+func sizeLabel(size string) string {
+	return strings.NewReplacer("KB", " KB", "MB", " MB").Replace(size)
+}
+
 // writeSide writes the side-by-side table: median [min..max] per relay and
 // cell, and the end-to-end ratio of the medians.
 func writeSide(w io.Writer, rows []sideRow) {
-	spread := func(xs []float64, format string) string {
-		if len(xs) == 0 {
-			return "-"
-		}
-		return fmt.Sprintf(format+" ["+format+".."+format+"]", median(xs), slices.Min(xs), slices.Max(xs))
-	}
 	fmt.Fprintf(w, "Side by side with Postfix (%d repetitions per cell, interleaved; median [min..max]):\n\n", len(rows[0].E2E))
 	io.WriteString(w, "| relay | size | C | N | ingest msg/s | end-to-end msg/s | relay CPU ms/msg | e2e vs Postfix | failed / lost / twice |\n")
 	io.WriteString(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
@@ -196,9 +203,9 @@ func writeSide(w io.Writer, rows []sideRow) {
 				}
 			}
 		}
-		size := strings.NewReplacer("KB", " KB", "MB", " MB").Replace(r.Size)
+		size := sizeLabel(r.Size)
 		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s | %s | %d / %d / %d |\n", r.Relay, size, r.Clients, r.N,
-			spread(r.Ingest, "%.0f"), spread(r.E2E, "%.0f"), spread(r.CPU, "%.2f"), ratio, r.Errors, r.Lost, r.Dups+r.Unexpected)
+			medianSpread(r.Ingest, "%.0f"), medianSpread(r.E2E, "%.0f"), medianSpread(r.CPU, "%.2f"), ratio, r.Errors, r.Lost, r.Dups+r.Unexpected)
 	}
 	io.WriteString(w, "\n")
 }
