@@ -65,29 +65,15 @@ func (s *Spool) claim(ctx context.Context, account string, now time.Time, limit 
 	var out []*spool.Message
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		out = out[:0]
-		rows, err := tx.Query(ctx, q, args...)
-		if err != nil {
-			return dbErr(err)
-		}
-		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-		if err != nil {
-			return dbErr(err)
-		}
-		for _, meta := range metas {
-			m, err := decode(meta)
-			if err != nil {
-				return err
-			}
+		_, err := updateLocked(ctx, tx, q, args, func(m *spool.Message) (bool, error) {
 			claimed, err := s.mc.Claim(m, owner, now, ifCrash)
 			if err != nil {
-				return err
-			}
-			if err := store(ctx, tx, m); err != nil {
-				return err
+				return false, err
 			}
 			out = append(out, claimed)
-		}
-		return nil
+			return true, nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: claim: %w", dbErr(err))
@@ -153,27 +139,13 @@ func (s *Spool) FlushAll(ctx context.Context, account string) (int, error) {
 	q += " FOR UPDATE SKIP LOCKED"
 	n := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		n = 0
-		rows, err := tx.Query(ctx, q, args...)
+		var err error
+		n, err = updateLocked(ctx, tx, q, args, func(m *spool.Message) (bool, error) {
+			changed, err := s.mc.Flush(m)
+			return err == nil && changed, nil
+		})
 		if err != nil {
-			return dbErr(err)
-		}
-		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-		if err != nil {
-			return dbErr(err)
-		}
-		for _, meta := range metas {
-			m, err := decode(meta)
-			if err != nil {
-				return err
-			}
-			if changed, err := s.mc.Flush(m); err != nil || !changed {
-				continue
-			}
-			if err := store(ctx, tx, m); err != nil {
-				return err
-			}
-			n++
+			return err
 		}
 		if n > 0 {
 			return s.notifyDue(ctx, tx)
@@ -256,24 +228,14 @@ func (s *Spool) Rescue(ctx context.Context) (int, error) {
 	var rescued []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rescued = rescued[:0]
-		rows, err := tx.Query(ctx, "SELECT msg FROM spool_messages WHERE state = 'active' AND lease_until_ns < $1 FOR UPDATE SKIP LOCKED", ns(now))
+		_, err := updateLocked(ctx, tx, "SELECT msg FROM spool_messages WHERE state = 'active' AND lease_until_ns < $1 FOR UPDATE SKIP LOCKED",
+			[]any{ns(now)}, func(m *spool.Message) (bool, error) {
+				s.mc.Rescue(m, now)
+				rescued = append(rescued, m.ID)
+				return true, nil
+			})
 		if err != nil {
-			return dbErr(err)
-		}
-		metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-		if err != nil {
-			return dbErr(err)
-		}
-		for _, meta := range metas {
-			m, err := decode(meta)
-			if err != nil {
-				return err
-			}
-			s.mc.Rescue(m, now)
-			if err := store(ctx, tx, m); err != nil {
-				return err
-			}
-			rescued = append(rescued, m.ID)
+			return err
 		}
 		if len(rescued) > 0 {
 			return s.notifyDue(ctx, tx)
@@ -518,4 +480,38 @@ func (s *Spool) Check(ctx context.Context) error {
 		return fmt.Errorf("spool: check: %w: %w", spool.ErrCorrupt, err)
 	}
 	return nil
+}
+
+// updateLocked runs q (a SELECT msg ... FOR UPDATE [SKIP LOCKED]) in tx and
+// hands each locked message to apply; the ones apply reports changed are
+// stored. It returns how many were stored: the one loop of the bulk
+// transitions (claims, flushes, rescues).
+func updateLocked(ctx context.Context, tx pgx.Tx, q string, args []any, apply func(*spool.Message) (bool, error)) (int, error) {
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	metas, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	n := 0
+	for _, meta := range metas {
+		m, err := decode(meta)
+		if err != nil {
+			return n, err
+		}
+		changed, err := apply(m)
+		if err != nil {
+			return n, err
+		}
+		if !changed {
+			continue
+		}
+		if err := store(ctx, tx, m); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
