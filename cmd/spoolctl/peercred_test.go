@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/spoold/spoold/cmd/spoold/adminapi"
+	"github.com/spoold/spoold/cmd/spoold/adminapi/peertest"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
 )
@@ -26,40 +26,8 @@ func TestSpoolctlAsRealUsers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds spoolctl and creates users; skipped in -short")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("creating users needs root (CI runs this as root)")
-	}
-	for _, tool := range []string{"useradd", "groupadd", "userdel", "groupdel"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("this machine cannot create users: %s not found", tool)
-		}
-	}
-	sh := func(args ...string) error {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	n := strconv.Itoa(os.Getpid() % 100000)
-	roGroup, admGroup, reader, admin, stranger := "sctro"+n, "sctadm"+n, "sctr"+n, "scta"+n, "scts"+n
-	if err := sh("groupadd", roGroup); err != nil {
-		t.Skipf("this machine forbids creating groups: %v", err)
-	}
-	t.Cleanup(func() { sh("groupdel", roGroup) })
-	if err := sh("groupadd", admGroup); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh("groupdel", admGroup) })
-	for u, g := range map[string]string{reader: roGroup, admin: admGroup, stranger: ""} {
-		args := []string{"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin"}
-		if g != "" {
-			args = append(args, "-G", g)
-		}
-		if err := sh(append(args, u)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sh("userdel", u) })
-	}
+	pu := peertest.Create(t, "sct")
+	roGroup, admGroup, reader, admin, stranger := pu.ReadGroup, pu.AdminGroup, pu.Reader, pu.Admin, pu.Stranger
 
 	binDir := shortTempDir(t)
 	bin := filepath.Join(binDir, "spoolctl")

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spoold/spoold/cmd/spoold/adminapi/peertest"
 	"github.com/spoold/spoold/cmd/spoold/adminapi/wire"
 	"github.com/spoold/spoold/spool"
 	"github.com/spoold/spoold/spool/spooltest"
@@ -213,42 +214,8 @@ func TestPeerCredentialsRealUsers(t *testing.T) {
 		peerChild(req)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("creating users needs root (CI runs this as root)")
-	}
-	for _, tool := range []string{"useradd", "groupadd", "userdel", "groupdel"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("this machine cannot create users: %s not found", tool)
-		}
-	}
-	suffix := strconv.Itoa(os.Getpid() % 100000)
-	roGroup, admGroup := "sptro"+suffix, "sptadm"+suffix
-	reader, admin, stranger := "sptr"+suffix, "spta"+suffix, "spts"+suffix
-	run := func(args ...string) error {
-		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := run("groupadd", roGroup); err != nil {
-		t.Skipf("this machine forbids creating groups: %v", err)
-	}
-	t.Cleanup(func() { run("groupdel", roGroup) })
-	if err := run("groupadd", admGroup); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { run("groupdel", admGroup) })
-	for u, g := range map[string]string{reader: roGroup, admin: admGroup, stranger: ""} {
-		args := []string{"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin"}
-		if g != "" {
-			args = append(args, "-G", g)
-		}
-		if err := run(append(args, u)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { run("userdel", u) })
-	}
+	pu := peertest.Create(t, "spt")
+	roGroup, admGroup, reader, admin, stranger := pu.ReadGroup, pu.AdminGroup, pu.Reader, pu.Admin, pu.Stranger
 
 	e, _, sock := socketEnv(t, Access{ReadGroup: roGroup, AdminGroup: admGroup}, 0o666)
 	id := e.enqueue(t, "a@example.com", "x@example.com")
