@@ -85,9 +85,23 @@ func TestDefaultModesFollowTheSource(t *testing.T) {
 	env := startIn(t, dir, nil, func(c *FolderConfig) { c.IncompleteLimit = 300 * time.Millisecond }, nil)
 	env.write("alice@example.com/private.pdf", sample(t, "sample.pdf"))
 	env.write("bob@example.com/shared.pdf", sample(t, "sample.pdf"))
-	bad := env.write("bob@example.com/bad.pdf", []byte("%PDF-1.4 not a pdf"))
-	os.Chmod(bad, 0o640)
-	os.Lchown(bad, -1, 4303)
+	// The bad file gets its mode and group before it appears in the folder:
+	// a watcher that looked between a write and a later chmod (a loaded
+	// machine can pause the test past IncompleteLimit) would rightly copy
+	// the mode it saw.
+	staged := filepath.Join(t.TempDir(), "bad.pdf")
+	if err := os.WriteFile(staged, []byte("%PDF-1.4 not a pdf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(staged, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(staged, -1, 4303); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(staged, filepath.Join(dir, "bob@example.com", "bad.pdf")); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, waitLong, "moved", func() bool {
 		return env.exists("processed/alice@example.com/private.pdf") && env.exists("processed/bob@example.com/shared.pdf") &&
 			env.exists("failed/bob@example.com/bad.pdf.error.txt")
