@@ -206,7 +206,7 @@ wait:
 			acked[l] = true
 			got++
 		case <-deadline:
-			cmd.Process.Kill()
+			stopHungChild(t, cmd)
 			t.Fatalf("child %d acknowledged only %d messages in 60s", i, got)
 		}
 	}
