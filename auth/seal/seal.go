@@ -71,7 +71,7 @@ func (k *Key) ID() string { return k.id }
 // NewKey makes a Key from KeySize raw bytes.
 func NewKey(raw []byte, source string) (*Key, error) {
 	if len(raw) != KeySize {
-		return nil, fmt.Errorf("the key from %s has %d bytes, want %d: generate one with `spoolctl keys generate`", source, len(raw), KeySize)
+		return nil, adminError{fmt.Errorf("the key from %s has %d bytes, want %d: generate one with `spoolctl keys generate`", source, len(raw), KeySize)}
 	}
 	aead, err := chacha20poly1305.NewX(raw)
 	if err != nil {
@@ -88,7 +88,7 @@ func NewKey(raw []byte, source string) (*Key, error) {
 func ParseKey(text []byte, source string) (*Key, error) {
 	s := strings.TrimSpace(string(text))
 	if s == "" {
-		return nil, fmt.Errorf("the key from %s is empty: generate one with `spoolctl keys generate`", source)
+		return nil, adminError{fmt.Errorf("the key from %s is empty: generate one with `spoolctl keys generate`", source)}
 	}
 	var raw []byte
 	if len(s) == 2*KeySize {
@@ -105,7 +105,7 @@ func ParseKey(text []byte, source string) (*Key, error) {
 		}
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("the key from %s is not base64 or hex text (%d characters): generate one with `spoolctl keys generate`", source, len(s))
+		return nil, adminError{fmt.Errorf("the key from %s is not base64 or hex text (%d characters): generate one with `spoolctl keys generate`", source, len(s))}
 	}
 	return NewKey(raw, source)
 }

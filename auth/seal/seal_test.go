@@ -183,3 +183,45 @@ func TestSources(t *testing.T) {
 		t.Fatalf("group-readable key file: %v", err)
 	}
 }
+
+// Key problems a restart cannot fix are told from the rest, so spoold can
+// exit with a status its systemd unit does not restart.
+func TestNeedsAdmin(t *testing.T) {
+	dir := t.TempDir()
+	load := func(spec string, o LoadOptions) error {
+		t.Helper()
+		src, err := ParseSource(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = src.Load(o)
+		return err
+	}
+	open := filepath.Join(dir, "open.key")
+	text, _ := GenerateText(nil)
+	os.WriteFile(open, text, 0o644)
+	os.Chmod(open, 0o644)
+	bad := filepath.Join(dir, "bad.key")
+	os.WriteFile(bad, []byte("not a key\n"), 0o600)
+	short := filepath.Join(dir, "short.key")
+	os.WriteFile(short, []byte("AAAA\n"), 0o600)
+	for name, err := range map[string]error{
+		"missing file":     load("file:"+filepath.Join(dir, "none.key"), LoadOptions{}),
+		"unset variable":   load("env:SPOOLD_TEST_NO_SUCH_KEY", LoadOptions{Getenv: func(string) string { return "" }}),
+		"readable by all":  load("file:"+open, LoadOptions{}),
+		"not a key":        load("file:"+bad, LoadOptions{}),
+		"wrong length":     load("file:"+short, LoadOptions{}),
+		"records unopened": &UnopenableError{Failed: map[string]error{"m365": ErrNoKey}},
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if !NeedsAdmin(err) {
+			t.Errorf("%s: NeedsAdmin false for %v", name, err)
+		}
+	}
+	if NeedsAdmin(errors.New("reading the key file: input/output error")) {
+		t.Error("an I/O error counts as needing an admin; a restart may cure it")
+	}
+}

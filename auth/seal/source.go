@@ -78,6 +78,24 @@ func (o LoadOptions) getenv(k string) string {
 // ErrMissing: the source holds no key (no such file, credential or variable).
 var ErrMissing = errors.New("no key there")
 
+// adminError marks a key problem that only a person can fix (a key file
+// others may read, a key that is not a key).
+type adminError struct{ err error }
+
+func (e adminError) Error() string { return e.err.Error() }
+func (e adminError) Unwrap() error { return e.err }
+
+// NeedsAdmin reports whether err is a key problem that starting again
+// cannot fix: a missing key, a key file others may read, a malformed key,
+// or stored records the loaded keys do not open. spoold exits with its
+// config-error status for these, which its systemd unit does not restart,
+// instead of failing the same way every few seconds.
+func NeedsAdmin(err error) bool {
+	var ae adminError
+	var ue *UnopenableError
+	return errors.As(err, &ae) || errors.As(err, &ue) || errors.Is(err, ErrMissing)
+}
+
 // Load reads the key. created reports that Create made a new key file.
 func (s Source) Load(o LoadOptions) (k *Key, created bool, err error) {
 	switch s.Kind {
@@ -122,7 +140,7 @@ func loadFile(path string, o LoadOptions) (*Key, bool, error) {
 		return k, true, err
 	}
 	if p := field.PrivateFile(path); p != "" {
-		return nil, false, fmt.Errorf("the key file: %s", p)
+		return nil, false, adminError{fmt.Errorf("the key file: %s", p)}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spoold/spoold/auth/seal"
 	"github.com/spoold/spoold/configs"
 	"github.com/spoold/spoold/spool"
 )
@@ -157,9 +158,15 @@ Flags:
 		if errors.Is(err, spool.ErrInUse) {
 			hint = " (is another spoold running?)"
 		}
+		code := exitFailure
+		if seal.NeedsAdmin(err) {
+			// Starting again fails the same way: the config-error status,
+			// which the systemd unit does not restart.
+			hint, code = "\nrestarting will not help: fix the key as above, then start spoold", exitUsage
+		}
 		// Also as a plain line: with JSON logs this is what an admin reads.
 		fmt.Fprintf(stderr, "spoold: could not start: %v%s\n", err, hint)
-		return exitFailure
+		return code
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

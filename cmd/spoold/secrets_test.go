@@ -103,11 +103,14 @@ func TestStartRefusesTokensItCannotOpen(t *testing.T) {
 	keyFile := filepath.Join(data, "spoold.key")
 	writeFile(t, keyFile, string(wrong))
 
+	// A wrong or missing key is the admin's to fix: exit 2, which the
+	// systemd unit does not restart (RestartPreventExitStatus=2), instead
+	// of a restart every few seconds with the same error.
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"-config", cfg}, &stdout, &stderr); code != exitFailure {
-		t.Fatalf("wrong key: exit %d, want %d\n%s", code, exitFailure, stderr.String())
+	if code := run([]string{"-config", cfg}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("wrong key: exit %d, want %d\n%s", code, exitUsage, stderr.String())
 	}
-	for _, want := range []string{"the stored tokens of account(s) m365, sales cannot be opened", "m365: sealed with key " + kr.Primary().ID() + ", which is not loaded", "-forget-tokens m365,sales"} {
+	for _, want := range []string{"the stored tokens of account(s) m365, sales cannot be opened", "m365: sealed with key " + kr.Primary().ID() + ", which is not loaded", "-forget-tokens m365,sales", "restarting will not help"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("wrong-key error lacks %q:\n%s", want, stderr.String())
 		}
@@ -115,7 +118,7 @@ func TestStartRefusesTokensItCannotOpen(t *testing.T) {
 
 	os.Remove(keyFile)
 	stderr.Reset()
-	if code := run([]string{"-config", cfg}, &stdout, &stderr); code != exitFailure ||
+	if code := run([]string{"-config", cfg}, &stdout, &stderr); code != exitUsage ||
 		!strings.Contains(stderr.String(), "key file "+keyFile+" does not exist") || !strings.Contains(stderr.String(), "m365, sales are sealed with it") {
 		t.Fatalf("missing key: exit %d\n%s", code, stderr.String())
 	}
