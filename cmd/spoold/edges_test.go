@@ -110,8 +110,8 @@ func TestStartRefusesLostDatabase(t *testing.T) {
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-			t.Fatalf("%s database: spoold exit %v, want 1\n%s", damage, err, out)
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("%s database: spoold exit %v, want 2 (not restarted by the unit)\n%s", damage, err, out)
 		}
 		if !strings.Contains(string(out), "spoold: could not start") || !strings.Contains(string(out), "spoolctl salvage") {
 			t.Errorf("%s database: output does not explain the refusal:\n%s", damage, out)
@@ -208,7 +208,8 @@ routes: {default: out}
 // TestStartRefusesDamagedDatabase: a spool.db of full length with a damaged
 // page tree made bbolt panic on a goroutine of its own at every start (a
 // crash loop under systemd). spoold checks it in a child process first and
-// refuses with exit 1 and a message that names the way out.
+// refuses with exit 2 (which the unit does not restart: every restart
+// would check the whole file again) and a message that names the way out.
 func TestStartRefusesDamagedDatabase(t *testing.T) {
 	bin := buildBinary(t, "github.com/spoold/spoold/cmd/spoold", t.TempDir())
 	dir := t.TempDir()
@@ -223,10 +224,10 @@ func TestStartRefusesDamagedDatabase(t *testing.T) {
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("spoold exit %v, want 1\n%s", err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("spoold exit %v, want 2\n%s", err, out)
 	}
-	for _, want := range []string{"spoold: could not start", "database is corrupt", "spoolctl salvage"} {
+	for _, want := range []string{"spoold: could not start", "database is corrupt", "spoolctl salvage", "restarting will not help"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

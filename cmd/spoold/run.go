@@ -159,10 +159,10 @@ Flags:
 			hint = " (is another spoold running?)"
 		}
 		code := exitFailure
-		if seal.NeedsAdmin(err) {
+		if fix := adminMustFix(err); fix != "" {
 			// Starting again fails the same way: the config-error status,
 			// which the systemd unit does not restart.
-			hint, code = "\nrestarting will not help: fix the key as above, then start spoold", exitUsage
+			hint, code = "\nrestarting will not help: "+fix+", then start spoold", exitUsage
 		}
 		// Also as a plain line: with JSON logs this is what an admin reads.
 		fmt.Fprintf(stderr, "spoold: could not start: %v%s\n", err, hint)
@@ -183,4 +183,19 @@ Flags:
 			return exitOK
 		}
 	}
+}
+
+// adminMustFix says what a person must do when err is a start-up refusal
+// that starting again cannot cure: a token key that is missing or wrong, a
+// spool.db that is damaged or gone while mail remains. A restart loop would
+// only repeat the error (and, for a damaged spool, its full consistency
+// check) every few seconds. "" for everything else.
+func adminMustFix(err error) string {
+	switch {
+	case seal.NeedsAdmin(err):
+		return "fix the key as above"
+	case errors.Is(err, spool.ErrCorrupt), errors.Is(err, spool.ErrNoDatabase):
+		return "restore or salvage the spool as above"
+	}
+	return ""
 }

@@ -91,7 +91,7 @@ func newKeyring(t *testing.T) (*seal.Keyring, []byte) {
 }
 
 // TestStartRefusesTokensItCannotOpen: a wrong or missing key stops the
-// start with an error naming the accounts (exit 1, no crash, no new key
+// start with an error naming the accounts (exit 2, no crash, no new key
 // and no sign-in asked for), and -forget-tokens is the way out.
 func TestStartRefusesTokensItCannotOpen(t *testing.T) {
 	dir := shortDir(t)
