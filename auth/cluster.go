@@ -162,3 +162,35 @@ func (m *Manager) SyncShared(ctx context.Context) {
 		}
 	}
 }
+
+// rereadBlockedLocked re-reads a blocked account's records from a store
+// other nodes write too, and reports whether the account is usable now.
+// A node learns of a sign-in through another node from the shared record
+// (SyncShared re-reads it every few seconds); until then it still holds
+// "needs re-authorization", and delivery would hold the account's mail
+// for the whole authorization hold on that stale answer. So before a
+// token call says the account is blocked, it looks at the record once: a
+// sign-in committed before the call is always seen. A plain read is
+// enough (no grant lock): a sign-in is committed before it is reported,
+// and a refresh never unblocks an account. An account with a rotated
+// token not yet saved keeps it (a.dirty), as SyncShared does. The caller
+// holds a.mu and reports the recovery after releasing it.
+func (m *Manager) rereadBlockedLocked(ctx context.Context, a *account) bool {
+	raw, _ := m.rawStore()
+	if _, ok := raw.(grantLocker); !ok || a.dirty {
+		return false
+	}
+	prevTok, prevHR := a.tok, a.hr
+	a.loaded = false
+	if err := m.loadLocked(ctx, a); err != nil {
+		// Keep what this node knew; the caller answers with it.
+		a.tok, a.hr, a.loaded = prevTok, prevHR, true
+		m.log.Debug("re-reading a blocked account's records shared by the nodes", "account", a.name, "err", err)
+		return false
+	}
+	if blockedErr(m, a) != nil {
+		return false
+	}
+	m.log.Info("account usable again (signed in or resumed through another node)", "account", a.name)
+	return true
+}

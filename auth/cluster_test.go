@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,5 +77,60 @@ func TestClusterRefreshOncePerGrant(t *testing.T) {
 	rec, ok, err := sps[2].AccountGet(context.Background(), testAccount, auth.TokenKey)
 	if err != nil || !ok || !seal.IsSealed(rec) {
 		t.Errorf("the stored token record is not sealed (found %v, err %v)", ok, err)
+	}
+}
+
+// A sign-in through one node is used by another node at its next token
+// call, without waiting for that node's periodic re-read (SyncShared): a
+// node that still remembers "not signed in yet" looks at the shared record
+// before it answers "needs re-authorization", which delivery turns into a
+// 15-minute hold. Its recovery is reported, so its held mail goes out too.
+func TestClusterSignInSeenAtOnceByOtherNodes(t *testing.T) {
+	dsn := pgtest.Start(t).NewSchema(t)
+	e := newEnv(t)
+	kr := seal.NewKeyring(nil, mustSealKey(t))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var sps []*pgspool.Spool
+	for i := range 2 {
+		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		sps = append(sps, sp)
+	}
+	e.startOn(sps[0], kr)
+	opts := e.opts
+	opts.Sealer = kr
+	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	var recovered sync.Map
+	other.OnRecovered(func(name string) { recovered.Store(name, true) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The other node has read the account before the sign-in.
+	if _, err := other.AccessToken(ctx, testAccount); !errors.Is(err, auth.ErrNeedsReauth) {
+		t.Fatalf("before any sign-in the other node's token call = %v; want needs re-authorization", err)
+	}
+	e.mustLogin()
+	before := e.srv.Calls("token:refresh_token")
+	tok, err := other.AccessToken(ctx, testAccount)
+	if err != nil {
+		t.Fatalf("right after a sign-in through node-0, node-1 gets no token (its mail would be held): %v", err)
+	}
+	if tok == "" {
+		t.Fatal("node-1 got an empty token after the sign-in")
+	}
+	if _, ok := recovered.Load(testAccount); !ok {
+		t.Error("node-1 did not report the account recovered: mail it held before the sign-in would stay held")
+	}
+	if h, err := other.Health(ctx, testAccount); err != nil || h.Status != auth.StatusOK {
+		t.Errorf("node-1 health after the sign-in = %v (%v); want ok", h.Status, err)
+	}
+	if got := e.srv.Calls("token:refresh_token") - before; got != 0 {
+		t.Errorf("node-1 made %d refreshes to use a token node-0 had just obtained; want 0", got)
 	}
 }

@@ -445,8 +445,14 @@ func (m *Manager) token(ctx context.Context, name string, force bool, rejected s
 		if fl == nil {
 			if !ignoreBlock {
 				if err := blockedErr(m, a); err != nil {
-					a.mu.Unlock()
-					return "", time.Time{}, err
+					if !m.rereadBlockedLocked(ctx, a) { // cluster.go
+						a.mu.Unlock()
+						return "", time.Time{}, err
+					}
+					// Another node signed the account in: go on with its
+					// grant, and report the recovery (outside a.mu) before
+					// returning, as a login here would.
+					defer m.signalRecovered(name)
 				}
 			}
 			now := m.now()
