@@ -304,9 +304,11 @@ func TestHeaderInjection(t *testing.T) {
 		if !strings.Contains(r, "sidecar") {
 			t.Errorf("%s reason %q does not name the sidecar", n, r)
 		}
-		if !env.exists("failed/helen/" + n + SidecarSuffix) {
-			t.Errorf("%s: sidecar not moved along", n)
-		}
+		// The sidecar follows the scan in a second rename (a crash between
+		// leaves a lone sidecar, never a scan without its sidecar): wait.
+		waitFor(t, waitLong, n+"'s sidecar moved along", func() bool {
+			return env.exists("failed/helen/"+n+SidecarSuffix) && !env.exists("helen/"+n+SidecarSuffix)
+		})
 	}
 	waitFor(t, waitLong, "4 notices", func() bool { return env.enq.count(spool.SourceNotice) == 4 })
 	if n := env.enq.count(spool.SourceScan); n != 0 {
