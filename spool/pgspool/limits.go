@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,8 @@ import (
 // Google revoke a whole grant whose refresh token is presented twice. A
 // node enforcing these alone would let three nodes use three times the
 // allowance; these methods make the database the one place they are
-// counted. Delivery and auth do not use them yet.
+// counted. Delivery takes connection slots, the rate and the budget
+// through spool.ClusterLimits, auth its refreshes through RefreshLocked.
 
 // ErrNoSlot says every connection slot of an account is taken, on some node.
 var ErrNoSlot = spool.ErrNoSlot
@@ -28,38 +30,140 @@ var ErrNoSlot = spool.ErrNoSlot
 // the life of one upstream connection. It is a session advisory lock on a
 // connection of its own: a node that dies (or loses its database
 // connection) gives its slots back at once, with no lease to wait out.
+//
+// The other side of that: a database restart, or an administrator's
+// pg_terminate_backend, frees the slot while this node's upstream
+// connection is still open, and once the database is back another node
+// may take the slot and open one more connection than the mailbox
+// allows. So each slot is watched from the moment it is taken: a
+// goroutine waits on the slot's own connection, where a server shutting
+// down or terminating the session is seen at once (the connection ends),
+// and pings it after every SlotKeepAlive of quiet, so a link that dies
+// silently is noticed within SlotKeepAlive+SlotPingTimeout. Lost is
+// closed then, and the caller closes the upstream connection.
+//
+// What remains: PostgreSQL releases the lock of a session whose client
+// it can no longer reach only when its own TCP keep-alives
+// (tcp_keepalives_idle/interval/count, 2 hours by the kernel's defaults)
+// give up, or when the server restarts. If it does so faster than
+// SlotKeepAlive+SlotPingTimeout (10 s) while this node cannot reach it,
+// or restarts during such a network partition, another node may open a
+// connection before this one has noticed: for at most those 10 s the
+// mailbox may see one connection per lost slot too many.
 type Slot struct {
 	conn    *pgx.Conn
 	account string
 	index   int
 	k1, k2  int32
+
+	lost    chan struct{} // closed when the session is found lost
+	lostErr error         // why; written before lost is closed
+	stop    context.CancelFunc
+	done    chan struct{} // closed when the watcher has returned
+	release sync.Once
+	relErr  error
 }
+
+// SlotKeepAlive is how long a slot's connection may stay quiet before it
+// is pinged, and SlotPingTimeout how long the ping may take: a slot on a
+// link that died silently is known lost within their sum. Short enough
+// to bound the overlap after a network partition (see Slot), long enough
+// that a busy database does not make a healthy slot look lost.
+const (
+	SlotKeepAlive   = 5 * time.Second
+	SlotPingTimeout = 5 * time.Second
+)
 
 // Index is the slot's number, 0 to limit-1.
 func (sl *Slot) Index() int { return sl.index }
 
-// Held checks that the slot's connection, and so the lock, is still alive:
-// a connection lost to a database restart released the slot, and the
-// upstream connection it guarded should be closed before another node
-// opens one more.
+// Lost is closed once the slot's database session is lost (a database
+// restart or shutdown, the session terminated, a dead link): the lock is
+// gone, another node may take the slot, and the upstream connection it
+// guarded must close now.
+func (sl *Slot) Lost() <-chan struct{} { return sl.lost }
+
+// Held reports an error once the slot is lost (see Lost).
 func (sl *Slot) Held(ctx context.Context) error {
-	if err := sl.conn.Ping(ctx); err != nil {
-		return fmt.Errorf("pgspool: connection slot %d of %s lost: %w", sl.index, sl.account, dbErr(err))
+	select {
+	case <-sl.lost:
+		return sl.lostErr
+	default:
+		return nil
 	}
-	return nil
 }
 
-// Release gives the slot back.
-func (sl *Slot) Release() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := sl.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", sl.k1, sl.k2)
-	// Closing the session releases the lock whatever the unlock said.
-	cerr := sl.conn.Close(ctx)
-	if err != nil {
-		return fmt.Errorf("pgspool: releasing connection slot %d of %s: %w", sl.index, sl.account, dbErr(err))
+// watch waits on the slot's connection until the slot is released or
+// its session is lost. Only watch uses the connection until Release has
+// stopped it: a pgx connection serves one goroutine at a time.
+func (sl *Slot) watch(ctx context.Context) {
+	defer close(sl.done)
+	for {
+		// Nothing is listened for, so this only returns when the server
+		// says something (a FATAL before it ends the session), the
+		// connection ends, or the quiet period is over.
+		wctx, cancel := context.WithTimeout(ctx, SlotKeepAlive)
+		err := sl.conn.PgConn().WaitForNotification(wctx)
+		quiet := wctx.Err() != nil
+		cancel()
+		if ctx.Err() != nil {
+			return // released
+		}
+		if err == nil {
+			continue
+		}
+		if quiet && !sl.conn.IsClosed() {
+			pctx, cancel := context.WithTimeout(ctx, SlotPingTimeout)
+			err = sl.conn.Ping(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer to a ping within %s: %w", SlotPingTimeout, err)
+			}
+		}
+		sl.lostErr = fmt.Errorf("pgspool: connection slot %d of %s lost with its database session (the database restarted, "+
+			"the session was terminated, or the link to it failed); its upstream connection must close: %w", sl.index, sl.account, dbErr(err))
+		close(sl.lost) // first: the caller's upstream connection must not wait for the close below
+		// Closing frees the lock if the server still had it (a ping
+		// that timed out): the slot is treated as lost either way.
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		sl.conn.Close(cctx)
+		ccancel()
+		return
 	}
-	return dbErr(cerr)
+}
+
+// Release gives the slot back. It may be called more than once; a slot
+// already lost has nothing to give back.
+func (sl *Slot) Release() error {
+	sl.release.Do(func() {
+		sl.stop()
+		<-sl.done
+		select {
+		case <-sl.lost:
+			return // its session, and so the lock, is gone already
+		default:
+		}
+		if sl.conn.IsClosed() {
+			return // a ping cut short by the release closed it: the lock went with it
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := sl.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", sl.k1, sl.k2)
+		// Closing the session releases the lock whatever the unlock said.
+		cerr := sl.conn.Close(ctx)
+		if err != nil {
+			sl.relErr = fmt.Errorf("pgspool: releasing connection slot %d of %s (closing its session frees it anyway): %w", sl.index, sl.account, dbErr(err))
+			return
+		}
+		sl.relErr = dbErr(cerr)
+	})
+	return sl.relErr
 }
 
 // slotKey is the advisory lock of one slot: the first key names the
@@ -98,7 +202,11 @@ func (s *Spool) AcquireSlot(ctx context.Context, account string, limit int) (*Sl
 			return nil, fmt.Errorf("pgspool: connection slot of %s: %w", account, dbErr(err))
 		}
 		if ok {
-			return &Slot{conn: conn, account: account, index: i, k1: k1, k2: int32(i)}, nil
+			wctx, stop := context.WithCancel(context.Background())
+			sl := &Slot{conn: conn, account: account, index: i, k1: k1, k2: int32(i),
+				lost: make(chan struct{}), stop: stop, done: make(chan struct{})}
+			go sl.watch(wctx)
+			return sl, nil
 		}
 	}
 	conn.Close(context.Background())

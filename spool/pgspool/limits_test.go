@@ -78,8 +78,23 @@ func TestClusterLimits(t *testing.T) {
 		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", again.PIDForTest()); err != nil {
 			t.Fatal(err)
 		}
+		// The slot says so at once, not at its next keep-alive ping: the
+		// upstream connection it guards must close before another node
+		// takes it.
+		start := time.Now()
+		select {
+		case <-again.Lost():
+			if took := time.Since(start); took >= pgspool.SlotKeepAlive {
+				t.Errorf("a terminated slot session was noticed after %s, as late as a keep-alive ping", took)
+			}
+		case <-time.After(pgspool.SlotKeepAlive + pgspool.SlotPingTimeout + 5*time.Second):
+			t.Fatal("a slot whose session was terminated is not reported lost")
+		}
 		if err := again.Held(ctx); err == nil {
 			t.Fatal("Held reports a slot whose session was terminated")
+		}
+		if err := again.Release(); err != nil {
+			t.Errorf("releasing a lost slot: %v; want nothing to do", err)
 		}
 		sl, err := ns[1].AcquireSlot(ctx, "m365", 3)
 		if err != nil {
@@ -91,6 +106,31 @@ func TestClusterLimits(t *testing.T) {
 			}
 			h.Release()
 		}
+	})
+
+	t.Run("QuietSlotStaysHeld", func(t *testing.T) {
+		ns := nodes(t)
+		sl, err := ns[0].AcquireSlot(ctx, "m365", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Past a keep-alive ping, a healthy slot is still held, and only by us.
+		select {
+		case <-sl.Lost():
+			t.Fatalf("a healthy slot reported lost: %v", sl.Held(ctx))
+		case <-time.After(pgspool.SlotKeepAlive + 2*time.Second):
+		}
+		if _, err := ns[1].AcquireSlot(ctx, "m365", 1); !errors.Is(err, pgspool.ErrNoSlot) {
+			t.Fatalf("another node took a held slot: %v", err)
+		}
+		if err := sl.Release(); err != nil {
+			t.Fatalf("releasing after a ping: %v", err)
+		}
+		again, err := ns[1].AcquireSlot(ctx, "m365", 1)
+		if err != nil {
+			t.Fatalf("a released slot is not free: %v", err)
+		}
+		again.Release()
 	})
 
 	t.Run("Rate", func(t *testing.T) {
