@@ -39,8 +39,29 @@ type budget struct {
 	entries []spool.BudgetEntry // oldest first, within the window
 	// reserved counts the recipients of messages being sent now: the
 	// account's connections share one budget, so three of them cannot each
-	// take the last place.
+	// take the last place. held is the same per message, so a send's
+	// reservation ends the moment its record counts instead (spend), not
+	// only when its attempt ends: counted twice meanwhile, the next message
+	// of an account with room left waited a minute for "sends in flight".
 	reserved int
+	held     map[string]int
+}
+
+// unreserve ends message id's reservation, if it still has one.
+func (b *budget) unreserve(id string) {
+	b.reserved -= b.held[id]
+	delete(b.held, id)
+}
+
+// add counts an entry once: on a shared spool another worker's reload
+// (cluster.go) may have read it from the spool already.
+func (b *budget) add(en spool.BudgetEntry) {
+	for i := len(b.entries) - 1; i >= 0 && !b.entries[i].At.Before(en.At); i-- { // oldest first: look at the newest
+		if b.entries[i].ID == en.ID && b.entries[i].At.Equal(en.At) {
+			return
+		}
+	}
+	b.entries = append(b.entries, en)
 }
 
 // trim drops entries that left the window at now and returns the count of
@@ -126,9 +147,13 @@ func (e *Engine) overBudget(ctx context.Context, a *account, m *spool.Message, l
 	if used+need <= limit {
 		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(0)
 		a.budget.reserved += need
+		if a.budget.held == nil {
+			a.budget.held = map[string]int{}
+		}
+		a.budget.held[m.ID] += need
 		return time.Time{}, "", false, func() {
 			e.mu.Lock()
-			a.budget.reserved -= need
+			a.budget.unreserve(m.ID)
 			e.mu.Unlock()
 		}
 	}
@@ -164,13 +189,16 @@ func (e *Engine) spend(bg context.Context, a *account, m *spool.Message, n int, 
 	now := e.opts.Clock()
 	if err := e.budgets.BudgetRecord(bg, a.cfg.Name, m.ID, m.Account, now, n, now.Add(-budgetWindow)); err != nil {
 		log.Error("recording recipients in the daily budget", "err", err)
+	} else {
+		e.recordedShared(bg, a, m, log) // cluster.go
 	}
 	if a.cfg.DailyRecipientLimit <= 0 {
 		return
 	}
 	e.mu.Lock()
+	a.budget.unreserve(m.ID) // the record counts them now
 	if a.budget.loaded {
-		a.budget.entries = append(a.budget.entries, spool.BudgetEntry{At: now, ID: m.ID, Recipients: n})
+		a.budget.add(spool.BudgetEntry{At: now, ID: m.ID, Recipients: n})
 	}
 	used := a.budget.trim(now)
 	e.mu.Unlock()

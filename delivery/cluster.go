@@ -157,9 +157,9 @@ func (e *Engine) overBudgetShared(ctx context.Context, a *account, m *spool.Mess
 	if !ok {
 		release()
 		// The window read just now (every node's sends) had room, so what
-		// stands in the way is sends in flight on the nodes (or a
-		// reservation counted twice for the moment between a send's record
-		// and its release): look again shortly, not in an hour.
+		// stands in the way is sends in flight on the nodes (or, for the
+		// moment between two commits, a send's record and its reservation
+		// both: recordedShared): look again shortly, not in an hour.
 		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(1)
 		return now.Add(sharedBudgetWait), fmt.Sprintf("daily recipient budget nearly reached across the nodes: %d of %d recipients sent or being sent in the last 24 hours; "+
 			"mail waits for the sends in flight", used, limit), true, func() {}
@@ -172,6 +172,23 @@ func (e *Engine) overBudgetShared(ctx context.Context, a *account, m *spool.Mess
 		if err := cl.CancelBudget(bg, a.cfg.Name, rid); err != nil {
 			log.Warn("giving back a budget reservation shared by the nodes; it counts until it leaves the 24-hour window", "err", err)
 		}
+	}
+}
+
+// recordedShared ends m's reservation in the shared budget once its
+// record counts the recipients sent, not only when the attempt ends:
+// counted twice meanwhile, the other nodes' next messages waited for
+// "sends in flight" that had been sent. The release after the attempt
+// then finds nothing left to give back.
+func (e *Engine) recordedShared(bg context.Context, a *account, m *spool.Message, log *slog.Logger) {
+	cl := e.cluster()
+	if cl == nil || a.cfg.DailyRecipientLimit <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := cl.CancelBudget(ctx, a.cfg.Name, clusterReserveID(m.ID)); err != nil {
+		log.Warn("ending a budget reservation shared by the nodes after its send was recorded; it counts twice until the attempt ends", "err", err)
 	}
 }
 

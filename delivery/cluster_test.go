@@ -99,3 +99,74 @@ func TestClusterBudgetAcrossNodes(t *testing.T) {
 		t.Errorf("%d messages dead: past the budget mail must wait, not be refused", st[spool.StateDead])
 	}
 }
+
+// budgetHook is a PostgreSQL spool that runs afterRecord once a send's
+// recipients are recorded in the budget, before the engine goes on.
+type budgetHook struct {
+	*pgspool.Spool
+	afterRecord func()
+}
+
+func (b *budgetHook) BudgetRecord(ctx context.Context, account, id, own string, at time.Time, n int, forgetBefore time.Time) error {
+	err := b.Spool.BudgetRecord(ctx, account, id, own, at, n, forgetBefore)
+	if b.afterRecord != nil {
+		b.afterRecord()
+	}
+	return err
+}
+
+// A send is counted once in the budget, also in the moment between its
+// record and the end of its attempt: the next message of an account with
+// room left goes at once. (Counted twice, the account waited a minute for
+// "sends in flight", and on a shared spool that node parked every node's
+// mail for the minute: TestClusterBudgetAcrossNodes then stopped at 4 of
+// 5 on a loaded machine.)
+func TestClusterBudgetCountsEachSendOnce(t *testing.T) {
+	dsn := pgtest.Start(t).NewSchema(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "node-0", Logger: quiet, RescueInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	hook := &budgetHook{Spool: sp}
+	acct := AccountConfig{Name: "m365", Transport: "file", Dir: t.TempDir(), DailyRecipientLimit: 2}
+	e, err := New([]AccountConfig{acct}, hook, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := e.accounts["m365"]
+	ctx := context.Background()
+	msg := func(id string) *spool.Message {
+		return &spool.Message{ID: id, Account: "m365", Recipients: []spool.Recipient{{Addr: "b@example.com", State: spool.RcptPending}}}
+	}
+	// The first message is sent: its recipient reserved, then recorded.
+	// Another worker of this node reads the shared window right after the
+	// record, before the first worker counts it locally.
+	_, reason, over, release1 := e.overBudgetShared(ctx, a, msg("m1"), quiet)
+	if over {
+		t.Fatalf("the first message of an empty budget waits: %s", reason)
+	}
+	hook.afterRecord = func() { e.reloadSharedBudget(ctx, a, quiet) }
+	e.spend(ctx, a, msg("m1"), 1, quiet)
+	hook.afterRecord = nil
+	e.mu.Lock()
+	local := a.budget.trim(e.opts.Clock())
+	e.mu.Unlock()
+	if local != 1 {
+		t.Errorf("this node counts %d recipients sent after one send of one recipient", local)
+	}
+	// The second message is decided before the first send's attempt ends.
+	_, reason, over, release2 := e.overBudgetShared(ctx, a, msg("m2"), quiet)
+	if over {
+		t.Errorf("one of 2 recipients sent, and the next message waits: %s", reason)
+	}
+	release2()
+	release1()
+	// The budget is then full: a third waits.
+	e.spend(ctx, a, msg("m2"), 1, quiet)
+	if _, _, over, release := e.overBudgetShared(ctx, a, msg("m3"), quiet); !over {
+		release()
+		t.Error("2 of 2 recipients sent, and a third message goes")
+	}
+}
