@@ -194,3 +194,33 @@ func (m *Manager) rereadBlockedLocked(ctx context.Context, a *account) bool {
 	m.log.Info("account usable again (signed in or resumed through another node)", "account", a.name)
 	return true
 }
+
+// underGrantLock runs write, which stores a new grant (putToken), under
+// the grant lock when the store has one: a sign-in then lands between two
+// refreshes by the nodes. Without it, a refresh of the old grant running
+// on another node (it read the record before the sign-in) commits its
+// rotated token over the new grant, and the sign-in is lost. The record
+// write puts is committed when write returns; write's own error is
+// returned as is, and a failure of the lock's transaction wrapped.
+func (m *Manager) underGrantLock(ctx context.Context, name string, write func(ctx context.Context) error) error {
+	raw, _ := m.rawStore()
+	gl, ok := raw.(grantLocker)
+	if !ok {
+		return write(ctx)
+	}
+	w := &lockedWrite{}
+	var writeErr error
+	_, err := gl.RefreshLocked(ctx, name, TokenKey, func(ctx context.Context, _ []byte, _ bool) ([]byte, error) {
+		if writeErr = write(context.WithValue(ctx, lockedWriteKey{}, w)); writeErr != nil {
+			return nil, writeErr
+		}
+		return w.value, nil // nil: write stored nothing
+	})
+	switch {
+	case writeErr != nil:
+		return writeErr
+	case err != nil:
+		return fmt.Errorf("storing the grant under the lock shared by the nodes: %w", err)
+	}
+	return nil
+}

@@ -134,3 +134,59 @@ func TestClusterSignInSeenAtOnceByOtherNodes(t *testing.T) {
 		t.Errorf("node-1 made %d refreshes to use a token node-0 had just obtained; want 0", got)
 	}
 }
+
+// A sign-in through one node while another node refreshes the old grant
+// is not undone by that refresh: the sign-in is stored under the grant
+// lock the refresh holds, so it lands after the refresh's commit, not
+// before it (where the refresh would overwrite it with the old grant's
+// rotated token).
+func TestClusterSignInDuringRefreshElsewhereStays(t *testing.T) {
+	dsn := pgtest.Start(t).NewSchema(t)
+	e := newEnv(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var sps []*pgspool.Spool
+	for i := range 2 {
+		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		sps = append(sps, sp)
+	}
+	e.srv.SetRotate(true)
+	first := e.startOn(sps[0], nil)
+	e.mustLogin()
+	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := other.AccessToken(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour) // node-1's token is stale: its next call refreshes the old grant
+	refreshes := e.srv.Calls("token:refresh_token")
+	e.srv.SetDelay(time.Second)
+	done := make(chan error, 1)
+	go func() {
+		_, err := other.AccessToken(ctx, testAccount)
+		done <- err
+	}()
+	eventually(t, "node-1's refresh to reach the token server", func() bool { return e.srv.Calls("token:refresh_token") > refreshes })
+	e.srv.SetDelay(0)
+	e.clock.Advance(time.Minute)
+	signedIn := e.mustLogin().GrantedAt // through node-0, while node-1's refresh waits for its answer
+	if err := <-done; err != nil {
+		t.Fatalf("node-1's refresh: %v", err)
+	}
+	first.SyncShared(ctx)
+	h, err := first.Health(ctx, testAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.GrantedAt.Equal(signedIn) {
+		t.Errorf("the stored grant is from %v, not the sign-in at %v: node-1's refresh of the old grant overwrote the sign-in", h.GrantedAt, signedIn)
+	}
+}

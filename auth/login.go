@@ -394,27 +394,64 @@ func (m *Manager) acceptGrant(ctx context.Context, name string, resp *tokenRespo
 	rec := &tokenRecord{RefreshToken: secret.Secret(resp.RefreshToken), AccessToken: secret.Secret(resp.AccessToken), TokenType: resp.TokenType,
 		Expiry: now.Add(resp.ExpiresIn), GrantedAt: now, Identity: identity, Flow: r.flow, ClientID: r.cfg.ClientID}
 
-	a, err := m.lockLoaded(ctx, name)
-	if err != nil {
-		return Health{}, err
-	}
-	a.gen++
-	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
-	if err := m.putToken(ctx, name, rec); err != nil {
-		a.tok, a.dirty = rec, true
-		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
-		h := m.healthLocked(a)
+	// The new grant is stored under the grant lock (cluster.go), so that
+	// on a shared spool a refresh of the old grant by another node lands
+	// before it, not over it.
+	var h Health
+	var prev Status
+	var saveErr error
+	wrote := false
+	commitErr := m.underGrantLock(ctx, name, func(ctx context.Context) error {
+		a, err := m.lockLoaded(ctx, name)
+		if err != nil {
+			return err
+		}
+		defer a.mu.Unlock()
+		wrote = true
+		a.gen++
+		a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
+		if err := m.putToken(ctx, name, rec); err != nil {
+			a.tok, a.dirty = rec, true
+			m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", err)
+			h = m.healthLocked(a)
+			saveErr = acctErr(ErrTransient, err, "account %s: saving the new grant to the spool failed (%v); it stays in memory and the save is retried before the next refresh", name, err)
+			return nil
+		}
+		prev, _ = m.statusLocked(a)
+		a.tok, a.dirty = rec, false
+		a.hr.LastRefresh, a.hr.Failures = now, 0
+		m.setStatusLocked(a, StatusOK, "")
+		m.saveHealthLocked(ctx, a)
+		h = m.healthLocked(a)
+		return nil
+	})
+	if commitErr != nil {
+		if !wrote {
+			var ae *accountError
+			if errors.As(commitErr, &ae) {
+				return Health{}, commitErr // the account could not be read: nothing changed
+			}
+			return Health{}, acctErr(ErrTransient, commitErr, "account %s: the new grant could not be stored (%v); sign in again once the spool's database answers", name, commitErr)
+		}
+		// The grant lock's transaction failed: the new grant is only in
+		// memory. It is used once saved, which the next refresh tries first.
+		a, err := m.lookup(name)
+		if err != nil {
+			return Health{}, err
+		}
+		a.mu.Lock()
+		if a.tok == rec {
+			a.dirty = true
+		}
+		h = m.healthLocked(a)
 		a.mu.Unlock()
-		return h, acctErr(ErrTransient, err, "account %s: saving the new grant to the spool failed (%v); it stays in memory and the save is retried before the next refresh", name, err)
+		m.log.Error("could not save the new grant; it is kept in memory and saved before the next refresh", "account", name, "error", commitErr)
+		return h, acctErr(ErrTransient, commitErr, "account %s: saving the new grant to the spool failed (%v); it stays in memory and the save is retried before the next refresh", name, commitErr)
 	}
-	prev, _ := m.statusLocked(a)
-	a.tok, a.dirty = rec, false
-	a.hr.LastRefresh, a.hr.Failures = now, 0
-	m.setStatusLocked(a, StatusOK, "")
-	m.saveHealthLocked(ctx, a)
+	if saveErr != nil {
+		return h, saveErr
+	}
 	m.log.Info("signed in", "account", name, "identity", identity)
-	h := m.healthLocked(a)
-	a.mu.Unlock()
 	// Before the caller reports the login (WaitLogin, the callback page):
 	// consumers clear their holds first, so no stale hold is shown after it.
 	if prev != StatusOK {
