@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spoold/spoold/spool"
@@ -27,57 +28,215 @@ func (e *Engine) cluster() spool.ClusterLimits {
 	return cl
 }
 
-// clusterSlot takes one of a's connection slots across the nodes for the
-// life of one connection worker. nil with ok true means no shared slots
-// (one node); ok false means every slot is taken on some node (or the
-// database cannot say): the worker does not start, and the scheduler's
-// next pass tries again.
-func (e *Engine) clusterSlot(a *account) (slot spool.ConnSlot, ok bool) {
+// connGuard ties one upstream connection (a connection worker's, or a
+// probe's) to the shared slot it holds. A slot is a session advisory lock
+// in the database: a database restart, or the slot's session terminated,
+// frees it at once while the connection it guards is still open, and
+// once the database is back another node may take it and open one more
+// connection than the mailbox allows (Microsoft refuses that with "432
+// 4.3.2" and counts it against the mailbox). So the guard watches the
+// slot, and the moment its session is lost closes the connection: with
+// QUIT when it is idle and the upstream answers within slotQuitTimeout,
+// else by dropping it; an attempt in flight on it ends as one interrupted
+// by shutdown does (the message goes back to the queue without using an
+// attempt; if the drop came after the final dot the upstream may have it,
+// and it is sent again: never lost, possibly twice). Then the worker
+// stops, and the scheduler starts a new one when a slot is free.
+//
+// This relies on the slot saying promptly that it is lost: pgspool's
+// slots are watched on their own database connection, where a server
+// shutdown or a terminated session is seen at once, and pinged after 5 s
+// of quiet, so a link that dies silently is seen within 10 s. What
+// remains is a network partition during which PostgreSQL gives up on
+// this node's session faster than that (its tcp_keepalives settings far
+// below the kernel's 2-hour default) or restarts: another node may then
+// open a connection up to 10 s before this one closes its own.
+type connGuard struct {
+	slot spool.ConnSlot // nil: one node, nothing shared
+	// ctx is the connection's: sessions are opened with it, and
+	// cancelling it drops them. soft ends the worker's waits and claims.
+	ctx, soft          context.Context
+	cancel, cancelSoft context.CancelFunc
+
+	mu   sync.Mutex
+	busy bool    // an attempt is using the connection
+	idle session // the open connection while no attempt uses it
+	lost bool
+
+	stop chan struct{} // ends the watch
+	done chan struct{} // closed when the watch has returned
+}
+
+// slotQuitTimeout bounds the QUIT of an idle connection whose slot was
+// lost: a round trip to the provider takes well under it, and a database
+// restart takes longer, so the connection is gone before any node could
+// take the slot again.
+const slotQuitTimeout = 250 * time.Millisecond
+
+// slotRetry is how soon a probe that found every slot taken looks again.
+const slotRetry = time.Second
+
+// lostSlot is a slot that says when its session is lost (pgspool's).
+type lostSlot interface{ Lost() <-chan struct{} }
+
+// slotPoll is how often a slot that cannot say so itself is checked.
+const slotPoll = 2 * time.Second
+
+// takeSlot takes one of a's connection slots across the nodes for the
+// life of one connection and returns its guard. On a spool with one node
+// the guard holds nothing and never reports a loss. ok false means every
+// slot is taken on some node (or the database cannot say): the caller
+// does not connect, and tries again later.
+func (e *Engine) takeSlot(a *account) (g *connGuard, ok bool) {
+	g = &connGuard{stop: make(chan struct{}), done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(e.hard)
+	g.soft, g.cancelSoft = context.WithCancel(e.soft)
 	cl := e.cluster()
 	if cl == nil {
-		return nil, true
+		close(g.done)
+		return g, true
 	}
 	ctx, cancel := context.WithTimeout(e.soft, 10*time.Second)
 	defer cancel()
 	slot, err := cl.AcquireConnSlot(ctx, a.cfg.Name, a.cfg.MaxConnections)
 	switch {
 	case err == nil:
-		return slot, true
+		g.slot = slot
+		go g.watch(e, a)
+		return g, true
 	case errors.Is(err, spool.ErrNoSlot):
 		e.log.Debug("every connection slot of the account is in use on the nodes; waiting", "account", a.cfg.Name, "limit", a.cfg.MaxConnections)
 	case e.soft.Err() == nil:
 		e.log.Warn("taking a connection slot shared by the nodes; trying again shortly", "account", a.cfg.Name, "err", err)
 	}
+	close(g.done)
+	g.cancel()
+	g.cancelSoft()
 	return nil, false
 }
 
-// releaseSlot gives a shared slot back once its connection is closed.
-func (e *Engine) releaseSlot(a *account, slot spool.ConnSlot) {
-	if slot == nil {
+// watch waits for the slot's loss and closes the connection.
+func (g *connGuard) watch(e *Engine, a *account) {
+	defer close(g.done)
+	var lost <-chan struct{}
+	if ls, ok := g.slot.(lostSlot); ok {
+		lost = ls.Lost()
+	} else {
+		ch := make(chan struct{})
+		lost = ch
+		go func() {
+			t := time.NewTicker(slotPoll)
+			defer t.Stop()
+			for {
+				select {
+				case <-g.stop:
+					return
+				case <-t.C:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), slotPoll)
+				err := g.slot.Held(ctx)
+				cancel()
+				if err != nil {
+					close(ch)
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case <-g.stop:
+		return
+	case <-lost:
+	}
+	g.cancelSoft()
+	g.mu.Lock()
+	g.lost = true
+	idle, busy := g.idle, g.busy
+	g.idle = nil
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	reason := g.slot.Held(ctx)
+	cancel()
+	e.log.Warn("lost the connection slot shared by the nodes; closing its upstream connection before another node can take the slot",
+		"account", a.cfg.Name, "sending", busy, "err", reason)
+	if busy || idle == nil {
+		g.cancel() // an attempt in flight, or nothing open: drop at once
 		return
 	}
-	if err := slot.Release(); err != nil {
-		// The slot's own database session ends with it, which frees it.
-		e.log.Warn("giving back a connection slot shared by the nodes", "account", a.cfg.Name, "err", err)
+	t := time.AfterFunc(slotQuitTimeout, g.cancel) // cuts a QUIT that takes longer
+	idle.close()
+	t.Stop()
+	g.cancel()
+}
+
+// begin marks the connection in use by an attempt; false when the slot
+// is lost and nothing more may be sent.
+func (g *connGuard) begin() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.lost {
+		return false
+	}
+	g.busy, g.idle = true, nil
+	return true
+}
+
+// end marks the attempt over; sess is the connection it left open.
+func (g *connGuard) end(sess session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.busy = false
+	if !g.lost {
+		g.idle = sess
 	}
 }
 
-// slotHeld says whether the worker may go on sending over its slot: a
-// slot whose database session was lost (a database restart) may already
-// be another node's, and its connection must close.
-func (e *Engine) slotHeld(a *account, slot spool.ConnSlot) bool {
-	if slot == nil {
-		return true
+// held says whether the connection may go on.
+func (g *connGuard) held() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.lost
+}
+
+// slotCut says the connection's context was cancelled by the loss of its
+// slot, not by shutdown: a failure on it is the guard's doing.
+func (e *Engine) slotCut(ctx context.Context) bool {
+	return ctx.Err() != nil && e.hard.Err() == nil
+}
+
+// reasonSlotLost is why a message whose connection was closed for the
+// loss of its slot waits.
+const reasonSlotLost = "connection closed: its slot shared by the nodes was lost (database restart?)"
+
+// slotLostVerdict is d for a send whose connection the guard dropped
+// because the slot was lost: not the upstream's failure, so, as for a
+// send cut by shutdown, the message goes back to the queue at once
+// without using an attempt; err kept, so a drop after the final dot is
+// logged as a possible duplicate.
+func (e *Engine) slotLostVerdict(ctx context.Context, d disposition, err error) disposition {
+	se := asSMTPError(err)
+	if se == nil || se.Code != 0 || !e.slotCut(ctx) {
+		return d
 	}
-	ctx, cancel := context.WithTimeout(e.soft, 5*time.Second)
-	defer cancel()
-	if err := slot.Held(ctx); err != nil {
-		if e.soft.Err() == nil {
-			e.log.Warn("lost the connection slot shared by the nodes; closing the connection", "account", a.cfg.Name, "err", err)
-		}
-		return false
+	return disposition{verdict: verdictPostpone, next: e.opts.Clock(), reason: reasonSlotLost, err: se}
+}
+
+// releaseSlot gives the slot back once the connection is closed.
+func (e *Engine) releaseSlot(a *account, g *connGuard) {
+	if g == nil {
+		return
 	}
-	return true
+	close(g.stop)
+	<-g.done
+	g.cancel()
+	g.cancelSoft()
+	if g.slot == nil {
+		return
+	}
+	if err := g.slot.Release(); err != nil {
+		// The slot's own database session ends with it, which frees it.
+		e.log.Warn("giving back a connection slot shared by the nodes", "account", a.cfg.Name, "err", err)
+	}
 }
 
 // waitRate waits for a's turn under its rate: the nodes' shared rate

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,17 +21,27 @@ import (
 // clusterEngines runs three engines, one per node, on one PostgreSQL spool.
 func clusterEngines(t *testing.T, acct AccountConfig) []*pgspool.Spool {
 	t.Helper()
-	dsn := pgtest.Start(t).NewSchema(t)
+	return clusterEnginesOn(t, pgtest.Start(t).NewSchema(t), acct, nil)
+}
+
+// clusterEnginesOn is clusterEngines on the spool at dsn; tune, if set,
+// adjusts each node's spool and engine options.
+func clusterEnginesOn(t *testing.T, dsn string, acct AccountConfig, tune func(po *pgspool.Options, eo *Options)) []*pgspool.Spool {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var sps []*pgspool.Spool
 	for i := range 3 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
+		po := pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1}
+		eo := Options{Owner: fmt.Sprintf("node-%d", i), ShutdownTimeout: time.Second, Logger: quiet, Hostname: "spoold.test"}
+		if tune != nil {
+			tune(&po, &eo)
+		}
+		sp, err := pgspool.Open(context.Background(), po)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sp.Close() })
-		eng, err := New([]AccountConfig{acct}, sp, newTokens(), Options{Owner: fmt.Sprintf("node-%d", i), ShutdownTimeout: time.Second,
-			Logger: quiet, Hostname: "spoold.test"})
+		eng, err := New([]AccountConfig{acct}, sp, newTokens(), eo)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,5 +180,187 @@ func TestClusterBudgetCountsEachSendOnce(t *testing.T) {
 	if _, _, over, release := e.overBudgetShared(ctx, a, msg("m3"), quiet); !over {
 		release()
 		t.Error("2 of 2 recipients sent, and a third message goes")
+	}
+}
+
+// stallLink dials the upstream through connections whose writes can be
+// stalled (a slow or stuck link: a send stays mid-transfer for as long
+// as the test likes) and counts the connections open at once from the
+// client's side, as the provider would see them.
+type stallLink struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu            sync.Mutex
+	gate          chan struct{} // closed: writes go
+	open, maxOpen int
+	dials         int
+	blocked       int // writes waiting at the gate
+}
+
+func newStallLink() *stallLink {
+	g := make(chan struct{})
+	close(g)
+	d := &net.Dialer{}
+	return &stallLink{dial: d.DialContext, gate: g}
+}
+
+func (l *stallLink) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := l.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.dials++
+	l.open++
+	l.maxOpen = max(l.maxOpen, l.open)
+	l.mu.Unlock()
+	return &stallConn{Conn: c, l: l, closed: make(chan struct{})}, nil
+}
+
+// stall holds every write from now on; flow lets them go.
+func (l *stallLink) stall() {
+	l.mu.Lock()
+	l.gate = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *stallLink) flow() {
+	l.mu.Lock()
+	select {
+	case <-l.gate:
+	default:
+		close(l.gate)
+	}
+	l.mu.Unlock()
+}
+
+func (l *stallLink) counts() (dials, open, maxOpen, blocked int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dials, l.open, l.maxOpen, l.blocked
+}
+
+type stallConn struct {
+	net.Conn
+	l      *stallLink
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	c.l.mu.Lock()
+	gate := c.l.gate
+	c.l.blocked++
+	c.l.mu.Unlock()
+	defer func() {
+		c.l.mu.Lock()
+		c.l.blocked--
+		c.l.mu.Unlock()
+	}()
+	select {
+	case <-gate:
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *stallConn) Close() error {
+	c.once.Do(func() {
+		close(c.closed)
+		c.l.mu.Lock()
+		c.l.open--
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// The connection cap holds across a database restart: the restart frees
+// every slot at once, and the connections those slots guarded (here stuck
+// mid-transfer on a stalled link) are closed before the database is back
+// and the nodes take the slots again. Nothing is lost.
+func TestClusterConnectionCapAcrossDatabaseRestart(t *testing.T) {
+	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir(), SessionDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	link := newStallLink()
+	t.Cleanup(link.flow) // never leave a send stuck past the test
+	acct := testAccount(up)
+	acct.MaxConnections = 2
+	acct.Retry = RetryPolicy{First: time.Second, Jitter: NoJitter}
+	pg := pgtest.Start(t)
+	sps := clusterEnginesOn(t, pg.NewSchema(t), acct, func(po *pgspool.Options, eo *Options) {
+		// Sends cut while the database is down are committed by no one:
+		// their leases run out and the rescuer gives them back.
+		po.LeaseDuration, po.RescueInterval = 4*time.Second, 500*time.Millisecond
+		eo.LeaseDuration, eo.Dial = 4*time.Second, link.Dial
+	})
+	const n = 40
+	subject := func(i int) string { return fmt.Sprintf("Subject: restart %d", i) }
+	enqueue := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := sps[i%3].Enqueue(context.Background(), spool.EnqueueRequest{Account: "m365", From: "a@example.com", To: []string{"b@example.com"}},
+				strings.NewReader(subject(i)+"\r\n\r\nbody\r\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	enqueue(0, n/2)
+	spooltest.WaitFor(t, "the first deliveries", 60*time.Second, func() bool { return up.Count() >= 4 })
+	// The link stalls: the sends under way stay open mid-transfer.
+	link.stall()
+	spooltest.WaitFor(t, "a send stuck on the link", 30*time.Second, func() bool {
+		_, _, _, blocked := link.counts()
+		return blocked > 0
+	})
+	_, openBefore, _, _ := link.counts()
+	pg.Stop(t)
+	// The slots' sessions ended with the server: their connections close
+	// while the database is still down.
+	if !spooltest.Poll(10*time.Second, func() bool {
+		_, open, _, _ := link.counts()
+		return open == 0
+	}) {
+		_, open, _, _ := link.counts()
+		t.Errorf("%d connections of slots lost with the database still open 10 s later", open)
+	}
+	pg.Restart(t)
+	dialsAtRestart, _, _, _ := link.counts()
+	enqueue(n/2, n)
+	// The nodes take the slots again and connect (still stalled), all
+	// while any connection that survived the restart would be open too.
+	spooltest.WaitFor(t, "new connections after the restart", 60*time.Second, func() bool {
+		dials, open, _, _ := link.counts()
+		return dials >= dialsAtRestart+2 && open >= 2
+	})
+	link.flow()
+	spooltest.WaitFor(t, "every message delivered", 120*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, m := range up.Messages() {
+			seen[strings.SplitN(string(m.Data), "\r\n", 2)[0]] = true
+		}
+		for i := range n {
+			if !seen[subject(i)] {
+				return false
+			}
+		}
+		return true
+	})
+	_, _, maxOpen, _ := link.counts()
+	t.Logf("%d connections open when the database stopped; %d messages accepted for %d queued (duplicates: sends cut after the final dot)", openBefore, up.Count(), n)
+	if c := up.MaxConcurrent(); c > 2 {
+		t.Errorf("the upstream saw %d concurrent sessions of one mailbox across the database restart; the cap is 2", c)
+	}
+	if maxOpen > 2 {
+		t.Errorf("the nodes had %d connections of one mailbox open at once across the database restart; the cap is 2", maxOpen)
+	}
+	st, err := sps[0].Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[spool.StateDead] != 0 {
+		t.Errorf("%d messages dead after a database restart; they must be retried", st[spool.StateDead])
 	}
 }

@@ -23,8 +23,10 @@ import (
 // returns the session to send the next message over (nil when there is no
 // usable one). started says the claim already started the attempt
 // (ClaimAccountStart). A panic is recovered and counted as an attempt
-// (deferred with "internal error"), and the engine goes on.
-func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started bool) (next session) {
+// (deferred with "internal error"), and the engine goes on. ctx is the
+// connection's: cancelled at shutdown or when its shared slot is lost
+// (cluster.go), and sess was opened with it.
+func (e *Engine) deliverSafe(ctx context.Context, a *account, m *spool.Message, sess session, started bool) (next session) {
 	log := e.log.With("msg_id", m.ID, "account", a.cfg.Name)
 	bg := context.WithoutCancel(e.hard) // state commits happen even while shutting down
 	e.mu.Lock()
@@ -73,7 +75,7 @@ func (e *Engine) deliverSafe(a *account, m *spool.Message, sess session, started
 	}
 	stop := e.renewLease(m.ID, log)
 	defer stop()
-	d, next := e.attempt(a, m, sess, log)
+	d, next := e.attempt(ctx, a, m, sess, log)
 	e.apply(bg, a, m, d, log)
 	return next
 }
@@ -102,7 +104,7 @@ func (e *Engine) ifCrash(a *account, m *spool.Message, now time.Time) time.Time 
 // what should happen to m; it changes no message state. It returns the
 // session to go on with, and closes a session it gives up, even when it
 // panics.
-func (e *Engine) attempt(a *account, m *spool.Message, sess session, log *slog.Logger) (_ disposition, next session) {
+func (e *Engine) attempt(ctx context.Context, a *account, m *spool.Message, sess session, log *slog.Logger) (_ disposition, next session) {
 	defer func() {
 		if r := recover(); r != nil {
 			if sess != nil {
@@ -111,7 +113,6 @@ func (e *Engine) attempt(a *account, m *spool.Message, sess session, log *slog.L
 			panic(r) // deliverSafe counts it; the frames that panicked are still on the stack
 		}
 	}()
-	ctx := e.hard
 	if a.cfg.MaxMessageSize > 0 && m.Size > a.cfg.MaxMessageSize {
 		se := &SMTPError{Code: 552, Enhanced: "5.3.4", Class: ClassPermanent,
 			Text: fmt.Sprintf("message of %d bytes exceeds the account limit of %d bytes", m.Size, a.cfg.MaxMessageSize)}
@@ -165,6 +166,9 @@ func (e *Engine) attempt(a *account, m *spool.Message, sess session, log *slog.L
 		if sess == nil {
 			s, err := e.connect(ctx, a, log, false)
 			if err != nil {
+				if e.slotCut(ctx) { // cluster.go
+					return disposition{verdict: verdictPostpone, next: e.opts.Clock(), reason: reasonSlotLost}, nil
+				}
 				return disposition{verdict: verdictConnFailed, connErr: err}, nil
 			}
 			e.connected(a, "a connection succeeded")
@@ -178,6 +182,7 @@ func (e *Engine) attempt(a *account, m *spool.Message, sess session, log *slog.L
 		}
 		res.Rcpts = append(res.Rcpts, refused...)
 		d := e.decide(a, m, res, err, e.opts.Clock())
+		d = e.slotLostVerdict(ctx, d, err) // cluster.go
 		if !sess.usable() {
 			sess.close()
 			sess = nil

@@ -688,12 +688,12 @@ func (e *Engine) blockedLocked(a *account, now time.Time) bool {
 func (e *Engine) connWorker(from, a *account) {
 	var sess session
 	worked := false
-	slot, slotOK := e.clusterSlot(a) // cluster.go
+	g, slotOK := e.takeSlot(a) // cluster.go: the slot shared by the nodes, and its loss closing the connection
 	defer func() {
 		if sess != nil {
 			sess.close()
 		}
-		e.releaseSlot(a, slot)
+		e.releaseSlot(a, g)
 		e.mu.Lock()
 		a.conns--
 		e.workers--
@@ -706,6 +706,9 @@ func (e *Engine) connWorker(from, a *account) {
 		}
 	}()
 	soft := e.soft
+	if slotOK {
+		soft = g.soft // also ends when the slot is lost
+	}
 	var queue []*spool.Message // claimed, not yet sent
 	queueStarted := false      // the claim also started their attempts
 	var claimedAt time.Time
@@ -735,7 +738,7 @@ func (e *Engine) connWorker(from, a *account) {
 			}
 			queue = nil
 		}
-		if len(queue) == 0 && !e.slotHeld(a, slot) {
+		if !g.held() {
 			return
 		}
 		if len(queue) == 0 {
@@ -766,7 +769,7 @@ func (e *Engine) connWorker(from, a *account) {
 				e.mu.Unlock()
 				// Woken for another account's mail while all worker slots
 				// are taken: give ours up instead of idling on.
-				if sess == nil || (woken && full) || !e.idleWait(a, work) {
+				if sess == nil || (woken && full) || !e.idleWait(a, work, soft.Done()) {
 					return
 				}
 				woken = true
@@ -780,9 +783,13 @@ func (e *Engine) connWorker(from, a *account) {
 		if err := e.waitRate(soft, a); err != nil { // cluster.go
 			return
 		}
+		if !g.begin() {
+			return
+		}
 		m := queue[0]
 		queue = queue[1:]
-		sess = e.deliverSafe(a, m, sess, queueStarted)
+		sess = e.deliverSafe(g.ctx, a, m, sess, queueStarted)
+		g.end(sess)
 		sent++
 	}
 }
@@ -793,7 +800,7 @@ const claimBatch = 4
 // idleWait keeps an open connection for the account's IdleTimeout (else the
 // engine's) in case more mail arrives (like Postfix's connection cache);
 // false when nothing came.
-func (e *Engine) idleWait(a *account, work <-chan struct{}) bool {
+func (e *Engine) idleWait(a *account, work, stop <-chan struct{}) bool {
 	e.mu.Lock()
 	a.idle++
 	e.mu.Unlock()
@@ -812,7 +819,7 @@ func (e *Engine) idleWait(a *account, work <-chan struct{}) bool {
 	case <-work:
 		return true
 	case <-t.C:
-	case <-e.soft.Done():
+	case <-stop:
 	}
 	return false
 }

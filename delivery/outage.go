@@ -293,10 +293,25 @@ func (e *Engine) probe(a *account) {
 		e.wg.Done()
 		e.wake()
 	}()
-	ctx := e.soft
+	// A probe is a connection like any other: it takes one of the
+	// account's slots shared by the nodes, and closes if the slot is lost
+	// (cluster.go).
+	g, ok := e.takeSlot(a)
+	if !ok {
+		e.mu.Lock()
+		a.probeAt = e.opts.Clock().Add(slotRetry)
+		e.mu.Unlock()
+		return
+	}
+	defer e.releaseSlot(a, g)
+	if !g.begin() {
+		return
+	}
+	ctx := g.soft
 	s, err := e.connect(ctx, a, log, true)
 	if ctx.Err() != nil {
-		// Shutting down: no verdict; the next process probes again.
+		// Shutting down (no verdict; the next process probes again), or
+		// the slot was lost: probe again once one is free.
 		if s != nil {
 			s.close()
 		}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,14 +35,19 @@ const clusterCap = 2
 // that got a 250 and every scan that left the folder arrives upstream at
 // least once (duplicates counted and logged), no scan fails, the
 // upstream never sees more concurrent sessions than the cap of the
-// account, while the database is down ingest answers 4xx, and after it
-// comes back nothing acknowledged is lost and the queue drains.
+// account (also across the database restart: the nodes reach the upstream
+// through a link that stalls while the database stops, so sends stay open
+// mid-transfer through the restart unless the nodes close them when
+// their slots are lost), while the database is down ingest answers 4xx,
+// and after it comes back nothing acknowledged is lost and the queue
+// drains.
 func TestClusterKill9Loop(t *testing.T) {
 	needSuite(t)
 	kills := max(*flagKills*3/5, 30)
 	pg := pgtest.Start(t)
 	dsn := pg.NewDatabase(t)
 	up := startFake(t, nil)
+	link := startStallLink(t, up.Port)
 	scanDir := filepath.Join(tempDir(t), "scans")
 	if err := os.MkdirAll(scanDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func TestClusterKill9Loop(t *testing.T) {
 		n := newNode(t, nodeConfig{
 			Scan:     true,
 			Lease:    "5s",
-			Accounts: relayAccount("relay", up.Port, fmt.Sprintf("    max_connections: %d\n", clusterCap)),
+			Accounts: relayAccount("relay", link.port, fmt.Sprintf("    max_connections: %d\n", clusterCap)),
 			Routes:   "  default: relay\n",
 			Spool:    fmt.Sprintf("  backend: postgres\n  dsn: %q\n  node: node-%d\n", dsn, i),
 		})
@@ -83,12 +90,23 @@ func TestClusterKill9Loop(t *testing.T) {
 		addrs[i].Store(nodes[i].SMTPAddr())
 	}
 	loopTime := time.Since(start)
-	capSeen := up.MaxConcurrent()
+	capLoop := up.MaxConcurrent()
 
 	// The database goes away under load: ingest answers 4xx, nothing
-	// acknowledged is lost.
+	// acknowledged is lost. The link to the upstream stalls first, so the
+	// sends under way stay open mid-transfer: the restart frees their
+	// slots, and they must close before the database is back and the
+	// nodes take the slots again.
 	ackedBefore, _ := ledger.snapshot()
+	link.stall()
+	if !spooltest.Poll(30*time.Second, func() bool { return link.counts().held > 0 }) {
+		t.Logf("no send was under way when the link stalled")
+	}
+	openAtStop := link.counts().open
 	pg.Stop(t)
+	if !spooltest.Poll(10*time.Second, func() bool { return link.counts().open == 0 }) {
+		t.Errorf("%d upstream connections still open 10 s after the database (and so every connection slot) went away", link.counts().open)
+	}
 	var answer error
 	if !spooltest.Poll(30*time.Second, func() bool {
 		answer = sendOneTo(nodes[0].SMTPAddr(), "dbdown")
@@ -99,6 +117,13 @@ func TestClusterKill9Loop(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the load keeps trying against the stopped database
 	pg.Restart(t)
+	// The nodes take the slots again and connect while the link still
+	// stalls: a connection that survived the restart would be open too.
+	dialsAtRestart := link.counts().accepted
+	if !spooltest.Poll(30*time.Second, func() bool { return link.counts().accepted >= dialsAtRestart+clusterCap }) {
+		t.Logf("fewer than %d connections made after the database restart", clusterCap)
+	}
+	link.flow()
 	load.Stop()
 	dropped, err := scans.Stop()
 	if err != nil {
@@ -141,8 +166,15 @@ func TestClusterKill9Loop(t *testing.T) {
 		}
 	}
 
+	capSeen := up.MaxConcurrent()
+	if capLoop > clusterCap {
+		t.Errorf("the upstream saw %d concurrent sessions of one account from three nodes during the kill loop; the cap is %d", capLoop, clusterCap)
+	}
 	if capSeen > clusterCap {
-		t.Errorf("the upstream saw %d concurrent sessions of one account from three nodes; the cap is %d", capSeen, clusterCap)
+		t.Errorf("the upstream saw %d concurrent sessions of one account from three nodes across the database restart; the cap is %d", capSeen, clusterCap)
+	}
+	if c := link.counts().maxOpen; c > clusterCap {
+		t.Errorf("the nodes had %d connections of one account open at once; the cap is %d", c, clusterCap)
 	}
 	dups, dupKeys := 0, 0
 	for _, c := range got {
@@ -153,8 +185,8 @@ func TestClusterKill9Loop(t *testing.T) {
 	}
 	t.Logf("cluster kill loop: %d SIGKILLs over 3 nodes in %s; SMTP: %d acknowledged of %d tried; scans: %d dropped; "+
 		"upstream received %d messages, at most %d sessions at once (cap %d); duplicates: %d extra copies of %d messages; "+
-		"database stopped and restarted once under load",
-		kills, loopTime.Round(time.Second), len(acked), tried, len(dropped), up.Count(), capSeen, clusterCap, dups, dupKeys)
+		"database stopped and restarted once under load with %d sends stalled mid-transfer",
+		kills, loopTime.Round(time.Second), len(acked), tried, len(dropped), up.Count(), capSeen, clusterCap, dups, dupKeys, openAtStop)
 }
 
 // sendOneTo sends one message and returns the server's answer as an error.
@@ -165,4 +197,132 @@ func sendOneTo(addr, key string) error {
 	}
 	defer c.Close()
 	return sendText(c, "mfd@example.com", []string{"bob@example.com"}, key, "")
+}
+
+// stallLink is a TCP relay between the nodes and the upstream that can
+// stall (hold the nodes' bytes, as a congested link does, while still
+// seeing a node close its end at once) and counts the connections open at
+// once from the nodes' side.
+type stallLink struct {
+	port int
+	to   string
+
+	mu   sync.Mutex
+	gate chan struct{} // closed: bytes flow
+	c    linkCounts
+}
+
+type linkCounts struct {
+	accepted, open, maxOpen int
+	held                    int // connections with bytes waiting at the gate
+}
+
+func startStallLink(t *testing.T, upstreamPort int) *stallLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	close(gate)
+	l := &stallLink{port: ln.Addr().(*net.TCPAddr).Port, to: fmt.Sprintf("127.0.0.1:%d", upstreamPort), gate: gate}
+	t.Cleanup(func() {
+		ln.Close()
+		l.flow()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go l.relay(c)
+		}
+	}()
+	return l
+}
+
+func (l *stallLink) stall() {
+	l.mu.Lock()
+	l.gate = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *stallLink) flow() {
+	l.mu.Lock()
+	select {
+	case <-l.gate:
+	default:
+		close(l.gate)
+	}
+	l.mu.Unlock()
+}
+
+func (l *stallLink) counts() linkCounts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.c
+}
+
+func (l *stallLink) relay(c net.Conn) {
+	u, err := net.Dial("tcp", l.to)
+	if err != nil {
+		c.Close()
+		return
+	}
+	l.mu.Lock()
+	l.c.accepted++
+	l.c.open++
+	l.c.maxOpen = max(l.c.maxOpen, l.c.open)
+	l.mu.Unlock()
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			c.Close()
+			u.Close()
+			l.mu.Lock()
+			l.c.open--
+			l.mu.Unlock()
+		})
+	}
+	go func() { // upstream to node: always flows
+		io.Copy(c, u)
+		closeBoth()
+	}()
+	// Node to upstream: read on, so a node closing its end is seen at
+	// once, and pass the bytes on while the gate is open.
+	chunks := make(chan []byte, 4096)
+	go func() {
+		defer close(chunks)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := c.Read(b)
+			if n > 0 {
+				chunks <- b[:n]
+			}
+			if err != nil {
+				closeBoth()
+				return
+			}
+		}
+	}()
+	for b := range chunks {
+		l.mu.Lock()
+		gate := l.gate
+		l.mu.Unlock()
+		select {
+		case <-gate:
+		default:
+			l.mu.Lock()
+			l.c.held++
+			l.mu.Unlock()
+			<-gate
+			l.mu.Lock()
+			l.c.held--
+			l.mu.Unlock()
+		}
+		if _, err := u.Write(b); err != nil {
+			closeBoth()
+		}
+	}
 }
