@@ -58,6 +58,16 @@ func (m *Manager) refresh(ctx context.Context, a *account, force bool) (secret.S
 	var refreshErr error
 	w := &lockedWrite{}
 	_, err := gl.RefreshLocked(ctx, a.name, TokenKey, func(ctx context.Context, cur []byte, found bool) ([]byte, error) {
+		if !found {
+			a.mu.Lock()
+			if a.r.flow.Delegated() && a.tok != nil && a.tok.RefreshToken != "" && !a.dirty {
+				// Signed out through another node: refreshing the grant
+				// this node still remembers would store it again.
+				a.tok = nil
+				m.log.Info("account signed out through another node", "account", a.name)
+			}
+			a.mu.Unlock()
+		}
 		if found {
 			stored, err := openRecord(a.name, cur, sealer)
 			if err != nil {

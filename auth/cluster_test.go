@@ -190,3 +190,47 @@ func TestClusterSignInDuringRefreshElsewhereStays(t *testing.T) {
 		t.Errorf("the stored grant is from %v, not the sign-in at %v: node-1's refresh of the old grant overwrote the sign-in", h.GrantedAt, signedIn)
 	}
 }
+
+// A sign-out through one node is not undone by another node that still
+// holds the old grant in memory: its next refresh finds the record gone
+// and does not refresh and store the grant again.
+func TestClusterSignOutNotUndoneByOtherNode(t *testing.T) {
+	dsn := pgtest.Start(t).NewSchema(t)
+	e := newEnv(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var sps []*pgspool.Spool
+	for i := range 2 {
+		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sp.Close() })
+		sps = append(sps, sp)
+	}
+	first := e.startOn(sps[0], nil)
+	e.mustLogin()
+	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := other.AccessToken(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Logout(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour) // node-1's token is stale: its next call would refresh
+	refreshes := e.srv.Calls("token:refresh_token")
+	if _, err := other.AccessToken(ctx, testAccount); !errors.Is(err, auth.ErrNeedsReauth) {
+		t.Errorf("node-1's token call after a sign-out through node-0 = %v; want needs re-authorization", err)
+	}
+	if got := e.srv.Calls("token:refresh_token") - refreshes; got != 0 {
+		t.Errorf("node-1 refreshed the signed-out grant %d times", got)
+	}
+	if _, ok, err := sps[0].AccountGet(ctx, testAccount, auth.TokenKey); err != nil || ok {
+		t.Errorf("the grant is stored again after the sign-out (found %v, err %v)", ok, err)
+	}
+}

@@ -613,23 +613,32 @@ func loginErr(account, doing string, err error, r *resolved) error {
 // Logout forgets the account's tokens (an explicit admin action) and puts a
 // delegated account in needs_reauth.
 func (m *Manager) Logout(ctx context.Context, name string) error {
-	a, err := m.lockLoaded(ctx, name)
-	if err != nil {
-		return err
+	// Under the grant lock (cluster.go): a refresh on another node either
+	// commits before the delete or finds the grant gone.
+	err := m.underGrantLock(ctx, name, func(ctx context.Context) error {
+		a, err := m.lockLoaded(ctx, name)
+		if err != nil {
+			return err
+		}
+		defer a.mu.Unlock()
+		if err := m.store.AccountDelete(ctx, name, TokenKey); err != nil {
+			return acctErr(nil, err, "account %s: deleting the grant from the spool failed (%v); retry", name, err)
+		}
+		a.gen++
+		a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
+		a.tok, a.dirty = nil, false
+		if a.r.flow.Delegated() {
+			m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.signInName()))
+		}
+		m.saveHealthLocked(ctx, a)
+		m.log.Info("logged out", "account", name)
+		return nil
+	})
+	var ae *accountError
+	if err != nil && !errors.As(err, &ae) {
+		return acctErr(nil, err, "account %s: signing out failed (%v); retry", name, err)
 	}
-	defer a.mu.Unlock()
-	if err := m.store.AccountDelete(ctx, name, TokenKey); err != nil {
-		return acctErr(nil, err, "account %s: deleting the grant from the spool failed (%v); retry", name, err)
-	}
-	a.gen++
-	a.lostAnswer = false // a new grant (or none): earlier timeouts say nothing about it
-	a.tok, a.dirty = nil, false
-	if a.r.flow.Delegated() {
-		m.setStatusLocked(a, StatusNeedsReauth, fmt.Sprintf("logged out: run `spoolctl auth login %s` and sign in as %s", name, a.r.cfg.signInName()))
-	}
-	m.saveHealthLocked(ctx, a)
-	m.log.Info("logged out", "account", name)
-	return nil
+	return err
 }
 
 var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
