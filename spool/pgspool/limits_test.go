@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +258,88 @@ func TestClusterLimits(t *testing.T) {
 			t.Fatalf("a failed refresh changed the grant to %q", v)
 		}
 	})
+}
+
+// A link to the database that dies without a word (a partition: no FIN,
+// no reset, the bytes just vanish) is noticed by the slot's keep-alive
+// within SlotKeepAlive+SlotPingTimeout, the bound the README gives for
+// the upstream connection it guards.
+func TestSlotLostOnASilentLink(t *testing.T) {
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewSchema(t)
+	var sockDir string
+	for _, kv := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(kv, "host="); ok {
+			sockDir = v
+		}
+	}
+	if sockDir == "" {
+		t.Fatalf("no host in %q", dsn)
+	}
+	// A relay on a socket of our own that can turn into a black hole.
+	proxyDir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(proxyDir, ".s.PGSQL.5432"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var silent atomic.Bool
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		b := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(b)
+			if err != nil {
+				return
+			}
+			if silent.Load() {
+				continue // lost on the way
+			}
+			if _, err := dst.Write(b[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("unix", filepath.Join(sockDir, ".s.PGSQL.5432"))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	node := openPG(t, strings.Replace(dsn, "host="+sockDir, "host="+proxyDir, 1), conformance.Config{RescueInterval: -1})
+	t.Cleanup(func() { silent.Store(false) }) // before the spool closes
+	ctx := context.Background()
+	sl, err := node.AcquireSlot(ctx, "m365", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent.Store(true)
+	start := time.Now()
+	bound := pgspool.SlotKeepAlive + pgspool.SlotPingTimeout
+	select {
+	case <-sl.Lost():
+		took := time.Since(start)
+		t.Logf("a slot on a silent link was reported lost after %s (bound %s)", took.Round(time.Millisecond), bound)
+		if took > bound+2*time.Second {
+			t.Errorf("a slot on a silent link was reported lost after %s; the bound is %s", took, bound)
+		}
+	case <-time.After(bound + 10*time.Second):
+		t.Fatalf("a slot on a silent link is not reported lost %s later", bound+10*time.Second)
+	}
+	if err := sl.Held(ctx); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("Held on a lost slot: %v", err)
+	}
+	if err := sl.Release(); err != nil {
+		t.Errorf("releasing a lost slot: %v", err)
+	}
 }
