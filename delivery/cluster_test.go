@@ -364,3 +364,53 @@ func TestClusterConnectionCapAcrossDatabaseRestart(t *testing.T) {
 		t.Errorf("%d messages dead after a database restart; they must be retried", st[spool.StateDead])
 	}
 }
+
+// A test send is a connection to the mailbox like the others: on a shared
+// spool it takes one of the account's slots, and says so when none is free.
+func TestClusterTestSendTakesASlot(t *testing.T) {
+	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	dsn := pgtest.Start(t).NewSchema(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "node-0", Logger: quiet, RescueInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	acct := testAccount(up)
+	acct.MaxConnections = 2
+	e, err := New([]AccountConfig{acct}, sp, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another node's two connections hold both slots.
+	ctx := context.Background()
+	var held []*pgspool.Slot
+	for range 2 {
+		sl, err := sp.AcquireSlot(ctx, "m365", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, sl)
+	}
+	if _, err := e.TestSend(ctx, "m365", "b@example.com"); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("test send with every slot taken: %v; want a refusal naming the slots in use", err)
+	}
+	if n := up.Sessions(); n != 0 {
+		t.Fatalf("the upstream saw %d sessions while every slot was taken", n)
+	}
+	held[0].Release()
+	if res, err := e.TestSend(ctx, "m365", "b@example.com"); err != nil || res.Code != 250 {
+		t.Fatalf("test send with a slot free: %+v, %v", res, err)
+	}
+	// The test send gave its slot back.
+	sl, err := sp.AcquireSlot(ctx, "m365", 2)
+	if err != nil {
+		t.Fatalf("the test send kept its slot: %v", err)
+	}
+	sl.Release()
+	held[1].Release()
+}

@@ -598,6 +598,20 @@ func (e *Engine) TestSend(ctx context.Context, account, to string) (TestResult, 
 	if err != nil {
 		return res, err
 	}
+	// A test send is a connection to the mailbox like any other: on a
+	// shared spool it takes one of the slots, and closes if it is lost.
+	g, ok := e.takeSlot(a) // cluster.go
+	if !ok {
+		return res, fmt.Errorf("all %d connections the nodes may open to the mailbox are in use, or the spool database did not answer: try the test send again shortly", a.cfg.MaxConnections)
+	}
+	defer e.releaseSlot(a, g)
+	g.begin()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if g.slot != nil {
+		stopCut := context.AfterFunc(g.soft, cancel)
+		defer stopCut()
+	}
 	s, err := e.connect(ctx, a, log, false)
 	if err != nil {
 		if se := asSMTPError(err); se != nil {
