@@ -278,8 +278,7 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 		e.postpone(bg, a, m, e.opts.Clock(), "account recovered while connecting", log)
 		return
 	} else if holds {
-		d, reason, rec := e.holdFor(a, err)
-		e.holdAndPostpone(bg, a, m, d, reason, rec, log)
+		e.holdFromConnect(bg, a, m, err, log) // hold.go
 		return
 	}
 	se := asSMTPError(err)
@@ -322,12 +321,15 @@ func (e *Engine) connectFailed(bg context.Context, a *account, m *spool.Message,
 	}
 }
 
-func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, until time.Time, reason string, log *slog.Logger) {
+// postpone gives m back without an attempt, due at until; false if the
+// spool refused.
+func (e *Engine) postpone(bg context.Context, a *account, m *spool.Message, until time.Time, reason string, log *slog.Logger) bool {
 	if err := e.claims.Postpone(bg, m.ID, e.opts.Owner, until, reason); err != nil {
 		log.Error("postponing", "err", err)
-		return
+		return false
 	}
 	e.m.attempt(a.cfg.Name, "postponed", "")
+	return true
 }
 
 // finish commits a delivery (failed recipients make the spool dead-letter them).

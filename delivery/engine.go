@@ -653,6 +653,10 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 // parkAll postpones every due message of an account that waits, without
 // using attempts.
 func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reason string) {
+	if e.signedInElsewhere(ctx, name) { // hold.go
+		return
+	}
+	seen := e.recoveriesByName(name)
 	for ctx.Err() == nil {
 		msgs, err := e.claims.ClaimAccount(ctx, name, e.opts.Clock(), 100, e.opts.Owner)
 		if err != nil {
@@ -668,6 +672,7 @@ func (e *Engine) parkAll(ctx context.Context, name string, until time.Time, reas
 			} else {
 				e.m.attempt(name, "postponed", "")
 				e.log.Info("message waits", "msg_id", m.ID, "account", name, "until", until, "reason", reason)
+				e.unparkIfRecovered(ctx, name, m.ID, seen, e.log.With("account", name))
 			}
 		}
 		if len(msgs) < 100 {

@@ -32,6 +32,10 @@ type hold struct {
 	// token error obtained before a recovery cannot hold the recovered
 	// account again.
 	recoveries uint64
+	// signIn: the hold waits for a sign-in (the token source said the
+	// account needs re-authorization or is misconfigured). On a shared
+	// spool one may have happened through another node (signedInElsewhere).
+	signIn bool
 }
 
 // active reports whether the hold still applies at now.
@@ -96,7 +100,7 @@ func (a *account) holdLocked(until time.Time, reason string, se *SMTPError, now 
 	if !a.hold.active(now) {
 		a.hold.since = now
 	}
-	a.hold.until, a.hold.reason = until, reason
+	a.hold.until, a.hold.reason, a.hold.signIn = until, reason, false
 	if se != nil {
 		a.lastErr = se.Record(now)
 	}
@@ -104,13 +108,119 @@ func (a *account) holdLocked(until time.Time, reason string, se *SMTPError, now 
 
 // holdAndPostpone holds the account for d and postpones m to the hold's end.
 func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Message, d time.Duration, reason string, se *SMTPError, log *slog.Logger) {
+	e.mu.Lock()
+	seen := a.hold.recoveries
+	e.mu.Unlock()
+	e.holdSeen(bg, a, m, d, reason, se, seen, false, log)
+}
+
+// holdFromConnect holds the account for a token or hold error from
+// connect (holdCause said it holds) and postpones m. The error was made
+// when the account had seen recoveries recoveries; a recovery reported
+// since (a login, here or, on a shared spool, through another node) makes
+// the error stale, and m is due again at once instead.
+func (e *Engine) holdFromConnect(bg context.Context, a *account, m *spool.Message, err error, log *slog.Logger) {
+	var te *tokenError
+	var he *holdError
+	var seen uint64
+	switch {
+	case errors.As(err, &he):
+		seen = he.recoveries
+	case errors.As(err, &te):
+		seen = te.recoveries
+	}
+	d, reason, rec := e.holdFor(a, err)
+	signIn := he != nil || errors.Is(err, auth.ErrNeedsReauth) || errors.Is(err, auth.ErrMisconfigured)
+	e.holdSeen(bg, a, m, d, reason, rec, seen, signIn, log)
+}
+
+// holdSeen holds a for d and postpones m to the hold's end, unless the
+// account recovered after seen: then m is due again now. The check and
+// the hold are one step under e.mu, so a recovery between the caller's
+// look and the hold cannot be undone by it.
+func (e *Engine) holdSeen(bg context.Context, a *account, m *spool.Message, d time.Duration, reason string, se *SMTPError, seen uint64, signIn bool, log *slog.Logger) {
 	now := e.opts.Clock()
 	until := now.Add(d)
 	e.mu.Lock()
+	if a.hold.recoveries != seen {
+		e.mu.Unlock()
+		e.postpone(bg, a, m, now, "account recovered while connecting", log)
+		return
+	}
 	a.holdLocked(until, reason, se, now)
+	a.hold.signIn = signIn
 	e.mu.Unlock()
 	log.Warn("account on hold; its messages wait without using attempts", "until", until, "reason", reason)
-	e.postpone(bg, a, m, e.parkUntil(a, until), reason, log)
+	if e.postpone(bg, a, m, e.parkUntil(a, until), reason, log) {
+		e.unparkIfRecovered(bg, a.cfg.Name, m.ID, seen, log)
+	}
+}
+
+// unparkIfRecovered makes message id, just parked for the hold of account
+// name, due again now if the account recovered after seen. A recovery
+// clears the hold and flushes the account's waiting mail (accountRecovered),
+// but the flush skips a message that a worker or parkAll has claimed, and
+// that message would then wait out the whole hold: on a shared spool this
+// happened to mail parked by a node in the moment it learned of a sign-in
+// through another node. The recovery counts before it flushes, and this
+// looks after the park is committed, so one of the two releases the message.
+func (e *Engine) unparkIfRecovered(ctx context.Context, name, id string, seen uint64, log *slog.Logger) {
+	if e.recoveriesByName(name) == seen {
+		return
+	}
+	if err := e.drains.Flush(ctx, id); err != nil {
+		// Claimed or finished meanwhile: no longer waiting for the hold.
+		log.Debug("releasing a message parked while its account recovered", "msg_id", id, "err", err)
+		return
+	}
+	log.Info("account recovered while its message was parked; the message is due now", "msg_id", id)
+	e.wake()
+}
+
+// signedInElsewhere is asked before the scheduler parks the due mail of
+// an account on hold: on a shared spool, an account held for a sign-in
+// may have been signed in through another node, which this node's token
+// source learns of only when it next reads the shared account record
+// (auth re-reads it every few seconds, and at once when a token call
+// would fail). Mail enqueued through any node in that moment would be
+// parked here until then, so the token source is asked first: a token
+// means the hold is over, and the account is released as on a recovery.
+// The question costs a read of the account record per parking, which
+// happens only when new mail arrives for the held account.
+func (e *Engine) signedInElsewhere(ctx context.Context, name string) bool {
+	if e.cluster() == nil || e.tokens == nil { // cluster.go
+		return false
+	}
+	e.mu.Lock()
+	a := e.accounts[name]
+	if a == nil || !a.hold.signIn || !a.hold.active(e.opts.Clock()) {
+		e.mu.Unlock()
+		return false
+	}
+	seen := a.hold.recoveries
+	e.mu.Unlock()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := e.tokens.AccessToken(tctx, name); err != nil {
+		return false
+	}
+	if e.recoveriesByName(name) == seen {
+		// The token source reported no recovery (it knew of the sign-in
+		// already): end the hold here.
+		e.accountRecovered(name)
+	}
+	return true
+}
+
+// recoveriesByName reads the recovery count of account name (0 for an
+// account not configured, which no recovery releases).
+func (e *Engine) recoveriesByName(name string) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a := e.accounts[name]; a != nil {
+		return a.hold.recoveries
+	}
+	return 0
 }
 
 // accountRecovered is the token source's recovery hook: it clears the
@@ -119,7 +229,7 @@ func (e *Engine) holdAndPostpone(bg context.Context, a *account, m *spool.Messag
 func (e *Engine) accountRecovered(name string) {
 	e.mu.Lock()
 	if a := e.accounts[name]; a != nil {
-		a.hold.until, a.hold.reason = time.Time{}, ""
+		a.hold.until, a.hold.reason, a.hold.signIn = time.Time{}, "", false
 		a.hold.recoveries++
 	}
 	e.mu.Unlock()
