@@ -76,12 +76,6 @@ const slotQuitTimeout = 250 * time.Millisecond
 // slotRetry is how soon a probe that found every slot taken looks again.
 const slotRetry = time.Second
 
-// lostSlot is a slot that says when its session is lost (pgspool's).
-type lostSlot interface{ Lost() <-chan struct{} }
-
-// slotPoll is how often a slot that cannot say so itself is checked.
-const slotPoll = 2 * time.Second
-
 // takeSlot takes one of a's connection slots across the nodes for the
 // life of one connection and returns its guard. On a spool with one node
 // the guard holds nothing and never reports a loss. ok false means every
@@ -118,35 +112,10 @@ func (e *Engine) takeSlot(a *account) (g *connGuard, ok bool) {
 // watch waits for the slot's loss and closes the connection.
 func (g *connGuard) watch(e *Engine, a *account) {
 	defer close(g.done)
-	var lost <-chan struct{}
-	if ls, ok := g.slot.(lostSlot); ok {
-		lost = ls.Lost()
-	} else {
-		ch := make(chan struct{})
-		lost = ch
-		go func() {
-			t := time.NewTicker(slotPoll)
-			defer t.Stop()
-			for {
-				select {
-				case <-g.stop:
-					return
-				case <-t.C:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), slotPoll)
-				err := g.slot.Held(ctx)
-				cancel()
-				if err != nil {
-					close(ch)
-					return
-				}
-			}
-		}()
-	}
 	select {
 	case <-g.stop:
 		return
-	case <-lost:
+	case <-g.slot.Lost():
 	}
 	g.cancelSoft()
 	g.mu.Lock()

@@ -20,6 +20,11 @@ type ConnSlot interface {
 	// Held reports an error once the slot is no longer held (its database
 	// session was lost): the connection it guards should close.
 	Held(ctx context.Context) error
+	// Lost is closed once the slot is lost (a database restart or
+	// shutdown, the session terminated, a dead link): another node may
+	// take it now, so the upstream connection it guards must close at
+	// once, not at its next Held check.
+	Lost() <-chan struct{}
 	Release() error
 }
 
