@@ -29,11 +29,12 @@ type backendRow struct {
 	Clients, N int
 	Ingest     []float64 // msg/s per repetition
 	E2E        []float64
-	CPU        []float64 // CPU ms per message: spoold nodes + PostgreSQL server
-	Errors     int       // failed submissions
-	Lost       int       // accepted but never delivered
-	Dups       int       // delivered twice
-	Unexpected int       // delivered although the submission failed
+	CPU        []float64    // CPU ms per message: spoold nodes + PostgreSQL server
+	Errors     int          // failed submissions
+	Lost       int          // accepted but never delivered
+	Dups       int          // delivered twice
+	Unexpected int          // delivered although the submission failed
+	Stmts      []stmtCounts // database statements per message by kind, with -bench.statements
 }
 
 func (s *suite) addBackend(r backendRow) {
@@ -168,7 +169,7 @@ func BenchmarkSpoolBackends(b *testing.B) {
 	if *flagReps < 1 {
 		b.Fatalf("benchtest: -bench.reps %d: want at least 1", *flagReps)
 	}
-	pg := pgtest.Start(b)
+	pg := pgtest.StartWith(b, pgtest.Options{StatStatements: *flagStatements})
 	pgPID, err := postmasterPID(pg.DSN("postgres"))
 	if err != nil {
 		b.Fatal(err)
@@ -203,8 +204,27 @@ func BenchmarkSpoolBackends(b *testing.B) {
 						sk := startSink(b, sz.n)
 						r := startBackend(b, v, pg, pgPID, sk.port())
 						warmUp(b, r, sk, sz.n, c)
+						count := *flagStatements && v.backend == "PostgreSQL"
+						if count {
+							pg.ResetStatements(b)
+						}
 						row := measure(b, r, sk, sz.bytes, sz.n, c, false)
 						stopRelay(b, r)
+						if count {
+							// After the stop, so every commit of the run is in
+							// (a message reaches the sink before its delivery
+							// is recorded); the stop's own few statements are
+							// noise against thousands of messages.
+							stmts := pg.Statements(b)
+							sc := countStatements(stmts, sz.n-row.Errors)
+							if testing.Verbose() {
+								for _, st := range stmts {
+									b.Logf("  %6.2f/msg %-10s %.160s", float64(st.Calls)/float64(sz.n-row.Errors), stmtKind(st.Query), strings.Join(strings.Fields(st.Query), " "))
+								}
+							}
+							rows[i].Stmts = append(rows[i].Stmts, sc)
+							b.Logf("rep %d %s x%d: %.1f statements/msg %v", rep+1, v.backend, v.nodes, sc.total(), fmtCounts(sc))
+						}
 						_ = sk.srv.Close()
 						out := &rows[i]
 						out.Ingest = append(out.Ingest, row.IngestMPS)
@@ -222,6 +242,9 @@ func BenchmarkSpoolBackends(b *testing.B) {
 					b.ReportMetric(median(r.Ingest), key+"_ingest_msg/s")
 					b.ReportMetric(median(r.E2E), key+"_e2e_msg/s")
 					b.ReportMetric(median(r.CPU), key+"_cpu_ms/msg")
+					if len(r.Stmts) > 0 {
+						b.ReportMetric(medianOf(r.Stmts, stmtCounts.total), key+"_stmts/msg")
+					}
 					theSuite.addBackend(r)
 					if r.Errors+r.Lost+r.Dups+r.Unexpected > 0 {
 						b.Errorf("%s with %d node(s): %d submissions failed, %d accepted messages lost, %d delivered twice, %d delivered although refused",

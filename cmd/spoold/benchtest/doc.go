@@ -113,5 +113,16 @@
 // install postgresql`) and skips saying so without them; it does not need
 // root.
 //
+// With -bench.statements the cluster loads pg_stat_statements and each
+// PostgreSQL row also counts the database statements per accepted message
+// by kind (enqueue, claim, due accounts and next due time, notify, state
+// transitions, body, limits, heartbeat, rescue, BEGIN/COMMIT, other), from
+// after the warm-up until the nodes have stopped: a figure that does not
+// depend on how busy the machine is, unlike msg/s and CPU, so the work
+// added by more nodes can be compared on a shared machine. It is reported
+// as the metric <variant>_stmts/msg and as a second table; with -v each
+// statement's count is logged. Its bookkeeping costs the server a little
+// CPU, so CPU figures for the README come from runs without it.
+//
 // The benchmark reads /proc, so its files build on Linux only.
 package benchtest

@@ -210,6 +210,7 @@ func (s *suite) report(w io.Writer) {
 		fmt.Fprintf(&b, "spoold (%s) with its spool in bbolt and in PostgreSQL %s, relaying to the in-process sink; at most %d upstream sessions (on PostgreSQL across all nodes); "+
 			"load average %s at the start, %s at the end.\n", spooldVersion(), postgresVersion(), *flagConns, s.backendLoad, loadavg())
 		writeBackends(&b, s.backends)
+		writeStatements(&b, s.backends)
 	}
 	if len(s.others) > 0 {
 		b.WriteString("| figure | measured | target (issue 8) |\n|---|---|---|\n")

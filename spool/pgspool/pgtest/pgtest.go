@@ -75,9 +75,20 @@ func pgVersion(pgctl string) int {
 	return v
 }
 
+// Options are what a test may ask of its cluster beyond the defaults.
+type Options struct {
+	// StatStatements loads pg_stat_statements, so a test or benchmark can
+	// count the statements the spool runs (Cluster.Statements). Off by
+	// default: it costs the server a little CPU per statement.
+	StatStatements bool
+}
+
 // Start initialises and starts a cluster, stopped and removed in t.Cleanup.
 // Without PostgreSQL it skips the test, or fails it when CI=true.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB) *Cluster { return StartWith(t, Options{}) }
+
+// StartWith is Start with opts.
+func StartWith(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	bin, err := FindBin()
 	if err != nil {
@@ -124,6 +135,14 @@ func Start(t testing.TB) *Cluster {
 	if out, err := c.run("initdb", "-D", c.data, "-U", superuser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"); err != nil {
 		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
 	}
+	if o.StatStatements {
+		// In postgresql.conf rather than on the command line, so that
+		// Restart keeps it. track = all: statements inside functions too.
+		conf := "\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\npg_stat_statements.max = 10000\n"
+		if err := appendFile(filepath.Join(c.data, "postgresql.conf"), conf); err != nil {
+			t.Fatalf("pgtest: enabling pg_stat_statements: %v", err)
+		}
+	}
 	opts := strings.Join([]string{
 		"-c listen_addresses=''", // unix socket only: never a port another test or server uses
 		"-k " + c.sockDir,
@@ -139,6 +158,20 @@ func Start(t testing.TB) *Cluster {
 	}
 	c.StartTook = time.Since(begin)
 	return c
+}
+
+// appendFile appends text to an existing file (postgresql.conf, owned by
+// the server's user when the test runs as root, who may still write it).
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {
@@ -261,4 +294,60 @@ func (c *Cluster) NewSchema(t testing.TB) string {
 		}
 	})
 	return c.DSN("schemas") + " search_path=" + name
+}
+
+// Statement is one normalised statement pg_stat_statements counted, summed
+// over the databases and roles it ran in.
+type Statement struct {
+	Query string
+	Calls int64
+}
+
+// ResetStatements zeroes the cluster's statement counts (every database).
+// The cluster must have been started with Options.StatStatements.
+func (c *Cluster) ResetStatements(t testing.TB) {
+	t.Helper()
+	c.statements(t, "SELECT pg_stat_statements_reset()")
+}
+
+// Statements returns the statements counted since the last
+// ResetStatements, most called first; the reset itself and these reads
+// are left out.
+func (c *Cluster) Statements(t testing.TB) []Statement {
+	t.Helper()
+	return c.statements(t, `SELECT query, sum(calls)::bigint FROM pg_stat_statements
+		WHERE query NOT LIKE '%pg_stat_statements%' GROUP BY query ORDER BY 2 DESC, 1`)
+}
+
+func (c *Cluster) statements(t testing.TB, q string) []Statement {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: connecting to the cluster: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		t.Fatalf("pgtest: pg_stat_statements (start the cluster with StartWith(t, Options{StatStatements: true})): %v", err)
+	}
+	rows, err := conn.Query(ctx, q)
+	if err != nil {
+		t.Fatalf("pgtest: reading pg_stat_statements: %v", err)
+	}
+	var out []Statement
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatalf("pgtest: reading pg_stat_statements: %v", err)
+		}
+		if len(vals) == 2 {
+			q, _ := vals[0].(string)
+			n, _ := vals[1].(int64)
+			out = append(out, Statement{Query: q, Calls: n})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("pgtest: reading pg_stat_statements: %v", err)
+	}
+	return out
 }
