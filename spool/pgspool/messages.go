@@ -115,7 +115,7 @@ func (s *Spool) Enqueue(ctx context.Context, req spool.EnqueueRequest, body io.R
 		return "", fmt.Errorf("spool: enqueue: %w", dbErr(err))
 	}
 	if spool.IsDue(m.State) {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel); err != nil {
+		if err := s.notifyDue(ctx, tx); err != nil {
 			return "", fmt.Errorf("spool: enqueue: %w", dbErr(err))
 		}
 	}
@@ -310,7 +310,7 @@ func store(ctx context.Context, tx pgx.Tx, m *spool.Message) error {
 }
 
 func (s *Spool) notifyDue(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel)
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, s.token)
 	return dbErr(err)
 }
 

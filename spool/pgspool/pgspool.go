@@ -20,7 +20,9 @@ package pgspool
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -56,6 +58,16 @@ type Options struct {
 	Node string
 	// Enqueued is called once per committed Enqueue, as spool.Options.Enqueued.
 	Enqueued func(spool.SourceKind)
+	// PeerWakeDelay is how long a wake-up from another node's commit waits
+	// before it is passed on (Notify), the ones arriving meanwhile merged
+	// into it; default 50ms, <0 passes each on at once. The committing
+	// node wakes at once and usually claims the message itself: without
+	// the delay every node ran a scheduling pass, and started a connection
+	// worker that took a slot and claimed in vain, for every message (the
+	// database statements per message doubled with three nodes). The
+	// others still look within the delay, for mail the committer cannot
+	// send (its slots or workers in use, or it died after the commit).
+	PeerWakeDelay time.Duration
 }
 
 // WithDefaults returns o with every zero field set to its default.
@@ -71,6 +83,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.PeerWakeDelay == 0 {
+		o.PeerWakeDelay = 50 * time.Millisecond
 	}
 	if o.Node == "" {
 		h, _ := os.Hostname()
@@ -101,6 +116,13 @@ type Spool struct {
 	closed bool
 
 	notify chan struct{}
+	// token is this Spool's NOTIFY payload: the listener tells its own
+	// commits (signalled locally already) from other nodes'.
+	token string
+	// peerWake is the pending delayed wake-up of other nodes' commits
+	// (nil: none pending); guarded by peerMu.
+	peerMu   sync.Mutex
+	peerWake *time.Timer
 	// channel is the LISTEN/NOTIFY channel: dueChannel, suffixed with the
 	// schema when the spool lives in one other than public (several
 	// spools may share a database, one schema each).
@@ -150,6 +172,12 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 		newID:  spool.NewIDFunc(nil),
 		notify: make(chan struct{}, 1),
 	}
+	token, err := newToken()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgspool: %w", err)
+	}
+	s.token = token
 	var schema string
 	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		pool.Close()
@@ -301,6 +329,11 @@ func (s *Spool) Close() error {
 	s.stopOnce.Do(func() {
 		s.stop()
 		s.loops.Wait()
+		s.peerMu.Lock()
+		if s.peerWake != nil {
+			s.peerWake.Stop()
+		}
+		s.peerMu.Unlock()
 	})
 	s.mu.Lock()
 	if s.closed {
@@ -338,6 +371,39 @@ func (s *Spool) signal() {
 	case s.notify <- struct{}{}:
 	default:
 	}
+}
+
+// signalPeer passes on a wake-up from another node's commit after
+// PeerWakeDelay, merging the ones that arrive meanwhile: the wait is
+// bounded by the delay from the first, however many follow.
+func (s *Spool) signalPeer() {
+	if s.opts.PeerWakeDelay < 0 {
+		s.signal()
+		return
+	}
+	s.peerMu.Lock()
+	defer s.peerMu.Unlock()
+	if s.peerWake != nil {
+		return // one is pending and covers this commit too
+	}
+	s.peerWake = time.AfterFunc(s.opts.PeerWakeDelay, func() {
+		// Cleared before signalling: a commit seen after the receiver's
+		// pass started arms a new one instead of being merged into a
+		// wake-up already consumed.
+		s.peerMu.Lock()
+		s.peerWake = nil
+		s.peerMu.Unlock()
+		s.signal()
+	})
+}
+
+// newToken returns a random NOTIFY payload naming this Spool.
+func newToken() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("reading randomness for the wake-up token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // listen keeps one connection LISTENing on the due channel and turns each
@@ -384,10 +450,17 @@ func (s *Spool) listenOnce(ctx context.Context, ready func()) error {
 	}
 	ready()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return dbErr(err)
 		}
-		s.signal()
+		if n.Payload == s.token {
+			// Our own commit: it signalled locally right after it
+			// committed, and LISTEN hands it back to us as well.
+			continue
+		}
+		// Another node's (or, empty, a node from before payloads).
+		s.signalPeer()
 	}
 }
 

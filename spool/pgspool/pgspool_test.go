@@ -195,3 +195,86 @@ func TestOnPostgres(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerWakeUps checks how a node is woken by commits: by its own at
+// once (locally, not a second time when LISTEN hands its own NOTIFY
+// back), by another node's after PeerWakeDelay, the ones arriving
+// meanwhile merged into one. Each node waking for every other node's
+// commit doubled the database statements per message with three nodes.
+func TestPeerWakeUps(t *testing.T) {
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const delay = 300 * time.Millisecond
+	open := func() *pgspool.Spool {
+		s, err := pgspool.Open(ctx, pgspool.Options{DSN: dsn, RescueInterval: -1, Logger: quiet, MaxConns: 4, PeerWakeDelay: delay})
+		if err != nil {
+			t.Fatalf("pgspool.Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	drain := func(s *pgspool.Spool) {
+		for len(s.Notify()) > 0 {
+			<-s.Notify()
+		}
+	}
+	r := spool.EnqueueRequest{From: "a@example.com", To: []string{"b@example.com"}, Account: "a"}
+	enqueue := func(s *pgspool.Spool) {
+		t.Helper()
+		if _, err := s.Enqueue(ctx, r, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitWake returns how long after start s was woken.
+	waitWake := func(s *pgspool.Spool, start time.Time) time.Duration {
+		t.Helper()
+		select {
+		case <-s.Notify():
+			return time.Since(start)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no wake-up within 30 s")
+			return 0
+		}
+	}
+
+	drain(a)
+	drain(b)
+	enqueue(a)
+	if len(a.Notify()) != 1 {
+		t.Fatal("the committing node was not woken by the time Enqueue returned")
+	}
+	drain(a)
+	// b's commit reaches a's listener after a's own, on the same
+	// connection: were a's own NOTIFY passed on, a would wake before b's
+	// delay ran out.
+	start := time.Now()
+	enqueue(b)
+	drain(b)
+	if d := waitWake(a, start); d < delay {
+		t.Fatalf("a woken %v after b's commit, before the peer delay %v: its own commit's NOTIFY woke it again", d, delay)
+	}
+	// The first of a burst of another node's commits starts the delay,
+	// which the rest do not extend: one wake-up, within the delay of the
+	// first (plus the machine's slack).
+	drain(b)
+	start = time.Now()
+	for range 5 {
+		enqueue(a)
+	}
+	took := time.Since(start)
+	d := waitWake(b, start)
+	if d < delay {
+		t.Fatalf("b woken %v after a's first commit, before the delay %v", d, delay)
+	}
+	if took < delay {
+		// Only when the burst fitted in the delay is one wake-up all of it.
+		select {
+		case <-b.Notify():
+			t.Fatal("b woken twice for a burst of commits within the delay")
+		case <-time.After(2 * delay):
+		}
+	}
+}
