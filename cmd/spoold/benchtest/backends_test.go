@@ -205,8 +205,10 @@ func BenchmarkSpoolBackends(b *testing.B) {
 						r := startBackend(b, v, pg, pgPID, sk.port())
 						warmUp(b, r, sk, sz.n, c)
 						count := *flagStatements && v.backend == "PostgreSQL"
+						var sessions0 int64
 						if count {
 							pg.ResetStatements(b)
+							sessions0 = pg.Sessions(b)
 						}
 						row := measure(b, r, sk, sz.bytes, sz.n, c, false)
 						stopRelay(b, r)
@@ -217,6 +219,8 @@ func BenchmarkSpoolBackends(b *testing.B) {
 							// noise against thousands of messages.
 							stmts := pg.Statements(b)
 							sc := countStatements(stmts, sz.n-row.Errors)
+							// Less the session of this reading itself.
+							sc["sessions"] = float64(pg.Sessions(b)-sessions0-1) / float64(sz.n-row.Errors)
 							if testing.Verbose() {
 								for _, st := range stmts {
 									b.Logf("  %6.2f/msg %-10s %.160s", float64(st.Calls)/float64(sz.n-row.Errors), stmtKind(st.Query), strings.Join(strings.Fields(st.Query), " "))

@@ -76,10 +76,14 @@ func countStatements(stmts []pgtest.Statement, msgs int) stmtCounts {
 	return out
 }
 
+// total is the statements per message; the sessions opened are no
+// statements and are left out.
 func (c stmtCounts) total() float64 {
 	t := 0.0
-	for _, v := range c {
-		t += v
+	for k, v := range c {
+		if k != "sessions" {
+			t += v
+		}
 	}
 	return t
 }
@@ -96,10 +100,11 @@ func writeStatements(w io.Writer, rows []backendRow) {
 	if len(pg) == 0 {
 		return
 	}
-	io.WriteString(w, "Database statements per delivered message (pg_stat_statements from after the warm-up until the nodes stopped; median of the repetitions):\n\n")
-	io.WriteString(w, "| nodes | C | total | "+strings.Join(stmtKinds, " | ")+" |\n|"+strings.Repeat(" --- |", len(stmtKinds)+3)+"\n")
+	io.WriteString(w, "Database sessions opened and statements run per delivered message (pg_stat_database, pg_stat_statements from after the warm-up until the nodes stopped; median of the repetitions):\n\n")
+	io.WriteString(w, "| nodes | C | sessions opened | total | "+strings.Join(stmtKinds, " | ")+" |\n|"+strings.Repeat(" --- |", len(stmtKinds)+4)+"\n")
 	for _, r := range pg {
-		fmt.Fprintf(w, "| %d | %d | %.1f |", r.Nodes, r.Clients, medianOf(r.Stmts, func(c stmtCounts) float64 { return c.total() }))
+		fmt.Fprintf(w, "| %d | %d | %.2f | %.1f |", r.Nodes, r.Clients, medianOf(r.Stmts, func(c stmtCounts) float64 { return c["sessions"] }),
+			medianOf(r.Stmts, func(c stmtCounts) float64 { return c.total() }))
 		for _, k := range stmtKinds {
 			fmt.Fprintf(w, " %.2f |", medianOf(r.Stmts, func(c stmtCounts) float64 { return c[k] }))
 		}
@@ -144,7 +149,7 @@ func TestStatementKinds(t *testing.T) {
 }
 
 func fmtCounts(c stmtCounts) string {
-	var parts []string
+	parts := []string{fmt.Sprintf("sessions opened %.2f", c["sessions"])}
 	for _, k := range stmtKinds {
 		if c[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.2f", k, c[k]))

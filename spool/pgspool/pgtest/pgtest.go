@@ -319,6 +319,27 @@ func (c *Cluster) Statements(t testing.TB) []Statement {
 		WHERE query NOT LIKE '%pg_stat_statements%' GROUP BY query ORDER BY 2 DESC, 1`)
 }
 
+// Sessions returns how many sessions (connections) the server has
+// accepted so far, over every database: each is a backend process forked
+// and authenticated, work no statement count shows.
+func (c *Cluster) Sessions(t testing.TB) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: connecting to the cluster: %v", err)
+	}
+	defer conn.Close(ctx)
+	// Statistics are read once per transaction from a snapshot; outside
+	// one each query sees fresh counts.
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT coalesce(sum(sessions), 0)::bigint FROM pg_stat_database").Scan(&n); err != nil {
+		t.Fatalf("pgtest: reading pg_stat_database: %v", err)
+	}
+	return n
+}
+
 func (c *Cluster) statements(t testing.TB, q string) []Statement {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
