@@ -182,6 +182,14 @@ func (s *Spool) limitKey(kind, account string) int32 {
 
 // AcquireSlot takes a free connection slot of account among limit
 // (cluster-wide), or returns ErrNoSlot when all are taken.
+//
+// A slot needs a session of its own, and opening one forks a backend:
+// with several nodes most attempts find every slot taken, and opening a
+// session (and trying each slot in turn) only to learn that was most of
+// the cost of taking slots. So the held slots are first read on a pooled
+// connection (freeSlots), and a session is opened only when one looked
+// free, trying those first. The lock stays the truth: a slot taken
+// between the look and the lock is refused by pg_try_advisory_lock.
 func (s *Spool) AcquireSlot(ctx context.Context, account string, limit int) (*Slot, error) {
 	if account == "" || limit <= 0 {
 		return nil, fmt.Errorf("pgspool: connection slot: %w: account and a positive limit are required", spool.ErrInvalid)
@@ -190,12 +198,19 @@ func (s *Spool) AcquireSlot(ctx context.Context, account string, limit int) (*Sl
 		return nil, fmt.Errorf("pgspool: connection slot of %s: %w", account, err)
 	}
 	defer s.end()
+	k1 := s.slotKey(account)
+	free, err := s.freeSlots(ctx, k1, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgspool: connection slot of %s: reading the slots held: %w", account, dbErr(err))
+	}
+	if len(free) == 0 {
+		return nil, fmt.Errorf("%w: %s has %d", ErrNoSlot, account, limit)
+	}
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("pgspool: connection slot of %s: %w", account, dbErr(err))
 	}
-	k1 := s.slotKey(account)
-	for i := 0; i < limit; i++ {
+	for _, i := range free {
 		var ok bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", k1, int32(i)).Scan(&ok); err != nil {
 			conn.Close(context.Background())
@@ -209,8 +224,42 @@ func (s *Spool) AcquireSlot(ctx context.Context, account string, limit int) (*Sl
 			return sl, nil
 		}
 	}
+	// Every slot that looked free was taken meanwhile by another session.
 	conn.Close(context.Background())
 	return nil, fmt.Errorf("%w: %s has %d", ErrNoSlot, account, limit)
+}
+
+// freeSlots returns the indexes below limit of the slots with first key
+// k1 that no session holds now, lowest first. pg_locks lists every
+// session's locks (any role may read it); a lock taken with two int4 keys
+// shows the first as classid and the second as objid, both as oid (so
+// unsigned: a negative key reads as itself plus 2^32), with objsubid 2.
+// https://www.postgresql.org/docs/current/view-pg-locks.html
+func (s *Spool) freeSlots(ctx context.Context, k1 int32, limit int) ([]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT objid::bigint FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 2
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND classid::bigint = $1 AND objid::bigint < $2`, int64(uint32(k1)), int64(limit))
+	if err != nil {
+		return nil, err
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	taken := make([]bool, limit)
+	for _, i := range held {
+		if i >= 0 && i < int64(limit) {
+			taken[i] = true
+		}
+	}
+	var free []int
+	for i, t := range taken {
+		if !t {
+			free = append(free, i)
+		}
+	}
+	return free, nil
 }
 
 // AcquireConnSlot is AcquireSlot for spool.ClusterLimits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -341,5 +342,118 @@ func TestSlotLostOnASilentLink(t *testing.T) {
 	}
 	if err := sl.Release(); err != nil {
 		t.Errorf("releasing a lost slot: %v", err)
+	}
+}
+
+// dialCounter forwards connections to a PostgreSQL unix socket through a
+// socket of its own and counts them: each is a session the server forks
+// a backend for.
+type dialCounter struct {
+	dir   string
+	dials atomic.Int64
+}
+
+// countDials serves the socket of dsn's host from a new directory and
+// returns the counter and dsn pointing there.
+func countDials(t *testing.T, dsn string) (*dialCounter, string) {
+	t.Helper()
+	var host string
+	for _, f := range strings.Fields(dsn) {
+		if h, ok := strings.CutPrefix(f, "host="); ok {
+			host = h
+		}
+	}
+	socks, _ := filepath.Glob(filepath.Join(host, ".s.PGSQL.*"))
+	var sock string
+	for _, s := range socks {
+		if !strings.HasSuffix(s, ".lock") {
+			sock = s
+		}
+	}
+	if sock == "" {
+		t.Fatalf("no PostgreSQL socket in %q (DSN %q)", host, dsn)
+	}
+	d := &dialCounter{dir: t.TempDir()}
+	ln, err := net.Listen("unix", filepath.Join(d.dir, filepath.Base(sock)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d.dials.Add(1)
+			up, err := net.Dial("unix", sock)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+				c.Close()
+			}()
+		}
+	}()
+	return d, strings.Replace(dsn, "host="+host, "host="+d.dir, 1)
+}
+
+// TestSlotRefusedWithoutASession checks that a node finding every slot of
+// an account held by other nodes says so without opening a session (a
+// backend forked for each refusal was most of what three nodes spent on
+// slots), and that it takes a freed slot at its index.
+func TestSlotRefusedWithoutASession(t *testing.T) {
+	cluster := pgtest.Start(t)
+	ctx := context.Background()
+	dsn := cluster.NewSchema(t)
+	other := openPG(t, dsn, conformance.Config{RescueInterval: -1})
+	counter, proxied := countDials(t, dsn)
+	node := openPG(t, proxied, conformance.Config{RescueInterval: -1})
+	// Accounts of both signs of the first advisory key (pg_locks shows it
+	// as an unsigned oid): with four, one of each is all but certain, and
+	// each must be read right.
+	for _, account := range []string{"m365", "gmail", "scan@example.com", "relay"} {
+		var held []*pgspool.Slot
+		for i := 0; i < 3; i++ {
+			sl, err := other.AcquireSlot(ctx, account, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, sl)
+		}
+		before := counter.dials.Load()
+		for i := 0; i < 10; i++ {
+			if _, err := node.AcquireSlot(ctx, account, 3); !errors.Is(err, pgspool.ErrNoSlot) {
+				t.Fatalf("%s: every slot held by another node, AcquireSlot: %v; want ErrNoSlot", account, err)
+			}
+		}
+		if n := counter.dials.Load() - before; n != 0 {
+			t.Errorf("%s: 10 refusals opened %d database sessions; want none (the held slots are read on a pooled connection)", account, n)
+		}
+		if err := held[1].Release(); err != nil {
+			t.Fatal(err)
+		}
+		sl, err := node.AcquireSlot(ctx, account, 3)
+		if err != nil || sl.Index() != held[1].Index() {
+			t.Fatalf("%s: after slot %d was released: %v, %v; want that slot", account, held[1].Index(), sl, err)
+		}
+		if n := counter.dials.Load() - before; n != 1 {
+			t.Errorf("%s: taking a free slot opened %d sessions; want 1 (the slot's own)", account, n)
+		}
+		// The slot taken is held: the other node is refused it now.
+		if _, err := other.AcquireSlot(ctx, account, 3); !errors.Is(err, pgspool.ErrNoSlot) {
+			t.Fatalf("%s: a slot taken after the look is not held: %v", account, err)
+		}
+		sl.Release()
+		held[0].Release()
+		held[2].Release()
 	}
 }
