@@ -190,6 +190,9 @@ type account struct {
 	// connection at a time, so an upstream that is down on arrival costs
 	// one connection's failures, not one per connection slot.
 	reached bool
+	// slotsFullAt: when takeSlot last found every slot shared by the
+	// nodes taken; zero once a slot of ours is given back (cluster.go).
+	slotsFullAt time.Time
 }
 
 // Engine schedules and performs deliveries. Safe for concurrent use.
@@ -586,7 +589,7 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		case a.hold.active(now):
 			if fb := e.fallbackLocked(a, now); fb != nil {
 				// The fallback sends the held account's mail, within its own limits.
-				if !e.blockedLocked(fb, now) && fb.conns < fb.connLimit && e.workers < e.opts.Workers {
+				if !e.blockedLocked(fb, now) && fb.conns < fb.connLimit && e.workers < e.opts.Workers && !e.slotsPausedLocked(fb, now, earlier) {
 					fb.conns++
 					e.workers++
 					e.wg.Add(1)
@@ -620,6 +623,9 @@ func (e *Engine) schedule(ctx context.Context) time.Time {
 		case !a.reached && a.conns > 0:
 			// Slow start: the connection being opened reports first
 			// (connected or connLevelFailed kick us).
+			e.mu.Unlock()
+		case e.slotsPausedLocked(a, now, earlier):
+			// The nodes held every slot a moment ago (cluster.go).
 			e.mu.Unlock()
 		case a.conns < a.connLimit && e.workers < e.opts.Workers:
 			// One new connection per pass; a worker that claims a message
