@@ -88,14 +88,17 @@ const slotRetry = time.Second
 // does not connect, and tries again later.
 func (e *Engine) takeSlot(a *account) (g *connGuard, ok bool) {
 	g = &connGuard{stop: make(chan struct{}), done: make(chan struct{})}
-	g.ctx, g.cancel = context.WithCancel(e.hard)
-	g.soft, g.cancelSoft = context.WithCancel(e.soft)
+	e.mu.Lock() // Run sets them; a test send may come before it does
+	soft, hard := e.soft, e.hard
+	e.mu.Unlock()
+	g.ctx, g.cancel = context.WithCancel(hard)
+	g.soft, g.cancelSoft = context.WithCancel(soft)
 	cl := e.cluster()
 	if cl == nil {
 		close(g.done)
 		return g, true
 	}
-	ctx, cancel := context.WithTimeout(e.soft, 10*time.Second)
+	ctx, cancel := context.WithTimeout(soft, 10*time.Second)
 	defer cancel()
 	slot, err := cl.AcquireConnSlot(ctx, a.cfg.Name, a.cfg.MaxConnections)
 	switch {
@@ -108,7 +111,7 @@ func (e *Engine) takeSlot(a *account) (g *connGuard, ok bool) {
 		a.slotsFullAt = e.opts.Clock()
 		e.mu.Unlock()
 		e.log.Debug("every connection slot of the account is in use on the nodes; waiting", "account", a.cfg.Name, "limit", a.cfg.MaxConnections)
-	case e.soft.Err() == nil:
+	case soft.Err() == nil:
 		e.log.Warn("taking a connection slot shared by the nodes; trying again shortly", "account", a.cfg.Name, "err", err)
 	}
 	close(g.done)
