@@ -3,16 +3,12 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/auth/seal"
-	"github.com/spoold/spoold/spool/pgspool"
 	"github.com/spoold/spoold/spool/pgspool/pgtest"
 )
 
@@ -24,17 +20,8 @@ func TestClusterRefreshOncePerGrant(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	e := newEnv(t)
 	kr := seal.NewKeyring(nil, mustSealKey(t))
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var nodes []*auth.Manager
-	var sps []*pgspool.Spool
-	for i := range 3 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		sps = append(sps, sp)
-	}
+	sps := pgtest.Nodes(t, dsn, 3, nil)
 	e.srv.SetRotate(true)
 	nodes = append(nodes, e.startOn(sps[0], kr))
 	e.mustLogin()
@@ -89,16 +76,7 @@ func TestClusterSignInSeenAtOnceByOtherNodes(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	e := newEnv(t)
 	kr := seal.NewKeyring(nil, mustSealKey(t))
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var sps []*pgspool.Spool
-	for i := range 2 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		sps = append(sps, sp)
-	}
+	sps := pgtest.Nodes(t, dsn, 2, nil)
 	e.startOn(sps[0], kr)
 	opts := e.opts
 	opts.Sealer = kr
@@ -143,16 +121,7 @@ func TestClusterSignInSeenAtOnceByOtherNodes(t *testing.T) {
 func TestClusterSignInDuringRefreshElsewhereStays(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	e := newEnv(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var sps []*pgspool.Spool
-	for i := range 2 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		sps = append(sps, sp)
-	}
+	sps := pgtest.Nodes(t, dsn, 2, nil)
 	e.srv.SetRotate(true)
 	first := e.startOn(sps[0], nil)
 	e.mustLogin()
@@ -197,16 +166,7 @@ func TestClusterSignInDuringRefreshElsewhereStays(t *testing.T) {
 func TestClusterSignOutNotUndoneByOtherNode(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	e := newEnv(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var sps []*pgspool.Spool
-	for i := range 2 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		sps = append(sps, sp)
-	}
+	sps := pgtest.Nodes(t, dsn, 2, nil)
 	first := e.startOn(sps[0], nil)
 	e.mustLogin()
 	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)

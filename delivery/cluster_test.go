@@ -29,19 +29,17 @@ func clusterEngines(t *testing.T, acct AccountConfig) []*pgspool.Spool {
 func clusterEnginesOn(t *testing.T, dsn string, acct AccountConfig, tune func(po *pgspool.Options, eo *Options)) []*pgspool.Spool {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var sps []*pgspool.Spool
-	for i := range 3 {
-		po := pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quiet, RescueInterval: -1}
-		eo := Options{Owner: fmt.Sprintf("node-%d", i), ShutdownTimeout: time.Second, Logger: quiet, Hostname: "spoold.test"}
+	eos := make([]Options, 3)
+	sps := pgtest.Nodes(t, dsn, 3, func(i int, po *pgspool.Options) {
+		eos[i] = Options{Owner: po.Node, ShutdownTimeout: time.Second, Logger: quiet, Hostname: "spoold.test"}
 		if tune != nil {
-			tune(&po, &eo)
+			tune(po, &eos[i])
 		}
-		sp, err := pgspool.Open(context.Background(), po)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		eng, err := New([]AccountConfig{acct}, sp, newTokens(), eo)
+	})
+	// Registered after the spools' cleanups, so each engine stops before
+	// its spool closes.
+	for i, sp := range sps {
+		eng, err := New([]AccountConfig{acct}, sp, newTokens(), eos[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +47,6 @@ func clusterEnginesOn(t *testing.T, dsn string, acct AccountConfig, tune func(po
 		done := make(chan error, 1)
 		go func() { done <- eng.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
-		sps = append(sps, sp)
 	}
 	return sps
 }
@@ -136,11 +133,7 @@ func (b *budgetHook) BudgetRecord(ctx context.Context, account, id, own string, 
 func TestClusterBudgetCountsEachSendOnce(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "node-0", Logger: quiet, RescueInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
+	sp := pgtest.Nodes(t, dsn, 1, nil)[0]
 	hook := &budgetHook{Spool: sp}
 	acct := AccountConfig{Name: "m365", Transport: "file", Dir: t.TempDir(), DailyRecipientLimit: 2}
 	e, err := New([]AccountConfig{acct}, hook, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})
@@ -375,11 +368,7 @@ func TestClusterTestSendTakesASlot(t *testing.T) {
 	t.Cleanup(up.Close)
 	dsn := pgtest.Start(t).NewSchema(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "node-0", Logger: quiet, RescueInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
+	sp := pgtest.Nodes(t, dsn, 1, nil)[0]
 	acct := testAccount(up)
 	acct.MaxConnections = 2
 	e, err := New([]AccountConfig{acct}, sp, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})

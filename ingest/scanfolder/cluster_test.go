@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/spoold/spoold/spool"
-	"github.com/spoold/spoold/spool/pgspool"
 	"github.com/spoold/spoold/spool/pgspool/pgtest"
 )
 
@@ -19,15 +18,7 @@ import (
 func TestTwoNodesOneFolderSendEachFileOnce(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	dir := t.TempDir()
-	var sps []*pgspool.Spool
-	for i := range 2 {
-		sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: fmt.Sprintf("node-%d", i), Logger: quietLogger(), RescueInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		sps = append(sps, sp)
-	}
+	sps := pgtest.Nodes(t, dsn, 2, nil)
 	a := startIn(t, dir, sps[0], nil, nil)
 	startIn(t, dir, sps[1], nil, nil)
 	data := sample(t, "sample.pdf")
