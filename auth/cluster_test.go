@@ -9,6 +9,7 @@ import (
 
 	"github.com/spoold/spoold/auth"
 	"github.com/spoold/spoold/auth/seal"
+	"github.com/spoold/spoold/spool/pgspool"
 	"github.com/spoold/spoold/spool/pgspool/pgtest"
 )
 
@@ -123,18 +124,9 @@ func TestClusterSignInDuringRefreshElsewhereStays(t *testing.T) {
 	e := newEnv(t)
 	sps := pgtest.Nodes(t, dsn, 2, nil)
 	e.srv.SetRotate(true)
-	first := e.startOn(sps[0], nil)
-	e.mustLogin()
-	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Close() })
+	first, other := e.signedInOnTwoNodes(t, sps)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := other.AccessToken(ctx, testAccount); err != nil {
-		t.Fatal(err)
-	}
 	e.clock.Advance(2 * time.Hour) // node-1's token is stale: its next call refreshes the old grant
 	refreshes := e.srv.Calls("token:refresh_token")
 	e.srv.SetDelay(time.Second)
@@ -167,18 +159,9 @@ func TestClusterSignOutNotUndoneByOtherNode(t *testing.T) {
 	dsn := pgtest.Start(t).NewSchema(t)
 	e := newEnv(t)
 	sps := pgtest.Nodes(t, dsn, 2, nil)
-	first := e.startOn(sps[0], nil)
-	e.mustLogin()
-	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Close() })
+	first, other := e.signedInOnTwoNodes(t, sps)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := other.AccessToken(ctx, testAccount); err != nil {
-		t.Fatal(err)
-	}
 	if err := first.Logout(ctx, testAccount); err != nil {
 		t.Fatal(err)
 	}
@@ -193,4 +176,24 @@ func TestClusterSignOutNotUndoneByOtherNode(t *testing.T) {
 	if _, ok, err := sps[0].AccountGet(ctx, testAccount, auth.TokenKey); err != nil || ok {
 		t.Errorf("the grant is stored again after the sign-out (found %v, err %v)", ok, err)
 	}
+}
+
+// signedInOnTwoNodes signs the account in through a manager on sps[0]
+// and returns it with a second manager, on sps[1], that has a token of
+// that grant already.
+func (e *env) signedInOnTwoNodes(t *testing.T, sps []*pgspool.Spool) (first, other *auth.Manager) {
+	t.Helper()
+	first = e.startOn(sps[0], nil)
+	e.mustLogin()
+	other, err := auth.NewManager([]auth.AccountConfig{e.cfg()}, sps[1], e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := other.AccessToken(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	return first, other
 }

@@ -54,11 +54,7 @@ func clusterEnginesOn(t *testing.T, dsn string, acct AccountConfig, tune func(po
 // Microsoft counts concurrent connections per mailbox: three nodes with a
 // cap of 2 open at most 2 sessions together, and all mail still goes.
 func TestClusterConnectionCapAcrossNodes(t *testing.T) {
-	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir(), SessionDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{Dir: t.TempDir(), SessionDelay: 50 * time.Millisecond})
 	acct := testAccount(up)
 	acct.MaxConnections, acct.MaxMessagesPerConnection = 2, 3 // short connections: many openings race
 	sps := clusterEngines(t, acct)
@@ -81,11 +77,7 @@ func TestClusterConnectionCapAcrossNodes(t *testing.T) {
 // The daily recipient budget is the mailbox's: three nodes together send
 // no more than the limit, and the rest waits (held, not refused).
 func TestClusterBudgetAcrossNodes(t *testing.T) {
-	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{Dir: t.TempDir()})
 	acct := testAccount(up)
 	acct.DailyRecipientLimit = 5
 	sps := clusterEngines(t, acct)
@@ -273,11 +265,7 @@ func (c *stallConn) Close() error {
 // mid-transfer on a stalled link) are closed before the database is back
 // and the nodes take the slots again. Nothing is lost.
 func TestClusterConnectionCapAcrossDatabaseRestart(t *testing.T) {
-	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir(), SessionDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{Dir: t.TempDir(), SessionDelay: 20 * time.Millisecond})
 	link := newStallLink()
 	t.Cleanup(link.flow) // never leave a send stuck past the test
 	acct := testAccount(up)
@@ -361,11 +349,7 @@ func TestClusterConnectionCapAcrossDatabaseRestart(t *testing.T) {
 // A test send is a connection to the mailbox like the others: on a shared
 // spool it takes one of the account's slots, and says so when none is free.
 func TestClusterTestSendTakesASlot(t *testing.T) {
-	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{Dir: t.TempDir()})
 	dsn := pgtest.Start(t).NewSchema(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sp := pgtest.Nodes(t, dsn, 1, nil)[0]

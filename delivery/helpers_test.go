@@ -81,11 +81,7 @@ func newHarness(t testing.TB, o hopt) *harness {
 	if o.up.Dir == "" {
 		o.up.Dir = t.TempDir() // its CA file: nothing outside the test's own directory
 	}
-	up, err := smtpfake.Start(o.up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, o.up)
 	h := &harness{t: t, clock: newClock(), tokens: newTokens(), up: up, logs: &logBuffer{}}
 	h.sp = newFakeSpool(t, h.clock.Now)
 	acc := testAccount(up)
@@ -98,6 +94,7 @@ func newHarness(t testing.TB, o hopt) *harness {
 	if o.opts != nil {
 		o.opts(&opts)
 	}
+	var err error
 	h.eng, err = New([]AccountConfig{acc}, h.sp, h.tokens, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -154,3 +151,14 @@ func (h *harness) waitState(id string, st spool.State) *spool.Message {
 }
 
 func readFile(dir, name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
+
+// startUpstream starts a fake upstream that stops when the test ends.
+func startUpstream(t testing.TB, o smtpfake.Options) *smtpfake.Server {
+	t.Helper()
+	up, err := smtpfake.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	return up
+}

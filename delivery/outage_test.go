@@ -38,11 +38,7 @@ type outageRig struct {
 
 func newOutageRig(t *testing.T, opts func(*Options)) *outageRig {
 	t.Helper()
-	up, err := smtpfake.Start(smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{TLS: "none", Auth: "none", Dir: t.TempDir()})
 	clock := newClock()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// No rescuer: the test moves the clock in jumps, and nothing may lose

@@ -52,11 +52,7 @@ func (s *recoverOnPark) Postpone(ctx context.Context, id, owner string, next tim
 // that needs authorization.
 func signInHarness(t *testing.T) (*recoverOnPark, *smtpfake.Server, *fakeTokens) {
 	t.Helper()
-	srv, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := startUpstream(t, smtpfake.Options{Dir: t.TempDir()})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sp := &recoverOnPark{Spool: spooltest.OpenTemp(t, spool.Options{Logger: quiet})}
 	tok := newTokens()
@@ -147,18 +143,10 @@ func TestSignInWhileSchedulerParksReleasesMessage(t *testing.T) {
 // re-read of the account record, or, for mail parked in that moment,
 // for the whole authorization hold.
 func TestSignedInElsewhereSendsNewMailAtOnce(t *testing.T) {
-	up, err := smtpfake.Start(smtpfake.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(up.Close)
+	up := startUpstream(t, smtpfake.Options{Dir: t.TempDir()})
 	dsn := pgtest.Start(t).NewSchema(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp, err := pgspool.Open(context.Background(), pgspool.Options{DSN: dsn, Node: "node-1", Logger: quiet, RescueInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
+	sp := pgtest.Nodes(t, dsn, 1, func(_ int, o *pgspool.Options) { o.Node = "node-1" })[0]
 	tok := newTokens()
 	tok.set("", auth.ErrNeedsReauth)
 	eng, err := New([]AccountConfig{testAccount(up)}, sp, tok, Options{Owner: "node-1", ShutdownTimeout: time.Second, Logger: quiet, Hostname: "spoold.test"})
