@@ -11,6 +11,7 @@ package pgtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -221,31 +222,34 @@ func (c *Cluster) DSN(db string) string {
 	return fmt.Sprintf("host=%s user=%s dbname=%s sslmode=disable", c.sockDir, superuser, db)
 }
 
+// errUnreachable is exec's error when the cluster cannot be reached: at a
+// test's end it is gone already, and there is nothing left to drop.
+var errUnreachable = errors.New("cannot connect to the cluster")
+
+// exec runs one statement on a connection of its own to database db.
+func (c *Cluster) exec(db, sql string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN(db))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
 // NewDatabase creates an empty database, dropped at the end of the test,
 // and returns its DSN: tests share one cluster but never each other's data.
 func (c *Cluster) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("t%d", c.dbs.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-	if err != nil {
-		t.Fatalf("pgtest: connecting to the cluster: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := c.exec("postgres", "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("pgtest: creating database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-		if err != nil {
-			return // the cluster is gone already: nothing to drop
-		}
-		defer conn.Close(ctx)
 		// FORCE: a test that failed may have left a connection open.
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := c.exec("postgres", "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil && !errors.Is(err, errUnreachable) {
 			t.Errorf("pgtest: dropping database %s: %v", name, err)
 		}
 	})
@@ -258,38 +262,16 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 // (no checkpoint, no copy of template1), for tests that open many.
 func (c *Cluster) NewSchema(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c.sharedOnce.Do(func() {
-		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-		if err != nil {
-			c.sharedErr = err
-			return
-		}
-		defer conn.Close(ctx)
-		_, c.sharedErr = conn.Exec(ctx, "CREATE DATABASE schemas")
-	})
+	c.sharedOnce.Do(func() { c.sharedErr = c.exec("postgres", "CREATE DATABASE schemas") })
 	if c.sharedErr != nil {
 		t.Fatalf("pgtest: creating the database for schemas: %v", c.sharedErr)
 	}
 	name := fmt.Sprintf("s%d", c.dbs.Add(1))
-	conn, err := pgx.Connect(ctx, c.DSN("schemas"))
-	if err != nil {
-		t.Fatalf("pgtest: connecting to the cluster: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+	if err := c.exec("schemas", "CREATE SCHEMA "+name); err != nil {
 		t.Fatalf("pgtest: creating schema %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, c.DSN("schemas"))
-		if err != nil {
-			return // the cluster is gone already
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
+		if err := c.exec("schemas", "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil && !errors.Is(err, errUnreachable) {
 			t.Errorf("pgtest: dropping schema %s: %v", name, err)
 		}
 	})
