@@ -52,8 +52,11 @@ type Options struct {
 	DeliveredRetention time.Duration    // delivered records kept; default 24h
 	RescueInterval     time.Duration    // rescuer period; default 30s; <0 disables
 	HistoryLimit       int              // attempts kept per message; default 20
-	MaxConns           int32            // connection pool size; default 16
-	ConnectTimeout     time.Duration    // per connection attempt; default 5s
+	// MaxConns is the connection pool size. Zero takes pool_max_conns
+	// from the DSN (pgx's own key, so an admin sizes the pool where the
+	// PostgreSQL docs and pgx's say), else defaultPoolSize.
+	MaxConns       int32
+	ConnectTimeout time.Duration // per connection attempt; default 5s
 	// Node names this process in spool_nodes; default hostname:pid.
 	Node string
 	// Enqueued is called once per committed Enqueue, as spool.Options.Enqueued.
@@ -79,9 +82,6 @@ func (o Options) WithDefaults() Options {
 		DeliveredRetention: o.DeliveredRetention, RescueInterval: o.RescueInterval, HistoryLimit: o.HistoryLimit}.WithDefaults()
 	o.Clock, o.Logger, o.LeaseDuration = c.Clock, c.Logger, c.LeaseDuration
 	o.DeliveredRetention, o.RescueInterval, o.HistoryLimit = c.DeliveredRetention, c.RescueInterval, c.HistoryLimit
-	if o.MaxConns <= 0 {
-		o.MaxConns = 16
-	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 5 * time.Second
 	}
@@ -93,6 +93,51 @@ func (o Options) WithDefaults() Options {
 		o.Node = h + ":" + strconv.Itoa(os.Getpid())
 	}
 	return o
+}
+
+// poolConfig parses the DSN into the pool's configuration with spoold's
+// settings on top.
+func poolConfig(opts Options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		// pgx's parse errors can quote the string, password included.
+		return nil, fmt.Errorf("pgspool: %w: spool.dsn is not a valid PostgreSQL connection string", spool.ErrInvalid)
+	}
+	cfg.MaxConns = poolSize(opts.MaxConns, cfg.MaxConns, dsnSetsPoolSize(opts.DSN))
+	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	// Durable before return, whatever the server's default.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "spoold"
+	return cfg, nil
+}
+
+// defaultPoolSize is the pool a node opens when neither Options nor the DSN
+// size it: enough for the SMTP sessions committing at once on two cores.
+const defaultPoolSize = 16
+
+// poolSize picks the pool size: the caller's, then the DSN's
+// pool_max_conns (parsed already into fromDSN), then defaultPoolSize.
+// Before, the DSN's value was overwritten without a word.
+func poolSize(explicit, fromDSN int32, dsnSets bool) int32 {
+	switch {
+	case explicit > 0:
+		return explicit
+	case dsnSets:
+		return fromDSN
+	}
+	return defaultPoolSize
+}
+
+// dsnSetsPoolSize reports whether the DSN has pool_max_conns: pgxpool
+// removes the key as it parses, and fills in its own default (4 or the
+// CPU count) when it is absent, so the parsed value cannot tell.
+func dsnSetsPoolSize(dsn string) bool {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return false
+	}
+	_, ok := c.RuntimeParams["pool_max_conns"]
+	return ok
 }
 
 // chunkSize is the largest body chunk row: big enough that a 35 MB scan is
@@ -151,16 +196,10 @@ func Open(ctx context.Context, opts Options) (*Spool, error) {
 	if opts.DSN == "" {
 		return nil, fmt.Errorf("pgspool: %w: spool.dsn is empty: give a PostgreSQL connection string", spool.ErrInvalid)
 	}
-	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	cfg, err := poolConfig(opts)
 	if err != nil {
-		// pgx's parse errors can quote the string, password included.
-		return nil, fmt.Errorf("pgspool: %w: spool.dsn is not a valid PostgreSQL connection string", spool.ErrInvalid)
+		return nil, err
 	}
-	cfg.MaxConns = opts.MaxConns
-	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
-	// Durable before return, whatever the server's default.
-	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
-	cfg.ConnConfig.RuntimeParams["application_name"] = "spoold"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgspool: connecting: %w", dbErr(err))
