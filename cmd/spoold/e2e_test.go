@@ -118,7 +118,10 @@ func TestEmbeddedDefaultEndToEnd(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	// The start-up line says what is watched and where mail goes.
+	// The start-up line says what is watched and where mail goes. It is
+	// logged just after the HTTP listener (and so /readyz) is up, and
+	// reaches logs through exec's copy of the pipe: wait for it.
+	waitUp("the start-up line", 30*time.Second, func() bool { return strings.Contains(logs.String(), `"msg":"spoold started"`) })
 	for _, want := range []string{`"smtp":"local ` + smtpAddr + ` (tls none)"`, `"scan_folders":"./scans -> outbox"`, `"accounts":"outbox: .eml files in ./data/outbox"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("start-up log lacks %s", want)
