@@ -57,7 +57,19 @@ type VaultOptions struct {
 	// Required reports whether a record that does not open stops the start
 	// (a configured account's); others are only logged. nil: all required.
 	Required func(account string) bool
+	// Shared says other spoold nodes read the same records (a PostgreSQL
+	// spool): Rotate then refuses, because it would seal every token under
+	// a key only this node has, and the others could no longer open them.
+	Shared bool
 }
+
+// ErrSharedRotation refuses `spoolctl keys rotate` on a spool several nodes
+// share, with the rolling procedure that keeps every node able to open
+// every token at each step.
+var ErrSharedRotation = errors.New("the tokens are in a spool other nodes share, and a rotation here would seal them under a key only this node has: " +
+	"create a new key with `spoolctl keys generate`; on every node add it under secrets.previous_keys and restart; " +
+	"then on every node make it secrets.key with the old key under secrets.previous_keys and restart (each restart re-seals the tokens under the new key); " +
+	"when every node runs the new key, drop the old one")
 
 // Vault is the daemon's keyring over its records: it opens them at
 // start-up and rotates the key while running.
@@ -71,6 +83,7 @@ type Vault struct {
 	// required: see VaultOptions.Required; a record of another account that
 	// no key opens does not stop a rotation either.
 	required func(account string) bool
+	shared   bool
 
 	mu sync.Mutex // one rotation at a time
 }
@@ -134,7 +147,7 @@ func OpenVault(ctx context.Context, o Options, recs Records, key string, vo Vaul
 		}
 		others = append(others, k)
 	}
-	v := &Vault{src: src, kr: NewKeyring(vo.Rand, primary, others...), recs: recs, key: key, log: log.With("component", "secrets"), rand: vo.Rand, required: vo.Required}
+	v := &Vault{src: src, kr: NewKeyring(vo.Rand, primary, others...), recs: recs, key: key, log: log.With("component", "secrets"), rand: vo.Rand, required: vo.Required, shared: vo.Shared}
 	rep, err := Reseal(ctx, recs, v.kr, key)
 	res.Report = rep
 	if err != nil {
@@ -216,6 +229,9 @@ func (v *Vault) Rotate(ctx context.Context) (RotateResult, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	res := RotateResult{OldKeyID: v.kr.Primary().ID(), KeyFile: v.src.Name}
+	if v.shared {
+		return res, ErrSharedRotation
+	}
 	nk, err := v.src.BeginRotation(v.rand)
 	if err != nil {
 		return res, err

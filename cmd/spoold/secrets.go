@@ -48,7 +48,7 @@ func (d *daemon) openSecrets(ctx context.Context, p *plan, spoolOpts spool.Optio
 			scrub = true
 		}
 	}
-	v, res, err := seal.OpenVault(ctx, p.secrets, d.spool, auth.TokenKey, seal.VaultOptions{Logger: d.log, Required: configured})
+	v, res, err := seal.OpenVault(ctx, p.secrets, d.spool, auth.TokenKey, seal.VaultOptions{Logger: d.log, Required: configured, Shared: p.backend.kind == configs.SpoolPostgres})
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}
