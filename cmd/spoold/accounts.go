@@ -54,6 +54,7 @@ type daemonAccounts struct {
 	cfg    *configs.Config
 	auth   *auth.Manager
 	engine *delivery.Engine
+	pause  *sharedPause // nil on the embedded spool
 }
 
 func (d *daemonAccounts) setConfig(c *configs.Config) {
@@ -248,7 +249,11 @@ func folderInfo(f scanfolder.FolderStatus) wire.FolderInfo {
 
 // SetDeliveryPaused implements adminapi.DeliveryControl: delivery stops
 // claiming (in-flight sends finish) while ingest goes on accepting.
-func (d *daemonAccounts) SetDeliveryPaused(_ context.Context, paused bool) error {
+// On a shared spool it pauses every node (clusterpause.go).
+func (d *daemonAccounts) SetDeliveryPaused(ctx context.Context, paused bool) error {
+	if d.pause != nil {
+		return d.pause.set(ctx, paused)
+	}
 	d.engine.Pause(paused)
 	return nil
 }

@@ -46,6 +46,7 @@ type daemon struct {
 	spool       spool.Backend // bbolt or PostgreSQL (spool.backend)
 	auth        *auth.Manager
 	engine      *delivery.Engine
+	pause       *sharedPause // nil unless the spool is shared (PostgreSQL)
 	smtp        *smtpd.Server
 	scans       *scanfolder.Watcher
 	http        *httpServer
@@ -132,6 +133,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 		d.engine.Pause(true)
 		log.Warn("delivery is paused by configuration (delivery.paused: true)")
 	}
+	d.pause = newSharedPause(ctx, d.spool, d.engine, log) // clusterpause.go
 	engineCtx, cancel := context.WithCancel(context.Background())
 	d.engineCancel = cancel
 	d.engineDone = make(chan error, 1)
@@ -173,7 +175,7 @@ func startDaemon(ctx context.Context, p *plan, cfgPath string, log *slog.Logger,
 	if err := d.startAlerter(ctx, p); err != nil {
 		return nil, err
 	}
-	d.accounts = &daemonAccounts{cfg: cfg, auth: d.auth, engine: d.engine}
+	d.accounts = &daemonAccounts{cfg: cfg, auth: d.auth, engine: d.engine, pause: d.pause}
 	svc := adminapi.NewService(d.spool, d.accounts, daemonInfo{d: d}, adminapi.Options{Logger: log})
 	d.adminLn, err = adminapi.Listen(cfg.Admin.Socket, 0o660, cfg.Admin.Group)
 	if err != nil {
