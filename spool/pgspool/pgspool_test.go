@@ -244,15 +244,23 @@ func TestPeerWakeUps(t *testing.T) {
 
 	drain(a)
 	drain(b)
+	start := time.Now()
 	enqueue(a)
 	if len(a.Notify()) != 1 {
 		t.Fatal("the committing node was not woken by the time Enqueue returned")
 	}
 	drain(a)
+	// b's wake-up for this commit is waited for here: its notification
+	// can reach b's listener hundreds of milliseconds late on a loaded
+	// machine, and a wake-up still pending would land in the burst below
+	// and pass for an early one (CI-like load: 1 in about 25 runs).
+	if d := waitWake(b, start); d < delay {
+		t.Fatalf("b woken %v after a's commit, before the peer delay %v", d, delay)
+	}
 	// b's commit reaches a's listener after a's own, on the same
 	// connection: were a's own NOTIFY passed on, a would wake before b's
 	// delay ran out.
-	start := time.Now()
+	start = time.Now()
 	enqueue(b)
 	drain(b)
 	if d := waitWake(a, start); d < delay {
