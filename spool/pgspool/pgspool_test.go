@@ -253,7 +253,7 @@ func TestPeerWakeUps(t *testing.T) {
 	// b's wake-up for this commit is waited for here: its notification
 	// can reach b's listener hundreds of milliseconds late on a loaded
 	// machine, and a wake-up still pending would land in the burst below
-	// and pass for an early one (CI-like load: 1 in about 25 runs).
+	// and pass for an early one.
 	if d := waitWake(b, start); d < delay {
 		t.Fatalf("b woken %v after a's commit, before the peer delay %v", d, delay)
 	}
