@@ -313,6 +313,9 @@ func (s *Spool) init() (err error) {
 
 func checkSchema(tx *bolt.Tx) error {
 	v := tx.Bucket(bktMeta).Get([]byte("schema"))
+	if len(v) == 1 && v[0] > schemaVersion {
+		return fmt.Errorf("spool: %w: spool.db has schema version %d, newer than this spoold knows (%d): run the spoold that wrote it, or a newer one", ErrNewerSchema, v[0], schemaVersion)
+	}
 	if len(v) != 1 || v[0] != schemaVersion {
 		return fmt.Errorf("spool: %w: unsupported schema version %v", ErrCorrupt, v)
 	}

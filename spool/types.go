@@ -203,4 +203,7 @@ var (
 	ErrCorrupt     = errors.New("spool: database is corrupt")
 	ErrReadOnly    = errors.New("spool: opened read-only")
 	ErrInvalid     = errors.New("spool: invalid request")
+	// ErrNewerSchema: the spool was written by a newer spoold (a downgrade).
+	// Neither restoring nor salvaging is the fix, and neither is a restart.
+	ErrNewerSchema = errors.New("spool: written by a newer spoold")
 )

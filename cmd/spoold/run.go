@@ -187,13 +187,16 @@ Flags:
 
 // adminMustFix says what a person must do when err is a start-up refusal
 // that starting again cannot cure: a token key that is missing or wrong, a
-// spool.db that is damaged or gone while mail remains. A restart loop would
+// spool.db that is damaged or gone while mail remains, a spool a newer
+// spoold wrote. A restart loop would
 // only repeat the error (and, for a damaged spool, its full consistency
 // check) every few seconds. "" for everything else.
 func adminMustFix(err error) string {
 	switch {
 	case seal.NeedsAdmin(err):
 		return "fix the key as above"
+	case errors.Is(err, spool.ErrNewerSchema):
+		return "install the newer spoold as above"
 	case errors.Is(err, spool.ErrCorrupt), errors.Is(err, spool.ErrNoDatabase):
 		return "restore or salvage the spool as above"
 	}

@@ -317,7 +317,7 @@ func (s *Spool) migrate(ctx context.Context) error {
 		s.log.Info("schema migration applied", "migration", name)
 	}
 	if have > latest {
-		return fmt.Errorf("pgspool: the database's spool schema is version %d, newer than this spoold knows (%d): upgrade spoold on this node before starting it", have, latest)
+		return fmt.Errorf("pgspool: %w: the database's spool schema is version %d, newer than this spoold knows (%d): upgrade spoold on this node before starting it", spool.ErrNewerSchema, have, latest)
 	}
 	return nil
 }
