@@ -1,6 +1,6 @@
 package main
 
-// This is the only file of spoolctl that links the spool (and so bbolt) or
+// This and migrate.go are the only files of spoolctl that link the spool (and so bbolt) or
 // the admin API's server side: the modes that work without the daemon. Every
 // other file talks to spoold through package wire only (TestImportRule).
 //
