@@ -12,7 +12,9 @@
 // lives in the spool database and every change is committed before anything
 // is sent, so a restart or a kill -9 sends nothing twice (except the one
 // notification that was being sent at the moment of a kill, as with any
-// at-least-once delivery).
+// at-least-once delivery). On a spool several nodes share, one node at a
+// time leads the alerts and the others only report their own disk, pause
+// and unclean stop through it (see cluster.go).
 //
 // A channel that fails is retried with backoff (Options.Retry) on its own
 // goroutine, counted in spoold_alerts_failed_total{channel}; neither a slow

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,9 +60,9 @@ type Deps struct {
 const (
 	keyActive = "active/" // + condition key: activeRecord
 	keyOut    = "out/"    // + channel + "/" + notification ID: outItem
-	keyRun    = "run"     // runRecord
+	keyRun    = "run"     // runRecord; on a shared spool "run/" + node
 	keyDigest = "digest"  // digestRecord
-	keyPaused = "paused"  // time delivery was first seen paused
+	keyPaused = "paused"  // time delivery was first seen paused; on a shared spool "paused/" + node
 	keyDelay  = "delay/"  // + message ID: time its sender was warned
 )
 
@@ -134,7 +135,18 @@ type Alerter struct {
 	delayed  map[string]time.Time
 	loaded   bool
 	stopLoop context.CancelFunc
-	loops    sync.WaitGroup
+	loops    sync.WaitGroup // the check loop
+
+	// On a spool shared by nodes (node != ""), one node at a time leads:
+	// see cluster.go. Only the check loop (and Stop after it) touch slot,
+	// leadCancel and sendLoops; leading is read by Check and Status too.
+	node       string
+	slots      leaderStore
+	leading    atomic.Bool
+	slot       spool.ConnSlot
+	leadCancel context.CancelFunc
+	sendLoops  sync.WaitGroup
+	ticks      atomic.Int64 // check loop rounds done, for tests to wait on
 }
 
 // New builds an alerter from validated options; Start runs it.
@@ -163,6 +175,11 @@ func New(opts Options, deps Deps) (*Alerter, error) {
 		delayed: map[string]time.Time{}}
 	if a.diskFree == nil {
 		a.diskFree = statfsFree
+	}
+	if ls, ok := deps.Store.(leaderStore); ok && ls.Node() != "" {
+		a.node, a.slots = ls.Node(), ls
+	} else {
+		a.leading.Store(true) // the only node
 	}
 	for _, s := range deps.Secrets {
 		// Very short values would redact ordinary words; the configs
@@ -215,18 +232,19 @@ func (a *Alerter) Load(ctx context.Context) error {
 			if err = json.Unmarshal(v, &o); err == nil {
 				if _, ok := a.stats[o.Channel]; ok {
 					a.out[k] = &o
-				} else {
+				} else if a.node == "" {
 					// The channel was removed from the config: its backlog
-					// has nowhere to go.
+					// has nowhere to go. (On a shared spool another node's
+					// config may still have it.)
 					defer a.writeLocked(ctx, nil, []string{k})
 				}
 			}
-		case k == keyRun:
+		case k == a.runKey():
 			err = json.Unmarshal(v, &prev)
 			haveRun = err == nil
 		case k == keyDigest:
 			err = json.Unmarshal(v, &a.digest)
-		case k == keyPaused:
+		case k == a.pausedKey():
 			err = json.Unmarshal(v, &a.pausedSince)
 		case strings.HasPrefix(k, keyDelay):
 			var t time.Time
@@ -244,13 +262,15 @@ func (a *Alerter) Load(ctx context.Context) error {
 		a.digest.Watermark = now
 		put[keyDigest] = mustJSON(a.digest)
 	}
-	put[keyRun] = mustJSON(runRecord{Running: true, Started: now})
+	put[a.runKey()] = mustJSON(runRecord{Running: true, Started: now})
 	if haveRun && prev.Running && *a.opts.UncleanStop {
-		f := finding{Key: KindUncleanStop, Kind: KindUncleanStop, Severity: SeverityWarning,
-			Title: "spoold restarted after an unclean stop",
-			Text: fmt.Sprintf("spoold started at %s; its previous run (started %s) ended without a clean shutdown: a crash, kill -9, an OOM kill or a power cut. Nothing that was accepted is lost; a message being sent at that moment may be sent once more.",
-				now.Format(time.RFC3339), prev.Started.Format(time.RFC3339)),
-			Fix:   "Find out why in the system journal: journalctl -u spoold -b -1 (and dmesg for the OOM killer).",
+		// On a shared spool the notice is queued into the shared outbox
+		// like any other; the leading node sends it.
+		f := finding{Key: a.localKey(KindUncleanStop), Kind: KindUncleanStop, Severity: SeverityWarning,
+			Title: "spoold" + a.onNode() + " restarted after an unclean stop",
+			Text: fmt.Sprintf("spoold%s started at %s; its previous run (started %s) ended without a clean shutdown: a crash, kill -9, an OOM kill or a power cut. Nothing that was accepted is lost; a message being sent at that moment may be sent once more.",
+				a.onNode(), now.Format(time.RFC3339), prev.Started.Format(time.RFC3339)),
+			Fix:   "Find out why in the system journal" + a.onNode() + ": journalctl -u spoold -b -1 (and dmesg for the OOM killer).",
 			Since: now}
 		a.queueLocked(put, a.alertFor(f, EventNotice, now, now))
 	}
@@ -266,43 +286,76 @@ func (a *Alerter) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopLoop = cancel
+	if a.node == "" {
+		a.startSenders(ctx)
+	}
 	a.loops.Go(func() {
 		t := time.NewTicker(a.opts.CheckInterval)
 		defer t.Stop()
 		for {
+			var lost <-chan struct{}
+			if a.node != "" {
+				lost = a.lead(ctx)
+				if err := a.refresh(ctx); err != nil && ctx.Err() == nil {
+					a.log.Warn("cannot re-read the shared alert state", "err", err)
+				}
+			}
 			if err := a.Check(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("alert check failed", "err", err)
 			}
+			a.ticks.Add(1)
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-lost:
+				a.resign("its database session ended (the database restarted or the link failed); another node takes over")
 			}
 		}
 	})
-	for _, ch := range a.channels {
-		a.loops.Go(func() { a.senderLoop(ctx, ch) })
-	}
 	return nil
 }
 
-// Stop ends the loops and records a clean stop. Call it before the spool
-// closes.
+// startSenders runs one sender per channel until ctx ends.
+func (a *Alerter) startSenders(ctx context.Context) {
+	for _, ch := range a.channels {
+		a.sendLoops.Go(func() { a.senderLoop(ctx, ch) })
+	}
+}
+
+// Stop ends the loops, hands the alerts over to another node and records
+// a clean stop. Call it before the spool closes.
 func (a *Alerter) Stop() {
+	if !a.halt() {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.writeLocked(ctx, map[string][]byte{a.runKey(): mustJSON(runRecord{Running: false})}, nil); err != nil {
+		a.log.Warn("cannot record the clean stop; the next start will report an unclean one", "err", err)
+	}
+}
+
+// halt stops the loops and gives up the leadership, recording nothing (as
+// a kill -9 would, whose database sessions end with it). It reports
+// whether this run was loaded and not yet halted.
+func (a *Alerter) halt() bool {
 	if a.stopLoop != nil {
 		a.stopLoop()
 		a.loops.Wait()
 	}
+	if a.node == "" {
+		a.sendLoops.Wait() // they ended with the loop's context
+	} else {
+		a.resign("")
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.loaded {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.writeLocked(ctx, map[string][]byte{keyRun: mustJSON(runRecord{Running: false})}, nil); err != nil {
-		a.log.Warn("cannot record the clean stop; the next start will report an unclean one", "err", err)
-	}
+	was := a.loaded
+	a.loaded = false
+	return was
 }
 
 // Check evaluates every condition once: it raises new alerts, sends
@@ -314,13 +367,14 @@ func (a *Alerter) Check(ctx context.Context) error {
 	defer a.checkMu.Unlock()
 	now := a.now()
 	wasPaused := a.pausedSince
-	found, skip := a.evaluate(ctx, now)
+	leading := a.leading.Load()
+	found, skip := a.evaluate(ctx, now, leading)
 
 	a.mu.Lock()
 	put := map[string][]byte{}
 	var del []string
 	if !a.pausedSince.Equal(wasPaused) {
-		put[keyPaused] = mustJSON(a.pausedSince)
+		put[a.pausedKey()] = mustJSON(a.pausedSince)
 	}
 	keys := make([]string, 0, len(found))
 	for k := range found {
@@ -349,7 +403,7 @@ func (a *Alerter) Check(ctx context.Context) error {
 		put[keyActive+k] = mustJSON(r)
 	}
 	for k, r := range a.active {
-		if _, still := found[k]; still || slices.Contains(skip, r.Finding.Kind) {
+		if _, still := found[k]; still || slices.Contains(skip, r.Finding.Kind) || !a.owns(k, leading) {
 			continue
 		}
 		delete(a.active, k)
@@ -362,6 +416,9 @@ func (a *Alerter) Check(ctx context.Context) error {
 	a.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if !leading {
+		return nil // the digest, delay warnings and sending are the leader's
 	}
 	if *a.opts.DeadLetterDigest > 0 {
 		if err := a.digestCheck(ctx, now); err != nil {

@@ -40,12 +40,33 @@ const maxFailedFiles = 1000
 
 // evaluate runs every enabled check and returns the conditions active now,
 // by key. A source that fails is logged and skipped: its conditions keep
-// their state until it answers again (skip lists their key prefixes).
-func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]finding, []string) {
+// their state until it answers again (skip lists their kinds). Without
+// shared (the node does not lead the alerts of a shared spool) only this
+// node's own conditions are checked: its disk and its paused delivery.
+func (a *Alerter) evaluate(ctx context.Context, now time.Time, shared bool) (map[string]finding, []string) {
 	out := map[string]finding{}
 	var skip []string
 	add := func(f finding) { out[f.Key] = f }
+
+	stats, err := a.queue.Stats(ctx)
+	if err != nil {
+		a.log.Warn("cannot read the queue counts", "err", err)
+		skip = append(skip, KindQueueDepth, KindQueueAge)
+	}
+	a.localFindings(now, stats, add, &skip)
+	if shared {
+		a.sharedFindings(ctx, now, stats, err == nil, add, &skip)
+	}
+	return out, skip
+}
+
+// sharedFindings checks the conditions of the whole spool: accounts, the
+// queue and the scan folders (mounted alike on every node).
+func (a *Alerter) sharedFindings(ctx context.Context, now time.Time, stats map[spool.State]int, haveStats bool, add func(finding), skip *[]string) {
 	o := a.opts
+	out := map[string]finding{} // what this adds, for hasAccountFinding
+	add0 := add
+	add = func(f finding) { out[f.Key] = f; add0(f) }
 
 	waiting, err := a.queue.WaitingByAccount(ctx)
 	if err != nil {
@@ -73,11 +94,7 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 		}
 	}
 
-	stats, err := a.queue.Stats(ctx)
-	if err != nil {
-		a.log.Warn("cannot read the queue counts", "err", err)
-		skip = append(skip, KindQueueDepth, KindQueueAge)
-	} else {
+	if haveStats {
 		total := stats[spool.StateQueued] + stats[spool.StateDeferred] + stats[spool.StateActive]
 		if n := *o.QueueDepth; n > 0 && total > n {
 			add(finding{Key: KindQueueDepth, Kind: KindQueueDepth, Severity: SeverityWarning,
@@ -89,7 +106,7 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 		if age := *o.QueueAge; age > 0 && total > 0 {
 			if oldest, ok, err := a.oldestWaiting(ctx); err != nil {
 				a.log.Warn("cannot find the oldest waiting message", "err", err)
-				skip = append(skip, KindQueueAge)
+				*skip = append(*skip, KindQueueAge)
 			} else if ok && now.Sub(oldest.Created) > age {
 				f := finding{Key: KindQueueAge, Kind: KindQueueAge, Severity: SeverityWarning,
 					Title: fmt.Sprintf("A message has waited %s", roundAge(now.Sub(oldest.Created))),
@@ -102,20 +119,6 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 				}
 				add(f)
 			}
-		}
-	}
-
-	if min := *o.DiskFree; min > 0 && a.src.DataDir != "" {
-		free, err := a.diskFree(a.src.DataDir)
-		if err != nil {
-			a.log.Warn("cannot read the free disk space", "dir", a.src.DataDir, "err", err)
-			skip = append(skip, KindDiskFree)
-		} else if free < uint64(min) {
-			add(finding{Key: KindDiskFree, Kind: KindDiskFree, Severity: SeverityCritical,
-				Title: fmt.Sprintf("Only %s free for the spool", humanBytes(free)),
-				Text: fmt.Sprintf("The file system of the data directory %s has %s free, less than alerts.disk_free (%s). When it is full, spoold refuses new mail (452 4.3.1) and scans stay in the folder.",
-					a.src.DataDir, humanBytes(free), humanBytes(uint64(min))),
-				Fix: "Free space on that file system (spoolctl purge dead removes dead letters), or move data_dir to a larger one."})
 		}
 	}
 
@@ -135,6 +138,25 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 			add(f)
 		}
 	}
+}
+
+// localFindings checks this node's own conditions: the free space of its
+// data directory and its paused delivery (a pause is per node).
+func (a *Alerter) localFindings(now time.Time, stats map[spool.State]int, add func(finding), skip *[]string) {
+	o := a.opts
+	if min := *o.DiskFree; min > 0 && a.src.DataDir != "" {
+		free, err := a.diskFree(a.src.DataDir)
+		if err != nil {
+			a.log.Warn("cannot read the free disk space", "dir", a.src.DataDir, "err", err)
+			*skip = append(*skip, KindDiskFree)
+		} else if free < uint64(min) {
+			add(finding{Key: a.localKey(KindDiskFree), Kind: KindDiskFree, Severity: SeverityCritical,
+				Title: fmt.Sprintf("Only %s free for the spool%s", humanBytes(free), a.onNode()),
+				Text: fmt.Sprintf("The file system of the data directory %s%s has %s free, less than alerts.disk_free (%s). When it is full, spoold refuses new mail (452 4.3.1) and scans stay in the folder.",
+					a.src.DataDir, a.onNode(), humanBytes(free), humanBytes(uint64(min))),
+				Fix: "Free space on that file system (spoolctl purge dead removes dead letters), or move data_dir to a larger one."})
+		}
+	}
 
 	if a.src.Paused != nil {
 		if a.src.Paused() {
@@ -143,17 +165,16 @@ func (a *Alerter) evaluate(ctx context.Context, now time.Time) (map[string]findi
 			}
 			if d := *o.PausedFor; d > 0 && now.Sub(a.pausedSince) >= d {
 				total := stats[spool.StateQueued] + stats[spool.StateDeferred]
-				add(finding{Key: KindPaused, Kind: KindPaused, Severity: SeverityWarning,
-					Title:   "Delivery is paused",
-					Text:    fmt.Sprintf("Delivery has been paused since %s (longer than alerts.paused_for, %s); mail is accepted and queued but not sent. %d messages wait.", a.pausedSince.Format(time.RFC3339), d, total),
-					Fix:     "Run spoolctl resume when the maintenance is over (and remove delivery.paused from the config if it is set there).",
+				add(finding{Key: a.localKey(KindPaused), Kind: KindPaused, Severity: SeverityWarning,
+					Title:   "Delivery is paused" + a.onNode(),
+					Text:    fmt.Sprintf("Delivery"+a.onNode()+" has been paused since %s (longer than alerts.paused_for, %s); mail is accepted and queued but not sent. %d messages wait.", a.pausedSince.Format(time.RFC3339), d, total),
+					Fix:     "Run spoolctl resume" + a.onNode() + " when the maintenance is over (and remove delivery.paused from the config if it is set there).",
 					Waiting: total, Since: a.pausedSince})
 			}
 		} else {
 			a.pausedSince = time.Time{}
 		}
 	}
-	return out, skip
 }
 
 // accountFindings turns one account's health into its conditions.
