@@ -159,6 +159,13 @@ func writeMsg(tx *bolt.Tx, old, m *Message) error {
 				}
 			}
 		}
+		// The fallback route DeliveredVia reports goes with the message
+		// (delete, purge, retention); it outlived it before.
+		if r := tx.Bucket(bktRoutes); r != nil {
+			if err := r.Delete([]byte(old.ID)); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bktMessages).Delete([]byte(old.ID))
 	}
 	if err := indexMsg(tx, m, true); err != nil {

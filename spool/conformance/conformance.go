@@ -95,6 +95,7 @@ func Run(t *testing.T, s Suite) {
 	t.Run("AlertState", func(t *testing.T) { testAlertState(t, s) })
 	t.Run("WaitingByAccount", func(t *testing.T) { testWaitingByAccount(t, s) })
 	t.Run("Budget", func(t *testing.T) { testBudget(t, s) })
+	t.Run("RouteGoesWithMessage", func(t *testing.T) { testRouteGoesWithMessage(t, s) })
 	t.Run("PropertyStateMachine", func(t *testing.T) { testProperty(t, s) })
 	if s.Peer != nil {
 		t.Run("Nodes", func(t *testing.T) { testNodes(t, s) })

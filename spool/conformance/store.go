@@ -473,6 +473,35 @@ func testBudget(t *testing.T, s Suite) {
 	}
 }
 
+// testRouteGoesWithMessage: the fallback route of a delivered message
+// (DeliveredVia) is removed with the message, by Delete and by Purge;
+// before, it stayed for ever.
+func testRouteGoesWithMessage(t *testing.T, s Suite) {
+	e := newEnv(t, s)
+	e.acct = "own"
+	for _, remove := range []string{"delete", "purge"} {
+		id := e.inState(spool.StateDelivered)
+		if err := e.b.BudgetRecord(ctx, "fallback", id, "own", e.clk.Now(), 1, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if via, err := e.b.DeliveredVia(ctx, id); err != nil || via != "fallback" {
+			t.Fatalf("DeliveredVia = %q, %v; want fallback", via, err)
+		}
+		var err error
+		if remove == "delete" {
+			err = e.b.Delete(ctx, id)
+		} else {
+			_, err = e.b.Purge(ctx, spool.StateDelivered, e.clk.Now().Add(time.Hour))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if via, err := e.b.DeliveredVia(ctx, id); err != nil || via != "" {
+			t.Errorf("after %s: DeliveredVia = %q, %v; want the route gone with the message", remove, via, err)
+		}
+	}
+}
+
 func testAccountUpdate(t *testing.T, s Suite) {
 	e := newEnv(t, s)
 	for _, a := range []string{"zeta", "alpha", "mid"} {

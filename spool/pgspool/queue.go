@@ -175,7 +175,8 @@ func (s *Spool) Delete(ctx context.Context, id string) error {
 		if err := s.mc.CheckDelete(m); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM spool_messages WHERE id = $1", id)
+		// The fallback route (DeliveredVia) goes with the message.
+		_, err = tx.Exec(ctx, "WITH gone AS (DELETE FROM spool_messages WHERE id = $1 RETURNING id) DELETE FROM spool_routes WHERE id IN (SELECT id FROM gone)", id)
 		return dbErr(err)
 	})
 	if err != nil {
@@ -202,7 +203,9 @@ func (s *Spool) Purge(ctx context.Context, state spool.State, olderThan time.Tim
 }
 
 func (s *Spool) purge(ctx context.Context, state spool.State, olderThan time.Time) ([]string, error) {
-	rows, err := s.pool.Query(ctx, "DELETE FROM spool_messages WHERE state = $1 AND updated_ns < $2 RETURNING id", string(state), ns(olderThan))
+	rows, err := s.pool.Query(ctx, `WITH gone AS (DELETE FROM spool_messages WHERE state = $1 AND updated_ns < $2 RETURNING id),
+		routes AS (DELETE FROM spool_routes WHERE id IN (SELECT id FROM gone))
+		SELECT id FROM gone`, string(state), ns(olderThan))
 	if err != nil {
 		return nil, dbErr(err)
 	}
