@@ -672,8 +672,9 @@ func (s *graphSession) fail(ctx context.Context, err error) *SMTPError {
 	return se
 }
 
-// DefaultGraphEndpoint is the global cloud's Graph root.
-const DefaultGraphEndpoint = "https://graph.microsoft.com"
+// DefaultGraphEndpoint is the global cloud's Graph root; auth owns the
+// clouds' endpoints (a US Gov account gets its own from the preset).
+const DefaultGraphEndpoint = auth.GraphGlobal
 
 // validateGraph checks a graph account's own keys.
 func validateGraph(a AccountConfig, ps *field.Problems) {
