@@ -154,6 +154,14 @@ func TestMetrics(t *testing.T) {
 	}}, opts: func(o *Options) { o.Registerer = reg }})
 	h.waitState(h.enqueue(), spool.StateDelivered)
 	h.waitState(h.enqueue("later@dest.example"), spool.StateDeferred)
+	// The engine counts an attempt (and observes its duration) just after
+	// the spool commits its state, so the state can show first: wait for
+	// the counts, then check their values.
+	waitFor(t, "the attempts counted", func() bool {
+		return testutil.ToFloat64(h.eng.m.attempts.WithLabelValues("m365", "delivered", classNone)) >= 1 &&
+			testutil.ToFloat64(h.eng.m.attempts.WithLabelValues("m365", "deferred", ClassTransient)) >= 1 &&
+			testutil.CollectAndCount(reg, "spoold_delivery_duration_seconds") >= 1
+	})
 	if v := testutil.ToFloat64(h.eng.m.attempts.WithLabelValues("m365", "delivered", classNone)); v != 1 {
 		t.Errorf("delivered attempts %v", v)
 	}
