@@ -122,10 +122,8 @@ func (r *budgetRig) account(name string) AccountState {
 // step moves the clock and waits for a scheduler pass on the new time.
 func (r *budgetRig) step(d time.Duration) {
 	r.t.Helper()
-	p := r.eng.passes.Load()
 	r.clock.Add(d)
-	r.eng.wake()
-	waitFor(r.t, "a scheduler pass", func() bool { return r.eng.passes.Load() > p })
+	passAfterStep(r.t, r.eng, "limited") // outage_test.go
 }
 
 func outbox(t *testing.T, dir, id string) bool {
