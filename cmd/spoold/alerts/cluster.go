@@ -116,7 +116,8 @@ func (a *Alerter) lead(ctx context.Context) <-chan struct{} {
 		return nil // another node leads
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		// An unreachable database is logged by the spool already.
+		if ctx.Err() == nil && !errors.Is(err, spool.ErrUnavailable) {
 			a.log.Warn("cannot ask whether another node leads the alerts; trying again at the next check", "err", err)
 		}
 		return nil

@@ -24,6 +24,7 @@ var _ leaderStore = (*pgspool.Spool)(nil)
 // their own loops running, as spoold's nodes do.
 type cluster struct {
 	t     *testing.T
+	pg    *pgtest.Cluster
 	dsn   string
 	world *world
 	hook  *receiver
@@ -33,7 +34,8 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dsn: pgtest.Start(t).NewSchema(t), world: &world{diskFree: 50e9}, hook: newReceiver(t),
+	pg := pgtest.Start(t)
+	c := &cluster{t: t, pg: pg, dsn: pg.NewSchema(t), world: &world{diskFree: 50e9}, hook: newReceiver(t),
 		nodes: map[string]*Alerter{}}
 	// Not Validate'd: the check interval is far below the 1s an admin may
 	// set, so a handover takes milliseconds in the test.
@@ -251,4 +253,29 @@ func TestClusterLocalConditions(t *testing.T) {
 	if al := c.hook.alerts(t)[0]; !strings.Contains(al.Title, "node-1") {
 		t.Errorf("the disk alert does not name the node: %q", al.Title)
 	}
+}
+
+// TestClusterDatabaseRestart: a database restart ends the leader's session
+// and with it the leadership; the leader stops, one node (the same or
+// another) leads again once the database is back, and a condition raised
+// then is alerted once.
+func TestClusterDatabaseRestart(t *testing.T) {
+	c := newCluster(t)
+	c.start("node-0")
+	c.start("node-1")
+	c.leader()
+	c.pg.Stop(t)
+	spooltest.WaitFor(t, "the leader to see its database session end and stop leading", 20*time.Second, func() bool {
+		for _, a := range c.nodes {
+			if a.Leading() {
+				return false
+			}
+		}
+		return true
+	})
+	c.pg.Restart(t)
+	c.leader()
+	c.world.set(func(w *world) { w.health = needsReauth("m365") })
+	c.settled("account_needs_reauth/m365")
+	c.wantEvents(map[string]int{"started account_needs_reauth/m365": 1})
 }
