@@ -85,20 +85,7 @@ func newSharedPause(ctx context.Context, sp spool.Backend, engine pauser, log *s
 	}
 	s := &sharedPause{sp: sp, engine: engine, node: pg.Node(), log: log.With("component", "delivery"), now: time.Now}
 	s.sync(ctx, true)
-	go func() {
-		t := time.NewTicker(sharedAuthEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c, cancel := context.WithTimeout(ctx, sharedAuthEvery)
-				s.sync(c, false)
-				cancel()
-			}
-		}
-	}()
+	go everySharedSync(ctx, func(c context.Context) { s.sync(c, false) })
 	return s
 }
 

@@ -103,20 +103,24 @@ func (d *daemon) syncSharedAuth(ctx context.Context) {
 	if _, ok := d.spool.(*pgspool.Spool); !ok {
 		return
 	}
-	go func() {
-		t := time.NewTicker(sharedAuthEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				c, cancel := context.WithTimeout(ctx, sharedAuthEvery)
-				d.auth.SyncShared(c)
-				cancel()
-			}
+	go everySharedSync(ctx, d.auth.SyncShared)
+}
+
+// everySharedSync runs sync every sharedAuthEvery, each run bounded by
+// that period, until ctx ends: the re-reads of what other nodes changed.
+func everySharedSync(ctx context.Context, sync func(context.Context)) {
+	t := time.NewTicker(sharedAuthEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c, cancel := context.WithTimeout(ctx, sharedAuthEvery)
+			sync(c)
+			cancel()
 		}
-	}()
+	}
 }
 
 // sharedAuthEvery is how often a node re-reads the shared grants: two
