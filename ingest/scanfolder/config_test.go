@@ -128,7 +128,7 @@ func TestLogComponent(t *testing.T) {
 	}
 	defer w.Close()
 	_ = w.Start(t.Context()) // the missing folder is logged
-	waitFor(t, 5*time.Second, "a log record", func() bool {
+	waitFor(t, waitLong, "a log record", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return logs.Len() > 0
