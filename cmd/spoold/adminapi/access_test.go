@@ -326,7 +326,7 @@ func TestAuditPrunerExpiresOldEntries(t *testing.T) {
 		defer close(done)
 		RunAuditPruner(pctx, e.sp, DefaultAuditRetention, time.Millisecond, func() time.Time { return t0 }, slog.New(slog.DiscardHandler))
 	}()
-	spooltest.WaitFor(t, "the 2 entries older than 90d pruned", 10*time.Second, func() bool {
+	spooltest.WaitFor(t, "the 2 entries older than 90d pruned", 30*time.Second, func() bool {
 		es, _ := e.sp.AuditList(ctx, time.Time{}, 0)
 		return len(es) == 2
 	})
