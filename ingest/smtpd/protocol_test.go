@@ -472,14 +472,16 @@ func TestDataTimeoutStoresNothing(t *testing.T) {
 // TestSlowDataWithinTimeout: ReadTimeout bounds silence, not the transfer.
 func TestSlowDataWithinTimeout(t *testing.T) {
 	lc := baseListener()
-	lc.ReadTimeout = time.Second
+	lc.ReadTimeout = 2 * time.Second
 	lc.DataMinRate = -1 // this test is about the read timeout alone (the rate check has its own tests)
 	fs := &fakeSpool{}
 	c := startSession(t, lc, fs)
 	c.beginData("a@corp.example", "b@corp.example")
 	c.raw("Subject: slow\r\n\r\n")
-	for i := 0; i < 6; i++ { // 6 x 300ms > ReadTimeout, each gap < ReadTimeout
-		time.Sleep(300 * time.Millisecond)
+	// 8 x 400ms > ReadTimeout, each gap well below it: a loaded machine
+	// stretching one pause by a second does not make it silence.
+	for i := 0; i < 8; i++ {
+		time.Sleep(400 * time.Millisecond)
 		c.raw("chunk\r\n")
 	}
 	c.raw(".\r\n")
