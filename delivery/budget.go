@@ -44,13 +44,32 @@ type budget struct {
 	// only when its attempt ends: counted twice meanwhile, the next message
 	// of an account with room left waited a minute for "sends in flight".
 	reserved int
-	held     map[string]int
+	held     map[string]reservation
+}
+
+// reservation is one message's reserved recipients and when they were
+// reserved: a budget entry of that message from then on counts them.
+type reservation struct {
+	n  int
+	at time.Time
 }
 
 // unreserve ends message id's reservation, if it still has one.
 func (b *budget) unreserve(id string) {
-	b.reserved -= b.held[id]
+	b.reserved -= b.held[id].n
 	delete(b.held, id)
+}
+
+// countedByEntries ends the reservations that entries now count: on a
+// shared spool a worker re-reads the window while another is between its
+// send's record and its unreserve (spend), and counted twice there the
+// account waited a minute for "sends in flight" that had been sent.
+func (b *budget) countedByEntries() {
+	for _, en := range b.entries {
+		if r, ok := b.held[en.ID]; ok && !en.At.Before(r.at) {
+			b.unreserve(en.ID)
+		}
+	}
 }
 
 // add counts an entry once: on a shared spool another worker's reload
@@ -148,9 +167,10 @@ func (e *Engine) overBudget(ctx context.Context, a *account, m *spool.Message, l
 		e.m.budgetHeld.WithLabelValues(a.cfg.Name).Set(0)
 		a.budget.reserved += need
 		if a.budget.held == nil {
-			a.budget.held = map[string]int{}
+			a.budget.held = map[string]reservation{}
 		}
-		a.budget.held[m.ID] += need
+		r := a.budget.held[m.ID]
+		a.budget.held[m.ID] = reservation{n: r.n + need, at: now}
 		return time.Time{}, "", false, func() {
 			e.mu.Lock()
 			a.budget.unreserve(m.ID)
@@ -187,10 +207,8 @@ func (e *Engine) spend(bg context.Context, a *account, m *spool.Message, n int, 
 		return // nothing counts, and no route to record
 	}
 	now := e.opts.Clock()
-	if err := e.budgets.BudgetRecord(bg, a.cfg.Name, m.ID, m.Account, now, n, now.Add(-budgetWindow)); err != nil {
+	if err := e.recordBudget(bg, a, m, now, n); err != nil { // cluster.go
 		log.Error("recording recipients in the daily budget", "err", err)
-	} else {
-		e.recordedShared(bg, a, m, log) // cluster.go
 	}
 	if a.cfg.DailyRecipientLimit <= 0 {
 		return

@@ -336,21 +336,17 @@ func (e *Engine) overBudgetShared(ctx context.Context, a *account, m *spool.Mess
 	}
 }
 
-// recordedShared ends m's reservation in the shared budget once its
-// record counts the recipients sent, not only when the attempt ends:
-// counted twice meanwhile, the other nodes' next messages waited for
-// "sends in flight" that had been sent. The release after the attempt
+// recordBudget records the n recipients of m delivered through a. On a
+// shared spool the record gives back m's reservation in the same commit:
+// in two commits the send counted twice in between, as sent and as
+// reserved, and another node deciding in that moment made its mail wait
+// for "sends in flight" that had been sent. The release after the attempt
 // then finds nothing left to give back.
-func (e *Engine) recordedShared(bg context.Context, a *account, m *spool.Message, log *slog.Logger) {
-	cl := e.cluster()
-	if cl == nil || a.cfg.DailyRecipientLimit <= 0 {
-		return
+func (e *Engine) recordBudget(bg context.Context, a *account, m *spool.Message, now time.Time, n int) error {
+	if cl := e.cluster(); cl != nil && a.cfg.DailyRecipientLimit > 0 {
+		return cl.RecordReserved(bg, a.cfg.Name, clusterReserveID(m.ID), m.ID, m.Account, now, n, now.Add(-budgetWindow))
 	}
-	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
-	defer cancel()
-	if err := cl.CancelBudget(ctx, a.cfg.Name, clusterReserveID(m.ID)); err != nil {
-		log.Warn("ending a budget reservation shared by the nodes after its send was recorded; it counts twice until the attempt ends", "err", err)
-	}
+	return e.budgets.BudgetRecord(bg, a.cfg.Name, m.ID, m.Account, now, n, now.Add(-budgetWindow))
 }
 
 // reloadSharedBudget reads a's window from the spool before each decision:
@@ -372,6 +368,7 @@ func (e *Engine) reloadSharedBudget(ctx context.Context, a *account, log *slog.L
 	}
 	e.mu.Lock()
 	a.budget.entries, a.budget.loaded = kept, true
+	a.budget.countedByEntries()
 	e.mu.Unlock()
 }
 

@@ -40,6 +40,9 @@ func (s *slotsSpool) ReserveBudget(ctx context.Context, account, id string, n, l
 }
 
 func (s *slotsSpool) CancelBudget(ctx context.Context, account, id string) error { return nil }
+func (s *slotsSpool) RecordReserved(ctx context.Context, account, reservationID, id, own string, at time.Time, n int, forgetBefore time.Time) error {
+	return s.BudgetRecord(ctx, account, id, own, at, n, forgetBefore)
+}
 
 func (s *slotsSpool) counts() (free, tries int) {
 	s.mu.Lock()

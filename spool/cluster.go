@@ -40,6 +40,11 @@ type ClusterLimits interface {
 	// the window ending now; CancelBudget gives them back.
 	ReserveBudget(ctx context.Context, account, id string, n, limit int, window time.Duration, now time.Time) (ok bool, used int, err error)
 	CancelBudget(ctx context.Context, account, id string) error
+	// RecordReserved is BudgetRecord that also gives back the reservation
+	// reservationID in the same transaction: between two commits the send
+	// counted twice, as sent and as reserved, and another node's
+	// ReserveBudget in that moment refused a message the budget had room for.
+	RecordReserved(ctx context.Context, account, reservationID, id, own string, at time.Time, n int, forgetBefore time.Time) error
 }
 
 // GrantLocker runs a token refresh under a lock of the account's grant

@@ -132,6 +132,19 @@ func (s *Spool) AlertWrite(ctx context.Context, put map[string][]byte, del []str
 // at at and forgets the account's entries before forgetBefore, in one
 // transaction (see spool.Spool.BudgetRecord).
 func (s *Spool) BudgetRecord(ctx context.Context, account, id, own string, at time.Time, n int, forgetBefore time.Time) error {
+	return s.budgetRecord(ctx, account, "", id, own, at, n, forgetBefore)
+}
+
+// RecordReserved is BudgetRecord that also deletes the reservation
+// reservationID (ReserveBudget) in the same transaction (spool.ClusterLimits).
+func (s *Spool) RecordReserved(ctx context.Context, account, reservationID, id, own string, at time.Time, n int, forgetBefore time.Time) error {
+	if reservationID == "" {
+		return fmt.Errorf("spool: recording recipients of %q: %w: empty reservation", id, spool.ErrInvalid)
+	}
+	return s.budgetRecord(ctx, account, reservationID, id, own, at, n, forgetBefore)
+}
+
+func (s *Spool) budgetRecord(ctx context.Context, account, reservationID, id, own string, at time.Time, n int, forgetBefore time.Time) error {
 	if account == "" || strings.IndexByte(account, 0) >= 0 || id == "" || n < 0 {
 		return fmt.Errorf("spool: recording recipients of %q for account %q: %w: empty or invalid name or count", id, account, spool.ErrInvalid)
 	}
@@ -146,6 +159,11 @@ func (s *Spool) BudgetRecord(ctx context.Context, account, id, own string, at ti
 		if _, err := tx.Exec(ctx, `INSERT INTO spool_budget (account, at_ns, id, recipients) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (account, at_ns, id) DO UPDATE SET recipients = excluded.recipients`, account, budgetNS(at), id, n); err != nil {
 			return err
+		}
+		if reservationID != "" {
+			if _, err := tx.Exec(ctx, "DELETE FROM spool_budget WHERE account = $1 AND id = $2", account, reservationID); err != nil {
+				return err
+			}
 		}
 		if own == "" || own == account {
 			return nil
