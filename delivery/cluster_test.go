@@ -124,103 +124,99 @@ func (b *budgetHook) RecordReserved(ctx context.Context, account, reservationID,
 	return err
 }
 
-// A send is counted once in the budget, also in the moment between its
-// record and the end of its attempt: the next message of an account with
-// room left goes at once. (Counted twice, the account waited a minute for
-// "sends in flight", and on a shared spool that node parked every node's
-// mail for the minute: TestClusterBudgetAcrossNodes then stopped at 4 of
-// 5 on a loaded machine.)
-func TestClusterBudgetCountsEachSendOnce(t *testing.T) {
-	dsn := pgtest.Start(t).NewSchema(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sp := pgtest.Nodes(t, dsn, 1, nil)[0]
-	hook := &budgetHook{Spool: sp}
-	acct := AccountConfig{Name: "m365", Transport: "file", Dir: t.TempDir(), DailyRecipientLimit: 2}
-	e, err := New([]AccountConfig{acct}, hook, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := e.accounts["m365"]
-	ctx := context.Background()
-	msg := func(id string) *spool.Message {
-		return &spool.Message{ID: id, Account: "m365", Recipients: []spool.Recipient{{Addr: "b@example.com", State: spool.RcptPending}}}
-	}
-	// The first message is sent: its recipient reserved, then recorded.
-	// Another worker of this node reads the shared window right after the
-	// record, before the first worker counts it locally.
-	_, reason, over, release1 := e.overBudgetShared(ctx, a, msg("m1"), quiet)
-	if over {
-		t.Fatalf("the first message of an empty budget waits: %s", reason)
-	}
-	hook.afterRecord = func() { e.reloadSharedBudget(ctx, a, quiet) }
-	e.spend(ctx, a, msg("m1"), 1, quiet)
-	hook.afterRecord = nil
-	e.mu.Lock()
-	local := a.budget.trim(e.opts.Clock())
-	e.mu.Unlock()
-	if local != 1 {
-		t.Errorf("this node counts %d recipients sent after one send of one recipient", local)
-	}
-	// The second message is decided before the first send's attempt ends.
-	_, reason, over, release2 := e.overBudgetShared(ctx, a, msg("m2"), quiet)
-	if over {
-		t.Errorf("one of 2 recipients sent, and the next message waits: %s", reason)
-	}
-	release2()
-	release1()
-	// The budget is then full: a third waits.
-	e.spend(ctx, a, msg("m2"), 1, quiet)
-	if _, _, over, release := e.overBudgetShared(ctx, a, msg("m3"), quiet); !over {
-		release()
-		t.Error("2 of 2 recipients sent, and a third message goes")
-	}
-}
-
-// A decision taken by another worker of the node between a send's record
-// and its local count (inside spend) counts that send once too: counted
-// as recorded and as reserved, the next message of an account with room
-// left waited a minute for "sends in flight" (and parked the account's
-// mail on every node): TestClusterBudgetAcrossNodes stopped at 4 of 5
-// about once in 30 loaded runs.
-func TestClusterBudgetDecisionBetweenRecordAndCount(t *testing.T) {
-	dsn := pgtest.Start(t).NewSchema(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+// sharedBudgetEngine is an engine on one PostgreSQL node with a daily limit of 2
+// recipients, whose spool runs hook.afterRecord right after a send's
+// recipients are recorded (the moment before the engine counts them).
+func sharedBudgetEngine(t *testing.T, dsn string) (*Engine, *account, *budgetHook) {
+	t.Helper()
 	hook := &budgetHook{Spool: pgtest.Nodes(t, dsn, 1, nil)[0]}
 	acct := AccountConfig{Name: "m365", Transport: "file", Dir: t.TempDir(), DailyRecipientLimit: 2}
-	e, err := New([]AccountConfig{acct}, hook, newTokens(), Options{Owner: "node-0", Logger: quiet, Hostname: "spoold.test"})
+	e, err := New([]AccountConfig{acct}, hook, newTokens(), Options{Owner: "node-0", Logger: slog.New(slog.DiscardHandler), Hostname: "spoold.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := e.accounts["m365"]
+	return e, e.accounts["m365"], hook
+}
+
+// oneRecipient is a message of account m365 with one pending recipient.
+func oneRecipient(id string) *spool.Message {
+	return &spool.Message{ID: id, Account: "m365", Recipients: []spool.Recipient{{Addr: "b@example.com", State: spool.RcptPending}}}
+}
+
+// A send is counted once in the budget, also in the moment between its
+// record and the end of its attempt: the next message of an account with
+// room left goes at once. Counted twice (as recorded and as reserved), the
+// account waited for "sends in flight": a minute on the node, which on a
+// shared spool parked every node's mail for the minute, or 5 s across the
+// nodes. TestClusterBudgetAcrossNodes stopped at 4 of 5 on loaded
+// machines, first for the moment after the attempt, then (about once in
+// 30 runs) for the moment inside spend.
+func TestClusterBudgetCountsEachSendOnce(t *testing.T) {
+	cluster := pgtest.Start(t)
 	ctx := context.Background()
-	msg := func(id string) *spool.Message {
-		return &spool.Message{ID: id, Account: "m365", Recipients: []spool.Recipient{{Addr: "b@example.com", State: spool.RcptPending}}}
-	}
-	_, reason, over, release1 := e.overBudgetShared(ctx, a, msg("m1"), quiet)
-	if over {
-		t.Fatalf("the first message of an empty budget waits: %s", reason)
-	}
-	var (
-		reason2  string
-		over2    bool
-		release2 = func() {}
-	)
-	hook.afterRecord = func() {
-		_, reason2, over2, release2 = e.overBudgetShared(ctx, a, msg("m2"), quiet)
-	}
-	e.spend(ctx, a, msg("m1"), 1, quiet)
-	hook.afterRecord = nil
-	if over2 {
-		t.Errorf("one of 2 recipients sent, and the next message, decided between the send's record and its count, waits: %s", reason2)
-	}
-	release2()
-	release1()
-	e.mu.Lock()
-	reserved := a.budget.reserved
-	e.mu.Unlock()
-	if reserved != 0 {
-		t.Errorf("%d recipients still reserved after both attempts ended", reserved)
-	}
+	quiet := slog.New(slog.DiscardHandler)
+
+	t.Run("re-read after the record", func(t *testing.T) {
+		e, a, hook := sharedBudgetEngine(t, cluster.NewSchema(t))
+		// The first message is sent: its recipient reserved, then
+		// recorded. Another worker of this node reads the shared window
+		// right after the record, before the first worker counts it.
+		_, reason, over, release1 := e.overBudgetShared(ctx, a, oneRecipient("m1"), quiet)
+		if over {
+			t.Fatalf("the first message of an empty budget waits: %s", reason)
+		}
+		hook.afterRecord = func() { e.reloadSharedBudget(ctx, a, quiet) }
+		e.spend(ctx, a, oneRecipient("m1"), 1, quiet)
+		hook.afterRecord = nil
+		e.mu.Lock()
+		local := a.budget.trim(e.opts.Clock())
+		e.mu.Unlock()
+		if local != 1 {
+			t.Errorf("this node counts %d recipients sent after one send of one recipient", local)
+		}
+		// The second message is decided before the first send's attempt ends.
+		_, reason, over, release2 := e.overBudgetShared(ctx, a, oneRecipient("m2"), quiet)
+		if over {
+			t.Errorf("one of 2 recipients sent, and the next message waits: %s", reason)
+		}
+		release2()
+		release1()
+		// The budget is then full: a third waits.
+		e.spend(ctx, a, oneRecipient("m2"), 1, quiet)
+		if _, _, over, release := e.overBudgetShared(ctx, a, oneRecipient("m3"), quiet); !over {
+			release()
+			t.Error("2 of 2 recipients sent, and a third message goes")
+		}
+	})
+
+	t.Run("decision between the record and the count", func(t *testing.T) {
+		e, a, hook := sharedBudgetEngine(t, cluster.NewSchema(t))
+		_, reason, over, release1 := e.overBudgetShared(ctx, a, oneRecipient("m1"), quiet)
+		if over {
+			t.Fatalf("the first message of an empty budget waits: %s", reason)
+		}
+		var (
+			reason2  string
+			over2    bool
+			release2 = func() {}
+		)
+		hook.afterRecord = func() {
+			_, reason2, over2, release2 = e.overBudgetShared(ctx, a, oneRecipient("m2"), quiet)
+		}
+		e.spend(ctx, a, oneRecipient("m1"), 1, quiet)
+		hook.afterRecord = nil
+		if over2 {
+			t.Errorf("one of 2 recipients sent, and the next message, decided between the send's record and its count, waits: %s", reason2)
+		}
+		release2()
+		release1()
+		e.mu.Lock()
+		reserved := a.budget.reserved
+		e.mu.Unlock()
+		if reserved != 0 {
+			t.Errorf("%d recipients still reserved after both attempts ended", reserved)
+		}
+	})
 }
 
 // stallLink dials the upstream through connections whose writes can be
