@@ -242,15 +242,10 @@ func (a *Alerter) Load(ctx context.Context) error {
 		case k == a.runKey():
 			err = json.Unmarshal(v, &prev)
 			haveRun = err == nil
-		case k == keyDigest:
-			err = json.Unmarshal(v, &a.digest)
 		case k == a.pausedKey():
 			err = json.Unmarshal(v, &a.pausedSince)
-		case strings.HasPrefix(k, keyDelay):
-			var t time.Time
-			if err = json.Unmarshal(v, &t); err == nil {
-				a.delayed[strings.TrimPrefix(k, keyDelay)] = t
-			}
+		default:
+			_, err = a.readLeaderRecord(k, v)
 		}
 		if err != nil {
 			a.log.Warn("ignoring an unreadable alert record", "key", k, "err", err)

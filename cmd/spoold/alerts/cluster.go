@@ -173,22 +173,30 @@ func (a *Alerter) takeOver(ctx context.Context) error {
 	a.active, a.out = a.parseShared(st)
 	a.delayed = map[string]time.Time{}
 	for k, v := range st {
-		var err error
-		switch {
-		case k == keyDigest:
-			err = json.Unmarshal(v, &a.digest)
-		case strings.HasPrefix(k, keyDelay):
-			var t time.Time
-			if err = json.Unmarshal(v, &t); err == nil {
-				a.delayed[strings.TrimPrefix(k, keyDelay)] = t
-			}
-		}
-		if err != nil {
+		if _, err := a.readLeaderRecord(k, v); err != nil {
 			a.log.Warn("ignoring an unreadable alert record", "key", k, "err", err)
 		}
 	}
 	a.lastDead = -1 // the digest rescans
 	return nil
+}
+
+// readLeaderRecord reads record k if it is the digest or a delay warning,
+// the leader's bookkeeping that Load and takeOver both restore; ok is
+// false for any other key (a.mu held).
+func (a *Alerter) readLeaderRecord(k string, v []byte) (ok bool, err error) {
+	switch {
+	case k == keyDigest:
+		return true, json.Unmarshal(v, &a.digest)
+	case strings.HasPrefix(k, keyDelay):
+		var t time.Time
+		if err := json.Unmarshal(v, &t); err != nil {
+			return true, err
+		}
+		a.delayed[strings.TrimPrefix(k, keyDelay)] = t
+		return true, nil
+	}
+	return false, nil
 }
 
 // refresh reads the shared state on every check of a shared spool. The
