@@ -37,15 +37,31 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago; a
 // caller that loses the race to bind it sees an "address in use" error.
+// It never returns a port twice in one test process: servers a test picks
+// ports for before starting any (several nodes) would otherwise be given
+// the same one, and the second would find the first answering there.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // SyncBuffer is a bytes.Buffer that goroutines (a logger, a child process's
 // output copier) may write while the test reads it.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -380,7 +381,18 @@ func (n *node) waitReady(p *proc, timeout time.Duration) bool {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+		// The answer must be this node's: a spoold that lost the bind
+		// race exits, and another process may answer on the port. Its
+		// admin socket is this node's own.
+		c, err := net.DialTimeout("unix", n.Socket(), 2*time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
 	})
 	return ok && !p.Exited()
 }
